@@ -1,0 +1,46 @@
+# fwassemble: the two commands a newcomer runs are `make demo` and `make test`.
+SHELL := /bin/bash
+export PATH := /opt/swift/usr/bin:$(PATH)
+
+# Debian packages the build, the test disks and the tests need (installed only when missing).
+APT_PACKAGES := pkg-config libblkid-dev e2fslibs-dev zlib1g-dev liblz4-dev libzstd-dev liblzma-dev \
+	liblzo2-dev e2fsprogs fdisk gdisk util-linux squashfs-tools erofs-utils dosfstools mtools attr \
+	pigz libarchive-tools xz-utils zstd python3
+
+SWIFT_FLAGS ?=
+BIN := .build/debug/fwassemble
+IMAGES := images/out
+
+.PHONY: all deps build release images demo test clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		if [ "$$(id -u)" != 0 ]; then echo "need root to apt-get install: $$missing" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@command -v swift >/dev/null || { echo "Swift 6 is needed (expected at /opt/swift)" >&2; exit 1; }
+
+build: deps
+	swift build $(SWIFT_FLAGS)
+
+release: deps
+	swift build -c release $(SWIFT_FLAGS)
+
+# Test disks: built by the recipes in images/, once per run (a recipe runs again only when it
+# or the shared tree changed).
+images: deps
+	bash images/build.sh $(IMAGES)
+
+demo: build
+	bash images/build.sh $(IMAGES) sample
+	$(BIN) inspect $(IMAGES)/sample.img
+
+test: build images
+	swift test $(SWIFT_FLAGS)
+
+clean:
+	rm -rf .build $(IMAGES)

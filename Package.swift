@@ -1,0 +1,66 @@
+// swift-tools-version: 6.0
+// fwassemble: raw multi-partition firmware disk -> one faithful rootfs.tar.gz.
+// Modules follow the data flow: DiskImage -> PartitionTable -> FileSystems (+ one module per
+// format) -> MountPlan -> Assembly -> Archive, with DockerState reading the assembled namespace
+// and FirmwareAssembler as the public facade the CLI (and later the C ABI) calls.
+import PackageDescription
+
+func cLibrary(_ name: String, pkgConfig: String, apt: String) -> Target {
+    .systemLibrary(name: name, pkgConfig: pkgConfig, providers: [.apt([apt])])
+}
+
+let package = Package(
+    name: "fwassemble",
+    products: [
+        .library(name: "FirmwareAssembler", targets: ["FirmwareAssembler"]),
+        .executable(name: "fwassemble", targets: ["fwassemble"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries (Debian -dev packages), wrapped as system-library targets.
+        cLibrary("CBlkid", pkgConfig: "blkid", apt: "libblkid-dev"),
+        cLibrary("CExt2fs", pkgConfig: "ext2fs", apt: "e2fslibs-dev"),
+        cLibrary("CZlib", pkgConfig: "zlib", apt: "zlib1g-dev"),
+        cLibrary("CLZ4", pkgConfig: "liblz4", apt: "liblz4-dev"),
+        cLibrary("CZstd", pkgConfig: "libzstd", apt: "libzstd-dev"),
+        cLibrary("CLZMA", pkgConfig: "liblzma", apt: "liblzma-dev"),
+        cLibrary("CLZO", pkgConfig: "lzo2", apt: "liblzo2-dev"),
+
+        // 1. Bytes: raw image files and partition slices, read with pread.
+        .target(name: "DiskImage"),
+        // 2. Partition tables (MBR/EBR, GPT, hybrid) and libblkid probing.
+        .target(name: "PartitionTable", dependencies: ["DiskImage", "CBlkid"]),
+        // 3. Decompressors shared by the filesystem readers.
+        .target(name: "Codecs", dependencies: ["DiskImage", "CZlib", "CLZ4", "CZstd", "CLZMA", "CLZO"]),
+        // 4. The filesystem reader interface, the sorted tree walk, and one module per format.
+        .target(name: "FileSystems", dependencies: ["DiskImage"]),
+        .target(name: "FileSystemExt4", dependencies: ["FileSystems", "DiskImage", "CExt2fs"]),
+        .target(name: "FileSystemSquashFS", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
+        .target(name: "FileSystemEROFS", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
+        .target(name: "FileSystemFAT", dependencies: ["FileSystems", "DiskImage"]),
+        // 5. Archive: streaming tar writer and parallel gzip.
+        .target(name: "Archive", dependencies: ["FileSystems", "CZlib", "CZstd"]),
+        // 6. The facade: everything the CLI does goes through it.
+        .target(name: "FirmwareAssembler", dependencies: [
+            "DiskImage", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
+            "FileSystemEROFS", "FileSystemFAT", "Archive",
+        ]),
+        .executableTarget(name: "fwassemble", dependencies: [
+            "FirmwareAssembler",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "DiskImageTests", dependencies: ["DiskImage"]),
+        .testTarget(name: "PartitionTableTests", dependencies: ["PartitionTable", "DiskImage", "TestSupport"]),
+        .testTarget(name: "CodecsTests", dependencies: ["Codecs", "TestSupport"]),
+        .testTarget(name: "FileSystemsTests", dependencies: [
+            "FileSystems", "FileSystemExt4", "FileSystemSquashFS", "FileSystemEROFS", "FileSystemFAT",
+            "DiskImage", "TestSupport",
+        ]),
+        .testTarget(name: "ArchiveTests", dependencies: ["Archive", "FileSystems", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
+        .target(name: "TestSupport", dependencies: ["FileSystems", "CZlib"], path: "Tests/TestSupport"),
+    ]
+)

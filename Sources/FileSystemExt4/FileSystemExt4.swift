@@ -1,0 +1,1 @@
+// FileSystemExt4 module

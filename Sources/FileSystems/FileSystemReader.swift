@@ -1,0 +1,105 @@
+import DiskImage
+
+/// A read-only filesystem in userspace: ext2/3/4, squashfs, EROFS, FAT.
+///
+/// Readers are lazy: opening one reads the superblock only; inodes and directories are read on
+/// demand, so memory is bounded by what the caller holds, not by the filesystem's size.
+/// A reader is used from one thread at a time.
+public protocol FileSystemReader: AnyObject {
+    /// Short format name: "ext4", "squashfs", "erofs", "vfat".
+    var formatName: String { get }
+    /// Where it lives, for messages: "disk.img partition 3".
+    var sourceName: String { get }
+    /// The root directory's inode.
+    var rootInode: UInt64 { get }
+    /// Everything stored about one inode.
+    func metadata(of inode: UInt64) throws -> Metadata
+    /// The entries of a directory, without "." and "..", in any order.
+    func directoryEntries(of inode: UInt64) throws -> [DirectoryEntry]
+    /// A stream over a regular file's contents (sparse regions read as zeros).
+    func openFile(_ inode: UInt64) throws -> any FileContents
+}
+
+/// Sequential reader of one file's bytes, in chunks the caller sizes.
+public protocol FileContents: AnyObject {
+    /// The file's length in bytes.
+    var size: UInt64 { get }
+    /// Fills `buffer` with the next bytes; returns how many (0 at the end only).
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+}
+
+extension FileSystemReader {
+    /// Looks up a path ("/etc/fstab" or "etc/fstab") without following symlinks in the last
+    /// component; intermediate symlinks are followed inside this filesystem (at most 40 hops).
+    /// Returns nil when a component does not exist.
+    public func lookup(_ path: String) throws -> UInt64? {
+        try lookup(Array(path.utf8))
+    }
+
+    public func lookup(_ path: [UInt8], followLast: Bool = false) throws -> UInt64? {
+        var hops = 0
+        return try resolve(components: PathComponents.split(path), from: rootInode, parents: [], followLast: followLast, hops: &hops)
+    }
+
+    private func resolve(components: [[UInt8]], from start: UInt64, parents: [UInt64], followLast: Bool, hops: inout Int) throws -> UInt64? {
+        var current = start
+        var stack = parents
+        for (i, component) in components.enumerated() {
+            if component == [0x2E] { continue }
+            if component == [0x2E, 0x2E] {
+                current = stack.popLast() ?? rootInode
+                continue
+            }
+            let meta = try metadata(of: current)
+            guard meta.type == .directory else { return nil }
+            guard let entry = try directoryEntries(of: current).first(where: { $0.name == component }) else { return nil }
+            let isLast = i == components.count - 1
+            let target = try metadata(of: entry.inode)
+            if target.type == .symlink, (!isLast || followLast), let link = target.symlinkTarget {
+                hops += 1
+                guard hops <= PathComponents.maximumSymlinkHops else {
+                    throw FWError(.limitExceeded, "more than \(PathComponents.maximumSymlinkHops) symlinks while resolving")
+                }
+                let linkParts = PathComponents.split(link)
+                let base = link.first == 0x2F ? rootInode : current
+                let baseStack = link.first == 0x2F ? [] : stack
+                guard let resolved = try resolve(components: linkParts, from: base, parents: baseStack, followLast: true, hops: &hops) else {
+                    return nil
+                }
+                stack.append(current)
+                current = resolved
+            } else {
+                stack.append(current)
+                current = entry.inode
+            }
+        }
+        return current
+    }
+
+    /// Reads a whole small file (config files: fstab, units, grubenv) with a size cap.
+    public func readSmallFile(_ inode: UInt64, limit: Int = 16 << 20) throws -> [UInt8] {
+        let file = try openFile(inode)
+        guard file.size <= UInt64(limit) else {
+            throw FWError(.limitExceeded, "file of \(file.size) bytes is over the \(limit)-byte limit for configuration files")
+        }
+        var result = [UInt8](repeating: 0, count: Int(file.size))
+        var filled = 0
+        while filled < result.count {
+            let n = try result.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[filled...])) }
+            if n == 0 { break }
+            filled += n
+        }
+        return Array(result[0..<filled])
+    }
+}
+
+/// Path helpers shared by the readers and the walk.
+public enum PathComponents {
+    /// Symlink hops followed while resolving a path, as Linux allows.
+    public static let maximumSymlinkHops = 40
+
+    /// Splits on "/" dropping empty components.
+    public static func split(_ path: [UInt8]) -> [[UInt8]] {
+        path.split(separator: 0x2F, omittingEmptySubsequences: true).map(Array.init)
+    }
+}

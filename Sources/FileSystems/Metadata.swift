@@ -1,0 +1,142 @@
+import DiskImage
+
+/// The kind of a filesystem entry.
+public enum FileType: String, Sendable, Equatable {
+    case regular, directory, symlink, characterDevice, blockDevice, fifo, socket
+}
+
+/// A point in time as a filesystem stores it: seconds since the epoch plus nanoseconds.
+public struct Timestamp: Sendable, Equatable, Comparable, CustomStringConvertible {
+    public var seconds: Int64
+    public var nanoseconds: UInt32
+
+    public init(seconds: Int64, nanoseconds: UInt32 = 0) {
+        self.seconds = seconds
+        self.nanoseconds = nanoseconds
+    }
+
+    public static func < (a: Timestamp, b: Timestamp) -> Bool {
+        (a.seconds, a.nanoseconds) < (b.seconds, b.nanoseconds)
+    }
+
+    public var description: String {
+        nanoseconds == 0 ? "\(seconds)" : "\(seconds).\(String(nanoseconds + 1_000_000_000).dropFirst())"
+    }
+}
+
+/// One extended attribute: full name with namespace prefix ("security.capability",
+/// "trusted.overlay.opaque", "system.posix_acl_access") and its raw value.
+public struct ExtendedAttribute: Sendable, Equatable {
+    public var name: String
+    public var value: [UInt8]
+
+    public init(name: String, value: [UInt8]) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// Device numbers of a character or block device.
+public struct DeviceNumber: Sendable, Equatable {
+    public var major: UInt32
+    public var minor: UInt32
+
+    public init(major: UInt32, minor: UInt32) {
+        self.major = major
+        self.minor = minor
+    }
+
+    /// Splits a Linux `dev_t` as the kernel encodes it (new_decode_dev / huge encoding).
+    public init(linux dev: UInt64) {
+        major = UInt32(((dev >> 8) & 0xFFF) | ((dev >> 32) & ~UInt64(0xFFF)))
+        minor = UInt32((dev & 0xFF) | ((dev >> 12) & ~UInt64(0xFF)))
+    }
+}
+
+/// Everything a filesystem records about one inode, exactly as stored.
+public struct Metadata: Sendable, Equatable {
+    public var type: FileType
+    /// Permission bits including setuid (0o4000), setgid (0o2000) and sticky (0o1000).
+    public var permissions: UInt16
+    public var uid: UInt32
+    public var gid: UInt32
+    public var size: UInt64
+    public var mtime: Timestamp
+    public var atime: Timestamp?
+    public var ctime: Timestamp?
+    /// Number of directory entries naming this inode, as stored (1 where the format keeps none).
+    public var linkCount: UInt32
+    /// Identity inside its filesystem: two entries with the same inode are hardlinks.
+    public var inode: UInt64
+    /// Symlink target, raw bytes (only for `.symlink`).
+    public var symlinkTarget: [UInt8]?
+    /// Only for character and block devices.
+    public var device: DeviceNumber?
+    /// Sorted by name.
+    public var xattrs: [ExtendedAttribute]
+
+    public init(type: FileType, permissions: UInt16, uid: UInt32, gid: UInt32, size: UInt64,
+                mtime: Timestamp, atime: Timestamp? = nil, ctime: Timestamp? = nil,
+                linkCount: UInt32 = 1, inode: UInt64, symlinkTarget: [UInt8]? = nil,
+                device: DeviceNumber? = nil, xattrs: [ExtendedAttribute] = []) {
+        self.type = type
+        self.permissions = permissions
+        self.uid = uid
+        self.gid = gid
+        self.size = size
+        self.mtime = mtime
+        self.atime = atime
+        self.ctime = ctime
+        self.linkCount = linkCount
+        self.inode = inode
+        self.symlinkTarget = symlinkTarget
+        self.device = device
+        self.xattrs = xattrs.sorted { $0.name < $1.name }
+    }
+
+    /// The POSIX `st_mode`: file type bits plus permissions.
+    public var mode: UInt32 {
+        let typeBits: UInt32
+        switch type {
+        case .regular: typeBits = 0o100000
+        case .directory: typeBits = 0o040000
+        case .symlink: typeBits = 0o120000
+        case .characterDevice: typeBits = 0o020000
+        case .blockDevice: typeBits = 0o060000
+        case .fifo: typeBits = 0o010000
+        case .socket: typeBits = 0o140000
+        }
+        return typeBits | UInt32(permissions & 0o7777)
+    }
+
+    /// Type from POSIX `st_mode` type bits (`S_IFMT`), nil if unknown.
+    public static func fileType(mode: UInt32) -> FileType? {
+        switch mode & 0o170000 {
+        case 0o100000: return .regular
+        case 0o040000: return .directory
+        case 0o120000: return .symlink
+        case 0o020000: return .characterDevice
+        case 0o060000: return .blockDevice
+        case 0o010000: return .fifo
+        case 0o140000: return .socket
+        default: return nil
+        }
+    }
+
+    /// The value of an extended attribute, if present.
+    public func xattr(_ name: String) -> [UInt8]? {
+        xattrs.first { $0.name == name }?.value
+    }
+}
+
+/// A name in a directory and the inode it points to.
+public struct DirectoryEntry: Sendable, Equatable {
+    /// Raw name bytes (not necessarily UTF-8), never containing "/" or NUL, never "." or "..".
+    public var name: [UInt8]
+    public var inode: UInt64
+
+    public init(name: [UInt8], inode: UInt64) {
+        self.name = name
+        self.inode = inode
+    }
+}
