@@ -40,12 +40,14 @@ let package = Package(
         .target(name: "FileSystemSquashFS", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
         .target(name: "FileSystemEROFS", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
         .target(name: "FileSystemFAT", dependencies: ["FileSystems", "DiskImage"]),
-        // 5. Archive: streaming tar writer and parallel gzip.
+        // 5. Mount plan: root slot from bootloader state, fstab, systemd units, firmware profiles.
+        .target(name: "MountPlan", dependencies: ["FileSystems", "DiskImage"]),
+        // 6. Archive: streaming tar writer and parallel gzip.
         .target(name: "Archive", dependencies: ["FileSystems", "CZlib", "CZstd"]),
-        // 6. The facade: everything the CLI does goes through it.
+        // 7. The facade: everything the CLI does goes through it.
         .target(name: "FirmwareAssembler", dependencies: [
             "DiskImage", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
-            "FileSystemEROFS", "FileSystemFAT", "Archive",
+            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Archive",
         ]),
         .executableTarget(name: "fwassemble", dependencies: [
             "FirmwareAssembler",
@@ -59,6 +61,7 @@ let package = Package(
             "FileSystems", "FileSystemExt4", "FileSystemSquashFS", "FileSystemEROFS", "FileSystemFAT",
             "DiskImage", "TestSupport",
         ]),
+        .testTarget(name: "MountPlanTests", dependencies: ["MountPlan", "FileSystems", "DiskImage"]),
         .testTarget(name: "ArchiveTests", dependencies: ["Archive", "FileSystems", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
         .target(name: "TestSupport", dependencies: ["FileSystems", "CZlib"], path: "Tests/TestSupport"),
