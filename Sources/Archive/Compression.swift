@@ -1,0 +1,51 @@
+import DiskImage
+import Foundation
+
+/// How the tar stream is compressed.
+public enum Compression: Sendable, Equatable, CustomStringConvertible {
+    case none
+    /// Parallel gzip, level 1-9.
+    case gzip(level: Int)
+    /// Zstandard, level 1-19.
+    case zstd(level: Int)
+
+    public static let defaultGzip = Compression.gzip(level: 6)
+
+    /// Parses "none", "gzip", "zstd" with an optional level (nil: the format's default).
+    public init(name: String, level: Int? = nil) throws {
+        switch name.lowercased() {
+        case "none", "tar": self = .none
+        case "gzip", "gz": self = .gzip(level: level ?? 6)
+        case "zstd", "zst": self = .zstd(level: level ?? 3)
+        default: throw FWError(.invalidArgument, "unknown compression \(name.debugDescription) (none, gzip, zstd)")
+        }
+        try validate()
+    }
+
+    public func validate() throws {
+        switch self {
+        case .none: break
+        case .gzip(let level):
+            guard (1...9).contains(level) else { throw FWError(.invalidArgument, "gzip level \(level) is not between 1 and 9") }
+        case .zstd(let level):
+            guard (1...19).contains(level) else { throw FWError(.invalidArgument, "zstd level \(level) is not between 1 and 19") }
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .none: return "none"
+        case .gzip(let level): return "gzip -\(level)"
+        case .zstd(let level): return "zstd -\(level)"
+        }
+    }
+
+    /// A sink compressing into `downstream` (itself for `.none`). Finishing it finishes `downstream`.
+    public func sink(over downstream: any ByteSink, threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> any ByteSink {
+        switch self {
+        case .none: return downstream
+        case .gzip(let level): return try GzipSink(downstream: downstream, level: level, threads: threads)
+        case .zstd(let level): return try ZstdSink(downstream: downstream, level: level, threads: threads)
+        }
+    }
+}

@@ -1,0 +1,78 @@
+import DiskImage
+import FileSystems
+
+/// One member of a tar archive, before encoding: what `TarWriter` writes.
+public struct TarEntry: Sendable, Equatable {
+    /// The kind of member and what only that kind carries.
+    public enum Kind: Sendable, Equatable {
+        case regular
+        case directory
+        /// Raw target bytes.
+        case symlink(target: [UInt8])
+        /// Another member of the same archive, by its path relative to the root (no "./").
+        case hardlink(target: [UInt8])
+        case characterDevice(DeviceNumber)
+        case blockDevice(DeviceNumber)
+        case fifo
+    }
+
+    /// Path relative to the root, raw bytes, without "./" ("" for the root, "etc/fstab").
+    public var path: [UInt8]
+    public var kind: Kind
+    /// Permission bits including setuid, setgid and sticky (0o7777).
+    public var permissions: UInt16
+    public var uid: UInt32
+    public var gid: UInt32
+    /// Content length (regular files only; 0 otherwise).
+    public var size: UInt64
+    public var mtime: Timestamp
+    /// Written only when the writer's options ask for them.
+    public var atime: Timestamp?
+    public var ctime: Timestamp?
+    /// Written as PAX `SCHILY.xattr.<name>` records with the raw values.
+    public var xattrs: [ExtendedAttribute]
+
+    public init(path: [UInt8], kind: Kind, permissions: UInt16, uid: UInt32 = 0, gid: UInt32 = 0, size: UInt64 = 0,
+                mtime: Timestamp = Timestamp(seconds: 0), atime: Timestamp? = nil, ctime: Timestamp? = nil,
+                xattrs: [ExtendedAttribute] = []) {
+        self.path = path
+        self.kind = kind
+        self.permissions = permissions
+        self.uid = uid
+        self.gid = gid
+        self.size = kind == .regular ? size : 0
+        self.mtime = mtime
+        self.atime = atime
+        self.ctime = ctime
+        self.xattrs = xattrs
+    }
+
+    /// The member for a walked filesystem entry. Sockets have no tar representation: this throws
+    /// `.unsupported` and the caller skips and reports them.
+    public init(path: [UInt8], metadata m: Metadata) throws {
+        let kind: Kind
+        switch m.type {
+        case .regular: kind = .regular
+        case .directory: kind = .directory
+        case .symlink:
+            guard let target = m.symlinkTarget else {
+                throw FWError(.corrupt, "symlink without a target")
+            }
+            kind = .symlink(target: target)
+        case .characterDevice:
+            guard let dev = m.device else { throw FWError(.corrupt, "character device without device numbers") }
+            kind = .characterDevice(dev)
+        case .blockDevice:
+            guard let dev = m.device else { throw FWError(.corrupt, "block device without device numbers") }
+            kind = .blockDevice(dev)
+        case .fifo: kind = .fifo
+        case .socket:
+            throw FWError(.unsupported, "socket not representable in tar; skipped")
+        }
+        self.init(path: path, kind: kind, permissions: m.permissions & 0o7777, uid: m.uid, gid: m.gid,
+                  size: m.size, mtime: m.mtime, atime: m.atime, ctime: m.ctime, xattrs: m.xattrs)
+    }
+
+    /// "/etc/fstab", for messages.
+    public var displayPath: String { "/" + String(decoding: path, as: UTF8.self) }
+}
