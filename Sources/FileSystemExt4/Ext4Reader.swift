@@ -1,0 +1,354 @@
+internal import CExt2fs
+import DiskImage
+import FileSystems
+
+/// A read-only ext2/ext3/ext4 filesystem, read through libext2fs from any `ByteSource` (a
+/// partition slice of a disk image, bytes in memory) by way of `SourceIOManager`.
+///
+/// Opening reads the superblock and group descriptors only; inodes, directories and file
+/// contents are read on demand. Used from one thread at a time (libext2fs handles are not
+/// thread-safe). The journal is not replayed: a filesystem marked "needs recovery" is read as
+/// its blocks are (see `needsRecovery`).
+public final class Ext4Reader: FileSystemReader {
+    public var formatName: String { "ext4" }
+    /// "ext2", "ext3" or "ext4", from the feature flags (as blkid names them).
+    public let variant: String
+    public let sourceName: String
+    public var rootInode: UInt64 { 2 }   // EXT2_ROOT_INO
+    /// The filesystem label (s_volume_name), empty when none.
+    public let label: String
+    /// Block size in bytes.
+    public let blockSize: Int
+    /// The journal holds transactions that were never written back (unclean shutdown); they
+    /// are not replayed, so recent changes may be missing.
+    public let needsRecovery: Bool
+
+    private var fs: ext2_filsys?
+    private let channel: ChannelState
+    private let inodeSize: Int
+    private let inodeCount: UInt32
+    private let highIDs: Bool
+    private let largeDirectories: Bool
+    private let clusterRatioBits: Int
+
+    /// Largest symlink target read (Linux limits them to a page; PATH_MAX is 4096).
+    static let maximumSymlinkLength = 65536
+    /// Bytes libext2fs is asked for per `ext2fs_file_read` call.
+    static let readChunk = 1 << 20
+
+    /// Registers libext2fs's error table with com_err exactly once per process, so that
+    /// `error_message()` returns libext2fs's own texts.
+    private static let errorTable: Void = { initialize_ext2_error_table() }()
+
+    /// Opens the filesystem in `source`. `name` is used in messages ("disk.img partition 7
+    /// (hassos-overlay)"); it defaults to the source's name.
+    public init(source: any ByteSource, name: String? = nil) throws {
+        _ = Self.errorTable
+        let sourceName = name ?? source.name
+        self.sourceName = sourceName
+        let state = ChannelState(source: source)
+        channel = state
+        let channelName = SourceIOManager.register(state)
+        defer { SourceIOManager.unregister(channelName) }
+
+        var handle: ext2_filsys?
+        let flags = Int32(EXT2_FLAG_64BITS | EXT2_FLAG_SKIP_MMP)   // read-only: no EXT2_FLAG_RW
+        let code = ext2fs_open2(channelName, nil, flags, 0, 0, SourceIOManager.manager.pointer, &handle)
+        if code != 0 {
+            // ext2fs_open2 frees its partial handle on failure.
+            throw Self.error(code, "cannot open the ext2/3/4 filesystem", source: sourceName, channel: state)
+        }
+        guard let handle, let sb = handle.pointee.super else {
+            throw FWError(.corrupt, "libext2fs returned no filesystem", partition: sourceName)
+        }
+        let s = sb.pointee
+        let size = Int(s.s_rev_level) == 0 ? 128 : Int(s.s_inode_size)
+        guard size >= 128, size <= Int(handle.pointee.blocksize), size & (size - 1) == 0 else {
+            // ext2fs_open2 already rejects these; kept so the decoder never trusts it blindly.
+            var h: ext2_filsys? = handle
+            _ = ext2fs_close_free(&h)
+            throw FWError(.corrupt, "inode size \(size) is invalid", partition: sourceName)
+        }
+        inodeSize = size
+        inodeCount = s.s_inodes_count
+        highIDs = s.s_creator_os != UInt32(EXT2_OS_HURD)
+        largeDirectories = s.s_feature_incompat & UInt32(EXT4_FEATURE_INCOMPAT_LARGEDIR) != 0
+        clusterRatioBits = Int(handle.pointee.cluster_ratio_bits)
+        blockSize = Int(handle.pointee.blocksize)
+        needsRecovery = s.s_feature_incompat & UInt32(EXT3_FEATURE_INCOMPAT_RECOVER) != 0
+        label = withUnsafeBytes(of: s.s_volume_name) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        let ext4Incompat = UInt32(EXT3_FEATURE_INCOMPAT_EXTENTS | EXT4_FEATURE_INCOMPAT_64BIT
+            | EXT4_FEATURE_INCOMPAT_FLEX_BG | EXT4_FEATURE_INCOMPAT_INLINE_DATA | EXT4_FEATURE_INCOMPAT_MMP
+            | EXT4_FEATURE_INCOMPAT_EA_INODE | EXT4_FEATURE_INCOMPAT_CSUM_SEED | EXT4_FEATURE_INCOMPAT_ENCRYPT
+            | EXT4_FEATURE_INCOMPAT_CASEFOLD | EXT4_FEATURE_INCOMPAT_LARGEDIR)
+        let ext4RoCompat = UInt32(EXT4_FEATURE_RO_COMPAT_HUGE_FILE | EXT4_FEATURE_RO_COMPAT_GDT_CSUM
+            | EXT4_FEATURE_RO_COMPAT_DIR_NLINK | EXT4_FEATURE_RO_COMPAT_EXTRA_ISIZE | EXT4_FEATURE_RO_COMPAT_METADATA_CSUM
+            | EXT4_FEATURE_RO_COMPAT_BIGALLOC | EXT4_FEATURE_RO_COMPAT_QUOTA | EXT4_FEATURE_RO_COMPAT_PROJECT)
+        if s.s_feature_incompat & ext4Incompat != 0 || s.s_feature_ro_compat & ext4RoCompat != 0 {
+            variant = "ext4"
+        } else if s.s_feature_compat & UInt32(EXT3_FEATURE_COMPAT_HAS_JOURNAL) != 0 {
+            variant = "ext3"
+        } else {
+            variant = "ext2"
+        }
+        fs = handle
+    }
+
+    deinit {
+        if fs != nil { _ = ext2fs_close_free(&fs) }
+    }
+
+    // MARK: Errors
+
+    /// libext2fs's own message for `code`, with the source error behind it if a read failed.
+    private static func error(_ code: errcode_t, _ what: String, source: String, channel: ChannelState, path: String? = nil) -> FWError {
+        if let underlying = channel.takeError() {
+            var e = underlying
+            e.message = "\(what): \(underlying.message)"
+            return e.within(partition: source, path: path)
+        }
+        let text = error_message(code).map { String(cString: $0) } ?? "error \(code)"
+        let kind: FWError.Code
+        switch code {
+        case errcode_t(EXT2_ET_UNSUPP_FEATURE), errcode_t(EXT2_ET_RO_UNSUPP_FEATURE):
+            kind = .unsupported
+        case errcode_t(EIO):
+            kind = .io
+        case errcode_t(EXT2_ET_NO_MEMORY):
+            kind = .limitExceeded
+        default:
+            kind = .corrupt
+        }
+        return FWError(kind, "\(what): \(text)", partition: source, path: path)
+    }
+
+    private func check(_ code: errcode_t, _ what: @autoclosure () -> String) throws {
+        guard code != 0 else { return }
+        throw Self.error(code, what(), source: sourceName, channel: channel)
+    }
+
+    private func handle() throws -> ext2_filsys {
+        guard let fs else { throw FWError(.invalidArgument, "filesystem is closed", partition: sourceName) }
+        return fs
+    }
+
+    private func inodeNumber(_ inode: UInt64) throws -> ext2_ino_t {
+        guard let n = ext2_ino_t(exactly: inode), n >= 1, n <= inodeCount else {
+            throw FWError(.corrupt, "inode \(inode) is outside 1...\(inodeCount)", partition: sourceName)
+        }
+        return n
+    }
+
+    // MARK: Inodes
+
+    func readInode(_ inode: UInt64) throws -> Ext4Inode {
+        let fs = try handle()
+        let ino = try inodeNumber(inode)
+        var bytes = [UInt8](repeating: 0, count: inodeSize)
+        let size = Int32(inodeSize)
+        let code = bytes.withUnsafeMutableBytes { raw -> errcode_t in
+            guard let base = raw.baseAddress else { return errcode_t(EXT2_ET_INVALID_ARGUMENT) }
+            return ext2fs_read_inode_full(fs, ino, UnsafeMutablePointer<ext2_inode>(OpaquePointer(base)), size)
+        }
+        try check(code, "cannot read inode \(inode)")
+        do {
+            return try Ext4Inode(bytes, highIDs: highIDs)
+        } catch let e as FWError {
+            throw FWError(e.code, "inode \(inode): \(e.message)", partition: sourceName)
+        }
+    }
+
+    public func metadata(of inode: UInt64) throws -> Metadata {
+        let raw = try readInode(inode)
+        guard let type = raw.fileType else {
+            throw FWError(.corrupt, "inode \(inode) has an unknown file type (mode 0o\(String(raw.mode, radix: 8)))", partition: sourceName)
+        }
+        var meta = Metadata(
+            type: type, permissions: raw.permissions, uid: raw.uid, gid: raw.gid,
+            size: raw.size(largeDirectories: largeDirectories),
+            mtime: Ext4Inode.timestamp(raw.mtime, extra: raw.mtimeExtra),
+            atime: Ext4Inode.timestamp(raw.atime, extra: raw.atimeExtra),
+            ctime: Ext4Inode.timestamp(raw.ctime, extra: raw.ctimeExtra),
+            linkCount: UInt32(raw.linksCount), inode: inode,
+            xattrs: try extendedAttributes(of: inode, raw))
+        switch type {
+        case .symlink:
+            meta.symlinkTarget = try symlinkTarget(of: inode, raw)
+        case .characterDevice, .blockDevice:
+            meta.device = try raw.device()
+        default:
+            break
+        }
+        return meta
+    }
+
+    private func symlinkTarget(of inode: UInt64, _ raw: Ext4Inode) throws -> [UInt8] {
+        let size = raw.size(largeDirectories: false)
+        guard size <= UInt64(Self.maximumSymlinkLength) else {
+            throw FWError(.limitExceeded, "symlink inode \(inode) has a \(size)-byte target, over \(Self.maximumSymlinkLength)", partition: sourceName)
+        }
+        let length = Int(size)
+        if raw.hasInlineData {
+            let fs = try handle()
+            let ino = try inodeNumber(inode)
+            var stored = 0
+            try check(ext2fs_inline_data_size(fs, ino, &stored), "cannot size the inline symlink of inode \(inode)")
+            guard stored <= Self.maximumSymlinkLength else {
+                throw FWError(.corrupt, "inline symlink of inode \(inode) holds \(stored) bytes", partition: sourceName)
+            }
+            var buffer = [UInt8](repeating: 0, count: max(stored, 1))
+            var got = stored
+            let code = buffer.withUnsafeMutableBytes { ext2fs_inline_data_get(fs, ino, nil, $0.baseAddress, &got) }
+            try check(code, "cannot read the inline symlink of inode \(inode)")
+            guard got >= length else {
+                throw FWError(.corrupt, "inline symlink of inode \(inode) holds \(got) bytes, its size says \(length)", partition: sourceName)
+            }
+            return Array(buffer[0..<length])
+        }
+        if raw.isFastSymlink(blockSize: blockSize, clusterRatioBits: clusterRatioBits) {
+            guard length < raw.block.count else {
+                throw FWError(.corrupt, "fast symlink inode \(inode) claims a \(length)-byte target (at most 59 fit)", partition: sourceName)
+            }
+            return Array(raw.block[0..<length])
+        }
+        // A slow symlink: the target is the content of its (extent- or block-mapped) data.
+        let file = try Ext4File(reader: self, inode: inode)
+        var target = [UInt8](repeating: 0, count: length)
+        var filled = 0
+        while filled < length {
+            let n = try target.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[filled...])) }
+            if n == 0 { break }
+            filled += n
+        }
+        guard filled == length else {
+            throw FWError(.corrupt, "symlink inode \(inode): read \(filled) of \(length) target bytes", partition: sourceName)
+        }
+        return target
+    }
+
+    // MARK: Extended attributes
+
+    private final class XattrCollector {
+        var attributes: [ExtendedAttribute] = []
+    }
+
+    private func extendedAttributes(of inode: UInt64, _ raw: Ext4Inode) throws -> [ExtendedAttribute] {
+        // Without an in-inode area or an xattr block there is nothing to read (the common case).
+        guard raw.hasInodeXattrs || raw.fileACL != 0 else { return [] }
+        let fs = try handle()
+        let ino = try inodeNumber(inode)
+        var h: OpaquePointer? = nil
+        try check(ext2fs_xattrs_open(fs, ino, &h), "cannot open the xattrs of inode \(inode)")
+        defer { _ = ext2fs_xattrs_close(&h) }
+        // Raw values: without this libext2fs rewrites POSIX ACLs into its own format.
+        var newFlags = Int32(XATTR_HANDLE_FLAG_RAW)
+        try check(ext2fs_xattrs_flags(h, &newFlags, nil), "cannot set raw xattr mode for inode \(inode)")
+        try check(ext2fs_xattrs_read(h), "cannot read the xattrs of inode \(inode)")
+        let collector = XattrCollector()
+        let code = withExtendedLifetime(collector) {
+            ext2fs_xattrs_iterate(h, { name, value, length, context in
+                guard let name, let context else { return 0 }
+                let collector = Unmanaged<XattrCollector>.fromOpaque(context).takeUnretainedValue()
+                let key = String(cString: name)
+                // system.data is the inline-data area, not an attribute (the kernel hides it too).
+                if key == "system.data" { return 0 }
+                let bytes = value.map { Array(UnsafeRawBufferPointer(start: $0, count: length)) } ?? []
+                collector.attributes.append(ExtendedAttribute(name: key, value: bytes))
+                return 0
+            }, Unmanaged.passUnretained(collector).toOpaque())
+        }
+        try check(code, "cannot list the xattrs of inode \(inode)")
+        return collector.attributes.sorted { $0.name < $1.name }
+    }
+
+    // MARK: Directories
+
+    private final class EntryCollector {
+        var entries: [DirectoryEntry] = []
+        var overLimit = false
+    }
+
+    public func directoryEntries(of inode: UInt64) throws -> [DirectoryEntry] {
+        let fs = try handle()
+        let ino = try inodeNumber(inode)
+        let collector = EntryCollector()
+        let code = withExtendedLifetime(collector) {
+            ext2fs_dir_iterate2(fs, ino, 0, nil, { _, _, dirent, _, _, _, context in
+                guard let dirent, let context else { return 0 }
+                let collector = Unmanaged<EntryCollector>.fromOpaque(context).takeUnretainedValue()
+                let nameLength = Int(ext2fs_dirent_name_len(dirent))
+                // The name follows the 8-byte header; libext2fs has checked it fits rec_len.
+                let name = Array(UnsafeRawBufferPointer(start: UnsafeRawPointer(dirent) + 8, count: nameLength))
+                if name == [0x2E] || name == [0x2E, 0x2E] { return 0 }
+                if collector.entries.count >= WalkLimits.maximumDirectoryEntries {
+                    collector.overLimit = true
+                    return DIRENT_ABORT
+                }
+                collector.entries.append(DirectoryEntry(name: name, inode: UInt64(dirent.pointee.inode)))
+                return 0
+            }, Unmanaged.passUnretained(collector).toOpaque())
+        }
+        try check(code, "cannot list directory inode \(inode)")
+        if collector.overLimit {
+            throw FWError(.limitExceeded, "directory inode \(inode) has more than \(WalkLimits.maximumDirectoryEntries) entries", partition: sourceName)
+        }
+        return collector.entries
+    }
+
+    // MARK: Files
+
+    public func openFile(_ inode: UInt64) throws -> any FileContents {
+        let raw = try readInode(inode)
+        guard raw.fileType == .regular else {
+            throw FWError(.invalidArgument, "inode \(inode) is not a regular file", partition: sourceName)
+        }
+        return try Ext4File(reader: self, inode: inode)
+    }
+
+    /// One open file: a libext2fs `ext2_file_t`, read sequentially in chunks of up to 1 MiB.
+    /// Holes and unwritten extents read as zeros (libext2fs fills them without disk reads).
+    final class Ext4File: FileContents {
+        private let reader: Ext4Reader   // keeps the filesystem open while the file is
+        private var file: ext2_file_t?
+        private let inode: UInt64
+        let size: UInt64
+        private var position: UInt64 = 0
+
+        init(reader: Ext4Reader, inode: UInt64) throws {
+            self.reader = reader
+            self.inode = inode
+            let fs = try reader.handle()
+            let ino = try reader.inodeNumber(inode)
+            var f: ext2_file_t?
+            try reader.check(ext2fs_file_open(fs, ino, 0, &f), "cannot open file inode \(inode)")
+            file = f
+            var length: UInt64 = 0
+            let code = ext2fs_file_get_lsize(f, &length)
+            if code != 0 {
+                _ = ext2fs_file_close(f)
+                file = nil
+                try reader.check(code, "cannot size file inode \(inode)")
+            }
+            size = length
+        }
+
+        deinit {
+            if let file { _ = ext2fs_file_close(file) }
+        }
+
+        func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+            guard let file, let base = buffer.baseAddress, position < size else { return 0 }
+            let wanted = UInt32(min(buffer.count, Ext4Reader.readChunk, Int(clamping: size - position)))
+            var got: UInt32 = 0
+            try reader.check(ext2fs_file_read(file, base, wanted, &got),
+                             "cannot read file inode \(inode) at offset \(position)")
+            if got == 0 {
+                throw FWError(.corrupt, "file inode \(inode) ends at \(position), its size says \(size)", partition: reader.sourceName)
+            }
+            position += UInt64(got)
+            return Int(got)
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// FileSystemExt4 module
