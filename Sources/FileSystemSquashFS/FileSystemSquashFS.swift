@@ -1,1 +1,0 @@
-// FileSystemSquashFS module
