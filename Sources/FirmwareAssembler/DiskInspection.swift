@@ -1,0 +1,179 @@
+import Foundation
+import PartitionTable
+
+/// What `Disk.inspect()` finds: the image, its partition table and each partition's filesystem.
+/// Plain Sendable/Codable values; `json()` gives the `fwassemble inspect --json` contract.
+public struct DiskInspection: Sendable, Equatable, Codable {
+    public struct Image: Sendable, Equatable, Codable {
+        public var path: String
+        public var size: UInt64
+        public var sectorSize: Int
+
+        enum CodingKeys: String, CodingKey {
+            case path, size, sectorSize = "sector_size"
+        }
+    }
+
+    public struct Table: Sendable, Equatable, Codable {
+        /// "gpt", "mbr", "hybrid" or "none".
+        public var type: String
+        /// GPT disk GUID (lowercase) or MBR signature as 8 lowercase hex digits; nil for "none".
+        public var diskID: String?
+        public var warnings: [String]
+        /// For a hybrid disk, the MBR's entries beside 0xEE (informational: the GPT wins).
+        public var hybridMBR: [PartitionInfo]?
+
+        enum CodingKeys: String, CodingKey {
+            case type, diskID = "disk_id", warnings, hybridMBR = "hybrid_mbr"
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(type, forKey: .type)
+            try c.encode(diskID, forKey: .diskID)
+            try c.encode(warnings, forKey: .warnings)
+            try c.encodeIfPresent(hybridMBR, forKey: .hybridMBR)
+        }
+    }
+
+    public struct Filesystem: Sendable, Equatable, Codable {
+        public var type: String
+        public var label: String?
+        public var uuid: String?
+        public var version: String?
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(type, forKey: .type)
+            try c.encode(label, forKey: .label)
+            try c.encode(uuid, forKey: .uuid)
+            try c.encode(version, forKey: .version)
+        }
+    }
+
+    public struct PartitionInfo: Sendable, Equatable, Codable {
+        /// Linux partition number.
+        public var index: Int
+        /// Byte offset and length in the image.
+        public var start: UInt64
+        public var size: UInt64
+        /// GPT type GUID (lowercase), MBR type ("0x0c"), or nil for a whole-disk filesystem.
+        public var type: String?
+        public var typeName: String?
+        /// GPT partition name; nil on MBR.
+        public var name: String?
+        /// PARTUUID.
+        public var uuid: String?
+        public var bootable: Bool
+        /// GPT attribute bits.
+        public var attributes: UInt64?
+        /// An MBR extended partition (container of logical partitions).
+        public var extended: Bool
+        public var logical: Bool
+        /// False when the partition reaches past the end of the image.
+        public var withinImage: Bool
+        public var filesystem: Filesystem?
+
+        enum CodingKeys: String, CodingKey {
+            case index, start, size, type, typeName = "type_name", name, uuid, bootable, attributes,
+                 extended, logical, withinImage = "within_image", filesystem
+        }
+
+        init(_ p: Partition, kind: PartitionTable.Kind, filesystem fs: FilesystemSignature?) {
+            index = p.index
+            start = p.start
+            size = p.size
+            type = kind == .none ? nil : p.type
+            typeName = p.typeName
+            name = p.name
+            uuid = p.uuid
+            bootable = p.bootable
+            attributes = p.attributes
+            extended = p.isExtended
+            logical = p.isLogical
+            withinImage = p.withinImage
+            filesystem = fs.map { Filesystem(type: $0.type, label: $0.label, uuid: $0.uuid, version: $0.version) }
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(index, forKey: .index)
+            try c.encode(start, forKey: .start)
+            try c.encode(size, forKey: .size)
+            try c.encode(type, forKey: .type)
+            try c.encode(typeName, forKey: .typeName)
+            try c.encode(name, forKey: .name)
+            try c.encode(uuid, forKey: .uuid)
+            try c.encode(bootable, forKey: .bootable)
+            try c.encodeIfPresent(attributes, forKey: .attributes)
+            try c.encode(extended, forKey: .extended)
+            try c.encode(logical, forKey: .logical)
+            try c.encode(withinImage, forKey: .withinImage)
+            try c.encode(filesystem, forKey: .filesystem)
+        }
+    }
+
+    public var image: Image
+    public var table: Table
+    public var partitions: [PartitionInfo]
+
+    /// The `inspect --json` document (pretty-printed, keys sorted).
+    public func json() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
+    /// A readable table: one line per partition, then the warnings.
+    public func text() -> String {
+        var lines: [String] = []
+        var header = "\(image.path): \(table.type) partition table"
+        if table.type == "none" { header = "\(image.path): no partition table" }
+        header += ", \(Self.human(image.size)) (\(image.size) bytes), \(image.sectorSize)-byte sectors"
+        if let id = table.diskID { header += ", disk id \(id)" }
+        lines.append(header)
+        let columns = ["#", "START", "SIZE", "NAME", "TYPE", "FS", "LABEL"]
+        var rows: [[String]] = [columns]
+        for p in partitions {
+            var typeText = p.typeName ?? p.type ?? "-"
+            if p.extended { typeText += " (extended)" }
+            rows.append([
+                String(p.index), Self.human(p.start), Self.human(p.size), p.name ?? "-", typeText,
+                p.filesystem.map { fs in fs.version.map { "\(fs.type) (\($0))" } ?? fs.type } ?? "-",
+                p.filesystem?.label ?? "-",
+            ])
+        }
+        if partitions.isEmpty { rows.append(["", "(no partitions)", "", "", "", "", ""]) }
+        var widths = [Int](repeating: 0, count: columns.count)
+        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+        for row in rows {
+            let cells = row.enumerated().map { i, cell in
+                i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+            }
+            lines.append("  " + cells.joined(separator: "  "))
+        }
+        if let hybrid = table.hybridMBR, !hybrid.isEmpty {
+            lines.append("hybrid MBR entries (the GPT is used): " + hybrid.map {
+                "\($0.index): \($0.type ?? "?") at \(Self.human($0.start)), \(Self.human($0.size))"
+            }.joined(separator: "; "))
+        }
+        for w in table.warnings { lines.append("warning: \(w)") }
+        return lines.joined(separator: "\n")
+    }
+
+    /// 1536 -> "1.5 KiB", 33554432 -> "32 MiB".
+    public static func human(_ bytes: UInt64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+        var value = Double(bytes)
+        var unit = 0
+        while value >= 1024, unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        if unit == 0 { return "\(bytes) B" }
+        let rounded = (value * 10).rounded() / 10
+        return rounded == rounded.rounded()
+            ? "\(Int(rounded)) \(units[unit])"
+            : "\(String(format: "%.1f", rounded)) \(units[unit])"
+    }
+}

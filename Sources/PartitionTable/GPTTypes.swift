@@ -1,0 +1,35 @@
+/// Names of the common GPT partition type GUIDs (UEFI spec, Discoverable Partitions
+/// Specification, Microsoft), keyed by the lowercase GUID string.
+enum GPTTypes {
+    static let names: [String: String] = [
+        "c12a7328-f81f-11d2-ba4b-00a0c93ec93b": "EFI System",
+        "21686148-6449-6e6f-744e-656564454649": "BIOS boot",
+        "0fc63daf-8483-4772-8e79-3d69d8477de4": "Linux filesystem",
+        "44479540-f297-41b2-9af7-d131d5f0458a": "Linux root (x86)",
+        "4f68bce3-e8cd-4db1-96e7-fbcaf984b709": "Linux root (x86-64)",
+        "69dad710-2ce4-4e3c-b16c-21a1d49abed3": "Linux root (ARM)",
+        "b921b045-1df0-41c3-af44-4c6f280d3fae": "Linux root (ARM-64)",
+        "60d5a7fe-8e7d-435c-b714-3dd8162144e1": "Linux root (RISC-V-32)",
+        "72ec70a6-cf74-40e6-bd49-4bda08e8f224": "Linux root (RISC-V-64)",
+        "75250d76-8cc6-458e-bd66-bd47cc81a812": "Linux /usr (x86)",
+        "8484680c-9521-48c6-9c11-b0720656f69e": "Linux /usr (x86-64)",
+        "7d0359a3-02b3-4f0a-865c-654403e70625": "Linux /usr (ARM)",
+        "b0e01050-ee5f-4390-949a-9101b17104e9": "Linux /usr (ARM-64)",
+        "b933fb22-5c3f-4f91-af90-e2bb0fa50702": "Linux /usr (RISC-V-32)",
+        "beaec34b-8442-439b-a40b-984381ed097d": "Linux /usr (RISC-V-64)",
+        "933ac7e1-2eb4-4f13-b844-0e14e2aef915": "Linux /home",
+        "3b8f8425-20e0-4f3b-907f-1a25a76f98e8": "Linux /srv",
+        "4d21b016-b534-45c2-a9fb-5c16e091fd2d": "Linux /var",
+        "7ec6f557-3bc5-4aca-b293-16ef5df639d1": "Linux /var/tmp",
+        "bc13c2ff-59e6-4262-a352-b275fd6f7172": "Linux extended boot",
+        "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f": "Linux swap",
+        "e6d6d379-f507-44c2-a23c-238f2a3df928": "Linux LVM",
+        "a19d880f-05fc-4d3b-a006-743f0f84911e": "Linux RAID",
+        "ca7d7ccb-63ed-4c53-861c-1742536059cc": "Linux LUKS",
+        "e3c9e316-0b5c-4db8-817d-f92df00215ae": "Microsoft reserved",
+        "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7": "Microsoft basic data",
+        "de94bba4-06d1-4d40-a16a-bfd50179d6ac": "Windows recovery environment",
+        "fe3a2a5d-4f32-41a7-b725-accc3285a309": "ChromeOS kernel",
+        "3cb8e202-3b7e-47dd-8a3c-7ff2a13cfcec": "ChromeOS root",
+    ]
+}
