@@ -1,1 +1,0 @@
-// FileSystemEROFS module
