@@ -141,7 +141,7 @@ enum GPT {
     static func read(from source: any ByteSource, sectorSize found: Int?, protectiveMBR: Bool) throws -> PartitionTable {
         var warnings: [String] = []
         var problems: [String] = []
-        for ss in found.map({ [$0] }) ?? [512, 4096] {
+        for ss in found.map({ [$0] }) ?? [512, 4096] where source.size >= UInt64(ss) * 3 {
             let lastLBA = source.size / UInt64(ss) - 1
             var backupCandidates: [UInt64] = [lastLBA]
             var primaryProblem: String

@@ -61,7 +61,8 @@ struct MBR: Sendable {
 
     /// True for a FAT volume boot record (a bare FAT filesystem, which also ends in 0x55AA): a
     /// jump instruction, a power-of-two sector size 512-4096, a power-of-two cluster size, reserved
-    /// sectors, one or two FATs and a media byte 0xF0/0xF8-0xFF, and no MBR entries at all.
+    /// sectors, one or two FATs, a media byte 0xF0/0xF8-0xFF, and "FAT" at 0x36 or 0x52 or no
+    /// MBR entries at all (as libblkid decides).
     var looksLikeFATBootSector: Bool {
         guard let jump = try? sector.u8(at: 0), jump == 0xEB || jump == 0xE9,
               let bps = try? sector.u16le(at: 11), [512, 1024, 2048, 4096].contains(bps),
@@ -69,7 +70,10 @@ struct MBR: Sendable {
               let reserved = try? sector.u16le(at: 14), reserved > 0,
               let fats = try? sector.u8(at: 16), fats == 1 || fats == 2,
               let media = try? sector.u8(at: 21), media == 0xF0 || media >= 0xF8 else { return false }
-        return true
+        // A boot loader's MBR can start like a BPB; a FAT volume names itself or has no entries.
+        let fat = Array("FAT".utf8)
+        let named = (try? sector.array(at: 0x36, count: 3)) == fat || (try? sector.array(at: 0x52, count: 3)) == fat
+        return named || entries.allSatisfy(\.isEmpty)
     }
 
     /// The partitions of an MBR disk: non-empty primaries 1-4, then the logicals of the first

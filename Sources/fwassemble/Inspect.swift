@@ -1,0 +1,25 @@
+import ArgumentParser
+import FirmwareAssembler
+
+extension Fwassemble {
+    struct Inspect: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show a disk image's partition table and the filesystem in each partition.")
+
+        @Argument(help: "The raw disk image (or a block device).")
+        var image: String
+
+        @Flag(help: "Print JSON (image, table, partitions) instead of a table.")
+        var json = false
+
+        func run() throws {
+            let inspection: DiskInspection
+            do {
+                inspection = try Disk(path: image).inspect()
+            } catch {
+                Fwassemble.fail(error)
+            }
+            print(json ? try inspection.json() : inspection.text())
+        }
+    }
+}
