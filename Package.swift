@@ -63,7 +63,7 @@ let package = Package(
         ]),
         .testTarget(name: "MountPlanTests", dependencies: ["MountPlan", "FileSystems", "DiskImage"]),
         .testTarget(name: "ArchiveTests", dependencies: ["Archive", "FileSystems", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["FirmwareAssembler", "TestSupport"]),
         .target(name: "TestSupport", dependencies: ["FileSystems", "CZlib"], path: "Tests/TestSupport"),
     ]
 )
