@@ -18,6 +18,7 @@ struct Fwassemble: ParsableCommand {
         version: version,
         subcommands: [
             Inspect.self,
+            Extract.self,
         ]
     )
 
