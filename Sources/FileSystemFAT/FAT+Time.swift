@@ -18,7 +18,7 @@ extension FAT {
         var seconds = Int64(time & 0x1F) << 1
         seconds += Int64((time >> 5) & 0x3F) * 60
         seconds += Int64(time >> 11) * 3600
-        let daysDelta: Int64 = 3653   // 1970-01-01 to 1980-01-01
+        let daysDelta: Int64 = 3652   // 1970-01-01 to 1980-01-01 (leap years 1972, 1976)
         seconds += (year * 365 + leapDays + daysInYear[Int(month)] + day + daysDelta) * 86400
         return seconds
     }

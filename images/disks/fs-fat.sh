@@ -52,6 +52,23 @@ for i in $(seq -w 1 90); do printf 'entry %s\n' "$i" > "$tree/many/entry-with-a-
 t '2010-10-10 10:10:10' "$tree/frag/b-small.txt" "$tree/frag/c-fragmented.bin" "$tree"/many/*
 t '2012-12-12 12:12:12' "$tree/frag" "$tree/many"
 
+# mtools allocates on FAT32 from the FSInfo "next free" hint, so it would not reuse a hole:
+# mark the hint unknown (0xFFFFFFFF), as the spec allows, and it searches from cluster 2 again.
+forget_next_free() {
+    python3 - "$1" <<'PY'
+import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    bpb = f.read(512)
+    if struct.unpack_from("<H", bpb, 22)[0] != 0:
+        sys.exit(0)                                   # FAT12/16: no FSInfo
+    bps, fsinfo = struct.unpack_from("<H", bpb, 11)[0], struct.unpack_from("<H", bpb, 48)[0]
+    f.seek(fsinfo * bps)
+    assert f.read(4) == b"RRaA", "no FSInfo signature"
+    f.seek(fsinfo * bps + 492)
+    f.write(b"\xff\xff\xff\xff")
+PY
+}
+
 make_fat() { # make_fat IMAGE MKFS-ARGS...
     local img=$1; shift
     mkfs.vfat "$@" "$img"
@@ -69,6 +86,7 @@ make_fat() { # make_fat IMAGE MKFS-ARGS...
     # many/: half its entries, a file elsewhere, then the rest (its chain gets a gap).
     mcopy -m -i "$img" "$tree"/many/entry-with-a-long-name-[0-4]*.txt ::/many/
     mdel -i "$img" ::/frag/a-deleted.bin
+    forget_next_free "$img"
     mcopy -m -i "$img" "$tree/frag/c-fragmented.bin" ::/frag/
     mcopy -m -i "$img" "$tree"/many/entry-with-a-long-name-[5-9]*.txt ::/many/
 }
