@@ -123,9 +123,10 @@ extension FAT {
         func lowered(_ bytes: ArraySlice<UInt8>, _ lower: Bool) -> [UInt8] {
             bytes.map { lower && (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }
         }
+        // Linux stops each part at a NUL byte and drops trailing spaces.
         func trimmed(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
-            var end = bytes.endIndex
-            while end > bytes.startIndex, bytes[end - 1] == 0x20 || bytes[end - 1] == 0 { end -= 1 }
+            var end = bytes.firstIndex(of: 0) ?? bytes.endIndex
+            while end > bytes.startIndex, bytes[end - 1] == 0x20 { end -= 1 }
             return bytes[bytes.startIndex..<end]
         }
         var name = raw

@@ -80,8 +80,10 @@ public final class FATReader: FileSystemReader {
                 } else if e.isVolumeLabel || e.isDotEntry {
                     names.reset()
                 } else {
-                    let name = names.finish(for: e) ?? Array(e.displayName.utf8)
-                    result.append(DirectoryEntry(name: name, inode: recordOffset))
+                    // An 8.3 name that is all spaces shows nothing (Linux skips the entry).
+                    let long = names.finish(for: e)
+                    let name = long ?? Array(e.displayName.utf8)
+                    if !name.isEmpty { result.append(DirectoryEntry(name: name, inode: recordOffset)) }
                 }
             }
             for e in result {
