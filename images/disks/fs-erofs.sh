@@ -5,14 +5,15 @@
 # and PLAIN lclusters and enough lclusters for 2-byte compact index packs):
 #   fs-erofs-plain.img        uncompressed, extended inodes (FLAT_PLAIN / FLAT_INLINE)
 #   fs-erofs-noinline.img     uncompressed, -Enoinline_data (FLAT_PLAIN only)
-#   fs-erofs-compact.img      uncompressed, compact inodes, -T1700000000 (mtime = build time)
+#   fs-erofs-compact.img      uncompressed, compact inodes, --ignore-mtime -T1700000000 (mtime =
+#                             build time)
 #   fs-erofs-chunk.img        --chunksize=8192, block-map chunks; holes from a sparse file
 #   fs-erofs-chunkidx.img     --chunksize=16384 -Eforce-chunk-indexes (8-byte chunk indexes)
 #   fs-erofs-lz4.img          -zlz4, 4K pclusters, compacted indexes
 #   fs-erofs-lz4-legacy.img   -zlz4 -Elegacy-compress (full lcluster indexes, no 0padding)
 #   fs-erofs-lz4hc-big.img    -zlz4hc,12 -C262144 (big pclusters, CBLKCNT)
 #   fs-erofs-ztail.img        -zlz4hc -Eztailpacking (inline tail pclusters)
-#   fs-erofs-ztail-compact.img -zlz4 -Eztailpacking -Eforce-inode-compact -T1700000000
+#   fs-erofs-ztail-compact.img -zlz4 -Eztailpacking -Eforce-inode-compact --ignore-mtime -T1700000000
 # Manifests: fs-erofs.manifest (the source tree) and fs-erofs-chunk.manifest (the tree plus
 # var/holes.img used only by the chunk images). NAME.fsck is `fsck.erofs` output for each image.
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -48,12 +49,13 @@ build() {   # build NAME SRC mkfs-args...
 
 build fs-erofs-plain "$src" -Eforce-inode-extended
 build fs-erofs-noinline "$src" -Eforce-inode-extended,noinline_data
-build fs-erofs-compact "$src" -Eforce-inode-compact -T1700000000
+# mkfs.erofs 1.5 writes extended inodes whenever SOURCE_DATE_EPOCH is set (lib.sh sets it).
+( unset SOURCE_DATE_EPOCH; build fs-erofs-compact "$src" -Eforce-inode-compact --ignore-mtime -T1700000000 )
 build fs-erofs-lz4 "$src" -zlz4 -Eforce-inode-extended
 build fs-erofs-lz4-legacy "$src" -zlz4 -Eforce-inode-extended,legacy-compress
 build fs-erofs-lz4hc-big "$src" -zlz4hc,12 -C262144 -Eforce-inode-extended
 build fs-erofs-ztail "$src" -zlz4hc -Eforce-inode-extended,ztailpacking
-build fs-erofs-ztail-compact "$src" -zlz4 -Eforce-inode-compact,ztailpacking -T1700000000
+( unset SOURCE_DATE_EPOCH; build fs-erofs-ztail-compact "$src" -zlz4 -Eforce-inode-compact,ztailpacking --ignore-mtime -T1700000000 )
 
 # Chunk-based files: a 4 MiB file with data only at 0 and at 2 MiB+5 (holes in between).
 printf 'start' | dd of="$src/var/holes.img" bs=1 conv=notrunc status=none
