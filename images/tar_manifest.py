@@ -34,7 +34,9 @@ def open_stream(path):
     if head[:2] == b"\x1f\x8b":
         return gzip.open(f)
     if head == b"\x28\xb5\x2f\xfd":
-        proc = subprocess.Popen(["zstd", "-dc"], stdin=f, stdout=subprocess.PIPE)
+        if path == "-":
+            sys.exit("tar_manifest.py: zstd from stdin is not supported; pass a file")
+        proc = subprocess.Popen(["zstd", "-dcq", path], stdout=subprocess.PIPE)
         return proc.stdout
     return f
 
