@@ -66,3 +66,174 @@ python3 "$IMAGES_DIR/manifest.py" "$src" > "$OUT/fs-erofs-chunk.manifest"
 build fs-erofs-chunk "$src" --chunksize=8192 -Eforce-inode-extended
 build fs-erofs-chunkidx "$src" --chunksize=16384 -Eforce-inode-extended,force-chunk-indexes
 ls -l "$OUT"/fs-erofs-*.img
+
+# fs-erofs-lzma.img: layouts mkfs.erofs 1.5 cannot write, hand-made by the generator below
+# (COMPR_CFGS with a MicroLZMA configuration, full lcluster indexes over MicroLZMA pclusters made
+# by liblzma's lzma_microlzma_encoder, a deduplicated PARTIAL_REF head, a whole-file fragment and
+# a tail fragment in the packed inode). Linux mounts it (the EROFS tests compare with the kernel);
+# fs-erofs-lzma.manifest is the manifest of the files it holds.
+cat > "$WORK/mlz.c" <<'C'
+/* microlzma encode: stdin -> stdout as [le32 consumed][le32 produced][bytes]; argv[1] = output capacity */
+#include <lzma.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdint.h>
+int main(int argc, char **argv) {
+    size_t cap = (size_t)atoi(argv[1]);
+    static uint8_t in[1 << 20];
+    size_t n = fread(in, 1, sizeof in, stdin);
+    uint8_t *out = malloc(cap);
+    lzma_options_lzma opt;
+    lzma_lzma_preset(&opt, 6);
+    opt.dict_size = 65536;
+    lzma_stream s = LZMA_STREAM_INIT;
+    if (lzma_microlzma_encoder(&s, &opt) != LZMA_OK) return 2;
+    s.next_in = in; s.avail_in = n; s.next_out = out; s.avail_out = cap;
+    if (lzma_code(&s, LZMA_FINISH) != LZMA_STREAM_END) return 3;
+    uint32_t hdr[2] = { (uint32_t)s.total_in, (uint32_t)s.total_out };
+    fwrite(hdr, 4, 2, stdout); fwrite(out, 1, s.total_out, stdout);
+    lzma_end(&s);
+    return 0;
+}
+C
+gcc -O2 -o "$WORK/mlz" "$WORK/mlz.c" -llzma
+cat > "$WORK/mkerofs_lzma.py" <<'PY'
+#!/usr/bin/env python3
+"""Hand-made EROFS image with MicroLZMA pclusters, fragments and a deduplicated (partially
+referenced) pcluster -- layouts mkfs.erofs 1.5 cannot write. Laid out per linux
+Documentation/filesystems/erofs.rst and erofs_fs.h. usage: mkerofs_lzma.py MLZ SRCDIR IMAGE
+(MLZ is the microlzma encoder helper; SRCDIR receives the files, for the manifest)."""
+import os, random, struct, subprocess, sys
+
+mlz, srcdir, image = sys.argv[1:4]
+BLK = 4096
+MTIME = 1700000000
+
+def text(seed, n):
+    r = random.Random(seed)
+    words = ["erofs", "lzma", "pcluster", "lcluster", "fragment", "dedupe", "inode", "block", "kernel", "tail"]
+    out = []
+    total = 0
+    while total < n:
+        line = " ".join(r.choice(words) for _ in range(r.randint(3, 12))) + " %d\n" % r.randint(0, 99999)
+        out.append(line); total += len(line)
+    return "".join(out).encode()[:n]
+
+file1 = text(1, 200_000)          # text.txt: MicroLZMA pclusters, full indexes
+dedupe = file1[:3000]             # dedupe.txt: partial reference to text.txt's first pcluster
+whole = text(2, 7000)             # whole-fragment.txt: entirely in the packed inode
+taildata = text(3, 120_000)        # tail-fragment.txt: pclusters, then a tail in the packed inode
+
+def compress(data):
+    """Cut data into pclusters of one block each: [(logical start, length, payload)]."""
+    out, pos = [], 0
+    while pos < len(data):
+        p = subprocess.run([mlz, str(BLK)], input=data[pos:pos + (1 << 20)], capture_output=True, check=True).stdout
+        used, produced = struct.unpack_from("<II", p)
+        out.append((pos, used, p[8:8 + produced]))
+        pos += used
+    return out
+
+blocks = {}                        # block number -> bytes
+next_block = 7                     # 0 superblock, 1..6 one inode each
+
+def put_pclusters(pcs):
+    global next_block
+    res = []
+    for start, length, payload in pcs:
+        assert len(payload) <= BLK
+        blocks[next_block] = b"\0" * (BLK - len(payload)) + payload   # 0PADDING: right-aligned
+        res.append((start, length, next_block)); next_block += 1
+    return res
+
+def indexes(size, heads):
+    """heads: {lcn: (clusterofs, blkaddr, partial)} -> full lcluster index records."""
+    total = (size + BLK - 1) // BLK
+    recs = []
+    lcns = sorted(heads)
+    for lcn in range(total):
+        if lcn in heads:
+            ofs, blk, partial = heads[lcn]
+            advise = 1 | (0x8000 if partial else 0)            # HEAD1
+            recs.append(struct.pack("<HHI", advise, ofs, blk))
+        else:
+            back = lcn - max(h for h in lcns if h <= lcn)
+            ahead = min([h for h in lcns if h > lcn], default=total) - lcn
+            recs.append(struct.pack("<HHHH", 2, 0, back, ahead))  # NONHEAD: delta[0], delta[1]
+    return b"".join(recs)
+
+def heads_of(extents):
+    h = {}
+    for start, length, blk in extents:
+        assert start // BLK not in h, "two heads in one lcluster"
+        h[start // BLK] = (start % BLK, blk, False)
+    return h
+
+def inode(layout, mode, size, iu, nlink=1):
+    fmt = 1 | (layout << 1)                                      # extended
+    return struct.pack("<HHHHQIIIIQII16x", fmt, 0, mode, 0, size, iu, 0, 0, 0, MTIME, 0, nlink)
+
+def zheader(fragoff_or_idata, advise, algs, clusterbits):
+    return struct.pack("<IHBB", fragoff_or_idata, advise, algs, clusterbits)
+
+meta = {}                          # nid -> bytes (inode + inline part), each in its own block
+NID_ROOT, NID_TEXT, NID_DEDUPE, NID_WHOLE, NID_TAIL, NID_PACKED = 0, 128, 256, 384, 512, 640
+
+# text.txt
+ext1 = put_pclusters(compress(file1))
+meta[NID_TEXT] = inode(1, 0o100644, len(file1), len(ext1)) + zheader(0, 0, 1, 0) + b"\0" * 8 + indexes(len(file1), heads_of(ext1))
+# dedupe.txt: one HEAD1 with PARTIAL_REF on text.txt's first pcluster (which decodes to more)
+assert ext1[0][1] > len(dedupe)
+meta[NID_DEDUPE] = inode(1, 0o100644, len(dedupe), 0) + zheader(0, 0, 1, 0) + b"\0" * 8 + indexes(len(dedupe), {0: (0, ext1[0][2], True)})
+
+# packed inode: whole-fragment.txt's bytes, then tail-fragment.txt's tail
+pcs = compress(taildata)[:-1]     # the last pcluster's bytes become the tail fragment
+assert pcs, "tail-fragment.txt needs at least two pclusters"
+a_len = pcs[-1][0] + pcs[-1][1]
+assert pcs[-1][0] // BLK != a_len // BLK and a_len < len(taildata)
+ext4 = put_pclusters(pcs)
+tail = taildata[a_len:]
+packed = whole + b"\x5a" * 100 + tail
+frag_whole, frag_tail = 0, len(whole) + 100
+meta[NID_WHOLE] = inode(1, 0o100644, len(whole), 0) + struct.pack("<Q", frag_whole | (1 << 63))
+h4 = heads_of(ext4)
+h4[a_len // BLK] = (a_len % BLK, 0, False)
+meta[NID_TAIL] = inode(1, 0o100644, len(taildata), len(ext4)) + zheader(frag_tail, 0x20, 1, 0) + b"\0" * 8 + indexes(len(taildata), h4)
+packed_start = next_block
+for i in range(0, len(packed), BLK):
+    blocks[next_block] = packed[i:i + BLK].ljust(BLK, b"\0"); next_block += 1
+meta[NID_PACKED] = inode(0, 0o100644, len(packed), packed_start)
+
+# root directory, inline (FLAT_INLINE), names sorted
+names = sorted([(b".", NID_ROOT, 2), (b"..", NID_ROOT, 2), (b"dedupe.txt", NID_DEDUPE, 1), (b"tail-fragment.txt", NID_TAIL, 1),
+                (b"text.txt", NID_TEXT, 1), (b"whole-fragment.txt", NID_WHOLE, 1)])
+nameoff = 12 * len(names)
+dirents, namebytes = b"", b""
+for name, nid, ft in names:
+    dirents += struct.pack("<QHBB", nid, nameoff + len(namebytes), ft, 0)
+    namebytes += name
+dirdata = dirents + namebytes
+meta[NID_ROOT] = inode(2, 0o040755, len(dirdata), 0xFFFFFFFF, nlink=2) + dirdata
+
+img = bytearray(next_block * BLK)
+sb = struct.pack("<IIIBBHQQIIII16s16sIHHHBBIQ", 0xE0F5E1E2, 0, 0, 12, 0, NID_ROOT, 5, MTIME, 0, next_block, 1, 0,
+                 b"\x11" * 16, b"lzma-test".ljust(16, b"\0"), 0x1 | 0x2 | 0x20, 1 << 1, 0, 0, 0, 0, 0, NID_PACKED)
+img[1024:1024 + len(sb)] = sb
+img[1024 + 128:1024 + 128 + 16] = struct.pack("<HIH8x", 14, 65536, 0)   # z_erofs_lzma_cfgs
+for nid, data in meta.items():
+    off = BLK + nid * 32
+    assert len(data) <= BLK and off % BLK == 0
+    img[off:off + len(data)] = data
+for b, data in blocks.items():
+    img[b * BLK:(b + 1) * BLK] = data
+open(image, "wb").write(img)
+
+os.makedirs(srcdir, exist_ok=True)
+for name, data in [("text.txt", file1), ("dedupe.txt", dedupe), ("whole-fragment.txt", whole), ("tail-fragment.txt", taildata)]:
+    p = os.path.join(srcdir, name)
+    open(p, "wb").write(data); os.chmod(p, 0o644); os.utime(p, (MTIME, MTIME))
+os.chmod(srcdir, 0o755); os.utime(srcdir, (MTIME, MTIME))
+print("extents: text.txt", len(ext1), "tail-fragment.txt", len(ext4), "+ tail", len(tail))
+PY
+python3 "$WORK/mkerofs_lzma.py" "$WORK/mlz" "$WORK/lzma-src" "$OUT/fs-erofs-lzma.img"
+python3 "$IMAGES_DIR/manifest.py" "$WORK/lzma-src" > "$OUT/fs-erofs-lzma.manifest"
