@@ -145,6 +145,10 @@ struct MBR: Sendable {
                     if next == nil { next = extStart + UInt64(e.firstLBA) }
                     continue
                 }
+                guard result.count < maximumLogicalPartitions else {
+                    warnings.append("more than \(maximumLogicalPartitions) logical partitions; the rest is ignored")
+                    return result
+                }
                 let first = ebr + UInt64(e.firstLBA)
                 var p = e.partition(index: number, signature: signature, absoluteFirst: first, logical: true)
                 p.isExtended = false
@@ -153,7 +157,6 @@ struct MBR: Sendable {
                 }
                 result.append(p)
                 number += 1
-                if number > maximumLogicalPartitions + 4 { break }
             }
             guard let link = next else { break }
             ebr = link

@@ -25,22 +25,20 @@ struct Fwassemble: ParsableCommand {
     /// Exit codes: 0 success, 1 an error reading or writing (one `fwassemble: ...` line on
     /// stderr), 2 a usage error (ArgumentParser's message and usage on stderr).
     static func main() {
-        let command: any ParsableCommand
         do {
-            command = try parseAsRoot()
-        } catch {
-            if exitCode(for: error) == .success { exit(withError: error) }   // --help, --version
-            let message = fullMessage(for: error)
-            writeError(message.hasSuffix("\n") ? message : message + "\n")
-            Glibc.exit(2)
-        }
-        do {
-            var command = command
+            var command = try parseAsRoot()
             try command.run()
         } catch let code as ExitCode {
             Glibc.exit(code.rawValue)
         } catch {
-            fail(error)
+            // ArgumentParser's own outcomes: --help and --version (exit 0), usage errors (exit 2);
+            // anything else is a failure of the work itself (exit 1).
+            let code = exitCode(for: error)
+            if code == .success { exit(withError: error) }
+            guard code == .validationFailure else { fail(error) }
+            let message = fullMessage(for: error)
+            writeError(message.hasSuffix("\n") ? message : message + "\n")
+            Glibc.exit(2)
         }
     }
 
