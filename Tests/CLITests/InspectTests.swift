@@ -7,7 +7,8 @@ import Testing
 /// blkid on the same image for every partition; errors and exit codes of the CLI.
 @Suite struct InspectTests {
     static let disks = ["haos-gpt.img", "haos-mbr.img", "rpi-mbr.img", "hybrid.img", "gpt-4k.img",
-                        "gpt-bad-primary.img", "bare-fs.img", "bare-vfat.img", "sample.img"]
+                        "gpt-bad-primary.img", "bare-fs.img", "bare-vfat.img", "bare-ext2.img", "bare-ext3.img",
+                        "bare-swap.img", "bare-f2fs.img", "bare-btrfs.img", "bare-xfs.img", "sample.img"]
 
     /// The JSON document as a generic object, so the test reads the key contract, not our types.
     static func document(_ json: String) throws -> [String: Any] {
@@ -107,6 +108,15 @@ import Testing
         #expect(inspection.table.warnings.isEmpty)
         let text = inspection.text()
         for p in inspection.partitions { #expect(text.contains(p.name ?? "?")) }
+    }
+
+    @Test func bareFilesystemsAreNamed() throws {
+        for (name, type) in [("bare-ext2.img", "ext2"), ("bare-ext3.img", "ext3"), ("bare-swap.img", "swap"),
+                             ("bare-f2fs.img", "f2fs"), ("bare-btrfs.img", "btrfs"), ("bare-xfs.img", "xfs")] {
+            let inspection = try Disk(path: try TestImages.path(name)).inspect()
+            #expect(inspection.table.type == "none")
+            #expect(inspection.partitions.map { $0.filesystem?.type } == [type])
+        }
     }
 
     @Test func backupGPTWarningIsReported() throws {

@@ -7,6 +7,8 @@ import Testing
 /// The test disks of images/disks, read by PartitionTable and compared with sfdisk, partx and
 /// blkid on the same image.
 @Suite struct RealDiskTests {
+    static let bareDisks = ["bare-fs.img", "bare-vfat.img", "bare-ext2.img", "bare-ext3.img", "bare-swap.img",
+                            "bare-f2fs.img", "bare-btrfs.img", "bare-xfs.img"]
     static let tableDisks = ["haos-gpt.img", "haos-mbr.img", "rpi-mbr.img", "hybrid.img", "gpt-bad-primary.img", "sample.img"]
 
     /// Compares our table with sfdisk's (and partx's for MBR PARTUUIDs), partition by partition.
@@ -50,7 +52,7 @@ import Testing
         compare(table, with: tool, partx: tool.label == "dos" ? try ToolViews.partx(path) : nil)
     }
 
-    @Test(arguments: tableDisks + ["gpt-4k.img", "bare-fs.img", "bare-vfat.img"])
+    @Test(arguments: tableDisks + ["gpt-4k.img"] + bareDisks)
     func filesystemsMatchBlkid(_ name: String) throws {
         let path = try TestImages.path(name)
         let table = try PartitionTable.read(from: FileSource(path: path))
@@ -61,6 +63,7 @@ import Testing
         for (index, start, size) in ranges {
             let ours = try prober.probe(offset: start, size: size)
             let theirs = try ToolViews.blkid(path, offset: start, size: size)
+            if table.kind == .none { #expect(ours != nil, "\(name): a bare filesystem is found") }
             #expect(ours?.type == theirs["TYPE"], "\(name) partition \(index) TYPE")
             #expect(ours?.label == theirs["LABEL"], "\(name) partition \(index) LABEL")
             #expect(ours?.uuid == theirs["UUID"], "\(name) partition \(index) UUID")
@@ -124,7 +127,7 @@ import Testing
         if let tool { compare(table, with: tool, partx: nil) }
     }
 
-    @Test(arguments: ["bare-fs.img", "bare-vfat.img"])
+    @Test(arguments: bareDisks)
     func bareFilesystemHasNoTable(_ name: String) throws {
         let table = try PartitionTable.read(from: FileSource(path: try TestImages.path(name)))
         #expect(table.kind == .none)
