@@ -1,0 +1,236 @@
+import DiskImage
+import FileSystems
+
+/// Works out, deterministically, the mounts the booted device performs: the root slot, then
+/// fstab and enabled systemd mount units, ordered as the kernel stacks them.
+public enum Planner {
+    /// Plans the disk's boot. Throws only when no root can be found; everything else becomes
+    /// warnings and skipped mounts.
+    public static func plan(_ disk: any PlanningDisk, options: PlanOptions = PlanOptions()) throws -> MountPlan {
+        var selector = RootSelector(disk: disk)
+        let root = try selector.choose(options: options)
+        var warnings = selector.warnings
+        guard let rootFS = try disk.fileSystem(partition: root.partition) else {
+            throw FWError(.unsupported, "the root partition \(root.partition) has no filesystem fwassemble can read")
+        }
+        let profile = FirmwareProfile.detect(disk: disk, root: rootFS)
+        warnings += profile.warnings
+
+        var candidates: [Candidate] = []
+        var skipped: [SkippedMount] = []
+
+        // fstab (systemd-fstab-generator: its units rank below /etc/systemd/system, above /usr/lib).
+        if let inode = try? rootFS.lookup("/etc/fstab"), let bytes = try? rootFS.readSmallFile(inode, limit: 1 << 20) {
+            let (entries, w) = Fstab.parse(bytes, file: "/etc/fstab")
+            warnings += w.map(\.description)
+            for e in entries {
+                candidates.append(Candidate(where: e.mountPoint, what: e.spec, type: e.type, options: e.options,
+                                            declaredBy: "/etc/fstab:\(e.line)", rank: 1, noauto: e.isNoAuto))
+            }
+        }
+
+        // systemd mount units and their enablement.
+        let loader = UnitLoader(fs: rootFS)
+        let enabled = loader.enabledUnits()
+        for name in loader.allMountUnitNames() {
+            let isAutomount = name.hasSuffix(".automount")
+            let mountName = isAutomount ? String(name.dropLast(".automount".count)) + ".mount" : name
+            if isAutomount { continue } // handled through its .mount below
+            let automount = String(name.dropLast(".mount".count)) + ".automount"
+            let expectedWhere = SystemdName.unescapePath(mountName)
+            switch loader.load(mountName) {
+            case .missing:
+                continue
+            case .masked(let path):
+                skipped.append(SkippedMount(where: expectedWhere, reason: "unit masked", declaredBy: path))
+            case .unit(let unit):
+                let declared = unit.path
+                guard let whereValue = unit.value("Mount", "Where") else {
+                    warnings.append("\(declared): no Where=; unit ignored")
+                    continue
+                }
+                guard normalise(whereValue) == expectedWhere else {
+                    warnings.append("\(declared): Where=\(whereValue) does not match the unit name (\(expectedWhere)); systemd refuses such a unit; skipped")
+                    skipped.append(SkippedMount(where: whereValue, reason: "Where= disagrees with the unit name", declaredBy: declared))
+                    continue
+                }
+                let isEnabled = enabled.contains(mountName) || (enabled.contains(automount) && loader.isLoadable(automount))
+                guard isEnabled else {
+                    skipped.append(SkippedMount(where: expectedWhere, reason: "unit not enabled", declaredBy: declared))
+                    continue
+                }
+                let rank = declared.hasPrefix("/etc/") || declared.hasPrefix("/run/") ? 0 : 2
+                let options = (unit.value("Mount", "Options") ?? "").split(separator: ",").map(String.init)
+                candidates.append(Candidate(where: whereValue, what: unit.value("Mount", "What") ?? "",
+                                            type: unit.value("Mount", "Type") ?? "auto", options: options,
+                                            declaredBy: declared, rank: rank, noauto: false))
+            }
+        }
+        warnings += loader.warnings.map(\.description)
+
+        // One declaration per mount point: /etc units over fstab over /usr/lib units.
+        var chosen: [String: Candidate] = [:]
+        var order: [String] = []
+        for c in candidates {
+            let key = normalise(c.where)
+            if let existing = chosen[key] {
+                if c.rank < existing.rank { chosen[key] = c }
+                skipped.append(SkippedMount(where: key, reason: "overridden by \(c.rank < existing.rank ? c.declaredBy : existing.declaredBy)",
+                                            declaredBy: c.rank < existing.rank ? existing.declaredBy : c.declaredBy))
+            } else {
+                chosen[key] = c
+                order.append(key)
+            }
+        }
+
+        let resolver = DeviceResolver(partitions: disk.partitions, rootPartition: root.partition)
+        var mounts: [PlannedMount] = []
+        for key in order {
+            guard let c = chosen[key] else { continue }
+            switch classify(c, key: key, resolver: resolver, disk: disk) {
+            case .mount(let m, let note):
+                mounts.append(m)
+                if let note { warnings.append("\(c.declaredBy): \(note)") }
+            case .skip(let reason, let warn):
+                skipped.append(SkippedMount(where: key, reason: reason, declaredBy: c.declaredBy))
+                if warn { warnings.append("\(c.declaredBy): \(key): \(reason)") }
+            case .rootItself:
+                continue
+            }
+        }
+
+        let ordered = orderMounts(mounts)
+        var final: [PlannedMount] = [PlannedMount(where: "/", kind: .partition, partition: root.partition, fstype: root.filesystem,
+                                                  options: "", declaredBy: root.reason)]
+        // Binds whose source is missing in the namespace built so far are skipped with a warning.
+        for m in ordered {
+            if m.kind == .bind, let what = m.what, !sourceExists(what, mounts: final, disk: disk) {
+                warnings.append("\(m.declaredBy): bind source \(what) does not exist; \(m.where) not bound")
+                skipped.append(SkippedMount(where: m.where, reason: "bind source \(what) missing", declaredBy: m.declaredBy))
+                continue
+            }
+            final.append(m)
+        }
+        return MountPlan(root: root, mounts: final, skipped: skipped.sorted { ($0.where, $0.reason) < ($1.where, $1.reason) },
+                         warnings: warnings, profile: profile.name)
+    }
+
+    struct Candidate {
+        var `where`: String
+        var what: String
+        var type: String
+        var options: [String]
+        var declaredBy: String
+        /// 0: /etc or /run unit, 1: fstab, 2: /usr/lib unit.
+        var rank: Int
+        var noauto: Bool
+    }
+
+    enum Classification {
+        case mount(PlannedMount, note: String?)
+        case skip(String, warn: Bool)
+        case rootItself
+    }
+
+    static func classify(_ c: Candidate, key: String, resolver: DeviceResolver, disk: any PlanningDisk) -> Classification {
+        guard c.where.hasPrefix("/") else {
+            if c.type == "swap" || c.where == "none" || c.where == "swap" { return .skip("swap", warn: false) }
+            return .skip("mount point is not an absolute path", warn: true)
+        }
+        guard !c.where.split(separator: "/").contains("..") else { return .skip("mount point escapes with '..'", warn: true) }
+        if key == "/" { return .rootItself }
+        if c.noauto { return .skip("noauto", warn: false) }
+        let type = c.type.lowercased()
+        let optionString = c.options.filter { $0 != "defaults" }.joined(separator: ",")
+        if type == "swap" { return .skip("swap", warn: false) }
+        if let reason = VirtualFileSystems.skipReason(type: type, what: c.what) { return .skip(reason, warn: false) }
+        if c.options.contains("bind") || c.options.contains("rbind") {
+            guard c.what.hasPrefix("/") else { return .skip("bind source \(c.what) is not an absolute path", warn: true) }
+            return .mount(PlannedMount(where: key, kind: .bind, options: optionString, what: normalise(c.what), declaredBy: c.declaredBy), note: nil)
+        }
+        if type == "overlay" {
+            let lower = c.options.first { $0.hasPrefix("lowerdir=") }.map { String($0.dropFirst(9)).split(separator: ":").map { normalise(String($0)) } } ?? []
+            let upper = c.options.first { $0.hasPrefix("upperdir=") }.map { normalise(String($0.dropFirst(9))) }
+            guard !lower.isEmpty else { return .skip("overlay without lowerdir=", warn: true) }
+            return .mount(PlannedMount(where: key, kind: .overlay, fstype: "overlay", options: optionString, lower: lower, upper: upper,
+                                       declaredBy: c.declaredBy), note: nil)
+        }
+        if type == "btrfs", c.options.contains(where: { $0.hasPrefix("subvol=") || $0.hasPrefix("subvolid=") }) {
+            return .skip("btrfs subvol= is not supported yet", warn: true)
+        }
+        let spec = DeviceSpec(parsing: c.what)
+        switch resolver.resolve(spec) {
+        case .partition(let index, let note):
+            let probed = disk.partitions.first { $0.index == index }?.fsType
+            let fstype = (type == "auto" || type.isEmpty) ? (probed ?? "auto") : type
+            if probed == nil {
+                return .skip("\(c.what) resolves to partition \(index), which holds no filesystem", warn: true)
+            }
+            return .mount(PlannedMount(where: key, kind: .partition, partition: index, fstype: fstype, options: optionString,
+                                       declaredBy: c.declaredBy), note: note)
+        case .notFound(let why):
+            return .skip("device \(c.what) not found: \(why)", warn: true)
+        case .notAPartition:
+            return .skip("\(c.what) (\(c.type)) is not a partition of this disk", warn: true)
+        }
+    }
+
+    /// Orders mounts by path depth then declaration, while keeping every mount after the mounts
+    /// it needs: the mount holding its mount point, and for a bind the mount holding its source.
+    static func orderMounts(_ mounts: [PlannedMount]) -> [PlannedMount] {
+        var remaining = mounts.enumerated().sorted { a, b in
+            let da = depth(a.element.where), db = depth(b.element.where)
+            return da != db ? da < db : a.offset < b.offset
+        }.map(\.element)
+        var result: [PlannedMount] = []
+        func needs(_ m: PlannedMount, _ other: PlannedMount) -> Bool {
+            if other.where == m.where { return false }
+            if isUnder(m.where, other.where) { return true }
+            if let what = m.what, isUnder(what, other.where) || what == other.where { return true }
+            for l in (m.lower ?? []) + [m.upper].compactMap({ $0 }) where isUnder(l, other.where) || l == other.where { return true }
+            return false
+        }
+        while !remaining.isEmpty {
+            let index = remaining.firstIndex { m in !remaining.contains { $0.where != m.where && needs(m, $0) } } ?? 0
+            result.append(remaining.remove(at: index))
+        }
+        return result
+    }
+
+    /// Whether `path` exists in the namespace formed by `mounts` (checked through partition
+    /// mounts and binds; overlays are assumed to provide their paths).
+    static func sourceExists(_ path: String, mounts: [PlannedMount], disk: any PlanningDisk, depth: Int = 0) -> Bool {
+        guard depth < PathComponents.maximumSymlinkHops else { return false }
+        guard let m = mounts.last(where: { isUnder(path, $0.where) || path == $0.where }) else { return false }
+        let rest = m.where == "/" ? path : String(path.dropFirst(m.where.count))
+        switch m.kind {
+        case .partition:
+            guard let index = m.partition, let fs = try? disk.fileSystem(partition: index) else { return false }
+            return ((try? fs.lookup(Array(rest.utf8), followLast: true)) ?? nil) != nil
+        case .bind:
+            guard let what = m.what else { return false }
+            return sourceExists(normalise(what + "/" + rest), mounts: Array(mounts.prefix { $0 != m }), disk: disk, depth: depth + 1)
+        case .overlay:
+            return true
+        }
+    }
+
+    static func depth(_ path: String) -> Int { path.split(separator: "/").count }
+
+    static func isUnder(_ path: String, _ parent: String) -> Bool {
+        parent == "/" ? path != "/" : path.hasPrefix(parent + "/")
+    }
+
+    /// "/a//b/./c/" -> "/a/b/c" (".." is kept, callers reject it).
+    static func normalise(_ path: String) -> String {
+        let parts = path.split(separator: "/").filter { $0 != "." }
+        return "/" + parts.joined(separator: "/")
+    }
+}
+
+extension UnitLoader {
+    func isLoadable(_ name: String) -> Bool {
+        if case .unit = load(name) { return true }
+        return false
+    }
+}
