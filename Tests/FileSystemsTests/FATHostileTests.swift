@@ -167,6 +167,20 @@ struct FATHostileTests {
         #expect(paths.contains("/big.bin") && paths.contains("/frag/c-fragmented.bin"))
     }
 
+    @Test("a free (0x00) record in the middle of a directory hides only itself, as in Linux")
+    func freeRecordInTheMiddle() throws {
+        var bytes = try FATDamage.bytes("fs-fat32.img")
+        let clean = try FATDamage.reader(bytes)
+        let inode = try #require(try clean.lookup("many/entry-with-a-long-name-10.txt"))
+        bytes[Int(inode)] = 0x00
+        let damaged = try FATDamage.reader(bytes)
+        let many = try #require(try damaged.lookup("many"))
+        let names = Set(try damaged.directoryEntries(of: many).map { String(decoding: $0.name, as: UTF8.self) })
+        #expect(names.count == 89)
+        #expect(!names.contains("entry-with-a-long-name-10.txt"))
+        #expect(names.contains("entry-with-a-long-name-11.txt") && names.contains("entry-with-a-long-name-90.txt"))
+    }
+
     @Test("a long name whose checksum does not match its short entry falls back to the 8.3 name")
     func badLongNameChecksum() throws {
         var bytes = try FATDamage.bytes("fs-fat16.img")

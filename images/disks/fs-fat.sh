@@ -93,7 +93,7 @@ make_fat() { # make_fat IMAGE MKFS-ARGS...
 
 rm -f "$OUT"/fs-fat12.img "$OUT"/fs-fat16.img "$OUT"/fs-fat32.img "$OUT"/fs-fat32-4k.img
 truncate -s 8M "$OUT/fs-fat12.img";    make_fat "$OUT/fs-fat12.img" -F 12 -s 8 -n FAT12TEST -i 12121212
-truncate -s 24M "$OUT/fs-fat16.img";   make_fat "$OUT/fs-fat16.img" -F 16 -s 4 -n FAT16TEST -i 16161616
+truncate -s 24M "$OUT/fs-fat16.img";   make_fat "$OUT/fs-fat16.img" -F 16 -s 4 -f 1 -r 128 -n FAT16TEST -i 16161616
 truncate -s 40M "$OUT/fs-fat32.img";   make_fat "$OUT/fs-fat32.img" -F 32 -s 1 -n FAT32TEST -i 32323232
 truncate -s 300M "$OUT/fs-fat32-4k.img"; make_fat "$OUT/fs-fat32-4k.img" -F 32 -S 4096 -s 1 -n FAT32K4 -i 32324096
 
