@@ -14,6 +14,7 @@
 #   fs-erofs-lz4hc-big.img    -zlz4hc,12 -C262144 (big pclusters, CBLKCNT)
 #   fs-erofs-ztail.img        -zlz4hc -Eztailpacking (inline tail pclusters)
 #   fs-erofs-ztail-compact.img -zlz4 -Eztailpacking -Eforce-inode-compact --ignore-mtime -T1700000000
+# The tree also gets POSIX ACLs and a shared xattr (see below).
 # Manifests: fs-erofs.manifest (the source tree) and fs-erofs-chunk.manifest (the tree plus
 # var/holes.img used only by the chunk images). NAME.fsck is `fsck.erofs` output for each image.
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -25,6 +26,15 @@ make_tree "$src" no
 long=$(printf 'n%.0s' $(seq 1 255))
 mv "$src/etc/$long" "$src/etc/${long:1}"
 touch -h -d @1700000000 "$src/etc"
+# POSIX ACLs (xattr name indexes 2 and 3) and one xattr on six files, which mkfs.erofs moves to
+# the shared xattr area (h_shared_xattrs ids into xattr_blkaddr).
+setfattr -n system.posix_acl_access \
+    -v 0x0200000001000600ffffffff02000400e803000004000400ffffffff10000400ffffffff20000400ffffffff "$src/etc/fstab"
+setfattr -n system.posix_acl_default \
+    -v 0x0200000001000700ffffffff04000500ffffffff20000500ffffffff "$src/home/user"
+for f in etc/passwd etc/fstab bin/su usr/bin/wall usr/bin/ping home/user/notes.txt; do
+    setfattr -n user.shared -v "one value for many files" "$src/$f"
+done
 mkdir -p "$src/usr/share"
 python3 - "$src/usr/share/mixed.bin" <<'PY'
 import os, random, sys
