@@ -1,5 +1,10 @@
 import ArgumentParser
 import FirmwareAssembler
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 extension Fwassemble {
     struct Extract: ParsableCommand {
@@ -38,6 +43,9 @@ extension Fwassemble {
                 _ = try chosenCompression()
             } catch {
                 throw ValidationError("\(error)")
+            }
+            if output == "-", isatty(1) != 0 {
+                throw ValidationError("refusing to write an archive to a terminal; redirect standard output or use -o FILE")
             }
             if let threads, threads < 1 || threads > 256 {
                 throw ValidationError("--threads must be between 1 and 256")
