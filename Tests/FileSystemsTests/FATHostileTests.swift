@@ -5,7 +5,7 @@ import Foundation
 import Testing
 import TestSupport
 
-/// Damaged copies of fs-fat16.img and fs-fat32.img, patched in memory: every damage must give a
+/// Damaged copies of fs-fat12.img, fs-fat16.img and fs-fat32.img, patched in memory: every damage must give a
 /// clear FWError naming the path, the rest of the tree must still be listed, nothing may hang.
 enum FATDamage {
     static func bytes(_ image: String) throws -> [UInt8] {
@@ -28,7 +28,14 @@ enum FATDamage {
                 let o = base + Int(cluster) * 4
                 for i in 0..<4 { bytes[o + i] = UInt8(value >> (8 * UInt32(i)) & 0xFF) }
             case .fat12:
-                Issue.record("FAT12 patching not used")
+                // Two entries share three bytes: an odd cluster holds the high 12 bits.
+                let v = value & 0xFFF
+                let o = base + Int(cluster) + Int(cluster) / 2
+                if cluster & 1 == 1 {
+                    bytes[o] = bytes[o] & 0x0F | UInt8(v << 4 & 0xF0); bytes[o + 1] = UInt8(v >> 4)
+                } else {
+                    bytes[o] = UInt8(v & 0xFF); bytes[o + 1] = bytes[o + 1] & 0xF0 | UInt8(v >> 8)
+                }
             }
         }
     }
@@ -99,7 +106,7 @@ struct FATHostileTests {
         #expect(throws: FWError.self) { try FATDamage.reader(Array(good.prefix(2048))) }
     }
 
-    @Test("a FAT chain that loops: a clear error naming the file, the walk goes on", arguments: ["fs-fat16.img", "fs-fat32.img"])
+    @Test("a FAT chain that loops: a clear error naming the file, the walk goes on", arguments: ["fs-fat12.img", "fs-fat16.img", "fs-fat32.img"])
     func loopingChain(image: String) throws {
         var bytes = try FATDamage.bytes(image)
         let clean = try FATDamage.reader(bytes)
@@ -117,7 +124,7 @@ struct FATHostileTests {
         #expect(errors.count == 1 && errors[0].contains("/big.bin"), "\(errors)")
     }
 
-    @Test("a cluster number past the end of the volume, and a chain too short for the size", arguments: ["fs-fat16.img", "fs-fat32.img"])
+    @Test("a cluster number past the end of the volume, and a chain too short for the size", arguments: ["fs-fat12.img", "fs-fat16.img", "fs-fat32.img"])
     func outOfRangeAndShort(image: String) throws {
         var bytes = try FATDamage.bytes(image)
         let clean = try FATDamage.reader(bytes)
@@ -141,7 +148,7 @@ struct FATHostileTests {
         #expect(throws: FWError.self) { try damaged.openFile(fragInode) }
     }
 
-    @Test("a directory whose cluster points at itself (in the FAT, or as its own subdirectory)", arguments: ["fs-fat16.img", "fs-fat32.img"])
+    @Test("a directory whose cluster points at itself (in the FAT, or as its own subdirectory)", arguments: ["fs-fat12.img", "fs-fat16.img", "fs-fat32.img"])
     func selfReferencingDirectory(image: String) throws {
         var bytes = try FATDamage.bytes(image)
         let clean = try FATDamage.reader(bytes)
