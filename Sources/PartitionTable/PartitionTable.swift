@@ -120,6 +120,14 @@ extension PartitionTable {
                 }
             }
             let protective = mbr?.entries.contains { $0.type == 0xEE } ?? false
+            if let mbr, !protective, gptSectorSize != nil, mbr.entries.contains(where: { !$0.isEmpty }), !mbr.looksLikeFATBootSector {
+                // A GPT signature behind an MBR with real entries and no 0xEE entry is stale (the
+                // disk was repartitioned with an MBR tool): Linux and libblkid use the MBR.
+                var table = try MBR.readTable(mbr, from: source)
+                table.warnings.append("ignoring a GPT header at LBA 1: the MBR has partitions and no protective (0xEE) entry")
+                checkExtents(&table, imageSize: source.size)
+                return table
+            }
             if gptSectorSize != nil || protective {
                 var table = try GPT.read(from: source, sectorSize: gptSectorSize, protectiveMBR: protective)
                 if let mbr {

@@ -157,6 +157,25 @@ import Testing
         #expect(t.warnings.contains { $0.contains("LBA 255") && $0.contains("larger") }, "\(t.warnings)")
     }
 
+    @Test func staleGPTBehindARealMBRIsIgnored() throws {
+        var d = Self.gptDisk()
+        // Overwrite the protective entry with a Linux partition, as an MBR tool would.
+        Self.mbrEntry(&d, slot: 0, type: 0x83, first: 40, count: 100)
+        let t = try read(d)
+        #expect(t.kind == .mbr)
+        #expect(t.partitions.map(\.type) == ["0x83"])
+        #expect(t.warnings.contains { $0.contains("ignoring a GPT") }, "\(t.warnings)")
+    }
+
+    @Test func gptWithoutProtectiveMBRIsUsedWithWarning() throws {
+        var d = Self.gptDisk()
+        d.replaceSubrange(446..<512, with: [UInt8](repeating: 0, count: 66))
+        let t = try read(d)
+        #expect(t.kind == .gpt)
+        #expect(t.partitions.count == 2)
+        #expect(t.warnings.contains { $0.contains("no protective MBR") }, "\(t.warnings)")
+    }
+
     @Test func gptEntryEndingBeforeItStarts() throws {
         let t = try read(Self.gptDisk(parts: [GPTPart(first: 90, last: 50, name: "bad"), GPTPart(first: 100, last: 199, name: "ok")]))
         #expect(t.partitions.map(\.index) == [2])
