@@ -415,8 +415,15 @@ final class ZMap {
                         case .lzma:
                             return try MicroLZMA(dictionarySize: reader.lzmaDictionarySize == 0 ? 8 << 20 : reader.lzmaDictionarySize)
                                 .decompress(src, into: out, exactSize: !extent.partialReference)
-                        case .deflate, .zstd:
-                            throw FWError.unsupported("erofs \(algorithm.name) pclusters are not supported")
+                        case .zstd:
+                            // One zstd frame per pcluster; a prefix (PARTIAL_REF) would need
+                            // streaming decoding, which Codecs.Zstd does not offer.
+                            guard !extent.partialReference else {
+                                throw FWError.unsupported("erofs zstd pcluster referenced in part (dedupe) is not supported")
+                            }
+                            return try Zstd().decompress(src, into: out)
+                        case .deflate:
+                            throw FWError.unsupported("erofs deflate pclusters are not supported")
                         }
                     }
                 }

@@ -13,7 +13,8 @@ import FileSystems
 /// packs) with lz4/lz4hc and MicroLZMA, big pclusters, ztailpacking, fragments (the packed inode)
 /// and deduplicated (partially referenced) pclusters; inline and shared xattrs.
 /// Not supported (refused with `.unsupported`): extra devices, long xattr name prefixes, 48-bit
-/// addresses, metabox, the newer extent-record compressed format, deflate and zstd pclusters.
+/// addresses, metabox, the newer extent-record compressed format, deflate pclusters, partially
+/// referenced zstd pclusters. zstd pclusters (HEAD1 or HEAD2) decode with `Codecs.Zstd`.
 public final class EROFSReader: FileSystemReader {
     public let formatName = "erofs"
     public let sourceName: String

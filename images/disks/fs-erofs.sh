@@ -78,9 +78,10 @@ build fs-erofs-chunkidx "$src" --chunksize=16384 -Eforce-inode-extended,force-ch
 ls -l "$OUT"/fs-erofs-*.img
 
 # fs-erofs-lzma.img: layouts mkfs.erofs 1.5 cannot write, hand-made by the generator below
-# (COMPR_CFGS with a MicroLZMA configuration, full lcluster indexes over MicroLZMA pclusters made
-# by liblzma's lzma_microlzma_encoder, a deduplicated PARTIAL_REF head, a whole-file fragment and
-# a tail fragment in the packed inode). Linux mounts it (the EROFS tests compare with the kernel);
+# (COMPR_CFGS with MicroLZMA and zstd configurations, full lcluster indexes over MicroLZMA
+# pclusters made by liblzma's lzma_microlzma_encoder, a file mixing HEAD1 MicroLZMA and HEAD2 zstd
+# pclusters, a deduplicated PARTIAL_REF head, a whole-file fragment and a tail fragment in the
+# packed inode). Linux mounts it (the EROFS tests compare with the kernel);
 # fs-erofs-lzma.manifest is the manifest of the files it holds.
 cat > "$WORK/mlz.c" <<'C'
 /* microlzma encode: stdin -> stdout as [le32 consumed][le32 produced][bytes]; argv[1] = output capacity */
@@ -109,8 +110,8 @@ C
 gcc -O2 -o "$WORK/mlz" "$WORK/mlz.c" -llzma
 cat > "$WORK/mkerofs_lzma.py" <<'PY'
 #!/usr/bin/env python3
-"""Hand-made EROFS image with MicroLZMA pclusters, fragments and a deduplicated (partially
-referenced) pcluster -- layouts mkfs.erofs 1.5 cannot write. Laid out per linux
+"""Hand-made EROFS image with MicroLZMA pclusters, HEAD2 zstd pclusters, fragments and a
+deduplicated (partially referenced) pcluster -- layouts mkfs.erofs 1.5 cannot write. Laid out per linux
 Documentation/filesystems/erofs.rst and erofs_fs.h. usage: mkerofs_lzma.py MLZ SRCDIR IMAGE
 (MLZ is the microlzma encoder helper; SRCDIR receives the files, for the manifest)."""
 import os, random, struct, subprocess, sys
@@ -144,8 +145,33 @@ def compress(data):
         pos += used
     return out
 
+def zstd_pcluster(data):
+    """The longest prefix of data whose zstd frame fits in one block: (used, frame)."""
+    lo, hi, best = 1, min(len(data), 256 * 1024), None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        frame = subprocess.run(["zstd", "-q", "-19", "--zstd=wlog=17", "-c", "--no-check"], input=data[:mid], capture_output=True, check=True).stdout
+        if len(frame) <= BLK:
+            best, lo = (mid, frame), mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+def compress_mixed(data):
+    """Alternate MicroLZMA (HEAD1) and zstd (HEAD2) pclusters: [(start, length, payload, head2)]."""
+    out, pos, n = [], 0, 0
+    while pos < len(data):
+        if n % 2 == 0:
+            p = subprocess.run([mlz, str(BLK)], input=data[pos:pos + (1 << 20)], capture_output=True, check=True).stdout
+            used, produced = struct.unpack_from("<II", p)
+            payload = p[8:8 + produced]
+        else:
+            used, payload = zstd_pcluster(data[pos:])
+        out.append((pos, used, payload, n % 2 == 1))
+        pos += used; n += 1
+    return out
+
 blocks = {}                        # block number -> bytes
-next_block = 7                     # 0 superblock, 1..6 one inode each
 
 def put_pclusters(pcs):
     global next_block
@@ -163,8 +189,8 @@ def indexes(size, heads):
     lcns = sorted(heads)
     for lcn in range(total):
         if lcn in heads:
-            ofs, blk, partial = heads[lcn]
-            advise = 1 | (0x8000 if partial else 0)            # HEAD1
+            ofs, blk, partial, head2 = heads[lcn]
+            advise = (3 if head2 else 1) | (0x8000 if partial else 0)   # HEAD2 / HEAD1
             recs.append(struct.pack("<HHI", advise, ofs, blk))
         else:
             back = lcn - max(h for h in lcns if h <= lcn)
@@ -172,11 +198,11 @@ def indexes(size, heads):
             recs.append(struct.pack("<HHHH", 2, 0, back, ahead))  # NONHEAD: delta[0], delta[1]
     return b"".join(recs)
 
-def heads_of(extents):
+def heads_of(extents, head2=()):
     h = {}
     for start, length, blk in extents:
         assert start // BLK not in h, "two heads in one lcluster"
-        h[start // BLK] = (start % BLK, blk, False)
+        h[start // BLK] = (start % BLK, blk, False, start in head2)
     return h
 
 def inode(layout, mode, size, iu, nlink=1):
@@ -187,14 +213,22 @@ def zheader(fragoff_or_idata, advise, algs, clusterbits):
     return struct.pack("<IHBB", fragoff_or_idata, advise, algs, clusterbits)
 
 meta = {}                          # nid -> bytes (inode + inline part), each in its own block
-NID_ROOT, NID_TEXT, NID_DEDUPE, NID_WHOLE, NID_TAIL, NID_PACKED = 0, 128, 256, 384, 512, 640
+NID_ROOT, NID_TEXT, NID_DEDUPE, NID_WHOLE, NID_TAIL, NID_PACKED, NID_MIXED = 0, 128, 256, 384, 512, 640, 768
+next_block = 8                     # 0 superblock, 1..7 one inode each
 
 # text.txt
 ext1 = put_pclusters(compress(file1))
 meta[NID_TEXT] = inode(1, 0o100644, len(file1), len(ext1)) + zheader(0, 0, 1, 0) + b"\0" * 8 + indexes(len(file1), heads_of(ext1))
 # dedupe.txt: one HEAD1 with PARTIAL_REF on text.txt's first pcluster (which decodes to more)
 assert ext1[0][1] > len(dedupe)
-meta[NID_DEDUPE] = inode(1, 0o100644, len(dedupe), 0) + zheader(0, 0, 1, 0) + b"\0" * 8 + indexes(len(dedupe), {0: (0, ext1[0][2], True)})
+meta[NID_DEDUPE] = inode(1, 0o100644, len(dedupe), 0) + zheader(0, 0, 1, 0) + b"\0" * 8 + indexes(len(dedupe), {0: (0, ext1[0][2], True, False)})
+
+# mixed-algorithms.txt: HEAD1 (MicroLZMA) and HEAD2 (zstd) pclusters in one file
+mixed = text(4, 60_000)
+mpcs = compress_mixed(mixed)
+ext5 = put_pclusters([(a, b, c) for a, b, c, _ in mpcs])
+meta[NID_MIXED] = inode(1, 0o100644, len(mixed), len(ext5)) + zheader(0, 0, 1 | (3 << 4), 0) + b"\0" * 8 + \
+    indexes(len(mixed), heads_of(ext5, head2={a for a, _, _, h2 in mpcs if h2}))
 
 # packed inode: whole-fragment.txt's bytes, then tail-fragment.txt's tail
 pcs = compress(taildata)[:-1]     # the last pcluster's bytes become the tail fragment
@@ -207,7 +241,7 @@ packed = whole + b"\x5a" * 100 + tail
 frag_whole, frag_tail = 0, len(whole) + 100
 meta[NID_WHOLE] = inode(1, 0o100644, len(whole), 0) + struct.pack("<Q", frag_whole | (1 << 63))
 h4 = heads_of(ext4)
-h4[a_len // BLK] = (a_len % BLK, 0, False)
+h4[a_len // BLK] = (a_len % BLK, 0, False, False)
 meta[NID_TAIL] = inode(1, 0o100644, len(taildata), len(ext4)) + zheader(frag_tail, 0x20, 1, 0) + b"\0" * 8 + indexes(len(taildata), h4)
 packed_start = next_block
 for i in range(0, len(packed), BLK):
@@ -216,7 +250,7 @@ meta[NID_PACKED] = inode(0, 0o100644, len(packed), packed_start)
 
 # root directory, inline (FLAT_INLINE), names sorted
 names = sorted([(b".", NID_ROOT, 2), (b"..", NID_ROOT, 2), (b"dedupe.txt", NID_DEDUPE, 1), (b"tail-fragment.txt", NID_TAIL, 1),
-                (b"text.txt", NID_TEXT, 1), (b"whole-fragment.txt", NID_WHOLE, 1)])
+                (b"text.txt", NID_TEXT, 1), (b"whole-fragment.txt", NID_WHOLE, 1), (b"mixed-algorithms.txt", NID_MIXED, 1)])
 nameoff = 12 * len(names)
 dirents, namebytes = b"", b""
 for name, nid, ft in names:
@@ -226,10 +260,11 @@ dirdata = dirents + namebytes
 meta[NID_ROOT] = inode(2, 0o040755, len(dirdata), 0xFFFFFFFF, nlink=2) + dirdata
 
 img = bytearray(next_block * BLK)
-sb = struct.pack("<IIIBBHQQIIII16s16sIHHHBBIQ", 0xE0F5E1E2, 0, 0, 12, 0, NID_ROOT, 5, MTIME, 0, next_block, 1, 0,
-                 b"\x11" * 16, b"lzma-test".ljust(16, b"\0"), 0x1 | 0x2 | 0x20, 1 << 1, 0, 0, 0, 0, 0, NID_PACKED)
+sb = struct.pack("<IIIBBHQQIIII16s16sIHHHBBIQ", 0xE0F5E1E2, 0, 0, 12, 0, NID_ROOT, 6, MTIME, 0, next_block, 1, 0,
+                 b"\x11" * 16, b"lzma-test".ljust(16, b"\0"), 0x1 | 0x2 | 0x8 | 0x20, (1 << 1) | (1 << 3), 0, 0, 0, 0, 0, NID_PACKED)
 img[1024:1024 + len(sb)] = sb
-img[1024 + 128:1024 + 128 + 16] = struct.pack("<HIH8x", 14, 65536, 0)   # z_erofs_lzma_cfgs
+img[1024 + 128:1024 + 128 + 16] = struct.pack("<HIH8x", 14, 65536, 0)   # z_erofs_lzma_cfgs (algorithm 1)
+img[1024 + 144:1024 + 144 + 8] = struct.pack("<HBB4x", 6, 0, 17 - 10)    # z_erofs_zstd_cfgs (algorithm 3): 128 KiB window
 for nid, data in meta.items():
     off = BLK + nid * 32
     assert len(data) <= BLK and off % BLK == 0
@@ -239,11 +274,11 @@ for b, data in blocks.items():
 open(image, "wb").write(img)
 
 os.makedirs(srcdir, exist_ok=True)
-for name, data in [("text.txt", file1), ("dedupe.txt", dedupe), ("whole-fragment.txt", whole), ("tail-fragment.txt", taildata)]:
+for name, data in [("text.txt", file1), ("dedupe.txt", dedupe), ("mixed-algorithms.txt", mixed), ("whole-fragment.txt", whole), ("tail-fragment.txt", taildata)]:
     p = os.path.join(srcdir, name)
     open(p, "wb").write(data); os.chmod(p, 0o644); os.utime(p, (MTIME, MTIME))
 os.chmod(srcdir, 0o755); os.utime(srcdir, (MTIME, MTIME))
-print("extents: text.txt", len(ext1), "tail-fragment.txt", len(ext4), "+ tail", len(tail))
+print("extents: mixed-algorithms.txt", len(ext5), "text.txt", len(ext1), "tail-fragment.txt", len(ext4), "+ tail", len(tail))
 PY
 python3 "$WORK/mkerofs_lzma.py" "$WORK/mlz" "$WORK/lzma-src" "$OUT/fs-erofs-lzma.img"
 python3 "$IMAGES_DIR/manifest.py" "$WORK/lzma-src" > "$OUT/fs-erofs-lzma.manifest"
