@@ -43,6 +43,7 @@ struct Ext4Inode: Sendable {
     static let inlineDataFlag: UInt32 = 0x1000_0000   // EXT4_INLINE_DATA_FL
     static let hugeFileFlag: UInt32 = 0x0004_0000     // EXT4_HUGE_FILE_FL
     static let eaInodeFlag: UInt32 = 0x0020_0000      // EXT4_EA_INODE_FL
+    static let extentsFlag: UInt32 = 0x0008_0000      // EXT4_EXTENTS_FL
     static let xattrMagic: UInt32 = 0xEA02_0000       // EXT2_EXT_ATTR_MAGIC
 
     /// Decodes an inode of `bytes.count` bytes (128 or the superblock's s_inode_size).

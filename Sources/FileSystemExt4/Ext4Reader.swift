@@ -25,6 +25,10 @@ public final class Ext4Reader: FileSystemReader {
 
     private var fs: ext2_filsys?
     private let channel: ChannelState
+    /// Blocks in the filesystem (ext2fs_blocks_count): no extent may point past them.
+    let blocksCount: UInt64
+    /// Where the filesystem's blocks are read from.
+    var source: any ByteSource { channel.source }
     private let inodeSize: Int
     private let inodeCount: UInt32
     private let highIDs: Bool
@@ -75,6 +79,7 @@ public final class Ext4Reader: FileSystemReader {
         largeDirectories = s.s_feature_incompat & UInt32(EXT4_FEATURE_INCOMPAT_LARGEDIR) != 0
         clusterRatioBits = Int(handle.pointee.cluster_ratio_bits)
         blockSize = Int(handle.pointee.blocksize)
+        blocksCount = ext2fs_blocks_count(sb)
         needsRecovery = s.s_feature_incompat & UInt32(EXT3_FEATURE_INCOMPAT_RECOVER) != 0
         label = withUnsafeBytes(of: s.s_volume_name) { raw in
             String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
@@ -124,17 +129,17 @@ public final class Ext4Reader: FileSystemReader {
         return FWError(kind, "\(what): \(text)", partition: source, path: path)
     }
 
-    private func check(_ code: errcode_t, _ what: @autoclosure () -> String) throws {
+    func check(_ code: errcode_t, _ what: @autoclosure () -> String) throws {
         guard code != 0 else { return }
         throw Self.error(code, what(), source: sourceName, channel: channel)
     }
 
-    private func handle() throws -> ext2_filsys {
+    func handle() throws -> ext2_filsys {
         guard let fs else { throw FWError(.invalidArgument, "filesystem is closed", partition: sourceName) }
         return fs
     }
 
-    private func inodeNumber(_ inode: UInt64) throws -> ext2_ino_t {
+    func inodeNumber(_ inode: UInt64) throws -> ext2_ino_t {
         guard let n = ext2_ino_t(exactly: inode), n >= 1, n <= inodeCount else {
             throw FWError(.corrupt, "inode \(inode) is outside 1...\(inodeCount)", partition: sourceName)
         }
@@ -214,7 +219,7 @@ public final class Ext4Reader: FileSystemReader {
             return Array(raw.block[0..<length])
         }
         // A slow symlink: the target is the content of its (extent- or block-mapped) data.
-        let file = try Ext4File(reader: self, inode: inode)
+        let file = try Ext4File(reader: self, inode: inode, raw: raw)
         var target = [UInt8](repeating: 0, count: length)
         var filled = 0
         while filled < length {
@@ -304,51 +309,6 @@ public final class Ext4Reader: FileSystemReader {
         guard raw.fileType == .regular else {
             throw FWError(.invalidArgument, "inode \(inode) is not a regular file", partition: sourceName)
         }
-        return try Ext4File(reader: self, inode: inode)
-    }
-
-    /// One open file: a libext2fs `ext2_file_t`, read sequentially in chunks of up to 1 MiB.
-    /// Holes and unwritten extents read as zeros (libext2fs fills them without disk reads).
-    final class Ext4File: FileContents {
-        private let reader: Ext4Reader   // keeps the filesystem open while the file is
-        private var file: ext2_file_t?
-        private let inode: UInt64
-        let size: UInt64
-        private var position: UInt64 = 0
-
-        init(reader: Ext4Reader, inode: UInt64) throws {
-            self.reader = reader
-            self.inode = inode
-            let fs = try reader.handle()
-            let ino = try reader.inodeNumber(inode)
-            var f: ext2_file_t?
-            try reader.check(ext2fs_file_open(fs, ino, 0, &f), "cannot open file inode \(inode)")
-            file = f
-            var length: UInt64 = 0
-            let code = ext2fs_file_get_lsize(f, &length)
-            if code != 0 {
-                _ = ext2fs_file_close(f)
-                file = nil
-                try reader.check(code, "cannot size file inode \(inode)")
-            }
-            size = length
-        }
-
-        deinit {
-            if let file { _ = ext2fs_file_close(file) }
-        }
-
-        func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-            guard let file, let base = buffer.baseAddress, position < size else { return 0 }
-            let wanted = UInt32(min(buffer.count, Ext4Reader.readChunk, Int(clamping: size - position)))
-            var got: UInt32 = 0
-            try reader.check(ext2fs_file_read(file, base, wanted, &got),
-                             "cannot read file inode \(inode) at offset \(position)")
-            if got == 0 {
-                throw FWError(.corrupt, "file inode \(inode) ends at \(position), its size says \(size)", partition: reader.sourceName)
-            }
-            position += UInt64(got)
-            return Int(got)
-        }
+        return try Ext4File(reader: self, inode: inode, raw: raw)
     }
 }
