@@ -26,7 +26,7 @@ public enum EROFS {
         public static let ztailpacking = IncompatibleFeatures(rawValue: 0x10)
         /// `FRAGMENTS` / `DEDUPE` (0x20): tails in the packed inode; shared pclusters.
         public static let fragments = IncompatibleFeatures(rawValue: 0x20)
-        /// `XATTR_PREFIXES` (0x40): long xattr name prefixes (not supported).
+        /// `XATTR_PREFIXES` (0x40): long xattr name prefixes.
         public static let xattrPrefixes = IncompatibleFeatures(rawValue: 0x40)
         /// `48BIT` (0x80): 48-bit block addresses (not supported).
         public static let blockAddress48 = IncompatibleFeatures(rawValue: 0x80)
@@ -34,7 +34,7 @@ public enum EROFS {
         public static let metabox = IncompatibleFeatures(rawValue: 0x100)
 
         /// What this reader handles.
-        public static let supported: IncompatibleFeatures = [.zeroPadding, .compressionConfigs, .chunkedFile, .deviceTable, .ztailpacking, .fragments]
+        public static let supported: IncompatibleFeatures = [.zeroPadding, .compressionConfigs, .chunkedFile, .deviceTable, .ztailpacking, .fragments, .xattrPrefixes]
 
         public var description: String {
             let names: [(IncompatibleFeatures, String)] = [

@@ -11,8 +11,8 @@ import FileSystems
 /// Supported: compact and extended inodes; FLAT_PLAIN, FLAT_INLINE, CHUNK_BASED (block maps and
 /// chunk indexes, holes read as zeros), COMPRESSED_FULL and COMPRESSED_COMPACT (2- and 4-byte
 /// packs) with lz4/lz4hc and MicroLZMA, big pclusters, ztailpacking, fragments (the packed inode)
-/// and deduplicated (partially referenced) pclusters; inline and shared xattrs.
-/// Not supported (refused with `.unsupported`): extra devices, long xattr name prefixes, 48-bit
+/// and deduplicated (partially referenced) pclusters; inline and shared xattrs, long xattr name
+/// prefixes. Not supported (refused with `.unsupported`): extra devices, 48-bit
 /// addresses, metabox, the newer extent-record compressed format, deflate pclusters, partially
 /// referenced zstd pclusters. zstd pclusters (HEAD1 or HEAD2) decode with `Codecs.Zstd`.
 public final class EROFSReader: FileSystemReader {
@@ -33,6 +33,8 @@ public final class EROFSReader: FileSystemReader {
     let metaBase: UInt64
     let xattrBase: UInt64
     private var packedData: DataReader?
+    /// Long xattr name prefixes (full prefix text), loaded on first use.
+    private var longPrefixes: [[UInt8]]?
 
     /// Longest symlink target accepted (Linux's PATH_MAX).
     static let maximumSymlinkLength = 4096
@@ -298,23 +300,74 @@ public final class EROFSReader: FileSystemReader {
         return result
     }
 
-    /// Name index prefixes (`EROFS_XATTR_INDEX_*`).
+    /// Name index prefixes (`EROFS_XATTR_INDEX_*`); with bit 7 set, the low bits pick a long
+    /// prefix (XATTR_PREFIXES).
     private func attribute(index: UInt8, name: ArraySlice<UInt8>, value: ArraySlice<UInt8>, inode: UInt64) throws -> ExtendedAttribute {
-        let prefix: String
-        switch index {
-        case 1: prefix = "user."
-        case 2: prefix = "system.posix_acl_access"
-        case 3: prefix = "system.posix_acl_default"
-        case 4: prefix = "trusted."
-        case 5: prefix = "lustre."
-        case 6: prefix = "security."
-        default:
-            if index & 0x80 != 0 {
-                throw FWError.unsupported("erofs inode \(inode): xattr with a long name prefix (XATTR_PREFIXES) is not supported")
+        var full: [UInt8]
+        if index & 0x80 != 0 {
+            let prefixes = try longXattrPrefixes()
+            let id = Int(index & 0x7F)
+            guard id < prefixes.count else {
+                throw FWError.corrupt("erofs inode \(inode): xattr uses long prefix \(id) of \(prefixes.count)")
             }
+            full = prefixes[id]
+        } else if let prefix = Self.shortPrefix(index) {
+            full = Array(prefix.utf8)
+        } else {
             throw FWError.corrupt("erofs inode \(inode): xattr with unknown name index \(index)")
         }
-        return ExtendedAttribute(name: prefix + String(decoding: name, as: UTF8.self), value: Array(value))
+        full += name
+        return ExtendedAttribute(name: String(decoding: full, as: UTF8.self), value: Array(value))
+    }
+
+    static func shortPrefix(_ index: UInt8) -> String? {
+        switch index {
+        case 1: return "user."
+        case 2: return "system.posix_acl_access"
+        case 3: return "system.posix_acl_default"
+        case 4: return "trusted."
+        case 5: return "lustre."
+        case 6: return "security."
+        default: return nil
+        }
+    }
+
+    /// `xattr_prefix_count` records from `xattr_prefix_start` * 4, in the packed inode (or the
+    /// filesystem itself without one, or with the PLAIN_XATTR_PFX compat flag): each 4-aligned,
+    /// a le16 length then `struct erofs_xattr_long_prefix` (base name index, infix).
+    func longXattrPrefixes() throws -> [[UInt8]] {
+        if let longPrefixes { return longPrefixes }
+        var result: [[UInt8]] = []
+        let count = Int(superBlock.xattrPrefixCount)
+        if superBlock.featureIncompat.contains(.xattrPrefixes), count > 0 {
+            let inPacked = superBlock.packedNid != 0 && superBlock.featureCompat & 0x10 == 0
+            let packed = inPacked ? try packedInode() : nil
+            func bytes(_ offset: UInt64, _ n: Int) throws -> [UInt8] {
+                guard let packed else { return try read(at: offset, count: n, "erofs long xattr prefix") }
+                var out = [UInt8](repeating: 0, count: n)
+                var done = 0
+                while done < n {
+                    let got = try out.withUnsafeMutableBytes { try packed.read(at: offset + UInt64(done), into: UnsafeMutableRawBufferPointer(rebasing: $0[done...])) }
+                    guard got > 0 else { throw FWError.corrupt("erofs long xattr prefix at \(offset) is past the end of the packed inode") }
+                    done += got
+                }
+                return out
+            }
+            var offset = UInt64(superBlock.xattrPrefixStart) * 4
+            for i in 0..<count {
+                offset = (offset + 3) / 4 * 4
+                let length = Int(try ByteCursor(try bytes(offset, 2), context: "erofs long xattr prefix \(i)").u16le(at: 0))
+                guard length >= 1 else { throw FWError.corrupt("erofs long xattr prefix \(i) is empty") }
+                let record = try bytes(offset + 2, length)
+                guard let base = Self.shortPrefix(record[0]) else {
+                    throw FWError.corrupt("erofs long xattr prefix \(i) has unknown base index \(record[0])")
+                }
+                result.append(Array(base.utf8) + record[1...])
+                offset += 2 + UInt64(length)
+            }
+        }
+        longPrefixes = result
+        return result
     }
 
     // MARK: Helpers

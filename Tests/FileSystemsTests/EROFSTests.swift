@@ -64,7 +64,7 @@ struct EROFSReaderTests {
         #expect(entries.contains { $0.path == "var/holes.img" && $0.size == 4 << 20 })
     }
 
-    @Test("hand-made image: MicroLZMA and HEAD2 zstd pclusters, a deduplicated pcluster and fragments match their files")
+    @Test("hand-made image: MicroLZMA and HEAD2 zstd pclusters, a deduplicated pcluster, fragments and long xattr prefixes match their files")
     func lzmaImageMatchesSource() throws {
         let reader = try EROFSFixtures.open("lzma")
         #expect(reader.availableAlgorithms == 1 << 1 | 1 << 3)
@@ -73,7 +73,8 @@ struct EROFSReaderTests {
         let (entries, problems) = try Manifest.of(reader)
         #expect(problems.isEmpty, "\(problems)")
         let expected = try EROFSFixtures.manifest("fs-erofs-lzma.manifest")
-        #expect(expected.count == 6)
+        #expect(expected.count == 7)
+        #expect(entries.first { $0.path == "long-prefix.txt" }?.xattrs["trusted.overlay.opaque"] == "79")
         let diffs = Manifest.differences(expected: expected, actual: entries)
         #expect(diffs.isEmpty, "\(diffs.joined(separator: "\n"))")
     }
@@ -176,8 +177,8 @@ struct EROFSBadInputTests {
         let error = try #require(throws: FWError.self) { try EROFSReader(source: MemorySource(b), name: "new.img") }
         #expect(error.code == .unsupported && error.message.contains("not supported"), "\(error)")
         var c = try Self.bytes("plain")
-        c[1024 + 80] |= 0x40      // XATTR_PREFIXES
-        #expect(throws: FWError.self) { try EROFSReader(source: MemorySource(c), name: "prefixes.img") }
+        c[1024 + 80] |= 0x80      // 48BIT
+        #expect(throws: FWError.self) { try EROFSReader(source: MemorySource(c), name: "48bit.img") }
     }
 
     @Test("a truncated image and a root nid past the end fail at open")
@@ -238,8 +239,13 @@ struct EROFSBadInputTests {
     @Test("corrupt MicroLZMA pclusters fail that file only")
     func corruptLZMA() throws {
         var b = try Self.bytes("lzma")
-        // The generator puts text.txt's pclusters from block 7 on, right-aligned after zeros.
-        for i in (8 * 4096 + 2048)..<(9 * 4096) { b[i] = UInt8(truncatingIfNeeded: i &* 151) }
+        let nid = try #require(try EROFSReader(source: MemorySource(b), name: "lzma.img").lookup("text.txt"))
+        // text.txt: an extended inode without xattrs at meta_blkaddr * 4096 + nid * 32, its map
+        // header right after it, 8 reserved bytes, then lcluster 0's record (blkaddr at 4).
+        let meta = (Int(b[1064]) | Int(b[1065]) << 8) * 4096
+        let record = meta + Int(nid) * 32 + 64 + 16
+        let block = Int(b[record + 4]) | Int(b[record + 5]) << 8 | Int(b[record + 6]) << 16
+        for i in (block * 4096 + 2048)..<((block + 1) * 4096) { b[i] = UInt8(truncatingIfNeeded: i &* 151) }
         let reader = try EROFSReader(source: MemorySource(b), name: "lzma.img")
         let text = try #require(try reader.lookup("text.txt"))
         let error = try #require(throws: FWError.self) { try reader.readSmallFile(text) }

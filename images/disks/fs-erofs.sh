@@ -81,7 +81,7 @@ ls -l "$OUT"/fs-erofs-*.img
 # (COMPR_CFGS with MicroLZMA and zstd configurations, full lcluster indexes over MicroLZMA
 # pclusters made by liblzma's lzma_microlzma_encoder, a file mixing HEAD1 MicroLZMA and HEAD2 zstd
 # pclusters, a deduplicated PARTIAL_REF head, a whole-file fragment and a tail fragment in the
-# packed inode). Linux mounts it (the EROFS tests compare with the kernel);
+# packed inode, long xattr name prefixes). Linux mounts it (the EROFS tests compare with the kernel);
 # fs-erofs-lzma.manifest is the manifest of the files it holds.
 cat > "$WORK/mlz.c" <<'C'
 /* microlzma encode: stdin -> stdout as [le32 consumed][le32 produced][bytes]; argv[1] = output capacity */
@@ -111,7 +111,7 @@ gcc -O2 -o "$WORK/mlz" "$WORK/mlz.c" -llzma
 cat > "$WORK/mkerofs_lzma.py" <<'PY'
 #!/usr/bin/env python3
 """Hand-made EROFS image with MicroLZMA pclusters, HEAD2 zstd pclusters, fragments and a
-deduplicated (partially referenced) pcluster -- layouts mkfs.erofs 1.5 cannot write. Laid out per linux
+deduplicated (partially referenced) pcluster and long xattr name prefixes -- layouts mkfs.erofs 1.5 cannot write. Laid out per linux
 Documentation/filesystems/erofs.rst and erofs_fs.h. usage: mkerofs_lzma.py MLZ SRCDIR IMAGE
 (MLZ is the microlzma encoder helper; SRCDIR receives the files, for the manifest)."""
 import os, random, struct, subprocess, sys
@@ -205,16 +205,20 @@ def heads_of(extents, head2=()):
         h[start // BLK] = (start % BLK, blk, False, start in head2)
     return h
 
-def inode(layout, mode, size, iu, nlink=1):
+def inode(layout, mode, size, iu, nlink=1, icount=0):
     fmt = 1 | (layout << 1)                                      # extended
-    return struct.pack("<HHHHQIIIIQII16x", fmt, 0, mode, 0, size, iu, 0, 0, 0, MTIME, 0, nlink)
+    return struct.pack("<HHHHQIIIIQII16x", fmt, icount, mode, 0, size, iu, 0, 0, 0, MTIME, 0, nlink)
+
+def xattr_entry(index, name, value):
+    e = struct.pack("<BBH", len(name), index, len(value)) + name + value
+    return e + b"\0" * (-len(e) % 4)
 
 def zheader(fragoff_or_idata, advise, algs, clusterbits):
     return struct.pack("<IHBB", fragoff_or_idata, advise, algs, clusterbits)
 
 meta = {}                          # nid -> bytes (inode + inline part), each in its own block
-NID_ROOT, NID_TEXT, NID_DEDUPE, NID_WHOLE, NID_TAIL, NID_PACKED, NID_MIXED = 0, 128, 256, 384, 512, 640, 768
-next_block = 8                     # 0 superblock, 1..7 one inode each
+NID_ROOT, NID_TEXT, NID_DEDUPE, NID_WHOLE, NID_TAIL, NID_PACKED, NID_MIXED, NID_XATTR = 0, 128, 256, 384, 512, 640, 768, 896
+next_block = 9                     # 0 superblock, 1..8 one inode each
 
 # text.txt
 ext1 = put_pclusters(compress(file1))
@@ -239,6 +243,18 @@ ext4 = put_pclusters(pcs)
 tail = taildata[a_len:]
 packed = whole + b"\x5a" * 100 + tail
 frag_whole, frag_tail = 0, len(whole) + 100
+# Long xattr name prefixes (XATTR_PREFIXES), kept in the packed inode from xattr_prefix_start * 4:
+# 4-aligned records of le16 length, base name index, infix.
+packed += b"\0" * (-len(packed) % 4)
+prefix_start = len(packed) // 4
+for base, infix in [(4, b"overlay."), (1, b"com.example.")]:
+    rec = bytes([base]) + infix
+    packed += struct.pack("<H", len(rec)) + rec
+    packed += b"\0" * (-len(packed) % 4)
+# long-prefix.txt: an empty file whose inline xattrs use both long prefixes and a short one.
+body = b"\0" * 12 + xattr_entry(0x80 | 0, b"opaque", b"y") + xattr_entry(0x80 | 1, b"color", b"blue") + \
+    xattr_entry(1, b"plain", b"short prefix")
+meta[NID_XATTR] = inode(0, 0o100644, 0, 0, icount=1 + (len(body) - 12) // 4) + body
 meta[NID_WHOLE] = inode(1, 0o100644, len(whole), 0) + struct.pack("<Q", frag_whole | (1 << 63))
 h4 = heads_of(ext4)
 h4[a_len // BLK] = (a_len % BLK, 0, False, False)
@@ -250,7 +266,7 @@ meta[NID_PACKED] = inode(0, 0o100644, len(packed), packed_start)
 
 # root directory, inline (FLAT_INLINE), names sorted
 names = sorted([(b".", NID_ROOT, 2), (b"..", NID_ROOT, 2), (b"dedupe.txt", NID_DEDUPE, 1), (b"tail-fragment.txt", NID_TAIL, 1),
-                (b"text.txt", NID_TEXT, 1), (b"whole-fragment.txt", NID_WHOLE, 1), (b"mixed-algorithms.txt", NID_MIXED, 1)])
+                (b"text.txt", NID_TEXT, 1), (b"whole-fragment.txt", NID_WHOLE, 1), (b"mixed-algorithms.txt", NID_MIXED, 1), (b"long-prefix.txt", NID_XATTR, 1)])
 nameoff = 12 * len(names)
 dirents, namebytes = b"", b""
 for name, nid, ft in names:
@@ -260,8 +276,8 @@ dirdata = dirents + namebytes
 meta[NID_ROOT] = inode(2, 0o040755, len(dirdata), 0xFFFFFFFF, nlink=2) + dirdata
 
 img = bytearray(next_block * BLK)
-sb = struct.pack("<IIIBBHQQIIII16s16sIHHHBBIQ", 0xE0F5E1E2, 0, 0, 12, 0, NID_ROOT, 6, MTIME, 0, next_block, 1, 0,
-                 b"\x11" * 16, b"lzma-test".ljust(16, b"\0"), 0x1 | 0x2 | 0x8 | 0x20, (1 << 1) | (1 << 3), 0, 0, 0, 0, 0, NID_PACKED)
+sb = struct.pack("<IIIBBHQQIIII16s16sIHHHBBIQ", 0xE0F5E1E2, 0, 0, 12, 0, NID_ROOT, 7, MTIME, 0, next_block, 1, 0,
+                 b"\x11" * 16, b"lzma-test".ljust(16, b"\0"), 0x1 | 0x2 | 0x8 | 0x20 | 0x40, (1 << 1) | (1 << 3), 0, 0, 0, 2, prefix_start, NID_PACKED)
 img[1024:1024 + len(sb)] = sb
 img[1024 + 128:1024 + 128 + 16] = struct.pack("<HIH8x", 14, 65536, 0)   # z_erofs_lzma_cfgs (algorithm 1)
 img[1024 + 144:1024 + 144 + 8] = struct.pack("<HBB4x", 6, 0, 17 - 10)    # z_erofs_zstd_cfgs (algorithm 3): 128 KiB window
@@ -277,6 +293,10 @@ os.makedirs(srcdir, exist_ok=True)
 for name, data in [("text.txt", file1), ("dedupe.txt", dedupe), ("mixed-algorithms.txt", mixed), ("whole-fragment.txt", whole), ("tail-fragment.txt", taildata)]:
     p = os.path.join(srcdir, name)
     open(p, "wb").write(data); os.chmod(p, 0o644); os.utime(p, (MTIME, MTIME))
+p = os.path.join(srcdir, "long-prefix.txt")
+open(p, "wb").close(); os.chmod(p, 0o644)
+os.setxattr(p, "trusted.overlay.opaque", b"y"); os.setxattr(p, "user.com.example.color", b"blue")
+os.setxattr(p, "user.plain", b"short prefix"); os.utime(p, (MTIME, MTIME))
 os.chmod(srcdir, 0o755); os.utime(srcdir, (MTIME, MTIME))
 print("extents: mixed-algorithms.txt", len(ext5), "text.txt", len(ext1), "tail-fragment.txt", len(ext4), "+ tail", len(tail))
 PY
