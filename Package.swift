@@ -42,12 +42,14 @@ let package = Package(
         .target(name: "FileSystemFAT", dependencies: ["FileSystems", "DiskImage"]),
         // 5. Mount plan: root slot from bootloader state, fstab, systemd units, firmware profiles.
         .target(name: "MountPlan", dependencies: ["FileSystems", "DiskImage"]),
-        // 6. Archive: streaming tar writer and parallel gzip.
+        // 6. Assembly: the booted namespace (mounts, binds, overlays) walked in sorted order.
+        .target(name: "Assembly", dependencies: ["FileSystems", "MountPlan", "DiskImage"]),
+        // 7. Archive: streaming tar writer and parallel gzip.
         .target(name: "Archive", dependencies: ["FileSystems", "CZlib", "CZstd"]),
-        // 7. The facade: everything the CLI does goes through it.
+        // 8. The facade: everything the CLI does goes through it.
         .target(name: "FirmwareAssembler", dependencies: [
             "DiskImage", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
-            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Archive",
+            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Assembly", "Archive",
         ]),
         .executableTarget(name: "fwassemble", dependencies: [
             "FirmwareAssembler",
@@ -62,6 +64,7 @@ let package = Package(
             "DiskImage", "TestSupport",
         ]),
         .testTarget(name: "MountPlanTests", dependencies: ["MountPlan", "FileSystems", "DiskImage"]),
+        .testTarget(name: "AssemblyTests", dependencies: ["Assembly", "MountPlan", "FileSystems", "DiskImage"]),
         .testTarget(name: "ArchiveTests", dependencies: ["Archive", "FileSystems", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["FirmwareAssembler", "TestSupport"]),
         .target(name: "TestSupport", dependencies: ["FileSystems", "CZlib"], path: "Tests/TestSupport"),

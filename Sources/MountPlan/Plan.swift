@@ -51,6 +51,12 @@ public struct RootChoice: Sendable, Equatable, Codable {
     public var partition: Int
     public var filesystem: String
     public var reason: String
+
+    public init(partition: Int, filesystem: String, reason: String) {
+        self.partition = partition
+        self.filesystem = filesystem
+        self.reason = reason
+    }
 }
 
 /// One mount the booted device performs, in the order it is applied.
