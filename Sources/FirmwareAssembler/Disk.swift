@@ -69,3 +69,21 @@ public final class Disk: Sendable {
             partitions: partitions)
     }
 }
+
+extension Disk {
+    /// The bytes of partition `index` (Linux numbering, as `inspect` reports it) as a byte source
+    /// named "IMAGE partition N (NAME)", for the filesystem readers. Throws `.notFound` for a
+    /// partition that does not exist and `.corrupt` for one reaching past the end of the image.
+    func partitionSource(index: Int) throws -> (partition: Partition, source: SliceSource) {
+        let prober = try FilesystemProber(path: path)
+        let (table, _) = try partitionTable(prober: prober)
+        guard let p = table.partitions.first(where: { $0.index == index }) else {
+            throw FWError(.notFound, "no partition \(index) (the \(table.kind.rawValue) table has \(table.partitions.map { String($0.index) }.joined(separator: ", ")))", disk: path)
+        }
+        let label = "partition \(index)" + (p.name.map { $0.isEmpty ? "" : " (\($0))" } ?? "")
+        guard p.withinImage else {
+            throw FWError(.corrupt, "reaches past the end of the image", disk: path, partition: label)
+        }
+        return (p, try source.slice(offset: p.start, length: p.size, name: "\(path) \(label)"))
+    }
+}

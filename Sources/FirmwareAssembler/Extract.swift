@@ -67,6 +67,9 @@ extension Disk {
                 }
             }
         }
+        if chosen == nil, let n = Int(selector), table.partitions.contains(where: { $0.index == n && $0.isExtended }) {
+            throw FWError(.invalidArgument, "partition \(n) is an MBR extended partition (a container of logical partitions, no filesystem)", disk: path)
+        }
         guard let p = chosen else {
             let known = usable.map { p in "\(p.index)" + (p.name.map { " (\($0))" } ?? "") }.joined(separator: ", ")
             throw FWError(.notFound, "no partition \(selector.debugDescription) (by number, GPT name or filesystem label); the table has \(known)", disk: path)

@@ -222,12 +222,17 @@ enum GPT {
                 warnings.append("GPT entry \(slot + 1) ends (LBA \(e.lastLBA)) before it starts (LBA \(e.firstLBA)); ignored")
                 continue
             }
+            let (count, overflow) = (e.lastLBA - e.firstLBA).addingReportingOverflow(1)
+            guard !overflow else {
+                warnings.append("GPT entry \(slot + 1) spans LBA \(e.firstLBA)-\(e.lastLBA), more than any disk; ignored")
+                continue
+            }
             if e.firstLBA < header.firstUsableLBA || e.lastLBA > header.lastUsableLBA {
                 warnings.append("partition \(slot + 1) (LBA \(e.firstLBA)-\(e.lastLBA)) is outside the usable area LBA \(header.firstUsableLBA)-\(header.lastUsableLBA)")
             }
             let type = e.typeGUID.description
             partitions.append(Partition(
-                index: slot + 1, firstSector: e.firstLBA, sectorCount: e.lastLBA - e.firstLBA + 1, sectorSize: ss,
+                index: slot + 1, firstSector: e.firstLBA, sectorCount: count, sectorSize: ss,
                 type: type, typeName: GPTTypes.names[type], name: e.name, uuid: e.uniqueGUID.description,
                 bootable: e.attributes & (1 << 2) != 0, attributes: e.attributes))
         }

@@ -176,6 +176,13 @@ import Testing
         #expect(t.warnings.contains { $0.contains("no protective MBR") }, "\(t.warnings)")
     }
 
+    @Test func gptEntrySpanningEverything() throws {
+        let t = try read(Self.gptDisk(parts: [GPTPart(first: 0, last: .max, name: "all"), GPTPart(first: 40, last: .max - 1, name: "huge")]))
+        #expect(t.partitions.map(\.index) == [2])
+        #expect(t.partitions.first?.withinImage == false)
+        #expect(t.warnings.contains { $0.contains("entry 1") && $0.contains("more than any disk") }, "\(t.warnings)")
+    }
+
     @Test func gptEntryEndingBeforeItStarts() throws {
         let t = try read(Self.gptDisk(parts: [GPTPart(first: 90, last: 50, name: "bad"), GPTPart(first: 100, last: 199, name: "ok")]))
         #expect(t.partitions.map(\.index) == [2])
