@@ -105,25 +105,48 @@ struct ExtractEndToEndTests {
         #expect(diffs.isEmpty, "\(diffs.joined(separator: "\n"))")
     }
 
-    @Test("The archive of the ext4 partition matches the kernel's loop mount of it")
-    func kernelView() throws {
-        guard TestImages.canLoopMount("ext4") else { return }
-        let disk = try TestImages.path("extract-gpt.img")
+    @Test("The archive matches the kernel's loop mount of the same filesystem",
+          arguments: [("extract-gpt.img", "2", "ext4"), ("extract-squashfs.img", "1", "squashfs")])
+    func kernelView(image: String, partition: String, fstype: String) throws {
+        guard TestImages.canLoopMount(fstype) else { return }
+        let disk = try TestImages.path(image)
         let dir = try Scratch.directory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let info = String(decoding: try TestImages.run(["sgdisk", "-i", "2", disk]), as: UTF8.self)
-        let firstLine = try #require(info.split(separator: "\n").first { $0.hasPrefix("First sector:") })
-        let first = try #require(firstLine.split(separator: " ").dropFirst(2).first.flatMap { UInt64($0) })
+        var offset: UInt64 = 0
+        if image == "extract-gpt.img" {
+            let info = String(decoding: try TestImages.run(["sgdisk", "-i", partition, disk]), as: UTF8.self)
+            let firstLine = try #require(info.split(separator: "\n").first { $0.hasPrefix("First sector:") })
+            offset = try #require(firstLine.split(separator: " ").dropFirst(2).first.flatMap { UInt64($0) }) * 512
+        }
         let mnt = dir.appendingPathComponent("mnt")
         try FileManager.default.createDirectory(at: mnt, withIntermediateDirectories: true)
-        try TestImages.run(["mount", "-t", "ext4", "-o", "loop,ro,offset=\(first * 512)", disk, mnt.path])
+        try TestImages.run(["mount", "-t", fstype, "-o", "loop,ro,offset=\(offset)", disk, mnt.path])
         defer { _ = try? TestImages.run(["umount", mnt.path]) }
         let kernel = try Manifest.ofDirectory(mnt.path).filter { $0.type != "socket" }
         let out = dir.appendingPathComponent("root.tar").path
-        let r = try Self.run(["extract", disk, "-p", "2", "-o", out, "-q"])
+        let r = try Self.run(["extract", disk, "-p", partition, "-o", out, "-q"])
         #expect(r.status == 0, "\(r.stderr)")
         let diffs = Manifest.differences(expected: kernel, actual: try Scratch.tarManifest(out))
         #expect(diffs.isEmpty, "\(diffs.joined(separator: "\n"))")
+    }
+
+    @Test("vfat partition chosen by filesystem label: the two files with their contents")
+    func vfatByLabel() throws {
+        let disk = try TestImages.path("extract-gpt.img")
+        let dir = try Scratch.directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("boot.tar.gz").path
+        let r = try Self.run(["extract", disk, "-p", "EXTBOOT", "-o", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("partition 1 (boot) (vfat)"))
+        let got = try Scratch.tarManifest(out)
+        let source = try Self.sourceManifest()
+        #expect(got.map(\.path) == [".", "fstab", "hostname"])
+        for name in ["fstab", "hostname"] {
+            let want = try #require(source.first { $0.path == "etc/" + name })
+            let have = try #require(got.first { $0.path == name })
+            #expect(have.size == want.size && have.crc32 == want.crc32, "\(name)")
+        }
     }
 
     @Test("Errors exit 1 (or 2 for usage) and leave no output file")
