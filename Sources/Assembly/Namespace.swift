@@ -62,7 +62,7 @@ public final class Namespace {
     /// Filesystems mounted at more than one place: their inodes can be met through several paths.
     private var sharedFileSystems = Set<ObjectIdentifier>()
 
-    public init(plan: MountPlan, open: Opener) throws {
+    public init(plan: Plan, open: Opener) throws {
         var counts: [ObjectIdentifier: Int] = [:]
         for (index, m) in plan.mounts.enumerated() {
             let path = PathComponents.split(Array(m.where.utf8))

@@ -115,7 +115,7 @@ public struct SkippedMount: Sendable, Equatable, Codable {
 }
 
 /// The mount plan: the root, the mounts in application order, what was skipped and why.
-public struct MountPlan: Sendable, Equatable, Codable {
+public struct Plan: Sendable, Equatable, Codable {
     public var root: RootChoice
     public var mounts: [PlannedMount]
     public var skipped: [SkippedMount]

@@ -6,7 +6,7 @@ import FileSystems
 public enum Planner {
     /// Plans the disk's boot. Throws only when no root can be found; everything else becomes
     /// warnings and skipped mounts.
-    public static func plan(_ disk: any PlanningDisk, options: PlanOptions = PlanOptions()) throws -> MountPlan {
+    public static func plan(_ disk: any PlanningDisk, options: PlanOptions = PlanOptions()) throws -> Plan {
         var selector = RootSelector(disk: disk)
         let root = try selector.choose(options: options)
         var warnings = selector.warnings
@@ -111,7 +111,7 @@ public enum Planner {
             }
             final.append(m)
         }
-        return MountPlan(root: root, mounts: final, skipped: skipped.sorted { ($0.where, $0.reason) < ($1.where, $1.reason) },
+        return Plan(root: root, mounts: final, skipped: skipped.sorted { ($0.where, $0.reason) < ($1.where, $1.reason) },
                          warnings: warnings, profile: profile.name)
     }
 

@@ -19,6 +19,8 @@ struct Fwassemble: ParsableCommand {
         subcommands: [
             Inspect.self,
             Extract.self,
+            PlanCommand.self,
+            Assemble.self,
         ]
     )
 

@@ -4,8 +4,8 @@ import MountPlan
 import Testing
 @testable import Assembly
 
-private func plan(_ mounts: [PlannedMount]) -> MountPlan {
-    MountPlan(root: RootChoice(partition: 1, filesystem: "memory", reason: "test"), mounts: mounts, skipped: [], warnings: [], profile: "test")
+private func plan(_ mounts: [PlannedMount]) -> Plan {
+    Plan(root: RootChoice(partition: 1, filesystem: "memory", reason: "test"), mounts: mounts, skipped: [], warnings: [], profile: "test")
 }
 
 private func listing(_ ns: Namespace) -> [String] {
@@ -20,7 +20,7 @@ private func listing(_ ns: Namespace) -> [String] {
 struct NamespaceTests {
     /// A HAOS-like disk: root with /etc/hostname and an empty /var/lib/docker, a data partition
     /// bound onto /var/lib/docker, an overlay partition with a file bind.
-    func haos() -> (MountPlan, [Int: MemoryFileSystem]) {
+    func haos() -> (Plan, [Int: MemoryFileSystem]) {
         let root = MemoryFileSystem(sourceName: "root")
         root.addFile("/etc/hostname", "rootfs-default\n")
         root.addFile("/etc/os-release", "ID=haos\n")

@@ -1,0 +1,222 @@
+import Archive
+import Assembly
+import DiskImage
+import FileSystemFAT
+import FileSystems
+import Foundation
+import MountPlan
+
+/// Options of `Disk.assemble`.
+public struct AssembleOptions: Sendable {
+    /// Output path, "-" for standard output; nil: `<image name without extension>.rootfs.tar.gz`
+    /// in the current directory.
+    public var output: String?
+    /// The JSON report's path; nil: `<output>.report.json` (no report file for standard output).
+    public var reportPath: String?
+    public var compression: Compression
+    public var threads: Int
+    /// Drop device nodes and list them in the report (fw2tar's behaviour).
+    public var noDevices: Bool
+    /// Planning options (`--root`).
+    public var plan: PlanOptions
+    /// Called now and then with progress; never prints.
+    public var progress: (@Sendable (AssembleProgress) -> Void)?
+
+    public init(output: String? = nil, reportPath: String? = nil, compression: Compression = .defaultGzip,
+                threads: Int = ProcessInfo.processInfo.activeProcessorCount, noDevices: Bool = false,
+                plan: PlanOptions = PlanOptions(), progress: (@Sendable (AssembleProgress) -> Void)? = nil) {
+        self.output = output
+        self.reportPath = reportPath
+        self.compression = compression
+        self.threads = threads
+        self.noDevices = noDevices
+        self.plan = plan
+        self.progress = progress
+    }
+}
+
+/// Progress of an assembly: entries and content bytes written so far, of a planned total.
+public struct AssembleProgress: Sendable {
+    public var entries: Int
+    public var contentBytes: UInt64
+    /// Bytes of the mounted partitions (an upper bound of what will be read).
+    public var plannedBytes: UInt64
+    public var currentPath: String
+}
+
+/// What `assemble` did: the sidecar `<output>.report.json`.
+public struct AssembleReport: Sendable, Codable {
+    public struct Origin: Sendable, Codable, Equatable {
+        public var origin: String
+        public var entries: Int
+        public var bytes: UInt64
+    }
+
+    public var tool: String
+    public var version: String
+    public var image: String
+    public var output: String
+    public var compression: String
+    public var plan: Plan
+    /// Entries and content bytes per mounted filesystem ("partition 8").
+    public var partitions: [Origin]
+    public var members: Int
+    public var files: Int
+    public var hardlinks: Int
+    public var contentBytes: UInt64
+    public var tarBytes: UInt64
+    /// Device nodes left out with `--no-devices`.
+    public var droppedDevices: [String]
+    /// Sockets (not representable in tar).
+    public var skippedSockets: [String]
+    public var warnings: [String]
+    /// Entries that could not be read, with their paths.
+    public var readErrors: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case tool, version, image, output, compression, plan, partitions, members, files, hardlinks
+        case contentBytes = "content_bytes", tarBytes = "tar_bytes", droppedDevices = "dropped_devices"
+        case skippedSockets = "skipped_sockets", warnings, readErrors = "read_errors"
+    }
+
+    public func json() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+}
+
+/// The tool's version, written into reports.
+public let fwassembleVersion = "0.1.0"
+
+extension Disk {
+    /// The default output name: the image's file name without its extensions, plus
+    /// `.rootfs.tar.gz`, in the current directory.
+    public static func defaultOutputName(for image: String) -> String {
+        let base = image.split(separator: "/").last.map(String.init) ?? image
+        let stem = base.split(separator: ".", omittingEmptySubsequences: false).first.map(String.init) ?? base
+        return (stem.isEmpty ? base : stem) + ".rootfs.tar.gz"
+    }
+
+    /// Writes the booted namespace as one archive (docs/archive-format.md), streaming from the
+    /// disk, to a temporary file renamed over the output only on success. Returns (and writes
+    /// beside the output) the report.
+    public func assemble(options: AssembleOptions = AssembleOptions()) throws -> AssembleReport {
+        let partitions = try PartitionFileSystems(disk: self)
+        var plan = try self.plan(using: partitions, options: options.plan)
+        // FAT partitions get the uid=/gid=/umask= options they are mounted with.
+        for m in plan.mounts where m.kind == .partition && m.fstype == "vfat" {
+            guard let index = m.partition else { continue }
+            if let fat = try? FATMountOptions.parse(m.options) { partitions.fatOptions[index] = fat }
+        }
+        let namespace: Namespace
+        do {
+            namespace = try Namespace(plan: plan) { try partitions.fileSystem(partition: $0) }
+        } catch let e as FWError {
+            throw e.within(disk: path)
+        }
+        let outputPath = options.output ?? Self.defaultOutputName(for: path)
+        let output = try OutputFile(path: outputPath)
+        var report = AssembleReport(tool: "fwassemble", version: fwassembleVersion, image: path, output: outputPath,
+                                    compression: options.compression.description, plan: plan, partitions: [], members: 0,
+                                    files: 0, hardlinks: 0, contentBytes: 0, tarBytes: 0, droppedDevices: [],
+                                    skippedSockets: [], warnings: plan.warnings, readErrors: [])
+        let planned = plan.mounts.reduce(UInt64(0)) { sum, m in
+            sum + (m.partition.flatMap { i in partitions.partitions.first { $0.index == i }?.size } ?? 0)
+        }
+        do {
+            let tar = TarWriter(sink: try options.compression.sink(over: output.sink, threads: options.threads))
+            var origins: [String: AssembleReport.Origin] = [:]
+            var reportedTarProblems = 0
+            var lastProgress = Date.distantPast
+            for entry in namespace.entries() {
+                let m = entry.metadata
+                if m.type == .socket {
+                    report.skippedSockets.append(entry.displayPath)
+                    continue
+                }
+                if options.noDevices, m.type == .characterDevice || m.type == .blockDevice {
+                    report.droppedDevices.append(entry.displayPath)
+                    continue
+                }
+                var tarEntry: TarEntry
+                do {
+                    tarEntry = try TarEntry(path: entry.path, metadata: m)
+                } catch {
+                    report.readErrors.append("\(entry.displayPath): \((error as? FWError)?.message ?? "\(error)")")
+                    continue
+                }
+                if let target = entry.hardlinkTarget {
+                    tarEntry.kind = .hardlink(target: target)
+                    tarEntry.size = 0
+                    try tar.append(tarEntry)
+                    report.hardlinks += 1
+                } else if m.type == .regular, m.size > 0, let reader = entry.reader {
+                    let contents: any FileContents
+                    do {
+                        contents = try reader.openFile(m.inode)
+                    } catch {
+                        // Still written (as zeros) so hardlinks to it stay valid.
+                        report.readErrors.append("\(entry.displayPath): \((error as? FWError)?.message ?? "\(error)"); written as zeros")
+                        contents = ZeroFill(size: m.size)
+                    }
+                    try tar.append(tarEntry, contents: contents)
+                    report.files += 1
+                    report.contentBytes += m.size
+                } else {
+                    try tar.append(tarEntry)
+                    if m.type == .regular { report.files += 1 }
+                }
+                report.members += 1
+                var o = origins[entry.origin] ?? AssembleReport.Origin(origin: entry.origin, entries: 0, bytes: 0)
+                o.entries += 1
+                if entry.hardlinkTarget == nil, m.type == .regular { o.bytes += m.size }
+                origins[entry.origin] = o
+                for p in tar.problems.dropFirst(reportedTarProblems) { report.readErrors.append(p.description) }
+                reportedTarProblems = tar.problems.count
+                if let progress = options.progress, Date().timeIntervalSince(lastProgress) > 0.2 {
+                    lastProgress = Date()
+                    progress(AssembleProgress(entries: report.members, contentBytes: report.contentBytes,
+                                              plannedBytes: planned, currentPath: entry.displayPath))
+                }
+            }
+            try tar.finish()
+            report.tarBytes = tar.bytesWritten
+            report.partitions = origins.values.sorted { $0.origin < $1.origin }
+            report.warnings += namespace.problems.map(\.description)
+            plan.warnings = report.warnings
+            try output.commit()
+        } catch {
+            output.abort()
+            if let e = error as? FWError { throw e.within(disk: path) }
+            throw error
+        }
+        if outputPath != "-" || options.reportPath != nil {
+            let reportFile = options.reportPath ?? outputPath + ".report.json"
+            do {
+                try Data((try report.json() + "\n").utf8).write(to: URL(fileURLWithPath: reportFile), options: .atomic)
+            } catch {
+                throw FWError(.io, "cannot write the report \(reportFile): \(error.localizedDescription)")
+            }
+        }
+        return report
+    }
+}
+
+/// Zeros standing in for a file that could not be read.
+final class ZeroFill: FileContents {
+    let size: UInt64
+    private var left: UInt64
+
+    init(size: UInt64) {
+        self.size = size
+        self.left = size
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let n = Int(min(UInt64(buffer.count), left))
+        if n > 0 { UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n]).initializeMemory(as: UInt8.self, repeating: 0) }
+        left -= UInt64(n)
+        return n
+    }
+}

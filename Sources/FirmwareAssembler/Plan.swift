@@ -1,0 +1,89 @@
+import DiskImage
+import Foundation
+import FileSystemFAT
+import FileSystems
+import MountPlan
+
+@_exported import struct MountPlan.Plan
+@_exported import struct MountPlan.PlanOptions
+@_exported import struct MountPlan.PlannedMount
+@_exported import struct MountPlan.SkippedMount
+@_exported import struct MountPlan.RootChoice
+
+/// The disk as the mount planner and the namespace see it: inspected partitions, and their
+/// filesystems opened once each (cached) by magic.
+final class PartitionFileSystems: PlanningDisk {
+    let disk: Disk
+    let inspection: DiskInspection
+    let partitions: [PlanPartition]
+    /// FAT mount options (uid=, gid=, umask=...) per partition, from the plan.
+    var fatOptions: [Int: FATMountOptions] = [:]
+    private var readers: [Int: (any FileSystemReader)?] = [:]
+    /// Partitions that could not be opened, with the reason (reported once each).
+    private(set) var openFailures: [Int: String] = [:]
+
+    init(disk: Disk) throws {
+        self.disk = disk
+        self.inspection = try disk.inspect()
+        self.partitions = inspection.partitions.filter { !$0.extended }.map { p in
+            PlanPartition(index: p.index, name: p.name, partUUID: p.uuid, typeID: p.type, fsType: p.filesystem?.type,
+                          label: p.filesystem?.label, fsUUID: p.filesystem?.uuid, size: p.withinImage ? p.size : 0)
+        }
+    }
+
+    func fileSystem(partition index: Int) throws -> (any FileSystemReader)? {
+        if let cached = readers[index] { return cached }
+        var reader: (any FileSystemReader)?
+        if let info = inspection.partitions.first(where: { $0.index == index }), info.filesystem != nil, info.withinImage {
+            do {
+                let (slice, description) = try disk.partitionSource(String(index))
+                if let options = fatOptions[index], try FileSystemFormat.detect(slice) == .vfat {
+                    reader = try FATReader(source: slice, name: description, options: options)
+                } else if try FileSystemFormat.detect(slice) != nil {
+                    reader = try FileSystemFormat.open(slice, name: description)
+                }
+            } catch {
+                openFailures[index] = (error as? FWError)?.description ?? "\(error)"
+            }
+        }
+        readers[index] = reader
+        return reader
+    }
+
+    func rawBytes(partition index: Int, count: Int) throws -> [UInt8] {
+        guard let p = inspection.partitions.first(where: { $0.index == index }), p.withinImage else { return [] }
+        let n = Int(min(UInt64(count), p.size))
+        let (slice, _) = try disk.partitionSource(String(index))
+        return try slice.bytes(at: 0, count: n)
+    }
+}
+
+extension Plan {
+    /// The `fwassemble plan --json` document.
+    public func json() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+}
+
+extension Disk {
+    /// Works out the mounts the booted device performs (docs/mount-plan.md): the root slot from
+    /// bootloader state, fstab, enabled systemd mount units, in the order the kernel stacks them.
+    public func plan(options: PlanOptions = PlanOptions()) throws -> Plan {
+        let partitions = try PartitionFileSystems(disk: self)
+        return try plan(using: partitions, options: options)
+    }
+
+    func plan(using partitions: PartitionFileSystems, options: PlanOptions) throws -> Plan {
+        do {
+            var plan = try Planner.plan(partitions, options: options)
+            for (index, why) in partitions.openFailures.sorted(by: { $0.key < $1.key }) {
+                plan.warnings.append("partition \(index): cannot read its filesystem: \(why)")
+            }
+            return plan
+        } catch let e as FWError {
+            throw e.within(disk: path)
+        }
+    }
+}

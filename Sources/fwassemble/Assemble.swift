@@ -1,0 +1,132 @@
+import ArgumentParser
+import FirmwareAssembler
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+extension Fwassemble {
+    struct Assemble: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write the booted device's filesystem as one rootfs tar.gz (the main job).",
+            discussion: """
+                The root filesystem with every planned mount applied (partitions, binds, \
+                overlays), streamed from the disk into one archive: ./-prefixed names, numeric \
+                owners, every mode bit, xattrs as SCHILY.xattr records, hardlinks (also across \
+                bind mounts) as link entries, device nodes kept. A JSON report is written beside \
+                the output. Exit status: 0 success, 1 error, 2 usage; warnings fail only with --strict.
+                """)
+
+        @Argument(help: "The raw disk image.")
+        var image: String
+
+        @Option(name: [.short, .customLong("output")], help: "Output path, or - for stdout (default: NAME.rootfs.tar.gz in the current directory).")
+        var output: String?
+
+        @Option(help: "Where to write the JSON report (default: OUTPUT.report.json).")
+        var report: String?
+
+        @Option(help: "none, gzip or zstd (default gzip).")
+        var compression: String = "gzip"
+
+        @Option(help: "Compression level (gzip 1-9, default 6; zstd 1-19, default 3).")
+        var level: Int?
+
+        @Option(help: "Compression threads (default: the number of cores).")
+        var threads: Int?
+
+        @Option(help: "Use this root partition (number, GPT name or filesystem label) whatever the bootloader says.")
+        var root: String?
+
+        @Flag(help: "Leave device nodes out and list them in the report.")
+        var noDevices = false
+
+        @Flag(name: [.short, .long], help: "No progress and no summary.")
+        var quiet = false
+
+        @Flag(name: [.short, .long], help: "Log each mount as it is applied.")
+        var verbose = false
+
+        @Flag(help: "Exit 1 when there are warnings.")
+        var strict = false
+
+        func validate() throws {
+            do {
+                _ = try Compression(name: compression, level: level)
+            } catch {
+                throw ValidationError("\(error)")
+            }
+            if output == "-", isatty(1) != 0 {
+                throw ValidationError("refusing to write an archive to a terminal; redirect standard output or use -o FILE")
+            }
+            if let threads, threads < 1 || threads > 256 {
+                throw ValidationError("--threads must be between 1 and 256")
+            }
+        }
+
+        func run() throws {
+            let showProgress = !quiet && isatty(2) != 0
+            var options = AssembleOptions(output: output, reportPath: report, compression: try Compression(name: compression, level: level),
+                                          noDevices: noDevices, plan: PlanOptions(root: root))
+            if let threads { options.threads = threads }
+            if showProgress {
+                let start = Date()
+                options.progress = { p in
+                    let elapsed = max(Date().timeIntervalSince(start), 0.001)
+                    let rate = Double(p.contentBytes) / elapsed
+                    let fraction = p.plannedBytes > 0 ? min(1, Double(p.contentBytes) / Double(p.plannedBytes)) : 0
+                    let width = 24
+                    let filled = Int(fraction * Double(width))
+                    let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+                    let eta = rate > 0 && p.plannedBytes > p.contentBytes ? Double(p.plannedBytes - p.contentBytes) / rate : 0
+                    Fwassemble.writeError(String(format: "\r[%@] %@ of at most %@, %d entries, %@/s, ETA %ds   ",
+                                                 bar, human(p.contentBytes), human(p.plannedBytes), p.entries, human(UInt64(rate)), Int(eta)))
+                }
+            }
+            let result: AssembleReport
+            do {
+                let disk = try Disk(path: image)
+                if verbose {
+                    let plan = try disk.plan(options: PlanOptions(root: root))
+                    for m in plan.mounts {
+                        Fwassemble.writeError("mount \(m.where): \(m.kind.rawValue) \(m.partition.map { "partition \($0)" } ?? m.what ?? "") (\(m.declaredBy))\n")
+                    }
+                }
+                result = try disk.assemble(options: options)
+            } catch {
+                if showProgress { Fwassemble.writeError("\n") }
+                Fwassemble.fail(error)
+            }
+            if showProgress { Fwassemble.writeError("\r" + String(repeating: " ", count: 100) + "\r") }
+            for w in result.warnings { Fwassemble.writeError("warning: \(w)\n") }
+            for e in result.readErrors { Fwassemble.writeError("read error: \(e)\n") }
+            for s in result.skippedSockets { Fwassemble.writeError("note: socket \(s) skipped (tar cannot store sockets)\n") }
+            if !quiet {
+                Fwassemble.writeError("""
+                    wrote \(result.output): \(result.members) entries (\(result.files) files, \(result.hardlinks) hardlinks), \
+                    \(human(result.contentBytes)) of content, root partition \(result.plan.root.partition) \
+                    (\(result.plan.root.reason)), \(result.plan.mounts.count) mounts applied, \(result.plan.skipped.count) skipped, \
+                    \(result.warnings.count) warnings
+
+                    """)
+            }
+            if strict, !result.warnings.isEmpty || !result.readErrors.isEmpty {
+                throw ExitCode.failure
+            }
+        }
+    }
+}
+
+/// "1.5 GiB" style sizes.
+func human(_ bytes: UInt64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(bytes)
+    var unit = 0
+    while value >= 1024, unit < units.count - 1 {
+        value /= 1024
+        unit += 1
+    }
+    return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+}
