@@ -247,10 +247,12 @@ public final class Ext4Reader: FileSystemReader {
         var h: OpaquePointer? = nil
         try check(ext2fs_xattrs_open(fs, ino, &h), "cannot open the xattrs of inode \(inode)")
         defer { _ = ext2fs_xattrs_close(&h) }
-        // Raw values: without this libext2fs rewrites POSIX ACLs into its own format.
-        var newFlags = Int32(XATTR_HANDLE_FLAG_RAW)
-        try check(ext2fs_xattrs_flags(h, &newFlags, nil), "cannot set raw xattr mode for inode \(inode)")
         try check(ext2fs_xattrs_read(h), "cannot read the xattrs of inode \(inode)")
+        // ext2fs_xattrs_iterate hands over the values as stored. That is what getxattr(2)
+        // returns for every attribute except POSIX ACLs, which ext4 keeps in a compact format of
+        // its own; those are converted below to the VFS format exactly as the kernel does.
+        // (libext2fs's own conversion in ext2fs_xattr_get writes 0 instead of the kernel's
+        // 0xFFFFFFFF as the id of USER_OBJ/GROUP_OBJ/MASK/OTHER entries, so it is not used.)
         let collector = XattrCollector()
         let code = withExtendedLifetime(collector) {
             ext2fs_xattrs_iterate(h, { name, value, length, context in
@@ -265,6 +267,15 @@ public final class Ext4Reader: FileSystemReader {
             }, Unmanaged.passUnretained(collector).toOpaque())
         }
         try check(code, "cannot list the xattrs of inode \(inode)")
+        for i in collector.attributes.indices {
+            let name = collector.attributes[i].name
+            guard name == "system.posix_acl_access" || name == "system.posix_acl_default" else { continue }
+            do {
+                collector.attributes[i].value = try Ext4ACL(disk: collector.attributes[i].value).vfsBytes
+            } catch let e as FWError {
+                throw FWError(e.code, "inode \(inode): \(name): \(e.message)", partition: sourceName)
+            }
+        }
         return collector.attributes.sorted { $0.name < $1.name }
     }
 

@@ -13,6 +13,14 @@ src=$WORK/src
 make_tree "$src" yes
 mkdir "$src/many"
 for i in $(seq -w 1 3000); do printf '%s\n' "$i" > "$src/many/entry-with-a-longish-name-$i"; done
+# POSIX ACLs (stored by ext4 in its own compact format, read back by getxattr in the VFS one):
+# an access ACL granting uid 1000 rw, and a default ACL on a directory.
+printf 'acl\n' > "$src/etc/acl-file"
+setfattr -n system.posix_acl_access \
+    -v 0x0200000001000600ffffffff02000600e803000004000400ffffffff10000600ffffffff20000400ffffffff "$src/etc/acl-file"
+mkdir "$src/srv/acl-dir"
+setfattr -n system.posix_acl_default -v 0x0200000001000700ffffffff04000500ffffffff20000500ffffffff "$src/srv/acl-dir"
+touch -h -d @1700000000 "$src/etc/acl-file" "$src/srv/acl-dir" "$src/etc" "$src/srv"
 find "$src/many" "$src" -maxdepth 0 -exec touch -h -d @1700000000 {} +
 find "$src/many" -exec touch -h -d @1700000000 {} +
 python3 "$IMAGES_DIR/manifest.py" "$src" > "$OUT/fs-ext4.manifest"
