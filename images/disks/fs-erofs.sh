@@ -81,7 +81,7 @@ ls -l "$OUT"/fs-erofs-*.img
 # (COMPR_CFGS with MicroLZMA and zstd configurations, full lcluster indexes over MicroLZMA
 # pclusters made by liblzma's lzma_microlzma_encoder, a file mixing HEAD1 MicroLZMA and HEAD2 zstd
 # pclusters, a deduplicated PARTIAL_REF head, a whole-file fragment and a tail fragment in the
-# packed inode, long xattr name prefixes). Linux mounts it (the EROFS tests compare with the kernel);
+# packed inode, INTERLACED uncompressed pclusters, long xattr name prefixes). Linux mounts it (the EROFS tests compare with the kernel);
 # fs-erofs-lzma.manifest is the manifest of the files it holds.
 cat > "$WORK/mlz.c" <<'C'
 /* microlzma encode: stdin -> stdout as [le32 consumed][le32 produced][bytes]; argv[1] = output capacity */
@@ -111,7 +111,7 @@ gcc -O2 -o "$WORK/mlz" "$WORK/mlz.c" -llzma
 cat > "$WORK/mkerofs_lzma.py" <<'PY'
 #!/usr/bin/env python3
 """Hand-made EROFS image with MicroLZMA pclusters, HEAD2 zstd pclusters, fragments and a
-deduplicated (partially referenced) pcluster and long xattr name prefixes -- layouts mkfs.erofs 1.5 cannot write. Laid out per linux
+deduplicated (partially referenced) pcluster, an INTERLACED plain pcluster and long xattr name prefixes -- layouts mkfs.erofs 1.5 cannot write. Laid out per linux
 Documentation/filesystems/erofs.rst and erofs_fs.h. usage: mkerofs_lzma.py MLZ SRCDIR IMAGE
 (MLZ is the microlzma encoder helper; SRCDIR receives the files, for the manifest)."""
 import os, random, struct, subprocess, sys
@@ -189,8 +189,8 @@ def indexes(size, heads):
     lcns = sorted(heads)
     for lcn in range(total):
         if lcn in heads:
-            ofs, blk, partial, head2 = heads[lcn]
-            advise = (3 if head2 else 1) | (0x8000 if partial else 0)   # HEAD2 / HEAD1
+            ofs, blk, partial, kind = heads[lcn]
+            advise = kind | (0x8000 if partial else 0)    # PLAIN 0, HEAD1 1, HEAD2 3
             recs.append(struct.pack("<HHI", advise, ofs, blk))
         else:
             back = lcn - max(h for h in lcns if h <= lcn)
@@ -202,7 +202,7 @@ def heads_of(extents, head2=()):
     h = {}
     for start, length, blk in extents:
         assert start // BLK not in h, "two heads in one lcluster"
-        h[start // BLK] = (start % BLK, blk, False, start in head2)
+        h[start // BLK] = (start % BLK, blk, False, 3 if start in head2 else 1)
     return h
 
 def inode(layout, mode, size, iu, nlink=1, icount=0):
@@ -217,15 +217,43 @@ def zheader(fragoff_or_idata, advise, algs, clusterbits):
     return struct.pack("<IHBB", fragoff_or_idata, advise, algs, clusterbits)
 
 meta = {}                          # nid -> bytes (inode + inline part), each in its own block
-NID_ROOT, NID_TEXT, NID_DEDUPE, NID_WHOLE, NID_TAIL, NID_PACKED, NID_MIXED, NID_XATTR = 0, 128, 256, 384, 512, 640, 768, 896
-next_block = 9                     # 0 superblock, 1..8 one inode each
+NID_ROOT, NID_TEXT, NID_DEDUPE, NID_WHOLE, NID_TAIL, NID_PACKED, NID_MIXED, NID_XATTR, NID_INTERLACED = \
+    0, 128, 256, 384, 512, 640, 768, 896, 1024
+next_block = 10                    # 0 superblock, 1..9 one inode each
 
 # text.txt
 ext1 = put_pclusters(compress(file1))
 meta[NID_TEXT] = inode(1, 0o100644, len(file1), len(ext1)) + zheader(0, 0, 1, 0) + b"\0" * 8 + indexes(len(file1), heads_of(ext1))
 # dedupe.txt: one HEAD1 with PARTIAL_REF on text.txt's first pcluster (which decodes to more)
 assert ext1[0][1] > len(dedupe)
-meta[NID_DEDUPE] = inode(1, 0o100644, len(dedupe), 0) + zheader(0, 0, 1, 0) + b"\0" * 8 + indexes(len(dedupe), {0: (0, ext1[0][2], True, False)})
+meta[NID_DEDUPE] = inode(1, 0o100644, len(dedupe), 0) + zheader(0, 0, 1, 0) + b"\0" * 8 + indexes(len(dedupe), {0: (0, ext1[0][2], True, 1)})
+
+# interlaced.bin: a MicroLZMA extent, then two uncompressed (PLAIN) extents stored INTERLACED: an
+# extent's bytes start at (logical start % block size) inside its block and wrap around to the
+# block's start. Linux wants a PLAIN extent to end within the lcluster after its head's, so the
+# second one starts there.
+first = compress(text(5, 40_000))[0]
+u1 = first[1]
+skip = u1 % BLK
+assert u1 // BLK != 0 and skip > 0
+c = min(1000, skip)
+r6 = random.Random(6)
+plain_b = r6.randbytes(BLK - skip + c)          # wraps around its block
+plain_c = r6.randbytes(2000)
+interlaced = text(5, 40_000)[:u1] + plain_b + plain_c
+exti = put_pclusters([first])
+def interlace(data, start):
+    blk = bytearray(BLK)
+    o = start % BLK
+    right = min(BLK - o, len(data))
+    blk[o:o + right] = data[:right]
+    blk[:len(data) - right] = data[right:]
+    return bytes(blk)
+blocks[next_block] = interlace(plain_b, u1); block_b = next_block; next_block += 1
+blocks[next_block] = interlace(plain_c, u1 + len(plain_b)); block_c = next_block; next_block += 1
+meta[NID_INTERLACED] = inode(1, 0o100644, len(interlaced), 3) + zheader(0, 0x10, 1, 0) + b"\0" * 8 + \
+    indexes(len(interlaced), {0: (0, exti[0][2], False, 1), u1 // BLK: (skip, block_b, False, 0),
+                              u1 // BLK + 1: (c, block_c, False, 0)})
 
 # mixed-algorithms.txt: HEAD1 (MicroLZMA) and HEAD2 (zstd) pclusters in one file
 mixed = text(4, 60_000)
@@ -257,7 +285,7 @@ body = b"\0" * 12 + xattr_entry(0x80 | 0, b"opaque", b"y") + xattr_entry(0x80 | 
 meta[NID_XATTR] = inode(0, 0o100644, 0, 0, icount=1 + (len(body) - 12) // 4) + body
 meta[NID_WHOLE] = inode(1, 0o100644, len(whole), 0) + struct.pack("<Q", frag_whole | (1 << 63))
 h4 = heads_of(ext4)
-h4[a_len // BLK] = (a_len % BLK, 0, False, False)
+h4[a_len // BLK] = (a_len % BLK, 0, False, 1)
 meta[NID_TAIL] = inode(1, 0o100644, len(taildata), len(ext4)) + zheader(frag_tail, 0x20, 1, 0) + b"\0" * 8 + indexes(len(taildata), h4)
 packed_start = next_block
 for i in range(0, len(packed), BLK):
@@ -266,7 +294,7 @@ meta[NID_PACKED] = inode(0, 0o100644, len(packed), packed_start)
 
 # root directory, inline (FLAT_INLINE), names sorted
 names = sorted([(b".", NID_ROOT, 2), (b"..", NID_ROOT, 2), (b"dedupe.txt", NID_DEDUPE, 1), (b"tail-fragment.txt", NID_TAIL, 1),
-                (b"text.txt", NID_TEXT, 1), (b"whole-fragment.txt", NID_WHOLE, 1), (b"mixed-algorithms.txt", NID_MIXED, 1), (b"long-prefix.txt", NID_XATTR, 1)])
+                (b"text.txt", NID_TEXT, 1), (b"whole-fragment.txt", NID_WHOLE, 1), (b"mixed-algorithms.txt", NID_MIXED, 1), (b"long-prefix.txt", NID_XATTR, 1), (b"interlaced.bin", NID_INTERLACED, 1)])
 nameoff = 12 * len(names)
 dirents, namebytes = b"", b""
 for name, nid, ft in names:
@@ -276,7 +304,7 @@ dirdata = dirents + namebytes
 meta[NID_ROOT] = inode(2, 0o040755, len(dirdata), 0xFFFFFFFF, nlink=2) + dirdata
 
 img = bytearray(next_block * BLK)
-sb = struct.pack("<IIIBBHQQIIII16s16sIHHHBBIQ", 0xE0F5E1E2, 0, 0, 12, 0, NID_ROOT, 7, MTIME, 0, next_block, 1, 0,
+sb = struct.pack("<IIIBBHQQIIII16s16sIHHHBBIQ", 0xE0F5E1E2, 0, 0, 12, 0, NID_ROOT, 8, MTIME, 0, next_block, 1, 0,
                  b"\x11" * 16, b"lzma-test".ljust(16, b"\0"), 0x1 | 0x2 | 0x8 | 0x20 | 0x40, (1 << 1) | (1 << 3), 0, 0, 0, 2, prefix_start, NID_PACKED)
 img[1024:1024 + len(sb)] = sb
 img[1024 + 128:1024 + 128 + 16] = struct.pack("<HIH8x", 14, 65536, 0)   # z_erofs_lzma_cfgs (algorithm 1)
@@ -290,7 +318,7 @@ for b, data in blocks.items():
 open(image, "wb").write(img)
 
 os.makedirs(srcdir, exist_ok=True)
-for name, data in [("text.txt", file1), ("dedupe.txt", dedupe), ("mixed-algorithms.txt", mixed), ("whole-fragment.txt", whole), ("tail-fragment.txt", taildata)]:
+for name, data in [("text.txt", file1), ("dedupe.txt", dedupe), ("mixed-algorithms.txt", mixed), ("interlaced.bin", interlaced), ("whole-fragment.txt", whole), ("tail-fragment.txt", taildata)]:
     p = os.path.join(srcdir, name)
     open(p, "wb").write(data); os.chmod(p, 0o644); os.utime(p, (MTIME, MTIME))
 p = os.path.join(srcdir, "long-prefix.txt")
