@@ -21,6 +21,8 @@ final class SquashFSFile: FileContents {
     private var bufferOffset = 0
     private var bufferLength = 0
     private var delivered: UInt64 = 0
+    /// True while `buffer` holds only zeros (runs of sparse blocks are then not refilled).
+    private var bufferIsZero = true
 
     init(reader: SquashFSReader, reference: UInt64, inode: SquashFS.Inode) throws {
         self.reader = reader
@@ -72,12 +74,16 @@ final class SquashFSFile: FileContents {
             let sizeField = try ByteCursor(entry, context: "squashfs block size").u32le(at: 0)
             if sizeField == 0 {
                 // A sparse block: zeros, nothing stored.
-                buffer.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
+                if !bufferIsZero {
+                    buffer.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
+                    bufferIsZero = true
+                }
             } else {
+                bufferIsZero = false
                 let n = try reader.readDataBlock(at: nextAddress, sizeField: sizeField, into: &buffer,
                                                  what: "data block \(nextBlock) of \(what)")
                 guard n == expected else {
-                    throw FWError.corrupt("squashfs data block \(nextBlock) of \(what) decompressed to \(n) bytes, expected \(expected)")
+                    throw FWError.corrupt("squashfs data block \(nextBlock) of \(what) (\(reader.compression.name)) decompressed to \(n) bytes, expected \(expected)")
                 }
                 let (address, overflow) = nextAddress.addingReportingOverflow(UInt64(sizeField & 0xFF_FFFF))
                 guard !overflow else { throw FWError.corrupt("squashfs \(what): block addresses overflow") }
@@ -91,6 +97,7 @@ final class SquashFSFile: FileContents {
             throw FWError.corrupt("squashfs \(what): data ends at \(delivered) of \(size) bytes")
         }
         fragmentDone = true
+        bufferIsZero = false
         let tail = Int(size - delivered)
         let block = try reader.fragmentBlock(inode.fragment)
         let start = Int(inode.fragmentOffset)
