@@ -158,7 +158,7 @@ extension Disk {
                     } catch {
                         // Still written (as zeros) so hardlinks to it stay valid.
                         report.readErrors.append("\(entry.displayPath): \((error as? FWError)?.message ?? "\(error)"); written as zeros")
-                        contents = ZeroFill(size: m.size)
+                        contents = ZeroContents(size: m.size)
                     }
                     try tar.append(tarEntry, contents: contents)
                     report.files += 1
@@ -200,23 +200,5 @@ extension Disk {
             }
         }
         return report
-    }
-}
-
-/// Zeros standing in for a file that could not be read.
-final class ZeroFill: FileContents {
-    let size: UInt64
-    private var left: UInt64
-
-    init(size: UInt64) {
-        self.size = size
-        self.left = size
-    }
-
-    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        let n = Int(min(UInt64(buffer.count), left))
-        if n > 0 { UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n]).initializeMemory(as: UInt8.self, repeating: 0) }
-        left -= UInt64(n)
-        return n
     }
 }
