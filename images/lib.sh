@@ -82,3 +82,149 @@ PY
     put_fs "$disk" "$w/data.img" "${start[8]}"
     rm -rf "$w"
 }
+
+# --- realistic firmware content (e2e) ---------------------------------------------------------
+# make_docker_root DIR: a hand-made Docker data-root (overlay2 storage driver, as dockerd 20-26
+# lays it out) in DIR, deterministic. Needs root (mknod, chown, trusted.* xattrs).
+#   images: example/app:1.0 = [base, app]   example/tool:2.0 = [base, tool]   (shared base layer)
+#   base diff: bin/busybox (+ hardlink bin/sh), etc/os-release, etc/motd, etc/app/default.conf,
+#              usr/bin/ping with security.capability (cap_net_raw+ep)
+#   app diff:  etc/motd as a whiteout (char 0:0), etc/app/ opaque (trusted.overlay.opaque=y) with
+#              config.yaml, usr/lib/libshared.so hardlinked ACROSS layers with tool's copy
+#   tool diff: usr/local/bin/tool (+ hardlink usr/local/bin/tool-alias), usr/lib/libshared.so
+#   containers: 1111.. "homeassistant" (example/app:1.0) running; 2222.. "oneshot"
+#              (example/tool:2.0) exited with code 1; each with an -init layer and a rw layer
+#              (c1 rw: var/log/app.log; c2 rw: whiteout of etc/os-release), volume "appdata".
+# Layer diff ids are the sha256 of a sorted GNU tar of each diff; chain ids follow Docker
+# (first = diff id; next = sha256("<parent chain id> <diff id>")); image ids are the sha256 of
+# the config bytes. When E2E_DOCKER_IDS names a file, a JSON summary of every id (images, layers
+# with cache/diff/chain ids, containers with mount ids) is written there for tests to check.
+make_docker_root() {
+    local d=$1
+    mkdir -p "$d"
+    python3 - "$d" "${E2E_DOCKER_IDS:-}" <<'PY'
+import hashlib, json, os, subprocess, sys
+root, ids_out = sys.argv[1], sys.argv[2]
+T = 1700000000
+def sha(b): return hashlib.sha256(b).hexdigest()
+def w(path, data, mode=0o644, uid=0, gid=0):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f: f.write(data if isinstance(data, bytes) else data.encode())
+    os.chmod(path, mode); os.lchown(path, uid, gid)
+def md(path, mode=0o755):
+    os.makedirs(path, exist_ok=True); os.chmod(path, mode)
+def short(seed): # Docker's link ids: 26 chars of [A-Z0-9]
+    h = int(sha(seed.encode()), 16); s = ""
+    for _ in range(26): s += "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[h % 36]; h //= 36
+    return s
+ov = os.path.join(root, "overlay2"); md(ov, 0o710); md(os.path.join(ov, "l"), 0o700)
+def layer(name, lowers):
+    cid = sha(("cache-" + name).encode()); lk = short(name)
+    base = os.path.join(ov, cid); md(base, 0o710); md(base + "/diff", 0o755)
+    w(base + "/link", lk)
+    if lowers: w(base + "/lower", ":".join("l/" + l for l in lowers))
+    md(base + "/work", 0o700); md(base + "/work/work", 0o000)
+    os.symlink("../" + cid + "/diff", os.path.join(ov, "l", lk))
+    return cid, lk, base + "/diff"
+# --- image layers
+b_id, b_lk, b = layer("base", [])
+md(b + "/bin"); md(b + "/etc"); md(b + "/etc/app"); md(b + "/usr/bin"); md(b + "/usr/lib")
+w(b + "/bin/busybox", b"\x7fELF busybox " * 300, 0o755); os.link(b + "/bin/busybox", b + "/bin/sh")
+w(b + "/etc/os-release", 'NAME="Alpine Linux"\nID=alpine\nVERSION_ID=3.19.0\n')
+w(b + "/etc/motd", "Welcome to Alpine!\n")
+w(b + "/etc/app/default.conf", "level=debug\n")
+w(b + "/usr/bin/ping", b"\x7fELF ping", 0o755)
+os.setxattr(b + "/usr/bin/ping", "security.capability", bytes.fromhex("0100000200200000000000000000000000000000"))
+a_id, a_lk, a = layer("app", [b_lk])
+md(a + "/etc"); md(a + "/etc/app"); md(a + "/usr"); md(a + "/usr/lib"); md(a + "/srv")
+os.mknod(a + "/etc/motd", 0o020000 | 0o000, os.makedev(0, 0))
+os.setxattr(a + "/etc/app", "trusted.overlay.opaque", b"y")
+w(a + "/etc/app/config.yaml", "homeassistant:\n  name: Home\n")
+w(a + "/usr/lib/libshared.so", b"\x7fELF shared library " * 100, 0o755)
+w(a + "/srv/app.py", "print('hello')\n", 0o644, 1000, 1000)
+t_id, t_lk, t = layer("tool", [b_lk])
+md(t + "/usr"); md(t + "/usr/lib"); md(t + "/usr/local"); md(t + "/usr/local/bin")
+w(t + "/usr/local/bin/tool", "#!/bin/sh\nexit 1\n", 0o4755)
+os.link(t + "/usr/local/bin/tool", t + "/usr/local/bin/tool-alias")
+os.link(a + "/usr/lib/libshared.so", t + "/usr/lib/libshared.so")   # hardlink across layers
+def diff_id(path):
+    tar = subprocess.run(["tar", "--sort=name", "--numeric-owner", "--xattrs", "--xattrs-include=*",
+                          "--mtime=@%d" % T, "--format=posix", "--pax-option=delete=atime,delete=ctime",
+                          "-cf", "-", "-C", path, "."], check=True, capture_output=True).stdout
+    return "sha256:" + sha(tar), len(tar)
+layers = {}
+for name, cid, path in (("base", b_id, b), ("app", a_id, a), ("tool", t_id, t)):
+    layers[name] = (cid,) + diff_id(path)
+chain_base = layers["base"][1]
+def chain(parent, diff): return "sha256:" + sha((parent + " " + diff).encode())
+chains = {"base": chain_base, "app": chain(chain_base, layers["app"][1]), "tool": chain(chain_base, layers["tool"][1])}
+ldb = os.path.join(root, "image/overlay2/layerdb/sha256")
+for name, parent in (("base", None), ("app", "base"), ("tool", "base")):
+    p = os.path.join(ldb, chains[name][7:]); md(p, 0o755)
+    w(p + "/diff", layers[name][1]); w(p + "/cache-id", layers[name][0]); w(p + "/size", str(layers[name][2]))
+    if parent: w(p + "/parent", chains[parent])
+# --- images
+imgs = {}
+for ref, top, cmd in (("example/app:1.0", "app", ["python3", "/srv/app.py"]), ("example/tool:2.0", "tool", ["/usr/local/bin/tool"])):
+    cfg = {"architecture": "amd64", "os": "linux", "created": "2023-11-14T22:13:20Z",
+           "config": {"Cmd": cmd, "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "WorkingDir": "/"},
+           "rootfs": {"type": "layers", "diff_ids": [layers["base"][1], layers[top][1]]},
+           "history": [{"created": "2023-11-14T22:13:20Z", "created_by": "ADD rootfs.tar /"},
+                       {"created": "2023-11-14T22:13:20Z", "created_by": "COPY . /"}]}
+    data = json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()
+    iid = sha(data); imgs[ref] = (iid, top)
+    w(os.path.join(root, "image/overlay2/imagedb/content/sha256", iid), data)
+    md(os.path.join(root, "image/overlay2/imagedb/metadata/sha256", iid))
+    w(os.path.join(root, "image/overlay2/imagedb/metadata/sha256", iid, "lastUpdated"), "2023-11-14T22:13:20Z")
+repos = {"Repositories": {}}
+for ref, (iid, _) in imgs.items():
+    repos["Repositories"].setdefault(ref.split(":")[0], {})[ref] = "sha256:" + iid
+w(os.path.join(root, "image/overlay2/repositories.json"), json.dumps(repos, sort_keys=True))
+os.chmod(os.path.join(root, "image"), 0o700)
+# --- containers
+cons = []
+for cid, name, ref, running, code in (("1" * 64, "/homeassistant", "example/app:1.0", True, 0),
+                                      ("2" * 64, "/oneshot", "example/tool:2.0", False, 1)):
+    iid, top = imgs[ref]
+    mid = sha(("mount-" + cid).encode())
+    init_cid, init_lk = mid + "-init", short(cid + "-init")
+    ib = os.path.join(ov, init_cid); md(ib, 0o710); md(ib + "/diff/etc"); md(ib + "/diff/dev")
+    for f in ("etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv"): w(ib + "/diff/" + f, "")
+    w(ib + "/link", init_lk); w(ib + "/lower", ":".join("l/" + l for l in (short(top), b_lk)))
+    md(ib + "/work", 0o700); os.symlink("../" + init_cid + "/diff", os.path.join(ov, "l", init_lk))
+    rw_lk = short(cid); rb = os.path.join(ov, mid); md(rb, 0o710); md(rb + "/diff")
+    w(rb + "/link", rw_lk); w(rb + "/lower", ":".join("l/" + l for l in (init_lk, short(top), b_lk)))
+    md(rb + "/work", 0o700); os.symlink("../" + mid + "/diff", os.path.join(ov, "l", rw_lk))
+    if running:
+        w(rb + "/diff/var/log/app.log", "started\n"); os.chmod(rb + "/diff/var", 0o755); os.chmod(rb + "/diff/var/log", 0o755)
+    else:
+        md(rb + "/diff/etc"); os.mknod(rb + "/diff/etc/os-release", 0o020000, os.makedev(0, 0))
+    m = os.path.join(root, "image/overlay2/layerdb/mounts", cid); md(m)
+    w(m + "/mount-id", mid); w(m + "/init-id", init_cid); w(m + "/parent", chains[top])
+    state = {"Running": running, "Paused": False, "Restarting": False, "OOMKilled": False, "RemovalInProgress": False,
+             "Dead": False, "Pid": 4242 if running else 0, "ExitCode": code, "Error": "",
+             "StartedAt": "2023-11-14T22:13:21.000000000Z",
+             "FinishedAt": "0001-01-01T00:00:00Z" if running else "2023-11-14T22:13:22.000000000Z", "Health": None}
+    conf = {"ID": cid, "Name": name, "Image": "sha256:" + iid, "Created": "2023-11-14T22:13:20.000000000Z",
+            "Path": (["python3"] if running else ["/usr/local/bin/tool"])[0], "Args": ["/srv/app.py"] if running else [],
+            "Driver": "overlay2", "State": state, "RestartCount": 0,
+            "Config": {"Hostname": name[1:], "Image": ref, "Cmd": ["python3", "/srv/app.py"] if running else ["/usr/local/bin/tool"],
+                       "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Labels": {}},
+            "MountPoints": {"/data": {"Source": "", "Destination": "/data", "RW": True, "Name": "appdata", "Driver": "local", "Type": "volume"}} if running else {}}
+    host = {"RestartPolicy": {"Name": "unless-stopped" if running else "no", "MaximumRetryCount": 0},
+            "NetworkMode": "host", "Binds": None, "Privileged": running}
+    c = os.path.join(root, "containers", cid); md(c, 0o710)
+    w(c + "/config.v2.json", json.dumps(conf, sort_keys=True)); w(c + "/hostconfig.json", json.dumps(host, sort_keys=True))
+    for f in ("hostname", "hosts", "resolv.conf"): w(c + "/" + f, name[1:] + "\n" if f == "hostname" else "")
+    cons.append({"id": cid, "name": name, "image": "sha256:" + iid, "mount_id": mid, "running": running, "exit_code": code})
+os.chmod(os.path.join(root, "containers"), 0o710)
+md(os.path.join(root, "volumes"), 0o701); md(os.path.join(root, "volumes/appdata/_data"), 0o755)
+w(os.path.join(root, "volumes/appdata/_data/state.json"), '{"ok": true}\n', 0o600, 1000, 1000)
+for dname in ("network/files", "plugins", "runtimes", "swarm", "tmp", "buildkit"): md(os.path.join(root, dname), 0o700)
+if ids_out:
+    json.dump({"images": {r: {"id": "sha256:" + i, "top_layer": t} for r, (i, t) in imgs.items()},
+               "layers": {n: {"cache_id": layers[n][0], "diff_id": layers[n][1], "chain_id": chains[n]} for n in layers},
+               "containers": cons}, open(ids_out, "w"), indent=1, sort_keys=True)
+PY
+    find "$d" -exec touch -h -d @1700000000 {} +
+}
