@@ -66,6 +66,16 @@ public final class FATReader: FileSystemReader {
                         ctime: mtime, inode: inode)
     }
 
+    /// vfat lookups ignore case (ASCII letters, as the kernel's default `check=relaxed` and
+    /// case-insensitive dentry compare do): `cmdline.txt` finds `CMDLINE.TXT`.
+    public func entry(named name: [UInt8], in directory: UInt64) throws -> DirectoryEntry? {
+        let entries = try directoryEntries(of: directory)
+        if let exact = entries.first(where: { $0.name == name }) { return exact }
+        func folded(_ bytes: [UInt8]) -> [UInt8] { bytes.map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 0x20 : $0 } }
+        let wanted = folded(name)
+        return entries.first { folded($0.name) == wanted }
+    }
+
     public func directoryEntries(of inode: UInt64) throws -> [DirectoryEntry] {
         let path = paths[inode] ?? "inode \(inode)"
         do {

@@ -18,6 +18,9 @@ public protocol FileSystemReader: AnyObject {
     func directoryEntries(of inode: UInt64) throws -> [DirectoryEntry]
     /// A stream over a regular file's contents (sparse regions read as zeros).
     func openFile(_ inode: UInt64) throws -> any FileContents
+    /// The entry called `name` in a directory, as the kernel's lookup would find it (exact bytes;
+    /// FAT compares case-insensitively). The default searches `directoryEntries(of:)`.
+    func entry(named name: [UInt8], in directory: UInt64) throws -> DirectoryEntry?
 }
 
 /// Sequential reader of one file's bytes, in chunks the caller sizes.
@@ -29,6 +32,10 @@ public protocol FileContents: AnyObject {
 }
 
 extension FileSystemReader {
+    public func entry(named name: [UInt8], in directory: UInt64) throws -> DirectoryEntry? {
+        try directoryEntries(of: directory).first { $0.name == name }
+    }
+
     /// Looks up a path ("/etc/fstab" or "etc/fstab") without following symlinks in the last
     /// component; intermediate symlinks are followed inside this filesystem (at most 40 hops).
     /// Returns nil when a component does not exist.
@@ -52,7 +59,7 @@ extension FileSystemReader {
             }
             let meta = try metadata(of: current)
             guard meta.type == .directory else { return nil }
-            guard let entry = try directoryEntries(of: current).first(where: { $0.name == component }) else { return nil }
+            guard let entry = try entry(named: component, in: current) else { return nil }
             let isLast = i == components.count - 1
             let target = try metadata(of: entry.inode)
             if target.type == .symlink, (!isLast || followLast), let link = target.symlinkTarget {

@@ -142,6 +142,16 @@ struct FATReaderTests {
         #expect(diffs.isEmpty, "\(diffs.joined(separator: "\n"))")
     }
 
+    @Test("path lookups ignore case as vfat does", arguments: fatImages)
+    func caseInsensitiveLookup(image: String) throws {
+        let reader = try FATFixtures.open(image)
+        let exact = try #require(try reader.lookup("/Boot/EFI/BOOT/grub.cfg"))
+        #expect(try reader.lookup("/boot/efi/boot/GRUB.CFG") == exact)
+        #expect(try reader.lookup("/readme.txt") == reader.lookup("/README.TXT"))
+        #expect(try reader.lookup("/readme.txt") != nil)
+        #expect(try reader.lookup("/no-such-file.txt") == nil)
+    }
+
     @Test("option strings parse as Linux does: left to right, umask sets both masks")
     func optionParsing() throws {
         let a = try FATMountOptions.parse("uid=1000,gid=1000,umask=077,fmask=0133")
