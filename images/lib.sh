@@ -228,3 +228,187 @@ if ids_out:
 PY
     find "$d" -exec touch -h -d @1700000000 {} +
 }
+
+# uboot_env OUTFILE SIZE 'k=v' ...: a U-Boot environment block (CRC-32 LE, then NUL-separated
+# pairs, padded with zeros to SIZE bytes).
+uboot_env() {
+    local out=$1 size=$2; shift 2
+    python3 - "$out" "$size" "$@" <<'PY'
+import struct, sys, zlib
+out, size, pairs = sys.argv[1], int(sys.argv[2], 0), sys.argv[3:]
+data = b"".join(p.encode() + b"\0" for p in pairs) + b"\0"
+data = data.ljust(size - 4, b"\0")
+open(out, "wb").write(struct.pack("<I", zlib.crc32(data)) + data)
+PY
+}
+
+# grubenv FILE 'k=v' ...: a 1024-byte GRUB environment block.
+grubenv() {
+    local out=$1; shift
+    python3 - "$out" "$@" <<'PY'
+import sys
+body = b"# GRUB Environment Block\n" + b"".join(p.encode() + b"\n" for p in sys.argv[2:])
+open(sys.argv[1], "wb").write(body.ljust(1024, b"#"))
+PY
+}
+
+# mount_unit DIR NAME WHAT WHERE TYPE OPTIONS [WANTEDBY] [EXTRA-UNIT-LINES]: a .mount unit file.
+mount_unit() {
+    local dir=$1 name=$2 what=$3 where=$4 type=$5 opts=$6 wanted=${7:-} extra=${8:-}
+    mkdir -p "$dir"
+    {
+        printf '[Unit]\nDescription=Mount %s\nDefaultDependencies=no\n' "$where"
+        [ -n "$extra" ] && printf '%s\n' "$extra"
+        printf '\n[Mount]\nWhat=%s\nWhere=%s\nType=%s\n' "$what" "$where" "$type"
+        [ -n "$opts" ] && printf 'Options=%s\n' "$opts"
+        [ -n "$wanted" ] && printf '\n[Install]\nWantedBy=%s\n' "$wanted"
+        true
+    } > "$dir/$name"
+}
+
+# make_haos_root DIR VERSION: a HAOS root filesystem: make_tree's entries (no sparse file) plus
+# the real HAOS unit set, /etc/fstab with only a comment, daemon.json, localtime symlink, and
+# the mount points of every mount unit.
+make_haos_root() {
+    local r=$1 version=$2 u="$1/usr/lib/systemd/system" e="$1/etc/systemd/system"
+    make_tree "$r" no
+    # mkfs.erofs 1.5 fails on a 255-byte name (see fs-erofs.sh): keep 254 bytes.
+    local long; long=$(printf 'n%.0s' $(seq 1 255)); mv "$r/etc/$long" "$r/etc/${long:1}"
+    mkdir -p "$u" "$e" "$r/mnt/boot" "$r/mnt/overlay" "$r/mnt/data" "$r/mnt/config" "$r/sbin" \
+        "$r/etc/NetworkManager/system-connections" "$r/etc/modules-load.d" "$r/etc/docker" \
+        "$r/root/.ssh" "$r/var/lib/docker" "$r/var/log/journal" "$r/usr/share/zoneinfo/Europe" "$r/usr/lib/systemd"
+    printf 'NAME="Home Assistant OS"\nVERSION="%s"\nID=haos\nVERSION_ID=%s\nPRETTY_NAME="Home Assistant OS %s"\n' \
+        "$version" "$version" "$version" > "$r/usr/lib/os-release"
+    ln -sf ../usr/lib/os-release "$r/etc/os-release"
+    printf '\x7fELF systemd' > "$r/usr/lib/systemd/systemd"; chmod 755 "$r/usr/lib/systemd/systemd"
+    ln -s ../usr/lib/systemd/systemd "$r/sbin/init"
+    printf '# Root is mounted by the kernel; everything else by systemd units\n' > "$r/etc/fstab"
+    printf 'localhost-root\n' > "$r/etc/hostname"
+    printf '127.0.0.1 localhost-root\n' > "$r/etc/hosts"
+    printf 'loop\n' > "$r/etc/modules-load.d/root.conf"
+    printf '{\n  "storage-driver": "overlay2",\n  "data-root": "/mnt/data/docker",\n  "log-driver": "journald"\n}\n' > "$r/etc/docker/daemon.json"
+    printf 'TZif2 Amsterdam' > "$r/usr/share/zoneinfo/Europe/Amsterdam"
+    ln -s /mnt/overlay/etc/localtime "$r/etc/localtime"
+    printf 'root file under /var/lib/docker, hidden by the bind\n' > "$r/var/lib/docker/.root-only"
+    printf 'hidden by the bind\n' > "$r/var/log/journal/root-only"
+    local t
+    for t in multi-user local-fs sysinit; do printf '[Unit]\nDescription=%s\n' "$t" > "$u/$t.target"; done
+    ln -s multi-user.target "$u/default.target"
+    printf '[Unit]\nDescription=HassOS bind mounts\nRequires=mnt-overlay.mount\n\n[Install]\nWantedBy=multi-user.target\n' > "$u/hassos-bind.target"
+    mount_unit "$u" mnt-boot.mount /dev/disk/by-label/hassos-boot /mnt/boot auto sync local-fs.target
+    mount_unit "$u" mnt-overlay.mount /dev/disk/by-label/hassos-overlay /mnt/overlay ext4 "" local-fs.target
+    mount_unit "$u" mnt-data.mount /dev/disk/by-label/hassos-data /mnt/data ext4 commit=30 local-fs.target
+    mount_unit "$u" mnt-config.mount /dev/disk/by-label/CONFIG /mnt/config auto ro
+    mount_unit "$u" tmp.mount tmpfs /tmp tmpfs mode=1777,strictatime,nosuid,nodev local-fs.target
+    mount_unit "$u" var.mount tmpfs /var tmpfs mode=0755 local-fs.target
+    local dep='Requires=mnt-overlay.mount
+After=mnt-overlay.mount'
+    mount_unit "$u" 'etc-NetworkManager-system\x2dconnections.mount' /mnt/overlay/etc/NetworkManager/system-connections /etc/NetworkManager/system-connections None bind hassos-bind.target "$dep"
+    mount_unit "$u" etc-hostname.mount /mnt/overlay/etc/hostname /etc/hostname None bind hassos-bind.target "$dep"
+    mount_unit "$u" etc-hosts.mount /mnt/overlay/etc/hosts /etc/hosts None bind hassos-bind.target "$dep"
+    mount_unit "$u" 'etc-modules\x2dload.d.mount' /mnt/overlay/etc/modules-load.d /etc/modules-load.d none bind hassos-bind.target "$dep"
+    mount_unit "$u" root-.ssh.mount /mnt/overlay/root/.ssh /root/.ssh None bind hassos-bind.target "$dep"
+    mount_unit "$u" var-lib-docker.mount /mnt/data/docker /var/lib/docker none bind hassos-bind.target 'Requires=mnt-data.mount
+After=mnt-data.mount'
+    mount_unit "$u" var-log-journal.mount /mnt/data/logs /var/log/journal none bind hassos-bind.target 'Requires=mnt-data.mount
+After=mnt-data.mount'
+    # enablement as `systemctl preset-all` leaves it
+    mkdir -p "$e/local-fs.target.wants" "$e/multi-user.target.wants" "$e/hassos-bind.target.wants"
+    for t in mnt-boot mnt-overlay mnt-data tmp var; do ln -s "/usr/lib/systemd/system/$t.mount" "$e/local-fs.target.wants/$t.mount"; done
+    ln -s /usr/lib/systemd/system/hassos-bind.target "$e/multi-user.target.wants/hassos-bind.target"
+    for t in 'etc-NetworkManager-system\x2dconnections' etc-hostname etc-hosts 'etc-modules\x2dload.d' root-.ssh var-lib-docker var-log-journal; do
+        ln -s "/usr/lib/systemd/system/$t.mount" "$e/hassos-bind.target.wants/$t.mount"
+    done
+    find "$r" -exec touch -h -d @1700000000 {} +
+    touch -h -d @1600000000.123456789 "$r/etc/hostname"
+}
+
+# make_haos_overlay DIR: the persisted files HAOS binds from hassos-overlay.
+make_haos_overlay() {
+    local o=$1
+    mkdir -p "$o/etc/NetworkManager/system-connections" "$o/etc/modules-load.d" "$o/root/.ssh" "$o/var/lib/systemd"
+    printf 'homeassistant\n' > "$o/etc/hostname"
+    printf '127.0.0.1 localhost\n127.0.1.1 homeassistant\n' > "$o/etc/hosts"
+    printf '[connection]\nid=my-wifi\ntype=wifi\n[wifi-security]\npsk=secret\n' > "$o/etc/NetworkManager/system-connections/my-wifi.nmconnection"
+    chmod 600 "$o/etc/NetworkManager/system-connections/my-wifi.nmconnection"
+    printf 'dwc2\n' > "$o/etc/modules-load.d/usb.conf"
+    ln -s /usr/share/zoneinfo/Europe/Amsterdam "$o/etc/localtime"
+    printf 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITest user@host\n' > "$o/root/.ssh/authorized_keys"
+    chmod 600 "$o/root/.ssh/authorized_keys"; chmod 700 "$o/root/.ssh"
+    printf 'seed\n' > "$o/var/lib/systemd/random-seed"; chmod 600 "$o/var/lib/systemd/random-seed"
+    find "$o" -exec touch -h -d @1700000100 {} +
+}
+
+# make_haos_data DIR: hassos-data: docker/ (make_docker_root), supervisor/, logs/.
+make_haos_data() {
+    local d=$1
+    mkdir -p "$d/supervisor/homeassistant" "$d/logs/0123456789abcdef"
+    make_docker_root "$d/docker"
+    printf 'default_config:\nhomeassistant:\n  name: Home\n' > "$d/supervisor/homeassistant/configuration.yaml"
+    printf '{"version": 1}\n' > "$d/supervisor/config.json"; chmod 600 "$d/supervisor/config.json"
+    head -c 20000 /dev/urandom > "$d/logs/0123456789abcdef/system.journal"; chown 0:101 "$d/logs/0123456789abcdef/system.journal"
+    chmod 2755 "$d/logs" "$d/logs/0123456789abcdef"
+    find "$d" -exec touch -h -d @1700000200 {} +
+}
+
+# haos_fs DIR: build into DIR the filesystem images of a realistic HAOS disk:
+# boot.img (vfat, grubenv from $HAOS_GRUBENV lines, cmdline.txt), kernel.img (squashfs),
+# system0.img (EROFS lz4hc root, version $HAOS_VERSION_A), system1.img (squashfs root,
+# $HAOS_VERSION_B, only when set), overlay.img, data.img (ext4, sizes in MiB from the caller).
+haos_fs() {
+    local w=$1 boot_mb=$2 overlay_mb=$3 data_mb=$4
+    truncate -s "${boot_mb}M" "$w/boot.img"; mkfs.vfat -n hassos-boot -i 1a2b3c4d "$w/boot.img" >/dev/null
+    mkdir -p "$w/bootfs/EFI/BOOT"
+    # shellcheck disable=SC2086
+    grubenv "$w/bootfs/EFI/BOOT/grubenv" ${HAOS_GRUBENV:-ORDER=A\ B A_OK=1 A_TRY=0 B_OK=0 B_TRY=0}
+    printf 'zram.enabled=1 zram.num_devices=3 rootwait cgroup_enable=memory fsck.repair=yes console=tty1\n' > "$w/bootfs/cmdline.txt"
+    printf 'GRUB config\n' > "$w/bootfs/EFI/BOOT/grub.cfg"
+    mcopy -s -i "$w/boot.img" "$w/bootfs/EFI" "$w/bootfs/cmdline.txt" ::/
+    mkdir -p "$w/kernel"; head -c 60000 /dev/urandom > "$w/kernel/bzImage"
+    mksquashfs "$w/kernel" "$w/kernel.img" -noappend -all-root -quiet >/dev/null
+    make_haos_root "$w/rootA" "${HAOS_VERSION_A:-13.2}"
+    mkfs.erofs -zlz4hc,12 -T "$SOURCE_DATE_EPOCH" -U 0a0b0c0d-aaaa-4222-8333-444455556666 "$w/system0.img" "$w/rootA" >/dev/null
+    if [ -n "${HAOS_VERSION_B:-}" ]; then
+        make_haos_root "$w/rootB" "$HAOS_VERSION_B"
+        mksquashfs "$w/rootB" "$w/system1.img" -noappend -comp lz4 -b 131072 -quiet -mkfs-time "$SOURCE_DATE_EPOCH" >/dev/null
+    fi
+    make_haos_overlay "$w/overlay"
+    truncate -s "${overlay_mb}M" "$w/overlay.img"
+    mkfs.ext4 -q -F -L hassos-overlay -U 0a0b0c0d-bbbb-4222-8333-444455556666 -E root_owner=0:0 -d "$w/overlay" "$w/overlay.img"
+    make_haos_data "$w/data"
+    truncate -s "${data_mb}M" "$w/data.img"
+    mkfs.ext4 -q -F -L hassos-data -U 0a0b0c0d-cccc-4222-8333-444455556666 -E root_owner=0:0 -d "$w/data" "$w/data.img"
+}
+
+# make_haos_full DISK: the realistic HAOS GPT disk (generic x86-64 layout, scaled down).
+# Environment: HAOS_GRUBENV, HAOS_VERSION_A, HAOS_VERSION_B (slot B squashfs when set).
+make_haos_full() {
+    local disk=$1 w; w=$(mktemp -d "$PWD/haosfull.XXXXXX")
+    rm -f "$disk"; truncate -s 96M "$disk"
+    sgdisk -Z "$disk" >/dev/null 2>&1 || true
+    sgdisk -U 1e4a3d2c-0000-4a5b-9c8d-123456789abc \
+        -n 1:2048:+8M   -t 1:EF00 -c 1:hassos-boot      -u 1:b3dd0952-733c-4c88-8cba-cab9b8b4377f \
+        -n 2:0:+1M      -t 2:8300 -c 2:hassos-kernel0   -u 2:26700fc6-b0bc-4ccf-9837-ea1a4cba3e65 \
+        -n 3:0:+12M     -t 3:8300 -c 3:hassos-system0   -u 3:8d3d53e3-6d49-4c38-8349-aff6859e82fd \
+        -n 4:0:+1M      -t 4:8300 -c 4:hassos-kernel1   -u 4:fc02a4f0-5350-406f-93a2-56cbed636b5f \
+        -n 5:0:+12M     -t 5:8300 -c 5:hassos-system1   -u 5:a3ec664e-32ce-4665-95ea-7ae90ce9aa20 \
+        -n 6:0:+1M      -t 6:8300 -c 6:hassos-bootstate -u 6:33236519-7f32-4dff-8002-3390b62c309d \
+        -n 7:0:+8M      -t 7:8300 -c 7:hassos-overlay   -u 7:f1326040-5236-40eb-b683-aaa100a9afcf \
+        -n 8:0:0        -t 8:8300 -c 8:hassos-data      -u 8:a52a4597-fa3a-4851-aefd-2fbe9f849079 \
+        "$disk" >/dev/null
+    local -A start size
+    local i last
+    for i in 1 2 3 4 5 6 7 8; do
+        start[$i]=$(sgdisk -i "$i" "$disk" | awk '/^First sector/ {print $3}')
+        last=$(sgdisk -i "$i" "$disk" | awk '/^Last sector/ {print $3}')
+        size[$i]=$(( last - start[$i] + 1 ))
+    done
+    haos_fs "$w" 8 8 $(( size[8] / 2048 ))
+    put_fs "$disk" "$w/boot.img" "${start[1]}"
+    put_fs "$disk" "$w/kernel.img" "${start[2]}"
+    put_fs "$disk" "$w/system0.img" "${start[3]}"
+    if [ -f "$w/system1.img" ]; then put_fs "$disk" "$w/kernel.img" "${start[4]}"; put_fs "$disk" "$w/system1.img" "${start[5]}"; fi
+    put_fs "$disk" "$w/overlay.img" "${start[7]}"
+    put_fs "$disk" "$w/data.img" "${start[8]}"
+    rm -rf "$w"
+}
