@@ -102,6 +102,11 @@ extension Disk {
     /// disk, to a temporary file renamed over the output only on success. Returns (and writes
     /// beside the output) the report.
     public func assemble(options: AssembleOptions = AssembleOptions()) throws -> AssembleReport {
+        try writeAssembly(to: .path(options.output ?? Self.defaultOutputName(for: path)), options: options)
+    }
+
+    /// `assemble` to any destination (Destination.swift).
+    func writeAssembly(to destination: AssembleDestination, options: AssembleOptions) throws -> AssembleReport {
         let partitions = try PartitionFileSystems(disk: self)
         var plan = try self.plan(using: partitions, options: options.plan)
         // FAT partitions get the uid=/gid=/umask= options they are mounted with.
@@ -115,8 +120,8 @@ extension Disk {
         } catch let e as FWError {
             throw e.within(disk: path)
         }
-        let outputPath = options.output ?? Self.defaultOutputName(for: path)
-        let output = try OutputFile(path: outputPath)
+        let outputPath = destination.description
+        let output = try destination.open()
         var report = AssembleReport(tool: "fwassemble", version: fwassembleVersion, image: path, output: outputPath,
                                     compression: options.compression.description, plan: plan, partitions: [], members: 0,
                                     files: 0, hardlinks: 0, contentBytes: 0, tarBytes: 0, droppedDevices: [],
@@ -125,7 +130,7 @@ extension Disk {
             sum + (m.partition.flatMap { i in partitions.partitions.first { $0.index == i }?.size } ?? 0)
         }
         do {
-            let tar = TarWriter(sink: try options.compression.sink(over: output.sink, threads: options.threads))
+            let tar = TarWriter(sink: try options.compression.sink(over: output.archiveSink, threads: options.threads))
             var origins: [String: AssembleReport.Origin] = [:]
             var reportedTarProblems = 0
             var lastProgress = Date.distantPast
@@ -191,8 +196,7 @@ extension Disk {
             if let e = error as? FWError { throw e.within(disk: path) }
             throw error
         }
-        if outputPath != "-" || options.reportPath != nil {
-            let reportFile = options.reportPath ?? outputPath + ".report.json"
+        if let reportFile = destination.reportPath(explicit: options.reportPath) {
             do {
                 try Data((try report.json() + "\n").utf8).write(to: URL(fileURLWithPath: reportFile), options: .atomic)
             } catch {

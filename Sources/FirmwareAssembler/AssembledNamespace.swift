@@ -1,0 +1,134 @@
+import Assembly
+import DiskImage
+import FileSystemFAT
+import FileSystems
+import MountPlan
+
+@_exported import struct FileSystems.Metadata
+@_exported import enum FileSystems.FileType
+@_exported import struct FileSystems.Timestamp
+@_exported import struct FileSystems.DeviceNumber
+@_exported import struct FileSystems.ExtendedAttribute
+@_exported import protocol FileSystems.FileContents
+
+/// One entry of the booted device's filesystem tree, as `Disk.namespace(_:)` walks it: the same
+/// entries, in the same order, with the same fields as the archive `assemble` writes (sockets
+/// included: the walk does not filter; `--no-devices` does not apply).
+public struct AssembledEntry: Sendable {
+    /// Absolute path in the namespace: "/" for the root, "/etc/fstab" below it. Names that are
+    /// not UTF-8 are shown with replacement characters; `rawPath` has the exact bytes.
+    public var path: String { "/" + String(decoding: rawPath, as: UTF8.self) }
+    /// The exact path bytes below the root, without a leading "/" (empty for the root).
+    public var rawPath: [UInt8]
+    /// Type, mode, owners, times, size, symlink target, device numbers, xattrs, as the booted
+    /// device shows them (overlay-private xattrs removed).
+    public var metadata: Metadata
+    /// For a non-directory already met at another path (a hardlink, or the same inode seen
+    /// again through a bind mount): that first path, absolute ("/usr/bin/a").
+    public var hardlinkTarget: String?
+    /// The mounted filesystem the entry comes from ("partition 8", or a mount point).
+    public var origin: String
+    let contents: ContentsHandle?
+
+    /// True for a regular file whose bytes `openContents()` can stream.
+    public var hasContents: Bool { contents != nil && metadata.type == .regular }
+
+    /// Opens a regular file's contents for streaming reads (`read(into:)` until it returns 0).
+    /// Read them on the thread that walks, before asking for the next entry's contents when the
+    /// filesystem is shared. Throws `.invalidArgument` for anything but a regular file and
+    /// `FWError` naming the path when the filesystem cannot read it.
+    public func openContents() throws -> any FileContents {
+        guard metadata.type == .regular, let contents else {
+            throw FWError(.invalidArgument, "not a regular file with contents", path: path)
+        }
+        do {
+            return try contents.reader.openFile(contents.inode)
+        } catch let e as FWError {
+            throw e.within(path: path)
+        }
+    }
+}
+
+/// The filesystem reader and inode behind an entry. The readers are not thread-safe; the
+/// handle is only carried along with the entry and used by `openContents()` (documented there).
+final class ContentsHandle: @unchecked Sendable {
+    let reader: any FileSystemReader
+    let inode: UInt64
+
+    init(reader: any FileSystemReader, inode: UInt64) {
+        self.reader = reader
+        self.inode = inode
+    }
+}
+
+/// The booted device's filesystem tree (the root with every planned mount applied), walked
+/// lazily in the archive's order: depth first, names sorted bytewise. Nothing is read until the
+/// walk reaches it, so a pipeline can stop early or skip contents it does not need.
+///
+/// Not thread-safe: walk it (and read contents) from one thread at a time. Each call to
+/// `makeIterator()` starts a fresh walk.
+public final class AssembledNamespace: Sequence {
+    /// The plan the namespace applies.
+    public let plan: Plan
+    private let partitions: PartitionFileSystems
+    private let namespace: Namespace
+
+    init(disk: Disk, plan: Plan) throws {
+        let partitions = try PartitionFileSystems(disk: disk)
+        // FAT partitions are read with the uid=/gid=/umask= options they are mounted with, as
+        // `assemble` does.
+        for m in plan.mounts where m.kind == .partition && m.fstype == "vfat" {
+            guard let index = m.partition else { continue }
+            if let fat = try? FATMountOptions.parse(m.options) { partitions.fatOptions[index] = fat }
+        }
+        do {
+            namespace = try Namespace(plan: plan) { try partitions.fileSystem(partition: $0) }
+        } catch let e as FWError {
+            throw e.within(disk: disk.path)
+        }
+        self.partitions = partitions
+        self.plan = plan
+    }
+
+    /// Problems met so far (mounts not applied, unreadable directories, loops cut), as
+    /// "/path: message". Grows as the walk proceeds; complete once a walk has ended.
+    public var problems: [String] { namespace.problems.map(\.description) }
+
+    public func makeIterator() -> Iterator {
+        Iterator(walk: namespace.entries())
+    }
+
+    /// The walk's iterator.
+    public struct Iterator: IteratorProtocol {
+        private var walk: NamespaceWalk
+
+        init(walk: NamespaceWalk) {
+            self.walk = walk
+        }
+
+        public mutating func next() -> AssembledEntry? {
+            guard let e = walk.next() else { return nil }
+            return AssembledEntry(
+                rawPath: e.path, metadata: e.metadata,
+                hardlinkTarget: e.hardlinkTarget.map { "/" + String(decoding: $0, as: UTF8.self) },
+                origin: e.origin,
+                contents: e.reader.map { ContentsHandle(reader: $0, inode: e.metadata.inode) })
+        }
+    }
+}
+
+@available(*, unavailable, message: "walk an AssembledNamespace from one thread at a time")
+extension AssembledNamespace: Sendable {}
+
+extension Disk {
+    /// The assembled namespace of `plan` (from `plan(options:)`, possibly edited), for pipelines
+    /// that want entries rather than a tarball:
+    ///
+    ///     let disk = try Disk(path: "haos.img")
+    ///     for entry in try disk.namespace(try disk.plan()) { print(entry.path) }
+    ///
+    /// Throws when the root mount cannot be opened; later problems go to `problems`.
+    public func namespace(_ plan: Plan) throws -> AssembledNamespace {
+        try AssembledNamespace(disk: self, plan: plan)
+    }
+}
