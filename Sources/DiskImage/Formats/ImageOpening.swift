@@ -1,0 +1,117 @@
+import DiskImage
+
+/// Opens a disk image of any supported container format, detected by its content (magic
+/// numbers), never by its file name: raw, qcow2, VMDK (sparse, streamOptimized, descriptor with
+/// flat/sparse extents), VHDX, VHD, VDI, and any of them inside xz, gzip, zstd, zip or tar/OVA.
+///
+/// The returned source reads the virtual disk; `diskImageFormat(of:)` names its format. Errors
+/// are `FWError`s naming the file and the offset of the bad structure.
+public func openDiskImage(path: String, options: DiskImageOptions = DiskImageOptions()) throws -> any ByteSource {
+    try ImageOpener(options: options).open(path: path, backingDepth: 0, chain: [])
+}
+
+/// The detection and nesting rules shared by the formats (backing files and extents open more
+/// files through it).
+struct ImageOpener {
+    let options: DiskImageOptions
+    /// Backing chains deeper than this are refused (a loop through differently named files).
+    static let maximumBackingDepth = 64
+    /// Wrappers inside wrappers (a .qcow2 in a .zip in a .xz) deeper than this are refused.
+    static let maximumWrapperDepth = 4
+
+    func open(path: String, backingDepth: Int, chain: [String]) throws -> any ByteSource {
+        let file = try FileSource(path: path)
+        return try detect(file, directory: directoryOf(path), backingDepth: backingDepth,
+                          chain: chain + [canonicalPath(path)], wrapperDepth: 0)
+    }
+
+    /// The container in `source`, or `source` itself when it is a raw disk.
+    func detect(_ source: any ByteSource, directory: String, backingDepth: Int, chain: [String], wrapperDepth: Int) throws -> any ByteSource {
+        let head = try source.prefix(at: 0, count: 1024)
+        func has(_ magic: [UInt8], at offset: Int = 0) -> Bool {
+            head.count >= offset + magic.count && Array(head[offset..<(offset + magic.count)]) == magic
+        }
+        func unwrap(_ inner: any ByteSource, _ wrapper: String) throws -> any ByteSource {
+            guard wrapperDepth < Self.maximumWrapperDepth else {
+                throw FWError(.limitExceeded, "compressed wrappers nested more than \(Self.maximumWrapperDepth) deep", disk: source.name)
+            }
+            let content = try detect(inner, directory: directory, backingDepth: backingDepth, chain: chain, wrapperDepth: wrapperDepth + 1)
+            return WrappedSource(inner: content, wrapper: wrapper, keepAlive: [inner])
+        }
+
+        if has([0x51, 0x46, 0x49, 0xFB]) {
+            return try Qcow2Image(source, directory: directory, opener: self, backingDepth: backingDepth, chain: chain)
+        }
+        if has(Array("KDMV".utf8)) {
+            return try VMDKSparseExtent(source, name: source.name, isStandalone: true)
+        }
+        if has(Array("# Disk DescriptorFile".utf8)) || has(Array("# Disk Descriptor File".utf8)) {
+            return try VMDKDescriptor.open(source, directory: directory, opener: self)
+        }
+        if has(Array("vhdxfile".utf8)) {
+            return try VHDXImage(source)
+        }
+        if has([0x7F, 0x10, 0xDA, 0xBE], at: 0x40) {
+            return try VDIImage(source)
+        }
+        if has(Array("conectix".utf8)) {
+            return try VHDImage(source)
+        }
+        if source.size >= 512, source.size % 512 == 0,
+           try source.bytes(at: source.size - 512, count: 8) == Array("conectix".utf8) {
+            return try VHDImage(source)
+        }
+        if has([0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]) {
+            let file = try CompressedWrappers.spool(source, decoder: try XZDecoder(), wrapper: "xz", declaredSize: nil, options: options)
+            return try unwrap(file, "xz")
+        }
+        if has([0x1F, 0x8B]) {
+            let file = try CompressedWrappers.spool(source, decoder: try GzipDecoder(), wrapper: "gzip", declaredSize: nil, options: options)
+            return try unwrap(file, "gzip")
+        }
+        if has([0x28, 0xB5, 0x2F, 0xFD]) {
+            let file = try CompressedWrappers.spool(source, decoder: try ZstdDecoder(), wrapper: "zstd", declaredSize: nil, options: options)
+            return try unwrap(file, "zstd")
+        }
+        if has([0x50, 0x4B, 0x03, 0x04]) {
+            return try unwrap(try CompressedWrappers.openZip(source, options: options), "zip")
+        }
+        if has(Array("ustar".utf8), at: 257) {
+            for entry in try CompressedWrappers.tarEntries(source) {
+                let inner = try detect(entry.data, directory: directory, backingDepth: backingDepth, chain: chain, wrapperDepth: wrapperDepth + 1)
+                if inner is any DiskContainerSource {
+                    return WrappedSource(inner: inner, wrapper: "tar", keepAlive: [source])
+                }
+            }
+            throw FWError(.unsupported, "tar archive (OVA) holds no disk image in a known container format", disk: source.name)
+        }
+        if has(Array("BZh".utf8)) {
+            throw FWError(.unsupported, "bzip2-compressed images are not supported yet; decompress with bunzip2 first", disk: source.name)
+        }
+        return source
+    }
+
+    /// Opens a file named inside an image (backing file, extent): relative names are resolved
+    /// against the image's folder, then against `--backing-dir`.
+    func resolve(_ reference: String, directory: String, what: String, disk: String, useBackingDir: Bool) throws -> String {
+        var candidates: [String] = []
+        if reference.hasPrefix("/") {
+            candidates.append(reference)
+        } else {
+            candidates.append(directory == "." ? reference : "\(directory)/\(reference)")
+        }
+        if useBackingDir, let dir = options.backingDirectory {
+            let base = reference.split(separator: "/").last.map(String.init) ?? reference
+            candidates.append("\(dir)/\(reference.hasPrefix("/") ? base : reference)")
+            candidates.append("\(dir)/\(base)")
+        }
+        for c in candidates where FileSourceProbe.exists(c) { return c }
+        throw FWError(.notFound, "\(what) \"\(reference)\" not found (looked for \(candidates.joined(separator: ", "))\(useBackingDir && options.backingDirectory == nil ? "; --backing-dir names another folder" : ""))", disk: disk)
+    }
+}
+
+enum FileSourceProbe {
+    static func exists(_ path: String) -> Bool {
+        (try? FileSource(path: path)) != nil
+    }
+}
