@@ -23,12 +23,16 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@command -v swift >/dev/null || { echo "Swift 6 is needed (expected at /opt/swift)" >&2; exit 1; }
+	@python3 -c 'import pytest' 2>/dev/null || { echo "installing: python3-pytest"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pytest >/dev/null; }
 
 build: deps
 	swift build $(SWIFT_FLAGS)
+	ln -sf libCFwassemble.so $$(swift build $(SWIFT_FLAGS) --show-bin-path)/libfwassemble.so
 
 release: deps
 	swift build -c release $(SWIFT_FLAGS)
+	ln -sf libCFwassemble.so $$(swift build -c release $(SWIFT_FLAGS) --show-bin-path)/libfwassemble.so
 
 # Test disks: built by the recipes in images/, once per run (a recipe runs again only when it
 # or the shared tree changed).
@@ -41,6 +45,7 @@ demo: build
 
 test: build images
 	swift test $(SWIFT_FLAGS)
+	FWASSEMBLE_LIB=$$(swift build $(SWIFT_FLAGS) --show-bin-path)/libfwassemble.so python3 -m pytest -q python/tests
 
 clean:
 	rm -rf .build $(IMAGES)

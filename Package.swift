@@ -14,6 +14,9 @@ let package = Package(
     products: [
         .library(name: "FirmwareAssembler", targets: ["FirmwareAssembler"]),
         .executable(name: "fwassemble", targets: ["fwassemble"]),
+        // The C ABI (include/fwassemble.h), linked as libCFwassemble.so; `make build` links
+        // libfwassemble.so to it (SwiftPM cannot name a library like the executable).
+        .library(name: "CFwassemble", type: .dynamic, targets: ["CFwassemble"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -51,6 +54,8 @@ let package = Package(
             "DiskImage", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
             "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Assembly", "Archive",
         ]),
+        // 9. The C ABI over the facade: @_cdecl functions, no Swift types cross it.
+        .target(name: "CFwassemble", dependencies: ["FirmwareAssembler"]),
         .executableTarget(name: "fwassemble", dependencies: [
             "FirmwareAssembler",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -4,6 +4,8 @@ import FileSystemFAT
 import FileSystems
 import MountPlan
 
+/// The one error type every facade call throws (code, message, disk/partition/path).
+@_exported import struct DiskImage.FWError
 @_exported import struct FileSystems.Metadata
 @_exported import enum FileSystems.FileType
 @_exported import struct FileSystems.Timestamp

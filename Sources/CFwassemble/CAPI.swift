@@ -1,0 +1,154 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import FirmwareAssembler
+
+// The exported functions of libfwassemble.so, one per declaration in include/fwassemble.h (same
+// order, same parameter types). Each maps its arguments onto one facade call; failures become a
+// status code and an error object (Support.swift).
+
+public typealias CString = UnsafeMutablePointer<CChar>
+public typealias CStringOut = UnsafeMutablePointer<CString?>
+public typealias ErrorOut = UnsafeMutablePointer<OpaquePointer?>
+/// fwa_progress_fn
+public typealias ProgressFunction = @convention(c) (UInt64, UInt64, UInt64, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void
+
+@_cdecl("fwa_version")
+public func fwa_version() -> UnsafePointer<CChar> {
+    UnsafePointer(StaticStrings.version)
+}
+
+@_cdecl("fwa_open")
+public func fwa_open(_ path: UnsafePointer<CChar>?, _ diskOut: UnsafeMutablePointer<OpaquePointer?>?, _ err: ErrorOut?) -> Int32 {
+    diskOut?.pointee = nil
+    return call(err) {
+        guard let diskOut else { throw CallError(.invalidArgument, "fwa_open: the disk out-parameter is NULL") }
+        let disk = try Disk(path: try string(path, "path"))
+        diskOut.pointee = OpaquePointer(Unmanaged.passRetained(disk).toOpaque())
+    }
+}
+
+@_cdecl("fwa_close")
+public func fwa_close(_ handle: OpaquePointer?) {
+    guard let handle else { return }
+    Unmanaged<Disk>.fromOpaque(UnsafeRawPointer(handle)).release()
+}
+
+@_cdecl("fwa_inspect_json")
+public func fwa_inspect_json(_ handle: OpaquePointer?, _ json: CStringOut?, _ err: ErrorOut?) -> Int32 {
+    json?.pointee = nil
+    return call(err) {
+        guard let json else { throw CallError(.invalidArgument, "fwa_inspect_json: the json out-parameter is NULL") }
+        give(try disk(handle).inspect().json(), to: json)
+    }
+}
+
+@_cdecl("fwa_plan_json")
+public func fwa_plan_json(_ handle: OpaquePointer?, _ options: UnsafePointer<CChar>?, _ json: CStringOut?, _ err: ErrorOut?) -> Int32 {
+    json?.pointee = nil
+    return call(err) {
+        guard let json else { throw CallError(.invalidArgument, "fwa_plan_json: the json out-parameter is NULL") }
+        let o = try CallOptions.parse(options, for: "fwa_plan_json", allowed: [.root])
+        give(try disk(handle).plan(options: o.planOptions).json(), to: json)
+    }
+}
+
+@_cdecl("fwa_docker_json")
+public func fwa_docker_json(_ handle: OpaquePointer?, _ options: UnsafePointer<CChar>?, _ json: CStringOut?, _ err: ErrorOut?) -> Int32 {
+    json?.pointee = nil
+    return call(err) {
+        guard let json else { throw CallError(.invalidArgument, "fwa_docker_json: the json out-parameter is NULL") }
+        let o = try CallOptions.parse(options, for: "fwa_docker_json", allowed: [.root])
+        give(try dockerJSON(try disk(handle), options: o), to: json)
+    }
+}
+
+/// The options of both assemble calls.
+private func assembleOptions(_ json: UnsafePointer<CChar>?, for function: String, progress: ProgressFunction?,
+                             userData: UnsafeMutableRawPointer?) throws -> AssembleOptions {
+    let o = try CallOptions.parse(json, for: function, allowed: [.compression, .level, .threads, .noDevices, .root, .report])
+    var options = AssembleOptions(reportPath: o.report, compression: try o.archiveCompression(),
+                                  threads: try o.compressionThreads(), noDevices: o.noDevices ?? false, plan: o.planOptions)
+    if let progress {
+        let target = ProgressTarget(function: progress, userData: userData)
+        options.progress = { target.report($0) }
+    }
+    return options
+}
+
+@_cdecl("fwa_assemble")
+public func fwa_assemble(_ handle: OpaquePointer?, _ outPath: UnsafePointer<CChar>?, _ options: UnsafePointer<CChar>?,
+                         _ progress: ProgressFunction?, _ userData: UnsafeMutableRawPointer?,
+                         _ reportJSON: CStringOut?, _ err: ErrorOut?) -> Int32 {
+    reportJSON?.pointee = nil
+    return call(err) {
+        let d = try disk(handle)
+        let output = try outPath.map { try string($0, "out_path") } ?? Disk.defaultOutputName(for: d.path)
+        let o = try assembleOptions(options, for: "fwa_assemble", progress: progress, userData: userData)
+        let report = try d.assemble(to: .path(output), options: o)
+        if let reportJSON { give(try report.json(), to: reportJSON) }
+    }
+}
+
+@_cdecl("fwa_assemble_fd")
+public func fwa_assemble_fd(_ handle: OpaquePointer?, _ fd: Int32, _ options: UnsafePointer<CChar>?,
+                            _ progress: ProgressFunction?, _ userData: UnsafeMutableRawPointer?,
+                            _ reportJSON: CStringOut?, _ err: ErrorOut?) -> Int32 {
+    reportJSON?.pointee = nil
+    return call(err) {
+        let d = try disk(handle)
+        let o = try assembleOptions(options, for: "fwa_assemble_fd", progress: progress, userData: userData)
+        let report = try d.assemble(to: .fileDescriptor(fd), options: o)
+        if let reportJSON { give(try report.json(), to: reportJSON) }
+    }
+}
+
+@_cdecl("fwa_export_container")
+public func fwa_export_container(_ handle: OpaquePointer?, _ container: UnsafePointer<CChar>?, _ outPath: UnsafePointer<CChar>?,
+                                 _ options: UnsafePointer<CChar>?, _ resultJSON: CStringOut?, _ err: ErrorOut?) -> Int32 {
+    resultJSON?.pointee = nil
+    return call(err) {
+        let d = try disk(handle)
+        let reference = try string(container, "container")
+        let output = try string(outPath, "out_path")
+        let o = try CallOptions.parse(options, for: "fwa_export_container",
+                                      allowed: [.compression, .level, .threads, .root, .dataRoot, .image])
+        let result = try exportContainer(d, reference: reference, output: output, options: o)
+        if let resultJSON { give(result, to: resultJSON) }
+    }
+}
+
+@_cdecl("fwa_string_free")
+public func fwa_string_free(_ s: CString?) {
+    free(s)
+}
+
+@_cdecl("fwa_error_code")
+public func fwa_error_code(_ err: OpaquePointer?) -> Int32 {
+    guard let err else { return Status.ok.rawValue }
+    return Unmanaged<ErrorObject>.fromOpaque(UnsafeRawPointer(err)).takeUnretainedValue().code
+}
+
+@_cdecl("fwa_error_message")
+public func fwa_error_message(_ err: OpaquePointer?) -> UnsafePointer<CChar>? {
+    guard let err else { return nil }
+    return UnsafePointer(Unmanaged<ErrorObject>.fromOpaque(UnsafeRawPointer(err)).takeUnretainedValue().message)
+}
+
+@_cdecl("fwa_error_code_name")
+public func fwa_error_code_name(_ code: Int32) -> UnsafePointer<CChar> {
+    guard let status = Status(rawValue: code), let index = Status.allCases.firstIndex(of: status) else {
+        return UnsafePointer(StaticStrings.unknownCode)
+    }
+    return UnsafePointer(StaticStrings.codeNames[index])
+}
+
+@_cdecl("fwa_error_free")
+public func fwa_error_free(_ err: OpaquePointer?) {
+    guard let err else { return }
+    Unmanaged<ErrorObject>.fromOpaque(UnsafeRawPointer(err)).release()
+}

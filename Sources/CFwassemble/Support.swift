@@ -1,0 +1,202 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import FirmwareAssembler
+import Foundation
+
+// Plumbing of the C ABI (include/fwassemble.h): status codes, error objects, strings handed to
+// the caller, handles, and the options JSON. Nothing here is public: the exported symbols are
+// the @_cdecl functions in CAPI.swift.
+
+/// The FWA_ERR_* codes of the header, and their stable names.
+enum Status: Int32, CaseIterable {
+    case ok = 0, io = 1, notFound = 2, corrupt = 3, unsupported = 4, limitExceeded = 5
+    case invalidArgument = 6, notAvailable = 7, `internal` = 8
+
+    var name: String {
+        switch self {
+        case .ok: return "ok"
+        case .io: return "io"
+        case .notFound: return "not_found"
+        case .corrupt: return "corrupt"
+        case .unsupported: return "unsupported"
+        case .limitExceeded: return "limit_exceeded"
+        case .invalidArgument: return "invalid_argument"
+        case .notAvailable: return "not_available"
+        case .internal: return "internal"
+        }
+    }
+
+    /// The code of an `FWError.Code`, by its raw value (a code added later maps to `.internal`
+    /// until it gets its own number).
+    init(_ code: FWError.Code) {
+        switch code.rawValue {
+        case "io": self = .io
+        case "notFound": self = .notFound
+        case "corrupt": self = .corrupt
+        case "unsupported": self = .unsupported
+        case "limitExceeded": self = .limitExceeded
+        case "invalidArgument": self = .invalidArgument
+        default: self = .internal
+        }
+    }
+}
+
+/// A failure of an ABI call: the code and the message the caller gets.
+struct CallError: Error {
+    var status: Status
+    var message: String
+
+    init(_ status: Status, _ message: String) {
+        self.status = status
+        self.message = message
+    }
+
+    init(_ error: any Error) {
+        if let e = error as? CallError {
+            self = e
+        } else if let e = error as? FWError {
+            self.init(Status(e.code), e.description)
+        } else {
+            self.init(.internal, "\(error)")
+        }
+    }
+}
+
+/// What `fwa_error *` points at: retained by `Unmanaged`, released by `fwa_error_free`.
+final class ErrorObject {
+    let code: Int32
+    /// malloc'ed C string, freed in deinit.
+    let message: UnsafeMutablePointer<CChar>
+
+    init(_ error: CallError) {
+        code = error.status.rawValue
+        message = duplicate(error.message)
+    }
+
+    deinit { free(message) }
+}
+
+/// A malloc'ed copy of `s` (what `fwa_string_free` frees). Embedded NULs cannot occur in our
+/// JSON (they are escaped) or messages; `strdup` stops at the first one if they did.
+func duplicate(_ s: String) -> UnsafeMutablePointer<CChar> {
+    if let p = strdup(s) { return p }
+    // strdup fails only when memory is exhausted: nothing sensible is left to do.
+    fatalError("fwassemble: out of memory")
+}
+
+/// Static C strings (version, code names): allocated once, never freed.
+enum StaticStrings {
+    nonisolated(unsafe) static let version: UnsafeMutablePointer<CChar> = duplicate(fwassembleVersion)
+    nonisolated(unsafe) static let codeNames: [UnsafeMutablePointer<CChar>] = Status.allCases.map { duplicate($0.name) }
+    nonisolated(unsafe) static let unknownCode: UnsafeMutablePointer<CChar> = duplicate("unknown")
+}
+
+/// Runs one ABI call: clears the out-parameters, maps a thrown error to its code and error object.
+func call(_ err: UnsafeMutablePointer<OpaquePointer?>?, _ body: () throws -> Void) -> Int32 {
+    err?.pointee = nil
+    do {
+        try body()
+        return Status.ok.rawValue
+    } catch {
+        let failure = CallError(error)
+        err?.pointee = OpaquePointer(Unmanaged.passRetained(ErrorObject(failure)).toOpaque())
+        return failure.status.rawValue
+    }
+}
+
+/// Hands a string to the caller through `out` (required for the calls whose only product is it).
+func give(_ s: String, to out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) {
+    out?.pointee = duplicate(s)
+}
+
+/// A C string argument as a Swift string; NULL or invalid UTF-8 is an invalid argument.
+func string(_ p: UnsafePointer<CChar>?, _ what: String) throws -> String {
+    guard let p else { throw CallError(.invalidArgument, "\(what) is NULL") }
+    guard let s = String(validatingCString: p) else { throw CallError(.invalidArgument, "\(what) is not valid UTF-8") }
+    return s
+}
+
+/// The disk behind a handle.
+func disk(_ handle: OpaquePointer?) throws -> Disk {
+    guard let handle else { throw CallError(.invalidArgument, "the disk handle is NULL") }
+    return Unmanaged<Disk>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue()
+}
+
+/// The options JSON (header comment): every key optional, unknown keys rejected per call.
+struct CallOptions: Decodable {
+    var compression: String?
+    var level: Int?
+    var threads: Int?
+    var noDevices: Bool?
+    var root: String?
+    var report: String?
+    var dataRoot: String?
+    var image: Bool?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case compression, level, threads, noDevices = "no_devices", root, report, dataRoot = "data_root", image
+    }
+
+    /// Parses `json` (NULL or empty: no options) for the call `function`, which accepts `allowed`.
+    static func parse(_ json: UnsafePointer<CChar>?, for function: String, allowed: [CodingKeys]) throws -> CallOptions {
+        guard let json, json.pointee != 0 else { return CallOptions() }
+        let text = try string(json, "options_json")
+        let data = Data(text.utf8)
+        guard let object = try? JSONSerialization.jsonObject(with: data), let keys = (object as? [String: Any])?.keys else {
+            throw CallError(.invalidArgument, "\(function): options_json is not a JSON object: \(text)")
+        }
+        let names = allowed.map(\.rawValue)
+        for key in keys.sorted() where !names.contains(key) {
+            throw CallError(.invalidArgument, "\(function): unknown option \(key.debugDescription) (allowed: \(names.joined(separator: ", ")))")
+        }
+        do {
+            return try JSONDecoder().decode(CallOptions.self, from: data)
+        } catch let DecodingError.typeMismatch(type, context), let DecodingError.valueNotFound(type, context) {
+            let key = context.codingPath.last?.stringValue ?? "?"
+            throw CallError(.invalidArgument, "\(function): option \(key.debugDescription) must be \(describe(type))")
+        } catch {
+            throw CallError(.invalidArgument, "\(function): bad options_json: \(error)")
+        }
+    }
+
+    private static func describe(_ type: Any.Type) -> String {
+        if type == Int.self { return "an integer" }
+        if type == Bool.self { return "true or false" }
+        if type == String.self { return "a string" }
+        return "\(type)"
+    }
+
+    init() {}
+
+    /// The archive compression (gzip unless told otherwise).
+    func archiveCompression() throws -> Compression {
+        try Compression(name: compression ?? "gzip", level: level)
+    }
+
+    /// Compression threads: the option (1-256) or the number of cores.
+    func compressionThreads() throws -> Int {
+        guard let threads else { return ProcessInfo.processInfo.activeProcessorCount }
+        guard (1...256).contains(threads) else { throw CallError(.invalidArgument, "threads must be between 1 and 256 (got \(threads))") }
+        return threads
+    }
+
+    var planOptions: PlanOptions { PlanOptions(root: root) }
+}
+
+/// The progress callback and its user data, carried into the (Sendable) progress closure. The
+/// closure runs on the calling thread, as the header promises, so the pointer never crosses threads.
+struct ProgressTarget: @unchecked Sendable {
+    let function: ProgressFunction
+    let userData: UnsafeMutableRawPointer?
+
+    func report(_ p: AssembleProgress) {
+        p.currentPath.withCString { path in
+            function(UInt64(max(p.entries, 0)), p.contentBytes, p.plannedBytes, path, userData)
+        }
+    }
+}

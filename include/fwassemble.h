@@ -1,0 +1,131 @@
+/*
+ * fwassemble.h: the C ABI of libfwassemble.so (docs/library.md).
+ *
+ * Turns a raw multi-partition firmware disk image into one faithful rootfs archive, and reports
+ * what it finds (partitions, mount plan, Docker state) as JSON strings.
+ *
+ * Conventions:
+ *  - Every function returning int returns FWA_OK (0) on success or one of the FWA_ERR_* codes.
+ *    On failure, when `err` is not NULL, *err receives an error object (free it with
+ *    fwa_error_free); on success *err is set to NULL.
+ *  - Strings returned through `char **` are UTF-8, NUL-terminated, owned by the caller and freed
+ *    with fwa_string_free. On failure they are set to NULL.
+ *  - `options_json` may be NULL or "" for the defaults. Unknown keys are an error
+ *    (FWA_ERR_INVALID_ARGUMENT), so a typo never goes unnoticed. Keys mirror the CLI flags:
+ *      "compression": "gzip" | "zstd" | "none"   (assemble, export; default gzip)
+ *      "level":       integer                    (gzip 1-9, default 6; zstd 1-19, default 3)
+ *      "threads":     integer 1-256              (compression threads; default: the cores)
+ *      "no_devices":  true | false               (assemble: leave device nodes out)
+ *      "root":        "5" | "hassos-system0" | label (plan, docker, assemble, export)
+ *      "report":      "path.json"                (assemble: where the JSON report goes)
+ *      "data_root":   "/mnt/data/docker"         (export: which Docker data-root)
+ *      "image":       true | false               (export: the reference is an image, not a container)
+ *  - Thread safety: calls on different fwa_disk handles may run concurrently on any threads.
+ *    Calls on one handle must not overlap (serialize them yourself).
+ *  - No function prints anything; progress goes to the callback.
+ */
+#ifndef FWASSEMBLE_H
+#define FWASSEMBLE_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes: FWError.Code in Swift, plus two of the ABI's own. Stable across releases. */
+enum {
+    FWA_OK = 0,
+    FWA_ERR_IO = 1,               /* an operating-system I/O error */
+    FWA_ERR_NOT_FOUND = 2,        /* a file, partition, container or path that does not exist */
+    FWA_ERR_CORRUPT = 3,          /* on-disk data breaking its format's rules */
+    FWA_ERR_UNSUPPORTED = 4,      /* a valid format or feature fwassemble does not handle */
+    FWA_ERR_LIMIT_EXCEEDED = 5,   /* a safety limit (size, depth, count) was exceeded */
+    FWA_ERR_INVALID_ARGUMENT = 6, /* a bad argument (NULL handle, bad options JSON, bad level) */
+    FWA_ERR_NOT_AVAILABLE = 7,    /* the operation is not built into this library */
+    FWA_ERR_INTERNAL = 8          /* any other failure (the message says what) */
+};
+
+/* An open disk image. */
+typedef struct fwa_disk fwa_disk;
+
+/* An error: a code and a message naming the disk, partition and path involved. */
+typedef struct fwa_error fwa_error;
+
+/*
+ * Progress of fwa_assemble: entries and content bytes written so far, the bytes of the mounted
+ * partitions (an upper bound of what will be read), and the path being written (valid only
+ * during the call). Called on the thread that called fwa_assemble, at most about 5 times a
+ * second.
+ */
+typedef void (*fwa_progress_fn)(uint64_t entries, uint64_t content_bytes, uint64_t planned_bytes,
+                                const char *current_path, void *user_data);
+
+/* The library version, e.g. "0.1.0" (static storage, do not free). */
+const char *fwa_version(void);
+
+/* Opens a disk image (raw file or block device) read-only. Free with fwa_close. */
+int fwa_open(const char *path, fwa_disk **disk, fwa_error **err);
+
+/* Closes a disk (NULL is ignored). */
+void fwa_close(fwa_disk *disk);
+
+/* The `fwassemble inspect --json` document: image, partition table, partitions. */
+int fwa_inspect_json(fwa_disk *disk, char **json, fwa_error **err);
+
+/* The `fwassemble plan --json` document: root slot, mounts in order, skipped mounts. Options: root. */
+int fwa_plan_json(fwa_disk *disk, const char *options_json, char **json, fwa_error **err);
+
+/* The `fwassemble docker --json` document: data-roots, images, containers, volumes, integrity.
+ * Options: root. */
+int fwa_docker_json(fwa_disk *disk, const char *options_json, char **json, fwa_error **err);
+
+/*
+ * Writes the booted namespace as one archive to out_path ("-" for standard output; NULL for
+ * NAME.rootfs.tar.gz in the current directory), through a temporary file renamed into place only
+ * on success. The JSON report (as written to OUTPUT.report.json) is returned in *report_json when
+ * report_json is not NULL. progress may be NULL. Options: compression, level, threads,
+ * no_devices, root, report.
+ */
+int fwa_assemble(fwa_disk *disk, const char *out_path, const char *options_json,
+                 fwa_progress_fn progress, void *user_data, char **report_json, fwa_error **err);
+
+/*
+ * The same, written to an open file descriptor (a pipe, a socket, a file) from its current
+ * position; fd is neither closed nor synced. A report file is written only with the "report"
+ * option.
+ */
+int fwa_assemble_fd(fwa_disk *disk, int fd, const char *options_json,
+                    fwa_progress_fn progress, void *user_data, char **report_json, fwa_error **err);
+
+/*
+ * Writes one Docker container's merged filesystem (its rw layer over its -init layer over its
+ * image's layers, whiteouts applied) as an archive to out_path. `container` is a name, an id or
+ * an id prefix (with the "image" option: a tag or image id). *result_json (if not NULL) receives
+ * {"what", "output", "layers", "members", "files", "hardlinks", "content_bytes", "tar_bytes",
+ * "problems"}. Options: compression, level, threads, root, data_root, image.
+ */
+int fwa_export_container(fwa_disk *disk, const char *container, const char *out_path,
+                         const char *options_json, char **result_json, fwa_error **err);
+
+/* Frees a string returned by this library (NULL is ignored). */
+void fwa_string_free(char *string);
+
+/* The error's FWA_ERR_* code. */
+int fwa_error_code(const fwa_error *err);
+
+/* The error's message (valid until fwa_error_free), e.g. "disk.img: no partition table ...". */
+const char *fwa_error_message(const fwa_error *err);
+
+/* The code's stable name: "io", "not_found", "corrupt", "unsupported", "limit_exceeded",
+ * "invalid_argument", "not_available", "internal" (static storage). */
+const char *fwa_error_code_name(int code);
+
+/* Frees an error (NULL is ignored). */
+void fwa_error_free(fwa_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FWASSEMBLE_H */
