@@ -359,8 +359,11 @@ haos_fs() {
     local w=$1 boot_mb=$2 overlay_mb=$3 data_mb=$4
     truncate -s "${boot_mb}M" "$w/boot.img"; mkfs.vfat -n hassos-boot -i 1a2b3c4d "$w/boot.img" >/dev/null
     mkdir -p "$w/bootfs/EFI/BOOT"
-    # shellcheck disable=SC2086
-    grubenv "$w/bootfs/EFI/BOOT/grubenv" ${HAOS_GRUBENV:-ORDER=A\ B A_OK=1 A_TRY=0 B_OK=0 B_TRY=0}
+    # HAOS_GRUBENV: one key=value per line; "none" for U-Boot boards (no grubenv)
+    if [ "${HAOS_GRUBENV:-}" != none ]; then
+        local -a kv; mapfile -t kv <<<"${HAOS_GRUBENV:-$'ORDER=A B\nA_OK=1\nA_TRY=0\nB_OK=0\nB_TRY=0'}"
+        grubenv "$w/bootfs/EFI/BOOT/grubenv" "${kv[@]}"
+    fi
     printf 'zram.enabled=1 zram.num_devices=3 rootwait cgroup_enable=memory fsck.repair=yes console=tty1\n' > "$w/bootfs/cmdline.txt"
     printf 'GRUB config\n' > "$w/bootfs/EFI/BOOT/grub.cfg"
     mcopy -s -i "$w/boot.img" "$w/bootfs/EFI" "$w/bootfs/cmdline.txt" ::/
@@ -370,7 +373,7 @@ haos_fs() {
     mkfs.erofs -zlz4hc,12 -T "$SOURCE_DATE_EPOCH" -U 0a0b0c0d-aaaa-4222-8333-444455556666 "$w/system0.img" "$w/rootA" >/dev/null
     if [ -n "${HAOS_VERSION_B:-}" ]; then
         make_haos_root "$w/rootB" "$HAOS_VERSION_B"
-        mksquashfs "$w/rootB" "$w/system1.img" -noappend -comp lz4 -b 131072 -quiet -mkfs-time "$SOURCE_DATE_EPOCH" >/dev/null
+        mksquashfs "$w/rootB" "$w/system1.img" -noappend -comp lz4 -b 131072 -quiet >/dev/null
     fi
     make_haos_overlay "$w/overlay"
     truncate -s "${overlay_mb}M" "$w/overlay.img"
@@ -410,5 +413,41 @@ make_haos_full() {
     if [ -f "$w/system1.img" ]; then put_fs "$disk" "$w/kernel.img" "${start[4]}"; put_fs "$disk" "$w/system1.img" "${start[5]}"; fi
     put_fs "$disk" "$w/overlay.img" "${start[7]}"
     put_fs "$disk" "$w/data.img" "${start[8]}"
+    rm -rf "$w"
+}
+
+# make_haos_mbr_full DISK: the realistic HAOS content on the plain-MBR layout of the
+# odroid/khadas boards (signature 0x48617373, p2 extended, logical p5..p9 each behind a 1 MiB
+# EBR gap); U-Boot environment in bootstate from $HAOS_UBOOT_ENV (one pair per line).
+make_haos_mbr_full() {
+    local disk=$1 w; w=$(mktemp -d "$PWD/haosmbr.XXXXXX") M=2048
+    rm -f "$disk"; truncate -s 96M "$disk"
+    # boot 1-9 MiB; extended 9-40 MiB: kernel0 10-11, system0 12-24, kernel1 25-26,
+    # system1 27-39, bootstate 40-41 (extended ends at 41); overlay 41-49; data 49-end
+    sfdisk -q "$disk" <<SF
+label: dos
+label-id: 0x48617373
+unit: sectors
+
+start=$((1*M)),  size=$((8*M)), type=c, bootable
+start=$((9*M)),  size=$((32*M)), type=f
+start=$((41*M)), size=$((8*M)), type=83
+start=$((49*M)), type=83
+start=$((10*M)), size=$((1*M)), type=83
+start=$((12*M)), size=$((12*M)), type=83
+start=$((25*M)), size=$((1*M)), type=83
+start=$((27*M)), size=$((12*M)), type=83
+start=$((40*M)), size=$((1*M)), type=83
+SF
+    HAOS_GRUBENV=none haos_fs "$w" 8 8 47
+    put_fs "$disk" "$w/boot.img" $((1*M))
+    put_fs "$disk" "$w/kernel.img" $((10*M))
+    put_fs "$disk" "$w/system0.img" $((12*M))
+    if [ -f "$w/system1.img" ]; then put_fs "$disk" "$w/kernel.img" $((25*M)); put_fs "$disk" "$w/system1.img" $((27*M)); fi
+    local -a kv; mapfile -t kv <<<"${HAOS_UBOOT_ENV:-$'BOOT_ORDER=A B\nBOOT_A_LEFT=3\nBOOT_B_LEFT=3'}"
+    uboot_env "$w/bootstate.img" 0x4000 "${kv[@]}"
+    put_fs "$disk" "$w/bootstate.img" $((40*M))
+    put_fs "$disk" "$w/overlay.img" $((41*M))
+    put_fs "$disk" "$w/data.img" $((49*M))
     rm -rf "$w"
 }
