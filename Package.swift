@@ -47,12 +47,14 @@ let package = Package(
         .target(name: "MountPlan", dependencies: ["FileSystems", "DiskImage"]),
         // 6. Assembly: the booted namespace (mounts, binds, overlays) walked in sorted order.
         .target(name: "Assembly", dependencies: ["FileSystems", "MountPlan", "DiskImage"]),
+        // 6b. Docker data-roots read from the assembled namespace (inventory, integrity, export).
+        .target(name: "DockerState", dependencies: ["FileSystems", "Assembly", "DiskImage"]),
         // 7. Archive: streaming tar writer and parallel gzip.
         .target(name: "Archive", dependencies: ["FileSystems", "CZlib", "CZstd"]),
         // 8. The facade: everything the CLI does goes through it.
         .target(name: "FirmwareAssembler", dependencies: [
             "DiskImage", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
-            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Assembly", "Archive",
+            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Assembly", "Archive", "DockerState",
         ]),
         // 9. The C ABI over the facade: @_cdecl functions, no Swift types cross it.
         .target(name: "CFwassemble", dependencies: ["FirmwareAssembler"]),
@@ -71,6 +73,9 @@ let package = Package(
         .testTarget(name: "MountPlanTests", dependencies: ["MountPlan", "FileSystems", "DiskImage"]),
         .testTarget(name: "AssemblyTests", dependencies: ["Assembly", "MountPlan", "FileSystems", "DiskImage"]),
         .testTarget(name: "ArchiveTests", dependencies: ["Archive", "FileSystems", "TestSupport"]),
+        .testTarget(name: "DockerStateTests", dependencies: [
+            "DockerState", "Assembly", "MountPlan", "FileSystems", "DiskImage", "FirmwareAssembler", "TestSupport",
+        ]),
         .testTarget(name: "CLITests", dependencies: ["FirmwareAssembler", "TestSupport"]),
         .target(name: "TestSupport", dependencies: ["FileSystems", "CZlib"], path: "Tests/TestSupport"),
     ]

@@ -205,6 +205,17 @@ public final class Namespace {
         }
     }
 
+    /// The filesystem directory or file a namespace path shows (symlinks followed as the
+    /// booted device would), or nil when the path does not exist or is a merged overlay directory.
+    /// Used by the Docker inspector to find data-roots.
+    public func locate(_ path: String) -> (layer: Layer, metadata: Metadata)? {
+        var hops = 0
+        guard case .single(let layer, let meta)? = resolve(PathComponents.split(Array(path.utf8)), upTo: mounts.count, hops: &hops) else {
+            return nil
+        }
+        return (layer, meta)
+    }
+
     // MARK: Walking
 
     /// The entries of the namespace in walk order.

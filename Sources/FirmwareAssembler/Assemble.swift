@@ -72,11 +72,13 @@ public struct AssembleReport: Sendable, Codable {
     public var warnings: [String]
     /// Entries that could not be read, with their paths.
     public var readErrors: [String]
+    /// The Docker data-roots in the archive (docs/docker.md), nil when there are none.
+    public var docker: DockerReport? = nil
 
     enum CodingKeys: String, CodingKey {
         case tool, version, image, output, compression, plan, partitions, members, files, hardlinks
         case contentBytes = "content_bytes", tarBytes = "tar_bytes", droppedDevices = "dropped_devices"
-        case skippedSockets = "skipped_sockets", warnings, readErrors = "read_errors"
+        case skippedSockets = "skipped_sockets", warnings, readErrors = "read_errors", docker
     }
 
     public func json() throws -> String {
@@ -190,6 +192,8 @@ extension Disk {
             report.partitions = origins.values.sorted { $0.origin < $1.origin }
             report.warnings += namespace.problems.map(\.description)
             plan.warnings = report.warnings
+            let docker = Self.dockerReport(namespace: namespace, plan: plan)
+            if !docker.dataRoots.isEmpty { report.docker = docker }
             try output.commit()
         } catch {
             output.abort()

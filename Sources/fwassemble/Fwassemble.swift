@@ -21,6 +21,7 @@ struct Fwassemble: ParsableCommand {
             Extract.self,
             PlanCommand.self,
             Assemble.self,
+            Docker.self,
         ]
     )
 

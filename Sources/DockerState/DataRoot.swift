@@ -1,0 +1,160 @@
+import Assembly
+import DiskImage
+import FileSystems
+import Foundation
+
+/// One Docker (or balena-engine) data-root: a directory in one filesystem, read without ever
+/// following a symlink out of it. Every id read from a file is checked before it names a path.
+public final class DataRoot {
+    public let reader: any FileSystemReader
+    public let inode: UInt64
+    /// Where it is in the namespace, for messages and the report.
+    public let path: String
+    public let engine: String
+    var problems: [String] = []
+
+    /// Size caps for the files read (configuration-sized JSON and id files).
+    static let jsonLimit = 8 << 20
+    static let idLimit = 4096
+    /// Bounds for walks inside layers and volumes.
+    static let maximumDepth = 256
+    static let maximumLayers = 256
+
+    public init(reader: any FileSystemReader, inode: UInt64, path: String, engine: String) {
+        self.reader = reader
+        self.inode = inode
+        self.path = path
+        self.engine = engine
+    }
+
+    func problem(_ relative: String, _ message: String) {
+        problems.append("\(path)/\(relative): \(message)")
+    }
+
+    // MARK: Paths below the data-root
+
+    /// A valid single path component for an id read from disk: no "/", not "." or "..", no NUL.
+    static func isSafeID(_ id: String) -> Bool {
+        !id.isEmpty && id.utf8.count <= 255 && id != "." && id != ".." && !id.utf8.contains(0x2F) && !id.utf8.contains(0)
+    }
+
+    /// Looks up a relative path component by component without following any symlink.
+    /// Returns the inode and metadata, or nil when absent. A symlink met before the last
+    /// component ends the lookup (nil) with a problem noted.
+    func entry(_ relative: String, noteSymlinks: Bool = true) -> (inode: UInt64, metadata: Metadata)? {
+        var current = inode
+        var meta: Metadata
+        do { meta = try reader.metadata(of: inode) } catch { return nil }
+        let parts = relative.split(separator: "/").map { Array($0.utf8) }
+        for (i, part) in parts.enumerated() {
+            guard meta.type == .directory else {
+                if meta.type == .symlink, noteSymlinks {
+                    let shown = parts[0..<i].map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/")
+                    problem(shown, "is a symlink to \(String(decoding: meta.symlinkTarget ?? [], as: UTF8.self)); not followed")
+                }
+                return nil
+            }
+            guard let entries = try? reader.directoryEntries(of: current),
+                  let e = entries.first(where: { $0.name == part }),
+                  let m = try? reader.metadata(of: e.inode) else { return nil }
+            current = e.inode
+            meta = m
+        }
+        return (current, meta)
+    }
+
+    /// A directory at a relative path (not a symlink), or nil; a symlink there is a problem.
+    func directory(_ relative: String) -> UInt64? {
+        guard let e = entry(relative) else { return nil }
+        if e.metadata.type == .symlink {
+            problem(relative, "is a symlink to \(String(decoding: e.metadata.symlinkTarget ?? [], as: UTF8.self)); not followed")
+            return nil
+        }
+        return e.metadata.type == .directory ? e.inode : nil
+    }
+
+    /// Names in a directory (sorted), empty when absent or unreadable.
+    func names(_ relative: String) -> [String] {
+        guard let dir = directory(relative) else { return [] }
+        do {
+            return try reader.directoryEntries(of: dir).map { String(decoding: $0.name, as: UTF8.self) }
+                .filter { $0 != "." && $0 != ".." }.sorted()
+        } catch {
+            problem(relative, "cannot read the directory: \(Self.message(error))")
+            return []
+        }
+    }
+
+    /// A small regular file's bytes, or nil when absent (problems for unreadable or oversized).
+    func file(_ relative: String, limit: Int) -> [UInt8]? {
+        guard let e = entry(relative) else { return nil }
+        guard e.metadata.type == .regular else {
+            if e.metadata.type == .symlink {
+                problem(relative, "is a symlink; not followed")
+            } else {
+                problem(relative, "is not a regular file")
+            }
+            return nil
+        }
+        do {
+            return try reader.readSmallFile(e.inode, limit: limit)
+        } catch {
+            problem(relative, "cannot read: \(Self.message(error))")
+            return nil
+        }
+    }
+
+    /// A one-line id file (cache-id, mount-id, link...), trimmed.
+    func text(_ relative: String) -> String? {
+        guard let bytes = file(relative, limit: Self.idLimit) else { return nil }
+        return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A JSON object file; invalid or truncated JSON is a problem.
+    func json(_ relative: String) -> [String: Any]? {
+        guard let bytes = file(relative, limit: Self.jsonLimit) else { return nil }
+        do {
+            guard let object = try JSONSerialization.jsonObject(with: Data(bytes), options: []) as? [String: Any] else {
+                problem(relative, "is not a JSON object")
+                return nil
+            }
+            return object
+        } catch {
+            problem(relative, "invalid JSON (\(bytes.count) bytes): truncated or malformed")
+            return nil
+        }
+    }
+
+    static func message(_ error: Error) -> String {
+        (error as? FWError)?.description ?? "\(error)"
+    }
+
+    // MARK: Driver
+
+    public var driver: String {
+        if entry("overlay2") != nil || entry("image/overlay2") != nil { return "overlay2" }
+        if entry("containerd/daemon/io.containerd.snapshotter.v1.overlayfs") != nil { return "containerd-snapshotter" }
+        return "unknown"
+    }
+
+    /// The layer directory `overlay2/<cache-id>/diff` as a Layer, or nil (with a problem).
+    func layerDiff(_ cacheID: String, for what: String) -> Layer? {
+        guard Self.isSafeID(cacheID) else {
+            problem(what, "layer id \(cacheID.debugDescription) is not a single path component; not followed")
+            return nil
+        }
+        guard let top = entry("overlay2/\(cacheID)") else {
+            problem(what, "layer directory overlay2/\(cacheID) is missing")
+            return nil
+        }
+        if top.metadata.type == .symlink {
+            problem("overlay2/\(cacheID)", "layer directory is a symlink to \(String(decoding: top.metadata.symlinkTarget ?? [], as: UTF8.self)); not followed")
+            return nil
+        }
+        guard let diff = directory("overlay2/\(cacheID)/diff") else {
+            problem(what, "layer overlay2/\(cacheID) has no diff directory")
+            return nil
+        }
+        return Layer(reader: reader, inode: diff)
+    }
+}

@@ -1,0 +1,174 @@
+import Assembly
+import DiskImage
+import FileSystems
+import Foundation
+
+/// Finds the Docker and balena-engine data-roots of a booted namespace: daemon.json
+/// (`data-root`, legacy `graph`), the engine units' `--data-root`/`-g`/`--graph` options, and the
+/// default locations. Each is reported once, by its real location: paths reached through a bind
+/// mount are rewritten to the bind's source, and the same directory (filesystem + inode) found
+/// several ways is one data-root.
+public enum DataRootLocator {
+    public struct Candidate: Sendable, Equatable {
+        public var path: String
+        public var engine: String
+        /// What named it: "/etc/docker/daemon.json", "docker.service ExecStart", "default".
+        public var source: String
+    }
+
+    static let daemonFiles = [("/etc/docker/daemon.json", "docker"), ("/usr/lib/docker/daemon.json", "docker"),
+                              ("/etc/balena-engine/daemon.json", "balena-engine")]
+    static let unitDirectories = ["/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"]
+    static let units = [("docker.service", "docker"), ("balena-engine.service", "balena-engine"), ("balena.service", "balena-engine")]
+    static let defaults = [("/var/lib/docker", "docker"), ("/var/lib/balena-engine", "balena-engine"),
+                           ("/var/lib/balena", "balena-engine"), ("/balena", "balena-engine")]
+
+    /// Candidate paths, configured ones first, and problems met reading the configuration.
+    public static func candidates(in namespace: Namespace) -> ([Candidate], [String]) {
+        var result: [Candidate] = []
+        var problems: [String] = []
+        for (file, engine) in daemonFiles {
+            guard let (layer, meta) = namespace.locate(file), meta.type == .regular else { continue }
+            do {
+                let bytes = try layer.reader.readSmallFile(layer.inode, limit: 1 << 20)
+                guard let json = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+                    problems.append("\(file): not a JSON object")
+                    continue
+                }
+                for key in ["data-root", "graph"] {
+                    if let path = json[key] as? String, path.hasPrefix("/") {
+                        result.append(Candidate(path: path, engine: engine, source: "\(file) \(key)"))
+                    }
+                }
+            } catch {
+                problems.append("\(file): invalid JSON or unreadable: \((error as? FWError)?.description ?? "truncated or malformed")")
+            }
+        }
+        for (unit, engine) in units {
+            var files: [String] = []
+            for dir in unitDirectories {
+                files.append("\(dir)/\(unit)")
+                if let (layer, meta) = namespace.locate("\(dir)/\(unit).d"), meta.type == .directory,
+                   let entries = try? layer.reader.directoryEntries(of: layer.inode) {
+                    for e in entries.map({ String(decoding: $0.name, as: UTF8.self) }).sorted() where e.hasSuffix(".conf") {
+                        files.append("\(dir)/\(unit).d/\(e)")
+                    }
+                }
+            }
+            for file in files {
+                guard let (layer, meta) = namespace.locate(file), meta.type == .regular,
+                      let bytes = try? layer.reader.readSmallFile(layer.inode, limit: 1 << 20) else { continue }
+                for path in dataRootOptions(inUnit: String(decoding: bytes, as: UTF8.self)) {
+                    result.append(Candidate(path: path, engine: engine, source: "\(file)"))
+                }
+            }
+        }
+        for (path, engine) in defaults {
+            result.append(Candidate(path: path, engine: engine, source: "default"))
+        }
+        return (result, problems)
+    }
+
+    /// `--data-root X`, `--data-root=X`, `-g X`, `--graph X` in ExecStart= and Environment= lines.
+    public static func dataRootOptions(inUnit text: String) -> [String] {
+        var paths: [String] = []
+        var joined: [String] = []
+        var current = ""
+        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            var line = String(raw)
+            if line.hasSuffix("\\") {
+                line.removeLast()
+                current += line + " "
+                continue
+            }
+            joined.append(current + line)
+            current = ""
+        }
+        for line in joined {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard let eq = trimmed.firstIndex(of: "=") else { continue }
+            let key = trimmed[..<eq].trimmingCharacters(in: .whitespaces)
+            guard key == "ExecStart" || key == "Environment" else { continue }
+            let tokens = trimmed[trimmed.index(after: eq)...].split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\"" || $0 == "'" })
+                .map(String.init)
+            var i = 0
+            while i < tokens.count {
+                var token = tokens[i]
+                if let eqIndex = token.firstIndex(of: "="), !token.hasPrefix("-") {
+                    token = String(token[token.index(after: eqIndex)...])  // DOCKER_OPTS=--data-root
+                }
+                for flag in ["--data-root", "--graph", "-g"] {
+                    if token == flag, i + 1 < tokens.count, tokens[i + 1].hasPrefix("/") {
+                        paths.append(tokens[i + 1])
+                    } else if token.hasPrefix(flag + "="), token.count > flag.count + 1 {
+                        let value = String(token.dropFirst(flag.count + 1))
+                        if value.hasPrefix("/") { paths.append(value) }
+                    }
+                }
+                i += 1
+            }
+        }
+        return paths
+    }
+
+    /// Rewrites a path reached through a bind mount to the bind's source (`binds` as
+    /// (target, source) in plan order; at most 16 rewrites).
+    public static func realPath(_ path: String, binds: [(target: String, source: String)]) -> String {
+        var current = normalize(path)
+        for _ in 0..<16 {
+            var changed = false
+            for bind in binds.reversed() {
+                let target = normalize(bind.target)
+                if current == target || current.hasPrefix(target == "/" ? "/" : target + "/") {
+                    let rest = current.dropFirst(target.count)
+                    let rewritten = normalize(bind.source + "/" + rest)
+                    if rewritten != current {
+                        current = rewritten
+                        changed = true
+                        break
+                    }
+                }
+            }
+            if !changed { break }
+        }
+        return current
+    }
+
+    static func normalize(_ path: String) -> String {
+        "/" + path.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
+    }
+
+    /// The data-roots: each candidate that exists as a directory and looks like a data-root
+    /// (has image/, overlay2/, containers/ or containerd/), deduplicated by filesystem and inode.
+    public static func locate(in namespace: Namespace, binds: [(target: String, source: String)] = []) -> ([(root: DataRoot, foundVia: [String])], [String]) {
+        let (candidates, configProblems) = candidates(in: namespace)
+        var problems = configProblems
+        var found: [(root: DataRoot, foundVia: [String], key: String)] = []
+        for c in candidates {
+            guard let (layer, meta) = namespace.locate(c.path), meta.type == .directory else {
+                if c.source != "default" { problems.append("\(c.path) (from \(c.source)): data-root does not exist in the namespace") }
+                continue
+            }
+            let key = "\(layer.filesystem.hashValue):\(layer.inode)"
+            if let i = found.firstIndex(where: { $0.key == key }) {
+                if !found[i].foundVia.contains(c.path) { found[i].foundVia.append(c.path) }
+                continue
+            }
+            guard let names = try? layer.reader.directoryEntries(of: layer.inode).map({ String(decoding: $0.name, as: UTF8.self) }),
+                  names.contains(where: { ["image", "overlay2", "containers", "containerd"].contains($0) }) else {
+                if c.source != "default" { problems.append("\(c.path) (from \(c.source)): not a data-root (no image/, overlay2/, containers/)") }
+                continue
+            }
+            let real = realPath(c.path, binds: binds)
+            let engine = c.path.contains("balena") || real.contains("balena") ? "balena-engine" : c.engine
+            found.append((DataRoot(reader: layer.reader, inode: layer.inode, path: real, engine: engine), [c.path], key))
+        }
+        return (found.map { ($0.root, $0.foundVia) }, problems)
+    }
+
+    /// The whole report for a namespace.
+    public static func report(for namespace: Namespace, binds: [(target: String, source: String)] = []) -> DockerReport {
+        let (roots, problems) = locate(in: namespace, binds: binds)
+        return DockerReport(dataRoots: roots.map { $0.root.inspect(foundVia: $0.foundVia) }, problems: problems)
+    }
+}

@@ -1,0 +1,124 @@
+/// What `fwassemble docker` reports (docs/docker.md). JSON keys are a contract.
+public struct DockerReport: Sendable, Codable, Equatable {
+    public var dataRoots: [DataRootReport]
+    /// Problems met while looking for data-roots (unreadable daemon.json, a configured data-root
+    /// that does not exist).
+    public var problems: [String]
+
+    public init(dataRoots: [DataRootReport] = [], problems: [String] = []) {
+        self.dataRoots = dataRoots
+        self.problems = problems
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case dataRoots = "data_roots", problems
+    }
+}
+
+public struct DataRootReport: Sendable, Codable, Equatable {
+    /// The real location in the namespace (a bind mount's source, not its target).
+    public var path: String
+    /// Every path the data-root was found through (configuration, defaults, binds).
+    public var foundVia: [String]
+    /// "overlay2", "containerd-snapshotter" or "unknown".
+    public var driver: String
+    /// "docker" or "balena-engine".
+    public var engine: String
+    public var images: [ImageInfo]
+    public var containers: [ContainerInfo]
+    public var volumes: [VolumeInfo]
+    public var integrity: Integrity
+    public var summary: Summary
+
+    enum CodingKeys: String, CodingKey {
+        case path, foundVia = "found_via", driver, engine, images, containers, volumes, integrity, summary
+    }
+}
+
+public struct ImageInfo: Sendable, Codable, Equatable {
+    public var id: String
+    public var tags: [String]
+    public var created: String?
+    public var layers: Int
+    /// Sum of the layers' sizes from layerdb (bytes), nil when a layer's size is unknown.
+    public var size: UInt64?
+    public var cmd: [String]?
+    public var entrypoint: [String]?
+    public var diffIDs: [String]
+    public var chainIDs: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case id, tags, created, layers, size, cmd, entrypoint, diffIDs = "diff_ids", chainIDs = "chain_ids"
+    }
+}
+
+public struct ContainerInfo: Sendable, Codable, Equatable {
+    public var id: String
+    public var name: String
+    public var image: String
+    /// The image reference the container was created from (Config.Image), often a tag.
+    public var imageTag: String?
+    public var cmd: [String]?
+    public var entrypoint: [String]?
+    public var path: String?
+    public var args: [String]?
+    public var labels: [String: String]
+    /// "running", "paused", "restarting", "dead", "exited" or "created".
+    public var state: String
+    public var running: Bool
+    public var paused: Bool
+    public var restarting: Bool
+    public var dead: Bool
+    public var exitCode: Int
+    public var oomKilled: Bool
+    public var startedAt: String?
+    public var finishedAt: String?
+    public var restartPolicy: String?
+    public var restartCount: Int
+    public var mountID: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, image, imageTag = "image_tag", cmd, entrypoint, path, args, labels, state, running, paused
+        case restarting, dead, exitCode = "exit_code", oomKilled = "oom_killed", startedAt = "started_at"
+        case finishedAt = "finished_at", restartPolicy = "restart_policy", restartCount = "restart_count"
+        case mountID = "mount_id"
+    }
+}
+
+public struct VolumeInfo: Sendable, Codable, Equatable {
+    public var name: String
+    /// Bytes of regular files below `_data`.
+    public var size: UInt64
+    public var files: Int
+}
+
+public struct Integrity: Sendable, Codable, Equatable {
+    public var ok: Bool
+    public var problems: [String]
+    /// Whiteout devices (0:0 character devices) inside layer diffs.
+    public var whiteouts: Int
+    /// Opaque directories (trusted.overlay.opaque=y or user.overlay.opaque=y) inside layer diffs.
+    public var opaqueDirectories: Int
+    public var layers: Int
+
+    enum CodingKeys: String, CodingKey {
+        case ok, problems, whiteouts, opaqueDirectories = "opaque_directories", layers
+    }
+}
+
+public struct Summary: Sendable, Codable, Equatable {
+    public var images: Int
+    public var containers: Int
+    public var running: Int
+    public var paused: Int
+    public var restarting: Int
+    public var dead: Int
+    public var exitedNonzero: Int
+    /// Image ids no container uses.
+    public var imagesWithoutContainers: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case images, containers, running, paused, restarting, dead, exitedNonzero = "exited_nonzero"
+        case imagesWithoutContainers = "images_without_containers"
+    }
+}

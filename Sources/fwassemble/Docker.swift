@@ -1,0 +1,152 @@
+import ArgumentParser
+import FirmwareAssembler
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+extension Fwassemble {
+    struct Docker: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List and check the Docker data-roots of the booted device; export a container's filesystem.",
+            discussion: """
+                Finds every Docker or balena-engine data-root in the assembled namespace \
+                (daemon.json, engine units, defaults), checks its integrity (layers, lower links, \
+                container and image layer chains, tags) and lists images, containers and volumes. \
+                --export writes a container's merged filesystem (rw over -init over image layers), \
+                --export-image an image's. Exit status: 0 success, 1 error or --expect mismatch, 2 usage.
+                """)
+
+        @Argument(help: "The raw disk image.")
+        var image: String
+
+        @Option(help: "Use this root partition (number, GPT name or filesystem label) whatever the bootloader says.")
+        var root: String?
+
+        @Flag(help: "Print the report as JSON.")
+        var json = false
+
+        @Option(help: "A JSON list of expected containers ([{\"name\": ..., \"image\": ...}]); exit 1 on missing or unexpected ones.")
+        var expect: String?
+
+        @Option(help: "Write this container's (name or id) merged filesystem to -o.")
+        var export: String?
+
+        @Option(help: "Write this image's (tag or id) merged filesystem to -o.")
+        var exportImage: String?
+
+        @Option(help: "With --export/--export-image: the data-root path to use when there are several.")
+        var dataRoot: String?
+
+        @Option(name: [.short, .customLong("output")], help: "Output of --export/--export-image, or - for stdout.")
+        var output: String?
+
+        @Option(help: "none, gzip or zstd (default gzip).")
+        var compression: String = "gzip"
+
+        func validate() throws {
+            if export != nil, exportImage != nil {
+                throw ValidationError("--export and --export-image cannot be used together")
+            }
+            if export != nil || exportImage != nil {
+                guard let output else { throw ValidationError("--export and --export-image need -o OUT.tar.gz") }
+                if output == "-", isatty(1) != 0 {
+                    throw ValidationError("refusing to write an archive to a terminal; redirect standard output or use -o FILE")
+                }
+            } else if output != nil {
+                throw ValidationError("-o is only for --export and --export-image")
+            }
+            do { _ = try Compression(name: compression) } catch { throw ValidationError("\(error)") }
+        }
+
+        func run() throws {
+            let disk: Disk
+            do { disk = try Disk(path: image) } catch { Fwassemble.fail(error) }
+            if let reference = export ?? exportImage, let output {
+                do {
+                    let result = try disk.exportDocker(reference, image: exportImage != nil,
+                                                       options: ExtractOptions(output: output, compression: try Compression(name: compression)),
+                                                       plan: PlanOptions(root: root), dataRoot: dataRoot)
+                    for p in result.problems { Fwassemble.writeError("warning: \(p)\n") }
+                    Fwassemble.writeError("wrote \(result.output): \(result.what), \(result.layers) layers, \(result.members) entries (\(result.files) files, \(result.hardlinks) hardlinks)\n")
+                } catch {
+                    Fwassemble.fail(error)
+                }
+                return
+            }
+            let report: DockerReport
+            do { report = try disk.docker(options: PlanOptions(root: root)) } catch { Fwassemble.fail(error) }
+            if json {
+                do { print(try report.json()) } catch { Fwassemble.fail(error) }
+            } else {
+                printTables(report)
+            }
+            if let expect {
+                let mismatches: [String]
+                do {
+                    guard let data = FileManager.default.contents(atPath: expect) else {
+                        throw ValidationError("cannot read \(expect)")
+                    }
+                    mismatches = try report.compare(expected: Array(data))
+                } catch {
+                    Fwassemble.fail(error)
+                }
+                for m in mismatches { Fwassemble.writeError("expect: \(m)\n") }
+                if !mismatches.isEmpty { throw ExitCode.failure }
+                Fwassemble.writeError("expect: all expected containers found\n")
+            }
+        }
+
+        func printTables(_ report: DockerReport) {
+            for p in report.problems { print("note: \(p)") }
+            if report.dataRoots.isEmpty { print("no Docker data-root found") }
+            for root in report.dataRoots {
+                print("data-root \(root.path) (\(root.engine), \(root.driver))" + (root.foundVia.count > 1 || root.foundVia.first != root.path ? ", found via \(root.foundVia.joined(separator: ", "))" : ""))
+                print("")
+                print("IMAGES (\(root.images.count))")
+                table([["ID", "TAGS", "CREATED", "LAYERS", "SIZE", "CMD"]] + root.images.map { i in
+                    [String(i.id.dropFirst(7).prefix(12)), i.tags.joined(separator: ","), i.created ?? "-", "\(i.layers)",
+                     i.size.map(human) ?? "?", ((i.entrypoint ?? []) + (i.cmd ?? [])).joined(separator: " ")]
+                })
+                print("")
+                print("CONTAINERS (\(root.containers.count))")
+                var rows: [[String]] = [["ID", "NAME", "IMAGE", "STATE", "EXIT", "OOM", "STARTED", "FINISHED", "RESTART", "COMMAND"]]
+                for c in root.containers {
+                    let image: String = c.imageTag ?? String(c.image.dropFirst(7).prefix(12))
+                    let restart: String = (c.restartPolicy ?? "-") + "/" + String(c.restartCount)
+                    let command: String = ([c.path ?? ""] + (c.args ?? [])).joined(separator: " ")
+                    let row: [String] = [String(c.id.prefix(12)), c.name, image, c.state, String(c.exitCode), c.oomKilled ? "yes" : "no",
+                                         c.startedAt ?? "-", c.finishedAt ?? "-", restart, command]
+                    rows.append(row)
+                }
+                table(rows)
+                if !root.volumes.isEmpty {
+                    print("")
+                    print("VOLUMES (\(root.volumes.count))")
+                    table([["NAME", "SIZE", "FILES"]] + root.volumes.map { [$0.name, human($0.size), "\($0.files)"] })
+                }
+                print("")
+                let s = root.summary
+                print("summary: \(s.containers) containers, \(s.running) running, \(s.exitedNonzero) exited non-zero, \(s.restarting) restarting, \(s.paused) paused, \(s.dead) dead; \(s.imagesWithoutContainers.count) images without containers")
+                print("integrity: \(root.integrity.ok ? "ok" : "\(root.integrity.problems.count) problems"); \(root.integrity.layers) layers, \(root.integrity.whiteouts) whiteouts, \(root.integrity.opaqueDirectories) opaque directories")
+                for p in root.integrity.problems { print("  problem: \(p)") }
+                print("")
+            }
+        }
+
+        func table(_ rows: [[String]]) {
+            guard let header = rows.first else { return }
+            var widths = header.map(\.count)
+            for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = min(max(widths[i], cell.count), 48) } }
+            for row in rows {
+                let cells = row.enumerated().map { i, cell -> String in
+                    let c = cell.count > 48 ? String(cell.prefix(47)) + "…" : cell
+                    return i == row.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                }
+                print("  " + cells.joined(separator: "  "))
+            }
+        }
+    }
+}
