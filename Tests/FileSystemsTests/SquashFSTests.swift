@@ -140,6 +140,22 @@ struct SquashFSReaderTests {
         #expect(throws: FWError.self) { try reader.openFile(reader.rootInode) }
     }
 
+    /// As in a partition: the image inside a larger disk, followed by unrelated bytes (squashfs
+    /// partitions are padded, OpenWrt puts rootfs_data after the squashfs).
+    @Test("an image at an offset in a larger source, with trailing bytes, reads the same")
+    func embedded() throws {
+        let image = [UInt8](try Data(contentsOf: URL(fileURLWithPath: SquashFSFixtures.image("lz4"))))
+        let disk = MemorySource([UInt8](repeating: 0xEE, count: 1 << 20) + image + [UInt8](repeating: 0x5A, count: 300_000), name: "disk.img")
+        let partition = try disk.slice(offset: 1 << 20, length: UInt64(image.count + 300_000), name: "disk.img partition 2")
+        let reader = try SquashFSReader(source: partition, name: partition.name)
+        let (entries, problems) = try Manifest.of(reader, readContents: false)
+        #expect(problems.isEmpty)
+        let (direct, _) = try Manifest.of(SquashFSFixtures.open("lz4"), readContents: false)
+        #expect(Manifest.differences(expected: direct, actual: entries).isEmpty)
+        let hostname = try #require(try reader.lookup("/etc/hostname"))
+        #expect(try reader.readSmallFile(hostname) == Array("hello\n".utf8))
+    }
+
     @Test("a sparse file streams as zeros around its data, in reads of any size")
     func sparse() throws {
         let reader = try SquashFSFixtures.open("gzip-w12")
