@@ -5,13 +5,19 @@ final class DataReader {
     let reader: EROFSReader
     let inode: EROFS.Inode
     private var zmap: ZMap?
-    /// The last decoded compressed extent: its logical start and bytes.
-    private var cachedStart: UInt64 = 0
-    private var cached: [UInt8] = []
+    /// Recently decoded compressed extents (logical start, bytes), most recent first. A file read
+    /// front to back needs one; the packed inode keeps several, since the files whose fragments
+    /// it holds are not visited in the order they were packed.
+    private var cache: [(start: UInt64, bytes: [UInt8])] = []
+    private var cachedBytes = 0
+    private let cacheEntries: Int
+    /// Bound on the bytes the cache holds (a single extent may exceed it and is then kept alone).
+    static let cacheByteLimit = 64 << 20
 
-    init(reader: EROFSReader, inode: EROFS.Inode) throws {
+    init(reader: EROFSReader, inode: EROFS.Inode, cacheEntries: Int = 1) throws {
         self.reader = reader
         self.inode = inode
+        self.cacheEntries = max(1, cacheEntries)
         if inode.isCompressed, inode.size > 0 {
             zmap = try ZMap(reader: reader, inode: inode)
         }
@@ -98,7 +104,8 @@ final class DataReader {
     }
 
     private func compressed(_ zmap: ZMap, offset: UInt64, buffer: UnsafeMutableRawBufferPointer, count: Int) throws -> Int {
-        if !cached.isEmpty, offset >= cachedStart, offset - cachedStart < UInt64(cached.count) {
+        if let hit = cache.firstIndex(where: { offset >= $0.start && offset - $0.start < UInt64($0.bytes.count) }) {
+            if hit != 0 { cache.insert(cache.remove(at: hit), at: 0) }
             return copyCached(offset: offset, buffer: buffer, count: count)
         }
         let extent = try zmap.extent(containing: offset)
@@ -124,15 +131,21 @@ final class DataReader {
             }
             return n
         default:
-            cached = []
-            cached = try zmap.decode(extent)
-            cachedStart = extent.logicalStart
+            if cacheEntries == 1 { cache = []; cachedBytes = 0 }
+            let bytes = try zmap.decode(extent)
+            cache.insert((extent.logicalStart, bytes), at: 0)
+            cachedBytes += bytes.count
+            while cache.count > cacheEntries || (cache.count > 1 && cachedBytes > Self.cacheByteLimit) {
+                cachedBytes -= cache.removeLast().bytes.count
+            }
             return copyCached(offset: offset, buffer: buffer, count: count)
         }
     }
 
+    /// Copies from the most recent cache entry, which holds `offset`.
     private func copyCached(offset: UInt64, buffer: UnsafeMutableRawBufferPointer, count: Int) -> Int {
-        let start = Int(offset - cachedStart)
+        let cached = cache[0].bytes
+        let start = Int(offset - cache[0].start)
         let n = min(count, cached.count - start)
         cached.withUnsafeBytes { src in
             UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n]).copyMemory(from: UnsafeRawBufferPointer(rebasing: src[start..<(start + n)]))

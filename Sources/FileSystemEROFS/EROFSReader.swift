@@ -208,7 +208,7 @@ public final class EROFSReader: FileSystemReader {
         }
         let ino = try inode(superBlock.packedNid)
         guard ino.fileType == .regular else { throw FWError.corrupt("erofs packed inode \(superBlock.packedNid) is not a regular file") }
-        let data = try DataReader(reader: self, inode: ino)
+        let data = try DataReader(reader: self, inode: ino, cacheEntries: 32)
         packedData = data
         return data
     }
