@@ -169,19 +169,40 @@ struct SquashFSCorruptionTests {
     }
 
     /// Random corruption anywhere after the superblock, many times: only `FWError`s, no crash,
-    /// no hang (the per-file read cap keeps a corrupt huge size from running long).
-    @Test("random byte flips never crash the reader", arguments: ["gzip", "nocomp", "xz"])
-    func randomFlips(variant: String) throws {
+    /// no hang (the per-file read cap keeps a corrupt huge size from running long). Seeded, so a
+    /// failure names the seed and iteration that reproduce it.
+    @Test("random byte flips never crash the reader", arguments: [("gzip", UInt64(1)), ("nocomp", 2), ("xz", 3), ("lz4", 4), ("frag", 5)])
+    func randomFlips(variant: String, seed: UInt64) throws {
         let image = try Self.bytes(variant)
-        var rng = SystemRandomNumberGenerator()
-        for _ in 0..<40 {
+        var rng = SplitMix64(seed: seed)
+        var opened = 0
+        for iteration in 0..<60 {
             var bad = image
             for _ in 0..<8 {
                 let at = Int.random(in: 96..<bad.count, using: &rng)
                 bad[at] = UInt8.random(in: 0...255, using: &rng)
             }
-            guard let reader = try? SquashFSReader(source: MemorySource(bad), name: "fuzz.img") else { continue }
-            _ = Self.walkAll(reader)
+            do {
+                let reader = try SquashFSReader(source: MemorySource(bad), name: "fuzz-\(seed)-\(iteration).img")
+                opened += 1
+                _ = Self.walkAll(reader)
+            } catch let error as FWError {
+                #expect(error.disk == "fuzz-\(seed)-\(iteration).img")
+            }
         }
+        #expect(opened > 0)
+    }
+}
+
+/// A small seeded generator (SplitMix64) for reproducible corruption.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
