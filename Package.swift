@@ -32,7 +32,11 @@ let package = Package(
         cLibrary("CLZO", pkgConfig: "lzo2", apt: "liblzo2-dev"),
 
         // 1. Bytes: raw image files and partition slices, read with pread.
-        .target(name: "DiskImage"),
+        .target(name: "DiskImage", exclude: ["Formats"]),
+        // 1b. Container formats (qcow2, VMDK, VHD, VHDX, VDI; xz/gz/zst/zip/ova wrappers) read
+        //     through the same ByteSource, detected by magic.
+        .target(name: "DiskFormats", dependencies: ["DiskImage", "CZlib", "CZstd", "CLZMA"],
+                path: "Sources/DiskImage/Formats"),
         // 2. Partition tables (MBR/EBR, GPT, hybrid) and libblkid probing.
         .target(name: "PartitionTable", dependencies: ["DiskImage", "CBlkid"]),
         // 3. Decompressors shared by the filesystem readers.
@@ -53,7 +57,7 @@ let package = Package(
         .target(name: "Archive", dependencies: ["FileSystems", "CZlib", "CZstd"]),
         // 8. The facade: everything the CLI does goes through it.
         .target(name: "FirmwareAssembler", dependencies: [
-            "DiskImage", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
+            "DiskImage", "DiskFormats", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
             "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Assembly", "Archive", "DockerState",
         ]),
         // 9. The C ABI over the facade: @_cdecl functions, no Swift types cross it.
@@ -63,7 +67,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "DiskImageTests", dependencies: ["DiskImage"]),
+        .testTarget(name: "DiskImageTests", dependencies: ["DiskImage", "DiskFormats", "FirmwareAssembler", "TestSupport"]),
         .testTarget(name: "PartitionTableTests", dependencies: ["PartitionTable", "DiskImage", "TestSupport"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "TestSupport"]),
         .testTarget(name: "FileSystemsTests", dependencies: [

@@ -1,0 +1,263 @@
+import Foundation
+import Testing
+import DiskImage
+import DiskFormats
+import TestSupport
+
+/// Every container format and wrapper of images/disks/formats.sh (converted by qemu-img,
+/// compressed by xz/gzip/zstd/zip/tar) must read byte-identical to the raw disk it came from.
+@Suite("Disk image formats")
+struct DiskFormatsTests {
+    static let raw = "formats-raw.img"
+
+    /// Compares `source` with the raw reference in 4 MiB chunks; `patch` changes the expected
+    /// bytes (for images whose content was modified on purpose).
+    func expectSameContent(_ source: any ByteSource, patch: ((UInt64, inout [UInt8]) -> Void)? = nil,
+                           sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let raw = try FileSource(path: try TestImages.path(Self.raw))
+        #expect(source.size == raw.size, "virtual size", sourceLocation: sourceLocation)
+        let chunk = 4 << 20
+        var offset: UInt64 = 0
+        var mismatches = 0
+        while offset < raw.size {
+            let n = Int(min(UInt64(chunk), raw.size - offset))
+            var expected = try raw.bytes(at: offset, count: n)
+            patch?(offset, &expected)
+            // Odd-sized, unaligned reads too: split the chunk at a point that is not a cluster edge.
+            let split = 1_234_567 % n
+            let actual = try source.bytes(at: offset, count: split) + source.bytes(at: offset + UInt64(split), count: n - split)
+            if actual != expected {
+                let first = (0..<n).first { actual[$0] != expected[$0] } ?? 0
+                Issue.record("content differs at offset \(offset + UInt64(first))", sourceLocation: sourceLocation)
+                mismatches += 1
+                if mismatches > 3 { return }
+            }
+            offset += UInt64(n)
+        }
+    }
+
+    static let identical: [(String, String)] = [
+        ("formats-raw.img", "raw"),
+        ("formats.qcow2", "qcow2"),
+        ("formats-v2.qcow2", "qcow2"),
+        ("formats-deflate.qcow2", "qcow2"),
+        ("formats-zstd.qcow2", "qcow2"),
+        ("formats-l2ext.qcow2", "qcow2"),
+        ("formats-4k.qcow2", "qcow2"),
+        ("formats-chain/base.qcow2", "qcow2"),
+        ("formats-stream.vmdk", "vmdk"),
+        ("formats-sparse.vmdk", "vmdk"),
+        ("formats-vmdk/flat.vmdk", "vmdk"),
+        ("formats-vmdk/split.vmdk", "vmdk"),
+        ("formats.vhdx", "vhdx"),
+        ("formats-fixed.vhdx", "vhdx"),
+        ("formats.vhd", "vpc"),
+        ("formats-fixed.vhd", "vpc"),
+        ("formats.vdi", "vdi"),
+        ("formats-static.vdi", "vdi"),
+        ("formats-raw.img.xz", "xz+raw"),
+        ("formats-raw-blocks.img.xz", "xz+raw"),
+        ("formats.qcow2.xz", "xz+qcow2"),
+        ("formats-raw.img.gz", "gzip+raw"),
+        ("formats-raw.img.zst", "zstd+raw"),
+        ("formats-stream.vmdk.zip", "zip+vmdk"),
+        ("formats-raw-stored.zip", "zip+raw"),
+        ("formats.ova", "tar+vmdk"),
+    ]
+
+    @Test("reads byte-identical to the raw disk", arguments: identical)
+    func identicalContent(name: String, format: String) throws {
+        let source = try openDiskImage(path: try TestImages.path(name))
+        #expect(diskImageFormat(of: source) == format)
+        try expectSameContent(source)
+    }
+
+    /// The qcow2 chain top: 0x5a at 54 MiB, zeros at 100 MiB, the rest from base through mid.
+    static func topPatch(_ offset: UInt64, _ bytes: inout [UInt8]) {
+        for (start, value) in [(UInt64(54 << 20), UInt8(0x5A)), (UInt64(100 << 20), UInt8(0))] {
+            for i in 0..<65536 {
+                let at = start + UInt64(i)
+                if at >= offset && at < offset + UInt64(bytes.count) { bytes[Int(at - offset)] = value }
+            }
+        }
+    }
+
+    @Test("backing chain: relative names, a write and a zeroed range in the top image")
+    func backingChain() throws {
+        let top = try openDiskImage(path: try TestImages.path("formats-chain/top.qcow2"))
+        try expectSameContent(top, patch: Self.topPatch)
+        // qemu-img's own view of the top image, as recorded by the recipe.
+        let digest = try TestImages.run(["sh", "-c", "qemu-img convert -O raw \"$0\" /dev/stdout | sha256sum | cut -d' ' -f1",
+                                         try TestImages.path("formats-chain/top.qcow2")])
+        let recorded = try String(contentsOfFile: try TestImages.path("formats-chain/top.sha256"), encoding: .utf8)
+        #expect(String(decoding: digest, as: UTF8.self) == recorded)
+    }
+
+    @Test("backing file found with --backing-dir, and a clear error without it")
+    func backingDirectory() throws {
+        let top = try TestImages.path("formats-chain/elsewhere-top.qcow2")
+        #expect {
+            _ = try openDiskImage(path: top)
+        } throws: { ($0 as? FWError)?.code == .notFound && "\($0)".contains("elsewhere.img") && "\($0)".contains("--backing-dir") }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fwa-backing-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createSymbolicLink(atPath: "\(dir)/elsewhere.img", withDestinationPath: try TestImages.path(Self.raw))
+        try expectSameContent(try openDiskImage(path: top, options: DiskImageOptions(backingDirectory: dir)))
+    }
+
+    @Test("backing chains that loop or name a missing file are clear errors")
+    func badChains() throws {
+        #expect {
+            _ = try openDiskImage(path: try TestImages.path("formats-chain/loop-a.qcow2"))
+        } throws: { ($0 as? FWError)?.code == .corrupt && "\($0)".contains("loops") }
+        #expect {
+            _ = try openDiskImage(path: try TestImages.path("formats-chain/missing-top.qcow2"))
+        } throws: { ($0 as? FWError)?.code == .notFound && "\($0)".contains("missing.qcow2") }
+    }
+
+    @Test("a backing chain 1000 files deep is refused")
+    func deepChain() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fwa-deep-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Layer i is a copy of an empty qcow2 whose backing name is "layer(i-1)": patch the name.
+        try TestImages.run(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", "layer0000", "-F", "qcow2", "\(dir)/template", "1M"])
+        let template = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/template"))
+        let name = Data("layer0000".utf8)
+        let at = try #require(template.range(of: name)).lowerBound
+        for i in 1...1000 {
+            var copy = template
+            copy.replaceSubrange(at..<(at + name.count), with: Data(String(format: "layer%04d", i - 1).utf8))
+            try copy.write(to: URL(fileURLWithPath: String(format: "\(dir)/layer%04d", i)))
+        }
+        #expect {
+            _ = try openDiskImage(path: "\(dir)/layer1000")
+        } throws: { ($0 as? FWError)?.code == .limitExceeded && "\($0)".contains("deep") }
+    }
+
+    @Test("internal snapshots are listed and selectable; the default is the active state")
+    func snapshots() throws {
+        let path = try TestImages.path("formats-snapshot.qcow2")
+        let active = try openDiskImage(path: path)
+        #expect(diskImageSnapshots(of: active).map(\.name) == ["pristine"])
+        try expectSameContent(active) { offset, bytes in
+            for i in 0..<65536 {
+                let at = UInt64(54 << 20) + UInt64(i)
+                if at >= offset && at < offset + UInt64(bytes.count) { bytes[Int(at - offset)] = 0x5A }
+            }
+        }
+        var options = DiskImageOptions()
+        options.snapshot = "pristine"
+        try expectSameContent(try openDiskImage(path: path, options: options))
+        options.snapshot = "nope"
+        #expect(throws: FWError.self) { _ = try openDiskImage(path: path, options: options) }
+    }
+
+    @Test("a truncated xz and a zip entry bigger than it declares are clear errors")
+    func badWrappers() throws {
+        #expect {
+            _ = try openDiskImage(path: try TestImages.path("formats-bad-truncated.img.xz"))
+        } throws: { ($0 as? FWError)?.code == .corrupt && "\($0)".contains("truncated") && "\($0)".contains("formats-bad-truncated") }
+        #expect {
+            _ = try openDiskImage(path: try TestImages.path("formats-bad-bomb.zip"))
+        } throws: { ($0 as? FWError)?.code == .limitExceeded && "\($0)".contains("declared size of 4096") }
+    }
+
+    // MARK: hand-damaged qcow2 headers and tables
+
+    /// A copy of `name` with `edit` applied, in a temporary folder.
+    func damaged(_ name: String, _ edit: (inout [UInt8]) throws -> Void) throws -> String {
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: try TestImages.path(name))))
+        try edit(&bytes)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("fwa-damaged-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    func putBE(_ value: UInt64, _ bytes: inout [UInt8], at: Int, width: Int) {
+        for i in 0..<width { bytes[at + i] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(width - 1 - i))) }
+    }
+
+    func readBE(_ bytes: [UInt8], at: Int) -> UInt64 {
+        (0..<8).reduce(0) { $0 << 8 | UInt64(bytes[at + $1]) }
+    }
+
+    /// Reads the whole virtual disk, returning the first error.
+    func readAll(_ source: any ByteSource) throws {
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var offset: UInt64 = 0
+        while offset < source.size {
+            let n = try buffer.withUnsafeMutableBytes { try source.read(at: offset, into: $0) }
+            #expect(n > 0)
+            offset += UInt64(max(n, 1))
+        }
+    }
+
+    @Test("qcow2: an L1 table past the end of the file")
+    func l1PastEnd() throws {
+        let path = try damaged("formats.qcow2") { putBE(1 << 40, &$0, at: 40, width: 8) }
+        defer { unlink(path) }
+        #expect {
+            _ = try openDiskImage(path: path)
+        } throws: { ($0 as? FWError)?.code == .corrupt && "\($0)".contains("L1 table at offset 1099511627776") }
+    }
+
+    @Test("qcow2: an L2 table and a data cluster past the end of the file")
+    func tablesPastEnd() throws {
+        let path = try damaged("formats.qcow2") { bytes in
+            let l1 = Int(readBE(bytes, at: 40))
+            putBE(UInt64(1 << 40) | 1 << 63, &bytes, at: l1, width: 8)
+        }
+        defer { unlink(path) }
+        let source = try openDiskImage(path: path)
+        #expect { try readAll(source) } throws: { ($0 as? FWError)?.code == .corrupt && "\($0)".contains("1099511627776") }
+    }
+
+    @Test("qcow2: compressed clusters whose size field overflows or whose data is garbage")
+    func badCompressedCluster() throws {
+        // In formats-deflate.qcow2 find the first compressed L2 entry and point it at garbage.
+        var l2Offset = 0, entryOffset = 0
+        let path = try damaged("formats-deflate.qcow2") { bytes in
+            let l1 = Int(readBE(bytes, at: 40))
+            l2Offset = Int(readBE(bytes, at: l1) & 0x00FF_FFFF_FFFF_FE00)
+            for i in 0..<(65536 / 8) where readBE(bytes, at: l2Offset + i * 8) & (1 << 62) != 0 {
+                entryOffset = l2Offset + i * 8
+                break
+            }
+            // Maximal sector count and an offset near the end of the file.
+            putBE(1 << 62 | UInt64.max >> 2 & ~((1 << 54) - 1) | UInt64(bytes.count - 100), &bytes, at: entryOffset, width: 8)
+        }
+        defer { unlink(path) }
+        #expect(entryOffset != 0)
+        let source = try openDiskImage(path: path)
+        #expect { try readAll(source) } throws: { ($0 as? FWError)?.code == .corrupt && "\($0)".contains("compressed cluster at offset") }
+    }
+
+    @Test("qcow2: unsupported features are named")
+    func unsupportedFeatures() throws {
+        let encrypted = try damaged("formats.qcow2") { putBE(1, &$0, at: 32, width: 4) }
+        defer { unlink(encrypted) }
+        #expect { _ = try openDiskImage(path: encrypted) } throws: { ($0 as? FWError)?.code == .unsupported && "\($0)".contains("encrypted") }
+        let external = try damaged("formats.qcow2") { putBE(1 << 2, &$0, at: 72, width: 8) }
+        defer { unlink(external) }
+        #expect { _ = try openDiskImage(path: external) } throws: { ($0 as? FWError)?.code == .unsupported && "\($0)".contains("external data file") }
+    }
+
+    @Test("random byte flips in each container never crash")
+    func randomFlips() throws {
+        var generator = SystemRandomNumberGenerator()
+        for name in ["formats.qcow2", "formats-deflate.qcow2", "formats-stream.vmdk", "formats.vhd", "formats.vdi"] {
+            for _ in 0..<10 {
+                let path = try damaged(name) { bytes in
+                    for _ in 0..<8 {
+                        let at = Int.random(in: 0..<min(bytes.count, 1 << 16), using: &generator)
+                        bytes[at] = UInt8.random(in: 0...255, using: &generator)
+                    }
+                }
+                defer { unlink(path) }
+                if let source = try? openDiskImage(path: path) { _ = try? readAll(source) }
+            }
+        }
+    }
+}
