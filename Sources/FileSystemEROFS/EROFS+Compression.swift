@@ -103,7 +103,7 @@ final class ZMap {
         guard lclusterBits <= 20 else {
             throw FWError.corrupt("erofs inode \(inode.nid): logical cluster size 2^\(lclusterBits) is too large")
         }
-        totalIndexes = (inode.size + (1 << lclusterBits) - 1) >> lclusterBits
+        totalIndexes = (inode.size >> lclusterBits) + (inode.size & ((1 << lclusterBits) - 1) == 0 ? 0 : 1)
         if inode.layout == .compressedFull, advise.contains(.extents) {
             throw FWError.unsupported("erofs inode \(inode.nid): compressed extent records (erofs-utils 1.9 format) are not supported")
         }
@@ -395,6 +395,9 @@ final class ZMap {
                 throw FWError.corrupt("erofs inode \(inode.nid): interlaced pcluster larger than a block")
             }
             let skip = Int(extent.logicalStart & (reader.blockSize - 1))
+            guard skip <= length else {
+                throw FWError.corrupt("erofs inode \(inode.nid): interlaced offset \(skip) is past its \(length)-byte pcluster")
+            }
             let right = min(length - skip, count)
             return Array(input[skip..<(skip + right)]) + Array(input[0..<(count - right)])
         case .compressed(let position, let length, let algorithm):

@@ -34,7 +34,7 @@ final class DataReader {
             return try physical(block: inode.union, offset: offset, buffer: buffer, count: want)
         case .flatInline:
             let blockSize = reader.blockSize
-            let blocks = (inode.size + blockSize - 1) / blockSize
+            let blocks = inode.size / blockSize + (inode.size % blockSize == 0 ? 0 : 1)
             let tailStart = (blocks - 1) * blockSize
             if offset < tailStart {
                 return try physical(block: inode.union, offset: offset, buffer: buffer, count: Int(min(UInt64(want), tailStart - offset)))

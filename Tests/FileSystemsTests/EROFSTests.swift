@@ -253,4 +253,33 @@ struct EROFSBadInputTests {
         let whole = try #require(try reader.lookup("whole-fragment.txt"))
         #expect(try reader.readSmallFile(whole).count == 7000)
     }
+
+    @Test("an inode claiming 2^64-1 bytes neither traps nor allocates it", arguments: ["plain", "lz4"])
+    func hugeSize(variant: String) throws {
+        var b = try Self.bytes(variant)
+        let good = try EROFSReader(source: MemorySource(b), name: "\(variant).img")
+        for path in ["usr/lib/numbers.txt", "etc/hostname"] {
+            let nid = try #require(try good.lookup(path))
+            let meta = (Int(b[1064]) | Int(b[1065]) << 8) * 4096
+            for i in 0..<8 { b[meta + Int(nid) * 32 + 8 + i] = 0xFF }      // extended i_size
+        }
+        let reader = try EROFSReader(source: MemorySource(b), name: "huge.img")
+        for path in ["usr/lib/numbers.txt", "etc/hostname"] {
+            let nid = try #require(try reader.lookup(path))
+            #expect(try reader.metadata(of: nid).size == UInt64.max)
+            let file = try reader.openFile(nid)
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            var total = 0
+            do {
+                for _ in 0..<64 {
+                    let n = try buffer.withUnsafeMutableBytes { try file.read(into: $0) }
+                    total += n
+                }
+            } catch let error as FWError {
+                #expect(error.code == .corrupt || error.code == .limitExceeded, "\(error)")
+            }
+            #expect(total <= 64 << 16)
+            #expect(throws: FWError.self) { try reader.readSmallFile(nid) }
+        }
+    }
 }
