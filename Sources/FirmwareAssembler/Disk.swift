@@ -1,4 +1,5 @@
 import DiskImage
+import DiskFormats
 import PartitionTable
 
 /// A raw firmware disk image: the one entry point the CLI (and later the C ABI) calls.
@@ -7,13 +8,35 @@ import PartitionTable
 public final class Disk: Sendable {
     /// The image path as given by the user (used in every message).
     public let path: String
-    let source: FileSource
+    /// The virtual disk: the raw file, or what a container (qcow2, VMDK, VHDX, VHD, VDI, and
+    /// xz/gzip/zstd/zip/OVA wrappers, detected by content) holds.
+    let source: any ByteSource
 
     /// Opens `path` read-only. Throws `FWError` naming the path if it is missing, a directory,
-    /// or not a regular file or block device.
-    public init(path: String) throws {
+    /// or not a regular file or block device, or a container that cannot be read.
+    public init(path: String, options: DiskImageOptions = DiskImageOptions()) throws {
         self.path = path
-        self.source = try FileSource(path: path)
+        self.source = try openDiskImage(path: path, options: options)
+    }
+
+    /// The container format: "raw", "qcow2", "vmdk", "vhdx", "vpc", "vdi", or a wrapper chain
+    /// such as "xz+qcow2".
+    public var format: String { diskImageFormat(of: source) }
+
+    /// libblkid probes the image file itself when it is raw (exactly as before); for any other
+    /// format it probes a sparse in-memory copy of the first 8 MiB and last 1 MiB of the disk
+    /// and of each partition, at the same offsets.
+    func makeProber() throws -> FilesystemProber {
+        guard format != "raw" else { return try FilesystemProber(path: path) }
+        var ranges: [(offset: UInt64, length: UInt64)] = [(0, 8 << 20), (source.size >= 1 << 20 ? source.size - (1 << 20) : 0, 1 << 20)]
+        if let table = try? PartitionTable.read(from: source) {
+            for p in table.partitions where p.withinImage && p.sectorCount > 0 {
+                ranges.append((p.start, min(p.size, 8 << 20)))
+                if p.size > 1 << 20 { ranges.append((p.start + p.size - (1 << 20), 1 << 20)) }
+            }
+        }
+        let copy = try ProbeCopy(of: source, ranges: ranges)
+        return try withExtendedLifetime(copy) { try FilesystemProber(path: copy.path) }
     }
 
     /// The image size in bytes.
@@ -44,7 +67,7 @@ public final class Disk: Sendable {
     /// Parses the partition table and probes every partition with libblkid. Problems that leave
     /// the rest usable are returned as `table.warnings`; the rest throw `FWError` naming the image.
     public func inspect() throws -> DiskInspection {
-        let prober = try FilesystemProber(path: path)
+        let prober = try makeProber()
         var (table, wholeDisk) = try partitionTable(prober: prober)
         var partitions: [DiskInspection.PartitionInfo] = []
         for p in table.partitions {
@@ -61,7 +84,8 @@ public final class Disk: Sendable {
             partitions.append(DiskInspection.PartitionInfo(p, kind: table.kind, filesystem: fs))
         }
         return DiskInspection(
-            image: .init(path: path, size: source.size, sectorSize: table.sectorSize),
+            image: .init(path: path, size: source.size, sectorSize: table.sectorSize,
+                         format: format, virtualSize: source.size),
             table: .init(type: table.kind.rawValue, diskID: table.diskID, warnings: table.warnings,
                          hybridMBR: table.kind == .hybrid
                             ? table.hybridMBREntries.map { DiskInspection.PartitionInfo($0, kind: .mbr, filesystem: nil) }
@@ -75,7 +99,7 @@ extension Disk {
     /// named "IMAGE partition N (NAME)", for the filesystem readers. Throws `.notFound` for a
     /// partition that does not exist and `.corrupt` for one reaching past the end of the image.
     func partitionSource(index: Int) throws -> (partition: Partition, source: SliceSource) {
-        let prober = try FilesystemProber(path: path)
+        let prober = try makeProber()
         let (table, _) = try partitionTable(prober: prober)
         guard let p = table.partitions.first(where: { $0.index == index }) else {
             throw FWError(.notFound, "no partition \(index) (the \(table.kind.rawValue) table has \(table.partitions.map { String($0.index) }.joined(separator: ", ")))", disk: path)

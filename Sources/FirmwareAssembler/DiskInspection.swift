@@ -6,11 +6,16 @@ import PartitionTable
 public struct DiskInspection: Sendable, Equatable, Codable {
     public struct Image: Sendable, Equatable, Codable {
         public var path: String
+        /// The virtual disk's size (the file's size for a raw image).
         public var size: UInt64
         public var sectorSize: Int
+        /// The container format: "raw", "qcow2", "vmdk", "vhdx", "vpc", "vdi", "xz+raw", ...
+        public var format: String? = nil
+        /// The size of the disk the container holds (equal to `size`).
+        public var virtualSize: UInt64? = nil
 
         enum CodingKeys: String, CodingKey {
-            case path, size, sectorSize = "sector_size"
+            case path, size, sectorSize = "sector_size", format, virtualSize = "virtual_size"
         }
     }
 
@@ -127,8 +132,9 @@ public struct DiskInspection: Sendable, Equatable, Codable {
     /// A readable table: one line per partition, then the warnings.
     public func text() -> String {
         var lines: [String] = []
-        var header = "\(image.path): \(table.type) partition table"
-        if table.type == "none" { header = "\(image.path): no partition table" }
+        let container = image.format.map { $0 == "raw" ? "" : " (\($0) image)" } ?? ""
+        var header = "\(image.path)\(container): \(table.type) partition table"
+        if table.type == "none" { header = "\(image.path)\(container): no partition table" }
         header += ", \(Self.human(image.size)) (\(image.size) bytes), \(image.sectorSize)-byte sectors"
         if let id = table.diskID { header += ", disk id \(id)" }
         lines.append(header)

@@ -60,7 +60,7 @@ extension Disk {
         } else {
             chosen = usable.first { $0.name == selector }
             if chosen == nil {
-                let prober = try FilesystemProber(path: path)
+                let prober = try makeProber()
                 chosen = usable.first { p in
                     guard p.withinImage, p.sectorCount > 0 else { return false }
                     return (try? prober.probe(offset: p.start, size: p.size))??.label == selector
