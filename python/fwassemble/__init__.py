@@ -80,7 +80,9 @@ def _candidates():
             return [p / n for n in _NAMES]
         return [p]
     repo = Path(__file__).resolve().parent.parent.parent
-    found = [repo / ".build" / config / n for config in ("debug", "release") for n in _NAMES]
+    found = []
+    if (repo / "Package.swift").exists():  # used from a checkout of the repository
+        found = [repo / ".build" / config / n for config in ("debug", "release") for n in _NAMES]
     system = ctypes.util.find_library("fwassemble")
     if system:
         found.append(Path(system))
