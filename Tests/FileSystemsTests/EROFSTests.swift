@@ -282,4 +282,46 @@ struct EROFSBadInputTests {
             #expect(throws: FWError.self) { try reader.readSmallFile(nid) }
         }
     }
+
+    /// Seeded random damage to the metadata of real images: every outcome must be a value or an
+    /// FWError, never a trap, a hang or a huge allocation.
+    @Test("randomly damaged images never trap", arguments: ["lz4", "ztail-compact", "lz4hc-big", "chunk", "lzma"])
+    func randomDamage(variant: String) throws {
+        let original = try Self.bytes(variant)
+        let iterations = Int(ProcessInfo.processInfo.environment["EROFS_FUZZ_ITERATIONS"] ?? "") ?? 60
+        var rng = SplitMix(seed: UInt64(variant.utf8.reduce(0) { $0 &* 31 &+ Int($1) }))
+        for iteration in 0..<iterations {
+            // Every other round hits the first 64 KiB (superblock, root, most inodes and index
+            // packs), the others anywhere.
+            let span = iteration % 2 == 0 ? min(original.count, 64 * 1024) : original.count
+            var b = original
+            for _ in 0..<(1 + Int(rng.next() % 8)) {
+                let at = 1024 + Int(rng.next() % UInt64(span - 1024))
+                b[at] = UInt8(truncatingIfNeeded: rng.next())
+            }
+            guard let reader = try? EROFSReader(source: MemorySource(b), name: "fuzz.img") else { continue }
+            var walk = TreeWalk(reader)
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            var visited = 0
+            while let entry = walk.next(), visited < 5000 {
+                visited += 1
+                guard entry.metadata.type == .regular, let file = try? reader.openFile(entry.metadata.inode) else { continue }
+                var total = 0
+                while total < 4 << 20, let n = try? buffer.withUnsafeMutableBytes({ try file.read(into: $0) }), n > 0 { total += n }
+            }
+        }
+    }
+}
+
+/// A small deterministic generator for the damage test.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
 }
