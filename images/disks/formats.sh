@@ -74,7 +74,7 @@ printf '<?xml version="1.0"?>\n<Envelope/>\n' > disk.ovf
 tar --format=ustar -cf "$OUT/formats.ova" disk.ovf disk.vmdk
 
 # Hostile: a truncated xz, a zip whose entry declares a smaller size than it decompresses to.
-head -c 1000000 "$OUT/formats-raw.img.xz" > "$OUT/formats-bad-truncated.img.xz"
+head -c 60000 "$OUT/formats-raw.img.xz" > "$OUT/formats-bad-truncated.img.xz"
 python3 - "$OUT/formats-stream.vmdk.zip" "$OUT/formats-bad-bomb.zip" <<'EOF'
 import struct, sys
 data = bytearray(open(sys.argv[1], 'rb').read())
