@@ -79,6 +79,24 @@ struct EROFSReaderTests {
         #expect(diffs.isEmpty, "\(diffs.joined(separator: "\n"))")
     }
 
+    /// Layouts of current mkfs.erofs (1.9.3) with Home Assistant OS's options, from images kept
+    /// in the test source, against the manifest Linux gave for them.
+    @Test("mkfs.erofs 1.9 images (fragments, dedupe, big pclusters) match the kernel's view", arguments: ["lz4hc", "lzma"])
+    func mkfs19(variant: String) throws {
+        let bytes = variant == "lz4hc"
+            ? EROFSMkfs19Fixtures.image(EROFSMkfs19Fixtures.lz4hcImage, size: EROFSMkfs19Fixtures.lz4hcSize)
+            : EROFSMkfs19Fixtures.image(EROFSMkfs19Fixtures.lzmaImage, size: EROFSMkfs19Fixtures.lzmaSize)
+        let text = variant == "lz4hc" ? EROFSMkfs19Fixtures.lz4hcKernelManifest : EROFSMkfs19Fixtures.lzmaKernelManifest
+        let kernel = try text.split(separator: "\n").map { try JSONDecoder().decode(ManifestEntry.self, from: Data($0.utf8)) }
+        #expect(kernel.count == 22)
+        let reader = try EROFSReader(source: MemorySource(bytes), name: "mkfs19-\(variant).img")
+        #expect(reader.superBlock.featureIncompat.contains(.fragments) && reader.superBlock.packedNid != 0)
+        let (entries, problems) = try Manifest.of(reader)
+        #expect(problems.isEmpty, "\(problems)")
+        let diffs = Manifest.differences(expected: kernel, actual: entries)
+        #expect(diffs.isEmpty, "\(diffs.joined(separator: "\n"))")
+    }
+
     /// Linux's EROFS driver is an independent implementation: mount each image read-only and
     /// compare its manifest with the reader's, every field (root only).
     @Test("the reader's view equals the kernel's loop mount", arguments: EROFSFixtures.allVariants)
