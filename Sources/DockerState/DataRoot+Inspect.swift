@@ -58,6 +58,10 @@ extension DataRoot {
         for name in names("\(Self.layerdb)/sha256") {
             let base = "\(Self.layerdb)/sha256/\(name)"
             let chain = "sha256:" + name
+            guard directory(base) != nil else {
+                problem(base, "layerdb entry is not a directory; ignored")
+                continue
+            }
             var record = LayerRecord(chainID: chain)
             record.diffID = text("\(base)/diff")
             record.cacheID = text("\(base)/cache-id")

@@ -18,8 +18,9 @@ func pythonChainIDs(_ diffs: [String]) throws -> [String] {
 }
 
 func pythonSHA256(_ bytes: [UInt8]) throws -> String {
-    let text = String(decoding: try TestImages.run(["python3", "-c", "import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())"],
-                                                   stdin: Data(bytes)), as: UTF8.self)
+    let hex = bytes.map { String(format: "%02x", $0) }.joined()
+    let text = String(decoding: try TestImages.run(["python3", "-c", "import hashlib,sys; print(hashlib.sha256(bytes.fromhex(sys.argv[1])).hexdigest())", hex]),
+                      as: UTF8.self)
     return text.trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
