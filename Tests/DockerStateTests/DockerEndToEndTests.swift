@@ -236,3 +236,76 @@ struct DockerEndToEndTests {
         #expect(throws: FWError.self) { try report.compare(expected: Array("[{".utf8)) }
     }
 }
+
+/// The `fwassemble docker` command itself (the binary SwiftPM builds beside the test bundle).
+enum DockerBinary {
+    static let path: String? = {
+        let candidates = [
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fwassemble").path,
+            Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("fwassemble").path,
+            Bundle.main.bundleURL.appendingPathComponent("fwassemble").path,
+        ]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }()
+
+    static func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try #require(path))
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+}
+
+@Suite("fwassemble docker command", .enabled(if: DockerBinary.path != nil, "fwassemble binary not built"))
+struct DockerCommandTests {
+    @Test("--json has the contract's keys and values, equal to the facade's report")
+    func json() throws {
+        let path = try TestImages.path("docker-root.img")
+        let r = try DockerBinary.run(["docker", path, "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let roots = try #require(doc["data_roots"] as? [[String: Any]])
+        let root = try #require(roots.first)
+        #expect(root["path"] as? String == "/mnt/data/docker" && root["driver"] as? String == "overlay2" && root["engine"] as? String == "docker")
+        let images = try #require(root["images"] as? [[String: Any]])
+        #expect(images.allSatisfy { ($0["id"] as? String)?.hasPrefix("sha256:") == true && $0["tags"] is [String] && $0["layers"] as? Int == 2 })
+        let containers = try #require(root["containers"] as? [[String: Any]])
+        for key in ["id", "name", "image", "cmd", "running", "exit_code", "started_at", "finished_at", "restart_policy"] {
+            #expect(containers.allSatisfy { $0[key] != nil }, "\(key)")
+        }
+        #expect(root["volumes"] is [Any])
+        let integrity = try #require(root["integrity"] as? [String: Any])
+        #expect(integrity["ok"] as? Bool == true && (integrity["problems"] as? [Any])?.isEmpty == true)
+        let summary = try #require(root["summary"] as? [String: Any])
+        #expect(summary["containers"] as? Int == 2 && summary["running"] as? Int == 1 && summary["exited_nonzero"] as? Int == 1)
+        let viaFacade = try Disk(path: path).docker()
+        #expect(try JSONDecoder().decode(DockerReport.self, from: Data(r.stdout.utf8)) == viaFacade)
+    }
+
+    @Test("--expect exits 0 on a match and 1 on a missing or unexpected container; tables name both containers")
+    func expect() throws {
+        let path = try TestImages.path("docker-root.img")
+        let dir = try DockerScratch.directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let good = dir.appendingPathComponent("good.json"), bad = dir.appendingPathComponent("bad.json")
+        try Data("[{\"name\": \"web\", \"image\": \"example.com/web:1.0\"}, {\"name\": \"job\"}]".utf8).write(to: good)
+        try Data("[{\"name\": \"web\"}, {\"name\": \"hassio_supervisor\"}]".utf8).write(to: bad)
+        let ok = try DockerBinary.run(["docker", path, "--expect", good.path])
+        #expect(ok.status == 0, "\(ok.stderr)")
+        #expect(ok.stdout.contains("web") && ok.stdout.contains("job") && ok.stdout.contains("integrity: ok"))
+        let fail = try DockerBinary.run(["docker", path, "--expect", bad.path])
+        #expect(fail.status == 1)
+        #expect(fail.stderr.contains("missing container hassio_supervisor") && fail.stderr.contains("unexpected container job"))
+        let usage = try DockerBinary.run(["docker", path, "--export", "web"])
+        #expect(usage.status == 2)
+        let missing = try DockerBinary.run(["docker", path, "--export", "nope", "-o", dir.appendingPathComponent("x.tar.gz").path])
+        #expect(missing.status == 1 && missing.stderr.contains("no container nope"))
+    }
+}
