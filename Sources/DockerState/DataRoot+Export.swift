@@ -18,7 +18,7 @@ public struct MergedEntry {
 extension DataRoot {
     /// The diff directories of an image, top first, from its rootfs.diff_ids chain.
     public func imageLayers(_ reference: String) throws -> (id: String, layers: [Layer]) {
-        let report = inspect()
+        let report = inspect(countMarkers: false)
         let images = report.images
         let match = images.first { $0.id == reference || $0.id == "sha256:" + reference || $0.tags.contains(reference) }
             ?? images.first { ref in
@@ -42,7 +42,7 @@ extension DataRoot {
     /// The layers of a container, top first: its rw layer, its -init layer, its image's layers
     /// (the layerdb parent chain of its mount).
     public func containerLayers(_ reference: String) throws -> (id: String, layers: [Layer]) {
-        let containers = inspect().containers
+        let containers = inspect(countMarkers: false).containers
         let match = containers.first { $0.id == reference || $0.name == reference || $0.name == "/" + reference }
             ?? containers.first { reference.count >= 4 && $0.id.hasPrefix(reference) }
         guard let container = match else {

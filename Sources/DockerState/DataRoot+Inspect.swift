@@ -14,7 +14,9 @@ struct LayerRecord {
 
 extension DataRoot {
     /// Integrity check and inventory (never throws: everything wrong is a problem).
-    public func inspect(foundVia: [String] = []) -> DataRootReport {
+    /// `countMarkers: false` skips the walk over every layer diff counting whiteouts and opaque
+    /// directories (exports only need the inventory).
+    public func inspect(foundVia: [String] = [], countMarkers: Bool = true) -> DataRootReport {
         problems = []
         let driver = self.driver
         var images: [ImageInfo] = []
@@ -31,7 +33,7 @@ extension DataRoot {
             checkOverlay2Links()
             images = imageInventory(layers: layers)
             containers = containerInventory(layers: layers, images: Set(images.map(\.id)))
-            (whiteouts, opaque) = countOverlayMarkers()
+            if countMarkers { (whiteouts, opaque) = countOverlayMarkers() }
         }
         volumes = volumeInventory()
         let used = Set(containers.map(\.image))
