@@ -346,6 +346,9 @@ make_haos_data() {
     make_docker_root "$d/docker"
     printf 'default_config:\nhomeassistant:\n  name: Home\n' > "$d/supervisor/homeassistant/configuration.yaml"
     printf '{"version": 1}\n' > "$d/supervisor/config.json"; chmod 600 "$d/supervisor/config.json"
+    # a big incompressible file (a Home Assistant backup), deterministic bytes
+    mkdir -p "$d/supervisor/backup"
+    python3 -c 'import random,sys; r=random.Random(7); sys.stdout.buffer.write(r.randbytes(8<<20))' > "$d/supervisor/backup/0badc0de.tar"
     head -c 20000 /dev/urandom > "$d/logs/0123456789abcdef/system.journal"; chown 0:101 "$d/logs/0123456789abcdef/system.journal"
     chmod 2755 "$d/logs" "$d/logs/0123456789abcdef"
     find "$d" -exec touch -h -d @1700000200 {} +

@@ -1,0 +1,137 @@
+import FirmwareAssembler
+import Foundation
+import TestSupport
+import Testing
+
+/// The built `fwassemble` binary (SwiftPM puts it beside the test bundle).
+enum CLI {
+    static let path: String? = {
+        let candidates = [
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fwassemble").path,
+            Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("fwassemble").path,
+            Bundle.main.bundleURL.appendingPathComponent("fwassemble").path,
+        ]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }()
+
+    struct Result { var status: Int32; var stdout: Data; var stderr: String }
+
+    static func run(_ arguments: [String], cwd: String? = nil) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try #require(path, "fwassemble binary not built"))
+        process.arguments = arguments
+        if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // Read stderr on another thread so a full pipe cannot block the child.
+        let errBox = DataBox()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async { errBox.data = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: o, stderr: String(decoding: errBox.data, as: UTF8.self))
+    }
+}
+
+final class DataBox: @unchecked Sendable { var data = Data() }
+
+/// A scratch directory removed at deinit.
+final class ScratchDir {
+    let path: String
+    init() throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+enum TarView {
+    static var script: String { TestImages.repositoryRoot.appendingPathComponent("images/tar_manifest.py").path }
+
+    /// The archive's manifest in images/manifest.py's format, read by Python's tarfile.
+    static func manifest(_ archive: String) throws -> [ManifestEntry] {
+        let data = try TestImages.run(["python3", script, archive])
+        return try String(decoding: data, as: UTF8.self).split(separator: "\n").map {
+            try JSONDecoder().decode(ManifestEntry.self, from: Data($0.utf8))
+        }
+    }
+
+    /// Raw member headers (name, type flag, uname, gname, linkname) through Python's tarfile.
+    struct Member: Decodable { var name: String; var type: String; var uname: String; var gname: String; var linkname: String }
+    static func members(_ archive: String) throws -> [Member] {
+        let code = """
+        import json, sys, tarfile
+        with tarfile.open(sys.argv[1], "r:*") as t:
+            for m in t:
+                print(json.dumps({"name": m.name, "type": m.type.decode(), "uname": m.uname, "gname": m.gname, "linkname": m.linkname}))
+        """
+        let data = try TestImages.run(["python3", "-c", code, archive])
+        return try String(decoding: data, as: UTF8.self).split(separator: "\n").map {
+            try JSONDecoder().decode(Member.self, from: Data($0.utf8))
+        }
+    }
+}
+
+/// The booted namespace as the kernel builds it: every partition of the plan loop-mounted
+/// read-only at its place under a temporary directory, binds applied with `mount --bind` then
+/// remounted read-only, in plan order. vfat cannot be loop-mounted here, so its mount points are
+/// listed in `excluded`. `unmount()` undoes everything (call it in a defer).
+final class KernelNamespace {
+    let root: String
+    private(set) var mounted: [String] = []
+    private(set) var excluded: [String] = []
+
+    init(image: String, plan: Plan, inspection: DiskInspection) throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-ns-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        do {
+            for m in plan.mounts {
+                let target = m.where == "/" ? root : root + m.where
+                if excluded.contains(where: { m.where == $0 || m.where.hasPrefix($0 + "/") }) { continue }
+                switch m.kind {
+                case .partition:
+                    let p = try #require(inspection.partitions.first { $0.index == m.partition })
+                    let fstype = try #require(m.fstype)
+                    if fstype == "vfat" { excluded.append(m.where); continue }
+                    try TestImages.run(["mount", "-t", fstype, "-o", "loop,ro,offset=\(p.start),sizelimit=\(p.size)", image, target])
+                    mounted.append(target)
+                case .bind:
+                    let what = try #require(m.what)
+                    try TestImages.run(["mount", "--bind", root + what, target])
+                    mounted.append(target)
+                    try TestImages.run(["mount", "-o", "remount,bind,ro", target])
+                case .overlay:
+                    Issue.record("overlay mounts are not replayed by this helper")
+                }
+            }
+        } catch {
+            unmount()
+            throw error
+        }
+    }
+
+    func unmount() {
+        for target in mounted.reversed() {
+            _ = try? TestImages.run(["umount", target])
+        }
+        mounted = []
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    /// manifest.py over the namespace, without sockets (tar cannot hold them) and without the
+    /// excluded (vfat) subtrees.
+    func manifest() throws -> [ManifestEntry] {
+        try Manifest.ofDirectory(root).filter { $0.type != "socket" && !isExcluded($0.path) }
+    }
+
+    func isExcluded(_ path: String) -> Bool {
+        excluded.contains { ex in
+            let rel = String(ex.dropFirst())
+            return path == rel || path.hasPrefix(rel + "/")
+        }
+    }
+}
