@@ -42,6 +42,8 @@ images: deps
 demo: build
 	bash images/build.sh $(IMAGES) sample
 	$(BIN) inspect $(IMAGES)/sample.img
+	$(BIN) plan $(IMAGES)/sample.img
+	$(BIN) assemble $(IMAGES)/sample.img -o sample.rootfs.tar.gz
 
 test: build images
 	swift test $(SWIFT_FLAGS)
