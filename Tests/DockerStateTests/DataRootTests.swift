@@ -202,6 +202,27 @@ struct DataRootTests {
         #expect(report.problems.isEmpty)
     }
 
+    @Test("balena-engine unit's --data-root and a symlinked default path: one data-root, engine balena-engine")
+    func balena() throws {
+        let root = MemoryFileSystem()
+        root.addFile("lib/systemd/system/balena.service", "[Service]\nExecStart=/usr/bin/balenad --delta-data-root=/x --data-root=/mnt/data/balena-engine -H fd://\n")
+        root.addDirectory("var/lib")
+        root.addSymlink("var/lib/balena-engine", target: "/mnt/data/balena-engine")
+        root.addDirectory("mnt/data")
+        let data = try MemoryDataRoot(prefix: "balena-engine")
+        let p = Self.plan([
+            PlannedMount(where: "/", kind: .partition, partition: 1, declaredBy: "t"),
+            PlannedMount(where: "/mnt/data", kind: .partition, partition: 2, declaredBy: "t"),
+        ])
+        let fss: [Int: MemoryFileSystem] = [1: root, 2: data.fs]
+        let ns = try Namespace(plan: p) { fss[$0] }
+        let report = DataRootLocator.report(for: ns)
+        #expect(report.dataRoots.map(\.path) == ["/mnt/data/balena-engine"])
+        #expect(report.dataRoots.first?.engine == "balena-engine")
+        #expect(report.dataRoots.first?.foundVia == ["/mnt/data/balena-engine", "/var/lib/balena-engine"])
+        #expect(report.dataRoots.first?.summary.running == 1)
+    }
+
     @Test("Bad daemon.json and a configured data-root that does not exist are reported, not fatal")
     func badConfiguration() throws {
         let root = MemoryFileSystem()
