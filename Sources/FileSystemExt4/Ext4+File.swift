@@ -42,6 +42,23 @@ final class Ext4File: FileContents {
             try reader.check(ext2fs_file_get_lsize(f, &length), "cannot size file inode \(inode)")
             size = length
         }
+        // A size past what the mapping can address is a damaged i_size, not a huge sparse file:
+        // refuse it rather than stream terabytes of zeros.
+        let limit = Self.maximumSize(blockSize: UInt64(reader.blockSize), extents: raw.flags & Ext4Inode.extentsFlag != 0)
+        guard size <= limit else {
+            throw FWError(.corrupt, "file inode \(inode) claims \(size) bytes, more than its block mapping can address (\(limit))",
+                          partition: reader.sourceName)
+        }
+    }
+
+    /// The largest size a file can have: 2^32 logical blocks with extents; 12 direct, single,
+    /// double and triple indirect blocks with a block map.
+    static func maximumSize(blockSize: UInt64, extents: Bool) -> UInt64 {
+        if extents { return (UInt64(1) << 32) * blockSize }
+        let n = blockSize / 4
+        let blocks = 12 + n + n * n + n * n * n
+        let (bytes, overflow) = blocks.multipliedReportingOverflow(by: blockSize)
+        return overflow ? UInt64.max : bytes
     }
 
     deinit {

@@ -45,6 +45,13 @@ struct Ext4RecordTests {
         #expect(throws: FWError.self) { try Ext4Inode([UInt8](repeating: 0, count: 100), highIDs: true) }
     }
 
+    @Test("largest addressable file: 2^32 blocks with extents, 12 + n + n^2 + n^3 with block maps")
+    func maximumSize() {
+        #expect(Ext4File.maximumSize(blockSize: 4096, extents: true) == 16 << 40)   // 16 TiB
+        // ext2 with 1 KiB blocks: 256 pointers per block, about 16 GiB.
+        #expect(Ext4File.maximumSize(blockSize: 1024, extents: false) == (12 + 256 + 65536 + 16_777_216) * 1024)
+    }
+
     @Test("POSIX ACLs: ext4's compact form becomes getxattr's")
     func acl() throws {
         // ext4: version 1; USER_OBJ rw, USER 1000 rw, GROUP_OBJ r, MASK rw, OTHER r.
