@@ -81,6 +81,7 @@ let package = Package(
             "DockerState", "Assembly", "MountPlan", "FileSystems", "DiskImage", "FirmwareAssembler", "TestSupport",
         ]),
         .testTarget(name: "CLITests", dependencies: ["FirmwareAssembler", "TestSupport"]),
+        .testTarget(name: "CAPITests", dependencies: ["CFwassemble", "FirmwareAssembler", "DiskImage", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["FirmwareAssembler", "TestSupport"]),
         .target(name: "TestSupport", dependencies: ["FileSystems", "CZlib"], path: "Tests/TestSupport"),
     ]
