@@ -1,6 +1,11 @@
 internal import CExt2fs
 import DiskImage
 import FileSystems
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// One open regular file (or slow symlink), read sequentially.
 ///
@@ -100,14 +105,14 @@ final class Ext4File: FileContents {
             // A hole: up to the next extent, or to the end of the file.
             let holeEnd = next.map { $0.logical.multipliedReportingOverflow(by: blockSize).partialValue } ?? size
             let count = Int(min(UInt64(buffer.count), holeEnd - position))
-            UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]).initializeMemory(as: UInt8.self, repeating: 0)
+            zero(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]))
             return count
         }
         let extentEnd = (next.logical + UInt64(next.length)) * blockSize   // bounded: checked in ExtentCursor
         let count = Int(min(UInt64(buffer.count), extentEnd - position))
         let part = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])
         if next.unwritten {
-            part.initializeMemory(as: UInt8.self, repeating: 0)
+            zero(part)
             return count
         }
         let physical = next.physical * blockSize + (position - next.logical * blockSize)
@@ -120,6 +125,12 @@ final class Ext4File: FileContents {
         }
         return count
     }
+}
+
+/// Zero-fills a buffer with memset (a byte loop in unoptimised builds is far slower).
+func zero(_ buffer: UnsafeMutableRawBufferPointer) {
+    guard let base = buffer.baseAddress else { return }
+    memset(base, 0, buffer.count)
 }
 
 /// One leaf extent: `length` blocks from logical block `logical` stored at `physical`.

@@ -123,11 +123,11 @@ final class ChannelState: @unchecked Sendable {
             if lastError == nil {
                 lastError = (error as? FWError) ?? FWError(.io, "\(error)", disk: source.name)
             }
-            buffer.initializeMemory(as: UInt8.self, repeating: 0)
+            zero(buffer)
             return errcode_t(EIO)
         }
         if got < byteCount {
-            UnsafeMutableRawBufferPointer(rebasing: buffer[got...]).initializeMemory(as: UInt8.self, repeating: 0)
+            zero(UnsafeMutableRawBufferPointer(rebasing: buffer[got...]))
             if lastError == nil {
                 lastError = FWError(.corrupt, "read of \(byteCount) bytes at offset \(offset) is past the end of the \(source.size)-byte source (truncated image?)", disk: source.name)
             }
