@@ -63,8 +63,11 @@ import Glibc
         }
     }
 
-    @Test func namespaceWalkMatchesTheArchive() throws {
-        let image = try TestImages.path(Self.disk)
+    /// haos-full has binds, an overlay partition, Docker layers with whiteouts and hardlinks
+    /// across binds: every entry of the walk is the archive's member, in the same order.
+    @Test(arguments: ["haos-gpt.img", "haos-full.img"])
+    func namespaceWalkMatchesTheArchive(disk name: String) throws {
+        let image = try TestImages.path(name)
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let disk = try Disk(path: image)
@@ -81,7 +84,9 @@ import Glibc
             #expect(Int(entry.metadata.permissions) == member.perm, "\(entry.path)")
             #expect(entry.metadata.uid == member.uid && entry.metadata.gid == member.gid, "\(entry.path)")
             #expect(entry.metadata.mtime.seconds == member.mtime, "\(entry.path)")
-            if entry.hardlinkTarget == nil {
+            if let target = entry.hardlinkTarget {
+                #expect(member.link == String(target.dropFirst()), "\(entry.path)")
+            } else {
                 #expect(entry.metadata.type.rawValue == member.type, "\(entry.path)")
                 if entry.metadata.type == .regular { #expect(entry.metadata.size == member.size, "\(entry.path)") }
                 if let target = entry.metadata.symlinkTarget { #expect(String(decoding: target, as: UTF8.self) == member.target) }

@@ -72,13 +72,13 @@ def test_version_matches_cli(cli):
     assert run_cli(cli, "--version").strip() == fwassemble.version()
 
 
-@pytest.mark.parametrize("name", [HAOS, "haos-mbr.img", "rpi-mbr.img", "hybrid.img"])
+@pytest.mark.parametrize("name", [HAOS, "haos-full.img", "haos-mbr.img", "rpi-mbr.img", "hybrid.img"])
 def test_inspect_equals_cli(cli, name):
     disk = image(name)
     assert fwassemble.inspect(disk) == json.loads(run_cli(cli, "inspect", "--json", disk))
 
 
-@pytest.mark.parametrize("name", [HAOS, "haos-mbr.img", "rpi-mbr.img"])
+@pytest.mark.parametrize("name", [HAOS, "haos-full.img", "haos-mbr.img", "rpi-mbr.img"])
 def test_plan_equals_cli(cli, name):
     disk = image(name)
     assert fwassemble.plan(disk) == json.loads(run_cli(cli, "plan", "--json", disk))
@@ -97,8 +97,9 @@ def test_plan_with_root_equals_cli(cli):
     ({"compression": "zstd", "level": 5}, ["--compression", "zstd", "--level", "5"]),
     ({"no_devices": True, "threads": 1}, ["--no-devices", "--threads", "1"]),
 ])
-def test_assemble_byte_identical_to_cli(cli, tmp_path, options, flags):
-    disk = image(HAOS)
+@pytest.mark.parametrize("name", [HAOS, "haos-full.img"])
+def test_assemble_byte_identical_to_cli(cli, tmp_path, name, options, flags):
+    disk = image(name)
     by_cli = tmp_path / "cli.tar"
     by_lib = tmp_path / "lib.tar"
     run_cli(cli, "assemble", "--quiet", disk, "-o", str(by_cli), *flags)
