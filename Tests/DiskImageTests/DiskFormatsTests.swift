@@ -86,11 +86,18 @@ struct DiskFormatsTests {
     func backingChain() throws {
         let top = try openDiskImage(path: try TestImages.path("formats-chain/top.qcow2"))
         try expectSameContent(top, patch: Self.topPatch)
-        // qemu-img's own view of the top image, as recorded by the recipe.
-        let digest = try TestImages.run(["sh", "-c", "qemu-img convert -O raw \"$0\" /dev/stdout | sha256sum | cut -d' ' -f1",
-                                         try TestImages.path("formats-chain/top.qcow2")])
-        let recorded = try String(contentsOfFile: try TestImages.path("formats-chain/top.sha256"), encoding: .utf8)
-        #expect(String(decoding: digest, as: UTF8.self) == recorded)
+        // qemu-img's own view of the top image (an independent reader of the whole chain).
+        let converted = FileManager.default.temporaryDirectory.appendingPathComponent("fwa-top-\(getpid()).raw").path
+        defer { unlink(converted) }
+        try TestImages.run(["qemu-img", "convert", "-O", "raw", try TestImages.path("formats-chain/top.qcow2"), converted])
+        let qemu = try FileSource(path: converted)
+        #expect(qemu.size == top.size)
+        var offset: UInt64 = 0
+        while offset < qemu.size {
+            let n = Int(min(8 << 20, qemu.size - offset))
+            #expect(try qemu.bytes(at: offset, count: n) == top.bytes(at: offset, count: n), "at offset \(offset)")
+            offset += UInt64(n)
+        }
     }
 
     @Test("backing file found with --backing-dir, and a clear error without it")

@@ -136,13 +136,16 @@ final class ZstdDecoder: StreamDecoder {
     func feed(_ input: UnsafeRawBufferPointer, _ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         var inb = ZSTD_inBuffer(src: input.baseAddress, size: input.count, pos: 0)
         while true {
+            let consumedBefore = inb.pos
             let (ret, produced) = outBuffer.withUnsafeMutableBytes { out -> (Int, Int) in
                 var outb = ZSTD_outBuffer(dst: out.baseAddress, size: out.count, pos: 0)
                 let r = ZSTD_decompressStream(ctx, &outb, &inb)
                 return (r, outb.pos)
             }
             if ZSTD_isError(ret) != 0 { throw FWError.corrupt("zstd: \(String(cString: ZSTD_getErrorName(ret)))") }
-            lastRet = ret
+            // A call with neither input nor output (after a frame ended exactly at the end of
+            // the output buffer) only reports "ready for the next frame": keep the last state.
+            if produced > 0 || inb.pos > consumedBefore { lastRet = ret }
             if produced > 0 { try outBuffer.withUnsafeBytes { try sink(UnsafeRawBufferPointer(rebasing: $0[0..<produced])) } }
             if inb.pos == inb.size && produced < outBuffer.count { return }
         }
