@@ -267,10 +267,13 @@ def test_docs_c_example(cli, lib_path, tmp_path):
     link = ["-L%s" % libdir, "-l:%s" % lib_path.name, "-Wl,-rpath,%s" % libdir]
     subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-I", str(REPO / "include"),
                     str(source), "-o", str(binary), *link], check=True)
-    disk = image(HAOS)
+    disk = image("haos-full.img")
     run = subprocess.run([str(binary), disk, str(tmp_path / "c.tar.gz")], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout) == json.loads(run_cli(cli, "inspect", "--json", disk))
+    inspected, docker_inventory = json.loads(run.stdout)
+    assert inspected == json.loads(run_cli(cli, "inspect", "--json", disk))
+    assert docker_inventory == json.loads(run_cli(cli, "docker", "--json", disk))
+    assert docker_inventory["data_roots"][0]["containers"]
     run_cli(cli, "assemble", "--quiet", disk, "-o", str(tmp_path / "cli.tar.gz"))
     assert (tmp_path / "c.tar.gz").read_bytes() == (tmp_path / "cli.tar.gz").read_bytes()
     seen = int(re.search(r"progress saw (\d+) entries", run.stderr).group(1))
