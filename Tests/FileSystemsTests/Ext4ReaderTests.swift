@@ -7,7 +7,7 @@ import TestSupport
 
 /// The images built by images/disks/fs-ext4.sh, all from one source tree (fs-ext4.manifest).
 enum Ext4Images {
-    static let all = ["fs-ext4.img", "fs-ext4-inline.img", "fs-ext2.img", "fs-ext3.img"]
+    static let all = ["fs-ext4.img", "fs-ext4-inline.img", "fs-ext4-bigalloc.img", "fs-ext2.img", "fs-ext3.img"]
     /// Images with 128-byte inodes keep no nanoseconds.
     static func keepsNanoseconds(_ image: String) -> Bool { image != "fs-ext2.img" }
 
@@ -166,6 +166,7 @@ struct Ext4ReaderTests {
     @Test("variant, label and block size come from the superblock")
     func superblock() throws {
         let expected: [String: (String, Int)] = ["fs-ext4.img": ("ext4", 4096), "fs-ext4-inline.img": ("ext4", 4096),
+                                                 "fs-ext4-bigalloc.img": ("ext4", 4096),
                                                  "fs-ext2.img": ("ext2", 1024), "fs-ext3.img": ("ext3", 2048)]
         for (image, (variant, blockSize)) in expected {
             let reader = try Ext4Images.open(image)

@@ -4,6 +4,7 @@
 # e2fsck -D turns into an htree (hashed) directory:
 #   fs-ext4.img         ext4 defaults: 4K blocks, 64bit, metadata_csum, extents, 256-byte inodes
 #   fs-ext4-inline.img  ext4 with inline_data (small files, dirs and symlinks inside the inode)
+#   fs-ext4-bigalloc.img  ext4 with bigalloc (64 KiB clusters of 4 KiB blocks)
 #   fs-ext2.img         ext2, 1K blocks, 128-byte inodes (no extents, no nanoseconds)
 #   fs-ext3.img         ext3, 2K blocks, has_journal
 # fs-ext4.manifest is the source tree's manifest (images/manifest.py), written before $WORK goes.
@@ -45,6 +46,7 @@ make_fs() {   # make_fs NAME SIZE mke2fs-args...
 
 make_fs fs-ext4 128M -t ext4 -b 4096 -I 256 -O 64bit,metadata_csum,extents
 make_fs fs-ext4-inline 128M -t ext4 -b 4096 -I 256 -O 64bit,metadata_csum,extents,inline_data
+make_fs fs-ext4-bigalloc 256M -t ext4 -b 4096 -I 256 -O 64bit,metadata_csum,extents,bigalloc -C 65536
 make_fs fs-ext2 128M -t ext2 -b 1024 -I 128
 make_fs fs-ext3 128M -t ext3 -b 2048 -I 256
-for f in fs-ext4 fs-ext4-inline fs-ext2 fs-ext3; do dumpe2fs -h "$OUT/$f.img" 2>/dev/null | grep -E 'features|Block size|Inode size'; done
+for f in fs-ext4 fs-ext4-inline fs-ext4-bigalloc fs-ext2 fs-ext3; do dumpe2fs -h "$OUT/$f.img" 2>/dev/null | grep -E 'features|Block size|Inode size'; done
