@@ -178,6 +178,22 @@ struct Ext4ReaderTests {
         }
     }
 
+    @Test("a journal that needs recovery is reported, not replayed")
+    func needsRecovery() throws {
+        let image = try FileSource(path: TestImages.path("fs-ext3.img"))
+        // s_feature_incompat is at superblock offset 0x60; 0x4 is INCOMPAT_RECOVER. fs-ext3 has
+        // no metadata_csum, so the superblock stays valid.
+        let incompat = try image.bytes(at: 1024 + 0x60, count: 1)[0]
+        #expect(incompat & 0x4 == 0)
+        let dirty = Ext4PatchedSource(base: image, patches: [(1024 + 0x60, [incompat | 0x4])])
+        let reader = try Ext4Reader(source: dirty, name: "dirty")
+        #expect(reader.needsRecovery)
+        #expect(!(try Ext4Images.open("fs-ext3.img")).needsRecovery)
+        let (entries, problems) = try Manifest.of(reader, readContents: false)
+        #expect(problems.isEmpty)
+        #expect(entries.count > 3000)
+    }
+
     @Test("a filesystem inside a partition of a bigger disk opens through a slice")
     func partitionSlice() throws {
         let image = try FileSource(path: TestImages.path("fs-ext2.img"))
