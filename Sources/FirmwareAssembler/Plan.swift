@@ -16,8 +16,13 @@ final class PartitionFileSystems: PlanningDisk {
     let disk: Disk
     let inspection: DiskInspection
     let partitions: [PlanPartition]
-    /// FAT mount options (uid=, gid=, umask=...) per partition, from the plan.
-    var fatOptions: [Int: FATMountOptions] = [:]
+    /// FAT mount options (uid=, gid=, umask=...) per partition, from the plan. Setting them
+    /// drops a reader opened earlier without them (planning reads boot files from FAT partitions).
+    var fatOptions: [Int: FATMountOptions] = [:] {
+        didSet {
+            for (index, options) in fatOptions where oldValue[index] != options { readers[index] = nil }
+        }
+    }
     private var readers: [Int: (any FileSystemReader)?] = [:]
     /// Partitions that could not be opened, with the reason (reported once each).
     private(set) var openFailures: [Int: String] = [:]
