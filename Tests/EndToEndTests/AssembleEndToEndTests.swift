@@ -248,3 +248,33 @@ struct AssembleEndToEndTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: small).isEmpty, "no output, no temporary file")
     }
 }
+
+/// The generic disks assemble too: debian-gpt (fstab partitions, a unit with a drop-in, noauto and
+/// missing-source binds left alone, vfat mounted with umask=0077) and mender (slot B root).
+@Suite(.enabled(if: CLI.path != nil, "fwassemble binary not built"))
+struct GenericAssembleEndToEndTests {
+
+    @Test func debianNamespace() throws {
+        let scratch = try ScratchDir()
+        let a = try AssembleEndToEndTests.assemble("debian-gpt.img", in: scratch)
+        // /var is partition 3: the root's own /var/hidden is under the mount.
+        #expect(a.byPath["var/hidden"] == nil && a.byPath["var/log/syslog"] != nil)
+        #expect(a.byPath["home/alice/notes"]?.uid == 1000)
+        #expect(a.byPath["srv/data/index.html"] != nil, "the /etc unit (PARTLABEL=data) won over /usr/lib's")
+        #expect(!a.entries.contains { $0.path.hasPrefix("mnt/backup/") || $0.path.hasPrefix("srv/www/") || $0.path.hasPrefix("mnt/masked/") })
+        // vfat with umask=0077, as Linux shows it: directories and files 0700 (no showexec).
+        #expect(a.byPath["boot/efi"]?.perm == 0o700)
+        #expect(a.byPath["boot/efi/EFI/debian"]?.perm == 0o700)
+        #expect(a.byPath["boot/efi/EFI/debian/shimx64.efi"]?.perm == 0o700)
+    }
+
+    @Test func menderBootsSlotB() throws {
+        let scratch = try ScratchDir()
+        let a = try AssembleEndToEndTests.assemble("mender.img", in: scratch)
+        let info = String(decoding: try TestImages.run(["tar", "-xzOf", a.archive, "./etc/mender/artifact_info"]), as: UTF8.self)
+        #expect(info == "artifact_name=release-2.0\n")
+        #expect(a.byPath["uboot/uboot.env"] != nil && a.byPath["data/mender/device_type"] != nil)
+        // vfat with the default umask (0022): 0755 everywhere.
+        #expect(a.byPath["uboot/cmdline.txt"]?.perm == 0o755)
+    }
+}
