@@ -130,7 +130,11 @@ public final class Ext4Reader: FileSystemReader {
     }
 
     func check(_ code: errcode_t, _ what: @autoclosure () -> String) throws {
-        guard code != 0 else { return }
+        guard code != 0 else {
+            // A source error libext2fs chose to tolerate must not be blamed on a later call.
+            _ = channel.takeError()
+            return
+        }
         throw Self.error(code, what(), source: sourceName, channel: channel)
     }
 
