@@ -114,3 +114,14 @@ extension Disk {
         try writeAssembly(to: destination, options: options)
     }
 }
+
+extension Disk {
+    /// Writes one Docker container's merged filesystem (its rw layer over its -init layer over its
+    /// image's layers, whiteouts applied) to `output` ("-" for standard output), with assemble's
+    /// tar conventions. `container` is a name, an id or an id prefix. The same as
+    /// `exportDocker(container, image: false, ...)`, named as pipelines look for it.
+    public func export(container: String, to output: String, compression: Compression = .defaultGzip,
+                       plan: PlanOptions = PlanOptions()) throws -> DockerExportResult {
+        try exportDocker(container, image: false, options: ExtractOptions(output: output, compression: compression), plan: plan)
+    }
+}

@@ -55,6 +55,21 @@ import Glibc
         #expect(try Data(contentsOf: URL(fileURLWithPath: viaCLI)) == expected)
     }
 
+    @Test func exportContainerEqualsTheCLI() throws {
+        let image = try TestImages.path("haos-full.img")
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let disk = try Disk(path: image)
+        let name = try #require(try disk.docker().dataRoots.first?.containers.first?.name)
+        let viaAPI = dir.appendingPathComponent("api.tar.gz").path
+        let result = try disk.export(container: name, to: viaAPI)
+        let viaCLI = dir.appendingPathComponent("cli.tar.gz").path
+        try TestImages.run([try Self.cli(), "docker", image, "--export", name, "-o", viaCLI])
+        #expect(try Data(contentsOf: URL(fileURLWithPath: viaAPI)) == (try Data(contentsOf: URL(fileURLWithPath: viaCLI))))
+        #expect(result.members > 0 && result.what.contains(name))
+        #expect(throws: FWError.self) { try disk.export(container: "no-such-container", to: dir.appendingPathComponent("x").path) }
+    }
+
     @Test func throwingChunkCallbackStopsTheAssembly() throws {
         let disk = try Disk(path: try TestImages.path(Self.disk))
         struct Stop: Error {}

@@ -251,6 +251,11 @@ def test_docker_equals_cli(cli, tmp_path):
     result = fwassemble.export(disk, container, str(by_lib))
     assert by_lib.read_bytes() == by_cli.read_bytes()
     assert result["members"] > 0 and container in result["what"]
+    tag = next(t for i in roots[0]["images"] for t in i["tags"])
+    run_cli(cli, "docker", disk, "--export-image", tag, "-o", str(tmp_path / "cli-image.tar.gz"))
+    result = fwassemble.export(disk, tag, str(tmp_path / "lib-image.tar.gz"), image=True)
+    assert (tmp_path / "lib-image.tar.gz").read_bytes() == (tmp_path / "cli-image.tar.gz").read_bytes()
+    assert result["what"].startswith("image ")
     with pytest.raises(fwassemble.Error) as caught:
         fwassemble.export(disk, "no-such-container", str(tmp_path / "none.tar.gz"))
     assert caught.value.code_name == "not_found"
