@@ -312,3 +312,15 @@ def test_docs_python_example(cli, tmp_path):
     run_cli(cli, "assemble", "--quiet", disk, "-o", str(tmp_path / "cli.tar.gz"))
     assert (tmp_path / "py.tar.gz").read_bytes() == (tmp_path / "cli.tar.gz").read_bytes()
     assert "error not_found: " in run.stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize("compiler,flags,suffix", [
+    ("gcc", ["-std=c89", "-pedantic"], ".c"),
+    ("gcc", ["-std=c11"], ".c"),
+    ("g++", ["-std=c++11"], ".cpp"),
+])
+def test_header_compiles_strictly(tmp_path, compiler, flags, suffix):
+    source = tmp_path / ("h" + suffix)
+    source.write_text('#include "fwassemble.h"\nint main(void) { return FWA_OK; }\n')
+    subprocess.run([compiler, *flags, "-Wall", "-Wextra", "-Werror", "-I", str(REPO / "include"), "-c", str(source),
+                    "-o", str(tmp_path / "h.o")], check=True)
