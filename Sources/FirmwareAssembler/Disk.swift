@@ -19,6 +19,12 @@ public final class Disk: Sendable {
         self.source = try openDiskImage(path: path, options: options)
     }
 
+    /// Opens `path` with a qcow2 backing-file folder (`--backing-dir`) and internal snapshot
+    /// (`--snapshot`, name or ID; nil reads the active state).
+    public convenience init(path: String, backingDirectory: String?, snapshot: String?) throws {
+        try self.init(path: path, options: DiskImageOptions(backingDirectory: backingDirectory, snapshot: snapshot))
+    }
+
     /// The container format: "raw", "qcow2", "vmdk", "vhdx", "vpc", "vdi", or a wrapper chain
     /// such as "xz+qcow2".
     public var format: String { diskImageFormat(of: source) }

@@ -22,6 +22,8 @@ extension Fwassemble {
         @Argument(help: "The raw disk image.")
         var image: String
 
+        @OptionGroup var imageOptions: ImageOptions
+
         @Option(name: [.short, .customLong("output")], help: "Output path, or - for stdout (default: NAME.rootfs.tar.gz in the current directory).")
         var output: String?
 
@@ -87,7 +89,7 @@ extension Fwassemble {
             }
             let result: AssembleReport
             do {
-                let disk = try Disk(path: image)
+                let disk = try imageOptions.disk(image)
                 if verbose {
                     let plan = try disk.plan(options: PlanOptions(root: root))
                     for m in plan.mounts {

@@ -22,6 +22,8 @@ extension Fwassemble {
         @Argument(help: "The raw disk image.")
         var image: String
 
+        @OptionGroup var imageOptions: ImageOptions
+
         @Option(help: "Use this root partition (number, GPT name or filesystem label) whatever the bootloader says.")
         var root: String?
 
@@ -63,7 +65,7 @@ extension Fwassemble {
 
         func run() throws {
             let disk: Disk
-            do { disk = try Disk(path: image) } catch { Fwassemble.fail(error) }
+            do { disk = try imageOptions.disk(image) } catch { Fwassemble.fail(error) }
             if let reference = export ?? exportImage, let output {
                 do {
                     let result = try disk.exportDocker(reference, image: exportImage != nil,

@@ -20,6 +20,8 @@ extension Fwassemble {
         @Argument(help: "The raw disk image, or a bare filesystem image (its partition 1).")
         var image: String
 
+        @OptionGroup var imageOptions: ImageOptions
+
         @Option(name: [.short, .long], help: "Partition number, GPT partition name or filesystem label.")
         var partition: String
 
@@ -66,7 +68,7 @@ extension Fwassemble {
             if let threads { options.threads = threads }
             let result: ExtractResult
             do {
-                result = try Disk(path: image).extract(partition: partition, options: options)
+                result = try imageOptions.disk(image).extract(partition: partition, options: options)
             } catch {
                 Fwassemble.fail(error)
             }

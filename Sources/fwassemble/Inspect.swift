@@ -9,13 +9,15 @@ extension Fwassemble {
         @Argument(help: "The raw disk image (or a block device).")
         var image: String
 
+        @OptionGroup var imageOptions: ImageOptions
+
         @Flag(help: "Print JSON (image, table, partitions) instead of a table.")
         var json = false
 
         func run() throws {
             let inspection: DiskInspection
             do {
-                inspection = try Disk(path: image).inspect()
+                inspection = try imageOptions.disk(image).inspect()
             } catch {
                 Fwassemble.fail(error)
             }

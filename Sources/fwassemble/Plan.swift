@@ -17,6 +17,8 @@ extension Fwassemble {
         @Argument(help: "The raw disk image.")
         var image: String
 
+        @OptionGroup var imageOptions: ImageOptions
+
         @Option(help: "Use this root partition (number, GPT name or filesystem label) whatever the bootloader says.")
         var root: String?
 
@@ -26,7 +28,7 @@ extension Fwassemble {
         func run() throws {
             let plan: Plan
             do {
-                plan = try Disk(path: image).plan(options: PlanOptions(root: root))
+                plan = try imageOptions.disk(image).plan(options: PlanOptions(root: root))
             } catch {
                 Fwassemble.fail(error)
             }
