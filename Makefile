@@ -24,7 +24,7 @@ deps:
 	fi
 	@command -v swift >/dev/null || { echo "Swift 6 is needed (expected at /opt/swift)" >&2; exit 1; }
 	@python3 -c 'import pytest' 2>/dev/null || { echo "installing: python3-pytest"; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pytest >/dev/null; }
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pytest >/dev/null; }
 
 build: deps
 	swift build $(SWIFT_FLAGS)
