@@ -324,3 +324,41 @@ def test_header_compiles_strictly(tmp_path, compiler, flags, suffix):
     source.write_text('#include "fwassemble.h"\nint main(void) { return FWA_OK; }\n')
     subprocess.run([compiler, *flags, "-Wall", "-Wextra", "-Werror", "-I", str(REPO / "include"), "-c", str(source),
                     "-o", str(tmp_path / "h.o")], check=True)
+
+
+def test_c_abi_contract_on_bad_arguments():
+    """NULL handles and out-parameters, and malformed options JSON, are errors with messages
+    (never a crash), and out-parameters are cleared on failure."""
+    import ctypes
+    lib = fwassemble._load()
+    err, out = ctypes.c_void_p(), ctypes.c_void_p(1234)
+
+    def failure(status):
+        assert status == fwassemble.INVALID_ARGUMENT
+        assert lib.fwa_error_code(err) == status
+        message = lib.fwa_error_message(err).decode()
+        lib.fwa_error_free(err)
+        return message
+
+    assert "NULL" in failure(lib.fwa_open(None, ctypes.byref(out), ctypes.byref(err)))
+    assert out.value is None
+    assert "NULL" in failure(lib.fwa_inspect_json(None, ctypes.byref(out), ctypes.byref(err)))
+    handle = ctypes.c_void_p()
+    assert lib.fwa_open(image(HAOS).encode(), ctypes.byref(handle), ctypes.byref(err)) == 0 and not err.value
+    try:
+        assert "NULL" in failure(lib.fwa_inspect_json(handle, None, ctypes.byref(err)))
+        for bad in [b"[]", b"{", b"null", b'"root"', b'{"root": ["3"]}', b'{"compression": "gzip"}']:
+            message = failure(lib.fwa_plan_json(handle, bad, ctypes.byref(out), ctypes.byref(err)))
+            assert message.startswith("fwa_plan_json: ") and out.value is None
+        # An error pointer is optional: the status alone still says what happened.
+        assert lib.fwa_plan_json(handle, b"{", ctypes.byref(out), None) == fwassemble.INVALID_ARGUMENT
+        assert lib.fwa_plan_json(handle, b"", ctypes.byref(out), ctypes.byref(err)) == 0 and not err.value
+        lib.fwa_string_free(out)
+    finally:
+        lib.fwa_close(handle)
+    lib.fwa_close(None)
+    lib.fwa_error_free(None)
+    lib.fwa_string_free(None)
+    names = [lib.fwa_error_code_name(c).decode() for c in range(0, 10)]
+    assert names == ["ok", "io", "not_found", "corrupt", "unsupported", "limit_exceeded", "invalid_argument",
+                     "not_available", "internal", "unknown"]
