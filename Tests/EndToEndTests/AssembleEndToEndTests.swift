@@ -183,6 +183,11 @@ struct AssembleEndToEndTests {
         let c = scratch.path + "/three.rootfs.tar.gz"
         _ = try Disk(path: a.image).assemble(options: AssembleOptions(output: c, threads: 1))
         #expect(try Data(contentsOf: URL(fileURLWithPath: c)) == x)
+        // `-o -` streams the same bytes to stdout.
+        let piped = try ScratchDir()
+        let r = try CLI.run(["assemble", a.image, "-o", "-", "--quiet"], cwd: piped.path)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == x)
     }
 
     @Test(arguments: disks)
