@@ -139,24 +139,43 @@ import Testing
         let scratch = try ScratchDir()
         let copy = scratch.path + "/slotb-try3.img"
         try TestImages.run(["cp", "--sparse=always", try TestImages.path("haos-slotb.img"), copy])
-        let inspection = try Disk(path: copy).inspect()
-        let boot = try #require(inspection.partitions.first { $0.index == 1 })
-        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: copy))
-        defer { try? handle.close() }
-        try handle.seek(toOffset: boot.start)
-        let bytes = try #require(try handle.read(upToCount: Int(boot.size)))
-        let needle = Data("\nB_TRY=0\n".utf8)
-        let hit = try #require(bytes.range(of: needle))
-        #expect(bytes[hit.upperBound...].range(of: needle) == nil, "B_TRY=0 appears once in the boot partition")
-        try handle.seek(toOffset: boot.start + UInt64(hit.lowerBound - bytes.startIndex))
-        try handle.write(contentsOf: Data("\nB_TRY=3\n".utf8))
-        try handle.synchronize()
+        try Self.patchBootPartition(copy, ["\nB_TRY=0\n": "\nB_TRY=3\n"])
 
         let plan = try Disk(path: copy).plan()
         #expect(plan.root.partition == 3)
         #expect(plan.root.filesystem == "erofs")
         #expect(plan.root.reason == "\(Self.grub): ORDER=B A, A_OK=1, A_TRY=0")
         #expect(plan.mounts.first.map(Self.line) == "/ | partition | 3 | erofs |  | - | \(Self.grub): ORDER=B A, A_OK=1, A_TRY=0")
+    }
+
+    /// haos-full with grubenv edited to prefer slot B (ORDER=B A, B_OK=1): slot B is all zeros, so
+    /// it is passed over with a warning and slot A boots.
+    @Test func zeroedSlotIsNeverChosen() throws {
+        let scratch = try ScratchDir()
+        let copy = scratch.path + "/prefer-b.img"
+        try TestImages.run(["cp", "--sparse=always", try TestImages.path("haos-full.img"), copy])
+        try Self.patchBootPartition(copy, ["ORDER=A B\n": "ORDER=B A\n", "\nB_OK=0\n": "\nB_OK=1\n"])
+        let plan = try Disk(path: copy).plan()
+        #expect(plan.root.partition == 3)
+        #expect(plan.root.reason == "\(Self.grub): ORDER=B A, A_OK=1, A_TRY=0")
+        #expect(plan.warnings.contains { $0.contains("slot B has no valid root filesystem") }, "\(plan.warnings)")
+    }
+
+    /// Replaces byte strings (each found exactly once, same length) inside partition 1 of a disk.
+    static func patchBootPartition(_ path: String, _ replacements: [String: String]) throws {
+        let boot = try #require(try Disk(path: path).inspect().partitions.first { $0.index == 1 })
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        try handle.seek(toOffset: boot.start)
+        let bytes = try #require(try handle.read(upToCount: Int(boot.size)))
+        for (from, to) in replacements {
+            try #require(from.utf8.count == to.utf8.count)
+            let hit = try #require(bytes.range(of: Data(from.utf8)), "\(from) not found")
+            #expect(bytes[hit.upperBound...].range(of: Data(from.utf8)) == nil, "\(from) appears once")
+            try handle.seek(toOffset: boot.start + UInt64(hit.lowerBound - bytes.startIndex))
+            try handle.write(contentsOf: Data(to.utf8))
+        }
+        try handle.synchronize()
     }
 
     /// The two slot roots really differ (os-release VERSION), so choosing the slot matters.
