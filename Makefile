@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
 # Debian packages the build, the test disks and the tests need (installed only when missing).
-APT_PACKAGES := pkg-config libblkid-dev e2fslibs-dev zlib1g-dev liblz4-dev libzstd-dev liblzma-dev \
+APT_PACKAGES := pkg-config libblkid-dev libext2fs-dev zlib1g-dev liblz4-dev libzstd-dev liblzma-dev \
 	liblzo2-dev e2fsprogs fdisk gdisk util-linux squashfs-tools erofs-utils dosfstools mtools attr \
 	pigz libarchive-tools xz-utils zstd python3 f2fs-tools btrfs-progs xfsprogs gcc g++ binutils qemu-utils zip unzip
 
@@ -11,7 +11,7 @@ SWIFT_FLAGS ?=
 BIN := .build/debug/fwassemble
 IMAGES := images/out
 
-.PHONY: all deps build release images demo test clean
+.PHONY: all deps build release images demo test bench clean
 
 all: build
 
@@ -49,5 +49,10 @@ test: build images
 	swift test $(SWIFT_FLAGS)
 	FWASSEMBLE_LIB=$$(swift build $(SWIFT_FLAGS) --show-bin-path)/libfwassemble.so python3 -m pytest -q python/tests
 
+# Speed and memory (docs/benchmarks.md): builds a ~1.5 GB HAOS-style disk once (bench/out, never
+# committed), times fwassemble against the privileged kernel pipeline, appends the table.
+bench: release images
+	bash bench/run.sh
+
 clean:
-	rm -rf .build $(IMAGES)
+	rm -rf .build $(IMAGES) bench/out
