@@ -171,6 +171,25 @@ struct DiskFormatsTests {
         } throws: { ($0 as? FWError)?.code == .limitExceeded && "\($0)".contains("declared size of 4096") }
     }
 
+    @Test("a multi-block xz is read in place through its index; a single-block one needs the temporary folder")
+    func seekableXZ() throws {
+        let noTemp = DiskImageOptions(temporaryDirectory: "/nonexistent-fwassemble")
+        let indexed = try openDiskImage(path: try TestImages.path("formats-raw-blocks.img.xz"), options: noTemp)
+        #expect(diskImageFormat(of: indexed) == "xz+raw")
+        try expectSameContent(indexed)
+        #expect {
+            _ = try openDiskImage(path: try TestImages.path("formats-raw.img.xz"), options: noTemp)
+        } throws: { ($0 as? FWError)?.code == .io && "\($0)".contains("/nonexistent-fwassemble") }
+        // A damaged block is an error naming the block and its offset (here block 0, read at open).
+        let path = try damaged("formats-raw-blocks.img.xz") { bytes in
+            for i in 2000..<2100 { bytes[i] ^= 0x55 }
+        }
+        defer { unlink(path) }
+        #expect {
+            try readAll(try openDiskImage(path: path, options: noTemp))
+        } throws: { ($0 as? FWError)?.code == .corrupt && "\($0)".contains("xz block 0 at offset 12") }
+    }
+
     // MARK: hand-damaged qcow2 headers and tables
 
     /// A copy of `name` with `edit` applied, in a temporary folder.

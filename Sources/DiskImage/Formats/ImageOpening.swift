@@ -62,6 +62,10 @@ struct ImageOpener {
             return try VHDImage(source)
         }
         if has([0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]) {
+            // Several blocks: random access through the index; otherwise decompress once.
+            if let indexed = try XZIndexedSource(source) {
+                return try unwrap(indexed, "xz")
+            }
             let file = try CompressedWrappers.spool(source, decoder: try XZDecoder(), wrapper: "xz", declaredSize: nil, options: options)
             return try unwrap(file, "xz")
         }
