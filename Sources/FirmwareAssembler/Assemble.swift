@@ -6,6 +6,8 @@ import FileSystems
 import Foundation
 import MountPlan
 
+@_exported import struct Assembly.RehostChange
+
 /// Options of `Disk.assemble`.
 public struct AssembleOptions: Sendable {
     /// Output path, "-" for standard output; nil: `<image name without extension>.rootfs.tar.gz`
@@ -19,6 +21,9 @@ public struct AssembleOptions: Sendable {
     public var noDevices: Bool
     /// Planning options (`--root`).
     public var plan: PlanOptions
+    /// `--rehost`: mask the folded mount units and comment out the folded fstab lines, so the
+    /// rehosted system does not try to mount partitions that are not there.
+    public var rehost: Bool = false
     /// Called now and then with progress; never prints.
     public var progress: (@Sendable (AssembleProgress) -> Void)?
 
@@ -74,11 +79,13 @@ public struct AssembleReport: Sendable, Codable {
     public var readErrors: [String]
     /// The Docker data-roots in the archive (docs/docker.md), nil when there are none.
     public var docker: DockerReport? = nil
+    /// With `--rehost`: each unit masked and fstab line commented out.
+    public var rehost: [RehostChange]? = nil
 
     enum CodingKeys: String, CodingKey {
         case tool, version, image, output, compression, plan, partitions, members, files, hardlinks
         case contentBytes = "content_bytes", tarBytes = "tar_bytes", droppedDevices = "dropped_devices"
-        case skippedSockets = "skipped_sockets", warnings, readErrors = "read_errors", docker
+        case skippedSockets = "skipped_sockets", warnings, readErrors = "read_errors", docker, rehost
     }
 
     public func json() throws -> String {
@@ -136,7 +143,9 @@ extension Disk {
             var origins: [String: AssembleReport.Origin] = [:]
             var reportedTarProblems = 0
             var lastProgress = Date.distantPast
-            for entry in namespace.entries() {
+            var plainWalk = namespace.entries()
+            var rehostWalk = options.rehost ? RehostWalk(namespace.entries(), plan: plan) : nil
+            while let entry = rehostWalk != nil ? rehostWalk!.next() : plainWalk.next() {
                 let m = entry.metadata
                 if m.type == .socket {
                     report.skippedSockets.append(entry.displayPath)
@@ -190,6 +199,7 @@ extension Disk {
             try tar.finish()
             report.tarBytes = tar.bytesWritten
             report.partitions = origins.values.sorted { $0.origin < $1.origin }
+            if let rehostWalk { report.rehost = rehostWalk.changes }
             report.warnings += namespace.problems.map(\.description)
             plan.warnings = report.warnings
             let docker = Self.dockerReport(namespace: namespace, plan: plan)

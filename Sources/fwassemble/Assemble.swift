@@ -45,6 +45,9 @@ extension Fwassemble {
         @Flag(help: "Leave device nodes out and list them in the report.")
         var noDevices = false
 
+        @Flag(help: "Also mask the folded .mount units and comment out the folded fstab lines, so the rehosted system does not try to mount partitions that are not there.")
+        var rehost = false
+
         @Flag(name: [.short, .long], help: "No progress and no summary.")
         var quiet = false
 
@@ -73,6 +76,7 @@ extension Fwassemble {
             var options = AssembleOptions(output: output, reportPath: report, compression: try Compression(name: compression, level: level),
                                           noDevices: noDevices, plan: PlanOptions(root: root))
             if let threads { options.threads = threads }
+            options.rehost = rehost
             if showProgress {
                 let start = Date()
                 options.progress = { p in
@@ -104,6 +108,7 @@ extension Fwassemble {
             if showProgress { Fwassemble.writeError("\r" + String(repeating: " ", count: 100) + "\r") }
             for w in result.warnings { Fwassemble.writeError("warning: \(w)\n") }
             for e in result.readErrors { Fwassemble.writeError("read error: \(e)\n") }
+            for c in result.rehost ?? [] where verbose || quiet == false { Fwassemble.writeError("rehost: \(c)\n") }
             for s in result.skippedSockets { Fwassemble.writeError("note: socket \(s) skipped (tar cannot store sockets)\n") }
             if !quiet {
                 Fwassemble.writeError("""
