@@ -190,6 +190,51 @@ struct DiskFormatsTests {
         } throws: { ($0 as? FWError)?.code == .corrupt && "\($0)".contains("xz block 0 at offset 12") }
     }
 
+    /// Seconds to read all of `source` in `chunk`-byte reads.
+    func readTime(_ source: any ByteSource, chunk: Int) throws -> Double {
+        var buffer = [UInt8](repeating: 0, count: chunk)
+        let start = ContinuousClock.now
+        var offset: UInt64 = 0
+        while offset < source.size {
+            offset += UInt64(try buffer.withUnsafeMutableBytes { try source.read(at: offset, into: $0) })
+        }
+        let d = ContinuousClock.now - start
+        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
+    @Test("reading a full disk through qcow2, VMDK and VHDX costs little more than the raw file")
+    func overhead() throws {
+        // 64 MiB of random data (every cluster allocated), converted by qemu-img.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fwa-overhead-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try TestImages.run(["sh", "-c", "head -c 67108864 /dev/urandom > \"$0\"", "\(dir)/full.img"])
+        for (format, name) in [("qcow2", "full.qcow2"), ("vmdk", "full.vmdk"), ("vhdx", "full.vhdx")] {
+            try TestImages.run(["qemu-img", "convert", "-f", "raw", "-O", format, "\(dir)/full.img", "\(dir)/\(name)"])
+        }
+        let raw = try FileSource(path: "\(dir)/full.img")
+        for name in ["full.qcow2", "full.vmdk", "full.vhdx"] {
+            let source = try openDiskImage(path: "\(dir)/\(name)")
+            #expect(source.size == raw.size)
+            for offset in stride(from: UInt64(0), to: raw.size, by: 8 << 20) {
+                #expect(try source.bytes(at: offset, count: 8 << 20) == raw.bytes(at: offset, count: 8 << 20), "\(name) at \(offset)")
+            }
+        }
+        for chunk in [4096, 1 << 20] {
+            _ = try readTime(raw, chunk: chunk)
+            let base = try readTime(raw, chunk: chunk)
+            for name in ["full.qcow2", "full.vmdk", "full.vhdx"] {
+                let source = try openDiskImage(path: "\(dir)/\(name)")
+                _ = try readTime(source, chunk: chunk) // warm the page cache and the table caches
+                let t = try readTime(source, chunk: chunk)
+                print("read \(name) in \(chunk)-byte reads: \(t)s, raw \(base)s, ratio \(t / base)")
+                // Debug builds on a shared machine: a loose bound that still catches a pathology
+                // (a table re-read per cluster, a copy per read).
+                #expect(t < base * 3 + 0.05, "\(name), \(chunk)-byte reads: \(t)s vs raw \(base)s")
+            }
+        }
+    }
+
     // MARK: hand-damaged qcow2 headers and tables
 
     /// A copy of `name` with `edit` applied, in a temporary folder.

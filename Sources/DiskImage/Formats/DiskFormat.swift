@@ -75,7 +75,7 @@ final class ZeroSource: ByteSource {
     func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         guard offset < size else { return 0 }
         let count = Int(min(UInt64(buffer.count), size - offset))
-        if count > 0 { buffer.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: count) }
+        zeroFill(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]))
         return count
     }
 }
@@ -232,9 +232,7 @@ func checkedAdd(_ a: UInt64, _ b: UInt64, _ what: String, disk: String) throws -
 
 /// Fills `buffer` with zeros.
 func zeroFill(_ buffer: UnsafeMutableRawBufferPointer) {
-    if let base = buffer.baseAddress, buffer.count > 0 {
-        base.initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count)
-    }
+    if let base = buffer.baseAddress, buffer.count > 0 { memset(base, 0, buffer.count) }
 }
 
 /// The folder part of a path ("." for a bare name).

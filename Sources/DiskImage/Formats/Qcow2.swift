@@ -236,8 +236,17 @@ final class Qcow2Image: DiskContainerSource {
             try file.bytes(at: l2Offset, count: clusterSize)
         }
         let index = Int(vcluster & ((1 << UInt64(l2Bits)) - 1)) * entryBytes
-        let c = ByteCursor(table, context: "qcow2 L2 table at offset \(l2Offset)")
-        let entry = try c.u64be(at: index)
+        // The table is exactly one cluster and index + entryBytes <= clusterSize by construction;
+        // read the big-endian entries directly (this runs for every cluster read).
+        func be64(_ at: Int) -> UInt64 {
+            var v: UInt64 = 0
+            for i in 0..<8 { v = v << 8 | UInt64(table[at + i]) }
+            return v
+        }
+        guard table.count == clusterSize else {
+            throw FWError(.corrupt, "qcow2 L2 table at offset \(l2Offset) is short", disk: name)
+        }
+        let entry = be64(index)
         if entry & (1 << 62) != 0 {
             let x = UInt64(62 - (clusterBits - 8))
             let host = entry & ((1 << x) - 1)
@@ -250,7 +259,7 @@ final class Qcow2Image: DiskContainerSource {
             throw FWError(.corrupt, "qcow2 L2 table at offset \(l2Offset), entry \(index / entryBytes): data offset \(host) is not cluster aligned", disk: name)
         }
         if extendedL2 {
-            let bitmap = try c.u64be(at: index + 8)
+            let bitmap = be64(index + 8)
             let alloc = UInt32(truncatingIfNeeded: bitmap), zero = UInt32(truncatingIfNeeded: bitmap >> 32)
             guard alloc & zero == 0 else {
                 throw FWError(.corrupt, "qcow2 L2 table at offset \(l2Offset), entry \(index / entryBytes): subclusters both allocated and zero", disk: name)
