@@ -315,6 +315,31 @@ struct DiskFormatsTests {
         #expect { _ = try openDiskImage(path: external) } throws: { ($0 as? FWError)?.code == .unsupported && "\($0)".contains("external data file") }
     }
 
+    func putLE(_ value: UInt64, _ bytes: inout [UInt8], at: Int, width: Int) {
+        for i in 0..<width { bytes[at + i] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(i))) }
+    }
+
+    @Test("VHD, VDI and VMDK tables pointing past the end of the file")
+    func otherTablesPastEnd() throws {
+        // VHD dynamic: the BAT offset (dynamic header at the footer's data offset, +16).
+        let vhd = try damaged("formats.vhd") { bytes in
+            let dynamic = Int(readBE(bytes, at: 16))
+            putBE(1 << 40, &bytes, at: dynamic + 16, width: 8)
+        }
+        // VDI: the block map offset (0x154).
+        let vdi = try damaged("formats.vdi") { putLE(0xFFFF_FF00, &$0, at: 0x154, width: 4) }
+        // VMDK monolithicSparse: the grain directory offset in sectors (56).
+        let vmdk = try damaged("formats-sparse.vmdk") { putLE(1 << 31, &$0, at: 56, width: 8) }
+        defer { for p in [vhd, vdi, vmdk] { unlink(p) } }
+        for (path, what) in [(vhd, "VHD block allocation table at offset 1099511627776"),
+                             (vdi, "VDI block map at offset 4294967040"),
+                             (vmdk, "VMDK grain directory at offset 1099511627776")] {
+            #expect {
+                _ = try openDiskImage(path: path)
+            } throws: { ($0 as? FWError)?.code == .corrupt && "\($0)".contains(what) }
+        }
+    }
+
     @Test("random byte flips in each container never crash")
     func randomFlips() throws {
         var generator = SystemRandomNumberGenerator()
