@@ -302,6 +302,10 @@ public struct NamespaceWalk: Sequence, IteratorProtocol {
         var index: Int
         /// Directory identities on the current path (cycle guard).
         var identity: Key?
+        /// The mount providing the directory: the same directory met again through another
+        /// mount (the physical root below a balenaOS hostapp overlay) is not a cycle, since
+        /// mount points hang on paths and a walk below the deepest one stays in one mount.
+        var provider: Int
     }
 
     init(namespace: Namespace) {
@@ -311,9 +315,12 @@ public struct NamespaceWalk: Sequence, IteratorProtocol {
     public mutating func next() -> NamespaceEntry? {
         if !started {
             started = true
-            guard let root = namespace.mounts.first?.node else { return nil }
-            push(path: [], node: root, provider: 0)
-            return entry(path: [], node: root, provider: 0)
+            // The latest mount at "/" is the root (an overlay over the root partition, as a
+            // balenaOS hostapp root is); mounts made before it are hidden below it.
+            guard let top = namespace.providingMount([], upTo: namespace.mounts.count),
+                  let root = namespace.mounts[top].node else { return nil }
+            push(path: [], node: root, provider: top)
+            return entry(path: [], node: root, provider: top)
         }
         while var frame = stack.popLast() {
             guard frame.index < frame.children.count else { continue }
@@ -328,7 +335,7 @@ public struct NamespaceWalk: Sequence, IteratorProtocol {
             if child.node.metadata.type == .directory {
                 if stack.count >= WalkLimits.maximumDepth {
                     namespace.record(path, "deeper than \(WalkLimits.maximumDepth) directories; not descended")
-                } else if let id = identity(child.node), stack.contains(where: { $0.identity == id }) {
+                } else if let id = identity(child.node), stack.contains(where: { $0.identity == id && $0.provider == child.provider }) {
                     namespace.record(path, "directory contains itself; not descended")
                 } else {
                     push(path: path, node: child.node, provider: child.provider)
@@ -346,7 +353,7 @@ public struct NamespaceWalk: Sequence, IteratorProtocol {
 
     private mutating func push(path: [[UInt8]], node: Namespace.Node, provider: Int) {
         let children = namespace.children(of: node, at: path, provider: provider)
-        stack.append(Frame(path: path, children: children, index: 0, identity: identity(node)))
+        stack.append(Frame(path: path, children: children, index: 0, identity: identity(node), provider: provider))
     }
 
     private mutating func entry(path: [[UInt8]], node: Namespace.Node, provider: Int) -> NamespaceEntry {

@@ -1,8 +1,10 @@
+import DiskImage
 import FileSystems
 
 /// Firmware families detected from the disk's contents. The generic path (fstab + units) needs
-/// no profile; a profile names the family in the report and flags boot-time mounts that are
-/// neither fstab nor mount units, which fwassemble does not model yet.
+/// no profile; a profile names the family in the report and, for the families whose booted root
+/// is not simply the root partition (balenaOS's hostapp container, an OSTree deployment), builds
+/// that root and the boot-time mounts that are neither fstab nor mount units.
 struct FirmwareProfile {
     var name: String
     var warnings: [String] = []
@@ -12,12 +14,10 @@ struct FirmwareProfile {
         func exists(_ path: String) -> Bool { ((try? root.lookup(path)) ?? nil) != nil }
         if names.contains(where: { $0.hasPrefix("hassos-") }) { return FirmwareProfile(name: "haos") }
         if names.contains(where: { $0.hasPrefix("resin-") || $0.hasPrefix("balena-") }) || exists("/balena") {
-            return FirmwareProfile(name: "balenaos", warnings: [
-                "balenaOS detected: its hostapp root (the OS container inside /balena), resin-*.service partition mounts and bind-*.service state binds are not modelled yet; the plan covers only fstab and mount units"])
+            return FirmwareProfile(name: "balenaos")
         }
         if exists("/ostree") {
-            return FirmwareProfile(name: "ostree", warnings: [
-                "OSTree detected: the booted deployment and its /var bind are not modelled yet; the plan covers only the physical root's fstab and mount units"])
+            return FirmwareProfile(name: "ostree")
         }
         if exists("/etc/openwrt_release") {
             return FirmwareProfile(name: "openwrt", warnings: [
@@ -31,5 +31,90 @@ struct FirmwareProfile {
         }
         if exists("/etc/mender") || exists("/data/mender") { return FirmwareProfile(name: "mender") }
         return FirmwareProfile(name: "generic")
+    }
+
+    /// The booted root: the mounts that make "/" (the root partition first) and the view of it
+    /// the booted system's fstab and units are read from.
+    func bootedRoot(disk: any PlanningDisk, root: RootChoice, physical: any FileSystemReader) -> BootedRoot {
+        let plain = BootedRoot(mounts: [PlannedMount(where: "/", kind: .partition, partition: root.partition, fstype: root.filesystem,
+                                                     options: "", declaredBy: root.reason)],
+                               config: physical)
+        let found: (root: BootedRoot?, warnings: [String])
+        switch name {
+        case "balenaos": found = BalenaProfile.bootedRoot(root: root, physical: physical)
+        case "ostree": found = OSTreeProfile.bootedRoot(root: root, physical: physical)
+        default: return plain
+        }
+        return (found.root ?? plain).with(warnings: found.warnings)
+    }
+}
+
+/// What a profile makes of the root partition.
+struct BootedRoot {
+    /// Mounts applied before everything else, in order (the root partition first).
+    var mounts: [PlannedMount]
+    /// The booted root as the system sees it, for reading /etc/fstab and systemd units.
+    var config: any FileSystemReader
+    var warnings: [String] = []
+
+    func with(warnings: [String]) -> BootedRoot {
+        var copy = self
+        copy.warnings += warnings
+        return copy
+    }
+}
+
+/// Path helpers over one filesystem, for profiles that follow symlinks by hand to name the
+/// directories they plan (namespace paths must be written out, not inode numbers).
+enum ProfilePaths {
+    /// The canonical path of `path` inside `fs` (every symlink, the last one too, resolved;
+    /// at most 40 hops), nil when a component does not exist.
+    static func canonical(_ path: String, in fs: any FileSystemReader) -> String? {
+        var hops = 0
+        var resolved: [String] = []
+        var pending = path.split(separator: "/").map(String.init)
+        while !pending.isEmpty {
+            let component = pending.removeFirst()
+            if component == "." || component.isEmpty { continue }
+            if component == ".." { _ = resolved.popLast(); continue }
+            let candidate = "/" + (resolved + [component]).joined(separator: "/")
+            guard let inode = try? fs.lookup(candidate), let meta = try? fs.metadata(of: inode) else { return nil }
+            if meta.type == .symlink, let target = meta.symlinkTarget {
+                hops += 1
+                guard hops <= PathComponents.maximumSymlinkHops else { return nil }
+                let text = String(decoding: target, as: UTF8.self)
+                if text.hasPrefix("/") { resolved = [] }
+                pending = text.split(separator: "/").map(String.init) + pending
+                continue
+            }
+            resolved.append(component)
+        }
+        return "/" + resolved.joined(separator: "/")
+    }
+
+    /// A small text file's contents with surrounding whitespace removed, nil when missing.
+    static func text(_ path: String, in fs: any FileSystemReader, limit: Int = 64 * 1024) -> String? {
+        guard let inode = try? fs.lookup(Array(path.utf8), followLast: true),
+              let bytes = try? fs.readSmallFile(inode, limit: limit) else { return nil }
+        return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: " \t\r\n")
+    }
+
+    /// The target of a symlink, nil when `path` is not one.
+    static func symlinkTarget(_ path: String, in fs: any FileSystemReader) -> String? {
+        guard let inode = try? fs.lookup(path), let meta = try? fs.metadata(of: inode), meta.type == .symlink,
+              let target = meta.symlinkTarget else { return nil }
+        return String(decoding: target, as: UTF8.self)
+    }
+
+    /// Names in a directory, sorted; empty when it does not exist.
+    static func names(in path: String, of fs: any FileSystemReader) -> [String] {
+        guard let inode = try? fs.lookup(Array(path.utf8), followLast: true),
+              let entries = try? fs.directoryEntries(of: inode) else { return [] }
+        return entries.map { String(decoding: $0.name, as: UTF8.self) }.filter { $0 != "." && $0 != ".." }.sorted()
+    }
+
+    /// A single path component fit to be spliced into a path read from the disk.
+    static func isPlainName(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.count <= 255 && s != "." && s != ".." && !s.contains("/") && !s.utf8.contains(0)
     }
 }

@@ -15,12 +15,18 @@ public enum Planner {
         }
         let profile = FirmwareProfile.detect(disk: disk, root: rootFS)
         warnings += profile.warnings
+        // The booted root (a balenaOS hostapp overlay, an OSTree deployment, or the root
+        // partition itself) and the view its configuration is read from.
+        let booted = profile.bootedRoot(disk: disk, root: root, physical: rootFS)
+        warnings += booted.warnings
+        let configFS = booted.config
 
         var candidates: [Candidate] = []
         var skipped: [SkippedMount] = []
 
         // fstab (systemd-fstab-generator: its units rank below /etc/systemd/system, above /usr/lib).
-        if let inode = try? rootFS.lookup("/etc/fstab"), let bytes = try? rootFS.readSmallFile(inode, limit: 1 << 20) {
+        if let inode = try? configFS.lookup(Array("/etc/fstab".utf8), followLast: true),
+           let bytes = try? configFS.readSmallFile(inode, limit: 1 << 20) {
             let (entries, w) = Fstab.parse(bytes, file: "/etc/fstab")
             warnings += w.map(\.description)
             for e in entries {
@@ -30,8 +36,13 @@ public enum Planner {
         }
 
         // systemd mount units and their enablement.
-        let loader = UnitLoader(fs: rootFS)
+        let loader = UnitLoader(fs: configFS)
         let enabled = loader.enabledUnits()
+        if profile.name == "balenaos" {
+            let services = BalenaProfile.serviceCandidates(loader: loader, enabled: enabled, partitions: disk.partitions)
+            candidates += services.candidates
+            skipped += services.skipped
+        }
         for name in loader.allMountUnitNames() {
             let isAutomount = name.hasSuffix(".automount")
             let mountName = isAutomount ? String(name.dropLast(".automount".count)) + ".mount" : name
@@ -100,8 +111,7 @@ public enum Planner {
         }
 
         let ordered = orderMounts(mounts)
-        var final: [PlannedMount] = [PlannedMount(where: "/", kind: .partition, partition: root.partition, fstype: root.filesystem,
-                                                  options: "", declaredBy: root.reason)]
+        var final: [PlannedMount] = booted.mounts
         // Binds whose source is missing in the namespace built so far are skipped with a warning.
         for m in ordered {
             if m.kind == .bind, let what = m.what, !sourceExists(what, mounts: final, disk: disk) {
@@ -211,7 +221,12 @@ public enum Planner {
             guard let what = m.what else { return false }
             return sourceExists(normalise(what + "/" + rest), mounts: Array(mounts.prefix { $0 != m }), disk: disk, depth: depth + 1)
         case .overlay:
-            return true
+            // Through the layers, top first (whiteouts are not looked at).
+            let before = Array(mounts.prefix { $0 != m })
+            for layer in [m.upper].compactMap({ $0 }) + (m.lower ?? []) {
+                if sourceExists(normalise(layer + "/" + rest), mounts: before, disk: disk, depth: depth + 1) { return true }
+            }
+            return false
         }
     }
 

@@ -14,9 +14,19 @@ struct RootSelector {
         self.disk = disk
     }
 
-    /// Partitions whose filesystem looks like a Linux root: `etc` plus `usr`, `bin` or `sbin`.
+    /// Partitions whose filesystem looks like a Linux root: `etc` plus `usr`, `bin` or `sbin`;
+    /// or a root the init builds the real root from: a balenaOS root partition (a balena-engine
+    /// data-root at /balena with /current or /sbin/init leading into the hostapp) or an OSTree
+    /// physical root (/ostree/deploy).
     func isLinuxRoot(_ index: Int) -> Bool {
         guard let fs = try? disk.fileSystem(partition: index) else { return false }
+        func isDirectory(_ path: String) -> Bool {
+            guard let inode = try? fs.lookup(path), let meta = try? fs.metadata(of: inode) else { return false }
+            return meta.type == .directory
+        }
+        func exists(_ path: String) -> Bool { ((try? fs.lookup(path)) ?? nil) != nil }
+        if isDirectory("/balena"), exists("/current") || exists("/sbin/init") { return true }
+        if isDirectory("/ostree/deploy") { return true }
         guard let etc = try? fs.lookup("/etc"), let meta = try? fs.metadata(of: etc), meta.type == .directory else { return false }
         for dir in ["/usr", "/bin", "/sbin"] {
             if let inode = try? fs.lookup(dir), inode != 0 { return true }

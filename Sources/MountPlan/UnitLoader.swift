@@ -153,6 +153,19 @@ final class UnitLoader {
         return names.sorted()
     }
 
+    /// Every unit name ending in `suffix` found in the search path, sorted.
+    func allUnitNames(suffix: String) -> [String] {
+        var names = Set<String>()
+        for dir in directories {
+            guard let entries = try? fs.directoryEntries(of: dir.inode) else { continue }
+            for e in entries {
+                let n = String(decoding: e.name, as: UTF8.self)
+                if n.hasSuffix(suffix) { names.insert(n) }
+            }
+        }
+        return names.sorted()
+    }
+
     /// The target the system boots into: `default.target` resolved through its symlink.
     func defaultTarget() -> String {
         for dir in directories {

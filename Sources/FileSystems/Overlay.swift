@@ -1,5 +1,3 @@
-import FileSystems
-
 /// A directory in some filesystem: one layer of a merged (overlay) directory.
 public struct Layer {
     public let reader: any FileSystemReader

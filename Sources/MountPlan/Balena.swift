@@ -1,0 +1,247 @@
+import DiskImage
+import FileSystems
+
+/// balenaOS (field guide §3): the root partition holds a balena-engine data-root at /balena with
+/// the OS as a container (the hostapp). The init reads the container's mount-id, that layer's
+/// `diff` and `lower` files, mounts a read-only overlay of them (without the `-init` layer) and
+/// pivots into it; the physical root stays visible at /mnt/sysroot/active. /mnt/boot, /mnt/state
+/// and /mnt/data are mounted by `resin-partition-mounter` services, persistent paths are bound
+/// from /mnt/state/root-overlay by `bind-<path>.service` units.
+enum BalenaProfile {
+    static let dataRoot = "/balena"
+    static let mountsDirectory = "/balena/image/overlay2/layerdb/mounts"
+    static let layersDirectory = "/balena/overlay2"
+
+    static func bootedRoot(root: RootChoice, physical fs: any FileSystemReader) -> (root: BootedRoot?, warnings: [String]) {
+        var warnings: [String] = []
+        func fail(_ why: String) -> (root: BootedRoot?, warnings: [String]) {
+            (nil, warnings + ["balenaOS: \(why); the plan uses the root partition itself as /"])
+        }
+        // The hostapp container: /current -> hostapps/<container id>, else the only container.
+        let containers = ProfilePaths.names(in: mountsDirectory, of: fs)
+        var container: String
+        var how: String
+        if let target = ProfilePaths.symlinkTarget("/current", in: fs),
+           let last = target.split(separator: "/").last.map(String.init), ProfilePaths.isPlainName(last) {
+            container = last
+            how = "/current -> \(target)"
+            if !containers.contains(container) {
+                return fail("/current names container \(container), which has no \(mountsDirectory)/\(container)")
+            }
+        } else if containers.count == 1 {
+            container = containers[0]
+            how = "the only container in \(mountsDirectory)"
+        } else if containers.isEmpty {
+            return fail("no hostapp container in \(mountsDirectory)")
+        } else {
+            container = containers[0]
+            how = "first of \(containers.count) containers in \(mountsDirectory) (no /current symlink)"
+            warnings.append("balenaOS: no /current symlink and \(containers.count) containers; using \(container)")
+        }
+        let mountIDFile = "\(mountsDirectory)/\(container)/mount-id"
+        guard let mountID = ProfilePaths.text(mountIDFile, in: fs, limit: 4096), ProfilePaths.isPlainName(mountID) else {
+            return fail("\(mountIDFile) is missing or not a layer id")
+        }
+        let layerDirectory = "\(layersDirectory)/\(mountID)"
+        var lower = ["\(layerDirectory)/diff"]
+        if let lowerText = ProfilePaths.text("\(layerDirectory)/lower", in: fs) {
+            for item in lowerText.split(separator: ":").map(String.init) {
+                // "l/<short>": overlay2/l/<short> -> ../<layer id>/diff
+                guard item.hasPrefix("l/"), ProfilePaths.isPlainName(String(item.dropFirst(2))) else {
+                    warnings.append("\(layerDirectory)/lower: entry \(item) is not l/<short id>; skipped")
+                    continue
+                }
+                guard let path = ProfilePaths.canonical("\(layersDirectory)/\(item)", in: fs), path.hasPrefix(layersDirectory + "/") else {
+                    warnings.append("\(layerDirectory)/lower: \(layersDirectory)/\(item) does not lead to a layer; skipped")
+                    continue
+                }
+                let id = path.dropFirst(layersDirectory.count + 1).split(separator: "/").first.map(String.init) ?? ""
+                if id.hasSuffix("-init") { continue }
+                lower.append(path)
+            }
+        }
+        var layers: [Layer] = []
+        for dir in lower {
+            guard let inode = try? fs.lookup(Array(dir.utf8), followLast: true), let meta = try? fs.metadata(of: inode),
+                  meta.type == .directory else {
+                return fail("hostapp layer \(dir) is not a directory")
+            }
+            layers.append(Layer(reader: fs, inode: inode))
+        }
+        guard let merged = try? MergedFileSystem(layers: layers, name: "\(fs.sourceName) hostapp \(container)") else {
+            return fail("the hostapp layers cannot be merged")
+        }
+        let declared = "balenaOS hostapp container \(container) (\(how); \(mountIDFile))"
+        let mounts = [
+            PlannedMount(where: "/", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "", declaredBy: root.reason),
+            PlannedMount(where: "/", kind: .overlay, fstype: "overlay", options: "ro", lower: lower, declaredBy: declared),
+            PlannedMount(where: "/mnt/sysroot/active", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "",
+                         declaredBy: "balenaOS: the physical root partition after pivot_root into the hostapp"),
+        ]
+        return (BootedRoot(mounts: mounts, config: merged), warnings)
+    }
+
+    /// Words of a unit's `ExecStart=` (its prefix characters `-@:+!` dropped).
+    static func execWords(_ unit: UnitFile) -> [String] {
+        var words = unit.list("Service", "ExecStart")
+        if let first = words.first {
+            words[0] = String(first.drop { "-@:+!".contains($0) })
+        }
+        return words
+    }
+
+    /// The value of `--name value` or `--name=value` in command words.
+    static func argument(_ name: String, in words: [String]) -> String? {
+        for (i, w) in words.enumerated() {
+            if w == name, i + 1 < words.count { return words[i + 1] }
+            if w.hasPrefix(name + "=") { return String(w.dropFirst(name.count + 1)) }
+        }
+        return nil
+    }
+
+    /// Mounts made by enabled services: `resin-partition-mounter --mount <label>` (at
+    /// /mnt/<label without resin-/balena->) and `bindmount --target <path> --bind-root <dir>`.
+    static func serviceCandidates(loader: UnitLoader, enabled: Set<String>, partitions: [PlanPartition])
+        -> (candidates: [Planner.Candidate], skipped: [SkippedMount]) {
+        var candidates: [Planner.Candidate] = []
+        var skipped: [SkippedMount] = []
+        let labels = Set(partitions.compactMap(\.label))
+        for name in loader.allUnitNames(suffix: ".service") {
+            guard case .unit(let unit) = loader.load(name) else { continue }
+            let words = execWords(unit)
+            guard let program = words.first?.split(separator: "/").last else { continue }
+            if program == "resin-partition-mounter", let label = argument("--mount", in: words) {
+                var stem = label
+                for prefix in ["resin-", "balena-"] where label.hasPrefix(prefix) { stem = String(label.dropFirst(prefix.count)) }
+                guard ProfilePaths.isPlainName(stem) else { continue }
+                let where_ = "/mnt/" + stem
+                // Labels may be resin-* or balena-* whichever the unit names.
+                let onDisk = [label, "resin-" + stem, "balena-" + stem].first { labels.contains($0) } ?? label
+                guard enabled.contains(name) else {
+                    skipped.append(SkippedMount(where: where_, reason: "unit not enabled", declaredBy: unit.path))
+                    continue
+                }
+                candidates.append(Planner.Candidate(where: where_, what: "LABEL=" + onDisk, type: "auto", options: [],
+                                                    declaredBy: unit.path, rank: 1, noauto: false))
+            } else if program == "bindmount", let target = argument("--target", in: words), let base = argument("--bind-root", in: words) {
+                guard target.hasPrefix("/"), base.hasPrefix("/") else { continue }
+                guard enabled.contains(name) else {
+                    skipped.append(SkippedMount(where: Planner.normalise(target), reason: "unit not enabled", declaredBy: unit.path))
+                    continue
+                }
+                candidates.append(Planner.Candidate(where: target, what: Planner.normalise(base + "/" + target), type: "none",
+                                                    options: ["bind"], declaredBy: unit.path, rank: 1, noauto: false))
+            }
+        }
+        return (candidates, skipped)
+    }
+}
+
+/// OSTree (field guide §5): the booted deployment, named by `ostree=` in the boot loader entries,
+/// is bind-mounted as "/"; the physical root stays at /sysroot, its /boot at /boot, and /var is
+/// the OS's shared /ostree/deploy/<os>/var.
+enum OSTreeProfile {
+    struct Entry {
+        var file: String
+        var version: String
+        var ostree: String
+    }
+
+    /// Boot loader entries (`/boot/loader/entries/*.conf`, Boot Loader Specification) with an
+    /// `ostree=` kernel argument, the one that boots first: highest `version`, then file name.
+    static func entries(in fs: any FileSystemReader) -> [Entry] {
+        var result: [Entry] = []
+        let directory = "/boot/loader/entries"
+        for name in ProfilePaths.names(in: directory, of: fs) where name.hasSuffix(".conf") {
+            let file = "\(directory)/\(name)"
+            guard let text = ProfilePaths.text(file, in: fs, limit: 1 << 20) else { continue }
+            var version = ""
+            var ostree: String?
+            for line in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
+                let t = line.trimmingCharacters(in: " \t")
+                if t.hasPrefix("version ") { version = t.dropFirst(8).trimmingCharacters(in: " \t") }
+                if t.hasPrefix("options ") { ostree = KernelCommandLine.value("ostree", in: String(t.dropFirst(8))) ?? ostree }
+            }
+            if let ostree { result.append(Entry(file: file, version: version, ostree: ostree)) }
+        }
+        return result.sorted { a, b in
+            let c = compareVersions(a.version, b.version)
+            return c != 0 ? c > 0 : a.file < b.file
+        }
+    }
+
+    /// Version comparison as the Boot Loader Specification sorts: digit runs numerically.
+    static func compareVersions(_ a: String, _ b: String) -> Int {
+        func parts(_ s: String) -> [Either] {
+            var out: [Either] = []
+            var current = ""
+            var digits = false
+            for c in s {
+                let isDigit = c.isASCII && c.isNumber
+                if !current.isEmpty, isDigit != digits {
+                    out.append(digits ? .number(Int(current.prefix(18)) ?? 0) : .text(current))
+                    current = ""
+                }
+                digits = isDigit
+                current.append(c)
+            }
+            if !current.isEmpty { out.append(digits ? .number(Int(current.prefix(18)) ?? 0) : .text(current)) }
+            return out
+        }
+        let pa = parts(a), pb = parts(b)
+        for (x, y) in zip(pa, pb) {
+            switch (x, y) {
+            case (.number(let m), .number(let n)) where m != n: return m < n ? -1 : 1
+            case (.text(let m), .text(let n)) where m != n: return m < n ? -1 : 1
+            case (.number, .text): return 1
+            case (.text, .number): return -1
+            default: continue
+            }
+        }
+        return pa.count == pb.count ? 0 : (pa.count < pb.count ? -1 : 1)
+    }
+
+    enum Either { case number(Int), text(String) }
+
+    static func bootedRoot(root: RootChoice, physical fs: any FileSystemReader) -> (root: BootedRoot?, warnings: [String]) {
+        var warnings: [String] = []
+        func fail(_ why: String) -> (root: BootedRoot?, warnings: [String]) {
+            (nil, warnings + ["OSTree: \(why); the plan uses the root partition itself as /"])
+        }
+        let all = entries(in: fs)
+        guard let entry = all.first else { return fail("no /boot/loader/entries/*.conf with an ostree= argument") }
+        if all.count > 1 {
+            warnings.append("OSTree: \(all.count) boot entries; \(entry.file) (version \(entry.version)) boots first")
+        }
+        guard let deployment = ProfilePaths.canonical(entry.ostree, in: fs) else {
+            return fail("\(entry.file): ostree=\(entry.ostree) does not lead to a directory")
+        }
+        // /ostree/deploy/<os>/deploy/<checksum>.<serial>
+        let parts = deployment.split(separator: "/").map(String.init)
+        guard parts.count == 5, parts[0] == "ostree", parts[1] == "deploy", parts[3] == "deploy",
+              let inode = try? fs.lookup(deployment), let meta = try? fs.metadata(of: inode), meta.type == .directory else {
+            return fail("\(entry.file): ostree=\(entry.ostree) leads to \(deployment), not /ostree/deploy/<os>/deploy/<checksum>.<serial>")
+        }
+        let os = parts[2]
+        let declared = "\(entry.file): ostree=\(entry.ostree) -> \(deployment)"
+        var mounts = [
+            PlannedMount(where: "/", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "", declaredBy: root.reason),
+            PlannedMount(where: "/", kind: .bind, options: "bind", what: deployment, declaredBy: declared),
+            PlannedMount(where: "/sysroot", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "",
+                         declaredBy: "OSTree: the physical root stays visible at /sysroot"),
+        ]
+        if (try? fs.lookup("/boot")) ?? nil != nil {
+            mounts.append(PlannedMount(where: "/boot", kind: .bind, options: "bind", what: "/sysroot/boot",
+                                       declaredBy: "OSTree: the physical root's /boot"))
+        }
+        let varPath = "/ostree/deploy/\(os)/var"
+        if (try? fs.lookup(varPath)) ?? nil != nil {
+            mounts.append(PlannedMount(where: "/var", kind: .bind, options: "bind", what: "/sysroot" + varPath,
+                                       declaredBy: "OSTree: the shared /var of os \(os)"))
+        } else {
+            warnings.append("OSTree: \(varPath) does not exist; /var not bound")
+        }
+        return (BootedRoot(mounts: mounts, config: SubtreeFileSystem(base: fs, root: inode, name: "\(fs.sourceName) deployment \(parts[4])")),
+                warnings)
+    }
+}
