@@ -20,9 +20,13 @@ public final class Disk: Sendable {
     }
 
     /// Opens `path` with a qcow2 backing-file folder (`--backing-dir`) and internal snapshot
-    /// (`--snapshot`, name or ID; nil reads the active state).
-    public convenience init(path: String, backingDirectory: String?, snapshot: String?) throws {
-        try self.init(path: path, options: DiskImageOptions(backingDirectory: backingDirectory, snapshot: snapshot))
+    /// (`--snapshot`, name or ID; nil reads the active state). `decompressionProgress` is called
+    /// while a compressed image (.xz, .gz, .zst, .zip) is decompressed: bytes so far, total if known.
+    public convenience init(path: String, backingDirectory: String?, snapshot: String?,
+                            decompressionProgress: (@Sendable (_ done: UInt64, _ total: UInt64?) -> Void)? = nil) throws {
+        var options = DiskImageOptions(backingDirectory: backingDirectory, snapshot: snapshot)
+        options.progress = decompressionProgress
+        try self.init(path: path, options: options)
     }
 
     /// The container format: "raw", "qcow2", "vmdk", "vhdx", "vpc", "vdi", or a wrapper chain

@@ -1,5 +1,10 @@
 import ArgumentParser
 import FirmwareAssembler
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// Options for opening container images (qcow2 backing files and snapshots), shared by every
 /// command that reads a disk.
@@ -10,8 +15,18 @@ struct ImageOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Read this qcow2 internal snapshot (name or ID) instead of the active state.", valueName: "name"))
     var snapshot: String?
 
-    /// Opens `image` (any supported container format, detected by content).
+    /// Opens `image` (any supported container format, detected by content). On a terminal, the
+    /// decompression of a compressed image shows its progress on stderr.
     func disk(_ image: String) throws -> Disk {
-        try Disk(path: image, backingDirectory: backingDir, snapshot: snapshot)
+        var progress: (@Sendable (UInt64, UInt64?) -> Void)? = nil
+        if isatty(2) == 1 {
+            progress = { done, total in
+                let finished = total.map { $0 == done } ?? false
+                let line = finished ? "\rdecompressed \(done >> 20) MiB\u{1B}[K\n" : "\rdecompressing: \(done >> 20) MiB\u{1B}[K"
+                var bytes = Array(line.utf8)
+                _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+            }
+        }
+        return try Disk(path: image, backingDirectory: backingDir, snapshot: snapshot, decompressionProgress: progress)
     }
 }
