@@ -44,7 +44,7 @@ def sha(s): return hashlib.sha256(s.encode()).hexdigest()
 def w(path, data, mode=0o644, uid=0, gid=0):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f: f.write(data)
-    os.chmod(path, mode); os.lchown(path, uid, gid)
+    os.lchown(path, uid, gid); os.chmod(path, mode)  # chown clears setuid: chmod last
 def md(path, mode=0o755):
     os.makedirs(path, exist_ok=True); os.chmod(path, mode)
 def short(seed):
