@@ -1,29 +1,27 @@
 import Foundation
 import Testing
-import TestSupport
 
-/// (Same helpers as Tests/PartitionTableTests/ToolViews.swift; test targets cannot share files.)
 /// What independent tools (util-linux sfdisk, partx, blkid) say about a disk image.
-enum ToolViews {
-    struct ToolPartition: Equatable {
-        var index: Int
-        var start: UInt64        // sectors
-        var size: UInt64         // sectors
-        var type: String         // GUID uppercase or MBR hex without 0x ("c", "83")
-        var uuid: String?
-        var name: String?
-        var bootable: Bool
+public enum ToolViews {
+    public struct ToolPartition: Equatable {
+        public var index: Int
+        public var start: UInt64        // sectors
+        public var size: UInt64         // sectors
+        public var type: String         // GUID uppercase or MBR hex without 0x ("c", "83")
+        public var uuid: String?
+        public var name: String?
+        public var bootable: Bool
     }
 
-    struct ToolTable {
-        var label: String        // "gpt" or "dos"
-        var id: String
-        var sectorSize: Int
-        var partitions: [ToolPartition]
+    public struct ToolTable {
+        public var label: String        // "gpt" or "dos"
+        public var id: String
+        public var sectorSize: Int
+        public var partitions: [ToolPartition]
     }
 
     /// `sfdisk --json DEVICE` (stderr, where it warns about a corrupt primary GPT, is ignored).
-    static func sfdisk(_ device: String) throws -> ToolTable {
+    public static func sfdisk(_ device: String) throws -> ToolTable {
         let data = try TestImages.run(["sfdisk", "--json", device])
         let root = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         let table = try #require(root["partitiontable"] as? [String: Any])
@@ -47,7 +45,7 @@ enum ToolViews {
 
     /// `partx -g -P -o NR,START,SECTORS,UUID,TYPE IMAGE` (libblkid's partition prober): gives
     /// the MBR PARTUUIDs `<signature>-NN` that sfdisk does not print.
-    static func partx(_ image: String) throws -> [Int: [String: String]] {
+    public static func partx(_ image: String) throws -> [Int: [String: String]] {
         let out = String(decoding: try TestImages.run(["partx", "-g", "-P", "-o", "NR,START,SECTORS,UUID,TYPE", image]), as: UTF8.self)
         var result: [Int: [String: String]] = [:]
         for line in out.split(separator: "\n") {
@@ -58,7 +56,7 @@ enum ToolViews {
     }
 
     /// `blkid -p -o export --offset N --size M IMAGE`: nil TYPE when nothing is found (exit 2).
-    static func blkid(_ image: String, offset: UInt64, size: UInt64) throws -> [String: String] {
+    public static func blkid(_ image: String, offset: UInt64, size: UInt64) throws -> [String: String] {
         do {
             let out = try TestImages.run(["blkid", "-p", "-o", "export", "--offset", String(offset), "--size", String(size), image])
             return exportPairs(String(decoding: out, as: UTF8.self), separator: "\n")
@@ -68,7 +66,7 @@ enum ToolViews {
     }
 
     /// KEY=VALUE pairs (partx -P quotes values; blkid export does not).
-    static func exportPairs(_ text: String, separator: Character) -> [String: String] {
+    public static func exportPairs(_ text: String, separator: Character) -> [String: String] {
         var result: [String: String] = [:]
         var rest = Substring(text)
         while !rest.isEmpty {
@@ -94,7 +92,7 @@ enum ToolViews {
 
     /// Runs `body` with the image attached to a loop device with 4096-byte logical sectors
     /// (root only; returns nil otherwise). The device is always detached.
-    static func withLoopDevice<T>(_ image: String, sectorSize: Int, _ body: (String) throws -> T) throws -> T? {
+    public static func withLoopDevice<T>(_ image: String, sectorSize: Int, _ body: (String) throws -> T) throws -> T? {
         guard getuid() == 0 else { return nil }
         let dev = String(decoding: try TestImages.run(["losetup", "--find", "--show", "--read-only", "--sector-size", String(sectorSize), image]), as: UTF8.self)
             .trimmingCharacters(in: .whitespacesAndNewlines)
