@@ -36,6 +36,8 @@ public struct NamespaceProblem: Sendable, CustomStringConvertible, Equatable {
 public final class Namespace {
     /// Opens a partition's filesystem (nil when the partition has none).
     public typealias Opener = (Int) throws -> (any FileSystemReader)?
+    /// Opens the filesystem starting at a byte offset inside a partition (nil when none).
+    public typealias OffsetOpener = (Int, UInt64) throws -> (any FileSystemReader)?
 
     struct Mount {
         var path: [[UInt8]]
@@ -62,7 +64,7 @@ public final class Namespace {
     /// Filesystems mounted at more than one place: their inodes can be met through several paths.
     private var sharedFileSystems = Set<ObjectIdentifier>()
 
-    public init(plan: Plan, open: Opener) throws {
+    public init(plan: Plan, open: Opener, openAt: OffsetOpener? = nil) throws {
         var counts: [ObjectIdentifier: Int] = [:]
         for (index, m) in plan.mounts.enumerated() {
             let path = PathComponents.split(Array(m.where.utf8))
@@ -71,8 +73,14 @@ public final class Namespace {
             case .partition:
                 guard let number = m.partition else { continue }
                 do {
-                    guard let reader = try open(number) else {
-                        note(m.where, "partition \(number) has no readable filesystem; not mounted")
+                    let opened: (any FileSystemReader)?
+                    if let offset = m.offset, offset != 0 {
+                        opened = try openAt?(number, offset)
+                    } else {
+                        opened = try open(number)
+                    }
+                    guard let reader = opened else {
+                        note(m.where, "partition \(number)\(m.offset.map { " at offset \($0)" } ?? "") has no readable filesystem; not mounted")
                         continue
                     }
                     let meta = try reader.metadata(of: reader.rootInode)
@@ -201,19 +209,22 @@ public final class Namespace {
         case .file(let layer, let entry, let meta):
             return .single(Layer(reader: layer.reader, inode: entry.inode), OverlayMerge.visible(meta))
         case .directory(let layers, let meta):
-            return layers.count == 1 ? .single(layers[0], OverlayMerge.visible(meta)) : .merged(layers, OverlayMerge.visible(meta))
+            // Merged even with one layer: overlayfs still hides whiteouts and overlay xattrs
+            // below a directory that only one layer has.
+            return .merged(layers, OverlayMerge.visible(meta))
         }
     }
 
     /// The filesystem directory or file a namespace path shows (symlinks followed as the
-    /// booted device would), or nil when the path does not exist or is a merged overlay directory.
+    /// booted device would), or nil when the path does not exist or is a directory merged from several overlay layers.
     /// Used by the Docker inspector to find data-roots.
     public func locate(_ path: String) -> (layer: Layer, metadata: Metadata)? {
         var hops = 0
-        guard case .single(let layer, let meta)? = resolve(PathComponents.split(Array(path.utf8)), upTo: mounts.count, hops: &hops) else {
-            return nil
+        switch resolve(PathComponents.split(Array(path.utf8)), upTo: mounts.count, hops: &hops) {
+        case .single(let layer, let meta)?: return (layer, meta)
+        case .merged(let layers, let meta)? where layers.count == 1: return (layers[0], meta)
+        default: return nil
         }
-        return (layer, meta)
     }
 
     // MARK: Walking
@@ -232,6 +243,12 @@ public final class Namespace {
             do {
                 for entry in try layer.reader.directoryEntries(of: layer.inode) {
                     if entry.name == [0x2E] || entry.name == [0x2E, 0x2E] { continue }
+                    // A corrupt directory can hold names no path can carry ("a/b", "x\0y", ""):
+                    // skipped and reported, as the tree walk does.
+                    if entry.name.isEmpty || entry.name.contains(0x2F) || entry.name.contains(0) {
+                        note(Self.display(path), "entry with an invalid name \(entry.name) (inode \(entry.inode)) skipped")
+                        continue
+                    }
                     do {
                         let m = try layer.reader.metadata(of: entry.inode)
                         result[entry.name] = (.single(Layer(reader: layer.reader, inode: entry.inode), m), provider)
@@ -348,6 +365,7 @@ public struct NamespaceWalk: Sequence, IteratorProtocol {
 
     private func identity(_ node: Namespace.Node) -> Key? {
         if case .single(let layer, _) = node { return Key(filesystem: layer.filesystem, inode: layer.inode) }
+        if case .merged(let layers, _) = node, layers.count == 1 { return Key(filesystem: layers[0].filesystem, inode: layers[0].inode) }
         return nil
     }
 

@@ -125,7 +125,8 @@ extension Disk {
         }
         let namespace: Namespace
         do {
-            namespace = try Namespace(plan: plan) { try partitions.fileSystem(partition: $0) }
+            namespace = try Namespace(plan: plan, open: { try partitions.fileSystem(partition: $0) },
+                                  openAt: { try partitions.fileSystem(partition: $0, offset: $1) })
         } catch let e as FWError {
             throw e.within(disk: path)
         }

@@ -84,7 +84,8 @@ public final class AssembledNamespace: Sequence {
             if let fat = try? FATMountOptions.parse(m.options) { partitions.fatOptions[index] = fat }
         }
         do {
-            namespace = try Namespace(plan: plan) { try partitions.fileSystem(partition: $0) }
+            namespace = try Namespace(plan: plan, open: { try partitions.fileSystem(partition: $0) },
+                                  openAt: { try partitions.fileSystem(partition: $0, offset: $1) })
         } catch let e as FWError {
             throw e.within(disk: disk.path)
         }

@@ -86,7 +86,8 @@ extension Disk {
             if let fat = try? FATMountOptions.parse(m.options) { partitions.fatOptions[index] = fat }
         }
         do {
-            return (try Namespace(plan: plan) { try partitions.fileSystem(partition: $0) }, plan)
+            return (try Namespace(plan: plan, open: { try partitions.fileSystem(partition: $0) },
+                                  openAt: { try partitions.fileSystem(partition: $0, offset: $1) }), plan)
         } catch let e as FWError {
             throw e.within(disk: path)
         }

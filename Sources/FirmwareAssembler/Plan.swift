@@ -55,6 +55,26 @@ final class PartitionFileSystems: PlanningDisk {
         return reader
     }
 
+    private var offsetReaders: [String: (any FileSystemReader)?] = [:]
+
+    /// The filesystem starting `offset` bytes into a partition (OpenWrt's rootfs_data), cached.
+    func fileSystem(partition index: Int, offset: UInt64) throws -> (any FileSystemReader)? {
+        if offset == 0 { return try fileSystem(partition: index) }
+        let key = "\(index)@\(offset)"
+        if let cached = offsetReaders[key] { return cached }
+        var reader: (any FileSystemReader)?
+        if let info = inspection.partitions.first(where: { $0.index == index }), info.withinImage {
+            let (slice, description) = try disk.partitionSource(String(index))
+            guard offset < slice.size else { offsetReaders[key] = .some(nil); return nil }
+            let inner = try slice.slice(offset: offset, length: slice.size - offset, name: "\(description) at offset \(offset)")
+            if try FileSystemFormat.detect(inner) != nil {
+                reader = try FileSystemFormat.open(inner, name: "\(description) at offset \(offset)")
+            }
+        }
+        offsetReaders[key] = reader
+        return reader
+    }
+
     func rawBytes(partition index: Int, count: Int) throws -> [UInt8] {
         guard let p = inspection.partitions.first(where: { $0.index == index }), p.withinImage else { return [] }
         let n = Int(min(UInt64(count), p.size))

@@ -20,8 +20,7 @@ struct FirmwareProfile {
             return FirmwareProfile(name: "ostree")
         }
         if exists("/etc/openwrt_release") {
-            return FirmwareProfile(name: "openwrt", warnings: [
-                "OpenWrt detected: the rootfs_data overlay and UCI /etc/config/fstab are not modelled yet"])
+            return FirmwareProfile(name: "openwrt")
         }
         if disk.partitions.contains(where: { $0.label == "bootfs" || $0.label == "boot" }), exists("/boot/firmware") || exists("/boot") {
             if let inode = try? root.lookup("/etc/os-release"), let bytes = try? root.readSmallFile(inode, limit: 65536),
@@ -43,6 +42,7 @@ struct FirmwareProfile {
         switch name {
         case "balenaos": found = BalenaProfile.bootedRoot(root: root, physical: physical)
         case "ostree": found = OSTreeProfile.bootedRoot(root: root, physical: physical)
+        case "openwrt": found = OpenWrtProfile.bootedRoot(disk: disk, root: root, physical: physical)
         default: return plain
         }
         return (found.root ?? plain).with(warnings: found.warnings)

@@ -44,6 +44,15 @@ public protocol PlanningDisk: AnyObject {
     func fileSystem(partition index: Int) throws -> (any FileSystemReader)?
     /// Up to `count` raw bytes from the start of a partition (bootloader environments).
     func rawBytes(partition index: Int, count: Int) throws -> [UInt8]
+    /// The filesystem starting `offset` bytes into a partition (OpenWrt's rootfs_data after the
+    /// squashfs), nil when there is none. The default finds none.
+    func fileSystem(partition index: Int, offset: UInt64) throws -> (any FileSystemReader)?
+}
+
+extension PlanningDisk {
+    public func fileSystem(partition index: Int, offset: UInt64) throws -> (any FileSystemReader)? {
+        offset == 0 ? try fileSystem(partition: index) : nil
+    }
 }
 
 /// How the root filesystem was chosen.
@@ -67,6 +76,9 @@ public struct PlannedMount: Sendable, Equatable, Codable {
     public var kind: Kind
     /// For `.partition`.
     public var partition: Int?
+    /// For `.partition`: where the filesystem starts inside the partition, in bytes, when not
+    /// at its start (OpenWrt's rootfs_data after the squashfs). JSON key "offset", absent when 0.
+    public var offset: UInt64?
     public var fstype: String?
     public var options: String
     /// For `.bind`: the source path in the namespace.
@@ -78,15 +90,16 @@ public struct PlannedMount: Sendable, Equatable, Codable {
     public var declaredBy: String
 
     enum CodingKeys: String, CodingKey {
-        case `where`, kind, partition, fstype, options, what, lower, upper
+        case `where`, kind, partition, offset, fstype, options, what, lower, upper
         case declaredBy = "declared_by"
     }
 
-    public init(where: String, kind: Kind, partition: Int? = nil, fstype: String? = nil, options: String = "",
+    public init(where: String, kind: Kind, partition: Int? = nil, offset: UInt64? = nil, fstype: String? = nil, options: String = "",
                 what: String? = nil, lower: [String]? = nil, upper: String? = nil, declaredBy: String) {
         self.where = `where`
         self.kind = kind
         self.partition = partition
+        self.offset = offset
         self.fstype = fstype
         self.options = options
         self.what = what

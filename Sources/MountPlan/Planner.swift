@@ -215,7 +215,8 @@ public enum Planner {
         let rest = m.where == "/" ? path : String(path.dropFirst(m.where.count))
         switch m.kind {
         case .partition:
-            guard let index = m.partition, let fs = try? disk.fileSystem(partition: index) else { return false }
+            guard let index = m.partition,
+                  let fs = try? (m.offset.map { try disk.fileSystem(partition: index, offset: $0) } ?? disk.fileSystem(partition: index)) else { return false }
             return ((try? fs.lookup(Array(rest.utf8), followLast: true)) ?? nil) != nil
         case .bind:
             guard let what = m.what else { return false }

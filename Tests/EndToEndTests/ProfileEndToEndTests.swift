@@ -158,6 +158,53 @@ struct ProfileEndToEndTests {
         try Self.compareWithKernel("ostree.img", minimum: 100)
     }
 
+    // MARK: OpenWrt
+
+    @Test func openwrtPlanOverlaysRootfsDataOnTheSquashfs() throws {
+        let path = try TestImages.path("openwrt.img")
+        let offsetText = try String(contentsOfFile: URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("openwrt.offset").path,
+                                    encoding: .utf8)
+        let offset = try #require(UInt64(offsetText.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let plan = try Disk(path: path).plan()
+        #expect(plan.profile == "openwrt" && plan.root.partition == 2 && plan.root.filesystem == "squashfs")
+        let data = "OpenWrt: rootfs_data at byte \(offset) of partition 2 (the squashfs's size rounded up to 64 KiB)"
+        #expect(plan.mounts.map(Self.line) == [
+            "/ | partition | 2 | squashfs |  | - | the only partition holding a Linux root",
+            "/rom | partition | 2 | squashfs |  | - | OpenWrt: the squashfs, lower layer of the root overlay",
+            "/overlay | partition | 2 | ext4 |  | - | \(data)",
+            "/ | overlay | - | overlay |  | /rom | OpenWrt mount_root: overlay of rootfs_data's upper/ over the squashfs",
+            "/rom | partition | 2 | squashfs |  | - | OpenWrt: the squashfs after pivot_root",
+            "/overlay | partition | 2 | ext4 |  | - | \(data)",
+            "/boot | partition | 1 | ext4 |  | - | OpenWrt: the kernel partition at /boot",
+            "/boot | bind | - | - | bind | /boot/boot | OpenWrt: the kernel partition's boot/ bound over /boot",
+        ], "\(plan.mounts.map(Self.line).joined(separator: "\n"))")
+        #expect(plan.mounts.filter { $0.fstype == "ext4" && $0.partition == 2 }.allSatisfy { $0.offset == offset })
+        #expect(plan.mounts.first { $0.kind == .overlay }?.upper == "/overlay/upper")
+        #expect(plan.warnings.isEmpty, "\(plan.warnings)")
+        // The JSON carries the offset under its own key.
+        let r = try CLI.run(["plan", "--json", path])
+        #expect(String(decoding: r.stdout, as: UTF8.self).contains("\"offset\" : \(offset)"))
+        #expect(try JSONDecoder().decode(Plan.self, from: r.stdout) == plan)
+    }
+
+    @Test func openwrtAssembleMergesTheUpperLayer() throws {
+        let scratch = try ScratchDir()
+        let a = try Self.assemble("openwrt.img", in: scratch)
+        let by = Dictionary(a.entries.map { ($0.path, $0) }, uniquingKeysWith: { x, _ in x })
+        #expect(by["etc/config/network"]?.crc32 == CRC.of("config interface lan\n\toption proto dhcp\n"))
+        #expect(by["rom/etc/config/network"]?.crc32 == CRC.of("config interface loopback\n\toption proto static\n"))
+        #expect(by["etc/banner"] == nil && by["rom/etc/banner"] != nil, "whited out by rootfs_data")
+        #expect(by["overlay/upper/etc/banner"]?.rdev == [0, 0])
+        #expect(by["www/index.html"]?.crc32 == CRC.of("<html>overlay</html>\n") && by["www/luci-static"] == nil, "opaque /www")
+        #expect(by["usr/lib/opkg/info/tcpdump.control"] != nil && by["etc/openwrt_release"] != nil)
+        #expect(by["boot/vmlinuz"] != nil && by["boot/grub/grub.cfg"] != nil && by["boot/boot"] == nil)
+    }
+
+    @Test(.enabled(if: ["ext4", "squashfs", "overlay"].allSatisfy(TestImages.canLoopMount), "needs root, loop mounts and overlayfs"))
+    func openwrtArchiveEqualsKernelNamespace() throws {
+        try Self.compareWithKernel("openwrt.img", minimum: 100)
+    }
+
     // MARK: Kernel replay
 
     /// Replays the plan with the kernel (partitions loop-mounted read-only, binds, a read-only
@@ -171,22 +218,35 @@ struct ProfileEndToEndTests {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         var mounted: [String] = []
         var excluded: [String] = []
-        defer { for t in mounted.reversed() { _ = try? TestImages.run(["umount", t]) } }
+        // Loop devices set up with losetup (mount -o loop refuses overlapping ranges of one file,
+        // as the squashfs partition and its rootfs_data are), one per range.
+        var loops: [String: String] = [:]
+        defer {
+            for t in mounted.reversed() { _ = try? TestImages.run(["umount", t]) }
+            for device in loops.values { _ = try? TestImages.run(["losetup", "-d", device]) }
+        }
         for m in a.plan.mounts {
             let target = m.where == "/" ? root : root + m.where
             switch m.kind {
             case .partition:
                 let p = try #require(inspection.partitions.first { $0.index == m.partition })
                 if m.fstype == "vfat" { excluded.append(String(m.where.dropFirst())); continue }
-                try TestImages.run(["mount", "-t", try #require(m.fstype), "-o", "loop,ro,offset=\(p.start),sizelimit=\(p.size)", a.path, target])
+                let offset = m.offset ?? 0
+                let range = "\(p.start + offset)+\(p.size - offset)"
+                if loops[range] == nil {
+                    let out = try TestImages.run(["losetup", "-f", "--show", "-r", "-o", String(p.start + offset),
+                                                  "--sizelimit", String(p.size - offset), a.path])
+                    loops[range] = String(decoding: out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                }
+                try TestImages.run(["mount", "-t", try #require(m.fstype), "-o", "ro", try #require(loops[range]), target])
             case .bind:
                 try TestImages.run(["mount", "--bind", root + (try #require(m.what)), target])
                 mounted.append(target)
                 try TestImages.run(["mount", "-o", "remount,bind,ro", target])
                 continue
             case .overlay:
-                #expect(m.upper == nil)
-                let lower = (m.lower ?? []).map { root + $0 }.joined(separator: ":")
+                // Read-only: the upper directory is the topmost lower layer.
+                let lower = ([m.upper].compactMap { $0 } + (m.lower ?? [])).map { root + $0 }.joined(separator: ":")
                 try TestImages.run(["mount", "-t", "overlay", "overlay", "-o", "ro,lowerdir=\(lower)", target])
             }
             mounted.append(target)

@@ -1,0 +1,81 @@
+import DiskImage
+import FileSystems
+
+/// OpenWrt squashfs images (field guide §5): the root partition holds a squashfs followed, at
+/// its size rounded up to 64 KiB, by the writable rootfs_data whose `upper/` is the overlayfs
+/// upper layer of "/". After mount_root's pivot the squashfs stays visible at /rom and
+/// rootfs_data at /overlay. The first partition ("kernel") is mounted at /boot and its own boot/
+/// directory bound over /boot.
+enum OpenWrtProfile {
+    /// rootfs_data starts at the squashfs's bytes_used rounded up to this.
+    static let alignment: UInt64 = 64 * 1024
+
+    /// squashfs 4.0 superblock: s_magic[4] at 0 ("hsqs"), bytes_used (u64 LE) at 40.
+    static func squashfsEnd(_ head: [UInt8]) throws -> UInt64? {
+        let c = ByteCursor(head, context: "squashfs superblock")
+        guard try c.u32le(at: 0) == 0x7371_7368 else { return nil }
+        let used = try c.u64le(at: 40)
+        let (padded, overflow) = used.addingReportingOverflow(alignment - 1)
+        guard !overflow else { return nil }
+        return padded / alignment * alignment
+    }
+
+    static func bootedRoot(disk: any PlanningDisk, root: RootChoice, physical: any FileSystemReader) -> (root: BootedRoot?, warnings: [String]) {
+        var warnings: [String] = []
+        let rootMount = PlannedMount(where: "/", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "",
+                                     declaredBy: root.reason)
+        var boot: [PlannedMount] = []
+        // p1 "kernel" at /boot, then its boot/ over /boot.
+        if let kernel = disk.partitions.first(where: { $0.index == 1 }), kernel.index != root.partition, let type = kernel.fsType {
+            boot.append(PlannedMount(where: "/boot", kind: .partition, partition: 1, fstype: type, options: "",
+                                     declaredBy: "OpenWrt: the kernel partition at /boot"))
+            if let fs = try? disk.fileSystem(partition: 1), let inode = try? fs.lookup("/boot"), let meta = try? fs.metadata(of: inode),
+               meta.type == .directory {
+                boot.append(PlannedMount(where: "/boot", kind: .bind, options: "bind", what: "/boot/boot",
+                                         declaredBy: "OpenWrt: the kernel partition's boot/ bound over /boot"))
+            }
+        }
+        if ((try? physical.lookup("/etc/config/fstab")) ?? nil) != nil {
+            warnings.append("OpenWrt: UCI /etc/config/fstab (block-mount) entries are not modelled yet")
+        }
+        func plain(_ why: String) -> (root: BootedRoot?, warnings: [String]) {
+            (BootedRoot(mounts: [rootMount] + boot, config: physical), warnings + ["OpenWrt: \(why); / is the squashfs alone"])
+        }
+        guard root.filesystem == "squashfs" else { return plain("the root is \(root.filesystem), not a squashfs") }
+        let end: UInt64
+        do {
+            guard let e = try squashfsEnd(try disk.rawBytes(partition: root.partition, count: 96)) else {
+                return plain("no squashfs superblock at the start of partition \(root.partition)")
+            }
+            end = e
+        } catch {
+            return plain("the squashfs superblock cannot be read: \((error as? FWError)?.message ?? "\(error)")")
+        }
+        guard let data = try? disk.fileSystem(partition: root.partition, offset: end) else {
+            return plain("no rootfs_data filesystem at byte \(end) of partition \(root.partition) (not formatted before the first boot)")
+        }
+        guard let upper = try? data.lookup("/upper"), let meta = try? data.metadata(of: upper), meta.type == .directory else {
+            return plain("rootfs_data at byte \(end) has no upper/ directory")
+        }
+        let declared = "OpenWrt: rootfs_data at byte \(end) of partition \(root.partition) (the squashfs's size rounded up to 64 KiB)"
+        let mounts = [
+            rootMount,
+            PlannedMount(where: "/rom", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "",
+                         declaredBy: "OpenWrt: the squashfs, lower layer of the root overlay"),
+            PlannedMount(where: "/overlay", kind: .partition, partition: root.partition, offset: end, fstype: data.formatName,
+                         options: "", declaredBy: declared),
+            PlannedMount(where: "/", kind: .overlay, fstype: "overlay", options: "", lower: ["/rom"], upper: "/overlay/upper",
+                         declaredBy: "OpenWrt mount_root: overlay of rootfs_data's upper/ over the squashfs"),
+            PlannedMount(where: "/rom", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "",
+                         declaredBy: "OpenWrt: the squashfs after pivot_root"),
+            PlannedMount(where: "/overlay", kind: .partition, partition: root.partition, offset: end, fstype: data.formatName,
+                         options: "", declaredBy: declared),
+        ] + boot
+        var config: any FileSystemReader = physical
+        if let merged = try? MergedFileSystem(layers: [Layer(reader: data, inode: upper), Layer(reader: physical, inode: physical.rootInode)],
+                                              name: "\(physical.sourceName) with rootfs_data") {
+            config = merged
+        }
+        return (BootedRoot(mounts: mounts, config: config), warnings)
+    }
+}
