@@ -3,36 +3,14 @@ import Foundation
 import TestSupport
 import Testing
 
-/// Runs the built `fwassemble` binary (found beside the test bundle, as SwiftPM puts both in the
-/// same build directory); skipped when it has not been built.
-enum FwassembleBinary {
-    static let path: String? = {
-        let candidates = [
-            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fwassemble").path,
-            Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("fwassemble").path,
-            Bundle.main.bundleURL.appendingPathComponent("fwassemble").path,
-        ]
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
-    }()
-}
-
-@Suite(.enabled(if: FwassembleBinary.path != nil, "fwassemble binary not built"))
+@Suite(.enabled(if: FwassembleCLI.path != nil, "fwassemble binary not built"))
 struct BinaryTests {
 
     struct Result { var status: Int32; var stdout: String; var stderr: String }
 
     static func run(_ arguments: [String]) throws -> Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try #require(FwassembleBinary.path))
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+        let r = try FwassembleCLI.run(arguments)
+        return Result(status: r.status, stdout: r.stdoutText, stderr: r.stderr)
     }
 
     @Test(arguments: ["haos-gpt.img", "haos-mbr.img", "gpt-4k.img", "bare-fs.img"])

@@ -239,27 +239,11 @@ struct DockerEndToEndTests {
 
 /// The `fwassemble docker` command itself (the binary SwiftPM builds beside the test bundle).
 enum DockerBinary {
-    static let path: String? = {
-        let candidates = [
-            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fwassemble").path,
-            Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("fwassemble").path,
-            Bundle.main.bundleURL.appendingPathComponent("fwassemble").path,
-        ]
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
-    }()
+    static var path: String? { FwassembleCLI.path }
 
     static func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try #require(path))
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        let r = try FwassembleCLI.run(arguments)
+        return (r.status, r.stdoutText, r.stderr)
     }
 }
 

@@ -3,41 +3,8 @@ import Foundation
 import TestSupport
 import Testing
 
-/// The built `fwassemble` binary (SwiftPM puts it beside the test bundle).
-enum CLI {
-    static let path: String? = {
-        let candidates = [
-            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fwassemble").path,
-            Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("fwassemble").path,
-            Bundle.main.bundleURL.appendingPathComponent("fwassemble").path,
-        ]
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
-    }()
-
-    struct Result { var status: Int32; var stdout: Data; var stderr: String }
-
-    static func run(_ arguments: [String], cwd: String? = nil) throws -> Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try #require(path, "fwassemble binary not built"))
-        process.arguments = arguments
-        if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        // Read stderr on another thread so a full pipe cannot block the child.
-        let errBox = DataBox()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async { errBox.data = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: o, stderr: String(decoding: errBox.data, as: UTF8.self))
-    }
-}
-
-final class DataBox: @unchecked Sendable { var data = Data() }
+/// The built `fwassemble` binary (TestSupport's runner).
+typealias CLI = FwassembleCLI
 
 /// A scratch directory removed at deinit.
 final class ScratchDir {
