@@ -42,7 +42,8 @@ extension Fwassemble {
             for m in plan.mounts {
                 var what: String
                 switch m.kind {
-                case .partition: what = "partition \(m.partition.map(String.init) ?? "?") (\(m.fstype ?? "auto"))"
+                case .partition:
+                    what = "partition \(m.partition.map(String.init) ?? "?")\(m.offset.map { " at byte \($0)" } ?? "") (\(m.fstype ?? "auto"))"
                 case .bind: what = "bind \(m.what ?? "?")"
                 case .overlay: what = "overlay lower=\((m.lower ?? []).joined(separator: ":")) upper=\(m.upper ?? "-")"
                 }
