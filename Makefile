@@ -11,7 +11,7 @@ SWIFT_FLAGS ?=
 BIN := .build/debug/fwassemble
 IMAGES := images/out
 
-.PHONY: all deps build release images demo test bench clean
+.PHONY: all deps build release images demo test bench fuzz clean
 
 all: build
 
@@ -53,6 +53,13 @@ test: build images
 # committed), times fwassemble against the privileged kernel pipeline, appends the table.
 bench: release images
 	bash bench/run.sh
+
+# Fuzzing (docs/fuzzing.md): one libFuzzer binary per target in .build-fuzz, FUZZ_SECONDS each;
+# crashing inputs are copied to Tests/Corpus/<target>/, which make test replays.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= partition-table squashfs erofs fat fstab unit-file boot-environment
+fuzz: deps
+	bash Fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf .build $(IMAGES) bench/out

@@ -83,6 +83,10 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["FirmwareAssembler", "TestSupport"]),
         .testTarget(name: "CAPITests", dependencies: ["CFwassemble", "FirmwareAssembler", "DiskImage", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["FirmwareAssembler", "TestSupport"]),
+        .testTarget(name: "HostileTests", dependencies: [
+            "TestSupport", "DiskImage", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
+            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Archive",
+        ]),
         .target(name: "TestSupport", dependencies: ["FileSystems", "CZlib"], path: "Tests/TestSupport"),
     ]
 )

@@ -50,6 +50,10 @@ public struct TarEntry: Sendable, Equatable {
     /// The member for a walked filesystem entry. Sockets have no tar representation: this throws
     /// `.unsupported` and the caller skips and reports them.
     public init(path: [UInt8], metadata m: Metadata) throws {
+        // The last line of defence against a corrupt name: every member stays below "./".
+        guard Self.isNormalized(path) else {
+            throw FWError(.corrupt, "path \(String(decoding: path, as: UTF8.self).debugDescription) is not a normalised relative path; skipped")
+        }
         let kind: Kind
         switch m.type {
         case .regular: kind = .regular
@@ -71,6 +75,17 @@ public struct TarEntry: Sendable, Equatable {
         }
         self.init(path: path, kind: kind, permissions: m.permissions & 0o7777, uid: m.uid, gid: m.gid,
                   size: m.size, mtime: m.mtime, atime: m.atime, ctime: m.ctime, xattrs: m.xattrs)
+    }
+
+    /// True for "" (the root) and for relative paths whose components are all non-empty, not "."
+    /// or "..", and free of NUL: such a member cannot land outside the extraction directory.
+    public static func isNormalized(_ path: [UInt8]) -> Bool {
+        if path.isEmpty { return true }
+        if path.contains(0) { return false }
+        for component in path.split(separator: 0x2F, omittingEmptySubsequences: false) {
+            if component.isEmpty || component.elementsEqual([0x2E]) || component.elementsEqual([0x2E, 0x2E]) { return false }
+        }
+        return true
     }
 
     /// "/etc/fstab", for messages.

@@ -183,6 +183,14 @@ public final class Ext4Reader: FileSystemReader {
             linkCount: UInt32(raw.linksCount), inode: inode,
             xattrs: try extendedAttributes(of: inode, raw))
         switch type {
+        case .regular:
+            // A size past what the block mapping can address is a damaged i_size (2^63 bytes would
+            // otherwise be archived as an endless stream of zeros): an error for this path.
+            let limit = Ext4File.maximumSize(blockSize: UInt64(blockSize), extents: raw.flags & Ext4Inode.extentsFlag != 0)
+            guard meta.size <= limit else {
+                throw FWError(.corrupt, "file inode \(inode) claims \(meta.size) bytes, more than its block mapping can address (\(limit))",
+                              partition: sourceName)
+            }
         case .symlink:
             meta.symlinkTarget = try symlinkTarget(of: inode, raw)
         case .characterDevice, .blockDevice:

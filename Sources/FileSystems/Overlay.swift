@@ -1,3 +1,5 @@
+import DiskImage
+
 /// A directory in some filesystem: one layer of a merged (overlay) directory.
 public struct Layer {
     public let reader: any FileSystemReader
@@ -62,6 +64,12 @@ public enum OverlayMerge {
                 continue
             }
             for entry in entries where !whiteouts.contains(entry.name) {
+                // "." and "..", and names no path can carry (a corrupt directory): skipped.
+                if entry.name == [0x2E] || entry.name == [0x2E, 0x2E] { continue }
+                if entry.name.isEmpty || entry.name.contains(0x2F) || entry.name.contains(0) {
+                    problem("entry with an invalid name \(entry.name) (inode \(entry.inode)) skipped", FWError(.corrupt, "invalid name"))
+                    continue
+                }
                 if let pending = decided[entry.name], pending.closed { continue }
                 let meta: Metadata
                 do {

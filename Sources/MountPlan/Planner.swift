@@ -25,14 +25,20 @@ public enum Planner {
         var skipped: [SkippedMount] = []
 
         // fstab (systemd-fstab-generator: its units rank below /etc/systemd/system, above /usr/lib).
-        if let inode = try? configFS.lookup(Array("/etc/fstab".utf8), followLast: true),
-           let bytes = try? configFS.readSmallFile(inode, limit: 1 << 20) {
-            let (entries, w) = Fstab.parse(bytes, file: "/etc/fstab")
-            warnings += w.map(\.description)
-            for e in entries {
-                candidates.append(Candidate(where: e.mountPoint, what: e.spec, type: e.type, options: e.options,
-                                            declaredBy: "/etc/fstab:\(e.line)", rank: 1, noauto: e.isNoAuto))
+        // An fstab that exists but cannot be read (a symlink loop or a 10,000-link chain, a
+        // damaged inode) is a warning, not a silently empty fstab.
+        do {
+            if let inode = try configFS.lookup(Array("/etc/fstab".utf8), followLast: true) {
+                let bytes = try configFS.readSmallFile(inode, limit: 1 << 20)
+                let (entries, w) = Fstab.parse(bytes, file: "/etc/fstab")
+                warnings += w.map(\.description)
+                for e in entries {
+                    candidates.append(Candidate(where: e.mountPoint, what: e.spec, type: e.type, options: e.options,
+                                                declaredBy: "/etc/fstab:\(e.line)", rank: 1, noauto: e.isNoAuto))
+                }
             }
+        } catch {
+            warnings.append("/etc/fstab: \((error as? FWError)?.message ?? "\(error)"); not used")
         }
 
         // systemd mount units and their enablement.

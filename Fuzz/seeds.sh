@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Fuzz/seeds.sh OUTDIR: seed corpora for every target from the test disks (small slices; built by
+# images/build.sh when missing): OUTDIR/<target>/*. Deterministic.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:?usage: Fuzz/seeds.sh OUTDIR}
+imgs=$root/images/out
+bash "$root/images/build.sh" "$imgs" haos-full rpi-full haos-mbr-full debian-gpt fs-squashfs fs-erofs fs-fat >/dev/null
+mkdir -p "$out"/{partition-table,squashfs,erofs,fat,fstab,unit-file,boot-environment}
+python3 - "$imgs" "$out" <<'PY'
+import json, os, struct, subprocess, sys
+imgs, out = sys.argv[1:3]
+def slice_(src, off, n):
+    with open(src, "rb") as f:
+        f.seek(off); return f.read(n)
+def save(target, name, data):
+    with open(os.path.join(out, target, name), "wb") as f: f.write(data)
+for disk in ("haos-full", "rpi-full", "haos-mbr-full", "debian-gpt"):
+    img = os.path.join(imgs, disk + ".img")
+    # the tables: the first 64 KiB (MBR, GPT header and entries) and, for EBRs, each EBR sector
+    save("partition-table", disk + "-head", slice_(img, 0, 64 * 1024))
+    table = json.loads(subprocess.check_output(["sfdisk", "-J", img]))["partitiontable"]
+    for p in table["partitions"]:
+        start, size = p["start"] * 512, p["size"] * 512
+        t = subprocess.run(["blkid", "-p", "-O", str(start), "-S", str(size), "-o", "value", "-s", "TYPE", img],
+                           capture_output=True, text=True).stdout.strip()
+        target = {"squashfs": "squashfs", "erofs": "erofs", "vfat": "fat"}.get(t)
+        # small filesystems whole (a few hundred KiB), larger ones cut: the fuzzer mutates the head
+        if target:
+            save(target, f"{disk}-p{p['node'][-1]}", slice_(img, start, min(size, 256 * 1024)))
+for name, target in (("fs-squashfs.img", "squashfs"), ("fs-erofs.img", "erofs"), ("fs-fat16.img", "fat"), ("fs-fat12.img", "fat")):
+    p = os.path.join(imgs, name)
+    if os.path.exists(p): save(target, name, slice_(p, 0, 256 * 1024))
+save("fstab", "debian", b"# <fs> <dir> <type> <options> <dump> <pass>\nPARTUUID=5eb1a2b3-0002 / ext4 defaults,noatime 0 1\n"
+     b"LABEL=var /var ext4 rw,x-systemd.automount 0 2\nUUID=1234-ABCD /boot/efi vfat umask=0077 0 1\n"
+     b"/srv/data /srv/www none bind,ro 0 0\nproc /proc proc defaults 0 0\ntmpfs /tmp tmpfs mode=1777 0 0\n"
+     b"/dev/disk/by-label/data\\040x /mnt/data\\040x ext4 defaults 0 2\n")
+save("unit-file", "mount", b"[Unit]\nDescription=Data\nBefore=local-fs.target\n\n[Mount]\nWhat=/dev/disk/by-label/hassos-data\n"
+     b"Where=/mnt/data\nType=ext4\nOptions=rw,noatime,\\\n  commit=30\n\n[Install]\nWantedBy=local-fs.target\n")
+save("unit-file", "bind", b"[Mount]\nWhat=/mnt/data/docker\nWhere=/var/lib/docker\nType=none\nOptions=bind\n# c\n; c\n")
+grub = b"# GRUB Environment Block\nORDER=A B\nA_OK=1\nA_TRY=0\nB_OK=1\nB_TRY=0\n"
+save("boot-environment", "grubenv", grub + b"#" * (1024 - len(grub)))
+import zlib
+env = b"BOOT_ORDER=B A\x00BOOT_A_LEFT=3\x00BOOT_B_LEFT=3\x00bootcmd=run x\x00\x00"
+body = env + b"\x00" * (4096 - 4 - len(env))
+save("boot-environment", "uboot", struct.pack("<I", zlib.crc32(body)) + body)
+save("boot-environment", "uenv", b"# uEnv\nrootfs=/dev/mmcblk0p2\nbootargs=console=ttyS0\n")
+PY
+for t in "$out"/*; do [ -n "$(ls -A "$t")" ] || echo "no seeds for $(basename "$t")" >&2; done

@@ -1,0 +1,34 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// Replays every file under Tests/Corpus/<target>/ (crashing inputs kept by `make fuzz`, plus
+/// hand-made regressions) through the function the libFuzzer binary calls. A crash here is a
+/// crash of the test process: exactly what the regression guards against.
+@Suite("Hostile disks: fuzz corpus replay")
+struct FuzzCorpusTests {
+    static var corpusRoot: URL { TestImages.repositoryRoot.appendingPathComponent("Tests/Corpus") }
+
+    static func inputs(_ target: String) -> [URL] {
+        let dir = corpusRoot.appendingPathComponent(target)
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        return names.filter { !$0.hasPrefix(".") && $0 != "README.md" }.sorted().map { dir.appendingPathComponent($0) }
+    }
+
+    @Test(arguments: FuzzEntries.targets)
+    func replay(_ target: String) throws {
+        for url in Self.inputs(target) {
+            let data = [UInt8](try Data(contentsOf: url))
+            let start = Date()
+            FuzzEntries.run(target, data)
+            #expect(Date().timeIntervalSince(start) < 10, "\(target)/\(url.lastPathComponent) took too long")
+        }
+    }
+
+    @Test func everyCorpusDirectoryIsATarget() throws {
+        let dirs = (try? FileManager.default.contentsOfDirectory(atPath: Self.corpusRoot.path)) ?? []
+        for d in dirs where !d.hasPrefix(".") && d != "README.md" {
+            #expect(FuzzEntries.targets.contains(d), "Tests/Corpus/\(d) is not a fuzz target")
+        }
+    }
+}

@@ -1,0 +1,60 @@
+// The entry points of the fuzz targets (Fuzz/build.sh compiles this file into each libFuzzer
+// binary; HostileTests replays Tests/Corpus/<target>/ through the same functions). No Testing
+// import here: the fuzz build links only the project's modules.
+import DiskImage
+import FileSystemEROFS
+import FileSystemFAT
+import FileSystemSquashFS
+import FileSystems
+import MountPlan
+import PartitionTable
+
+public enum FuzzEntries {
+    /// Target names, as used for Fuzz/<name>.swift, .build-fuzz/<name> and Tests/Corpus/<name>/.
+    public static let targets = ["partition-table", "squashfs", "erofs", "fat", "fstab", "unit-file", "boot-environment"]
+
+    /// Runs one input through the named target. Errors thrown by the parsers are the expected
+    /// outcome for most inputs; a crash, a hang or an unbounded allocation is the bug.
+    public static func run(_ target: String, _ data: [UInt8]) {
+        switch target {
+        case "partition-table": partitionTable(data)
+        case "squashfs": fileSystem(data) { try SquashFSReader(source: $0, name: "fuzz") }
+        case "erofs": fileSystem(data) { try EROFSReader(source: $0, name: "fuzz") }
+        case "fat": fileSystem(data) { try FATReader(source: $0, name: "fuzz") }
+        case "fstab": _ = Fstab.parse(data)
+        case "unit-file": _ = UnitFile.parse(data, file: "/etc/systemd/system/fuzz.mount")
+        case "boot-environment":
+            _ = GrubEnvironment.parse(data)
+            _ = UBootEnvironment.find(in: data)
+            _ = UBootEnvironment.parseText(data)
+        default: break
+        }
+    }
+
+    static func partitionTable(_ data: [UInt8]) {
+        guard let table = try? PartitionTable.read(from: MemorySource(data, name: "fuzz")) else { return }
+        for p in table.partitions { _ = p.firstSector; _ = p.sectorCount }
+    }
+
+    /// Opens the bytes as a filesystem, walks at most `entryBudget` entries, reads the first
+    /// 64 KiB of each regular file and resolves a few paths (symlinks included).
+    static func fileSystem(_ data: [UInt8], entryBudget: Int = 4096, open: (MemorySource) throws -> any FileSystemReader) {
+        guard let reader = try? open(MemorySource(data, name: "fuzz")) else { return }
+        var walk = TreeWalk(reader)
+        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+        var budget = entryBudget
+        while budget > 0, let entry = walk.next() {
+            budget -= 1
+            guard entry.metadata.type == .regular, let file = try? reader.openFile(entry.metadata.inode) else { continue }
+            var total = 0
+            while total < 64 * 1024 {
+                let n = buffer.withUnsafeMutableBytes { (try? file.read(into: $0)) ?? 0 }
+                if n <= 0 { break }
+                total += n
+            }
+        }
+        for path in ["/etc/fstab", "/etc/os-release", "/a/b/c/d"] {
+            _ = try? reader.lookup(Array(path.utf8), followLast: true)
+        }
+    }
+}
