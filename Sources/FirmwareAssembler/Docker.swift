@@ -94,7 +94,8 @@ extension Disk {
     }
 
     static func binds(of plan: Plan) -> [(target: String, source: String)] {
-        plan.mounts.compactMap { m in m.kind == .bind ? m.what.map { (m.where, $0) } : nil }
+        // A bind at "/" (an OSTree deployment) makes the root; it is no alias of a visible path.
+        plan.mounts.compactMap { m in m.kind == .bind && m.where != "/" ? m.what.map { (m.where, $0) } : nil }
     }
 
     /// The Docker data-roots of the booted namespace: inventory and integrity (docs/docker.md).

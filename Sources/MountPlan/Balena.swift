@@ -45,7 +45,10 @@ enum BalenaProfile {
         let layerDirectory = "\(layersDirectory)/\(mountID)"
         var lower = ["\(layerDirectory)/diff"]
         if let lowerText = ProfilePaths.text("\(layerDirectory)/lower", in: fs) {
-            for item in lowerText.split(separator: ":").map(String.init) {
+            let items = lowerText.split(separator: ":").map(String.init)
+            // overlayfs stacks at most 500 lower layers.
+            guard items.count < 500 else { return fail("\(layerDirectory)/lower lists \(items.count) layers, over overlayfs's 500") }
+            for item in items {
                 // "l/<short>": overlay2/l/<short> -> ../<layer id>/diff
                 guard item.hasPrefix("l/"), ProfilePaths.isPlainName(String(item.dropFirst(2))) else {
                     warnings.append("\(layerDirectory)/lower: entry \(item) is not l/<short id>; skipped")

@@ -153,6 +153,17 @@ struct ProfileEndToEndTests {
         #expect(by["sysroot/ostree/deploy/torizon/deploy/\(ids.rollback)/usr/bin/shared"]?.link == shared.link)
     }
 
+    /// Docker's data-root in the shared /var, found through the /var bind (the bind at "/" that
+    /// makes the deployment the root is no alias).
+    @Test func dockerDataRootsOfTheProfiles() throws {
+        let ostree = try Disk(path: try TestImages.path("ostree.img")).docker()
+        #expect(ostree.dataRoots.map(\.path) == ["/sysroot/ostree/deploy/torizon/var/lib/docker"], "\(ostree.dataRoots.map(\.path))")
+        #expect(ostree.dataRoots.first?.images.count == 2 && ostree.dataRoots.first?.containers.count == 2)
+        let balena = try Disk(path: try TestImages.path("balena.img")).docker()
+        #expect(balena.dataRoots.map(\.path) == ["/mnt/data/docker"], "\(balena.dataRoots.map(\.path))")
+        #expect(balena.dataRoots.first?.foundVia.contains("/var/lib/docker") == true)
+    }
+
     @Test(.enabled(if: TestImages.canLoopMount("ext4"), "needs root and loop mounts"))
     func ostreeArchiveEqualsKernelNamespace() throws {
         try Self.compareWithKernel("ostree.img", minimum: 100)
