@@ -228,3 +228,73 @@ struct ProfileTests {
         #expect(!ProfilePaths.isPlainName("..") && !ProfilePaths.isPlainName("a/b") && ProfilePaths.isPlainName("abc"))
     }
 }
+
+/// A disk whose partitions can also hold a filesystem at a byte offset (OpenWrt's rootfs_data).
+final class OffsetDisk: PlanningDisk {
+    var partitions: [PlanPartition] = []
+    var filesystems: [Int: MemoryFileSystem] = [:]
+    var raw: [Int: [UInt8]] = [:]
+    var atOffset: [Int: (UInt64, MemoryFileSystem)] = [:]
+    func fileSystem(partition index: Int) throws -> (any FileSystemReader)? { filesystems[index] }
+    func rawBytes(partition index: Int, count: Int) throws -> [UInt8] { Array((raw[index] ?? []).prefix(count)) }
+    func fileSystem(partition index: Int, offset: UInt64) throws -> (any FileSystemReader)? {
+        guard let (o, fs) = atOffset[index], o == offset else { return nil }
+        return fs
+    }
+}
+
+extension ProfileTests {
+    /// squashfs superblock bytes: "hsqs", bytes_used (u64 LE) at 40.
+    static func squashfsHead(bytesUsed: UInt64) -> [UInt8] {
+        var head = [UInt8](repeating: 0, count: 96)
+        head[0...3] = [0x68, 0x73, 0x71, 0x73]
+        for i in 0..<8 { head[40 + i] = UInt8(truncatingIfNeeded: bytesUsed >> (8 * UInt64(i))) }
+        return head
+    }
+
+    static func openwrtDisk(bytesUsed: UInt64 = 200_000, dataAt: UInt64? = 262_144, upper: Bool = true) -> OffsetDisk {
+        let disk = OffsetDisk()
+        let kernel = MemoryFileSystem()
+        kernel.addFile("/boot/vmlinuz", "k")
+        disk.partitions.append(PlanPartition(index: 1, fsType: "ext4", label: "kernel", size: 16 << 20))
+        disk.filesystems[1] = kernel
+        let rom = linuxRoot("rom")
+        rom.addFile("/etc/openwrt_release", "DISTRIB_ID='OpenWrt'\n")
+        rom.addFile("/etc/config/fstab", "config global\n")
+        disk.partitions.append(PlanPartition(index: 2, fsType: "squashfs", size: 64 << 20))
+        disk.filesystems[2] = rom
+        disk.raw[2] = squashfsHead(bytesUsed: bytesUsed)
+        if let dataAt {
+            let data = MemoryFileSystem(formatName: "ext4")
+            if upper { data.addFile("/upper/etc/config/network", "lan\n") }
+            disk.atOffset[2] = (dataAt, data)
+        }
+        return disk
+    }
+
+    @Test func openwrtRootfsDataOverlayAtTheAlignedOffset() throws {
+        #expect(try OpenWrtProfile.squashfsEnd(Self.squashfsHead(bytesUsed: 200_000)) == 262_144)
+        #expect(try OpenWrtProfile.squashfsEnd(Self.squashfsHead(bytesUsed: 262_144)) == 262_144)
+        #expect(try OpenWrtProfile.squashfsEnd(Self.squashfsHead(bytesUsed: UInt64.max)) == nil)
+        #expect(try OpenWrtProfile.squashfsEnd([UInt8](repeating: 0, count: 96)) == nil)
+        #expect(throws: FWError.self) { try OpenWrtProfile.squashfsEnd([0x68, 0x73, 0x71, 0x73]) }
+        let plan = try Planner.plan(Self.openwrtDisk())
+        #expect(plan.profile == "openwrt" && plan.root.partition == 2)
+        #expect(Self.lines(plan) == [
+            "/ partition 2 ", "/rom partition 2 ", "/overlay partition 2 ", "/ overlay - /rom",
+            "/rom partition 2 ", "/overlay partition 2 ", "/boot partition 1 ", "/boot bind - /boot/boot",
+        ], "\(Self.lines(plan))")
+        #expect(plan.mounts.filter { $0.where == "/overlay" }.allSatisfy { $0.offset == 262_144 && $0.fstype == "ext4" })
+        #expect(plan.mounts.first { $0.kind == .overlay }?.upper == "/overlay/upper")
+        #expect(plan.warnings.contains { $0.contains("/etc/config/fstab") })
+    }
+
+    @Test func openwrtWithoutRootfsDataIsTheSquashfsAlone() throws {
+        for disk in [Self.openwrtDisk(dataAt: nil), Self.openwrtDisk(dataAt: 131_072), Self.openwrtDisk(upper: false)] {
+            let plan = try Planner.plan(disk)
+            #expect(!plan.mounts.contains { $0.kind == .overlay || $0.where == "/overlay" })
+            #expect(plan.mounts.first?.where == "/" && plan.mounts.first?.partition == 2)
+            #expect(plan.warnings.contains { $0.contains("squashfs alone") }, "\(plan.warnings)")
+        }
+    }
+}
