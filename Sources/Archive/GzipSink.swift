@@ -12,7 +12,9 @@ import Foundation
 ///
 /// Deterministic: each block's bytes depend only on its input and the previous input, so the
 /// result is the same for any thread count and any timing. Memory is bounded: at most
-/// `2 * threads` blocks are in flight; the writer waits for the oldest when that many are out.
+/// `2 * threads + 8` blocks are in flight; the writer waits for the oldest when that many are out.
+/// The 8 extra blocks keep the workers fed while the reading thread waits for a core (on a busy
+/// machine a woken thread can wait tens of milliseconds; a 128 KiB block compresses in about 5).
 public final class GzipSink: ByteSink {
     public static let blockSize = 128 << 10
     static let dictionarySize = 32 << 10
@@ -42,7 +44,7 @@ public final class GzipSink: ByteSink {
         self.downstream = downstream
         self.level = level
         self.threads = max(1, min(threads, 256))
-        self.maxInFlight = 2 * self.threads
+        self.maxInFlight = 2 * self.threads + 8
         if self.threads > 1 {
             pool = DeflatePool(threads: self.threads, level: level)
             inlineDeflater = nil
