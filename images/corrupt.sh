@@ -6,7 +6,7 @@
 # disks give the same corpus. Copies stay sparse. Never committed (images/out is ignored).
 # Rebuilt only when this script or one of the source disks is newer than OUT/corrupt/.done.
 #
-# Cases (about 140):
+# Cases (150):
 #   trunc-*        the disk cut at 25/50/90 % and in the middle of each partition
 #   flip-ext4-*    a handful of seeded bit flips in an ext4 superblock, group descriptor table,
 #                  inode table and the root directory block (offsets from dumpe2fs / debugfs)
@@ -253,7 +253,7 @@ def with_root(name, note, commands):
 
 with_root("ext4-selfdir", "rpi-full: /etc holds 'self', a second link to /etc (a directory containing itself)",
           ["link /etc /etc/self", "link / /usr/rootagain"])
-with_root("ext4-huge", "rpi-full: /etc/hostname claims 2^63-1 bytes, /etc/os-release... 2^64-1",
+with_root("ext4-huge", "rpi-full: /etc/hostname claims 2^63-1 bytes, /usr/lib/os-release 2^64-1",
           ["sif /etc/hostname size 0x7fffffffffffffff", "sif /usr/lib/os-release size 0xffffffffffffffff"])
 
 # names with '/', '..', '.', NUL: create placeholders of the same length, then patch the bytes.
