@@ -52,7 +52,7 @@ test: build images
 # Speed and memory (docs/benchmarks.md): builds a ~1.5 GB HAOS-style disk once (bench/out, never
 # committed), times fwassemble against the privileged kernel pipeline, appends the table.
 bench: release images
-	bash bench/run.sh
+	BIN=$$(swift build -c release $(SWIFT_FLAGS) --show-bin-path)/fwassemble bash bench/run.sh
 
 # Fuzzing (docs/fuzzing.md): one libFuzzer binary per target in .build-fuzz, FUZZ_SECONDS each;
 # crashing inputs are copied to Tests/Corpus/<target>/, which make test replays.
