@@ -155,16 +155,23 @@ public final class FileSource: ByteSource {
 
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         guard offset < size, buffer.count > 0 else { return 0 }
-        var done = 0
-        while done < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FWError(.io, "read error at offset \(offset + UInt64(done)): \(String(cString: strerror(errno)))", disk: name)
-            }
-            if n == 0 { break }
-            done += n
-        }
-        return done
+        return try preadFully(fd, at: offset, into: buffer, name: name)
     }
+}
+
+/// Reads from `fd` at `offset` with pread until `buffer` is full or the file ends (EINTR
+/// retried); returns the bytes read. Errors name `name` and the offset.
+public func preadFully(_ fd: Int32, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, name: String) throws -> Int {
+    guard let base = buffer.baseAddress else { return 0 }
+    var done = 0
+    while done < buffer.count {
+        let n = pread(fd, base + done, buffer.count - done, off_t(offset) + off_t(done))
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw FWError(.io, "read error at offset \(offset + UInt64(done)): \(String(cString: strerror(errno)))", disk: name)
+        }
+        if n == 0 { break }
+        done += n
+    }
+    return done
 }

@@ -184,17 +184,7 @@ final class DescriptorSource: ByteSource {
     func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         guard offset < size, buffer.count > 0 else { return 0 }
         let total = Int(min(UInt64(buffer.count), size - offset))
-        var done = 0
-        while done < total {
-            let n = pread(fd, buffer.baseAddress! + done, total - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FWError(.io, "read error at offset \(offset + UInt64(done)): \(String(cString: strerror(errno)))", disk: name)
-            }
-            if n == 0 { break }
-            done += n
-        }
-        return done
+        return try preadFully(fd, at: offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<total]), name: name)
     }
 }
 
