@@ -18,14 +18,20 @@ public final class OutputFile {
     private var open = true
     /// Buffered sink over the descriptor.
     public let sink: FileDescriptorSink
+    /// The file has no name yet (O_TMPFILE); commit links it into `directory`.
+    private let isUnnamed: Bool
+    private var directory = "."
+    private var base = ""
 
-    /// Creates `.NAME.XXXXXX.tmp` in the target's directory (mode 0644 after umask), or uses
-    /// standard output for "-".
+    /// Creates an unnamed file in the target's directory (O_TMPFILE: a killed run leaves
+    /// nothing behind), or, where the filesystem cannot, `.NAME.XXXXXX` beside the target; mode
+    /// 0666 minus the umask. "-" is standard output.
     public init(path: String) throws {
         target = path
         if path == "-" {
             descriptor = 1
             temporaryPath = nil
+            isUnnamed = false
             sink = FileDescriptorSink(descriptor: 1, name: "standard output")
             return
         }
@@ -34,6 +40,19 @@ public final class OutputFile {
         let directory = slash.map { String(path[...$0]) } ?? ""
         let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
         guard !base.isEmpty else { throw FWError(.invalidArgument, "output path \(path) names a directory") }
+        self.directory = directory.isEmpty ? "." : directory
+        self.base = base
+        let mask = umask(0)
+        umask(mask)
+        // O_TMPFILE (__O_TMPFILE | O_DIRECTORY): an inode with no name until commit links it.
+        let unnamed = openUnnamedFile(in: self.directory, mode: 0o666 & ~mask)
+        if unnamed >= 0 {
+            descriptor = unnamed
+            temporaryPath = nil
+            isUnnamed = true
+            sink = FileDescriptorSink(descriptor: unnamed, name: path)
+            return
+        }
         var template = Array((directory + "." + base + ".XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { buf -> Int32 in
             guard let base = buf.baseAddress else { return -1 }
@@ -44,11 +63,10 @@ public final class OutputFile {
         }
         let tmp = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         // mkstemp creates 0600; archives are ordinary files.
-        let mask = umask(0)
-        umask(mask)
         _ = fchmod(fd, 0o666 & ~mask)
         descriptor = fd
         temporaryPath = tmp
+        isUnnamed = false
         sink = FileDescriptorSink(descriptor: fd, name: path)
     }
 
@@ -58,11 +76,14 @@ public final class OutputFile {
     public func commit() throws {
         guard open else { throw FWError(.invalidArgument, "output \(target) already closed") }
         try sink.finish()
+        if isUnnamed {
+            try linkUnnamed()
+        }
         guard let tmp = temporaryPath else {
             open = false
             return
         }
-        if fsync(descriptor) != 0 {
+        if !isUnnamed, fsync(descriptor) != 0 {
             let message = String(cString: strerror(errno))
             abort()
             throw FWError(.io, "cannot write \(target): fsync failed: \(message)")
@@ -78,14 +99,42 @@ public final class OutputFile {
         temporaryPath = nil
     }
 
+    /// Gives the unnamed file a hidden name beside the target (linkat through /proc/self/fd), so
+    /// that the rename in `commit` can replace an existing target atomically.
+    private func linkUnnamed() throws {
+        if fsync(descriptor) != 0 {
+            let message = String(cString: strerror(errno))
+            abort()
+            throw FWError(.io, "cannot write \(target): fsync failed: \(message)")
+        }
+        let source = "/proc/self/fd/\(descriptor)"
+        for attempt in 0..<100 {
+            let name = directory + "/." + base + ".\(getpid()).\(attempt)"
+            if linkat(AT_FDCWD, source, AT_FDCWD, name, AT_SYMLINK_FOLLOW) == 0 {
+                temporaryPath = name
+                return
+            }
+            if errno != EEXIST { break }
+        }
+        let message = String(cString: strerror(errno))
+        abort()
+        throw FWError(.io, "cannot create \(target): \(message)")
+    }
+
     /// Closes and removes the temporary file (nothing for stdout or after commit).
     public func abort() {
         guard open else { return }
         open = false
         if let tmp = temporaryPath {
-            close(descriptor)
             unlink(tmp)
             temporaryPath = nil
         }
+        if descriptor != 1 { close(descriptor) }
     }
+}
+
+/// An unnamed regular file in `directory` (Linux O_TMPFILE, i.e. __O_TMPFILE | O_DIRECTORY), or
+/// -1 where the filesystem or kernel cannot make one.
+private func openUnnamedFile(in directory: String, mode: mode_t) -> Int32 {
+    open(directory, 0o20000000 | O_DIRECTORY | O_WRONLY | O_CLOEXEC, mode)
 }

@@ -115,7 +115,13 @@ struct CompressionTests {
         do {
             let out = try OutputFile(path: target)
             try out.sink.write(Array("partial".utf8))
-            #expect(FileManager.default.fileExists(atPath: out.temporaryPath ?? ""))
+            // Unnamed (O_TMPFILE): nothing in the directory; else only the hidden temporary file.
+            let visible = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+            if let tmp = out.temporaryPath {
+                #expect(visible == [URL(fileURLWithPath: tmp).lastPathComponent])
+            } else {
+                #expect(visible.isEmpty)
+            }
             out.abort()
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty)

@@ -209,7 +209,7 @@ struct AssembleEndToEndTests {
         #expect(report.contentBytes == firstCopies.reduce(0) { $0 + ($1.size ?? 0) })
     }
 
-    /// SIGKILL while the archive is being written: the target path never appears.
+    /// SIGKILL while the archive is being written: neither the target nor a temporary file is left.
     @Test func killedRunLeavesNoOutput() throws {
         let scratch = try ScratchDir()
         let image = try TestImages.path("haos-full.img")
@@ -220,12 +220,12 @@ struct AssembleEndToEndTests {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        // Wait until the temporary file beside the target exists and has data, then kill.
+        // Wait until the run has written more than 64 KiB of archive (/proc/PID/io wchar), then kill.
         var sawTemporary = false
         for _ in 0..<20_000 where process.isRunning {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: scratch.path)) ?? []
-            if let tmp = names.first(where: { $0.hasPrefix(".killed.rootfs.tar.gz.") }),
-               let size = (try? FileManager.default.attributesOfItem(atPath: scratch.path + "/" + tmp))?[.size] as? Int, size > 65536 {
+            let io = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/io", encoding: .utf8)) ?? ""
+            let written = io.split(separator: "\n").first { $0.hasPrefix("wchar:") }.flatMap { Int($0.dropFirst(6).trimmingCharacters(in: .whitespaces)) } ?? 0
+            if written > 65536 {
                 sawTemporary = true
                 break
             }
@@ -236,6 +236,7 @@ struct AssembleEndToEndTests {
         try #require(sawTemporary && process.terminationReason == .uncaughtSignal, "the run finished before it could be killed")
         #expect(!FileManager.default.fileExists(atPath: target))
         #expect(!FileManager.default.fileExists(atPath: target + ".report.json"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path).isEmpty)
     }
 
     /// A write error half-way (a 256 KiB tmpfs fills up): exit 1, no output, no temporary file.
