@@ -52,6 +52,19 @@ if [ "$(id -u)" = 0 ] && grep -qw erofs /proc/filesystems; then
     read -r t_ktar _ cpu_ktar < <(run3 kernel-tar "bash bench/kernel-pipeline.sh '$disk' /dev/null cat")
 fi
 
+# Container formats (issue 10): the same disk as qcow2 and VMDK (monolithicSparse), read through
+# fwassemble's DiskFormats layer on the uncompressed path, where reading is all the work.
+formats=""
+if [ "${BENCH_FORMATS:-1}" != 0 ] && command -v qemu-img >/dev/null; then
+    for fmt in qcow2 vmdk; do
+        conv=$OUT/haos-bench-$MB.$fmt
+        [ -f "$conv" ] || qemu-img convert -O "$fmt" "$disk" "$conv"
+        read -r t_fmt rss_fmt cpu_fmt < <(run3 "fwa-none-$fmt" "'$bin' assemble '$conv' -q --compression none -o - > /dev/null")
+        overhead=$(python3 -c "print(round(100 * ($t_fmt / $t_none - 1), 1))")
+        formats+="| $fmt | $t_fmt | $cpu_fmt | $(mib "$rss_fmt") | ${overhead} % |"$'\n'
+    done
+fi
+
 # Each reader alone on the same content (bench/build-readers.sh), fwassemble extract against
 # the kernel's driver through tar where it can mount it.
 readers=""
@@ -108,6 +121,16 @@ if [ -n "$readers" ]; then
 | reader alone (bench/build-readers.sh image) | image MiB | fwassemble extract, uncompressed tar to /dev/null: wall (s) | CPU (s) | peak RSS (MiB) | kernel mount + GNU tar to a pipe: wall (s) | CPU (s) |
 |---|---|---|---|---|---|---|
 $readers
+MD
+)
+fi
+if [ -n "$formats" ]; then
+    report+=$(cat <<MD
+
+
+| same disk as (assemble --compression none to /dev/null) | wall (s) | CPU (s) | peak RSS (MiB) | time over raw ($t_none s) |
+|---|---|---|---|---|
+$formats
 MD
 )
 fi
