@@ -53,36 +53,14 @@ public enum FileSystemArchiver {
                 continue
             }
             let linkable = m.type != .directory && m.linkCount > 1
-            if linkable, let first = firstPath[m.inode] {
-                entry.kind = .hardlink(target: first)
-                entry.size = 0
-                try tar.append(entry)
-                report.hardlinks += 1
-                report.members += 1
-                continue
-            }
-            if linkable { firstPath[m.inode] = item.path }
-
-            if m.type == .regular, m.size > 0 {
-                let contents: any FileContents
-                do {
-                    contents = try reader.openFile(m.inode)
-                } catch {
-                    // The member is still written (zeros) so hardlinks to it stay valid.
-                    let message = (error as? FWError)?.message ?? "\(error)"
-                    report.problems.append(ArchiveProblem(path: item.displayPath, message: "cannot open (\(message)); written as \(m.size) zero bytes"))
-                    try tar.append(entry, contents: ZeroContents(size: m.size))
-                    report.files += 1
-                    report.members += 1
-                    report.contentBytes += m.size
-                    continue
-                }
-                try tar.append(entry, contents: contents)
+            let target = linkable ? firstPath[m.inode] : nil
+            if linkable, target == nil { firstPath[m.inode] = item.path }
+            switch try tar.appendMember(entry, inode: m.inode, reader: reader, hardlinkTarget: target) {
+            case .hardlink: report.hardlinks += 1
+            case .file:
                 report.files += 1
                 report.contentBytes += m.size
-            } else {
-                try tar.append(entry)
-                if m.type == .regular { report.files += 1 }
+            case .other: break
             }
             report.members += 1
         }

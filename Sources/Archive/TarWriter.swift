@@ -255,3 +255,46 @@ public final class TarWriter {
         if rest != 0 { try emitZeros(UInt64(UstarHeader.blockSize - rest)) }
     }
 }
+
+extension TarWriter {
+    /// What `appendMember` wrote.
+    public enum MemberKind: Equatable, Sendable {
+        case hardlink, file, other
+    }
+
+    /// Writes one filesystem entry: a link member ('1') naming `hardlinkTarget` when given; a
+    /// regular file streamed from `reader` (zeros, listed in `problems`, when it cannot be
+    /// opened, so that hardlinks to it stay valid); anything else as it is. The one way the
+    /// extract, assemble and export commands turn entries into members.
+    @discardableResult
+    public func appendMember(_ entry: TarEntry, inode: UInt64, reader: (any FileSystemReader)?,
+                             hardlinkTarget: [UInt8]?) throws -> MemberKind {
+        var entry = entry
+        if let target = hardlinkTarget {
+            entry.kind = .hardlink(target: target)
+            entry.size = 0
+            try append(entry)
+            return .hardlink
+        }
+        guard case .regular = entry.kind else {
+            try append(entry)
+            return .other
+        }
+        guard entry.size > 0 else {
+            try append(entry)
+            return .file
+        }
+        let contents: any FileContents
+        do {
+            guard let reader else { throw FWError(.notFound, "no filesystem holds it") }
+            contents = try reader.openFile(inode)
+        } catch {
+            let message = (error as? FWError)?.message ?? "\(error)"
+            report(entry, "cannot open (\(message)); written as \(entry.size) zero bytes")
+            contents = ZeroContents(size: entry.size)
+        }
+        try append(entry, contents: contents)
+        return .file
+    }
+}
+

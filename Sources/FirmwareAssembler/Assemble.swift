@@ -156,33 +156,19 @@ extension Disk {
                     report.droppedDevices.append(entry.displayPath)
                     continue
                 }
-                var tarEntry: TarEntry
+                let tarEntry: TarEntry
                 do {
                     tarEntry = try TarEntry(path: entry.path, metadata: m)
                 } catch {
                     report.readErrors.append("\(entry.displayPath): \((error as? FWError)?.message ?? "\(error)")")
                     continue
                 }
-                if let target = entry.hardlinkTarget {
-                    tarEntry.kind = .hardlink(target: target)
-                    tarEntry.size = 0
-                    try tar.append(tarEntry)
-                    report.hardlinks += 1
-                } else if m.type == .regular, m.size > 0, let reader = entry.reader {
-                    let contents: any FileContents
-                    do {
-                        contents = try reader.openFile(m.inode)
-                    } catch {
-                        // Still written (as zeros) so hardlinks to it stay valid.
-                        report.readErrors.append("\(entry.displayPath): \((error as? FWError)?.message ?? "\(error)"); written as zeros")
-                        contents = ZeroContents(size: m.size)
-                    }
-                    try tar.append(tarEntry, contents: contents)
+                switch try tar.appendMember(tarEntry, inode: m.inode, reader: entry.reader, hardlinkTarget: entry.hardlinkTarget) {
+                case .hardlink: report.hardlinks += 1
+                case .file:
                     report.files += 1
                     report.contentBytes += m.size
-                } else {
-                    try tar.append(tarEntry)
-                    if m.type == .regular { report.files += 1 }
+                case .other: break
                 }
                 report.members += 1
                 var o = origins[entry.origin] ?? AssembleReport.Origin(origin: entry.origin, entries: 0, bytes: 0)

@@ -141,32 +141,19 @@ extension Disk {
             let tar = TarWriter(sink: try options.compression.sink(over: output.sink, threads: options.threads))
             while let entry = walk.next() {
                 let m = entry.metadata
-                var tarEntry: TarEntry
+                let tarEntry: TarEntry
                 do {
                     tarEntry = try TarEntry(path: entry.path, metadata: m)
                 } catch {
                     result.problems.append("\(entry.displayPath): \((error as? FWError)?.message ?? "\(error)")")
                     continue
                 }
-                if let target = entry.hardlinkTarget {
-                    tarEntry.kind = .hardlink(target: target)
-                    tarEntry.size = 0
-                    try tar.append(tarEntry)
-                    result.hardlinks += 1
-                } else if m.type == .regular, m.size > 0 {
-                    let contents: any FileContents
-                    do {
-                        contents = try entry.reader.openFile(m.inode)
-                    } catch {
-                        result.problems.append("\(entry.displayPath): \((error as? FWError)?.message ?? "\(error)"); written as zeros")
-                        contents = ZeroContents(size: m.size)
-                    }
-                    try tar.append(tarEntry, contents: contents)
+                switch try tar.appendMember(tarEntry, inode: m.inode, reader: entry.reader, hardlinkTarget: entry.hardlinkTarget) {
+                case .hardlink: result.hardlinks += 1
+                case .file:
                     result.files += 1
                     result.contentBytes += m.size
-                } else {
-                    try tar.append(tarEntry)
-                    if m.type == .regular { result.files += 1 }
+                case .other: break
                 }
                 result.members += 1
             }
