@@ -90,8 +90,12 @@ final class Failures: @unchecked Sendable {
 
 @Suite("Hostile disks: the corrupted-disk corpus through the CLI")
 struct CorruptDiskTests {
-    /// Generates (or reuses) images/out/corrupt with images/corrupt.sh and lists its cases.
-    static func corpus() throws -> [String] {
+    /// Generates (or reuses) images/out/corrupt with images/corrupt.sh and lists its cases. Done
+    /// once per test process (a static let initialises once, thread-safely): tests running in
+    /// parallel must not run the generator over each other's files.
+    static func corpus() throws -> [String] { try generated.get() }
+
+    private static let generated = Result<[String], any Error> {
         let script = TestImages.repositoryRoot.appendingPathComponent("images/corrupt.sh").path
         try TestImages.run(["bash", script, TestImages.directory.path])
         let dir = TestImages.directory.appendingPathComponent("corrupt").path
