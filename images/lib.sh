@@ -23,29 +23,36 @@ minimal_root() {
     printf 'testhost\n' > "$d/etc/hostname"
 }
 
+# haos_gpt_layout DISK DISK_SIZE BOOT KERNEL SYSTEM OVERLAY: a new DISK with HAOS's eight GPT
+# partitions (real names and partition UUIDs; bootstate 1M, data the rest), and the caller's
+# `local -A start size` arrays filled with each partition's first sector and sector count.
+haos_gpt_layout() {
+    local disk=$1 total=$2 boot=$3 kernel=$4 system=$5 overlay=$6 i last
+    rm -f "$disk"; truncate -s "$total" "$disk"
+    sgdisk -Z "$disk" >/dev/null 2>&1 || true
+    sgdisk -U 1e4a3d2c-0000-4a5b-9c8d-123456789abc \
+        -n 1:2048:+$boot  -t 1:EF00 -c 1:hassos-boot      -u 1:b3dd0952-733c-4c88-8cba-cab9b8b4377f \
+        -n 2:0:+$kernel   -t 2:8300 -c 2:hassos-kernel0   -u 2:26700fc6-b0bc-4ccf-9837-ea1a4cba3e65 \
+        -n 3:0:+$system   -t 3:8300 -c 3:hassos-system0   -u 3:8d3d53e3-6d49-4c38-8349-aff6859e82fd \
+        -n 4:0:+$kernel   -t 4:8300 -c 4:hassos-kernel1   -u 4:fc02a4f0-5350-406f-93a2-56cbed636b5f \
+        -n 5:0:+$system   -t 5:8300 -c 5:hassos-system1   -u 5:a3ec664e-32ce-4665-95ea-7ae90ce9aa20 \
+        -n 6:0:+1M        -t 6:8300 -c 6:hassos-bootstate -u 6:33236519-7f32-4dff-8002-3390b62c309d \
+        -n 7:0:+$overlay  -t 7:8300 -c 7:hassos-overlay   -u 7:f1326040-5236-40eb-b683-aaa100a9afcf \
+        -n 8:0:0          -t 8:8300 -c 8:hassos-data      -u 8:a52a4597-fa3a-4851-aefd-2fbe9f849079 \
+        "$disk" >/dev/null
+    for i in 1 2 3 4 5 6 7 8; do
+        start[$i]=$(sgdisk -i "$i" "$disk" | awk '/^First sector/ {print $3}')
+        last=$(sgdisk -i "$i" "$disk" | awk '/^Last sector/ {print $3}')
+        size[$i]=$(( last - start[$i] + 1 ))
+    done
+}
+
 # make_haos_gpt DISK: a HAOS-style GPT disk (generic x86-64 layout, sizes scaled down) with the
 # eight partitions of the field guide, their GPT names, fixed partition UUIDs and filesystems.
 make_haos_gpt() {
     local disk=$1 w; w=$(mktemp -d "$PWD/haos.XXXXXX")
-    rm -f "$disk"; truncate -s 128M "$disk"
-    sgdisk -Z "$disk" >/dev/null 2>&1 || true
-    sgdisk -U 1e4a3d2c-0000-4a5b-9c8d-123456789abc \
-        -n 1:2048:+32M  -t 1:EF00 -c 1:hassos-boot      -u 1:b3dd0952-733c-4c88-8cba-cab9b8b4377f \
-        -n 2:0:+4M      -t 2:8300 -c 2:hassos-kernel0   -u 2:26700fc6-b0bc-4ccf-9837-ea1a4cba3e65 \
-        -n 3:0:+16M     -t 3:8300 -c 3:hassos-system0   -u 3:8d3d53e3-6d49-4c38-8349-aff6859e82fd \
-        -n 4:0:+4M      -t 4:8300 -c 4:hassos-kernel1   -u 4:fc02a4f0-5350-406f-93a2-56cbed636b5f \
-        -n 5:0:+16M     -t 5:8300 -c 5:hassos-system1   -u 5:a3ec664e-32ce-4665-95ea-7ae90ce9aa20 \
-        -n 6:0:+1M      -t 6:8300 -c 6:hassos-bootstate -u 6:33236519-7f32-4dff-8002-3390b62c309d \
-        -n 7:0:+16M     -t 7:8300 -c 7:hassos-overlay   -u 7:f1326040-5236-40eb-b683-aaa100a9afcf \
-        -n 8:0:0        -t 8:8300 -c 8:hassos-data      -u 8:a52a4597-fa3a-4851-aefd-2fbe9f849079 \
-        "$disk" >/dev/null
     local -A start size
-    local i
-    for i in 1 2 3 4 5 6 7 8; do
-        start[$i]=$(sgdisk -i "$i" "$disk" | awk '/^First sector/ {print $3}')
-        local last; last=$(sgdisk -i "$i" "$disk" | awk '/^Last sector/ {print $3}')
-        size[$i]=$(( last - start[$i] + 1 ))
-    done
+    haos_gpt_layout "$disk" 128M 32M 4M 16M 16M
     # boot: vfat (FAT16 at 32 MiB), label hassos-boot, a GRUB environment block
     truncate -s $(( size[1] * 512 )) "$w/boot.img"
     mkfs.vfat -n hassos-boot -i 1a2b3c4d "$w/boot.img" >/dev/null
@@ -390,25 +397,8 @@ haos_fs() {
 # Environment: HAOS_GRUBENV, HAOS_VERSION_A, HAOS_VERSION_B (slot B squashfs when set).
 make_haos_full() {
     local disk=$1 w; w=$(mktemp -d "$PWD/haosfull.XXXXXX")
-    rm -f "$disk"; truncate -s 96M "$disk"
-    sgdisk -Z "$disk" >/dev/null 2>&1 || true
-    sgdisk -U 1e4a3d2c-0000-4a5b-9c8d-123456789abc \
-        -n 1:2048:+8M   -t 1:EF00 -c 1:hassos-boot      -u 1:b3dd0952-733c-4c88-8cba-cab9b8b4377f \
-        -n 2:0:+1M      -t 2:8300 -c 2:hassos-kernel0   -u 2:26700fc6-b0bc-4ccf-9837-ea1a4cba3e65 \
-        -n 3:0:+12M     -t 3:8300 -c 3:hassos-system0   -u 3:8d3d53e3-6d49-4c38-8349-aff6859e82fd \
-        -n 4:0:+1M      -t 4:8300 -c 4:hassos-kernel1   -u 4:fc02a4f0-5350-406f-93a2-56cbed636b5f \
-        -n 5:0:+12M     -t 5:8300 -c 5:hassos-system1   -u 5:a3ec664e-32ce-4665-95ea-7ae90ce9aa20 \
-        -n 6:0:+1M      -t 6:8300 -c 6:hassos-bootstate -u 6:33236519-7f32-4dff-8002-3390b62c309d \
-        -n 7:0:+8M      -t 7:8300 -c 7:hassos-overlay   -u 7:f1326040-5236-40eb-b683-aaa100a9afcf \
-        -n 8:0:0        -t 8:8300 -c 8:hassos-data      -u 8:a52a4597-fa3a-4851-aefd-2fbe9f849079 \
-        "$disk" >/dev/null
     local -A start size
-    local i last
-    for i in 1 2 3 4 5 6 7 8; do
-        start[$i]=$(sgdisk -i "$i" "$disk" | awk '/^First sector/ {print $3}')
-        last=$(sgdisk -i "$i" "$disk" | awk '/^Last sector/ {print $3}')
-        size[$i]=$(( last - start[$i] + 1 ))
-    done
+    haos_gpt_layout "$disk" 96M 8M 1M 12M 8M
     haos_fs "$w" 8 8 $(( size[8] / 2048 ))
     put_fs "$disk" "$w/boot.img" "${start[1]}"
     put_fs "$disk" "$w/kernel.img" "${start[2]}"
