@@ -9,15 +9,20 @@ import Testing
 struct FuzzCorpusTests {
     static var corpusRoot: URL { TestImages.repositoryRoot.appendingPathComponent("Tests/Corpus") }
 
-    static func inputs(_ target: String) -> [URL] {
+    /// The inputs kept for a target; throws when its folder is missing or unreadable.
+    static func inputs(_ target: String) throws -> [URL] {
         let dir = corpusRoot.appendingPathComponent(target)
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir.path)
         return names.filter { !$0.hasPrefix(".") && $0 != "README.md" }.sorted().map { dir.appendingPathComponent($0) }
     }
 
+    /// Every target has a folder with at least one input (the hand-made regressions listed in
+    /// Tests/Corpus/README.md), so the replay cannot pass by finding nothing.
     @Test(arguments: FuzzEntries.targets)
     func replay(_ target: String) throws {
-        for url in Self.inputs(target) {
+        let inputs = try Self.inputs(target)
+        try #require(!inputs.isEmpty, "Tests/Corpus/\(target) holds no input to replay")
+        for url in inputs {
             let data = [UInt8](try Data(contentsOf: url))
             let start = Date()
             FuzzEntries.run(target, data)
