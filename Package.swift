@@ -47,10 +47,12 @@ let package = Package(
         .target(name: "FileSystemSquashFS", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
         .target(name: "FileSystemEROFS", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
         .target(name: "FileSystemFAT", dependencies: ["FileSystems", "DiskImage"]),
-        // 5. Mount plan: root slot from bootloader state, fstab, systemd units, firmware profiles.
-        .target(name: "MountPlan", dependencies: ["FileSystems", "DiskImage"]),
-        // 6. Assembly: the booted namespace (mounts, binds, overlays) walked in sorted order.
-        .target(name: "Assembly", dependencies: ["FileSystems", "MountPlan", "DiskImage"]),
+        // 5. The namespace engine: filesystems mounted at paths, binds, overlays (OverlayMerge),
+        //    the one path resolver; itself a FileSystemReader that the one TreeWalk walks.
+        .target(name: "Assembly", dependencies: ["FileSystems", "DiskImage"]),
+        // 6. Mount plan: root slot from bootloader state, fstab, systemd units, firmware profiles;
+        //    reads configuration through the namespace engine.
+        .target(name: "MountPlan", dependencies: ["FileSystems", "Assembly", "DiskImage"]),
         // 6b. Docker data-roots read from the assembled namespace (inventory, integrity, export).
         .target(name: "DockerState", dependencies: ["FileSystems", "Assembly", "DiskImage"]),
         // 7. Archive: streaming tar writer and parallel gzip.
@@ -74,8 +76,8 @@ let package = Package(
             "FileSystems", "FileSystemExt4", "FileSystemSquashFS", "FileSystemEROFS", "FileSystemFAT",
             "DiskImage", "TestSupport",
         ]),
-        .testTarget(name: "MountPlanTests", dependencies: ["MountPlan", "FileSystems", "DiskImage"]),
-        .testTarget(name: "AssemblyTests", dependencies: ["Assembly", "MountPlan", "FileSystems", "DiskImage"]),
+        .testTarget(name: "MountPlanTests", dependencies: ["MountPlan", "Assembly", "FileSystems", "DiskImage"]),
+        .testTarget(name: "AssemblyTests", dependencies: ["Assembly", "MountPlan", "FileSystems", "FileSystemFAT", "DiskImage", "TestSupport"]),
         .testTarget(name: "ArchiveTests", dependencies: ["Archive", "FileSystems", "TestSupport"]),
         .testTarget(name: "DockerStateTests", dependencies: [
             "DockerState", "Assembly", "MountPlan", "FileSystems", "DiskImage", "FirmwareAssembler", "TestSupport",

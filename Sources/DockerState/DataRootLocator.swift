@@ -24,11 +24,11 @@ public enum DataRootLocator {
                            ("/var/lib/balena", "balena-engine"), ("/balena", "balena-engine")]
 
     /// Candidate paths, configured ones first, and problems met reading the configuration.
-    public static func candidates(in namespace: Namespace) -> ([Candidate], [String]) {
+    public static func candidates(in namespace: NamespaceFileSystem) -> ([Candidate], [String]) {
         var result: [Candidate] = []
         var problems: [String] = []
         for (file, engine) in daemonFiles {
-            guard let (layer, meta) = namespace.locate(file), meta.type == .regular else { continue }
+            guard let (layer, meta) = namespace.locate(NamespacePath(file)), meta.type == .regular else { continue }
             do {
                 let bytes = try layer.reader.readSmallFile(layer.inode, limit: 1 << 20)
                 guard let json = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
@@ -48,7 +48,7 @@ public enum DataRootLocator {
             var files: [String] = []
             for dir in unitDirectories {
                 files.append("\(dir)/\(unit)")
-                if let (layer, meta) = namespace.locate("\(dir)/\(unit).d"), meta.type == .directory,
+                if let (layer, meta) = namespace.locate(NamespacePath("\(dir)/\(unit).d")), meta.type == .directory,
                    let entries = try? layer.reader.directoryEntries(of: layer.inode) {
                     for e in entries.map({ String(decoding: $0.name, as: UTF8.self) }).sorted() where e.hasSuffix(".conf") {
                         files.append("\(dir)/\(unit).d/\(e)")
@@ -56,7 +56,7 @@ public enum DataRootLocator {
                 }
             }
             for file in files {
-                guard let (layer, meta) = namespace.locate(file), meta.type == .regular,
+                guard let (layer, meta) = namespace.locate(NamespacePath(file)), meta.type == .regular,
                       let bytes = try? layer.reader.readSmallFile(layer.inode, limit: 1 << 20) else { continue }
                 for path in dataRootOptions(inUnit: String(decoding: bytes, as: UTF8.self)) {
                     result.append(Candidate(path: path, engine: engine, source: "\(file)"))
@@ -114,38 +114,31 @@ public enum DataRootLocator {
     /// Rewrites a path reached through a bind mount to the bind's source (`binds` as
     /// (target, source) in plan order; at most 16 rewrites).
     public static func realPath(_ path: String, binds: [(target: String, source: String)]) -> String {
-        var current = normalize(path)
+        var current = NamespacePath(path)
         for _ in 0..<16 {
             var changed = false
             for bind in binds.reversed() {
-                let target = normalize(bind.target)
-                if current == target || current.hasPrefix(target == "/" ? "/" : target + "/") {
-                    let rest = current.dropFirst(target.count)
-                    let rewritten = normalize(bind.source + "/" + rest)
-                    if rewritten != current {
-                        current = rewritten
-                        changed = true
-                        break
-                    }
+                guard let rest = current.relative(to: NamespacePath(bind.target)) else { continue }
+                let rewritten = NamespacePath(components: NamespacePath(bind.source).components + rest)
+                if rewritten != current {
+                    current = rewritten
+                    changed = true
+                    break
                 }
             }
             if !changed { break }
         }
-        return current
-    }
-
-    static func normalize(_ path: String) -> String {
-        "/" + path.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
+        return current.display
     }
 
     /// The data-roots: each candidate that exists as a directory and looks like a data-root
     /// (has image/, overlay2/, containers/ or containerd/), deduplicated by filesystem and inode.
-    public static func locate(in namespace: Namespace, binds: [(target: String, source: String)] = []) -> ([(root: DataRoot, foundVia: [String])], [String]) {
+    public static func locate(in namespace: NamespaceFileSystem, binds: [(target: String, source: String)] = []) -> ([(root: DataRoot, foundVia: [String])], [String]) {
         let (candidates, configProblems) = candidates(in: namespace)
         var problems = configProblems
         var found: [(root: DataRoot, foundVia: [String], key: String)] = []
         for c in candidates {
-            guard let (layer, meta) = namespace.locate(c.path), meta.type == .directory else {
+            guard let (layer, meta) = namespace.locate(NamespacePath(c.path)), meta.type == .directory else {
                 if c.source != "default" { problems.append("\(c.path) (from \(c.source)): data-root does not exist in the namespace") }
                 continue
             }
@@ -167,7 +160,7 @@ public enum DataRootLocator {
     }
 
     /// The whole report for a namespace.
-    public static func report(for namespace: Namespace, binds: [(target: String, source: String)] = []) -> DockerReport {
+    public static func report(for namespace: NamespaceFileSystem, binds: [(target: String, source: String)] = []) -> DockerReport {
         let (roots, problems) = locate(in: namespace, binds: binds)
         return DockerReport(dataRoots: roots.map { $0.root.inspect(foundVia: $0.foundVia) }, problems: problems)
     }

@@ -21,6 +21,26 @@ public protocol FileSystemReader: AnyObject {
     /// The entry called `name` in a directory, as the kernel's lookup would find it (exact bytes;
     /// FAT compares case-insensitively). The default searches `directoryEntries(of:)`.
     func entry(named name: [UInt8], in directory: UInt64) throws -> DirectoryEntry?
+    /// The entries of the directory at `path` (a namespace needs the path for the mount points
+    /// below it and for its messages). The default ignores the path.
+    func directoryEntries(of inode: UInt64, at path: NamespacePath) throws -> [DirectoryEntry]
+    /// Which file an inode is, for hardlink identity across views: the filesystem that stores it
+    /// and its inode number there. The default is this reader and `inode`.
+    func linkIdentity(of inode: UInt64) -> FileIdentity
+    /// True when the file can be met again at another path although its link count is 1 (its
+    /// filesystem is mounted at several places in a namespace). The default is false.
+    func mayAppearAgain(_ inode: UInt64) -> Bool
+}
+
+/// A file's identity for hardlinks: the filesystem that stores it and its inode number there.
+public struct FileIdentity: Hashable {
+    public var filesystem: ObjectIdentifier
+    public var inode: UInt64
+
+    public init(filesystem: ObjectIdentifier, inode: UInt64) {
+        self.filesystem = filesystem
+        self.inode = inode
+    }
 }
 
 /// Sequential reader of one file's bytes, in chunks the caller sizes.
@@ -35,6 +55,16 @@ extension FileSystemReader {
     public func entry(named name: [UInt8], in directory: UInt64) throws -> DirectoryEntry? {
         try directoryEntries(of: directory).first { $0.name == name }
     }
+
+    public func directoryEntries(of inode: UInt64, at path: NamespacePath) throws -> [DirectoryEntry] {
+        try directoryEntries(of: inode)
+    }
+
+    public func linkIdentity(of inode: UInt64) -> FileIdentity {
+        FileIdentity(filesystem: ObjectIdentifier(self), inode: inode)
+    }
+
+    public func mayAppearAgain(_ inode: UInt64) -> Bool { false }
 
     /// Looks up a path ("/etc/fstab" or "etc/fstab") without following symlinks in the last
     /// component; intermediate symlinks are followed inside this filesystem (at most 40 hops).

@@ -1,14 +1,21 @@
 import DiskImage
 
-/// One entry of a walk: its path relative to the filesystem root ("" for the root itself,
-/// "etc/fstab" below it; raw bytes) and its metadata.
-public struct WalkEntry: Sendable {
+/// One entry of a walk: its path relative to the walked root ("" for the root itself,
+/// "etc/fstab" below it; raw bytes), its metadata, and the reader that holds its contents.
+public struct WalkEntry {
     public var path: [UInt8]
     public var metadata: Metadata
+    /// Set when this non-directory was already met at another path (a hardlink, or the same
+    /// file seen again through a bind mount): that first path, relative like `path`.
+    public var hardlinkTarget: [UInt8]?
+    /// The filesystem to read a regular file's contents from (`metadata.inode` there).
+    public var reader: any FileSystemReader
 
-    public init(path: [UInt8], metadata: Metadata) {
+    public init(path: [UInt8], metadata: Metadata, hardlinkTarget: [UInt8]? = nil, reader: any FileSystemReader) {
         self.path = path
         self.metadata = metadata
+        self.hardlinkTarget = hardlinkTarget
+        self.reader = reader
     }
 
     /// The path as text, for messages (invalid UTF-8 shown with replacement characters).
@@ -30,17 +37,25 @@ public enum WalkLimits {
     public static let maximumDirectoryEntries = 4_000_000
 }
 
-/// Walks a filesystem depth-first, children in bytewise name order, parents before children:
-/// a stable order that does not depend on the on-disk order of directory entries.
+/// The one walk of fwassemble: a filesystem, a Docker container's merged layers or the whole
+/// assembled namespace (all of them `FileSystemReader`s) depth-first, children in bytewise name
+/// order, parents before children: a stable order that does not depend on the on-disk order of
+/// directory entries.
 ///
-/// Memory is bounded by the open directories on the current path. Unreadable inodes and
-/// directories, cycles and exceeded limits become `problems` and the walk goes on.
+/// Hardlink identity: a non-directory met again (the same `linkIdentity`: filesystem and inode)
+/// comes with `hardlinkTarget` set to the first path it was met at. Only files with a link count
+/// above 1, or that the reader says may appear again (a filesystem mounted twice), are
+/// remembered, so memory stays bounded by those and by the open directories on the current path.
+/// Unreadable inodes and directories, cycles and exceeded limits become `problems` and the walk
+/// goes on.
 public struct TreeWalk: Sequence, IteratorProtocol {
     private let reader: any FileSystemReader
     private var stack: [Frame] = []
     private var started = false
     private let startInode: UInt64
     private let startPath: [UInt8]
+    private let excluded: [NamespacePath: String]
+    private var firstPaths: [FileIdentity: [UInt8]] = [:]
     /// Problems met so far (unreadable entries are skipped and listed here).
     public private(set) var problems: [WalkProblem] = []
 
@@ -52,10 +67,14 @@ public struct TreeWalk: Sequence, IteratorProtocol {
     }
 
     /// Walks the whole filesystem, or the subtree at `inode` (reported with paths under `path`).
-    public init(_ reader: any FileSystemReader, from inode: UInt64? = nil, path: [UInt8] = []) {
+    /// Entries at `excluding` paths are left out with everything below them, each recorded once
+    /// as a problem with the reason given.
+    public init(_ reader: any FileSystemReader, from inode: UInt64? = nil, path: [UInt8] = [],
+                excluding: [NamespacePath: String] = [:]) {
         self.reader = reader
         self.startInode = inode ?? reader.rootInode
         self.startPath = path
+        self.excluded = excluding
     }
 
     public mutating func next() -> WalkEntry? {
@@ -64,7 +83,7 @@ public struct TreeWalk: Sequence, IteratorProtocol {
             do {
                 let meta = try reader.metadata(of: startInode)
                 if meta.type == .directory { push(path: startPath, inode: startInode) }
-                return WalkEntry(path: startPath, metadata: meta)
+                return WalkEntry(path: startPath, metadata: meta, reader: reader)
             } catch {
                 record(startPath, error)
                 return nil
@@ -76,18 +95,28 @@ public struct TreeWalk: Sequence, IteratorProtocol {
             frame.index += 1
             stack.append(frame)
             let path = frame.path.isEmpty ? entry.name : frame.path + [0x2F] + entry.name
+            if !excluded.isEmpty, let reason = excluded[NamespacePath(bytes: path)] {
+                record(path, FWError(.invalidArgument, reason))
+                continue
+            }
             do {
                 let meta = try reader.metadata(of: entry.inode)
                 if meta.type == .directory {
                     if stack.contains(where: { $0.inode == entry.inode }) || entry.inode == startInode {
-                        record(path, FWError(.corrupt, "directory contains itself (inode \(entry.inode)); not descended"))
+                        record(path, FWError(.corrupt, "directory contains itself (inode \(reader.linkIdentity(of: entry.inode).inode)); not descended"))
                     } else if stack.count >= WalkLimits.maximumDepth {
                         record(path, FWError(.limitExceeded, "deeper than \(WalkLimits.maximumDepth) directories; not descended"))
                     } else {
                         push(path: path, inode: entry.inode)
                     }
+                    return WalkEntry(path: path, metadata: meta, reader: reader)
                 }
-                return WalkEntry(path: path, metadata: meta)
+                var target: [UInt8]?
+                if meta.linkCount > 1 || reader.mayAppearAgain(entry.inode) {
+                    let key = reader.linkIdentity(of: entry.inode)
+                    if let first = firstPaths[key] { target = first } else { firstPaths[key] = path }
+                }
+                return WalkEntry(path: path, metadata: meta, hardlinkTarget: target, reader: reader)
             } catch {
                 record(path, error)
             }
@@ -97,16 +126,16 @@ public struct TreeWalk: Sequence, IteratorProtocol {
 
     private mutating func push(path: [UInt8], inode: UInt64) {
         do {
-            var entries = try reader.directoryEntries(of: inode)
+            var entries = try reader.directoryEntries(of: inode, at: NamespacePath(bytes: path))
             if entries.count > WalkLimits.maximumDirectoryEntries {
                 record(path, FWError(.limitExceeded, "directory has \(entries.count) entries, over the limit of \(WalkLimits.maximumDirectoryEntries); not listed"))
                 return
             }
-            entries.removeAll { $0.name == [0x2E] || $0.name == [0x2E, 0x2E] }
-            for bad in entries where bad.name.isEmpty || bad.name.contains(0x2F) || bad.name.contains(0) {
-                record(path, FWError(.corrupt, "entry with an invalid name \(bad.name) (inode \(bad.inode)) skipped"))
+            entries.removeAll { NamespacePath.isDotEntry($0.name) }
+            for bad in entries where !NamespacePath.isValidName(bad.name) {
+                record(path, FWError(.corrupt, "entry with an invalid name \(bad.name) (inode \(reader.linkIdentity(of: bad.inode).inode)) skipped"))
             }
-            entries.removeAll { $0.name.isEmpty || $0.name.contains(0x2F) || $0.name.contains(0) }
+            entries.removeAll { !NamespacePath.isValidName($0.name) }
             entries.sort { $0.name.lexicographicallyPrecedes($1.name) }
             // Duplicate names (a corrupt directory) would make two entries with one path.
             var unique: [DirectoryEntry] = []

@@ -1,12 +1,12 @@
 import Archive
 import Assembly
 import DiskImage
-import FileSystemFAT
+import DockerState
 import FileSystems
 import Foundation
 import MountPlan
 
-@_exported import struct Assembly.RehostChange
+@_exported import struct MountPlan.RehostChange
 
 /// Options of `Disk.assemble`.
 public struct AssembleOptions: Sendable {
@@ -98,6 +98,8 @@ public struct AssembleReport: Sendable, Codable {
 /// The tool's version, written into reports.
 public let fwassembleVersion = "0.1.0"
 
+extension RehostWalk: ArchivableWalk {}
+
 extension Disk {
     /// The default output name: the image's file name without its extensions, plus
     /// `.rootfs.tar.gz`, in the current directory.
@@ -116,20 +118,8 @@ extension Disk {
 
     /// `assemble` to any destination (Destination.swift).
     func writeAssembly(to destination: AssembleDestination, options: AssembleOptions) throws -> AssembleReport {
-        let partitions = try PartitionFileSystems(disk: self)
-        var plan = try self.plan(using: partitions, options: options.plan)
-        // FAT partitions get the uid=/gid=/umask= options they are mounted with.
-        for m in plan.mounts where m.kind == .partition && m.fstype == "vfat" {
-            guard let index = m.partition else { continue }
-            if let fat = try? FATMountOptions.parse(m.options) { partitions.fatOptions[index] = fat }
-        }
-        let namespace: Namespace
-        do {
-            namespace = try Namespace(plan: plan, open: { try partitions.fileSystem(partition: $0) },
-                                  openAt: { try partitions.fileSystem(partition: $0, offset: $1) })
-        } catch let e as FWError {
-            throw e.within(disk: path)
-        }
+        let booted = try BootedNamespace(disk: self, options: options.plan)
+        let plan = booted.plan
         let outputPath = destination.description
         let output = try destination.open()
         var report = AssembleReport(tool: "fwassemble", version: fwassembleVersion, image: path, output: outputPath,
@@ -137,59 +127,51 @@ extension Disk {
                                     files: 0, hardlinks: 0, contentBytes: 0, tarBytes: 0, droppedDevices: [],
                                     skippedSockets: [], warnings: plan.warnings, readErrors: [])
         let planned = plan.mounts.reduce(UInt64(0)) { sum, m in
-            sum + (m.partition.flatMap { i in partitions.partitions.first { $0.index == i }?.size } ?? 0)
+            sum + (m.partition.flatMap { i in booted.partitions.partitions.first { $0.index == i }?.size } ?? 0)
         }
         do {
             let tar = TarWriter(sink: try options.compression.sink(over: output.archiveSink, threads: options.threads))
             var origins: [String: AssembleReport.Origin] = [:]
-            var reportedTarProblems = 0
             var lastProgress = Date.distantPast
-            var plainWalk = namespace.entries()
-            var rehostWalk = options.rehost ? RehostWalk(namespace.entries(), plan: plan) : nil
-            while let entry = rehostWalk != nil ? rehostWalk!.next() : plainWalk.next() {
+            var contentBytes: UInt64 = 0
+            var members = 0
+            let written = { (entry: WalkEntry, kind: TarWriter.MemberKind) in
                 let m = entry.metadata
-                if m.type == .socket {
-                    report.skippedSockets.append(entry.displayPath)
-                    continue
-                }
-                if options.noDevices, m.type == .characterDevice || m.type == .blockDevice {
-                    report.droppedDevices.append(entry.displayPath)
-                    continue
-                }
-                let tarEntry: TarEntry
-                do {
-                    tarEntry = try TarEntry(path: entry.path, metadata: m)
-                } catch {
-                    report.readErrors.append("\(entry.displayPath): \((error as? FWError)?.message ?? "\(error)")")
-                    continue
-                }
-                switch try tar.appendMember(tarEntry, inode: m.inode, reader: entry.reader, hardlinkTarget: entry.hardlinkTarget) {
-                case .hardlink: report.hardlinks += 1
-                case .file:
-                    report.files += 1
-                    report.contentBytes += m.size
-                case .other: break
-                }
-                report.members += 1
-                var o = origins[entry.origin] ?? AssembleReport.Origin(origin: entry.origin, entries: 0, bytes: 0)
+                members += 1
+                if kind == .file { contentBytes += m.size }
+                let origin = booted.origin(of: entry)
+                var o = origins[origin] ?? AssembleReport.Origin(origin: origin, entries: 0, bytes: 0)
                 o.entries += 1
                 if entry.hardlinkTarget == nil, m.type == .regular { o.bytes += m.size }
-                origins[entry.origin] = o
-                for p in tar.problems.dropFirst(reportedTarProblems) { report.readErrors.append(p.description) }
-                reportedTarProblems = tar.problems.count
+                origins[origin] = o
                 if let progress = options.progress, Date().timeIntervalSince(lastProgress) > 0.2 {
                     lastProgress = Date()
-                    progress(AssembleProgress(entries: report.members, contentBytes: report.contentBytes,
+                    progress(AssembleProgress(entries: members, contentBytes: contentBytes,
                                               plannedBytes: planned, currentPath: entry.displayPath))
                 }
             }
+            let summary: ArchiveSummary
+            if options.rehost {
+                var walk = RehostWalk(booted.walk(), plan: plan)
+                summary = try Archiver.archive(&walk, into: tar, dropDevices: options.noDevices, written: written)
+                report.rehost = walk.changes
+            } else {
+                var walk = booted.walk()
+                summary = try Archiver.archive(&walk, into: tar, dropDevices: options.noDevices, written: written)
+            }
             try tar.finish()
+            report.members = summary.members
+            report.files = summary.files
+            report.hardlinks = summary.hardlinks
+            report.contentBytes = summary.contentBytes
+            report.skippedSockets = summary.skippedSockets
+            report.droppedDevices = summary.droppedDevices
+            report.readErrors = summary.readErrors.map(\.description)
             report.tarBytes = tar.bytesWritten
             report.partitions = origins.values.sorted { $0.origin < $1.origin }
-            if let rehostWalk { report.rehost = rehostWalk.changes }
-            report.warnings += namespace.problems.map(\.description)
-            plan.warnings = report.warnings
-            let docker = Self.dockerReport(namespace: namespace, plan: plan)
+            report.warnings += booted.namespace.problems.map(\.description)
+            report.warnings += summary.walkProblems.map { "\($0.path): \($0.error.description)" }
+            let docker = DataRootLocator.report(for: booted.namespace, binds: booted.binds)
             if !docker.dataRoots.isEmpty { report.docker = docker }
             try output.commit()
         } catch {

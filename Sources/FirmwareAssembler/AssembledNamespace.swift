@@ -1,6 +1,5 @@
 import Assembly
 import DiskImage
-import FileSystemFAT
 import FileSystems
 import MountPlan
 
@@ -71,51 +70,47 @@ final class ContentsHandle: @unchecked Sendable {
 /// `makeIterator()` starts a fresh walk.
 public final class AssembledNamespace: Sequence {
     /// The plan the namespace applies.
-    public let plan: Plan
-    private let partitions: PartitionFileSystems
-    private let namespace: Namespace
+    public var plan: Plan { booted.plan }
+    private let booted: BootedNamespace
+    private var lastWalkProblems: [WalkProblem] = []
 
     init(disk: Disk, plan: Plan) throws {
-        let partitions = try PartitionFileSystems(disk: disk)
-        // FAT partitions are read with the uid=/gid=/umask= options they are mounted with, as
-        // `assemble` does.
-        for m in plan.mounts where m.kind == .partition && m.fstype == "vfat" {
-            guard let index = m.partition else { continue }
-            if let fat = try? FATMountOptions.parse(m.options) { partitions.fatOptions[index] = fat }
-        }
-        do {
-            namespace = try Namespace(plan: plan, open: { try partitions.fileSystem(partition: $0) },
-                                  openAt: { try partitions.fileSystem(partition: $0, offset: $1) })
-        } catch let e as FWError {
-            throw e.within(disk: disk.path)
-        }
-        self.partitions = partitions
-        self.plan = plan
+        booted = try BootedNamespace(disk: disk, plan: plan, partitions: try PartitionFileSystems(disk: disk))
     }
 
     /// Problems met so far (mounts not applied, unreadable directories, loops cut), as
     /// "/path: message". Grows as the walk proceeds; complete once a walk has ended.
-    public var problems: [String] { namespace.problems.map(\.description) }
+    public var problems: [String] {
+        booted.namespace.problems.map(\.description) + lastWalkProblems.map { "\($0.path): \($0.error.description)" }
+    }
 
     public func makeIterator() -> Iterator {
-        Iterator(walk: namespace.entries())
+        lastWalkProblems = []
+        return Iterator(namespace: self, walk: booted.walk())
     }
 
     /// The walk's iterator.
     public struct Iterator: IteratorProtocol {
-        private var walk: NamespaceWalk
+        private let namespace: AssembledNamespace
+        private var walk: TreeWalk
 
-        init(walk: NamespaceWalk) {
+        init(namespace: AssembledNamespace, walk: TreeWalk) {
+            self.namespace = namespace
             self.walk = walk
         }
 
         public mutating func next() -> AssembledEntry? {
+            defer { namespace.lastWalkProblems = walk.problems }
             guard let e = walk.next() else { return nil }
+            let engine = namespace.booted.namespace
+            // The metadata as the filesystem stores it: its own inode number, not the walk's handle.
+            var meta = e.metadata
+            meta.inode = engine.linkIdentity(of: meta.inode).inode
             return AssembledEntry(
-                rawPath: e.path, metadata: e.metadata,
+                rawPath: e.path, metadata: meta,
                 hardlinkTarget: e.hardlinkTarget.map { "/" + String(decoding: $0, as: UTF8.self) },
-                origin: e.origin,
-                contents: e.reader.map { ContentsHandle(reader: $0, inode: e.metadata.inode) })
+                origin: namespace.booted.origin(of: e),
+                contents: ContentsHandle(reader: e.reader, inode: e.metadata.inode))
         }
     }
 }

@@ -2,7 +2,6 @@ import Archive
 import Assembly
 import DiskImage
 import DockerState
-import FileSystemFAT
 import FileSystems
 import Foundation
 import MountPlan
@@ -77,36 +76,10 @@ public struct DockerExportResult: Sendable {
 }
 
 extension Disk {
-    /// The booted namespace and its plan, as `assemble` builds them.
-    func bootedNamespace(options: PlanOptions) throws -> (Namespace, Plan) {
-        let partitions = try PartitionFileSystems(disk: self)
-        let plan = try self.plan(using: partitions, options: options)
-        for m in plan.mounts where m.kind == .partition && m.fstype == "vfat" {
-            guard let index = m.partition else { continue }
-            if let fat = try? FATMountOptions.parse(m.options) { partitions.fatOptions[index] = fat }
-        }
-        do {
-            return (try Namespace(plan: plan, open: { try partitions.fileSystem(partition: $0) },
-                                  openAt: { try partitions.fileSystem(partition: $0, offset: $1) }), plan)
-        } catch let e as FWError {
-            throw e.within(disk: path)
-        }
-    }
-
-    static func binds(of plan: Plan) -> [(target: String, source: String)] {
-        // A bind at "/" (an OSTree deployment) makes the root; it is no alias of a visible path.
-        plan.mounts.compactMap { m in m.kind == .bind && m.where != "/" ? m.what.map { (m.where, $0) } : nil }
-    }
-
     /// The Docker data-roots of the booted namespace: inventory and integrity (docs/docker.md).
     public func docker(options: PlanOptions = PlanOptions()) throws -> DockerReport {
-        let (namespace, plan) = try bootedNamespace(options: options)
-        return DataRootLocator.report(for: namespace, binds: Self.binds(of: plan))
-    }
-
-    /// The Docker report for an already built namespace (the assemble report's `docker` field).
-    static func dockerReport(namespace: Namespace, plan: Plan) -> DockerReport {
-        DataRootLocator.report(for: namespace, binds: binds(of: plan))
+        let booted = try BootedNamespace(disk: self, options: options)
+        return DataRootLocator.report(for: booted.namespace, binds: booted.binds)
     }
 
     /// Writes a container's (or, with `image: true`, an image's) merged filesystem as a tar
@@ -114,8 +87,8 @@ extension Disk {
     /// markers applied and left out, hardlinks as link members.
     public func exportDocker(_ reference: String, image: Bool, options: ExtractOptions, plan planOptions: PlanOptions = PlanOptions(),
                              dataRoot: String? = nil) throws -> DockerExportResult {
-        let (namespace, plan) = try bootedNamespace(options: planOptions)
-        let (roots, _) = DataRootLocator.locate(in: namespace, binds: Self.binds(of: plan))
+        let booted = try BootedNamespace(disk: self, options: planOptions)
+        let (roots, _) = DataRootLocator.locate(in: booted.namespace, binds: booted.binds)
         let candidates = roots.map(\.root).filter { dataRoot == nil || $0.path == dataRoot }
         var lastError: Error = FWError(.notFound, "no Docker data-root found", disk: path)
         var chosen: (root: DataRoot, id: String, layers: [Layer])?
@@ -132,34 +105,26 @@ extension Disk {
             if let e = lastError as? FWError { throw e.within(disk: path) }
             throw lastError
         }
-        var walk = try MergedWalk(layers: chosen.layers)
+        let merged: NamespaceFileSystem
+        do {
+            merged = try NamespaceFileSystem(overlayOf: chosen.layers, name: "\(chosen.root.path) \(image ? "image" : "container") \(chosen.id)")
+        } catch let e as FWError {
+            throw e.within(disk: path)
+        }
         let output = try OutputFile(path: options.output)
         var result = DockerExportResult(what: "\(image ? "image" : "container") \(reference) (\(chosen.id)) in \(chosen.root.path)",
                                         output: options.output, layers: chosen.layers.count, members: 0, files: 0,
                                         hardlinks: 0, contentBytes: 0, tarBytes: 0, problems: [])
         do {
             let tar = TarWriter(sink: try options.compression.sink(over: output.sink, threads: options.threads))
-            while let entry = walk.next() {
-                let m = entry.metadata
-                let tarEntry: TarEntry
-                do {
-                    tarEntry = try TarEntry(path: entry.path, metadata: m)
-                } catch {
-                    result.problems.append("\(entry.displayPath): \((error as? FWError)?.message ?? "\(error)")")
-                    continue
-                }
-                switch try tar.appendMember(tarEntry, inode: m.inode, reader: entry.reader, hardlinkTarget: entry.hardlinkTarget) {
-                case .hardlink: result.hardlinks += 1
-                case .file:
-                    result.files += 1
-                    result.contentBytes += m.size
-                case .other: break
-                }
-                result.members += 1
-            }
+            var walk = TreeWalk(merged)
+            let summary = try Archiver.archive(&walk, into: tar)
             try tar.finish()
-            result.problems += walk.problems
-            result.problems += tar.problems.map(\.description)
+            result.members = summary.members
+            result.files = summary.files
+            result.hardlinks = summary.hardlinks
+            result.contentBytes = summary.contentBytes
+            result.problems = summary.problems.map(\.description) + merged.problems.map(\.description)
             result.tarBytes = tar.bytesWritten
             try output.commit()
         } catch {

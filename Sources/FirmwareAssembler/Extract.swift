@@ -100,7 +100,7 @@ extension Disk {
         let output = try OutputFile(path: options.output)
         do {
             let tar = TarWriter(sink: try options.compression.sink(over: output.sink, threads: options.threads))
-            let report = try FileSystemArchiver.archive(reader, into: tar)
+            let report = try Archiver.archive(reader, into: tar)
             try tar.finish()
             try output.commit()
             return ExtractResult(partition: description, format: reader.formatName, members: report.members,

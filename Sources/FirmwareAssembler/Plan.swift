@@ -16,14 +16,9 @@ final class PartitionFileSystems: PlanningDisk {
     let disk: Disk
     let inspection: DiskInspection
     let partitions: [PlanPartition]
-    /// FAT mount options (uid=, gid=, umask=...) per partition, from the plan. Setting them
-    /// drops a reader opened earlier without them (planning reads boot files from FAT partitions).
-    var fatOptions: [Int: FATMountOptions] = [:] {
-        didSet {
-            for (index, options) in fatOptions where oldValue[index] != options { readers[index] = nil }
-        }
-    }
-    private var readers: [Int: (any FileSystemReader)?] = [:]
+    /// Readers by partition and the FAT mount options (uid=, gid=, umask=...) they were opened
+    /// with: planning reads boot files with none, the namespace mounts with the plan's.
+    private var readers: [Int: [(fat: FATMountOptions?, reader: (any FileSystemReader)?)]] = [:]
     /// Partitions that could not be opened, with the reason (reported once each).
     private(set) var openFailures: [Int: String] = [:]
 
@@ -37,13 +32,19 @@ final class PartitionFileSystems: PlanningDisk {
     }
 
     func fileSystem(partition index: Int) throws -> (any FileSystemReader)? {
-        if let cached = readers[index] { return cached }
+        try fileSystem(partition: index, fat: nil)
+    }
+
+    /// The filesystem of a partition, a FAT one read with `fat` mount options, opened once for
+    /// each set of options.
+    func fileSystem(partition index: Int, fat: FATMountOptions?) throws -> (any FileSystemReader)? {
+        if let cached = readers[index]?.first(where: { $0.fat == fat }) { return cached.reader }
         var reader: (any FileSystemReader)?
         if let info = inspection.partitions.first(where: { $0.index == index }), info.filesystem != nil, info.withinImage {
             do {
                 let (slice, description) = try disk.partitionSource(String(index))
-                if let options = fatOptions[index], try FileSystemFormat.detect(slice) == .vfat {
-                    reader = try FATReader(source: slice, name: description, options: options)
+                if let fat, try FileSystemFormat.detect(slice) == .vfat {
+                    reader = try FATReader(source: slice, name: description, options: fat)
                 } else if try FileSystemFormat.detect(slice) != nil {
                     reader = try FileSystemFormat.open(slice, name: description)
                 }
@@ -51,7 +52,7 @@ final class PartitionFileSystems: PlanningDisk {
                 openFailures[index] = (error as? FWError)?.description ?? "\(error)"
             }
         }
-        readers[index] = reader
+        readers[index, default: []].append((fat, reader))
         return reader
     }
 

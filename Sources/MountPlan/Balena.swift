@@ -1,3 +1,4 @@
+import Assembly
 import DiskImage
 import FileSystems
 
@@ -71,7 +72,7 @@ enum BalenaProfile {
             }
             layers.append(Layer(reader: fs, inode: inode))
         }
-        guard let merged = try? MergedFileSystem(layers: layers, name: "\(fs.sourceName) hostapp \(container)") else {
+        guard let merged = try? NamespaceFileSystem(overlayOf: layers, name: "\(fs.sourceName) hostapp \(container)") else {
             return fail("the hostapp layers cannot be merged")
         }
         let declared = "balenaOS hostapp container \(container) (\(how); \(mountIDFile))"

@@ -1,3 +1,4 @@
+import Assembly
 import DiskImage
 import FileSystems
 
@@ -72,7 +73,7 @@ enum OpenWrtProfile {
                          options: "", declaredBy: declared),
         ] + boot
         var config: any FileSystemReader = physical
-        if let merged = try? MergedFileSystem(layers: [Layer(reader: data, inode: upper), Layer(reader: physical, inode: physical.rootInode)],
+        if let merged = try? NamespaceFileSystem(overlayOf: [Layer(reader: data, inode: upper), Layer(reader: physical, inode: physical.rootInode)],
                                               name: "\(physical.sourceName) with rootfs_data") {
             config = merged
         }

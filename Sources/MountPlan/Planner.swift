@@ -1,3 +1,4 @@
+import Assembly
 import DiskImage
 import FileSystems
 
@@ -118,14 +119,22 @@ public enum Planner {
 
         let ordered = orderMounts(mounts)
         var final: [PlannedMount] = booted.mounts
-        // Binds whose source is missing in the namespace built so far are skipped with a warning.
+        // The namespace as built so far, by the engine that assembles it: binds whose source is
+        // missing there are skipped with a warning.
+        let view = NamespaceFileSystem(name: "plan")
+        let open = { (m: PlannedMount) throws -> (any FileSystemReader)? in
+            guard let index = m.partition else { return nil }
+            return try m.offset.map { try disk.fileSystem(partition: index, offset: $0) } ?? disk.fileSystem(partition: index)
+        }
+        for m in booted.mounts { try? view.apply(m, open: open) }
         for m in ordered {
-            if m.kind == .bind, let what = m.what, !sourceExists(what, mounts: final, disk: disk) {
+            if m.kind == .bind, let what = m.what, !view.exists(NamespacePath(what)) {
                 warnings.append("\(m.declaredBy): bind source \(what) does not exist; \(m.where) not bound")
                 skipped.append(SkippedMount(where: m.where, reason: "bind source \(what) missing", declaredBy: m.declaredBy))
                 continue
             }
             final.append(m)
+            try? view.apply(m, open: open)
         }
         return Plan(root: root, mounts: final, skipped: skipped.sorted { ($0.where, $0.reason) < ($1.where, $1.reason) },
                          warnings: warnings, profile: profile.name)
@@ -215,28 +224,6 @@ public enum Planner {
 
     /// Whether `path` exists in the namespace formed by `mounts` (checked through partition
     /// mounts and binds; overlays are assumed to provide their paths).
-    static func sourceExists(_ path: String, mounts: [PlannedMount], disk: any PlanningDisk, depth: Int = 0) -> Bool {
-        guard depth < PathComponents.maximumSymlinkHops else { return false }
-        guard let m = mounts.last(where: { isUnder(path, $0.where) || path == $0.where }) else { return false }
-        let rest = m.where == "/" ? path : String(path.dropFirst(m.where.count))
-        switch m.kind {
-        case .partition:
-            guard let index = m.partition,
-                  let fs = try? (m.offset.map { try disk.fileSystem(partition: index, offset: $0) } ?? disk.fileSystem(partition: index)) else { return false }
-            return ((try? fs.lookup(Array(rest.utf8), followLast: true)) ?? nil) != nil
-        case .bind:
-            guard let what = m.what else { return false }
-            return sourceExists(normalise(what + "/" + rest), mounts: Array(mounts.prefix { $0 != m }), disk: disk, depth: depth + 1)
-        case .overlay:
-            // Through the layers, top first (whiteouts are not looked at).
-            let before = Array(mounts.prefix { $0 != m })
-            for layer in [m.upper].compactMap({ $0 }) + (m.lower ?? []) {
-                if sourceExists(normalise(layer + "/" + rest), mounts: before, disk: disk, depth: depth + 1) { return true }
-            }
-            return false
-        }
-    }
-
     static func depth(_ path: String) -> Int { path.split(separator: "/").count }
 
     static func isUnder(_ path: String, _ parent: String) -> Bool {

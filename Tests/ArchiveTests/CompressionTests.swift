@@ -93,7 +93,7 @@ struct CompressionTests {
         let target = dir.appendingPathComponent("big.tar.gz").path
         let output = try OutputFile(path: target)
         let tar = TarWriter(sink: try Compression.gzip(level: 1).sink(over: output.sink, threads: 2))
-        let report = try FileSystemArchiver.archive(t, into: tar)
+        let report = try Archiver.archive(t, into: tar)
         try tar.finish()
         try output.commit()
         #expect(report.problems.isEmpty)

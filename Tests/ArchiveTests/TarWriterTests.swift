@@ -70,10 +70,10 @@ enum Scratch {
     }
 
     /// The archive of a reader as tar bytes (plain), and the archiver's report.
-    static func tar(of reader: any FileSystemReader, options: TarOptions = TarOptions()) throws -> ([UInt8], ArchiveReport) {
+    static func tar(of reader: any FileSystemReader, options: TarOptions = TarOptions()) throws -> ([UInt8], ArchiveSummary) {
         let sink = MemorySink()
         let tar = TarWriter(sink: sink, options: options)
-        let report = try FileSystemArchiver.archive(reader, into: tar)
+        let report = try Archiver.archive(reader, into: tar)
         try tar.finish()
         return (sink.bytes, report)
     }

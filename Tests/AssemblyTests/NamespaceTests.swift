@@ -2,13 +2,27 @@ import DiskImage
 import FileSystems
 import MountPlan
 import Testing
+import TestSupport
+import FileSystemFAT
 @testable import Assembly
 
 private func plan(_ mounts: [PlannedMount]) -> Plan {
     Plan(root: RootChoice(partition: 1, filesystem: "memory", reason: "test"), mounts: mounts, skipped: [], warnings: [], profile: "test")
 }
 
-private func listing(_ ns: Namespace) -> [String] {
+extension NamespaceFileSystem {
+    /// The booted walk's entries.
+    func entries() -> [WalkEntry] { Array(bootedWalk()) }
+
+    /// The namespace's problems after a whole booted walk, with the walk's own.
+    var walkedProblems: [NamespaceProblem] {
+        var walk = bootedWalk()
+        while walk.next() != nil {}
+        return problems + walk.problems.map { NamespaceProblem(path: $0.path, message: $0.error.message) }
+    }
+}
+
+private func listing(_ ns: NamespaceFileSystem) -> [String] {
     ns.entries().map { e in
         var line = e.displayPath
         if let t = e.hardlinkTarget { line += " => /" + String(decoding: t, as: UTF8.self) }
@@ -51,7 +65,7 @@ struct NamespaceTests {
 
     @Test func bindsAndHardlinksAcrossBinds() throws {
         let (p, fss) = haos()
-        let ns = try Namespace(plan: p) { fss[$0] }
+        let ns = try NamespaceFileSystem(plan: p) { fss[$0.partition ?? 0] }
         let lines = listing(ns)
         #expect(lines == [
             "/", "/etc", "/etc/hostname", "/etc/os-release",
@@ -68,7 +82,7 @@ struct NamespaceTests {
             "/var/lib/docker/overlay2/abc/diff/etc/gone => /mnt/data/docker/overlay2/abc/diff/etc/gone",
         ])
         // The file bind: /etc/hostname comes first in walk order, the overlay's own path links to it.
-        #expect(ns.problems.contains { $0.path == "/igloo" })
+        #expect(ns.walkedProblems.contains { $0.path == "/igloo" })
         // The bind target takes the metadata of the bound directory.
         let docker = try #require(ns.entries().first { $0.displayPath == "/var/lib/docker" })
         #expect(docker.metadata.permissions == 0o710)
@@ -81,8 +95,8 @@ struct NamespaceTests {
         let (p0, fss) = haos()
         var p = p0
         p.mounts.append(PlannedMount(where: "/root/.ssh", kind: .bind, what: "/mnt/overlay/root/.ssh", declaredBy: "root-.ssh.mount"))
-        let ns = try Namespace(plan: p) { fss[$0] }
-        #expect(ns.problems.contains { $0.path == "/root/.ssh" && $0.message.contains("does not exist") })
+        let ns = try NamespaceFileSystem(plan: p) { fss[$0.partition ?? 0] }
+        #expect(ns.walkedProblems.contains { $0.path == "/root/.ssh" && $0.message.contains("does not exist") })
         #expect(!listing(ns).contains("/root/.ssh"))
     }
 
@@ -95,7 +109,7 @@ struct NamespaceTests {
             PlannedMount(where: "/", kind: .partition, partition: 1, declaredBy: "t"),
             PlannedMount(where: "/srv/a/b", kind: .partition, partition: 2, declaredBy: "t"),
         ])
-        let ns = try Namespace(plan: p) { [1: root, 2: data][$0] }
+        let ns = try NamespaceFileSystem(plan: p) { [1: root, 2: data][$0.partition ?? 0] }
         #expect(listing(ns) == ["/", "/etc", "/etc/os-release", "/srv", "/srv/a", "/srv/a/b", "/srv/a/b/file"])
         #expect(ns.problems.count == 2)
     }
@@ -112,7 +126,7 @@ struct NamespaceTests {
             PlannedMount(where: "/a/b", kind: .partition, partition: 2, declaredBy: "t"),
             PlannedMount(where: "/a", kind: .partition, partition: 3, declaredBy: "t"),
         ])
-        let ns = try Namespace(plan: p) { [1: root, 2: one, 3: two][$0] }
+        let ns = try NamespaceFileSystem(plan: p) { [1: root, 2: one, 3: two][$0.partition ?? 0] }
         #expect(listing(ns) == ["/", "/a", "/a/two"])
     }
 
@@ -142,14 +156,14 @@ struct NamespaceTests {
             PlannedMount(where: "/u", kind: .partition, partition: 3, declaredBy: "t"),
             PlannedMount(where: "/merged", kind: .overlay, lower: ["/l/lower"], upper: "/u/upper", declaredBy: "t"),
         ])
-        let ns = try Namespace(plan: p) { [1: root, 2: lower, 3: upper][$0] }
+        let ns = try NamespaceFileSystem(plan: p) { [1: root, 2: lower, 3: upper][$0.partition ?? 0] }
         let merged = ns.entries().filter { $0.displayPath.hasPrefix("/merged") }
         #expect(merged.map(\.displayPath) == ["/merged", "/merged/keep", "/merged/merged-dir", "/merged/merged-dir/from-lower",
                                               "/merged/merged-dir/from-upper", "/merged/opaque", "/merged/opaque/new", "/merged/replaced"])
         let opaque = try #require(merged.first { $0.displayPath == "/merged/opaque" })
         #expect(opaque.metadata.xattrs.map(\.name) == ["user.keep"])
         let replaced = try #require(merged.first { $0.displayPath == "/merged/replaced" })
-        #expect(try replaced.reader?.readSmallFile(replaced.metadata.inode) == Array("new".utf8))
+        #expect(try replaced.reader.readSmallFile(replaced.metadata.inode) == Array("new".utf8))
     }
 
     @Test func symlinkedBindSourceIsFollowedInsideTheNamespace() throws {
@@ -164,7 +178,45 @@ struct NamespaceTests {
             PlannedMount(where: "/mnt/data", kind: .partition, partition: 2, declaredBy: "t"),
             PlannedMount(where: "/srv/www", kind: .bind, what: "/data/www", declaredBy: "t"),
         ])
-        let ns = try Namespace(plan: p) { [1: root, 2: data][$0] }
+        let ns = try NamespaceFileSystem(plan: p) { [1: root, 2: data][$0.partition ?? 0] }
         #expect(listing(ns).contains("/srv/www/index.html => /mnt/data/www/index.html"))
+    }
+
+    /// FAT names match case-insensitively, as the vfat driver matches them: a bind whose source
+    /// is spelt in another case is applied (the namespace used to compare bytes and drop it,
+    /// while the planner, asking the FAT reader, accepted it).
+    @Test func fatBindSourceMatchesNamesAsTheFATDriverDoes() throws {
+        let fat = try FATReader(source: FileSource(path: TestImages.path("fs-fat16.img")), name: "fs-fat16.img")
+        let root = MemoryFileSystem()
+        root.addDirectory("/boot")
+        root.addDirectory("/efi")
+        let p = plan([
+            PlannedMount(where: "/", kind: .partition, partition: 1, declaredBy: "t"),
+            PlannedMount(where: "/boot", kind: .partition, partition: 2, fstype: "vfat", declaredBy: "t"),
+            PlannedMount(where: "/efi", kind: .bind, what: "/boot/boot/efi/BOOT", declaredBy: "t"),
+        ])
+        let ns = try NamespaceFileSystem(plan: p) { [1: root, 2: fat][$0.partition ?? 0] }
+        #expect(ns.problems.isEmpty, "\(ns.problems)")
+        #expect(listing(ns).contains("/efi/grub.cfg => /boot/Boot/EFI/BOOT/grub.cfg"))
+        #expect(ns.exists(NamespacePath("/boot/BOOT/EFI/boot/GRUB.CFG")))
+        #expect(!ns.exists(NamespacePath("/BOOT/Boot")))
+    }
+
+    /// A bind source below a mount point whose parent directory the root lacks resolves through
+    /// the directory the walk shows there, so the planner (which asks the same engine) and the
+    /// assembled namespace agree (the namespace used to drop the bind the planner accepted).
+    @Test func bindSourceBelowAMountPointWithoutParent() throws {
+        let root = MemoryFileSystem()
+        root.addDirectory("/etc")
+        let overlay = MemoryFileSystem()
+        overlay.addFile("/etc/hostname", "homeassistant\n")
+        let p = plan([
+            PlannedMount(where: "/", kind: .partition, partition: 1, declaredBy: "t"),
+            PlannedMount(where: "/mnt/overlay", kind: .partition, partition: 2, declaredBy: "t"),
+            PlannedMount(where: "/etc/hostname", kind: .bind, what: "/mnt/overlay/etc/hostname", declaredBy: "t"),
+        ])
+        let ns = try NamespaceFileSystem(plan: p) { [1: root, 2: overlay][$0.partition ?? 0] }
+        #expect(!ns.problems.contains { $0.message.contains("bind source") }, "\(ns.problems)")
+        #expect(listing(ns).contains("/mnt/overlay/etc/hostname => /etc/hostname"))
     }
 }

@@ -107,9 +107,9 @@ struct DataRootTests {
     }
 
     /// The merged view as a path -> entry map.
-    func merged(_ layers: [Layer]) throws -> [String: MergedEntry] {
-        var walk = try MergedWalk(layers: layers)
-        var result: [String: MergedEntry] = [:]
+    func merged(_ layers: [Layer]) throws -> [String: WalkEntry] {
+        var walk = TreeWalk(try NamespaceFileSystem(overlayOf: layers, name: "test"))
+        var result: [String: WalkEntry] = [:]
         var order: [String] = []
         while let e = walk.next() {
             let path = String(decoding: e.path, as: UTF8.self)
@@ -191,7 +191,7 @@ struct DataRootTests {
             PlannedMount(where: "/var/lib/docker", kind: .bind, what: "/mnt/data/docker", declaredBy: "t"),
         ])
         let fss: [Int: MemoryFileSystem] = [1: root, 2: data.fs]
-        let ns = try Namespace(plan: p) { fss[$0] }
+        let ns = try NamespaceFileSystem(plan: p) { fss[$0.partition ?? 0] }
         let report = DataRootLocator.report(for: ns, binds: [("/var/lib/docker", "/mnt/data/docker")])
         #expect(report.dataRoots.count == 1)
         let r = try #require(report.dataRoots.first)
@@ -215,7 +215,7 @@ struct DataRootTests {
             PlannedMount(where: "/mnt/data", kind: .partition, partition: 2, declaredBy: "t"),
         ])
         let fss: [Int: MemoryFileSystem] = [1: root, 2: data.fs]
-        let ns = try Namespace(plan: p) { fss[$0] }
+        let ns = try NamespaceFileSystem(plan: p) { fss[$0.partition ?? 0] }
         let report = DataRootLocator.report(for: ns)
         #expect(report.dataRoots.map(\.path) == ["/mnt/data/balena-engine"])
         #expect(report.dataRoots.first?.engine == "balena-engine")
@@ -228,7 +228,7 @@ struct DataRootTests {
         let root = MemoryFileSystem()
         root.addFile("etc/docker/daemon.json", "{\"data-root\": ")
         root.addFile("usr/lib/docker/daemon.json", "{\"graph\": \"/nowhere\"}")
-        let ns = try Namespace(plan: Self.plan([PlannedMount(where: "/", kind: .partition, partition: 1, declaredBy: "t")])) { _ in root }
+        let ns = try NamespaceFileSystem(plan: Self.plan([PlannedMount(where: "/", kind: .partition, partition: 1, declaredBy: "t")])) { _ in root }
         let report = DataRootLocator.report(for: ns)
         #expect(report.dataRoots.isEmpty)
         #expect(report.problems.contains { $0.hasPrefix("/etc/docker/daemon.json") })

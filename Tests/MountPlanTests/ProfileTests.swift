@@ -1,3 +1,4 @@
+import Assembly
 import DiskImage
 import FileSystems
 import Testing
@@ -142,7 +143,7 @@ struct ProfileTests {
             let inode = try #require(try fs.lookup("/balena/overlay2/\(id)/diff"))
             return Layer(reader: fs, inode: inode)
         }
-        let merged = try MergedFileSystem(layers: layers, name: "hostapp")
+        let merged = try NamespaceFileSystem(overlayOf: layers, name: "hostapp")
         #expect(try merged.lookup("/etc/motd") == nil)
         #expect(try merged.lookup("/usr/share/doc/old") == nil)
         let new = try #require(try merged.lookup("/usr/share/doc/new"))

@@ -1,4 +1,5 @@
 import DiskImage
+import FileSystems
 
 /// A directory in some filesystem: one layer of a merged (overlay) directory.
 public struct Layer {

@@ -1,8 +1,8 @@
 import DiskImage
 import FileSystems
-import MountPlan
 import Testing
-@testable import Assembly
+import Assembly
+@testable import MountPlan
 
 @Suite("--rehost")
 struct RehostTests {
@@ -26,13 +26,13 @@ struct RehostTests {
             PlannedMount(where: "/srv", kind: .partition, partition: 2, declaredBy: "/etc/fstab:2"),
             PlannedMount(where: "/www", kind: .bind, what: "/srv/www", declaredBy: "/etc/fstab:3"),
         ], skipped: [], warnings: [], profile: "test")
-        let ns = try Namespace(plan: plan) { [1: root, 2: data][$0] }
-        var walk = RehostWalk(ns.entries(), plan: plan)
-        var entries: [NamespaceEntry] = []
+        let ns = try NamespaceFileSystem(plan: plan) { [1: root, 2: data][$0.partition ?? 0] }
+        var walk = RehostWalk(ns.bootedWalk(), plan: plan)
+        var entries: [WalkEntry] = []
         while let e = walk.next() { entries.append(e) }
         let paths = entries.map(\.displayPath)
         // Still in walk order, each path once.
-        let sorted = paths.sorted { RehostWalk.precedes(RehostWalk.components(Array($0.utf8)), RehostWalk.components(Array($1.utf8))) }
+        let sorted = paths.sorted { NamespacePath($0) < NamespacePath($1) }
         #expect(paths == sorted)
         #expect(Set(paths).count == paths.count)
         let etcUnits = paths.filter { $0.hasPrefix("/etc/systemd/system/") && !$0.contains(".wants") }
@@ -43,7 +43,7 @@ struct RehostTests {
             #expect(e.metadata.type == .symlink && e.metadata.symlinkTarget == Array("/dev/null".utf8))
         }
         let fstab = try #require(entries.first { $0.displayPath == "/etc/fstab" })
-        let text = String(decoding: try #require(try fstab.reader?.readSmallFile(fstab.metadata.inode)), as: UTF8.self)
+        let text = String(decoding: try #require(try fstab.reader.readSmallFile(fstab.metadata.inode)), as: UTF8.self)
         #expect(text == "proc /proc proc defaults 0 0\n# fwassemble --rehost: folded into the archive: LABEL=data /srv ext4 defaults 0 2\n# fwassemble --rehost: folded into the archive: /srv/www /www none bind 0 0\n")
         #expect(fstab.metadata.size == UInt64(text.utf8.count))
         #expect(walk.changes.count == 4)

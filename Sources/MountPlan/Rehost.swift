@@ -1,6 +1,6 @@
+import Assembly
 import DiskImage
 import FileSystems
-import MountPlan
 
 /// One change `--rehost` made to the archived tree.
 public struct RehostChange: Sendable, Codable, Equatable, CustomStringConvertible {
@@ -16,20 +16,22 @@ public struct RehostChange: Sendable, Codable, Equatable, CustomStringConvertibl
 /// folded `/etc/fstab` line is commented out. Works on the sorted walk, inserting and replacing
 /// entries in place, so the output stays in walk order.
 public struct RehostWalk: Sequence, IteratorProtocol {
-    private var base: NamespaceWalk
-    private var peeked: NamespaceEntry?
+    private var base: TreeWalk
+    private var peeked: WalkEntry?
     private var exhausted = false
     /// Unit names to mask, as sorted paths below the root.
-    private var masks: [[[UInt8]]]
+    private var masks: [NamespacePath]
     private let fstabLines: Set<Int>
     private let generated = MemoryFileSystem(formatName: "rehost", sourceName: "fwassemble --rehost")
     private var unitDirectory: Metadata?
     /// What was changed (and what could not be).
     public private(set) var changes: [RehostChange] = []
+    /// The problems of the walk below.
+    public var problems: [WalkProblem] { base.problems }
 
-    static let unitDirectory: [[UInt8]] = ["etc", "systemd", "system"].map { Array($0.utf8) }
+    static let unitDirectory = NamespacePath("/etc/systemd/system")
 
-    public init(_ walk: NamespaceWalk, plan: Plan) {
+    public init(_ walk: TreeWalk, plan: Plan) {
         base = walk
         var names = Set<String>()
         var lines = Set<Int>()
@@ -40,23 +42,23 @@ public struct RehostWalk: Sequence, IteratorProtocol {
                 names.insert(String(name))
             }
         }
-        masks = names.sorted().map { Self.unitDirectory + [Array($0.utf8)] }
+        masks = names.sorted().map { Self.unitDirectory.child(Array($0.utf8)) }
         fstabLines = lines
     }
 
-    public mutating func next() -> NamespaceEntry? {
+    public mutating func next() -> WalkEntry? {
         let upcoming = peek()
         // Masks that sort before the next entry are inserted now (their directory came already).
-        if let mask = masks.first, upcoming.map({ Self.precedes(mask, Self.components($0.path)) }) ?? true {
+        if let mask = masks.first, upcoming.map({ mask < NamespacePath(bytes: $0.path) }) ?? true {
             masks.removeFirst()
             if let dir = unitDirectory {
                 return maskEntry(mask, directory: dir)
             }
-            changes.append(RehostChange(path: Self.display(mask), change: "not masked: /etc/systemd/system does not exist"))
+            changes.append(RehostChange(path: mask.display, change: "not masked: /etc/systemd/system does not exist"))
             return next()
         }
         guard var entry = take() else { return nil }
-        let path = Self.components(entry.path)
+        let path = NamespacePath(bytes: entry.path)
         if path == Self.unitDirectory, entry.metadata.type == .directory { unitDirectory = entry.metadata }
         if let mask = masks.first, mask == path {
             // A unit file in /etc itself: replaced by the mask.
@@ -66,10 +68,9 @@ public struct RehostWalk: Sequence, IteratorProtocol {
                 return maskEntry(mask, directory: dir)
             }
         }
-        if path == [Array("etc".utf8), Array("fstab".utf8)], !fstabLines.isEmpty, entry.metadata.type == .regular,
-           let reader = entry.reader {
+        if path == NamespacePath("/etc/fstab"), !fstabLines.isEmpty, entry.metadata.type == .regular {
             do {
-                let original = try reader.readSmallFile(entry.metadata.inode, limit: 1 << 20)
+                let original = try entry.reader.readSmallFile(entry.metadata.inode, limit: 1 << 20)
                 var lines: [[UInt8]] = []
                 for (i, line) in original.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() {
                     if fstabLines.contains(i + 1) {
@@ -85,7 +86,7 @@ public struct RehostWalk: Sequence, IteratorProtocol {
                 meta.size = UInt64(out.count)
                 meta.inode = inode
                 meta.linkCount = 1
-                entry = NamespaceEntry(path: entry.path, metadata: meta, hardlinkTarget: nil, reader: generated, origin: "fwassemble --rehost")
+                entry = WalkEntry(path: entry.path, metadata: meta, hardlinkTarget: nil, reader: generated)
             } catch {
                 changes.append(RehostChange(path: "/etc/fstab", change: "left as is: \((error as? FWError)?.message ?? "\(error)")"))
             }
@@ -93,21 +94,20 @@ public struct RehostWalk: Sequence, IteratorProtocol {
         return entry
     }
 
-    private mutating func maskEntry(_ path: [[UInt8]], directory: Metadata) -> NamespaceEntry {
+    private mutating func maskEntry(_ path: NamespacePath, directory: Metadata) -> WalkEntry {
         let inode = generated.addSymlink("/mask-\(changes.count)", target: "/dev/null")
         var meta = (try? generated.metadata(of: inode)) ?? directory
         meta.mtime = directory.mtime
-        changes.append(RehostChange(path: Self.display(path), change: "masked (symlink to /dev/null)"))
-        return NamespaceEntry(path: Array(path.joined(separator: [0x2F])), metadata: meta, hardlinkTarget: nil,
-                              reader: generated, origin: "fwassemble --rehost")
+        changes.append(RehostChange(path: path.display, change: "masked (symlink to /dev/null)"))
+        return WalkEntry(path: path.relativeBytes, metadata: meta, hardlinkTarget: nil, reader: generated)
     }
 
-    private mutating func skipChildren(of path: [[UInt8]], ifDirectory: Bool) {
+    private mutating func skipChildren(of path: NamespacePath, ifDirectory: Bool) {
         guard ifDirectory else { return }
-        while let next = peek(), Self.components(next.path).starts(with: path), Self.components(next.path) != path { _ = take() }
+        while let next = peek(), case let p = NamespacePath(bytes: next.path), p.isWithin(path), p != path { _ = take() }
     }
 
-    private mutating func peek() -> NamespaceEntry? {
+    private mutating func peek() -> WalkEntry? {
         if peeked == nil, !exhausted {
             peeked = base.next()
             if peeked == nil { exhausted = true }
@@ -115,21 +115,9 @@ public struct RehostWalk: Sequence, IteratorProtocol {
         return peeked
     }
 
-    private mutating func take() -> NamespaceEntry? {
+    private mutating func take() -> WalkEntry? {
         let e = peek()
         peeked = nil
         return e
-    }
-
-    static func components(_ path: [UInt8]) -> [[UInt8]] { PathComponents.split(path) }
-
-    /// Walk order: component by component, bytewise; a parent before its children.
-    static func precedes(_ a: [[UInt8]], _ b: [[UInt8]]) -> Bool {
-        for (x, y) in zip(a, b) where x != y { return x.lexicographicallyPrecedes(y) }
-        return a.count < b.count
-    }
-
-    static func display(_ path: [[UInt8]]) -> String {
-        "/" + path.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/")
     }
 }

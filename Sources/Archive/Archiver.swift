@@ -1,0 +1,103 @@
+import DiskImage
+import FileSystems
+
+/// A walk the archive loop can take: entries in walk order, and the problems met so far.
+public protocol ArchivableWalk: IteratorProtocol where Element == WalkEntry {
+    var problems: [WalkProblem] { get }
+}
+
+extension TreeWalk: ArchivableWalk {}
+
+/// What archiving a walk wrote and what it could not: the one set of counters of `extract`,
+/// `assemble` and the Docker exports.
+public struct ArchiveSummary: Sendable {
+    /// Members written (the root included).
+    public var members = 0
+    /// Regular files, hardlink members and bytes of file content written.
+    public var files = 0
+    public var hardlinks = 0
+    public var contentBytes: UInt64 = 0
+    /// Everything skipped or written with a loss, in walk order: walk problems (unreadable
+    /// entries, loops, limits), sockets, entries tar cannot hold, short or unreadable files.
+    public var problems: [ArchiveProblem] = []
+    /// The walk's own problems (also in `problems`).
+    public var walkProblems: [WalkProblem] = []
+    /// Entries that could not be written as they are (also in `problems`): invalid entries,
+    /// unreadable files written as zeros, unwritable xattr names.
+    public var readErrors: [ArchiveProblem] = []
+    /// Sockets (tar cannot store them), by path (also in `problems`).
+    public var skippedSockets: [String] = []
+    /// Device nodes left out on request, by path.
+    public var droppedDevices: [String] = []
+
+    public init() {}
+}
+
+/// The one archive loop: every entry of a walk as a tar member, in walk order. Hardlinks come
+/// from the walk (`hardlinkTarget`): the first path met is written as a file and every later
+/// path as a link member ('1') naming it.
+public enum Archiver {
+    /// Writes `walk` into `tar`; `dropDevices` leaves device nodes out (listed in the summary);
+    /// `written` is called after each member with its entry and what was written.
+    public static func archive<Walk: ArchivableWalk>(
+        _ walk: inout Walk, into tar: TarWriter, dropDevices: Bool = false,
+        written: (WalkEntry, TarWriter.MemberKind) -> Void = { _, _ in }
+    ) throws -> ArchiveSummary {
+        var summary = ArchiveSummary()
+        var reportedWalkProblems = 0
+        var reportedTarProblems = tar.problems.count
+        // Problems in walk order: the writer's (about the previous entry), then the walk's.
+        func collect(_ walk: Walk) {
+            let fromTar = tar.problems.dropFirst(reportedTarProblems)
+            summary.problems += fromTar
+            summary.readErrors += fromTar
+            reportedTarProblems = tar.problems.count
+            for p in walk.problems.dropFirst(reportedWalkProblems) {
+                summary.problems.append(ArchiveProblem(path: p.path, message: p.error.message))
+                summary.walkProblems.append(p)
+            }
+            reportedWalkProblems = walk.problems.count
+        }
+
+        while let item = walk.next() {
+            collect(walk)
+            let m = item.metadata
+            if m.type == .socket {
+                summary.skippedSockets.append(item.displayPath)
+                summary.problems.append(ArchiveProblem(path: item.displayPath, message: "socket: not representable in tar; skipped"))
+                continue
+            }
+            if dropDevices, m.type == .characterDevice || m.type == .blockDevice {
+                summary.droppedDevices.append(item.displayPath)
+                continue
+            }
+            let entry: TarEntry
+            do {
+                entry = try TarEntry(path: item.path, metadata: m)
+            } catch {
+                let problem = ArchiveProblem(path: item.displayPath, message: (error as? FWError)?.message ?? "\(error)")
+                summary.problems.append(problem)
+                summary.readErrors.append(problem)
+                continue
+            }
+            let kind = try tar.appendMember(entry, inode: m.inode, reader: item.reader, hardlinkTarget: item.hardlinkTarget)
+            switch kind {
+            case .hardlink: summary.hardlinks += 1
+            case .file:
+                summary.files += 1
+                summary.contentBytes += m.size
+            case .other: break
+            }
+            summary.members += 1
+            written(item, kind)
+        }
+        collect(walk)
+        return summary
+    }
+
+    /// Writes a whole filesystem (or a subtree) in `TreeWalk` order.
+    public static func archive(_ reader: any FileSystemReader, into tar: TarWriter) throws -> ArchiveSummary {
+        var walk = TreeWalk(reader)
+        return try archive(&walk, into: tar)
+    }
+}

@@ -1,0 +1,56 @@
+import Assembly
+import DiskImage
+import FileSystemFAT
+import FileSystems
+import MountPlan
+
+/// The booted device's namespace, built the one way every operation uses (assemble, docker,
+/// the namespace walk): the plan's mounts applied in order to the namespace engine, each
+/// partition opened once with the FAT options it is mounted with.
+struct BootedNamespace {
+    let plan: Plan
+    let partitions: PartitionFileSystems
+    let namespace: NamespaceFileSystem
+
+    /// Plans (with `options`) and applies the plan.
+    init(disk: Disk, options: PlanOptions) throws {
+        let partitions = try PartitionFileSystems(disk: disk)
+        try self.init(disk: disk, plan: try disk.plan(using: partitions, options: options), partitions: partitions)
+    }
+
+    /// Applies `plan` (from `Disk.plan`, possibly edited).
+    init(disk: Disk, plan: Plan, partitions: PartitionFileSystems) throws {
+        self.plan = plan
+        self.partitions = partitions
+        do {
+            namespace = try NamespaceFileSystem(plan: plan, name: "\(disk.path) booted namespace") { m in
+                guard let number = m.partition else { return nil }
+                if let offset = m.offset, offset != 0 {
+                    return try partitions.fileSystem(partition: number, offset: offset)
+                }
+                // FAT partitions are read with the uid=/gid=/umask= options they are mounted with.
+                let fat = m.fstype == "vfat" ? try? FATMountOptions.parse(m.options) : nil
+                return try partitions.fileSystem(partition: number, fat: fat)
+            }
+        } catch let e as FWError {
+            throw e.within(disk: disk.path)
+        }
+    }
+
+    /// The walk of the namespace in archive order (penguin's own directories left out).
+    func walk() -> TreeWalk {
+        namespace.bootedWalk()
+    }
+
+    /// Where a walked entry comes from, for per-partition counts: the mount's origin, or the
+    /// name of the generated filesystem (`--rehost`'s edits).
+    func origin(of entry: WalkEntry) -> String {
+        entry.reader === namespace ? namespace.origin(of: entry.metadata.inode) : entry.reader.sourceName
+    }
+
+    /// The bind mounts of the plan as (target, source) pairs. A bind at "/" (an OSTree
+    /// deployment) makes the root; it is no alias of a visible path.
+    var binds: [(target: String, source: String)] {
+        plan.mounts.compactMap { m in m.kind == .bind && m.where != "/" ? m.what.map { (m.where, $0) } : nil }
+    }
+}
