@@ -87,7 +87,7 @@ public final class Namespace {
                     mount.node = .single(Layer(reader: reader, inode: reader.rootInode), meta)
                 } catch {
                     if index == 0 { throw error }
-                    note(m.where, "partition \(number): \(Self.message(error)); not mounted")
+                    note(m.where, "partition \(number): \(FWError(error).description); not mounted")
                     continue
                 }
             case .bind:
@@ -132,10 +132,6 @@ public final class Namespace {
 
     private func note(_ path: String, _ message: String) {
         problems.append(NamespaceProblem(path: path, message: message))
-    }
-
-    static func message(_ error: Error) -> String {
-        (error as? FWError)?.description ?? "\(error)"
     }
 
     // MARK: Resolution
@@ -253,15 +249,15 @@ public final class Namespace {
                         let m = try layer.reader.metadata(of: entry.inode)
                         result[entry.name] = (.single(Layer(reader: layer.reader, inode: entry.inode), m), provider)
                     } catch {
-                        note(Self.display(path + [entry.name]), Self.message(error))
+                        note(Self.display(path + [entry.name]), FWError(error).description)
                     }
                 }
             } catch {
-                note(Self.display(path), Self.message(error))
+                note(Self.display(path), FWError(error).description)
             }
         case .merged(let layers, _):
             for c in OverlayMerge.children(of: layers, problem: { what, error in
-                self.note(Self.display(path), "\(what): \(Self.message(error))")
+                self.note(Self.display(path), "\(what): \(FWError(error).description)")
             }) {
                 result[c.name] = (Self.node(for: c.child), provider)
             }

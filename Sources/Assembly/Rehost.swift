@@ -87,7 +87,7 @@ public struct RehostWalk: Sequence, IteratorProtocol {
                 meta.linkCount = 1
                 entry = NamespaceEntry(path: entry.path, metadata: meta, hardlinkTarget: nil, reader: generated, origin: "fwassemble --rehost")
             } catch {
-                changes.append(RehostChange(path: "/etc/fstab", change: "left as is: \((error as? FWError)?.message ?? "\(error)")"))
+                changes.append(RehostChange(path: "/etc/fstab", change: "left as is: \(FWError(error).message)"))
             }
         }
         return entry

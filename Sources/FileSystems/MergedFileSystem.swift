@@ -69,7 +69,7 @@ public final class MergedFileSystem: FileSystemReader {
             throw FWError(.invalidArgument, "overlay inode \(inode) is not a directory", disk: sourceName)
         }
         let children = OverlayMerge.children(of: layers) { what, error in
-            problems.append("\(what): \((error as? FWError)?.message ?? "\(error)")")
+            problems.append("\(what): \(FWError(error).message)")
         }
         return children.map { c in
             let key: Key

@@ -160,7 +160,7 @@ extension Disk {
                 do {
                     tarEntry = try TarEntry(path: entry.path, metadata: m)
                 } catch {
-                    report.readErrors.append("\(entry.displayPath): \((error as? FWError)?.message ?? "\(error)")")
+                    report.readErrors.append("\(entry.displayPath): \(FWError(error).message)")
                     continue
                 }
                 switch try tar.appendMember(tarEntry, inode: m.inode, reader: entry.reader, hardlinkTarget: entry.hardlinkTarget) {
@@ -201,7 +201,7 @@ extension Disk {
             do {
                 try Data((try report.json() + "\n").utf8).write(to: URL(fileURLWithPath: reportFile), options: .atomic)
             } catch {
-                throw FWError(.io, "cannot write the report \(reportFile): \(error.localizedDescription)")
+                throw FWError(.io, "cannot write the report \(reportFile): \(error.localizedDescription)", cause: error)
             }
         }
         return report

@@ -145,7 +145,7 @@ extension Disk {
                 do {
                     tarEntry = try TarEntry(path: entry.path, metadata: m)
                 } catch {
-                    result.problems.append("\(entry.displayPath): \((error as? FWError)?.message ?? "\(error)")")
+                    result.problems.append("\(entry.displayPath): \(FWError(error).message)")
                     continue
                 }
                 switch try tar.appendMember(tarEntry, inode: m.inode, reader: entry.reader, hardlinkTarget: entry.hardlinkTarget) {

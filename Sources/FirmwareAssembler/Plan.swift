@@ -48,7 +48,7 @@ final class PartitionFileSystems: PlanningDisk {
                     reader = try FileSystemFormat.open(slice, name: description)
                 }
             } catch {
-                openFailures[index] = (error as? FWError)?.description ?? "\(error)"
+                openFailures[index] = FWError(error).description
             }
         }
         readers[index] = reader
