@@ -56,14 +56,14 @@ let package = Package(
         // 6b. Docker data-roots read from the assembled namespace (inventory, integrity, export).
         .target(name: "DockerState", dependencies: ["FileSystems", "Assembly", "DiskImage"]),
         // 7. Archive: streaming tar writer and parallel gzip.
-        .target(name: "Archive", dependencies: ["FileSystems", "CZlib", "CZstd"]),
+        .target(name: "Archive", dependencies: ["FileSystems", "DiskImage", "CZlib", "CZstd"]),
         // 8. The facade: everything the CLI does goes through it.
         .target(name: "FirmwareAssembler", dependencies: [
             "DiskImage", "DiskFormats", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
             "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Assembly", "Archive", "DockerState",
         ]),
         // 9. The C ABI over the facade: @_cdecl functions, no Swift types cross it.
-        .target(name: "CFwassemble", dependencies: ["FirmwareAssembler"]),
+        .target(name: "CFwassemble", dependencies: ["FirmwareAssembler", "DiskImage"]),
         .executableTarget(name: "fwassemble", dependencies: [
             "FirmwareAssembler",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -71,18 +71,18 @@ let package = Package(
 
         .testTarget(name: "DiskImageTests", dependencies: ["DiskImage", "DiskFormats", "FirmwareAssembler", "TestSupport"]),
         .testTarget(name: "PartitionTableTests", dependencies: ["PartitionTable", "DiskImage", "TestSupport"]),
-        .testTarget(name: "CodecsTests", dependencies: ["Codecs", "TestSupport"]),
+        .testTarget(name: "CodecsTests", dependencies: ["Codecs", "DiskImage", "CLZ4", "CLZMA", "TestSupport"]),
         .testTarget(name: "FileSystemsTests", dependencies: [
             "FileSystems", "FileSystemExt4", "FileSystemSquashFS", "FileSystemEROFS", "FileSystemFAT",
             "DiskImage", "TestSupport",
         ]),
         .testTarget(name: "MountPlanTests", dependencies: ["MountPlan", "Assembly", "FileSystems", "DiskImage"]),
         .testTarget(name: "AssemblyTests", dependencies: ["Assembly", "MountPlan", "FileSystems", "FileSystemFAT", "DiskImage", "TestSupport"]),
-        .testTarget(name: "ArchiveTests", dependencies: ["Archive", "FileSystems", "TestSupport"]),
+        .testTarget(name: "ArchiveTests", dependencies: ["Archive", "FileSystems", "DiskImage", "TestSupport"]),
         .testTarget(name: "DockerStateTests", dependencies: [
             "DockerState", "Assembly", "MountPlan", "FileSystems", "DiskImage", "FirmwareAssembler", "TestSupport",
         ]),
-        .testTarget(name: "CLITests", dependencies: ["FirmwareAssembler", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["FirmwareAssembler", "DiskImage", "TestSupport"]),
         .testTarget(name: "CAPITests", dependencies: ["CFwassemble", "FirmwareAssembler", "DiskImage", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["FirmwareAssembler", "TestSupport"]),
         .testTarget(name: "HostileTests", dependencies: [

@@ -75,7 +75,7 @@ public enum Archiver {
             do {
                 entry = try TarEntry(path: item.path, metadata: m)
             } catch {
-                let problem = ArchiveProblem(path: item.displayPath, message: (error as? FWError)?.message ?? "\(error)")
+                let problem = ArchiveProblem(path: item.displayPath, message: FWError(error).message)
                 summary.problems.append(problem)
                 summary.readErrors.append(problem)
                 continue

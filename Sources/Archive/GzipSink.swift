@@ -156,7 +156,7 @@ final class DeflateJob: @unchecked Sendable {
         } catch let e as FWError {
             error = e
         } catch {
-            self.error = FWError(.io, "gzip: \(error)")
+            self.error = FWError(.io, "gzip: \(error)", cause: error)
         }
     }
 

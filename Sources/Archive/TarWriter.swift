@@ -95,7 +95,7 @@ public final class TarWriter {
         if remaining > 0 {
             let done = entry.size - remaining
             if let readFailure {
-                let message = (readFailure as? FWError)?.message ?? "\(readFailure)"
+                let message = FWError(readFailure).message
                 report(entry, "read error after \(done) of \(entry.size) bytes (\(message)); the rest is written as zeros")
             } else {
                 report(entry, "contents ended after \(done) of \(entry.size) bytes; the rest is written as zeros")
@@ -289,7 +289,7 @@ extension TarWriter {
             guard let reader else { throw FWError(.notFound, "no filesystem holds it") }
             contents = try reader.openFile(inode)
         } catch {
-            let message = (error as? FWError)?.message ?? "\(error)"
+            let message = FWError(error).message
             report(entry, "cannot open (\(message)); written as \(entry.size) zero bytes")
             contents = ZeroContents(size: entry.size)
         }

@@ -164,10 +164,6 @@ public final class NamespaceFileSystem: FileSystemReader {
         }
     }
 
-    public static func message(_ error: Error) -> String {
-        (error as? FWError)?.description ?? "\(error)"
-    }
-
     /// True when the first mount applied is at "/" (as a booted system's root is).
     public var rootMountedFirst: Bool { mounts.first?.path.isRoot == true }
 
@@ -418,11 +414,11 @@ public final class NamespaceFileSystem: FileSystemReader {
                     result[entry.name] = handle(provider: provider, layer: Layer(reader: layer.reader, inode: entry.inode), overlaid: false)
                 }
             } catch {
-                note(path.display, Self.message(error))
+                note(path.display, FWError(error).description)
             }
         case .merged(let layers, _):
             for c in OverlayMerge.children(of: layers, problem: { what, error in
-                self.note(path.display, "\(what): \(Self.message(error))")
+                self.note(path.display, "\(what): \(FWError(error).description)")
             }) {
                 let h = handle(provider: provider, node: Self.node(for: c.child))
                 if packedLayer(h) != nil {

@@ -14,6 +14,9 @@ public protocol ByteSource: AnyObject, Sendable {
     var size: UInt64 { get }
     /// A human name for messages: the image path, or "disk.img partition 3".
     var name: String { get }
+    /// Where the bytes are, for errors: the image, and the partition for a partition's bytes.
+    /// Defaults to the name as the image.
+    var place: FWError.Place { get }
     /// Reads up to `buffer.count` bytes at `offset`. Returns fewer only at the end of the source
     /// (0 when `offset >= size`). Throws on I/O errors.
     func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int
@@ -24,20 +27,22 @@ public protocol ByteSource: AnyObject, Sendable {
 public let maximumSingleRead = 64 << 20
 
 extension ByteSource {
+    public var place: FWError.Place { FWError.Place(disk: name) }
+
     /// Reads exactly `count` bytes at `offset`, or throws `.corrupt` if the range is outside the
     /// source (the usual outcome of a bad on-disk offset or length).
     public func bytes(at offset: UInt64, count: Int) throws -> [UInt8] {
         guard count >= 0, count <= maximumSingleRead else {
-            throw FWError(.limitExceeded, "refusing a \(count)-byte read at offset \(offset)", disk: name)
+            throw FWError(.limitExceeded, "refusing a \(count)-byte read at offset \(offset)", at: place)
         }
         let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
         guard !overflow, end <= size else {
-            throw FWError(.corrupt, "read of \(count) bytes at offset \(offset) is past the end (\(size) bytes)", disk: name)
+            throw FWError(.corrupt, "read of \(count) bytes at offset \(offset) is past the end (\(size) bytes)", at: place)
         }
         var result = [UInt8](repeating: 0, count: count)
         let got = try result.withUnsafeMutableBytes { try read(at: offset, into: $0) }
         guard got == count else {
-            throw FWError(.io, "short read: \(got) of \(count) bytes at offset \(offset)", disk: name)
+            throw FWError(.io, "short read: \(got) of \(count) bytes at offset \(offset)", at: place)
         }
         return result
     }
@@ -46,11 +51,11 @@ extension ByteSource {
     public func readExactly(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
         let (end, overflow) = offset.addingReportingOverflow(UInt64(buffer.count))
         guard !overflow, end <= size else {
-            throw FWError(.corrupt, "read of \(buffer.count) bytes at offset \(offset) is past the end (\(size) bytes)", disk: name)
+            throw FWError(.corrupt, "read of \(buffer.count) bytes at offset \(offset) is past the end (\(size) bytes)", at: place)
         }
         let got = try read(at: offset, into: buffer)
         guard got == buffer.count else {
-            throw FWError(.io, "short read: \(got) of \(buffer.count) bytes at offset \(offset)", disk: name)
+            throw FWError(.io, "short read: \(got) of \(buffer.count) bytes at offset \(offset)", at: place)
         }
     }
 
@@ -58,9 +63,26 @@ extension ByteSource {
     public func slice(offset: UInt64, length: UInt64, name: String? = nil) throws -> SliceSource {
         let (end, overflow) = offset.addingReportingOverflow(length)
         guard !overflow, end <= size else {
-            throw FWError(.corrupt, "range \(offset)+\(length) is past the end (\(size) bytes)", disk: self.name)
+            throw FWError(.corrupt, "range \(offset)+\(length) is past the end (\(size) bytes)", at: self.place)
         }
-        return SliceSource(base: self, offset: offset, length: length, name: name ?? "\(self.name)@\(offset)")
+        if let name { return SliceSource(base: self, offset: offset, length: length, place: FWError.Place(disk: name)) }
+        var place = self.place
+        if let partition = place.partition {
+            place.partition = "\(partition)@\(offset)"
+        } else {
+            place = FWError.Place(disk: "\(self.name)@\(offset)")
+        }
+        return SliceSource(base: self, offset: offset, length: length, place: place)
+    }
+
+    /// A view of `length` bytes starting at `offset` that errors place at `place` (the image and
+    /// the partition: "disk.img" + "partition 3 (rootfs)"); its name is "disk.img partition 3 (rootfs)".
+    public func slice(offset: UInt64, length: UInt64, place: FWError.Place) throws -> SliceSource {
+        let (end, overflow) = offset.addingReportingOverflow(length)
+        guard !overflow, end <= size else {
+            throw FWError(.corrupt, "range \(offset)+\(length) is past the end (\(size) bytes)", at: self.place)
+        }
+        return SliceSource(base: self, offset: offset, length: length, place: place)
     }
 }
 
@@ -69,13 +91,14 @@ public final class SliceSource: ByteSource {
     public let base: any ByteSource
     public let offset: UInt64
     public let size: UInt64
-    public let name: String
+    public let place: FWError.Place
+    public var name: String { place.description }
 
-    init(base: any ByteSource, offset: UInt64, length: UInt64, name: String) {
+    init(base: any ByteSource, offset: UInt64, length: UInt64, place: FWError.Place) {
         self.base = base
         self.offset = offset
         self.size = length
-        self.name = name
+        self.place = place
     }
 
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
@@ -174,4 +197,13 @@ public func preadFully(_ fd: Int32, at offset: UInt64, into buffer: UnsafeMutabl
         done += n
     }
     return done
+}
+
+extension FWError.Place {
+    /// Where a filesystem reader of `source` places its errors: the source's image and partition
+    /// when it is a partition of an image, otherwise `name` (or the source's name) as the image.
+    public init(source: any ByteSource, name: String?) {
+        let place = source.place
+        self = place.partition != nil ? place : FWError.Place(disk: name ?? source.name)
+    }
 }

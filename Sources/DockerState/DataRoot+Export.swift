@@ -93,7 +93,7 @@ public struct MergedWalk: Sequence, IteratorProtocol {
     private mutating func push(path: [UInt8], layers: [Layer]) {
         var found: [String] = []
         let children = OverlayMerge.children(of: layers) { what, error in
-            found.append("/\(String(decoding: path, as: UTF8.self)): \(what): \((error as? FWError)?.description ?? "\(error)")")
+            found.append("/\(String(decoding: path, as: UTF8.self)): \(what): \(FWError(error).description)")
         }
         problems += found
         stack.append((path, children, 0))

@@ -80,7 +80,7 @@ public final class DataRoot {
             return try reader.directoryEntries(of: dir).map { String(decoding: $0.name, as: UTF8.self) }
                 .filter { $0 != "." && $0 != ".." }.sorted()
         } catch {
-            problem(relative, "cannot read the directory: \(Self.message(error))")
+            problem(relative, "cannot read the directory: \(FWError(error).description)")
             return []
         }
     }
@@ -99,7 +99,7 @@ public final class DataRoot {
         do {
             return try reader.readSmallFile(e.inode, limit: limit)
         } catch {
-            problem(relative, "cannot read: \(Self.message(error))")
+            problem(relative, "cannot read: \(FWError(error).description)")
             return nil
         }
     }
@@ -123,10 +123,6 @@ public final class DataRoot {
             problem(relative, "invalid JSON (\(bytes.count) bytes): truncated or malformed")
             return nil
         }
-    }
-
-    static func message(_ error: Error) -> String {
-        (error as? FWError)?.description ?? "\(error)"
     }
 
     // MARK: Driver

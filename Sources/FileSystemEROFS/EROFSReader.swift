@@ -18,6 +18,8 @@ import FileSystems
 public final class EROFSReader: FileSystemReader {
     public let formatName = "erofs"
     public let sourceName: String
+    /// The image and partition its errors name.
+    public let place: FWError.Place
     public let superBlock: EROFS.SuperBlock
     public var rootInode: UInt64 { UInt64(superBlock.rootNid) }
     /// Compression algorithms the superblock declares (bit n = `EROFS.Algorithm(rawValue: n)`).
@@ -43,6 +45,7 @@ public final class EROFSReader: FileSystemReader {
     public init(source: any ByteSource, name: String) throws {
         self.source = source
         self.sourceName = name
+        self.place = FWError.Place(source: source, name: name)
         do {
             let sbBytes = try source.bytes(at: EROFS.superBlockOffset, count: 128)
             let sb = try EROFS.SuperBlock(ByteCursor(sbBytes, context: "erofs superblock"))
@@ -110,7 +113,7 @@ public final class EROFSReader: FileSystemReader {
                 throw FWError.corrupt("erofs root nid \(rootInode) is not a directory (mode 0o\(String(root.mode, radix: 8)))")
             }
         } catch let error as FWError {
-            throw error.within(disk: name)
+            throw error.within(place)
         }
     }
 
@@ -161,7 +164,7 @@ public final class EROFSReader: FileSystemReader {
             guard ino.fileType == .regular else {
                 throw FWError(.invalidArgument, "erofs inode \(inode) is not a regular file")
             }
-            return EROFSFile(data: try DataReader(reader: self, inode: ino), name: sourceName)
+            return EROFSFile(data: try DataReader(reader: self, inode: ino), place: place)
         }
     }
 
@@ -386,7 +389,7 @@ public final class EROFSReader: FileSystemReader {
         do {
             return try body()
         } catch let error as FWError {
-            throw error.within(disk: sourceName)
+            throw error.within(place)
         }
     }
 }
@@ -394,13 +397,13 @@ public final class EROFSReader: FileSystemReader {
 /// Sequential reads over one regular file.
 final class EROFSFile: FileContents {
     let data: DataReader
-    let name: String
+    let place: FWError.Place
     private var position: UInt64 = 0
     var size: UInt64 { data.inode.size }
 
-    init(data: DataReader, name: String) {
+    init(data: DataReader, place: FWError.Place) {
         self.data = data
-        self.name = name
+        self.place = place
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
@@ -413,7 +416,7 @@ final class EROFSFile: FileContents {
                 position += UInt64(n)
             }
         } catch let error as FWError {
-            throw error.within(disk: name)
+            throw error.within(place)
         }
         return done
     }

@@ -36,12 +36,12 @@ final class Ext4File: FileContents {
             size = raw.size(largeDirectories: false)
             var handle: ext2_extent_handle_t?
             try reader.check(ext2fs_extent_open2(fs, ino, nil, &handle), "cannot open the extent tree of inode \(inode)")
-            guard let handle else { throw FWError(.corrupt, "no extent tree for inode \(inode)", partition: reader.sourceName) }
+            guard let handle else { throw FWError(.corrupt, "no extent tree for inode \(inode)", at: reader.place) }
             mapping = .extents(ExtentCursor(handle: handle))
         } else {
             var f: ext2_file_t?
             try reader.check(ext2fs_file_open(fs, ino, 0, &f), "cannot open file inode \(inode)")
-            guard let f else { throw FWError(.corrupt, "no file handle for inode \(inode)", partition: reader.sourceName) }
+            guard let f else { throw FWError(.corrupt, "no file handle for inode \(inode)", at: reader.place) }
             mapping = .library(f)
             var length: UInt64 = 0
             try reader.check(ext2fs_file_get_lsize(f, &length), "cannot size file inode \(inode)")
@@ -52,7 +52,7 @@ final class Ext4File: FileContents {
         let limit = Self.maximumSize(blockSize: UInt64(reader.blockSize), extents: raw.flags & Ext4Inode.extentsFlag != 0)
         guard size <= limit else {
             throw FWError(.corrupt, "file inode \(inode) claims \(size) bytes, more than its block mapping can address (\(limit))",
-                          partition: reader.sourceName)
+                          at: reader.place)
         }
     }
 
@@ -90,7 +90,7 @@ final class Ext4File: FileContents {
             got = 0
         }
         if got == 0 {
-            throw FWError(.corrupt, "file inode \(inode) ends at \(position), its size says \(size)", partition: reader.sourceName)
+            throw FWError(.corrupt, "file inode \(inode) ends at \(position), its size says \(size)", at: reader.place)
         }
         position += UInt64(got)
         return got
@@ -121,7 +121,7 @@ final class Ext4File: FileContents {
         } catch let error as FWError {
             var e = error
             e.message = "cannot read file inode \(inode) at offset \(position): \(error.message)"
-            throw e.within(partition: reader.sourceName)
+            throw e.within(reader.place)
         }
         return count
     }
@@ -187,7 +187,7 @@ final class ExtentCursor {
         guard extent.length > 0, !o1, !o2, !o3, extent.logical >= previousEnd,
               extent.unwritten || (extent.physical > 0 && physicalEnd <= reader.blocksCount) else {
             throw FWError(.corrupt, "inode \(inode): extent \(extent.logical)+\(extent.length) -> block \(extent.physical) is out of order or outside the \(reader.blocksCount)-block filesystem",
-                          partition: reader.sourceName)
+                          at: reader.place)
         }
         previousEnd = logicalEnd
         return extent

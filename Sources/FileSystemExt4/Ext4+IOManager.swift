@@ -121,7 +121,7 @@ final class ChannelState: @unchecked Sendable {
             got = try source.read(at: offset, into: buffer)
         } catch {
             if lastError == nil {
-                lastError = (error as? FWError) ?? FWError(.io, "\(error)", disk: source.name)
+                lastError = FWError(error).within(source.place)
             }
             zero(buffer)
             return errcode_t(EIO)
@@ -129,7 +129,7 @@ final class ChannelState: @unchecked Sendable {
         if got < byteCount {
             zero(UnsafeMutableRawBufferPointer(rebasing: buffer[got...]))
             if lastError == nil {
-                lastError = FWError(.corrupt, "read of \(byteCount) bytes at offset \(offset) is past the end of the \(source.size)-byte source (truncated image?)", disk: source.name)
+                lastError = FWError(.corrupt, "read of \(byteCount) bytes at offset \(offset) is past the end of the \(source.size)-byte source (truncated image?)", at: source.place)
             }
             return errcode_t(EXT2_ET_SHORT_READ)
         }

@@ -14,6 +14,8 @@ public final class Ext4Reader: FileSystemReader {
     /// "ext2", "ext3" or "ext4", from the feature flags (as blkid names them).
     public let variant: String
     public let sourceName: String
+    /// The image and partition its errors name.
+    public let place: FWError.Place
     public var rootInode: UInt64 { 2 }   // EXT2_ROOT_INO
     /// The filesystem label (s_volume_name), empty when none.
     public let label: String
@@ -50,6 +52,8 @@ public final class Ext4Reader: FileSystemReader {
         _ = Self.errorTable
         let sourceName = name ?? source.name
         self.sourceName = sourceName
+        let place = FWError.Place(source: source, name: name)
+        self.place = place
         let state = ChannelState(source: source)
         channel = state
         let channelName = SourceIOManager.register(state)
@@ -60,10 +64,10 @@ public final class Ext4Reader: FileSystemReader {
         let code = ext2fs_open2(channelName, nil, flags, 0, 0, SourceIOManager.manager.pointer, &handle)
         if code != 0 {
             // ext2fs_open2 frees its partial handle on failure.
-            throw Self.error(code, "cannot open the ext2/3/4 filesystem", source: sourceName, channel: state)
+            throw Self.error(code, "cannot open the ext2/3/4 filesystem", source: place, channel: state)
         }
         guard let handle, let sb = handle.pointee.super else {
-            throw FWError(.corrupt, "libext2fs returned no filesystem", partition: sourceName)
+            throw FWError(.corrupt, "libext2fs returned no filesystem", at: place)
         }
         let s = sb.pointee
         let size = Int(s.s_rev_level) == 0 ? 128 : Int(s.s_inode_size)
@@ -71,7 +75,7 @@ public final class Ext4Reader: FileSystemReader {
             // ext2fs_open2 already rejects these; kept so the decoder never trusts it blindly.
             var h: ext2_filsys? = handle
             _ = ext2fs_close_free(&h)
-            throw FWError(.corrupt, "inode size \(size) is invalid", partition: sourceName)
+            throw FWError(.corrupt, "inode size \(size) is invalid", at: place)
         }
         inodeSize = size
         inodeCount = s.s_inodes_count
@@ -108,11 +112,11 @@ public final class Ext4Reader: FileSystemReader {
     // MARK: Errors
 
     /// libext2fs's own message for `code`, with the source error behind it if a read failed.
-    private static func error(_ code: errcode_t, _ what: String, source: String, channel: ChannelState, path: String? = nil) -> FWError {
+    private static func error(_ code: errcode_t, _ what: String, source: FWError.Place, channel: ChannelState, path: String? = nil) -> FWError {
         if let underlying = channel.takeError() {
             var e = underlying
             e.message = "\(what): \(underlying.message)"
-            return e.within(partition: source, path: path)
+            return e.within(source, path: path)
         }
         let text = error_message(code).map { String(cString: $0) } ?? "error \(code)"
         let kind: FWError.Code
@@ -126,7 +130,7 @@ public final class Ext4Reader: FileSystemReader {
         default:
             kind = .corrupt
         }
-        return FWError(kind, "\(what): \(text)", partition: source, path: path)
+        return FWError(kind, "\(what): \(text)", at: source, path: path)
     }
 
     func check(_ code: errcode_t, _ what: @autoclosure () -> String) throws {
@@ -135,17 +139,17 @@ public final class Ext4Reader: FileSystemReader {
             _ = channel.takeError()
             return
         }
-        throw Self.error(code, what(), source: sourceName, channel: channel)
+        throw Self.error(code, what(), source: place, channel: channel)
     }
 
     func handle() throws -> ext2_filsys {
-        guard let fs else { throw FWError(.invalidArgument, "filesystem is closed", partition: sourceName) }
+        guard let fs else { throw FWError(.invalidArgument, "filesystem is closed", at: place) }
         return fs
     }
 
     func inodeNumber(_ inode: UInt64) throws -> ext2_ino_t {
         guard let n = ext2_ino_t(exactly: inode), n >= 1, n <= inodeCount else {
-            throw FWError(.corrupt, "inode \(inode) is outside 1...\(inodeCount)", partition: sourceName)
+            throw FWError(.corrupt, "inode \(inode) is outside 1...\(inodeCount)", at: place)
         }
         return n
     }
@@ -165,14 +169,14 @@ public final class Ext4Reader: FileSystemReader {
         do {
             return try Ext4Inode(bytes, highIDs: highIDs)
         } catch let e as FWError {
-            throw FWError(e.code, "inode \(inode): \(e.message)", partition: sourceName)
+            throw FWError(e.code, "inode \(inode): \(e.message)", at: place, cause: e)
         }
     }
 
     public func metadata(of inode: UInt64) throws -> Metadata {
         let raw = try readInode(inode)
         guard let type = raw.fileType else {
-            throw FWError(.corrupt, "inode \(inode) has an unknown file type (mode 0o\(String(raw.mode, radix: 8)))", partition: sourceName)
+            throw FWError(.corrupt, "inode \(inode) has an unknown file type (mode 0o\(String(raw.mode, radix: 8)))", at: place)
         }
         var meta = Metadata(
             type: type, permissions: raw.permissions, uid: raw.uid, gid: raw.gid,
@@ -189,7 +193,7 @@ public final class Ext4Reader: FileSystemReader {
             let limit = Ext4File.maximumSize(blockSize: UInt64(blockSize), extents: raw.flags & Ext4Inode.extentsFlag != 0)
             guard meta.size <= limit else {
                 throw FWError(.corrupt, "file inode \(inode) claims \(meta.size) bytes, more than its block mapping can address (\(limit))",
-                              partition: sourceName)
+                              at: place)
             }
         case .symlink:
             meta.symlinkTarget = try symlinkTarget(of: inode, raw)
@@ -204,7 +208,7 @@ public final class Ext4Reader: FileSystemReader {
     private func symlinkTarget(of inode: UInt64, _ raw: Ext4Inode) throws -> [UInt8] {
         let size = raw.size(largeDirectories: false)
         guard size <= UInt64(Self.maximumSymlinkLength) else {
-            throw FWError(.limitExceeded, "symlink inode \(inode) has a \(size)-byte target, over \(Self.maximumSymlinkLength)", partition: sourceName)
+            throw FWError(.limitExceeded, "symlink inode \(inode) has a \(size)-byte target, over \(Self.maximumSymlinkLength)", at: place)
         }
         let length = Int(size)
         if raw.hasInlineData {
@@ -213,20 +217,20 @@ public final class Ext4Reader: FileSystemReader {
             var stored = 0
             try check(ext2fs_inline_data_size(fs, ino, &stored), "cannot size the inline symlink of inode \(inode)")
             guard stored <= Self.maximumSymlinkLength else {
-                throw FWError(.corrupt, "inline symlink of inode \(inode) holds \(stored) bytes", partition: sourceName)
+                throw FWError(.corrupt, "inline symlink of inode \(inode) holds \(stored) bytes", at: place)
             }
             var buffer = [UInt8](repeating: 0, count: max(stored, 1))
             var got = stored
             let code = buffer.withUnsafeMutableBytes { ext2fs_inline_data_get(fs, ino, nil, $0.baseAddress, &got) }
             try check(code, "cannot read the inline symlink of inode \(inode)")
             guard got >= length else {
-                throw FWError(.corrupt, "inline symlink of inode \(inode) holds \(got) bytes, its size says \(length)", partition: sourceName)
+                throw FWError(.corrupt, "inline symlink of inode \(inode) holds \(got) bytes, its size says \(length)", at: place)
             }
             return Array(buffer[0..<length])
         }
         if raw.isFastSymlink(blockSize: blockSize, clusterRatioBits: clusterRatioBits) {
             guard length < raw.block.count else {
-                throw FWError(.corrupt, "fast symlink inode \(inode) claims a \(length)-byte target (at most 59 fit)", partition: sourceName)
+                throw FWError(.corrupt, "fast symlink inode \(inode) claims a \(length)-byte target (at most 59 fit)", at: place)
             }
             return Array(raw.block[0..<length])
         }
@@ -240,7 +244,7 @@ public final class Ext4Reader: FileSystemReader {
             filled += n
         }
         guard filled == length else {
-            throw FWError(.corrupt, "symlink inode \(inode): read \(filled) of \(length) target bytes", partition: sourceName)
+            throw FWError(.corrupt, "symlink inode \(inode): read \(filled) of \(length) target bytes", at: place)
         }
         return target
     }
@@ -285,7 +289,7 @@ public final class Ext4Reader: FileSystemReader {
             do {
                 collector.attributes[i].value = try Ext4ACL(disk: collector.attributes[i].value).vfsBytes
             } catch let e as FWError {
-                throw FWError(e.code, "inode \(inode): \(name): \(e.message)", partition: sourceName)
+                throw FWError(e.code, "inode \(inode): \(name): \(e.message)", at: place, cause: e)
             }
         }
         return collector.attributes.sorted { $0.name < $1.name }
@@ -320,7 +324,7 @@ public final class Ext4Reader: FileSystemReader {
         }
         try check(code, "cannot list directory inode \(inode)")
         if collector.overLimit {
-            throw FWError(.limitExceeded, "directory inode \(inode) has more than \(WalkLimits.maximumDirectoryEntries) entries", partition: sourceName)
+            throw FWError(.limitExceeded, "directory inode \(inode) has more than \(WalkLimits.maximumDirectoryEntries) entries", at: place)
         }
         return collector.entries
     }
@@ -330,7 +334,7 @@ public final class Ext4Reader: FileSystemReader {
     public func openFile(_ inode: UInt64) throws -> any FileContents {
         let raw = try readInode(inode)
         guard raw.fileType == .regular else {
-            throw FWError(.invalidArgument, "inode \(inode) is not a regular file", partition: sourceName)
+            throw FWError(.invalidArgument, "inode \(inode) is not a regular file", at: place)
         }
         return try Ext4File(reader: self, inode: inode, raw: raw)
     }

@@ -22,7 +22,7 @@ final class FATFile: FileContents {
         do {
             return try fill(buffer)
         } catch let error as FWError {
-            throw error.within(disk: reader.sourceName, path: path)
+            throw error.within(reader.place, path: path)
         }
     }
 

@@ -9,6 +9,8 @@ import FileSystems
 public final class FATReader: FileSystemReader {
     public let formatName = "vfat"
     public let sourceName: String
+    /// The image and partition its errors name.
+    public let place: FWError.Place
     public let rootInode: UInt64 = 1
     public let bootSector: FAT.BootSector
     public let options: FATMountOptions
@@ -26,6 +28,7 @@ public final class FATReader: FileSystemReader {
     public init(source: any ByteSource, name: String, options: FATMountOptions = .init()) throws {
         self.source = source
         self.sourceName = name
+        self.place = FWError.Place(source: source, name: name)
         self.options = options
         do {
             guard source.size >= 512 else {
@@ -41,7 +44,7 @@ public final class FATReader: FileSystemReader {
             }
             self.bootSector = boot
         } catch let error as FWError {
-            throw error.within(disk: name)
+            throw error.within(place)
         }
     }
 
@@ -101,7 +104,7 @@ public final class FATReader: FileSystemReader {
             }
             return result
         } catch let error as FWError {
-            throw error.within(disk: sourceName, path: path)
+            throw error.within(place, path: path)
         }
     }
 
@@ -123,7 +126,7 @@ public final class FATReader: FileSystemReader {
             }
             return FATFile(reader: self, firstCluster: first, size: size, path: path)
         } catch let error as FWError {
-            throw error.within(disk: sourceName, path: path)
+            throw error.within(place, path: path)
         }
     }
 

@@ -62,7 +62,7 @@ extension SquashFS {
                 do {
                     data = try decompressor.decompress(raw, maximumOutput: SquashFS.metadataBlockSize)
                 } catch let error as FWError {
-                    throw FWError(error.code, "\(what): metadata block at \(address): \(error.message)")
+                    throw FWError(error.code, "\(what): metadata block at \(address): \(error.message)", cause: error)
                 }
             } else {
                 data = raw

@@ -58,7 +58,7 @@ final class SquashFSFile: FileContents {
             delivered += UInt64(n)
             return n
         } catch let error as FWError {
-            throw error.within(disk: reader.sourceName)
+            throw error.within(reader.place)
         }
     }
 

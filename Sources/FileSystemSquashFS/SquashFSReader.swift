@@ -12,6 +12,8 @@ import FileSystems
 public final class SquashFSReader: FileSystemReader {
     public let formatName = "squashfs"
     public let sourceName: String
+    /// The image and partition its errors name.
+    public let place: FWError.Place
     public let rootInode: UInt64
     /// Data block size in bytes.
     public let blockSize: UInt32
@@ -36,6 +38,7 @@ public final class SquashFSReader: FileSystemReader {
     public init(source: any ByteSource, name: String) throws {
         self.source = source
         self.sourceName = name
+        self.place = FWError.Place(source: source, name: name)
         do {
             guard source.size >= UInt64(SquashFS.SuperBlock.size) else {
                 throw FWError.corrupt("too small for a squashfs superblock (\(source.size) bytes)")
@@ -77,7 +80,7 @@ public final class SquashFSReader: FileSystemReader {
                 xattrTable = nil
             }
         } catch let error as FWError {
-            throw error.within(disk: name)
+            throw error.within(place)
         }
     }
 
@@ -115,7 +118,7 @@ public final class SquashFSReader: FileSystemReader {
         do {
             return try SquashFS.Inode(store: store, at: position, limit: superBlock.directoryTableStart)
         } catch let error as FWError {
-            throw FWError(error.code, "inode 0x\(String(reference, radix: 16)): \(error.message)", disk: sourceName)
+            throw FWError(error.code, "inode 0x\(String(reference, radix: 16)): \(error.message)", at: place, cause: error)
         }
     }
 
@@ -143,7 +146,7 @@ public final class SquashFSReader: FileSystemReader {
                 device: (type == .characterDevice || type == .blockDevice) ? DeviceNumber(linux: UInt64(ino.rdev)) : nil,
                 xattrs: try xattrs(index: ino.xattrIndex))
         } catch let error as FWError {
-            throw error.within(disk: sourceName)
+            throw error.within(place)
         }
     }
 
@@ -196,7 +199,7 @@ public final class SquashFSReader: FileSystemReader {
             }
             return entries
         } catch let error as FWError {
-            throw error.within(disk: sourceName)
+            throw error.within(place)
         }
     }
 
@@ -272,7 +275,7 @@ public final class SquashFSReader: FileSystemReader {
             }
             return try SquashFSFile(reader: self, reference: inode, inode: ino)
         } catch let error as FWError {
-            throw error.within(disk: sourceName)
+            throw error.within(place)
         }
     }
 
@@ -315,7 +318,7 @@ public final class SquashFSReader: FileSystemReader {
                 try output.withUnsafeMutableBytes { try decompressor.decompress(input, into: $0) }
             }
         } catch let error as FWError {
-            throw FWError(error.code, "squashfs \(what) at \(address): \(error.message)")
+            throw FWError(error.code, "squashfs \(what) at \(address): \(error.message)", cause: error)
         }
     }
 }

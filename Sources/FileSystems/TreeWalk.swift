@@ -149,7 +149,7 @@ public struct TreeWalk: Sequence, IteratorProtocol {
 
     private mutating func record(_ path: [UInt8], _ error: Error) {
         let display = "/" + String(decoding: path, as: UTF8.self)
-        let fw = (error as? FWError) ?? FWError(.io, "\(error)")
+        let fw = FWError(error)
         problems.append(WalkProblem(path: display, error: fw))
     }
 }

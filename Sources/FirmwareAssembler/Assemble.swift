@@ -183,7 +183,7 @@ extension Disk {
             do {
                 try Data((try report.json() + "\n").utf8).write(to: URL(fileURLWithPath: reportFile), options: .atomic)
             } catch {
-                throw FWError(.io, "cannot write the report \(reportFile): \(error.localizedDescription)")
+                throw FWError(.io, "cannot write the report \(reportFile): \(error.localizedDescription)", cause: error)
             }
         }
         return report

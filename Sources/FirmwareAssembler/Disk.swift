@@ -118,6 +118,6 @@ extension Disk {
         guard p.withinImage else {
             throw FWError(.corrupt, "reaches past the end of the image", disk: path, partition: label)
         }
-        return (p, try source.slice(offset: p.start, length: p.size, name: "\(path) \(label)"))
+        return (p, try source.slice(offset: p.start, length: p.size, place: FWError.Place(disk: path, partition: label)))
     }
 }

@@ -51,7 +51,8 @@ extension Disk {
             guard selector == "1" else {
                 throw FWError(.notFound, "no partition table: a bare filesystem image has only partition 1 (asked for \(selector.debugDescription))", disk: path)
             }
-            return (source, "\(path) (whole image)")
+            let whole = FWError.Place(disk: path, partition: "(whole image)")
+            return (try source.slice(offset: 0, length: source.size, place: whole), whole.description)
         }
         let usable = table.partitions.filter { !$0.isExtended }
         var chosen: Partition?
@@ -78,7 +79,8 @@ extension Disk {
         guard p.withinImage else {
             throw FWError(.corrupt, "reaches past the end of the image", disk: path, partition: label)
         }
-        return (try source.slice(offset: p.start, length: p.size, name: "\(path) \(label)"), "\(path) \(label)")
+        let place = FWError.Place(disk: path, partition: label)
+        return (try source.slice(offset: p.start, length: p.size, place: place), place.description)
     }
 
     /// Opens the filesystem of one partition (see `partitionSource`), detected by magic.
@@ -87,7 +89,7 @@ extension Disk {
         do {
             return (try FileSystemFormat.open(slice, name: description), description)
         } catch let e as FWError {
-            throw e.within(disk: description)
+            throw e.within(disk: path)
         }
     }
 
@@ -108,7 +110,7 @@ extension Disk {
                                  tarBytes: tar.bytesWritten, problems: report.problems)
         } catch {
             output.abort()
-            if let e = error as? FWError { throw e.within(disk: description) }
+            if let e = error as? FWError { throw e.within(disk: path) }
             throw error
         }
     }

@@ -49,7 +49,7 @@ final class PartitionFileSystems: PlanningDisk {
                     reader = try FileSystemFormat.open(slice, name: description)
                 }
             } catch {
-                openFailures[index] = (error as? FWError)?.description ?? "\(error)"
+                openFailures[index] = FWError(error).description
             }
         }
         readers[index, default: []].append((fat, reader))
@@ -65,11 +65,13 @@ final class PartitionFileSystems: PlanningDisk {
         if let cached = offsetReaders[key] { return cached }
         var reader: (any FileSystemReader)?
         if let info = inspection.partitions.first(where: { $0.index == index }), info.withinImage {
-            let (slice, description) = try disk.partitionSource(String(index))
+            let (slice, _) = try disk.partitionSource(String(index))
             guard offset < slice.size else { offsetReaders[key] = .some(nil); return nil }
-            let inner = try slice.slice(offset: offset, length: slice.size - offset, name: "\(description) at offset \(offset)")
+            var place = slice.place
+            place.partition = (place.partition.map { $0 + " " } ?? "") + "at offset \(offset)"
+            let inner = try slice.slice(offset: offset, length: slice.size - offset, place: place)
             if try FileSystemFormat.detect(inner) != nil {
-                reader = try FileSystemFormat.open(inner, name: "\(description) at offset \(offset)")
+                reader = try FileSystemFormat.open(inner, name: inner.name)
             }
         }
         offsetReaders[key] = reader

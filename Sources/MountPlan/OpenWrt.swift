@@ -50,7 +50,7 @@ enum OpenWrtProfile {
             }
             end = e
         } catch {
-            return plain("the squashfs superblock cannot be read: \((error as? FWError)?.message ?? "\(error)")")
+            return plain("the squashfs superblock cannot be read: \(FWError(error).message)")
         }
         guard let data = try? disk.fileSystem(partition: root.partition, offset: end) else {
             return plain("no rootfs_data filesystem at byte \(end) of partition \(root.partition) (not formatted before the first boot)")

@@ -19,7 +19,7 @@ extension NamespaceFileSystem {
                 try apply(m, open: open)
             } catch {
                 if index == 0 { throw error }
-                note(m.where, "partition \(m.partition ?? 0): \(Self.message(error)); not mounted")
+                note(m.where, "partition \(m.partition ?? 0): \(FWError(error).description); not mounted")
             }
         }
         guard rootMountedFirst else {

@@ -39,7 +39,7 @@ public enum Planner {
                 }
             }
         } catch {
-            warnings.append("/etc/fstab: \((error as? FWError)?.message ?? "\(error)"); not used")
+            warnings.append("/etc/fstab: \(FWError(error).message); not used")
         }
 
         // systemd mount units and their enablement.

@@ -88,7 +88,7 @@ public struct RehostWalk: Sequence, IteratorProtocol {
                 meta.linkCount = 1
                 entry = WalkEntry(path: entry.path, metadata: meta, hardlinkTarget: nil, reader: generated)
             } catch {
-                changes.append(RehostChange(path: "/etc/fstab", change: "left as is: \((error as? FWError)?.message ?? "\(error)")"))
+                changes.append(RehostChange(path: "/etc/fstab", change: "left as is: \(FWError(error).message)"))
             }
         }
         return entry

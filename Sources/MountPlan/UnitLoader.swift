@@ -76,7 +76,7 @@ final class UnitLoader {
             warnings += w
             return UnitFile(name: name, path: path, assignments: assignments)
         } catch {
-            warnings.append(ConfigWarning(file: path, message: "unreadable: \((error as? FWError)?.message ?? "\(error)")"))
+            warnings.append(ConfigWarning(file: path, message: "unreadable: \(FWError(error).message)"))
             return nil
         }
     }

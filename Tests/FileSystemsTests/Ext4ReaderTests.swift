@@ -218,10 +218,12 @@ struct Ext4DamagedImageTests {
         let image = try FileSource(path: TestImages.path("fs-ext4.img"))
         // s_magic is at byte 0x38 of the superblock, which starts at byte 1024.
         let source = Ext4PatchedSource(base: image, patches: [(1024 + 0x38, [0, 0])])
-        let error = try #require(throws: FWError.self) { try Ext4Reader(source: source, name: "disk.img partition 3") }
+        let partition = try source.slice(offset: 0, length: source.size, place: FWError.Place(disk: "disk.img", partition: "partition 3"))
+        let error = try #require(throws: FWError.self) { try Ext4Reader(source: partition, name: partition.name) }
         #expect(error.code == .corrupt)
-        #expect(error.partition == "disk.img partition 3")
-        #expect(error.description.contains("disk.img partition 3"))
+        #expect(error.disk == "disk.img" && error.partition == "partition 3", "\(error)")
+        #expect(error.description.hasPrefix("disk.img partition 3: "), "\(error)")
+        #expect(error.description.components(separatedBy: "disk.img").count == 2, "\(error)")
         #expect(error.message.lowercased().contains("magic"), "\(error)")
     }
 
@@ -240,7 +242,7 @@ struct Ext4DamagedImageTests {
         let paths = Set(problems.map(\.path))
         #expect(paths == ["/etc/hostname", "/usr/lib"], "\(problems)")
         for problem in problems {
-            #expect(problem.error.partition == "damaged")
+            #expect(problem.error.disk == "damaged" && problem.error.partition == nil)
             #expect(problem.error.message.contains("inode"), "\(problem)")
             #expect(problem.error.message.lowercased().contains("checksum"), "\(problem)")
         }
@@ -259,7 +261,7 @@ struct Ext4DamagedImageTests {
         do {
             reader = try Ext4Reader(source: source)
         } catch let error as FWError {
-            #expect(error.partition == "truncated.img")
+            #expect(error.disk == "truncated.img")
             #expect(error.message.contains("past the end") || error.message.lowercased().contains("short read"), "\(error)")
             return
         }
@@ -281,7 +283,7 @@ struct Ext4DamagedImageTests {
         // The image is 128 MiB; whatever lies past the cut must be reported, naming the source.
         #expect(!errors.isEmpty)
         for error in errors {
-            #expect(error.partition == "truncated.img" || error.disk == "truncated.img", "\(error)")
+            #expect(error.disk == "truncated.img" && error.partition == nil, "\(error)")
             #expect(error.message.contains("past the end"), "\(error)")
         }
     }
@@ -307,7 +309,8 @@ struct Ext4DamagedImageTests {
             }
         }
         #expect(total == 512 << 20)   // everything before the missing block was read
-        #expect(error.disk == "cut.img" && error.partition == "cut.img", "\(error)")
+        // The image once: the slice is the image here, there is no partition.
+        #expect(error.disk == "cut.img" && error.partition == nil, "\(error)")
         #expect(error.message.contains("inode \(inode)") && error.message.contains("past the end"), "\(error)")
     }
 

@@ -99,7 +99,7 @@ struct Ext4RecordTests {
         #expect(entries >= 1)
         // Problems the reader raised name the source (the walk's own, such as invalid names, do not).
         for problem in walk.problems where problem.error.partition != nil {
-            #expect(problem.error.partition == "damaged", "\(problem)")
+            #expect(problem.error.disk == "damaged", "\(problem)")
         }
     }
 }

@@ -289,7 +289,7 @@ final class Qcow2Image: DiskContainerSource {
                     }
                 }
             } catch let error as FWError {
-                throw FWError(error.code, "qcow2 compressed cluster at offset \(host) (\(length) bytes): \(error.message)", disk: name)
+                throw FWError(error.code, "qcow2 compressed cluster at offset \(host) (\(length) bytes): \(error.message)", disk: name, cause: error)
             }
             guard produced == clusterSize else {
                 throw FWError(.corrupt, "qcow2 compressed cluster at offset \(host) decompresses to \(produced) bytes, not \(clusterSize)", disk: name)
@@ -309,7 +309,7 @@ final class Qcow2Image: DiskContainerSource {
         do {
             try file.readExactly(at: host, into: buffer)
         } catch let error as FWError {
-            throw FWError(error.code, "qcow2 data cluster at offset \(host & ~UInt64(clusterSize - 1)): \(error.message)", disk: name)
+            throw FWError(error.code, "qcow2 data cluster at offset \(host & ~UInt64(clusterSize - 1)): \(error.message)", disk: name, cause: error)
         }
     }
 

@@ -28,7 +28,7 @@ func readBlockMapped(file: any ByteSource, size: UInt64, blockSize: UInt64, what
             do {
                 try file.readExactly(at: at, into: out)
             } catch let error as FWError {
-                throw FWError(error.code, "\(what) block \(block) at offset \(host): \(error.message)", disk: file.name)
+                throw FWError(error.code, "\(what) block \(block) at offset \(host): \(error.message)", disk: file.name, cause: error)
             }
         }
         done += n

@@ -113,7 +113,7 @@ final class VMDKSparseExtent: DiskContainerSource {
                     try output.withUnsafeMutableBytes { try ClusterCodec.inflate(inp, into: $0, windowBits: 15) }
                 }
             } catch let error as FWError {
-                throw FWError(error.code, "VMDK compressed grain at offset \(at): \(error.message)", disk: name)
+                throw FWError(error.code, "VMDK compressed grain at offset \(at): \(error.message)", disk: name, cause: error)
             }
             return output
         }
@@ -140,7 +140,7 @@ final class VMDKSparseExtent: DiskContainerSource {
                 do {
                     try file.readExactly(at: at, into: out)
                 } catch let error as FWError {
-                    throw FWError(error.code, "VMDK grain \(grain) at offset \(UInt64(entry) * 512): \(error.message)", disk: name)
+                    throw FWError(error.code, "VMDK grain \(grain) at offset \(UInt64(entry) * 512): \(error.message)", disk: name, cause: error)
                 }
             }
             done += n
