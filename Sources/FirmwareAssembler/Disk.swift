@@ -1,6 +1,7 @@
 import DiskImage
 import DiskFormats
 import PartitionTable
+import Synchronization
 
 /// A raw firmware disk image: the one entry point the CLI (and later the C ABI) calls.
 ///
@@ -11,6 +12,8 @@ public final class Disk: Sendable {
     /// The virtual disk: the raw file, or what a container (qcow2, VMDK, VHDX, VHD, VDI, and
     /// xz/gzip/zstd/zip/OVA wrappers, detected by content) holds.
     let source: any ByteSource
+    /// The partition table, parsed once (`table()`).
+    private let parsedTable = Mutex<PartitionTable?>(nil)
 
     /// Opens `path` read-only. Throws `FWError` naming the path if it is missing, a directory,
     /// or not a regular file or block device, or a container that cannot be read.
@@ -39,7 +42,7 @@ public final class Disk: Sendable {
     func makeProber() throws -> FilesystemProber {
         guard format != "raw" else { return try FilesystemProber(path: path) }
         var ranges: [(offset: UInt64, length: UInt64)] = [(0, 8 << 20), (source.size >= 1 << 20 ? source.size - (1 << 20) : 0, 1 << 20)]
-        if let table = try? PartitionTable.read(from: source) {
+        if let table = try? table() {
             for p in table.partitions where p.withinImage && p.sectorCount > 0 {
                 ranges.append((p.start, min(p.size, 8 << 20)))
                 if p.size > 1 << 20 { ranges.append((p.start + p.size - (1 << 20), 1 << 20)) }
@@ -49,13 +52,22 @@ public final class Disk: Sendable {
         return try withExtendedLifetime(copy) { try FilesystemProber(path: copy.path) }
     }
 
+    /// The partition table as read from the disk (MBR/EBR, GPT, hybrid, or none), parsed on first
+    /// use and kept: every operation and every partition opened reads it from here.
+    func table() throws -> PartitionTable {
+        if let table = parsedTable.withLock({ $0 }) { return table }
+        let table = try PartitionTable.read(from: source)
+        parsedTable.withLock { $0 = table }
+        return table
+    }
+
     /// The image size in bytes.
     public var size: UInt64 { source.size }
 
     /// The partition table as parsed (for the facade's other operations). A disk with no table
     /// but a filesystem at offset 0 gets one whole-disk partition 1 (kind `.none`).
     func partitionTable(prober: FilesystemProber) throws -> (table: PartitionTable, wholeDisk: FilesystemSignature?) {
-        var table = try PartitionTable.read(from: source)
+        var table = try table()
         guard table.kind == .none else { return (table, nil) }
         let signature: FilesystemSignature?
         do {
@@ -101,23 +113,5 @@ public final class Disk: Sendable {
                             ? table.hybridMBREntries.map { DiskInspection.PartitionInfo($0, kind: .mbr, filesystem: nil) }
                             : nil),
             partitions: partitions)
-    }
-}
-
-extension Disk {
-    /// The bytes of partition `index` (Linux numbering, as `inspect` reports it) as a byte source
-    /// named "IMAGE partition N (NAME)", for the filesystem readers. Throws `.notFound` for a
-    /// partition that does not exist and `.corrupt` for one reaching past the end of the image.
-    func partitionSource(index: Int) throws -> (partition: Partition, source: SliceSource) {
-        let prober = try makeProber()
-        let (table, _) = try partitionTable(prober: prober)
-        guard let p = table.partitions.first(where: { $0.index == index }) else {
-            throw FWError(.notFound, "no partition \(index) (the \(table.kind.rawValue) table has \(table.partitions.map { String($0.index) }.joined(separator: ", ")))", disk: path)
-        }
-        let label = "partition \(index)" + (p.name.map { $0.isEmpty ? "" : " (\($0))" } ?? "")
-        guard p.withinImage else {
-            throw FWError(.corrupt, "reaches past the end of the image", disk: path, partition: label)
-        }
-        return (p, try source.slice(offset: p.start, length: p.size, place: FWError.Place(disk: path, partition: label)))
     }
 }

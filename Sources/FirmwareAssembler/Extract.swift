@@ -6,6 +6,8 @@ import PartitionTable
 
 /// How the archive is compressed (`none`, parallel `gzip` 1-9, `zstd` 1-19).
 public typealias Compression = Archive.Compression
+/// The compression formats by name (none, gzip, zstd).
+public typealias CompressionFormat = Archive.CompressionFormat
 /// Something written with a loss, or skipped: the path and why.
 public typealias ArchiveProblem = Archive.ArchiveProblem
 
@@ -46,7 +48,7 @@ extension Disk {
     /// label. A bare filesystem image (no partition table) is partition 1.
     /// Returns the slice and its description for messages.
     public func partitionSource(_ selector: String) throws -> (source: any ByteSource, description: String) {
-        let table = try PartitionTable.read(from: source)
+        let table = try table()
         if table.kind == .none {
             guard selector == "1" else {
                 throw FWError(.notFound, "no partition table: a bare filesystem image has only partition 1 (asked for \(selector.debugDescription))", disk: path)
