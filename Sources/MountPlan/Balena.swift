@@ -77,10 +77,10 @@ enum BalenaProfile {
         }
         let declared = "balenaOS hostapp container \(container) (\(how); \(mountIDFile))"
         let mounts = [
-            PlannedMount(where: "/", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "", declaredBy: root.reason),
-            PlannedMount(where: "/", kind: .overlay, fstype: "overlay", options: "ro", lower: lower, declaredBy: declared),
+            PlannedMount(where: "/", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "", source: .other(root.reason)),
+            PlannedMount(where: "/", kind: .overlay, fstype: "overlay", options: "ro", lower: lower, source: .other(declared)),
             PlannedMount(where: "/mnt/sysroot/active", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "",
-                         declaredBy: "balenaOS: the physical root partition after pivot_root into the hostapp"),
+                         source: .other("balenaOS: the physical root partition after pivot_root into the hostapp")),
         ]
         return (BootedRoot(mounts: mounts, config: merged), warnings)
     }
@@ -126,7 +126,7 @@ enum BalenaProfile {
                     continue
                 }
                 candidates.append(Planner.Candidate(where: where_, what: "LABEL=" + onDisk, type: "auto", options: [],
-                                                    declaredBy: unit.path, rank: 1, noauto: false))
+                                                    source: .unit(file: unit.path), rank: 1, noauto: false))
             } else if program == "bindmount", let target = argument("--target", in: words), let base = argument("--bind-root", in: words) {
                 guard target.hasPrefix("/"), base.hasPrefix("/") else { continue }
                 guard enabled.contains(name) else {
@@ -134,7 +134,7 @@ enum BalenaProfile {
                     continue
                 }
                 candidates.append(Planner.Candidate(where: target, what: Planner.normalise(base + "/" + target), type: "none",
-                                                    options: ["bind"], declaredBy: unit.path, rank: 1, noauto: false))
+                                                    options: ["bind"], source: .unit(file: unit.path), rank: 1, noauto: false))
             }
         }
         return (candidates, skipped)

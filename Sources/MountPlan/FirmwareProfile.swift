@@ -1,49 +1,60 @@
 import DiskImage
 import FileSystems
 
+/// The firmware families fwassemble recognises; the raw value is the plan's `profile` (JSON).
+public enum FirmwareFamily: String, Sendable, CaseIterable {
+    case haos
+    case balenaos
+    case ostree
+    case openwrt
+    case raspberrypiOS = "raspberrypi-os"
+    case mender
+    case generic
+}
+
 /// Firmware families detected from the disk's contents. The generic path (fstab + units) needs
 /// no profile; a profile names the family in the report and, for the families whose booted root
 /// is not simply the root partition (balenaOS's hostapp container, an OSTree deployment), builds
 /// that root and the boot-time mounts that are neither fstab nor mount units.
 struct FirmwareProfile {
-    var name: String
+    var family: FirmwareFamily
     var warnings: [String] = []
 
     static func detect(disk: any PlanningDisk, root: any FileSystemReader) -> FirmwareProfile {
         let names = disk.partitions.compactMap { $0.name ?? $0.label }
         func exists(_ path: String) -> Bool { ((try? root.lookup(path)) ?? nil) != nil }
-        if names.contains(where: { $0.hasPrefix("hassos-") }) { return FirmwareProfile(name: "haos") }
+        if names.contains(where: { $0.hasPrefix("hassos-") }) { return FirmwareProfile(family: .haos) }
         if names.contains(where: { $0.hasPrefix("resin-") || $0.hasPrefix("balena-") }) || exists("/balena") {
-            return FirmwareProfile(name: "balenaos")
+            return FirmwareProfile(family: .balenaos)
         }
         if exists("/ostree") {
-            return FirmwareProfile(name: "ostree")
+            return FirmwareProfile(family: .ostree)
         }
         if exists("/etc/openwrt_release") {
-            return FirmwareProfile(name: "openwrt")
+            return FirmwareProfile(family: .openwrt)
         }
         if disk.partitions.contains(where: { $0.label == "bootfs" || $0.label == "boot" }), exists("/boot/firmware") || exists("/boot") {
             if let inode = try? root.lookup("/etc/os-release"), let bytes = try? root.readSmallFile(inode, limit: 65536),
                String(decoding: bytes, as: UTF8.self).contains("raspberrypi") || String(decoding: bytes, as: UTF8.self).contains("Raspbian") {
-                return FirmwareProfile(name: "raspberrypi-os")
+                return FirmwareProfile(family: .raspberrypiOS)
             }
         }
-        if exists("/etc/mender") || exists("/data/mender") { return FirmwareProfile(name: "mender") }
-        return FirmwareProfile(name: "generic")
+        if exists("/etc/mender") || exists("/data/mender") { return FirmwareProfile(family: .mender) }
+        return FirmwareProfile(family: .generic)
     }
 
     /// The booted root: the mounts that make "/" (the root partition first) and the view of it
     /// the booted system's fstab and units are read from.
     func bootedRoot(disk: any PlanningDisk, root: RootChoice, physical: any FileSystemReader) -> BootedRoot {
         let plain = BootedRoot(mounts: [PlannedMount(where: "/", kind: .partition, partition: root.partition, fstype: root.filesystem,
-                                                     options: "", declaredBy: root.reason)],
+                                                     options: "", source: .other(root.reason))],
                                config: physical)
         let found: (root: BootedRoot?, warnings: [String])
-        switch name {
-        case "balenaos": found = BalenaProfile.bootedRoot(root: root, physical: physical)
-        case "ostree": found = OSTreeProfile.bootedRoot(root: root, physical: physical)
-        case "openwrt": found = OpenWrtProfile.bootedRoot(disk: disk, root: root, physical: physical)
-        default: return plain
+        switch family {
+        case .balenaos: found = BalenaProfile.bootedRoot(root: root, physical: physical)
+        case .ostree: found = OSTreeProfile.bootedRoot(root: root, physical: physical)
+        case .openwrt: found = OpenWrtProfile.bootedRoot(disk: disk, root: root, physical: physical)
+        case .haos, .raspberrypiOS, .mender, .generic: return plain
         }
         return (found.root ?? plain).with(warnings: found.warnings)
     }

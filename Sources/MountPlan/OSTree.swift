@@ -87,19 +87,19 @@ enum OSTreeProfile {
         let rank = all.count > 1 ? ", version \(entry.version), first of \(all.count) entries" : ""
         let declared = "\(entry.file)\(rank): ostree=\(entry.ostree) -> \(deployment)"
         var mounts = [
-            PlannedMount(where: "/", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "", declaredBy: root.reason),
-            PlannedMount(where: "/", kind: .bind, options: "bind", what: deployment, declaredBy: declared),
+            PlannedMount(where: "/", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "", source: .other(root.reason)),
+            PlannedMount(where: "/", kind: .bind, options: "bind", what: deployment, source: .other(declared)),
             PlannedMount(where: "/sysroot", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "",
-                         declaredBy: "OSTree: the physical root stays visible at /sysroot"),
+                         source: .other("OSTree: the physical root stays visible at /sysroot")),
         ]
         if (try? fs.lookup("/boot")) ?? nil != nil {
             mounts.append(PlannedMount(where: "/boot", kind: .bind, options: "bind", what: "/sysroot/boot",
-                                       declaredBy: "OSTree: the physical root's /boot"))
+                                       source: .other("OSTree: the physical root's /boot")))
         }
         let varPath = "/ostree/deploy/\(os)/var"
         if (try? fs.lookup(varPath)) ?? nil != nil {
             mounts.append(PlannedMount(where: "/var", kind: .bind, options: "bind", what: "/sysroot" + varPath,
-                                       declaredBy: "OSTree: the shared /var of os \(os)"))
+                                       source: .other("OSTree: the shared /var of os \(os)")))
         } else {
             warnings.append("OSTree: \(varPath) does not exist; /var not bound")
         }

@@ -24,16 +24,16 @@ enum OpenWrtProfile {
     static func bootedRoot(disk: any PlanningDisk, root: RootChoice, physical: any FileSystemReader) -> (root: BootedRoot?, warnings: [String]) {
         var warnings: [String] = []
         let rootMount = PlannedMount(where: "/", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "",
-                                     declaredBy: root.reason)
+                                     source: .other(root.reason))
         var boot: [PlannedMount] = []
         // p1 "kernel" at /boot, then its boot/ over /boot.
         if let kernel = disk.partitions.first(where: { $0.index == 1 }), kernel.index != root.partition, let type = kernel.fsType {
             boot.append(PlannedMount(where: "/boot", kind: .partition, partition: 1, fstype: type, options: "",
-                                     declaredBy: "OpenWrt: the kernel partition at /boot"))
+                                     source: .other("OpenWrt: the kernel partition at /boot")))
             if let fs = try? disk.fileSystem(partition: 1), let inode = try? fs.lookup("/boot"), let meta = try? fs.metadata(of: inode),
                meta.type == .directory {
                 boot.append(PlannedMount(where: "/boot", kind: .bind, options: "bind", what: "/boot/boot",
-                                         declaredBy: "OpenWrt: the kernel partition's boot/ bound over /boot"))
+                                         source: .other("OpenWrt: the kernel partition's boot/ bound over /boot")))
             }
         }
         if ((try? physical.lookup("/etc/config/fstab")) ?? nil) != nil {
@@ -62,15 +62,15 @@ enum OpenWrtProfile {
         let mounts = [
             rootMount,
             PlannedMount(where: "/rom", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "",
-                         declaredBy: "OpenWrt: the squashfs, lower layer of the root overlay"),
+                         source: .other("OpenWrt: the squashfs, lower layer of the root overlay")),
             PlannedMount(where: "/overlay", kind: .partition, partition: root.partition, offset: end, fstype: data.formatName,
-                         options: "", declaredBy: declared),
+                         options: "", source: .other(declared)),
             PlannedMount(where: "/", kind: .overlay, fstype: "overlay", options: "", lower: ["/rom"], upper: "/overlay/upper",
-                         declaredBy: "OpenWrt mount_root: overlay of rootfs_data's upper/ over the squashfs"),
+                         source: .other("OpenWrt mount_root: overlay of rootfs_data's upper/ over the squashfs")),
             PlannedMount(where: "/rom", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "",
-                         declaredBy: "OpenWrt: the squashfs after pivot_root"),
+                         source: .other("OpenWrt: the squashfs after pivot_root")),
             PlannedMount(where: "/overlay", kind: .partition, partition: root.partition, offset: end, fstype: data.formatName,
-                         options: "", declaredBy: declared),
+                         options: "", source: .other(declared)),
         ] + boot
         var config: any FileSystemReader = physical
         if let merged = try? NamespaceFileSystem(overlayOf: [Layer(reader: data, inode: upper), Layer(reader: physical, inode: physical.rootInode)],

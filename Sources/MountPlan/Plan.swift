@@ -68,6 +68,45 @@ public struct RootChoice: Sendable, Equatable, Codable {
     }
 }
 
+/// Who declared a mount: a value the planner records and later stages use (`--rehost` masks the
+/// unit or comments out the fstab line); `description` is the text JSON and messages show.
+public enum MountSource: Sendable, Equatable, CustomStringConvertible {
+    /// A line of an fstab file (1-based).
+    case fstab(file: String, line: Int)
+    /// A systemd unit file, by its path.
+    case unit(file: String)
+    /// Anything else: the root choice, a firmware profile's own mounts ("OSTree: ...").
+    case other(String)
+
+    public var description: String {
+        switch self {
+        case .fstab(let file, let line): return "\(file):\(line)"
+        case .unit(let file): return file
+        case .other(let text): return text
+        }
+    }
+
+    /// The unit's name ("mnt-data.mount"), nil for anything but a unit.
+    public var unitName: String? {
+        guard case .unit(let file) = self else { return nil }
+        return file.split(separator: "/").last.map(String.init)
+    }
+
+    /// Reads back a `declared_by` text (a plan decoded from JSON or written by hand): "FILE:N"
+    /// of an fstab, an absolute path of a unit file, anything else as it is.
+    public init(declaredBy text: String) {
+        if let colon = text.lastIndex(of: ":"), text.hasPrefix("/"), text[..<colon].hasSuffix("fstab"),
+           let line = Int(text[text.index(after: colon)...]) {
+            self = .fstab(file: String(text[..<colon]), line: line)
+        } else if text.hasPrefix("/"), !text.contains(" "),
+                  [".mount", ".automount", ".service", ".swap"].contains(where: { text.hasSuffix($0) }) {
+            self = .unit(file: text)
+        } else {
+            self = .other(text)
+        }
+    }
+}
+
 /// One mount the booted device performs, in the order it is applied.
 public struct PlannedMount: Sendable, Equatable, Codable {
     public enum Kind: String, Sendable, Codable { case partition, bind, overlay }
@@ -86,16 +125,49 @@ public struct PlannedMount: Sendable, Equatable, Codable {
     /// For `.overlay`: lower directories (top first) and upper directory, as namespace paths.
     public var lower: [String]?
     public var upper: String?
-    /// The file and line or unit that declared it.
-    public var declaredBy: String
+    /// The fstab line, unit or profile that declared it.
+    public var source: MountSource
+    /// `source` as text (JSON "declared_by").
+    public var declaredBy: String { source.description }
 
     enum CodingKeys: String, CodingKey {
         case `where`, kind, partition, offset, fstype, options, what, lower, upper
         case declaredBy = "declared_by"
     }
 
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(where: try c.decode(String.self, forKey: .where), kind: try c.decode(Kind.self, forKey: .kind),
+                  partition: try c.decodeIfPresent(Int.self, forKey: .partition), offset: try c.decodeIfPresent(UInt64.self, forKey: .offset),
+                  fstype: try c.decodeIfPresent(String.self, forKey: .fstype), options: try c.decode(String.self, forKey: .options),
+                  what: try c.decodeIfPresent(String.self, forKey: .what), lower: try c.decodeIfPresent([String].self, forKey: .lower),
+                  upper: try c.decodeIfPresent(String.self, forKey: .upper),
+                  source: MountSource(declaredBy: try c.decode(String.self, forKey: .declaredBy)))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(self.where, forKey: .where)
+        try c.encode(kind, forKey: .kind)
+        try c.encodeIfPresent(partition, forKey: .partition)
+        try c.encodeIfPresent(offset, forKey: .offset)
+        try c.encodeIfPresent(fstype, forKey: .fstype)
+        try c.encode(options, forKey: .options)
+        try c.encodeIfPresent(what, forKey: .what)
+        try c.encodeIfPresent(lower, forKey: .lower)
+        try c.encodeIfPresent(upper, forKey: .upper)
+        try c.encode(declaredBy, forKey: .declaredBy)
+    }
+
+    /// A mount declared by a text (plans written by hand, tests): read as `MountSource(declaredBy:)`.
     public init(where: String, kind: Kind, partition: Int? = nil, offset: UInt64? = nil, fstype: String? = nil, options: String = "",
                 what: String? = nil, lower: [String]? = nil, upper: String? = nil, declaredBy: String) {
+        self.init(where: `where`, kind: kind, partition: partition, offset: offset, fstype: fstype, options: options,
+                  what: what, lower: lower, upper: upper, source: MountSource(declaredBy: declaredBy))
+    }
+
+    public init(where: String, kind: Kind, partition: Int? = nil, offset: UInt64? = nil, fstype: String? = nil, options: String = "",
+                what: String? = nil, lower: [String]? = nil, upper: String? = nil, source: MountSource) {
         self.where = `where`
         self.kind = kind
         self.partition = partition
@@ -105,7 +177,7 @@ public struct PlannedMount: Sendable, Equatable, Codable {
         self.what = what
         self.lower = lower
         self.upper = upper
-        self.declaredBy = declaredBy
+        self.source = source
     }
 }
 
@@ -133,8 +205,12 @@ public struct Plan: Sendable, Equatable, Codable {
     public var mounts: [PlannedMount]
     public var skipped: [SkippedMount]
     public var warnings: [String]
-    /// Detected firmware profile ("haos", "raspberrypi-os", "generic", ...).
+    /// Detected firmware profile ("haos", "raspberrypi-os", "generic", ...): a `FirmwareFamily`
+    /// raw value (a string in JSON and for plans made by hand).
     public var profile: String
+
+    /// The profile as a family, nil for a name fwassemble does not know.
+    public var family: FirmwareFamily? { FirmwareFamily(rawValue: profile) }
 
     public init(root: RootChoice, mounts: [PlannedMount], skipped: [SkippedMount], warnings: [String], profile: String) {
         self.root = root

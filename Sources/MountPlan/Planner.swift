@@ -10,97 +10,20 @@ public enum Planner {
     public static func plan(_ disk: any PlanningDisk, options: PlanOptions = PlanOptions()) throws -> Plan {
         var selector = RootSelector(disk: disk)
         let root = try selector.choose(options: options)
-        var warnings = selector.warnings
+        var found = Findings(warnings: selector.warnings)
         guard let rootFS = try disk.fileSystem(partition: root.partition) else {
             throw FWError(.unsupported, "the root partition \(root.partition) has no filesystem fwassemble can read")
         }
         let profile = FirmwareProfile.detect(disk: disk, root: rootFS)
-        warnings += profile.warnings
+        found.warnings += profile.warnings
         // The booted root (a balenaOS hostapp overlay, an OSTree deployment, or the root
         // partition itself) and the view its configuration is read from.
         let booted = profile.bootedRoot(disk: disk, root: root, physical: rootFS)
-        warnings += booted.warnings
-        let configFS = booted.config
+        found.warnings += booted.warnings
 
-        var candidates: [Candidate] = []
-        var skipped: [SkippedMount] = []
-
-        // fstab (systemd-fstab-generator: its units rank below /etc/systemd/system, above /usr/lib).
-        // An fstab that exists but cannot be read (a symlink loop or a 10,000-link chain, a
-        // damaged inode) is a warning, not a silently empty fstab.
-        do {
-            if let inode = try configFS.lookup(Array("/etc/fstab".utf8), followLast: true) {
-                let bytes = try configFS.readSmallFile(inode, limit: 1 << 20)
-                let (entries, w) = Fstab.parse(bytes, file: "/etc/fstab")
-                warnings += w.map(\.description)
-                for e in entries {
-                    candidates.append(Candidate(where: e.mountPoint, what: e.spec, type: e.type, options: e.options,
-                                                declaredBy: "/etc/fstab:\(e.line)", rank: 1, noauto: e.isNoAuto))
-                }
-            }
-        } catch {
-            warnings.append("/etc/fstab: \(FWError(error).message); not used")
-        }
-
-        // systemd mount units and their enablement.
-        let loader = UnitLoader(fs: configFS)
-        let enabled = loader.enabledUnits()
-        if profile.name == "balenaos" {
-            let services = BalenaProfile.serviceCandidates(loader: loader, enabled: enabled, partitions: disk.partitions)
-            candidates += services.candidates
-            skipped += services.skipped
-        }
-        for name in loader.allMountUnitNames() {
-            let isAutomount = name.hasSuffix(".automount")
-            let mountName = isAutomount ? String(name.dropLast(".automount".count)) + ".mount" : name
-            if isAutomount { continue } // handled through its .mount below
-            let automount = String(name.dropLast(".mount".count)) + ".automount"
-            let expectedWhere = SystemdName.unescapePath(mountName)
-            switch loader.load(mountName) {
-            case .missing:
-                continue
-            case .masked(let path):
-                skipped.append(SkippedMount(where: expectedWhere, reason: "unit masked", declaredBy: path))
-            case .unit(let unit):
-                let declared = unit.path
-                guard let whereValue = unit.value("Mount", "Where") else {
-                    warnings.append("\(declared): no Where=; unit ignored")
-                    continue
-                }
-                guard normalise(whereValue) == expectedWhere else {
-                    warnings.append("\(declared): Where=\(whereValue) does not match the unit name (\(expectedWhere)); systemd refuses such a unit; skipped")
-                    skipped.append(SkippedMount(where: whereValue, reason: "Where= disagrees with the unit name", declaredBy: declared))
-                    continue
-                }
-                let isEnabled = enabled.contains(mountName) || (enabled.contains(automount) && loader.isLoadable(automount))
-                guard isEnabled else {
-                    skipped.append(SkippedMount(where: expectedWhere, reason: "unit not enabled", declaredBy: declared))
-                    continue
-                }
-                let rank = declared.hasPrefix("/etc/") || declared.hasPrefix("/run/") ? 0 : 2
-                let options = (unit.value("Mount", "Options") ?? "").split(separator: ",").map(String.init)
-                candidates.append(Candidate(where: whereValue, what: unit.value("Mount", "What") ?? "",
-                                            type: unit.value("Mount", "Type") ?? "auto", options: options,
-                                            declaredBy: declared, rank: rank, noauto: false))
-            }
-        }
-        warnings += loader.warnings.map(\.description)
-
-        // One declaration per mount point: /etc units over fstab over /usr/lib units.
-        var chosen: [String: Candidate] = [:]
-        var order: [String] = []
-        for c in candidates {
-            let key = normalise(c.where)
-            if let existing = chosen[key] {
-                if c.rank < existing.rank { chosen[key] = c }
-                skipped.append(SkippedMount(where: key, reason: "overridden by \(c.rank < existing.rank ? c.declaredBy : existing.declaredBy)",
-                                            declaredBy: c.rank < existing.rank ? existing.declaredBy : c.declaredBy))
-            } else {
-                chosen[key] = c
-                order.append(key)
-            }
-        }
-
+        found.readFstab(booted.config)
+        found.readUnits(booted.config, profile: profile, disk: disk)
+        let (chosen, order) = found.oneDeclarationPerMountPoint()
         let resolver = DeviceResolver(partitions: disk.partitions, rootPartition: root.partition)
         var mounts: [PlannedMount] = []
         for key in order {
@@ -108,36 +31,135 @@ public enum Planner {
             switch classify(c, key: key, resolver: resolver, disk: disk) {
             case .mount(let m, let note):
                 mounts.append(m)
-                if let note { warnings.append("\(c.declaredBy): \(note)") }
+                if let note { found.warnings.append("\(c.declaredBy): \(note)") }
             case .skip(let reason, let warn):
-                skipped.append(SkippedMount(where: key, reason: reason, declaredBy: c.declaredBy))
-                if warn { warnings.append("\(c.declaredBy): \(key): \(reason)") }
+                found.skipped.append(SkippedMount(where: key, reason: reason, declaredBy: c.declaredBy))
+                if warn { found.warnings.append("\(c.declaredBy): \(key): \(reason)") }
             case .rootItself:
                 continue
             }
         }
+        let final = found.keepingResolvableBinds(orderMounts(mounts), after: booted.mounts, disk: disk)
+        return Plan(root: root, mounts: final, skipped: found.skipped.sorted { ($0.where, $0.reason) < ($1.where, $1.reason) },
+                    warnings: found.warnings, profile: profile.family.rawValue)
+    }
 
-        let ordered = orderMounts(mounts)
-        var final: [PlannedMount] = booted.mounts
-        // The namespace as built so far, by the engine that assembles it: binds whose source is
-        // missing there are skipped with a warning.
-        let view = NamespaceFileSystem(name: "plan")
-        let open = { (m: PlannedMount) throws -> (any FileSystemReader)? in
-            guard let index = m.partition else { return nil }
-            return try m.offset.map { try disk.fileSystem(partition: index, offset: $0) } ?? disk.fileSystem(partition: index)
-        }
-        for m in booted.mounts { try? view.apply(m, open: open) }
-        for m in ordered {
-            if m.kind == .bind, let what = m.what, !view.exists(NamespacePath(what)) {
-                warnings.append("\(m.declaredBy): bind source \(what) does not exist; \(m.where) not bound")
-                skipped.append(SkippedMount(where: m.where, reason: "bind source \(what) missing", declaredBy: m.declaredBy))
-                continue
+    /// What planning has found so far: declared mounts, skipped ones and warnings.
+    struct Findings {
+        var candidates: [Candidate] = []
+        var skipped: [SkippedMount] = []
+        var warnings: [String]
+
+        /// fstab (systemd-fstab-generator: its units rank below /etc/systemd/system, above
+        /// /usr/lib). An fstab that exists but cannot be read (a symlink loop or a 10,000-link
+        /// chain, a damaged inode) is a warning, not a silently empty fstab.
+        mutating func readFstab(_ configFS: any FileSystemReader) {
+            do {
+                if let inode = try configFS.lookup(Array("/etc/fstab".utf8), followLast: true) {
+                    let bytes = try configFS.readSmallFile(inode, limit: 1 << 20)
+                    let (entries, w) = Fstab.parse(bytes, file: "/etc/fstab")
+                    warnings += w.map(\.description)
+                    for e in entries {
+                        candidates.append(Candidate(where: e.mountPoint, what: e.spec, type: e.type, options: e.options,
+                                                    source: .fstab(file: "/etc/fstab", line: e.line), rank: 1, noauto: e.isNoAuto))
+                    }
+                }
+            } catch {
+                warnings.append("/etc/fstab: \(FWError(error).message); not used")
             }
-            final.append(m)
-            try? view.apply(m, open: open)
         }
-        return Plan(root: root, mounts: final, skipped: skipped.sorted { ($0.where, $0.reason) < ($1.where, $1.reason) },
-                         warnings: warnings, profile: profile.name)
+
+        /// systemd mount units and their enablement (and balenaOS's mounting services).
+        mutating func readUnits(_ configFS: any FileSystemReader, profile: FirmwareProfile, disk: any PlanningDisk) {
+            let loader = UnitLoader(fs: configFS)
+            let enabled = loader.enabledUnits()
+            if profile.family == .balenaos {
+                let services = BalenaProfile.serviceCandidates(loader: loader, enabled: enabled, partitions: disk.partitions)
+                candidates += services.candidates
+                skipped += services.skipped
+            }
+            for name in loader.allMountUnitNames() where !name.hasSuffix(".automount") {
+                // An .automount is handled through its .mount.
+                readMountUnit(name, loader: loader, enabled: enabled)
+            }
+            warnings += loader.warnings.map(\.description)
+        }
+
+        private mutating func readMountUnit(_ name: String, loader: UnitLoader, enabled: Set<String>) {
+            let automount = String(name.dropLast(".mount".count)) + ".automount"
+            let expectedWhere = SystemdName.unescapePath(name)
+            switch loader.load(name) {
+            case .missing:
+                return
+            case .masked(let path):
+                skipped.append(SkippedMount(where: expectedWhere, reason: "unit masked", declaredBy: path))
+            case .unit(let unit):
+                let declared = unit.path
+                guard let whereValue = unit.value("Mount", "Where") else {
+                    warnings.append("\(declared): no Where=; unit ignored")
+                    return
+                }
+                guard normalise(whereValue) == expectedWhere else {
+                    warnings.append("\(declared): Where=\(whereValue) does not match the unit name (\(expectedWhere)); systemd refuses such a unit; skipped")
+                    skipped.append(SkippedMount(where: whereValue, reason: "Where= disagrees with the unit name", declaredBy: declared))
+                    return
+                }
+                let isEnabled = enabled.contains(name) || (enabled.contains(automount) && loader.isLoadable(automount))
+                guard isEnabled else {
+                    skipped.append(SkippedMount(where: expectedWhere, reason: "unit not enabled", declaredBy: declared))
+                    return
+                }
+                let rank = declared.hasPrefix("/etc/") || declared.hasPrefix("/run/") ? 0 : 2
+                let options = (unit.value("Mount", "Options") ?? "").split(separator: ",").map(String.init)
+                candidates.append(Candidate(where: whereValue, what: unit.value("Mount", "What") ?? "",
+                                            type: unit.value("Mount", "Type") ?? "auto", options: options,
+                                            source: .unit(file: declared), rank: rank, noauto: false))
+            }
+        }
+
+        /// One declaration per mount point: /etc units over fstab over /usr/lib units.
+        mutating func oneDeclarationPerMountPoint() -> (chosen: [String: Candidate], order: [String]) {
+            var chosen: [String: Candidate] = [:]
+            var order: [String] = []
+            for c in candidates {
+                let key = normalise(c.where)
+                if let existing = chosen[key] {
+                    if c.rank < existing.rank { chosen[key] = c }
+                    skipped.append(SkippedMount(where: key, reason: "overridden by \(c.rank < existing.rank ? c.declaredBy : existing.declaredBy)",
+                                                declaredBy: c.rank < existing.rank ? existing.declaredBy : c.declaredBy))
+                } else {
+                    chosen[key] = c
+                    order.append(key)
+                }
+            }
+            return (chosen, order)
+        }
+
+        /// The booted root's mounts, then `ordered`, each applied to the namespace engine as it is
+        /// kept: a bind whose source the namespace built so far cannot resolve is skipped with a
+        /// warning (the same engine assembles the archive, so plan and archive agree).
+        mutating func keepingResolvableBinds(_ ordered: [PlannedMount], after rootMounts: [PlannedMount],
+                                             disk: any PlanningDisk) -> [PlannedMount] {
+            var final = rootMounts
+            let view = NamespaceFileSystem(name: "plan")
+            let open = { (m: PlannedMount) throws -> (any FileSystemReader)? in
+                guard let index = m.partition else { return nil }
+                return try m.offset.map { try disk.fileSystem(partition: index, offset: $0) } ?? disk.fileSystem(partition: index)
+            }
+            // A partition that cannot be opened is reported by the caller that opens it for the
+            // archive (the facade's plan warnings); here it simply provides no paths.
+            for m in rootMounts { try? view.apply(m, open: open) }
+            for m in ordered {
+                if m.kind == .bind, let what = m.what, !view.exists(NamespacePath(what)) {
+                    warnings.append("\(m.declaredBy): bind source \(what) does not exist; \(m.where) not bound")
+                    skipped.append(SkippedMount(where: m.where, reason: "bind source \(what) missing", declaredBy: m.declaredBy))
+                    continue
+                }
+                final.append(m)
+                try? view.apply(m, open: open)
+            }
+            return final
+        }
     }
 
     struct Candidate {
@@ -145,7 +167,8 @@ public enum Planner {
         var what: String
         var type: String
         var options: [String]
-        var declaredBy: String
+        var source: MountSource
+        var declaredBy: String { source.description }
         /// 0: /etc or /run unit, 1: fstab, 2: /usr/lib unit.
         var rank: Int
         var noauto: Bool
@@ -171,14 +194,14 @@ public enum Planner {
         if let reason = VirtualFileSystems.skipReason(type: type, what: c.what) { return .skip(reason, warn: false) }
         if c.options.contains("bind") || c.options.contains("rbind") {
             guard c.what.hasPrefix("/") else { return .skip("bind source \(c.what) is not an absolute path", warn: true) }
-            return .mount(PlannedMount(where: key, kind: .bind, options: optionString, what: normalise(c.what), declaredBy: c.declaredBy), note: nil)
+            return .mount(PlannedMount(where: key, kind: .bind, options: optionString, what: normalise(c.what), source: c.source), note: nil)
         }
         if type == "overlay" {
             let lower = c.options.first { $0.hasPrefix("lowerdir=") }.map { String($0.dropFirst(9)).split(separator: ":").map { normalise(String($0)) } } ?? []
             let upper = c.options.first { $0.hasPrefix("upperdir=") }.map { normalise(String($0.dropFirst(9))) }
             guard !lower.isEmpty else { return .skip("overlay without lowerdir=", warn: true) }
             return .mount(PlannedMount(where: key, kind: .overlay, fstype: "overlay", options: optionString, lower: lower, upper: upper,
-                                       declaredBy: c.declaredBy), note: nil)
+                                       source: c.source), note: nil)
         }
         if type == "btrfs", c.options.contains(where: { $0.hasPrefix("subvol=") || $0.hasPrefix("subvolid=") }) {
             return .skip("btrfs subvol= is not supported yet", warn: true)
@@ -192,7 +215,7 @@ public enum Planner {
                 return .skip("\(c.what) resolves to partition \(index), which holds no filesystem", warn: true)
             }
             return .mount(PlannedMount(where: key, kind: .partition, partition: index, fstype: fstype, options: optionString,
-                                       declaredBy: c.declaredBy), note: note)
+                                       source: c.source), note: note)
         case .notFound(let why):
             return .skip("device \(c.what) not found: \(why)", warn: true)
         case .notAPartition:

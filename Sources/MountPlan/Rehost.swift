@@ -36,10 +36,10 @@ public struct RehostWalk: Sequence, IteratorProtocol {
         var names = Set<String>()
         var lines = Set<Int>()
         for m in plan.mounts.dropFirst() {
-            if m.declaredBy.hasPrefix("/etc/fstab:"), let n = Int(m.declaredBy.dropFirst("/etc/fstab:".count)) {
-                lines.insert(n)
-            } else if let name = m.declaredBy.split(separator: "/").last, name.hasSuffix(".mount") {
-                names.insert(String(name))
+            switch m.source {
+            case .fstab("/etc/fstab", let line): lines.insert(line)
+            case .unit: if let name = m.source.unitName, name.hasSuffix(".mount") { names.insert(name) }
+            case .fstab, .other: break
             }
         }
         masks = names.sorted().map { Self.unitDirectory.child(Array($0.utf8)) }
