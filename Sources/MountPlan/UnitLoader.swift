@@ -19,8 +19,7 @@ final class UnitLoader {
         var seen = Set<UInt64>()
         var dirs: [(String, UInt64)] = []
         for path in Self.searchPath {
-            guard let inode = try? fs.lookup(Array(path.utf8), followLast: true),
-                  let meta = try? fs.metadata(of: inode), meta.type == .directory, seen.insert(inode).inserted else { continue }
+            guard let (inode, meta) = find(path, followLast: true), meta.type == .directory, seen.insert(inode).inserted else { continue }
             dirs.append((path, inode))
         }
         return dirs
@@ -42,11 +41,11 @@ final class UnitLoader {
         var result = Loaded.missing
         for dir in directories {
             let path = dir.path + "/" + name
-            guard let inode = try? fs.lookup(Array(path.utf8)), let meta = try? fs.metadata(of: inode) else { continue }
+            guard let (inode, meta) = find(path, followLast: false) else { continue }
             if meta.type == .symlink, let target = meta.symlinkTarget {
                 let t = String(decoding: target, as: UTF8.self)
                 if t == "/dev/null" { result = .masked(path); break }
-                guard let resolved = try? fs.lookup(Array(path.utf8), followLast: true), let rmeta = try? fs.metadata(of: resolved) else {
+                guard let (resolved, rmeta) = find(path, followLast: true) else {
                     warnings.append(ConfigWarning(file: path, message: "symlink to \(t) is dangling inside the image; unit ignored"))
                     continue
                 }
@@ -67,6 +66,34 @@ final class UnitLoader {
         }
         cache[name] = result
         return result
+    }
+
+    /// A path's inode and metadata; nil when it does not exist. A path that cannot be read (a
+    /// damaged inode, a symlink loop) is nil too, with a warning naming it, as systemd would log.
+    private func find(_ path: String, followLast: Bool) -> (inode: UInt64, metadata: Metadata)? {
+        do {
+            guard let inode = try fs.lookup(Array(path.utf8), followLast: followLast) else { return nil }
+            return (inode, try fs.metadata(of: inode))
+        } catch {
+            warn(path, "unreadable: \(FWError(error).message)")
+            return nil
+        }
+    }
+
+    /// A directory's entries; nil with a warning when it cannot be listed.
+    private func list(_ inode: UInt64, path: String) -> [DirectoryEntry]? {
+        do {
+            return try fs.directoryEntries(of: inode)
+        } catch {
+            warn(path, "cannot be listed: \(FWError(error).message)")
+            return nil
+        }
+    }
+
+    /// Records a warning once per file and message.
+    private func warn(_ path: String, _ message: String) {
+        let warning = ConfigWarning(file: path, message: message)
+        if !warnings.contains(warning) { warnings.append(warning) }
     }
 
     private func parseFile(_ inode: UInt64, name: String, path: String) -> UnitFile? {
@@ -105,8 +132,7 @@ final class UnitLoader {
             var files: [String: (String, UInt64)] = [:]
             for dir in directories.reversed() {
                 let path = dir.path + "/" + dirName
-                guard let inode = try? fs.lookup(Array(path.utf8), followLast: true),
-                      let entries = try? fs.directoryEntries(of: inode) else { continue }
+                guard let (inode, _) = find(path, followLast: true), let entries = list(inode, path: path) else { continue }
                 for e in entries {
                     let fname = String(decoding: e.name, as: UTF8.self)
                     guard fname.hasSuffix(".conf") else { continue }
@@ -114,9 +140,7 @@ final class UnitLoader {
                 }
             }
             for fname in files.keys.sorted() {
-                guard let (path, _) = files[fname],
-                      let inode = try? fs.lookup(Array(path.utf8), followLast: true),
-                      let meta = try? fs.metadata(of: inode) else { continue }
+                guard let (path, _) = files[fname], let (inode, meta) = find(path, followLast: true) else { continue }
                 if meta.type != .regular { continue } // /dev/null drop-in: disabled
                 guard let unit = parseFile(inode, name: name, path: path) else { continue }
                 result += unit.assignments
@@ -131,9 +155,8 @@ final class UnitLoader {
         for dir in directories {
             for suffix in [".wants", ".requires"] {
                 let path = dir.path + "/" + name + suffix
-                guard let inode = try? fs.lookup(Array(path.utf8), followLast: true),
-                      let meta = try? fs.metadata(of: inode), meta.type == .directory,
-                      let entries = try? fs.directoryEntries(of: inode) else { continue }
+                guard let (inode, meta) = find(path, followLast: true), meta.type == .directory,
+                      let entries = list(inode, path: path) else { continue }
                 names += entries.map { String(decoding: $0.name, as: UTF8.self) }.sorted()
             }
         }
@@ -144,7 +167,7 @@ final class UnitLoader {
     func allMountUnitNames() -> [String] {
         var names = Set<String>()
         for dir in directories {
-            guard let entries = try? fs.directoryEntries(of: dir.inode) else { continue }
+            guard let entries = list(dir.inode, path: dir.path) else { continue }
             for e in entries {
                 let n = String(decoding: e.name, as: UTF8.self)
                 if n.hasSuffix(".mount") || n.hasSuffix(".automount") { names.insert(n) }
@@ -157,7 +180,7 @@ final class UnitLoader {
     func allUnitNames(suffix: String) -> [String] {
         var names = Set<String>()
         for dir in directories {
-            guard let entries = try? fs.directoryEntries(of: dir.inode) else { continue }
+            guard let entries = list(dir.inode, path: dir.path) else { continue }
             for e in entries {
                 let n = String(decoding: e.name, as: UTF8.self)
                 if n.hasSuffix(suffix) { names.insert(n) }
@@ -170,7 +193,7 @@ final class UnitLoader {
     func defaultTarget() -> String {
         for dir in directories {
             let path = dir.path + "/default.target"
-            guard let inode = try? fs.lookup(Array(path.utf8)), let meta = try? fs.metadata(of: inode) else { continue }
+            guard let (_, meta) = find(path, followLast: false) else { continue }
             if meta.type == .symlink, let target = meta.symlinkTarget {
                 let t = String(decoding: target, as: UTF8.self)
                 if let last = t.split(separator: "/").last { return String(last) }

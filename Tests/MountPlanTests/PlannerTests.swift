@@ -226,4 +226,15 @@ struct PlannerTests {
         #expect(plan.root.partition == 3)
         #expect(plan.mounts.count == 7)
     }
+
+    /// A unit directory that cannot be read (here a symlink loop) is a warning naming it, not a
+    /// silently empty set of units.
+    @Test func unreadableUnitDirectoryIsAWarning() throws {
+        let disk = FakeDisk()
+        let root = linuxRoot("root")
+        root.addSymlink("/etc/systemd/system", target: "/etc/systemd/system")
+        disk.add(PlanPartition(index: 1, fsType: "ext4", size: 64 << 20), fs: root)
+        let plan = try Planner.plan(disk)
+        #expect(plan.warnings.contains { $0.hasPrefix("/etc/systemd/system") && $0.contains("unreadable") }, "\(plan.warnings)")
+    }
 }
