@@ -1,6 +1,26 @@
 import DiskImage
 import Foundation
 
+/// The compression formats, by the names the command line and the libraries take ("tar", "gz"
+/// and "zst" are accepted for none, gzip and zstd).
+public enum CompressionFormat: String, Sendable, CaseIterable {
+    case none, gzip, zstd
+
+    public init?(name: String) {
+        switch name.lowercased() {
+        case "none", "tar": self = .none
+        case "gzip", "gz": self = .gzip
+        case "zstd", "zst": self = .zstd
+        default: return nil
+        }
+    }
+
+    /// The format an output name implies: ".tar" none, ".zst"/".tzst" zstd, anything else gzip.
+    public init(forOutput name: String) {
+        if name.hasSuffix(".tar") { self = .none } else if name.hasSuffix(".zst") || name.hasSuffix(".tzst") { self = .zstd } else { self = .gzip }
+    }
+}
+
 /// How the tar stream is compressed.
 public enum Compression: Sendable, Equatable, CustomStringConvertible {
     case none
@@ -13,11 +33,18 @@ public enum Compression: Sendable, Equatable, CustomStringConvertible {
 
     /// Parses "none", "gzip", "zstd" with an optional level (nil: the format's default).
     public init(name: String, level: Int? = nil) throws {
-        switch name.lowercased() {
-        case "none", "tar": self = .none
-        case "gzip", "gz": self = .gzip(level: level ?? 6)
-        case "zstd", "zst": self = .zstd(level: level ?? 3)
-        default: throw FWError(.invalidArgument, "unknown compression \(name.debugDescription) (none, gzip, zstd)")
+        guard let format = CompressionFormat(name: name) else {
+            throw FWError(.invalidArgument, "unknown compression \(name.debugDescription) (none, gzip, zstd)")
+        }
+        try self.init(format, level: level)
+    }
+
+    /// A format with a level (nil: the format's default, gzip 6 and zstd 3); checks the level.
+    public init(_ format: CompressionFormat, level: Int? = nil) throws {
+        switch format {
+        case .none: self = .none
+        case .gzip: self = .gzip(level: level ?? 6)
+        case .zstd: self = .zstd(level: level ?? 3)
         }
         try validate()
     }

@@ -30,14 +30,7 @@ extension Fwassemble {
         @Option(help: "Where to write the JSON report (default: OUTPUT.report.json).")
         var report: String?
 
-        @Option(help: "none, gzip or zstd (default gzip).")
-        var compression: String = "gzip"
-
-        @Option(help: "Compression level (gzip 1-9, default 6; zstd 1-19, default 3).")
-        var level: Int?
-
-        @Option(help: "Compression threads (default: the number of cores).")
-        var threads: Int?
+        @OptionGroup var archive: CompressionOptions
 
         @Option(help: "Use this root partition (number, GPT name or filesystem label) whatever the bootloader says.")
         var root: String?
@@ -58,24 +51,14 @@ extension Fwassemble {
         var strict = false
 
         func validate() throws {
-            do {
-                _ = try Compression(name: compression, level: level)
-            } catch {
-                throw ValidationError("\(error)")
-            }
-            if output == "-", isatty(1) != 0 {
-                throw ValidationError("refusing to write an archive to a terminal; redirect standard output or use -o FILE")
-            }
-            if let threads, threads < 1 || threads > 256 {
-                throw ValidationError("--threads must be between 1 and 256")
-            }
+            try archive.validate(output: output, default: .gzip)
         }
 
         func run() throws {
             let showProgress = !quiet && isatty(2) != 0
-            var options = AssembleOptions(output: output, reportPath: report, compression: try Compression(name: compression, level: level),
+            var options = AssembleOptions(output: output, reportPath: report, compression: try archive.compression(default: .gzip),
                                           noDevices: noDevices, plan: PlanOptions(root: root))
-            if let threads { options.threads = threads }
+            if let threads = archive.threads { options.threads = threads }
             options.rehost = rehost
             if showProgress {
                 let start = Date()

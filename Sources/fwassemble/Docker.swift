@@ -45,8 +45,7 @@ extension Fwassemble {
         @Option(name: [.short, .customLong("output")], help: "Output of --export/--export-image, or - for stdout.")
         var output: String?
 
-        @Option(help: "none, gzip or zstd (default gzip).")
-        var compression: String = "gzip"
+        @OptionGroup var archive: CompressionOptions
 
         func validate() throws {
             if export != nil, exportImage != nil {
@@ -54,13 +53,16 @@ extension Fwassemble {
             }
             if export != nil || exportImage != nil {
                 guard let output else { throw ValidationError("--export and --export-image need -o OUT.tar.gz") }
-                if output == "-", isatty(1) != 0 {
-                    throw ValidationError("refusing to write an archive to a terminal; redirect standard output or use -o FILE")
-                }
+                try archive.validate(output: output, default: .gzip)
             } else if output != nil {
                 throw ValidationError("-o is only for --export and --export-image")
             }
-            do { _ = try Compression(name: compression) } catch { throw ValidationError("\(error)") }
+        }
+
+        private func exportOptions(_ output: String) throws -> ExtractOptions {
+            var options = ExtractOptions(output: output, compression: try archive.compression(default: .gzip))
+            if let threads = archive.threads { options.threads = threads }
+            return options
         }
 
         func run() throws {
@@ -69,7 +71,7 @@ extension Fwassemble {
             if let reference = export ?? exportImage, let output {
                 do {
                     let result = try disk.exportDocker(reference, image: exportImage != nil,
-                                                       options: ExtractOptions(output: output, compression: try Compression(name: compression)),
+                                                       options: exportOptions(output),
                                                        plan: PlanOptions(root: root), dataRoot: dataRoot)
                     for p in result.problems { Fwassemble.writeError("warning: \(p)\n") }
                     Fwassemble.writeError("wrote \(result.output): \(result.what), \(result.layers) layers, \(result.members) entries (\(result.files) files, \(result.hardlinks) hardlinks)\n")

@@ -28,44 +28,22 @@ extension Fwassemble {
         @Option(name: [.short, .customLong("output")], help: "Output archive path, or - for stdout.")
         var output: String
 
-        @Option(help: "none, gzip or zstd (default: from the output name: .tar none, .zst zstd, else gzip).")
-        var compression: String?
-
-        @Option(help: "Compression level (gzip 1-9, default 6; zstd 1-19, default 3).")
-        var level: Int?
-
-        @Option(help: "Compression threads (default: the number of cores).")
-        var threads: Int?
+        @OptionGroup var archive: CompressionOptions
 
         @Flag(name: [.short, .long], help: "Print warnings only, no summary.")
         var quiet = false
 
         func validate() throws {
-            do {
-                _ = try chosenCompression()
-            } catch {
-                throw ValidationError("\(error)")
-            }
-            if output == "-", isatty(1) != 0 {
-                throw ValidationError("refusing to write an archive to a terminal; redirect standard output or use -o FILE")
-            }
-            if let threads, threads < 1 || threads > 256 {
-                throw ValidationError("--threads must be between 1 and 256")
-            }
+            try archive.validate(output: output, default: CompressionFormat(forOutput: output))
         }
 
         private func chosenCompression() throws -> Compression {
-            let name = compression ?? {
-                if output.hasSuffix(".tar") { return "none" }
-                if output.hasSuffix(".zst") || output.hasSuffix(".tzst") { return "zstd" }
-                return "gzip"
-            }()
-            return try Compression(name: name, level: level)
+            try archive.compression(default: CompressionFormat(forOutput: output))
         }
 
         func run() throws {
             var options = ExtractOptions(output: output, compression: try chosenCompression())
-            if let threads { options.threads = threads }
+            if let threads = archive.threads { options.threads = threads }
             let result: ExtractResult
             do {
                 result = try imageOptions.disk(image).extract(partition: partition, options: options)
