@@ -184,6 +184,11 @@ public final class NamespaceFileSystem: FileSystemReader {
     /// (absolute ones from the namespace root, the last component too, as mount(8) does) at most
     /// 40 times.
     func resolve(_ path: [[UInt8]], upTo count: Int, hops: inout Int) -> Node? {
+        resolvePath(path, upTo: count, hops: &hops)?.node
+    }
+
+    /// `resolve`, with the path it arrived at (no symlinks, no "." or "..").
+    private func resolvePath(_ path: [[UInt8]], upTo count: Int, hops: inout Int) -> (node: Node, path: [[UInt8]])? {
         var resolved: [[UInt8]] = []
         var remaining = path[...]
         while let component = remaining.first {
@@ -197,11 +202,18 @@ public final class NamespaceFileSystem: FileSystemReader {
                 hops += 1
                 guard hops <= PathComponents.maximumSymlinkHops else { return nil }
                 let base: [[UInt8]] = target.first == 0x2F ? [] : resolved
-                return resolve(base + PathComponents.split(target) + Array(remaining), upTo: count, hops: &hops)
+                return resolvePath(base + PathComponents.split(target) + Array(remaining), upTo: count, hops: &hops)
             }
             resolved = candidate
         }
-        return nodeAt(resolved, upTo: count)
+        return nodeAt(resolved, upTo: count).map { ($0, resolved) }
+    }
+
+    /// The path `path` resolves to: every symlink followed (the last one too, absolute ones from
+    /// the namespace root, at most 40), nil when a component does not exist.
+    public func canonicalPath(_ path: NamespacePath) -> NamespacePath? {
+        var hops = 0
+        return resolvePath(path.components, upTo: mounts.count, hops: &hops).map { NamespacePath(components: $0.path) }
     }
 
     /// The node at an already-resolved path (no symlinks in its parents).

@@ -1,3 +1,4 @@
+import Assembly
 import DiskImage
 import FileSystems
 
@@ -81,26 +82,9 @@ enum ProfilePaths {
     /// The canonical path of `path` inside `fs` (every symlink, the last one too, resolved;
     /// at most 40 hops), nil when a component does not exist.
     static func canonical(_ path: String, in fs: any FileSystemReader) -> String? {
-        var hops = 0
-        var resolved: [String] = []
-        var pending = path.split(separator: "/").map(String.init)
-        while !pending.isEmpty {
-            let component = pending.removeFirst()
-            if component == "." || component.isEmpty { continue }
-            if component == ".." { _ = resolved.popLast(); continue }
-            let candidate = "/" + (resolved + [component]).joined(separator: "/")
-            guard let inode = try? fs.lookup(candidate), let meta = try? fs.metadata(of: inode) else { return nil }
-            if meta.type == .symlink, let target = meta.symlinkTarget {
-                hops += 1
-                guard hops <= PathComponents.maximumSymlinkHops else { return nil }
-                let text = String(decoding: target, as: UTF8.self)
-                if text.hasPrefix("/") { resolved = [] }
-                pending = text.split(separator: "/").map(String.init) + pending
-                continue
-            }
-            resolved.append(component)
-        }
-        return "/" + resolved.joined(separator: "/")
+        let view = NamespaceFileSystem(name: fs.sourceName)
+        guard (try? view.mount(fs, at: .root, origin: fs.sourceName)) != nil else { return nil }
+        return view.canonicalPath(NamespacePath(path))?.display
     }
 
     /// A small text file's contents with surrounding whitespace removed, nil when missing.
