@@ -32,8 +32,7 @@ extension Fwassemble {
 
         @OptionGroup var archive: CompressionOptions
 
-        @Option(help: "Use this root partition (number, GPT name or filesystem label) whatever the bootloader says.")
-        var root: String?
+        @OptionGroup var rootOption: RootOption
 
         @Flag(help: "Leave device nodes out and list them in the report.")
         var noDevices = false
@@ -57,7 +56,7 @@ extension Fwassemble {
         func run() throws {
             let showProgress = !quiet && isatty(2) != 0
             var options = AssembleOptions(output: output, reportPath: report, compression: try archive.compression(default: .gzip),
-                                          noDevices: noDevices, plan: PlanOptions(root: root))
+                                          noDevices: noDevices, plan: rootOption.planOptions)
             if let threads = archive.threads { options.threads = threads }
             options.rehost = rehost
             if showProgress {
@@ -78,7 +77,7 @@ extension Fwassemble {
             do {
                 let disk = try imageOptions.disk(image)
                 if verbose {
-                    let plan = try disk.plan(options: PlanOptions(root: root))
+                    let plan = try disk.plan(options: rootOption.planOptions)
                     for m in plan.mounts {
                         Fwassemble.writeError("mount \(m.where): \(m.kind.rawValue) \(m.partition.map { "partition \($0)" } ?? m.what ?? "") (\(m.declaredBy))\n")
                     }

@@ -24,8 +24,7 @@ extension Fwassemble {
 
         @OptionGroup var imageOptions: ImageOptions
 
-        @Option(help: "Use this root partition (number, GPT name or filesystem label) whatever the bootloader says.")
-        var root: String?
+        @OptionGroup var rootOption: RootOption
 
         @Flag(help: "Print the report as JSON.")
         var json = false
@@ -72,7 +71,7 @@ extension Fwassemble {
                 do {
                     let result = try disk.exportDocker(reference, image: exportImage != nil,
                                                        options: exportOptions(output),
-                                                       plan: PlanOptions(root: root), dataRoot: dataRoot)
+                                                       plan: rootOption.planOptions, dataRoot: dataRoot)
                     for p in result.problems { Fwassemble.writeError("warning: \(p)\n") }
                     Fwassemble.writeError("wrote \(result.output): \(result.what), \(result.layers) layers, \(result.members) entries (\(result.files) files, \(result.hardlinks) hardlinks)\n")
                 } catch {
@@ -81,7 +80,7 @@ extension Fwassemble {
                 return
             }
             let report: DockerReport
-            do { report = try disk.docker(options: PlanOptions(root: root)) } catch { Fwassemble.fail(error) }
+            do { report = try disk.docker(options: rootOption.planOptions) } catch { Fwassemble.fail(error) }
             if json {
                 do { print(try report.json()) } catch { Fwassemble.fail(error) }
             } else {

@@ -30,3 +30,11 @@ struct ImageOptions: ParsableArguments {
         return try Disk(path: image, backingDirectory: backingDir, snapshot: snapshot, decompressionProgress: progress)
     }
 }
+
+/// `--root`, shared by the commands that plan the boot (plan, assemble, docker).
+struct RootOption: ParsableArguments {
+    @Option(help: "Use this root partition (number, GPT name or filesystem label) whatever the bootloader says.")
+    var root: String?
+
+    var planOptions: PlanOptions { PlanOptions(root: root) }
+}

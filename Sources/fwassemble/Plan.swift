@@ -19,8 +19,7 @@ extension Fwassemble {
 
         @OptionGroup var imageOptions: ImageOptions
 
-        @Option(help: "Use this root partition (number, GPT name or filesystem label) whatever the bootloader says.")
-        var root: String?
+        @OptionGroup var rootOption: RootOption
 
         @Flag(help: "Print the plan as JSON.")
         var json = false
@@ -28,7 +27,7 @@ extension Fwassemble {
         func run() throws {
             let plan: Plan
             do {
-                plan = try imageOptions.disk(image).plan(options: PlanOptions(root: root))
+                plan = try imageOptions.disk(image).plan(options: rootOption.planOptions)
             } catch {
                 Fwassemble.fail(error)
             }
