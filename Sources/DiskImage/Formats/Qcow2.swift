@@ -85,34 +85,8 @@ final class Qcow2Image: DiskContainerSource {
         self.file = file
         self.name = file.name
         let disk = file.name
-        let h = try Qcow2Header(file.record(at: 0, count: 112, "qcow2 header"))
-        guard h.version == 2 || h.version == 3 else {
-            throw FWError(.unsupported, "qcow2 version \(h.version) is not supported (2 and 3 are)", disk: disk)
-        }
-        guard (9...21).contains(h.clusterBits) else {
-            throw FWError(.corrupt, "qcow2 header at offset 20: cluster_bits \(h.clusterBits) is outside 9...21", disk: disk)
-        }
-        guard h.cryptMethod == 0 else {
-            throw FWError(.unsupported, "qcow2: encrypted images (crypt_method \(h.cryptMethod)) are not supported", disk: disk)
-        }
-        let known = Qcow2Header.dirty | Qcow2Header.corruptBit | Qcow2Header.externalDataFile
-            | Qcow2Header.compressionTypeBit | Qcow2Header.extendedL2
-        if h.incompatibleFeatures & Qcow2Header.externalDataFile != 0 {
-            throw FWError(.unsupported, "qcow2: images with an external data file are not supported", disk: disk)
-        }
-        guard h.incompatibleFeatures & ~known == 0 else {
-            throw FWError(.unsupported, "qcow2: unknown incompatible features 0x\(String(h.incompatibleFeatures & ~known, radix: 16))", disk: disk)
-        }
-        if h.version >= 3 {
-            guard h.headerLength >= 104 else {
-                throw FWError(.corrupt, "qcow2 header at offset 100: header_length \(h.headerLength) is invalid", disk: disk)
-            }
-        }
-        switch h.compressionType {
-        case 0: zstd = false
-        case 1: zstd = true
-        default: throw FWError(.unsupported, "qcow2 header at offset 104: compression type \(h.compressionType) is not supported (0 deflate, 1 zstd)", disk: disk)
-        }
+        let h = try Self.checkedHeader(file)
+        zstd = h.compressionType == 1
         version = h.version
         clusterBits = Int(h.clusterBits)
         clusterSize = 1 << clusterBits
@@ -122,48 +96,9 @@ final class Qcow2Image: DiskContainerSource {
         tables = ClusterCache(entrySize: clusterSize, budget: 16 << 20)
         clusters = ClusterCache(entrySize: clusterSize, budget: 32 << 20)
 
-        // Header extensions: the backing file's format (raw or probed).
-        var backingFormat: String? = nil
-        var extOffset = UInt64(h.version >= 3 ? h.headerLength : 72)
-        for _ in 0..<1024 {
-            guard extOffset + 8 <= UInt64(clusterSize), extOffset + 8 <= file.size else { break }
-            let e = try file.record(at: extOffset, count: 8, "qcow2 header extension")
-            let type = try e.u32be(at: 0), length = UInt64(try e.u32be(at: 4))
-            if type == 0 { break }
-            guard extOffset + 8 + length <= UInt64(clusterSize) else {
-                throw FWError(.corrupt, "qcow2 header extension at offset \(extOffset): length \(length) runs past the first cluster", disk: disk)
-            }
-            if type == 0xE279_2ACA {
-                backingFormat = String(decoding: try file.bytes(at: extOffset + 8, count: Int(length)), as: UTF8.self)
-            } else if type == 0x0537_BE77 {
-                throw FWError(.unsupported, "qcow2: encrypted images (LUKS) are not supported", disk: disk)
-            }
-            extOffset += 8 + (length + 7) / 8 * 8
-        }
+        let backingFormat = try Self.backingFormat(file, header: h, clusterSize: clusterSize)
 
-        // Internal snapshots.
-        guard h.snapshotCount <= 65536 else {
-            throw FWError(.limitExceeded, "qcow2 header at offset 60: \(h.snapshotCount) snapshots", disk: disk)
-        }
-        var snaps: [(DiskImageSnapshot, UInt64, UInt32)] = []
-        var snapOffset = h.snapshotsOffset
-        for i in 0..<Int(h.snapshotCount) {
-            let s = try file.record(at: snapOffset, count: 40, "qcow2 snapshot \(i + 1) header")
-            let l1Offset = try s.u64be(at: 0), l1Size = try s.u32be(at: 8)
-            let idLength = Int(try s.u16be(at: 12)), nameLength = Int(try s.u16be(at: 14))
-            let date = try s.u32be(at: 16)
-            let extraLength = Int(try s.u32be(at: 36))
-            guard extraLength <= 1024 else {
-                throw FWError(.corrupt, "qcow2 snapshot at offset \(snapOffset): extra data of \(extraLength) bytes", disk: disk)
-            }
-            let rest = try file.record(at: snapOffset + 40, count: extraLength + idLength + nameLength, "qcow2 snapshot \(i + 1)")
-            var virtualSize = h.size
-            if extraLength >= 16 { virtualSize = try rest.u64be(at: 8) }
-            let id = String(decoding: try rest.slice(at: extraLength, count: idLength), as: UTF8.self)
-            let sname = String(decoding: try rest.slice(at: extraLength + idLength, count: nameLength), as: UTF8.self)
-            snaps.append((DiskImageSnapshot(id: id, name: sname, virtualSize: virtualSize, date: date), l1Offset, l1Size))
-            snapOffset += (40 + UInt64(extraLength + idLength + nameLength) + 7) / 8 * 8
-        }
+        let snaps = try Self.snapshots(file, header: h)
         snapshots = snaps.map(\.0)
 
         var l1Offset = h.l1TableOffset, l1Count = h.l1Size, virtualSize = h.size
@@ -212,6 +147,92 @@ final class Qcow2Image: DiskContainerSource {
         } else {
             backing = nil
         }
+    }
+
+    /// The header, with every field this reader depends on checked (version, cluster size,
+    /// encryption, incompatible features, header length, compression type).
+    private static func checkedHeader(_ file: any ByteSource) throws -> Qcow2Header {
+        let disk = file.name
+        let h = try Qcow2Header(file.record(at: 0, count: 112, "qcow2 header"))
+        guard h.version == 2 || h.version == 3 else {
+            throw FWError(.unsupported, "qcow2 version \(h.version) is not supported (2 and 3 are)", disk: disk)
+        }
+        guard (9...21).contains(h.clusterBits) else {
+            throw FWError(.corrupt, "qcow2 header at offset 20: cluster_bits \(h.clusterBits) is outside 9...21", disk: disk)
+        }
+        guard h.cryptMethod == 0 else {
+            throw FWError(.unsupported, "qcow2: encrypted images (crypt_method \(h.cryptMethod)) are not supported", disk: disk)
+        }
+        let known = Qcow2Header.dirty | Qcow2Header.corruptBit | Qcow2Header.externalDataFile
+            | Qcow2Header.compressionTypeBit | Qcow2Header.extendedL2
+        if h.incompatibleFeatures & Qcow2Header.externalDataFile != 0 {
+            throw FWError(.unsupported, "qcow2: images with an external data file are not supported", disk: disk)
+        }
+        guard h.incompatibleFeatures & ~known == 0 else {
+            throw FWError(.unsupported, "qcow2: unknown incompatible features 0x\(String(h.incompatibleFeatures & ~known, radix: 16))", disk: disk)
+        }
+        if h.version >= 3 {
+            guard h.headerLength >= 104 else {
+                throw FWError(.corrupt, "qcow2 header at offset 100: header_length \(h.headerLength) is invalid", disk: disk)
+            }
+        }
+        switch h.compressionType {
+        case 0, 1: break
+        default: throw FWError(.unsupported, "qcow2 header at offset 104: compression type \(h.compressionType) is not supported (0 deflate, 1 zstd)", disk: disk)
+        }
+        return h
+    }
+
+    /// The backing file's format from the header extensions (nil: probe it).
+    private static func backingFormat(_ file: any ByteSource, header h: Qcow2Header, clusterSize: Int) throws -> String? {
+        let disk = file.name
+        var backingFormat: String? = nil
+        var extOffset = UInt64(h.version >= 3 ? h.headerLength : 72)
+        for _ in 0..<1024 {
+            guard extOffset + 8 <= UInt64(clusterSize), extOffset + 8 <= file.size else { break }
+            let e = try file.record(at: extOffset, count: 8, "qcow2 header extension")
+            let type = try e.u32be(at: 0), length = UInt64(try e.u32be(at: 4))
+            if type == 0 { break }
+            guard extOffset + 8 + length <= UInt64(clusterSize) else {
+                throw FWError(.corrupt, "qcow2 header extension at offset \(extOffset): length \(length) runs past the first cluster", disk: disk)
+            }
+            if type == 0xE279_2ACA {
+                backingFormat = String(decoding: try file.bytes(at: extOffset + 8, count: Int(length)), as: UTF8.self)
+            } else if type == 0x0537_BE77 {
+                throw FWError(.unsupported, "qcow2: encrypted images (LUKS) are not supported", disk: disk)
+            }
+            extOffset += 8 + (length + 7) / 8 * 8
+        }
+
+        return backingFormat
+    }
+
+    /// The internal snapshots: each one's description, L1 table offset and L1 entry count.
+    private static func snapshots(_ file: any ByteSource, header h: Qcow2Header) throws -> [(DiskImageSnapshot, UInt64, UInt32)] {
+        let disk = file.name
+        guard h.snapshotCount <= 65536 else {
+            throw FWError(.limitExceeded, "qcow2 header at offset 60: \(h.snapshotCount) snapshots", disk: disk)
+        }
+        var snaps: [(DiskImageSnapshot, UInt64, UInt32)] = []
+        var snapOffset = h.snapshotsOffset
+        for i in 0..<Int(h.snapshotCount) {
+            let s = try file.record(at: snapOffset, count: 40, "qcow2 snapshot \(i + 1) header")
+            let l1Offset = try s.u64be(at: 0), l1Size = try s.u32be(at: 8)
+            let idLength = Int(try s.u16be(at: 12)), nameLength = Int(try s.u16be(at: 14))
+            let date = try s.u32be(at: 16)
+            let extraLength = Int(try s.u32be(at: 36))
+            guard extraLength <= 1024 else {
+                throw FWError(.corrupt, "qcow2 snapshot at offset \(snapOffset): extra data of \(extraLength) bytes", disk: disk)
+            }
+            let rest = try file.record(at: snapOffset + 40, count: extraLength + idLength + nameLength, "qcow2 snapshot \(i + 1)")
+            var virtualSize = h.size
+            if extraLength >= 16 { virtualSize = try rest.u64be(at: 8) }
+            let id = String(decoding: try rest.slice(at: extraLength, count: idLength), as: UTF8.self)
+            let sname = String(decoding: try rest.slice(at: extraLength + idLength, count: nameLength), as: UTF8.self)
+            snaps.append((DiskImageSnapshot(id: id, name: sname, virtualSize: virtualSize, date: date), l1Offset, l1Size))
+            snapOffset += (40 + UInt64(extraLength + idLength + nameLength) + 7) / 8 * 8
+        }
+        return snaps
     }
 
     private enum Mapping {
