@@ -103,8 +103,7 @@ public final class NamespaceFileSystem: FileSystemReader {
     /// problem and nothing is bound; returns whether the bind was applied.
     @discardableResult
     public func bind(_ source: NamespacePath, at path: NamespacePath, sourceText: String, origin fallback: String) -> Bool {
-        var hops = 0
-        guard let node = resolve(source.components, upTo: mounts.count, hops: &hops) else {
+        guard let node = resolve(source.components, upTo: mounts.count) else {
             note(path.display, "bind source \(sourceText) does not exist in the namespace; not bound")
             return false
         }
@@ -123,8 +122,7 @@ public final class NamespaceFileSystem: FileSystemReader {
     public func overlay(_ layerPaths: [(path: NamespacePath, text: String)], at path: NamespacePath, origin: String) {
         var layers: [Layer] = []
         for dir in layerPaths {
-            var hops = 0
-            switch resolve(dir.path.components, upTo: mounts.count, hops: &hops) {
+            switch resolve(dir.path.components, upTo: mounts.count) {
             case .single(let layer, let meta)? where meta.type == .directory:
                 layers.append(layer)
             case .merged(let ls, _)?:
@@ -183,37 +181,26 @@ public final class NamespaceFileSystem: FileSystemReader {
     /// Resolves a namespace path as the first `count` mounts make it, following symlinks
     /// (absolute ones from the namespace root, the last component too, as mount(8) does) at most
     /// 40 times.
-    func resolve(_ path: [[UInt8]], upTo count: Int, hops: inout Int) -> Node? {
-        resolvePath(path, upTo: count, hops: &hops)?.node
+    func resolve(_ path: [[UInt8]], upTo count: Int) -> Node? {
+        resolvePath(path, upTo: count)?.node
     }
 
-    /// `resolve`, with the path it arrived at (no symlinks, no "." or "..").
-    private func resolvePath(_ path: [[UInt8]], upTo count: Int, hops: inout Int) -> (node: Node, path: [[UInt8]])? {
-        var resolved: [[UInt8]] = []
-        var remaining = path[...]
-        while let component = remaining.first {
-            remaining = remaining.dropFirst()
-            if component == [0x2E] { continue }
-            if component == [0x2E, 0x2E] { _ = resolved.popLast(); continue }
-            let candidate = resolved + [component]
-            guard let node = nodeAt(candidate, upTo: count) else { return nil }
-            let meta = node.metadata
-            if meta.type == .symlink, let target = meta.symlinkTarget {
-                hops += 1
-                guard hops <= PathComponents.maximumSymlinkHops else { return nil }
-                let base: [[UInt8]] = target.first == 0x2F ? [] : resolved
-                return resolvePath(base + PathComponents.split(target) + Array(remaining), upTo: count, hops: &hops)
-            }
-            resolved = candidate
-        }
-        return nodeAt(resolved, upTo: count).map { ($0, resolved) }
+    /// `resolve`, with the path it arrived at (no symlinks, no "." or ".."): `PathResolver` over
+    /// the namespace as the first `count` mounts make it.
+    private func resolvePath(_ path: [[UInt8]], upTo count: Int) -> (node: Node, path: [[UInt8]])? {
+        guard let root = nodeAt([], upTo: count) else { return nil }
+        let resolver = PathResolver<Node>(root: root, child: { _, parentPath, name in
+            self.nodeAt(parentPath + [name], upTo: count)
+        }, symlinkTarget: { node in
+            node.metadata.type == .symlink ? node.metadata.symlinkTarget : nil
+        })
+        return (try? resolver.resolve(path, followLast: true)) ?? nil
     }
 
     /// The path `path` resolves to: every symlink followed (the last one too, absolute ones from
     /// the namespace root, at most 40), nil when a component does not exist.
     public func canonicalPath(_ path: NamespacePath) -> NamespacePath? {
-        var hops = 0
-        return resolvePath(path.components, upTo: mounts.count, hops: &hops).map { NamespacePath(components: $0.path) }
+        return resolvePath(path.components, upTo: mounts.count).map { NamespacePath(components: $0.path) }
     }
 
     /// The node at an already-resolved path (no symlinks in its parents).
@@ -271,8 +258,7 @@ public final class NamespaceFileSystem: FileSystemReader {
     /// device would), or nil when the path does not exist or is a directory merged from several
     /// overlay layers. The Docker inspector finds data-roots with it.
     public func locate(_ path: NamespacePath) -> (layer: Layer, metadata: Metadata)? {
-        var hops = 0
-        switch resolve(path.components, upTo: mounts.count, hops: &hops) {
+        switch resolve(path.components, upTo: mounts.count) {
         case .single(let layer, let meta)?: return (layer, meta)
         case .merged(let layers, let meta)? where layers.count == 1: return (layers[0], meta)
         default: return nil
@@ -281,8 +267,7 @@ public final class NamespaceFileSystem: FileSystemReader {
 
     /// True when `path` exists in the namespace (symlinks followed, the last one too).
     public func exists(_ path: NamespacePath) -> Bool {
-        var hops = 0
-        return resolve(path.components, upTo: mounts.count, hops: &hops) != nil
+        return resolve(path.components, upTo: mounts.count) != nil
     }
 
     // MARK: Handles

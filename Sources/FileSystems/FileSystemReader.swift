@@ -74,43 +74,14 @@ extension FileSystemReader {
     }
 
     public func lookup(_ path: [UInt8], followLast: Bool = false) throws -> UInt64? {
-        var hops = 0
-        return try resolve(components: PathComponents.split(path), from: rootInode, parents: [], followLast: followLast, hops: &hops)
-    }
-
-    private func resolve(components: [[UInt8]], from start: UInt64, parents: [UInt64], followLast: Bool, hops: inout Int) throws -> UInt64? {
-        var current = start
-        var stack = parents
-        for (i, component) in components.enumerated() {
-            if component == [0x2E] { continue }
-            if component == [0x2E, 0x2E] {
-                current = stack.popLast() ?? rootInode
-                continue
-            }
-            let meta = try metadata(of: current)
-            guard meta.type == .directory else { return nil }
-            guard let entry = try entry(named: component, in: current) else { return nil }
-            let isLast = i == components.count - 1
-            let target = try metadata(of: entry.inode)
-            if target.type == .symlink, (!isLast || followLast), let link = target.symlinkTarget {
-                hops += 1
-                guard hops <= PathComponents.maximumSymlinkHops else {
-                    throw FWError(.limitExceeded, "more than \(PathComponents.maximumSymlinkHops) symlinks while resolving")
-                }
-                let linkParts = PathComponents.split(link)
-                let base = link.first == 0x2F ? rootInode : current
-                let baseStack = link.first == 0x2F ? [] : stack
-                guard let resolved = try resolve(components: linkParts, from: base, parents: baseStack, followLast: true, hops: &hops) else {
-                    return nil
-                }
-                stack.append(current)
-                current = resolved
-            } else {
-                stack.append(current)
-                current = entry.inode
-            }
-        }
-        return current
+        let resolver = PathResolver<UInt64>(root: rootInode, child: { parent, _, name in
+            guard try self.metadata(of: parent).type == .directory else { return nil }
+            return try self.entry(named: name, in: parent)?.inode
+        }, symlinkTarget: { inode in
+            let meta = try self.metadata(of: inode)
+            return meta.type == .symlink ? meta.symlinkTarget : nil
+        })
+        return try resolver.resolve(PathComponents.split(path), followLast: followLast)?.node
     }
 
     /// Reads a whole small file (config files: fstab, units, grubenv) with a size cap.
