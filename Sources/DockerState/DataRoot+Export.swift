@@ -2,19 +2,6 @@ import Assembly
 import DiskImage
 import FileSystems
 
-/// One entry of a merged container or image filesystem, in walk order.
-public struct MergedEntry {
-    /// "" for the root, else "etc/hostname" (raw bytes).
-    public var path: [UInt8]
-    /// As overlayfs shows it (overlay-private xattrs removed).
-    public var metadata: Metadata
-    /// Set when this non-directory was already met at another path (same inode).
-    public var hardlinkTarget: [UInt8]?
-    public var reader: any FileSystemReader
-
-    public var displayPath: String { "/" + String(decoding: path, as: UTF8.self) }
-}
-
 extension DataRoot {
     /// The diff directories of an image, top first, from its rootfs.diff_ids chain.
     public func imageLayers(_ reference: String) throws -> (id: String, layers: [Layer]) {
@@ -69,63 +56,5 @@ extension DataRoot {
             parent = record.parent
         }
         return (container.id, layers)
-    }
-}
-
-/// The merged filesystem of overlay layers (top first), walked depth first with names sorted
-/// bytewise, through `OverlayMerge` (the one overlayfs implementation). Whiteouts and opaque
-/// markers never appear; hardlinks are reported by inode identity.
-public struct MergedWalk: Sequence, IteratorProtocol {
-    private var stack: [(path: [UInt8], children: [(name: [UInt8], child: OverlayMerge.Child)], index: Int)] = []
-    private var pendingRoot: MergedEntry?
-    private var firstPaths: [UInt64: [UInt8]] = [:]
-    private let limit = 256
-    /// Unreadable entries (skipped), with their paths.
-    public private(set) var problems: [String] = []
-
-    public init(layers: [Layer]) throws {
-        guard let top = layers.first else { throw FWError(.notFound, "no layers to merge") }
-        let meta = OverlayMerge.visible(try top.reader.metadata(of: top.inode))
-        pendingRoot = MergedEntry(path: [], metadata: meta, hardlinkTarget: nil, reader: top.reader)
-        push(path: [], layers: layers)
-    }
-
-    private mutating func push(path: [UInt8], layers: [Layer]) {
-        var found: [String] = []
-        let children = OverlayMerge.children(of: layers) { what, error in
-            found.append("/\(String(decoding: path, as: UTF8.self)): \(what): \(FWError(error).description)")
-        }
-        problems += found
-        stack.append((path, children, 0))
-    }
-
-    public mutating func next() -> MergedEntry? {
-        if let root = pendingRoot {
-            pendingRoot = nil
-            return root
-        }
-        while var frame = stack.popLast() {
-            guard frame.index < frame.children.count else { continue }
-            let (name, child) = frame.children[frame.index]
-            frame.index += 1
-            stack.append(frame)
-            let path = frame.path.isEmpty ? name : frame.path + [0x2F] + name
-            switch child {
-            case .directory(let layers, let meta):
-                if stack.count >= limit {
-                    problems.append("/\(String(decoding: path, as: UTF8.self)): deeper than \(limit) directories; not descended")
-                } else {
-                    push(path: path, layers: layers)
-                }
-                return MergedEntry(path: path, metadata: OverlayMerge.visible(meta), hardlinkTarget: nil, reader: layers[0].reader)
-            case .file(let layer, let entry, let meta):
-                var target: [UInt8]?
-                if meta.linkCount > 1 {
-                    if let first = firstPaths[entry.inode] { target = first } else { firstPaths[entry.inode] = path }
-                }
-                return MergedEntry(path: path, metadata: OverlayMerge.visible(meta), hardlinkTarget: target, reader: layer.reader)
-            }
-        }
-        return nil
     }
 }
