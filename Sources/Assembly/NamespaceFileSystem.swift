@@ -356,16 +356,22 @@ public final class NamespaceFileSystem: FileSystemReader {
         return meta
     }
 
+    /// Without a path, only a directory met on the way to a mount point (the root included)
+    /// shows the mount points below it; any other directory has none.
     public func directoryEntries(of inode: UInt64) throws -> [DirectoryEntry] {
-        try directoryEntries(of: inode, at: ancestorPaths[inode] ?? NamespacePath(sourceName))
+        try entries(of: inode, at: ancestorPaths[inode])
     }
 
     public func directoryEntries(of inode: UInt64, at path: NamespacePath) throws -> [DirectoryEntry] {
+        try entries(of: inode, at: path)
+    }
+
+    private func entries(of inode: UInt64, at path: NamespacePath?) throws -> [DirectoryEntry] {
         let (provider, node) = try decode(inode)
         guard node.metadata.type == .directory else {
             throw FWError(.invalidArgument, "namespace inode \(inode) is not a directory", disk: sourceName)
         }
-        return try children(of: node, at: path, provider: provider)
+        return children(of: node, at: path, provider: provider)
     }
 
     public func openFile(_ inode: UInt64) throws -> any FileContents {
@@ -401,9 +407,10 @@ public final class NamespaceFileSystem: FileSystemReader {
     }
 
     /// The children of a directory at `path` (provided by mount `provider`): its own entries,
-    /// plus mount points of later mounts directly below it.
-    private func children(of node: Node, at path: NamespacePath, provider: Int) throws -> [DirectoryEntry] {
+    /// plus mount points of later mounts directly below it (none when the path is unknown).
+    private func children(of node: Node, at path: NamespacePath?, provider: Int) -> [DirectoryEntry] {
         var result: [[UInt8]: UInt64] = [:]
+        let shown = path?.display ?? sourceName
         switch node {
         case .single(let layer, _):
             do {
@@ -411,11 +418,11 @@ public final class NamespaceFileSystem: FileSystemReader {
                     result[entry.name] = handle(provider: provider, layer: Layer(reader: layer.reader, inode: entry.inode), overlaid: false)
                 }
             } catch {
-                note(path.display, FWError(error).description)
+                note(shown, FWError(error).description)
             }
         case .merged(let layers, _):
             for c in OverlayMerge.children(of: layers, problem: { what, error in
-                self.note(path.display, "\(what): \(FWError(error).description)")
+                self.note(shown, "\(what): \(FWError(error).description)")
             }) {
                 let h = handle(provider: provider, node: Self.node(for: c.child))
                 if packedLayer(h) != nil {
@@ -429,6 +436,7 @@ public final class NamespaceFileSystem: FileSystemReader {
             break
         }
         // Mounts below this directory applied after its provider.
+        guard let path else { return result.map { DirectoryEntry(name: $0.key, inode: $0.value) } }
         let here = path.components
         for i in (provider + 1)..<max(provider + 1, mounts.count) {
             let mp = mounts[i].path.components

@@ -100,7 +100,11 @@ public final class AssembledNamespace: Sequence {
         }
 
         public mutating func next() -> AssembledEntry? {
-            defer { namespace.lastWalkProblems = walk.problems }
+            defer {
+                if walk.problems.count > namespace.lastWalkProblems.count {
+                    namespace.lastWalkProblems += walk.problems.dropFirst(namespace.lastWalkProblems.count)
+                }
+            }
             guard let e = walk.next() else { return nil }
             let engine = namespace.booted.namespace
             // The metadata as the filesystem stores it: its own inode number, not the walk's handle.
