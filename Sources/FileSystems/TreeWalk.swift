@@ -27,6 +27,9 @@ public struct WalkProblem: Sendable, CustomStringConvertible {
     public var path: String
     public var error: FWError
     public var description: String { "\(path): \(error.message)" }
+    /// With the error's places (image, partition) too: for reports of a whole namespace, where
+    /// the path alone does not say which filesystem it came from.
+    public var placedDescription: String { "\(path): \(error.description)" }
 }
 
 /// Safety limits of the walk (documented in docs/limits.md).

@@ -170,7 +170,7 @@ extension Disk {
             report.tarBytes = tar.bytesWritten
             report.partitions = origins.values.sorted { $0.origin < $1.origin }
             report.warnings += booted.namespace.problems.map(\.description)
-            report.warnings += summary.walkProblems.map { "\($0.path): \($0.error.description)" }
+            report.warnings += summary.walkProblems.map(\.placedDescription)
             let docker = DataRootLocator.report(for: booted.namespace, binds: booted.binds)
             if !docker.dataRoots.isEmpty { report.docker = docker }
             try output.commit()
