@@ -96,8 +96,16 @@ struct RootSelector {
             }
             guard let fs = try? disk.fileSystem(partition: p.index) else { continue }
             for path in Self.bootFiles {
-                guard let inode = try? fs.lookup(path), let bytes = try? fs.readSmallFile(inode, limit: 1 << 20) else { continue }
                 let label = "\(path) on \(p.displayName)"
+                let bytes: [UInt8]
+                do {
+                    guard let inode = try fs.lookup(path) else { continue }
+                    bytes = try fs.readSmallFile(inode, limit: 1 << 20)
+                } catch {
+                    // The bootloader would not read it either; say so rather than choose silently.
+                    warnings.append("\(label): unreadable (\(FWError(error).message)); not used for the root choice")
+                    continue
+                }
                 if path.hasSuffix("grubenv"), grub == nil, let env = GrubEnvironment.parse(bytes) {
                     grub = env; grubFile = label
                 } else if path == "/cmdline.txt", cmdline == nil {

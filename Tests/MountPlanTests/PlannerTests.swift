@@ -237,4 +237,17 @@ struct PlannerTests {
         let plan = try Planner.plan(disk)
         #expect(plan.warnings.contains { $0.hasPrefix("/etc/systemd/system") && $0.contains("unreadable") }, "\(plan.warnings)")
     }
+
+    /// A boot file that exists but cannot be read (a symlink loop) is a warning: the root choice
+    /// does not silently ignore the bootloader state.
+    @Test func unreadableBootFileIsAWarning() throws {
+        let disk = FakeDisk()
+        let boot = MemoryFileSystem(formatName: "vfat")
+        boot.addSymlink("/EFI/BOOT/grubenv", target: "/EFI/BOOT/grubenv")
+        disk.add(PlanPartition(index: 1, name: "boot", fsType: "vfat", size: 32 << 20), fs: boot)
+        disk.add(PlanPartition(index: 2, fsType: "ext4", size: 64 << 20), fs: linuxRoot("root"))
+        let plan = try Planner.plan(disk)
+        #expect(plan.root.partition == 2)
+        #expect(plan.warnings.contains { $0.hasPrefix("/EFI/BOOT/grubenv on partition 1 (boot): unreadable") }, "\(plan.warnings)")
+    }
 }
