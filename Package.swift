@@ -26,6 +26,7 @@ let package = Package(
         cLibrary("CBlkid", pkgConfig: "blkid", apt: "libblkid-dev"),
         cLibrary("CExt2fs", pkgConfig: "ext2fs", apt: "e2fslibs-dev"),
         cLibrary("CZlib", pkgConfig: "zlib", apt: "zlib1g-dev"),
+        cLibrary("CDeflate", pkgConfig: "libdeflate", apt: "libdeflate-dev"),
         cLibrary("CLZ4", pkgConfig: "liblz4", apt: "liblz4-dev"),
         cLibrary("CZstd", pkgConfig: "libzstd", apt: "libzstd-dev"),
         cLibrary("CLZMA", pkgConfig: "liblzma", apt: "liblzma-dev"),
@@ -56,7 +57,7 @@ let package = Package(
         // 6b. Docker data-roots read from the assembled namespace (inventory, integrity, export).
         .target(name: "DockerState", dependencies: ["FileSystems", "Assembly", "DiskImage"]),
         // 7. Archive: streaming tar writer and parallel gzip.
-        .target(name: "Archive", dependencies: ["FileSystems", "DiskImage", "CZlib", "CZstd"]),
+        .target(name: "Archive", dependencies: ["FileSystems", "DiskImage", "CDeflate", "CZstd"]),
         // 8. The facade: everything the CLI does goes through it.
         .target(name: "FirmwareAssembler", dependencies: [
             "DiskImage", "DiskFormats", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",

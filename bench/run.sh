@@ -39,17 +39,21 @@ cat "$disk" > /dev/null
 
 read -r t_gz rss_gz cpu_gz < <(run3 fwa-gzip "'$bin' assemble '$disk' -q -o '$OUT/bench.rootfs.tar.gz'")
 out_size=$(stat -c %s "$OUT/bench.rootfs.tar.gz")
+read -r t_zst rss_zst cpu_zst < <(run3 fwa-zstd "'$bin' assemble '$disk' -q --compression zstd -o '$OUT/bench.rootfs.tar.zst'")
+zst_size=$(stat -c %s "$OUT/bench.rootfs.tar.zst")
 read -r t_none rss_none cpu_none < <(run3 fwa-none "'$bin' assemble '$disk' -q --compression none -o - > /dev/null")
 tar_bytes=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['tar_bytes'])" "$OUT/bench.rootfs.tar.gz.report.json")
 members=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['members'])" "$OUT/bench.rootfs.tar.gz.report.json")
 
 # The privileged pipeline: the kernel's drivers through loop mounts, GNU tar, pigz on all cores.
 # tar's output goes through a pipe (tar skips reading file contents when it writes to /dev/null).
-t_kernel=n/a; rss_kernel=; cpu_kernel=n/a; kernel_size=; t_ktar=n/a; cpu_ktar=n/a
+t_kernel=n/a; rss_kernel=; cpu_kernel=n/a; kernel_size=; t_ktar=n/a; cpu_ktar=n/a; t_kzst=n/a; rss_kzst=; cpu_kzst=n/a; kzst_size=
 if [ "$(id -u)" = 0 ] && grep -qw erofs /proc/filesystems; then
     read -r t_kernel rss_kernel cpu_kernel < <(run3 kernel "bash bench/kernel-pipeline.sh '$disk' '$OUT/kernel.tar.gz'")
     kernel_size=$(stat -c %s "$OUT/kernel.tar.gz")
     read -r t_ktar _ cpu_ktar < <(run3 kernel-tar "bash bench/kernel-pipeline.sh '$disk' /dev/null cat")
+    read -r t_kzst rss_kzst cpu_kzst < <(run3 kernel-zstd "bash bench/kernel-pipeline.sh '$disk' '$OUT/kernel.tar.zst' zstd -q -T0 -3")
+    kzst_size=$(stat -c %s "$OUT/kernel.tar.zst")
 fi
 
 # Container formats (issue 10): the same disk as qcow2 and VMDK (monolithicSparse), read through
@@ -87,10 +91,14 @@ if [ "${BENCH_READERS:-1}" != 0 ]; then
 fi
 
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
-ratio=n/a; cpu_ratio=n/a
+ratio=n/a; cpu_ratio=n/a; size_ratio=n/a; zratio=n/a; zcpu_ratio=n/a; zsize_ratio=n/a
 if [ "$t_kernel" != n/a ]; then
     ratio=$(python3 -c "print(round($t_gz/$t_kernel, 2))")
     cpu_ratio=$(python3 -c "print(round($cpu_gz/$cpu_kernel, 2))")
+    size_ratio=$(python3 -c "print(round($out_size/$kernel_size, 3))")
+    zratio=$(python3 -c "print(round($t_zst/$t_kzst, 2))")
+    zcpu_ratio=$(python3 -c "print(round($cpu_zst/$cpu_kzst, 2))")
+    zsize_ratio=$(python3 -c "print(round($zst_size/$kzst_size, 3))")
 fi
 speedup=$(python3 -c "print(round($t_gz/$t_none, 2))")
 mbps=$(python3 -c "print(round($tar_bytes/1e6/$t_gz, 1))")
@@ -109,9 +117,13 @@ $((tar_bytes / 1048576)) MiB of uncompressed tar. Load average before / after: $
 | fwassemble assemble, gzip -6 | $t_gz | $cpu_gz | $(mib "$rss_gz") | $mbps MB/s of uncompressed tar, output $((out_size / 1048576)) MiB |
 | fwassemble assemble, --compression none to /dev/null | $t_none | $cpu_none | $(mib "$rss_none") | $mbps_none MB/s; gzip path / uncompressed path = $speedup (target >= 3) |
 | kernel: loop mounts + tar --xattrs + pigz -p $cores -6 | $t_kernel | $cpu_kernel | ${rss_kernel:+$(mib "$rss_kernel")} | $kernel_note |
+| fwassemble assemble, --compression zstd (level 3) | $t_zst | $cpu_zst | $(mib "$rss_zst") | output $((zst_size / 1048576)) MiB |
+| kernel: loop mounts + tar --xattrs + zstd -T0 -3 | $t_kzst | $cpu_kzst | ${rss_kzst:+$(mib "$rss_kzst")} | ${kzst_size:+output $((kzst_size / 1048576)) MiB} |
 
-Ratio fwassemble / kernel pipeline: **$ratio** wall (target <= 1.0), $cpu_ratio in CPU seconds (less
-sensitive to the other load on the machine).
+Ratio fwassemble / kernel pipeline at gzip -6: **$ratio** wall (target <= 0.5 on a quiet machine,
+<= 0.7 at load ~3), $cpu_ratio in CPU seconds (less sensitive to the other load on the machine);
+output size fwassemble / pigz -6: $size_ratio (target <= 1.02). zstd -3: $zratio wall, $zcpu_ratio CPU,
+output size $zsize_ratio.
 MD
 )
 if [ -n "$readers" ]; then

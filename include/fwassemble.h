@@ -13,7 +13,7 @@
  *  - `options_json` may be NULL or "" for the defaults. Unknown keys are an error
  *    (FWA_ERR_INVALID_ARGUMENT), so a typo never goes unnoticed. Keys mirror the CLI flags:
  *      "compression": "gzip" | "zstd" | "none"   (assemble, export; default gzip)
- *      "level":       integer                    (gzip 1-9, default 6; zstd 1-19, default 3)
+ *      "level":       integer                    (gzip 1-12, default 6; zstd 1-19, default 3)
  *      "threads":     integer 1-256              (compression threads; default: the cores)
  *      "no_devices":  true | false               (assemble: leave device nodes out)
  *      "root":        "5" | "hassos-system0" | label (plan, docker, assemble, export)

@@ -24,7 +24,7 @@ public enum CompressionFormat: String, Sendable, CaseIterable {
 /// How the tar stream is compressed.
 public enum Compression: Sendable, Equatable, CustomStringConvertible {
     case none
-    /// Parallel gzip, level 1-9.
+    /// Parallel gzip (libdeflate, independent members), level 1-12.
     case gzip(level: Int)
     /// Zstandard, level 1-19.
     case zstd(level: Int)
@@ -53,7 +53,7 @@ public enum Compression: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .none: break
         case .gzip(let level):
-            guard (1...9).contains(level) else { throw FWError(.invalidArgument, "gzip level \(level) is not between 1 and 9") }
+            guard GzipSink.levels.contains(level) else { throw FWError(.invalidArgument, "gzip level \(level) is not between 1 and 12") }
         case .zstd(let level):
             guard (1...19).contains(level) else { throw FWError(.invalidArgument, "zstd level \(level) is not between 1 and 19") }
         }

@@ -4,7 +4,7 @@ import FileSystems
 import Foundation
 import PartitionTable
 
-/// How the archive is compressed (`none`, parallel `gzip` 1-9, `zstd` 1-19).
+/// How the archive is compressed (`none`, parallel `gzip` 1-12, `zstd` 1-19).
 public typealias Compression = Archive.Compression
 /// The compression formats by name (none, gzip, zstd).
 public typealias CompressionFormat = Archive.CompressionFormat

@@ -16,7 +16,7 @@ struct CompressionOptions: ParsableArguments {
     @Option(help: "none, gzip or zstd (default gzip; extract: from the output name, .tar none, .zst zstd).")
     var compression: CompressionFormat?
 
-    @Option(help: "Compression level (gzip 1-9, default 6; zstd 1-19, default 3).")
+    @Option(help: "Compression level (gzip 1-12, default 6; zstd 1-19, default 3).")
     var level: Int?
 
     @Option(help: "Compression threads (default: the number of cores).")

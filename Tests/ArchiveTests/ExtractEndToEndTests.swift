@@ -158,7 +158,7 @@ struct ExtractEndToEndTests {
         let missing = try Self.run(["extract", disk, "-p", "9", "-o", out])
         #expect(missing.status == 1)
         #expect(missing.stderr.contains("no partition \"9\""))
-        let badLevel = try Self.run(["extract", disk, "-p", "2", "-o", out, "--level", "12"])
+        let badLevel = try Self.run(["extract", disk, "-p", "2", "-o", out, "--level", "13"])
         #expect(badLevel.status == 2)
         let bareWrongNumber = try Self.run(["extract", try TestImages.path("extract-squashfs.img"), "-p", "2", "-o", out])
         #expect(bareWrongNumber.status == 1)

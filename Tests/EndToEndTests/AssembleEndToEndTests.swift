@@ -179,10 +179,12 @@ struct AssembleEndToEndTests {
         let x = try Data(contentsOf: URL(fileURLWithPath: a.archive))
         let y = try Data(contentsOf: URL(fileURLWithPath: b.archive))
         #expect(x == y)
-        // The facade with one thread writes the same bytes as the CLI on all cores.
-        let c = scratch.path + "/three.rootfs.tar.gz"
-        _ = try Disk(path: a.image).assemble(options: AssembleOptions(output: c, threads: 1))
-        #expect(try Data(contentsOf: URL(fileURLWithPath: c)) == x)
+        // The facade with 1, 2 and 8 threads writes the same bytes as the CLI on all cores.
+        for threads in [1, 2, 8] {
+            let c = scratch.path + "/threads-\(threads).rootfs.tar.gz"
+            _ = try Disk(path: a.image).assemble(options: AssembleOptions(output: c, threads: threads))
+            #expect(try Data(contentsOf: URL(fileURLWithPath: c)) == x, "\(threads) threads")
+        }
         // `-o -` streams the same bytes to stdout.
         let piped = try ScratchDir()
         let r = try CLI.run(["assemble", a.image, "-o", "-", "--quiet"], cwd: piped.path)
