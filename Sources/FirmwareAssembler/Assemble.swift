@@ -7,6 +7,7 @@ import Foundation
 import MountPlan
 
 @_exported import struct MountPlan.RehostChange
+@_exported import enum Archive.HardlinkMode
 
 /// Options of `Disk.assemble`.
 public struct AssembleOptions: Sendable {
@@ -24,6 +25,9 @@ public struct AssembleOptions: Sendable {
     /// `--rehost`: mask the folded mount units and comment out the folded fstab lines, so the
     /// rehosted system does not try to mount partitions that are not there.
     public var rehost: Bool = false
+    /// `--hardlinks`: link members (the default) or full copies for every later path of a
+    /// hardlink (binds stay link members; docs/rehosting.md).
+    public var hardlinks: HardlinkMode = .link
     /// Called now and then with progress; never prints.
     public var progress: (@Sendable (AssembleProgress) -> Void)?
 
@@ -81,11 +85,17 @@ public struct AssembleReport: Sendable, Codable {
     public var docker: DockerReport? = nil
     /// With `--rehost`: each unit masked and fstab line commented out.
     public var rehost: [RehostChange]? = nil
+    /// With `--hardlinks copy` only: "copy", hardlink paths written as full files, and the content
+    /// bytes they stored again.
+    public var hardlinkMode: String? = nil
+    public var copiedHardlinks: Int? = nil
+    public var copiedBytes: UInt64? = nil
 
     enum CodingKeys: String, CodingKey {
         case tool, version, image, output, compression, plan, partitions, members, files, hardlinks
         case contentBytes = "content_bytes", tarBytes = "tar_bytes", droppedDevices = "dropped_devices"
         case skippedSockets = "skipped_sockets", warnings, readErrors = "read_errors", docker, rehost
+        case hardlinkMode = "hardlink_mode", copiedHardlinks = "copied_hardlinks", copiedBytes = "copied_bytes"
     }
 
     public func json() throws -> String {
@@ -153,11 +163,13 @@ extension Disk {
             let summary: ArchiveSummary
             if options.rehost {
                 var walk = RehostWalk(booted.walk(), plan: plan)
-                summary = try Archiver.archive(&walk, into: tar, dropDevices: options.noDevices, written: written)
+                summary = try Archiver.archive(&walk, into: tar, dropDevices: options.noDevices,
+                                               hardlinks: options.hardlinks, written: written)
                 report.rehost = walk.changes
             } else {
                 var walk = booted.walk()
-                summary = try Archiver.archive(&walk, into: tar, dropDevices: options.noDevices, written: written)
+                summary = try Archiver.archive(&walk, into: tar, dropDevices: options.noDevices,
+                                               hardlinks: options.hardlinks, written: written)
             }
             try tar.finish()
             report.members = summary.members
@@ -168,6 +180,11 @@ extension Disk {
             report.droppedDevices = summary.droppedDevices
             report.readErrors = summary.readErrors.map(\.description)
             report.tarBytes = tar.bytesWritten
+            if options.hardlinks == .copy {
+                report.hardlinkMode = options.hardlinks.rawValue
+                report.copiedHardlinks = summary.copiedHardlinks
+                report.copiedBytes = summary.copiedBytes
+            }
             report.partitions = origins.values.sorted { $0.origin < $1.origin }
             report.warnings += booted.namespace.problems.map(\.description)
             report.warnings += summary.walkProblems.map(\.placedDescription)

@@ -40,6 +40,9 @@ extension Fwassemble {
         @Flag(help: "Also mask the folded .mount units and comment out the folded fstab lines, so the rehosted system does not try to mount partitions that are not there.")
         var rehost = false
 
+        @Option(help: "How a file met again at another path is written: link (a tar link member, the default) or copy (a full regular file, as fw2tar writes it; a file met again through a bind mount stays a link).")
+        var hardlinks: HardlinkMode = .link
+
         @Flag(name: [.short, .long], help: "No progress and no summary.")
         var quiet = false
 
@@ -59,6 +62,7 @@ extension Fwassemble {
                                           noDevices: noDevices, plan: rootOption.planOptions)
             if let threads = archive.threads { options.threads = threads }
             options.rehost = rehost
+            options.hardlinks = hardlinks
             if showProgress {
                 let start = Date()
                 options.progress = { p in
@@ -97,7 +101,7 @@ extension Fwassemble {
                     wrote \(result.output): \(result.members) entries (\(result.files) files, \(result.hardlinks) hardlinks), \
                     \(human(result.contentBytes)) of content, root partition \(result.plan.root.partition) \
                     (\(result.plan.root.reason)), \(result.plan.mounts.count) mounts applied, \(result.plan.skipped.count) skipped, \
-                    \(result.warnings.count) warnings
+                    \(result.warnings.count) warnings\(result.copiedHardlinks.map { ", \($0) hardlinks copied (\(human(result.copiedBytes ?? 0)) more content)" } ?? "")
 
                     """)
             }

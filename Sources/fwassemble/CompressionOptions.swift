@@ -45,3 +45,5 @@ struct CompressionOptions: ParsableArguments {
         }
     }
 }
+
+extension HardlinkMode: ExpressibleByArgument {}
