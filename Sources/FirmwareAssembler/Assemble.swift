@@ -28,6 +28,9 @@ public struct AssembleOptions: Sendable {
     /// `--hardlinks`: link members (the default) or full copies for every later path of a
     /// hardlink (binds stay link members; docs/rehosting.md).
     public var hardlinks: HardlinkMode = .link
+    /// `--format`: the archive (default) or an ext4 image (`ext4`'s options).
+    public var format: AssembleFormat = .tar
+    public var ext4 = Ext4ImageOptions()
     /// Called now and then with progress; never prints.
     public var progress: (@Sendable (AssembleProgress) -> Void)?
 
@@ -90,12 +93,16 @@ public struct AssembleReport: Sendable, Codable {
     public var hardlinkMode: String? = nil
     public var copiedHardlinks: Int? = nil
     public var copiedBytes: UInt64? = nil
+    /// With `--format ext4` only: "ext4" and the image's geometry.
+    public var format: String? = nil
+    public var ext4: Ext4ImageReport? = nil
 
     enum CodingKeys: String, CodingKey {
         case tool, version, image, output, compression, plan, partitions, members, files, hardlinks
         case contentBytes = "content_bytes", tarBytes = "tar_bytes", droppedDevices = "dropped_devices"
         case skippedSockets = "skipped_sockets", warnings, readErrors = "read_errors", docker, rehost
         case hardlinkMode = "hardlink_mode", copiedHardlinks = "copied_hardlinks", copiedBytes = "copied_bytes"
+        case format, ext4
     }
 
     public func json() throws -> String {
@@ -123,7 +130,8 @@ extension Disk {
     /// disk, to a temporary file renamed over the output only on success. Returns (and writes
     /// beside the output) the report.
     public func assemble(options: AssembleOptions = AssembleOptions()) throws -> AssembleReport {
-        try writeAssembly(to: .path(options.output ?? Self.defaultOutputName(for: path)), options: options)
+        if options.format == .ext4 { return try writeExt4Image(options: options) }
+        return try writeAssembly(to: .path(options.output ?? Self.defaultOutputName(for: path)), options: options)
     }
 
     /// `assemble` to any destination (Destination.swift).

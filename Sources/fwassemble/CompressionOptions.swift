@@ -47,3 +47,5 @@ struct CompressionOptions: ParsableArguments {
 }
 
 extension HardlinkMode: ExpressibleByArgument {}
+
+extension AssembleFormat: ExpressibleByArgument {}
