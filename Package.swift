@@ -58,10 +58,12 @@ let package = Package(
         .target(name: "DockerState", dependencies: ["FileSystems", "Assembly", "DiskImage"]),
         // 7. Archive: streaming tar writer and parallel gzip.
         .target(name: "Archive", dependencies: ["FileSystems", "DiskImage", "CDeflate", "CZstd"]),
+        // 7b. The booted namespace written as an ext4 filesystem image through libext2fs.
+        .target(name: "Ext4Image", dependencies: ["FileSystems", "DiskImage", "CExt2fs"]),
         // 8. The facade: everything the CLI does goes through it.
         .target(name: "FirmwareAssembler", dependencies: [
             "DiskImage", "DiskFormats", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
-            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Assembly", "Archive", "DockerState",
+            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Assembly", "Archive", "DockerState", "Ext4Image",
         ]),
         // 9. The C ABI over the facade: @_cdecl functions, no Swift types cross it.
         .target(name: "CFwassemble", dependencies: ["FirmwareAssembler", "DiskImage"]),

@@ -29,8 +29,23 @@ public struct ArchiveSummary: Sendable {
     public var skippedSockets: [String] = []
     /// Device nodes left out on request, by path.
     public var droppedDevices: [String] = []
+    /// With `HardlinkMode.copy`: later paths of a hardlink written as full files, and the content
+    /// bytes that stored again (the cost of copy mode over link mode).
+    public var copiedHardlinks = 0
+    public var copiedBytes: UInt64 = 0
 
     public init() {}
+}
+
+/// How the archive writes a file met again at another path (`WalkEntry.hardlinkTarget`).
+public enum HardlinkMode: String, Sendable, CaseIterable {
+    /// Every later path is a link member ('1') naming the first one (the default).
+    case link
+    /// Every later path of a hardlink is a full regular file with the content, as fw2tar writes
+    /// it, for readers that skip link members (penguin's shims, ratarmountcore). A file met again
+    /// through another mount (a bind: the Docker data-root at two places) stays a link member,
+    /// so a bind does not store its whole tree twice.
+    case copy
 }
 
 /// The one archive loop: every entry of a walk as a tar member, in walk order. Hardlinks come
@@ -40,7 +55,7 @@ public enum Archiver {
     /// Writes `walk` into `tar`; `dropDevices` leaves device nodes out (listed in the summary);
     /// `written` is called after each member with its entry and what was written.
     public static func archive<Walk: ArchivableWalk>(
-        _ walk: inout Walk, into tar: TarWriter, dropDevices: Bool = false,
+        _ walk: inout Walk, into tar: TarWriter, dropDevices: Bool = false, hardlinks: HardlinkMode = .link,
         written: (WalkEntry, TarWriter.MemberKind) -> Void = { _, _ in }
     ) throws -> ArchiveSummary {
         var summary = ArchiveSummary()
@@ -80,12 +95,18 @@ public enum Archiver {
                 summary.readErrors.append(problem)
                 continue
             }
-            let kind = try tar.appendMember(entry, inode: m.inode, reader: item.reader, hardlinkTarget: item.hardlinkTarget)
+            let copied = hardlinks == .copy && item.hardlinkTarget != nil && !item.metThroughAnotherView
+            let kind = try tar.appendMember(entry, inode: m.inode, reader: item.reader,
+                                            hardlinkTarget: copied ? nil : item.hardlinkTarget)
             switch kind {
             case .hardlink: summary.hardlinks += 1
             case .file:
                 summary.files += 1
                 summary.contentBytes += m.size
+                if copied {
+                    summary.copiedHardlinks += 1
+                    summary.copiedBytes += m.size
+                }
             case .other: break
             }
             summary.members += 1

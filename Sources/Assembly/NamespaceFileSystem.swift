@@ -400,10 +400,15 @@ public final class NamespaceFileSystem: FileSystemReader {
     /// The origin of an entry, for per-partition counts: "partition 8", or the mount point of
     /// an overlay or a bind of a directory that no partition mount shows.
     public func origin(of inode: UInt64) -> String {
-        let provider = inode & Self.tableBit != 0
+        let provider = view(of: inode)
+        return provider < mounts.count ? mounts[provider].origin : sourceName
+    }
+
+    /// The mount that provides an entry (its index in mount order), read from the handle.
+    public func view(of inode: UInt64) -> Int {
+        inode & Self.tableBit != 0
             ? (Int(inode & ~Self.tableBit) < table.count ? table[Int(inode & ~Self.tableBit)].provider : 0)
             : Int((inode >> 48) & 0x3FFF)
-        return provider < mounts.count ? mounts[provider].origin : sourceName
     }
 
     /// The children of a directory at `path` (provided by mount `provider`): its own entries,

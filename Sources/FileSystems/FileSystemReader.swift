@@ -30,6 +30,10 @@ public protocol FileSystemReader: AnyObject {
     /// True when the file can be met again at another path although its link count is 1 (its
     /// filesystem is mounted at several places in a namespace). The default is false.
     func mayAppearAgain(_ inode: UInt64) -> Bool
+    /// Which view of its filesystem shows an inode: in a namespace, the mount that provides it
+    /// (a bind of a directory is a view of its own); in a plain filesystem always 0. Tells a file
+    /// met again through another mount from a hardlink met again in the same mount.
+    func view(of inode: UInt64) -> Int
 }
 
 /// A file's identity for hardlinks: the filesystem that stores it and its inode number there.
@@ -65,6 +69,8 @@ extension FileSystemReader {
     }
 
     public func mayAppearAgain(_ inode: UInt64) -> Bool { false }
+
+    public func view(of inode: UInt64) -> Int { 0 }
 
     /// Looks up a path ("/etc/fstab" or "etc/fstab") without following symlinks in the last
     /// component; intermediate symlinks are followed inside this filesystem (at most 40 hops).

@@ -8,6 +8,10 @@ public struct WalkEntry {
     /// Set when this non-directory was already met at another path (a hardlink, or the same
     /// file seen again through a bind mount): that first path, relative like `path`.
     public var hardlinkTarget: [UInt8]?
+    /// With `hardlinkTarget`: true when the first path was met through another view of the
+    /// filesystem (another mount of a namespace: the same file seen again through a bind), false
+    /// for a hardlink met again in the same view.
+    public var metThroughAnotherView: Bool = false
     /// The filesystem to read a regular file's contents from (`metadata.inode` there).
     public var reader: any FileSystemReader
 
@@ -58,7 +62,7 @@ public struct TreeWalk: Sequence, IteratorProtocol {
     private let startInode: UInt64
     private let startPath: [UInt8]
     private let excluded: [NamespacePath: String]
-    private var firstPaths: [FileIdentity: [UInt8]] = [:]
+    private var firstPaths: [FileIdentity: (path: [UInt8], view: Int)] = [:]
     /// Problems met so far (unreadable entries are skipped and listed here).
     public private(set) var problems: [WalkProblem] = []
 
@@ -115,11 +119,20 @@ public struct TreeWalk: Sequence, IteratorProtocol {
                     return WalkEntry(path: path, metadata: meta, reader: reader)
                 }
                 var target: [UInt8]?
+                var otherView = false
                 if meta.linkCount > 1 || reader.mayAppearAgain(entry.inode) {
                     let key = reader.linkIdentity(of: entry.inode)
-                    if let first = firstPaths[key] { target = first } else { firstPaths[key] = path }
+                    let view = reader.view(of: entry.inode)
+                    if let first = firstPaths[key] {
+                        target = first.path
+                        otherView = first.view != view
+                    } else {
+                        firstPaths[key] = (path, view)
+                    }
                 }
-                return WalkEntry(path: path, metadata: meta, hardlinkTarget: target, reader: reader)
+                var item = WalkEntry(path: path, metadata: meta, hardlinkTarget: target, reader: reader)
+                item.metThroughAnotherView = otherView
+                return item
             } catch {
                 record(path, error)
             }

@@ -7,6 +7,7 @@ import Foundation
 import MountPlan
 
 @_exported import struct MountPlan.RehostChange
+@_exported import enum Archive.HardlinkMode
 
 /// Options of `Disk.assemble`.
 public struct AssembleOptions: Sendable {
@@ -24,6 +25,12 @@ public struct AssembleOptions: Sendable {
     /// `--rehost`: mask the folded mount units and comment out the folded fstab lines, so the
     /// rehosted system does not try to mount partitions that are not there.
     public var rehost: Bool = false
+    /// `--hardlinks`: link members (the default) or full copies for every later path of a
+    /// hardlink (binds stay link members; docs/rehosting.md).
+    public var hardlinks: HardlinkMode = .link
+    /// `--format`: the archive (default) or an ext4 image (`ext4`'s options).
+    public var format: AssembleFormat = .tar
+    public var ext4 = Ext4ImageOptions()
     /// Called now and then with progress; never prints.
     public var progress: (@Sendable (AssembleProgress) -> Void)?
 
@@ -81,11 +88,21 @@ public struct AssembleReport: Sendable, Codable {
     public var docker: DockerReport? = nil
     /// With `--rehost`: each unit masked and fstab line commented out.
     public var rehost: [RehostChange]? = nil
+    /// With `--hardlinks copy` only: "copy", hardlink paths written as full files, and the content
+    /// bytes they stored again.
+    public var hardlinkMode: String? = nil
+    public var copiedHardlinks: Int? = nil
+    public var copiedBytes: UInt64? = nil
+    /// With `--format ext4` only: "ext4" and the image's geometry.
+    public var format: String? = nil
+    public var ext4: Ext4ImageReport? = nil
 
     enum CodingKeys: String, CodingKey {
         case tool, version, image, output, compression, plan, partitions, members, files, hardlinks
         case contentBytes = "content_bytes", tarBytes = "tar_bytes", droppedDevices = "dropped_devices"
         case skippedSockets = "skipped_sockets", warnings, readErrors = "read_errors", docker, rehost
+        case hardlinkMode = "hardlink_mode", copiedHardlinks = "copied_hardlinks", copiedBytes = "copied_bytes"
+        case format, ext4
     }
 
     public func json() throws -> String {
@@ -113,7 +130,8 @@ extension Disk {
     /// disk, to a temporary file renamed over the output only on success. Returns (and writes
     /// beside the output) the report.
     public func assemble(options: AssembleOptions = AssembleOptions()) throws -> AssembleReport {
-        try writeAssembly(to: .path(options.output ?? Self.defaultOutputName(for: path)), options: options)
+        if options.format == .ext4 { return try writeExt4Image(options: options) }
+        return try writeAssembly(to: .path(options.output ?? Self.defaultOutputName(for: path)), options: options)
     }
 
     /// `assemble` to any destination (Destination.swift).
@@ -153,11 +171,13 @@ extension Disk {
             let summary: ArchiveSummary
             if options.rehost {
                 var walk = RehostWalk(booted.walk(), plan: plan)
-                summary = try Archiver.archive(&walk, into: tar, dropDevices: options.noDevices, written: written)
+                summary = try Archiver.archive(&walk, into: tar, dropDevices: options.noDevices,
+                                               hardlinks: options.hardlinks, written: written)
                 report.rehost = walk.changes
             } else {
                 var walk = booted.walk()
-                summary = try Archiver.archive(&walk, into: tar, dropDevices: options.noDevices, written: written)
+                summary = try Archiver.archive(&walk, into: tar, dropDevices: options.noDevices,
+                                               hardlinks: options.hardlinks, written: written)
             }
             try tar.finish()
             report.members = summary.members
@@ -168,6 +188,11 @@ extension Disk {
             report.droppedDevices = summary.droppedDevices
             report.readErrors = summary.readErrors.map(\.description)
             report.tarBytes = tar.bytesWritten
+            if options.hardlinks == .copy {
+                report.hardlinkMode = options.hardlinks.rawValue
+                report.copiedHardlinks = summary.copiedHardlinks
+                report.copiedBytes = summary.copiedBytes
+            }
             report.partitions = origins.values.sorted { $0.origin < $1.origin }
             report.warnings += booted.namespace.problems.map(\.description)
             report.warnings += summary.walkProblems.map(\.placedDescription)

@@ -40,6 +40,24 @@ extension Fwassemble {
         @Flag(help: "Also mask the folded .mount units and comment out the folded fstab lines, so the rehosted system does not try to mount partitions that are not there.")
         var rehost = false
 
+        @Option(help: "How a file met again at another path is written: link (a tar link member, the default) or copy (a full regular file, as fw2tar writes it; a file met again through a bind mount stays a link).")
+        var hardlinks: HardlinkMode = .link
+
+        @Option(help: "tar (the rootfs archive, default) or ext4 (an ext4 filesystem image; -o NAME.ext4, or NAME.qcow2 through qemu-img).")
+        var format: AssembleFormat = .tar
+
+        @Option(help: "ext4: free space added to the content, in MiB (default 4096, penguin's padding).")
+        var padding: UInt64 = 4096
+
+        @Option(help: "ext4: inode count (default: penguin's formula, one per 8 KiB + 1000).")
+        var inodes: UInt32?
+
+        @Option(help: "ext4: the filesystem UUID (default: derived from the disk).")
+        var uuid: String?
+
+        @Option(name: .customLong("add-tar"), help: "ext4: an uncompressed tar whose members are written on top (repeatable), as penguin appends its igloo files.")
+        var addTar: [String] = []
+
         @Flag(name: [.short, .long], help: "No progress and no summary.")
         var quiet = false
 
@@ -50,6 +68,13 @@ extension Fwassemble {
         var strict = false
 
         func validate() throws {
+            if format == .ext4 {
+                guard let output, output != "-" else { throw ValidationError("--format ext4 needs -o NAME.ext4 or NAME.qcow2") }
+                if uuid != nil, UUID(uuidString: uuid!) == nil { throw ValidationError("--uuid \(uuid!) is not a UUID") }
+                if hardlinks == .copy { throw ValidationError("--hardlinks copy applies to the archive; an ext4 image keeps hardlinks as shared inodes") }
+                return
+            }
+            if !addTar.isEmpty || inodes != nil || uuid != nil { throw ValidationError("--add-tar, --inodes and --uuid need --format ext4") }
             try archive.validate(output: output, default: .gzip)
         }
 
@@ -59,6 +84,12 @@ extension Fwassemble {
                                           noDevices: noDevices, plan: rootOption.planOptions)
             if let threads = archive.threads { options.threads = threads }
             options.rehost = rehost
+            options.hardlinks = hardlinks
+            options.format = format
+            options.ext4.padding = padding << 20
+            options.ext4.inodes = inodes
+            options.ext4.uuid = uuid.flatMap(UUID.init(uuidString:))
+            options.ext4.addTars = addTar
             if showProgress {
                 let start = Date()
                 options.progress = { p in
@@ -97,7 +128,7 @@ extension Fwassemble {
                     wrote \(result.output): \(result.members) entries (\(result.files) files, \(result.hardlinks) hardlinks), \
                     \(human(result.contentBytes)) of content, root partition \(result.plan.root.partition) \
                     (\(result.plan.root.reason)), \(result.plan.mounts.count) mounts applied, \(result.plan.skipped.count) skipped, \
-                    \(result.warnings.count) warnings
+                    \(result.warnings.count) warnings\(result.copiedHardlinks.map { ", \($0) hardlinks copied (\(human(result.copiedBytes ?? 0)) more content)" } ?? "")
 
                     """)
             }

@@ -45,3 +45,7 @@ struct CompressionOptions: ParsableArguments {
         }
     }
 }
+
+extension HardlinkMode: ExpressibleByArgument {}
+
+extension AssembleFormat: ExpressibleByArgument {}
