@@ -90,6 +90,25 @@ if [ "${BENCH_READERS:-1}" != 0 ]; then
     done
 fi
 
+# --format ext4 (issue 18) against the same content through tar and `mke2fs -d` (e2fsprogs >=
+# 1.47.1 reads a tar; images/fetch-e2fsprogs.sh unpacks one beside the system's): both with the
+# same block and inode counts, 256 MiB of padding instead of penguin's 4 GiB (a sparse file either way).
+ext4_rows=""
+if [ "${BENCH_EXT4:-1}" != 0 ]; then
+    read -r t_x4 rss_x4 cpu_x4 < <(run3 fwa-ext4 "'$bin' assemble '$disk' -q --format ext4 --padding 256 -o '$OUT/bench.ext4'")
+    geometry=$(python3 -c "import json,sys; e=json.load(open(sys.argv[1]))['ext4']; print(e['blocks'], e['inodes'])" "$OUT/bench.ext4.report.json")
+    ext4_rows+="| fwassemble assemble --format ext4 | $t_x4 | $cpu_x4 | $(mib "$rss_x4") | $geometry (blocks, inodes) |"$'\n'
+    e2=.build-e2fsprogs
+    if bash images/fetch-e2fsprogs.sh "$e2" >/dev/null 2>&1; then
+        read -r blocks inodes <<<"$geometry"
+        "$bin" assemble "$disk" -q --compression none -o "$OUT/bench.tar"
+        read -r t_mk rss_mk cpu_mk < <(run3 mke2fs-d "rm -f '$OUT/mke2fs.ext4'; LD_LIBRARY_PATH='$e2/root/lib/x86_64-linux-gnu' '$e2/root/sbin/mke2fs' -q -F -t ext4 -b 4096 -N $inodes -d '$OUT/bench.tar' '$OUT/mke2fs.ext4' $blocks")
+        ext4_rows+="| tar (fwassemble --compression none, $t_none s) then mke2fs -d | $t_mk (+ $t_none) | $cpu_mk (+ $cpu_none) | $(mib "$rss_mk") | same blocks and inodes |"$'\n'
+        rm -f "$OUT/bench.tar" "$OUT/mke2fs.ext4"
+    fi
+    rm -f "$OUT/bench.ext4"
+fi
+
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 ratio=n/a; cpu_ratio=n/a; size_ratio=n/a; zratio=n/a; zcpu_ratio=n/a; zsize_ratio=n/a
 if [ "$t_kernel" != n/a ]; then
@@ -133,6 +152,16 @@ if [ -n "$readers" ]; then
 | reader alone (bench/build-readers.sh image) | image MiB | fwassemble extract, uncompressed tar to /dev/null: wall (s) | CPU (s) | peak RSS (MiB) | kernel mount + GNU tar to a pipe: wall (s) | CPU (s) |
 |---|---|---|---|---|---|---|
 $readers
+MD
+)
+fi
+if [ -n "$ext4_rows" ]; then
+    report+=$(cat <<MD
+
+
+| ext4 image of the booted namespace | wall, best of $RUNS (s) | CPU (s) | peak RSS (MiB) | notes |
+|---|---|---|---|---|
+$ext4_rows
 MD
 )
 fi
