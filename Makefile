@@ -5,7 +5,8 @@ export PATH := /opt/swift/usr/bin:$(PATH)
 # Debian packages the build, the test disks and the tests need (installed only when missing).
 APT_PACKAGES := pkg-config libblkid-dev libext2fs-dev zlib1g-dev liblz4-dev libzstd-dev liblzma-dev \
 	liblzo2-dev e2fsprogs fdisk gdisk util-linux squashfs-tools erofs-utils dosfstools mtools attr \
-	pigz libarchive-tools xz-utils zstd python3 f2fs-tools btrfs-progs xfsprogs gcc g++ binutils qemu-utils zip unzip
+	pigz libarchive-tools xz-utils zstd python3 f2fs-tools btrfs-progs xfsprogs gcc g++ binutils qemu-utils zip unzip \
+	containerd
 
 SWIFT_FLAGS ?=
 BIN := .build/debug/fwassemble

@@ -154,9 +154,45 @@ public enum DataRootLocator {
             }
             let real = realPath(c.path, binds: binds)
             let engine = c.path.contains("balena") || real.contains("balena") ? "balena-engine" : c.engine
-            found.append((DataRoot(reader: layer.reader, inode: layer.inode, path: real, engine: engine), [c.path], key))
+            let root = DataRoot(reader: layer.reader, inode: layer.inode, path: real, engine: engine)
+            attachContainerd(root, dataRootPath: c.path, in: namespace, binds: binds)
+            found.append((root, [c.path], key))
+        }
+        // containerd alone (k3s, a system containerd no Docker data-root uses).
+        for (path, engine) in containerdRoots {
+            guard let (layer, meta) = namespace.locate(NamespacePath(path)), meta.type == .directory,
+                  (try? layer.reader.entry(named: Array("io.containerd.metadata.v1.bolt".utf8), in: layer.inode)) != nil else { continue }
+            let key = "\(layer.filesystem.hashValue):\(layer.inode)"
+            let real = realPath(path, binds: binds)
+            if found.contains(where: { $0.key == key || $0.root.containerdRoot?.path == real }) { continue }
+            let root = DataRoot(reader: layer.reader, inode: layer.inode, path: real, engine: engine)
+            root.containerdRoot = root
+            found.append((root, [path], key))
         }
         return (found.map { ($0.root, $0.foundVia) }, problems)
+    }
+
+    /// containerd roots that serve no Docker data-root: k3s's and the system containerd's.
+    static let containerdRoots = [("/var/lib/rancher/k3s/agent/containerd", "k3s"), ("/var/lib/containerd", "containerd")]
+
+    /// The containerd root a Docker data-root would use for the containerd image store:
+    /// `<data-root>/containerd/daemon` (dockerd's own containerd, HAOS 17), else the system
+    /// `/var/lib/containerd`; and the HAOS flag file `<parent of data-root>/.docker-use-containerd-snapshotter`.
+    static func attachContainerd(_ root: DataRoot, dataRootPath: String, in namespace: NamespaceFileSystem,
+                                 binds: [(target: String, source: String)]) {
+        let own = "containerd/daemon"
+        if let e = root.entry("\(own)/io.containerd.metadata.v1.bolt", noteSymlinks: false), e.metadata.type == .directory,
+           let dir = root.entry(own, noteSymlinks: false) {
+            root.containerdRoot = DataRoot(reader: root.reader, inode: dir.inode, path: "\(root.path)/\(own)", engine: root.engine)
+        } else if let (_, meta) = namespace.locate(NamespacePath("/var/lib/containerd/io.containerd.metadata.v1.bolt")), meta.type == .directory,
+                  let (dir, _) = namespace.locate(NamespacePath("/var/lib/containerd")) {
+            root.containerdRoot = DataRoot(reader: dir.reader, inode: dir.inode, path: realPath("/var/lib/containerd", binds: binds), engine: root.engine)
+        }
+        for base in Set([dataRootPath, root.path]) {
+            let parent = NamespacePath(base).components.dropLast()
+            let flag = NamespacePath(components: Array(parent) + [Array(".docker-use-containerd-snapshotter".utf8)])
+            if namespace.locate(flag) != nil { root.containerdFeature = true }
+        }
     }
 
     /// The whole report for a namespace.
