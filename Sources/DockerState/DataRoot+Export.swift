@@ -15,6 +15,12 @@ extension DataRoot {
         guard let image = match else {
             throw FWError(.notFound, "no image \(reference) in the data-root", path: path)
         }
+        if store == "containerd" {
+            guard let top = image.chainIDs.last else {
+                throw FWError(.notFound, "image \(image.id) has no layers (its config is missing)", path: path)
+            }
+            return (image.id, try containerdLayers(top, what: "image \(reference)"))
+        }
         let records = layerRecords()
         var layers: [Layer] = []
         for chain in image.chainIDs.reversed() {
@@ -34,6 +40,9 @@ extension DataRoot {
             ?? containers.first { reference.count >= 4 && $0.id.hasPrefix(reference) }
         guard let container = match else {
             throw FWError(.notFound, "no container \(reference) in the data-root", path: path)
+        }
+        if store == "containerd" {
+            return (container.id, try containerdLayers(container.id, what: "container \(container.name)"))
         }
         let mounts = "\(Self.layerdb)/mounts/\(container.id)"
         guard let mountID = text("\(mounts)/mount-id"), let rw = layerDiff(mountID, for: mounts) else {
@@ -56,5 +65,25 @@ extension DataRoot {
             parent = record.parent
         }
         return (container.id, layers)
+    }
+}
+
+extension DataRoot {
+    /// The snapshot directories (`snapshots/<id>/fs`) of a snapshot key and its parents in
+    /// Docker's namespace (or the first namespace that has it), top first.
+    func containerdLayers(_ key: String, what: String) throws -> [Layer] {
+        guard let croot = containerdRoot else { throw FWError(.notFound, "no containerd root for \(what)", path: path) }
+        let store = ContainerdStore(dir: croot)
+        store.load()
+        let candidates = store.namespaces.filter { dockerNamespace == nil || $0.name == dockerNamespace }
+        guard let ns = candidates.first(where: { $0.snapshots["overlayfs"]?[key] != nil }) else {
+            throw FWError(.notFound, "\(what): snapshot \(key) does not exist", path: croot.path)
+        }
+        let chain = store.chain(key, namespace: ns, snapshotter: "overlayfs")
+        if let problem = chain.problem { throw FWError(.notFound, "\(what): \(problem)", path: croot.path) }
+        return try chain.dirs.map { dir in
+            guard let inode = croot.directory(dir) else { throw FWError(.notFound, "\(what): \(dir) is missing", path: croot.path) }
+            return Layer(reader: croot.reader, inode: inode)
+        }
     }
 }
