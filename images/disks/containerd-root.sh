@@ -157,8 +157,14 @@ ctr images ls > "$facts/images.txt"
 ctr snapshots --snapshotter overlayfs ls > "$facts/snapshots.txt"
 ctr content ls > "$facts/content.txt"
 printf '%s\n%s\n' "$web_id" "$job_id" > "$facts/containers.txt"
+# containerd's own mount of each container (its snapshot directories, upper first), with the
+# root as a placeholder, for the kernel comparison of the exports.
+for c in web:$web_id job:$job_id; do
+    ctr snapshots --snapshotter overlayfs mounts /target "${c#*:}" | sed "s|$R|@ROOT@|g" > "$facts/mounts-${c%%:*}.txt"
+done
 kill "$pid"; wait "$pid" || true; pid=
 cp ctd/containerd.log "$facts/"
+cp "$R/io.containerd.metadata.v1.bolt/meta.db" "$R/io.containerd.snapshotter.v1.overlayfs/metadata.db" "$facts/"
 
 make_containerd_disk() {
     local name=$1 broken=$2 disk="$OUT/$1.img"
