@@ -32,6 +32,13 @@ public final class DataRoot {
         self.inode = inode
         self.path = path
         self.engine = engine
+        // dockerd's own containerd (`--feature containerd-snapshotter`): <data-root>/containerd/daemon.
+        let own = "containerd/daemon"
+        if let dir = entry(own, noteSymlinks: false), dir.metadata.type == .directory,
+           entry("\(own)/io.containerd.metadata.v1.bolt", noteSymlinks: false) != nil
+            || entry("\(own)/io.containerd.snapshotter.v1.overlayfs", noteSymlinks: false) != nil {
+            containerdRoot = DataRoot(reader: reader, inode: dir.inode, path: "\(path)/\(own)", engine: engine)
+        }
     }
 
     func problem(_ relative: String, _ message: String) {

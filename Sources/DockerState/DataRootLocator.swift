@@ -164,7 +164,7 @@ public enum DataRootLocator {
                   (try? layer.reader.entry(named: Array("io.containerd.metadata.v1.bolt".utf8), in: layer.inode)) != nil else { continue }
             let key = "\(layer.filesystem.hashValue):\(layer.inode)"
             let real = realPath(path, binds: binds)
-            if found.contains(where: { $0.key == key || $0.root.containerdRoot?.path == real }) { continue }
+            if found.contains(where: { $0.key == key || ($0.root.containerdRoot?.path == real && $0.root.store == "containerd") }) { continue }
             let root = DataRoot(reader: layer.reader, inode: layer.inode, path: real, engine: engine)
             root.containerdRoot = root
             found.append((root, [path], key))
@@ -180,12 +180,8 @@ public enum DataRootLocator {
     /// `/var/lib/containerd`; and the HAOS flag file `<parent of data-root>/.docker-use-containerd-snapshotter`.
     static func attachContainerd(_ root: DataRoot, dataRootPath: String, in namespace: NamespaceFileSystem,
                                  binds: [(target: String, source: String)]) {
-        let own = "containerd/daemon"
-        if let e = root.entry("\(own)/io.containerd.metadata.v1.bolt", noteSymlinks: false), e.metadata.type == .directory,
-           let dir = root.entry(own, noteSymlinks: false) {
-            root.containerdRoot = DataRoot(reader: root.reader, inode: dir.inode, path: "\(root.path)/\(own)", engine: root.engine)
-        } else if let (_, meta) = namespace.locate(NamespacePath("/var/lib/containerd/io.containerd.metadata.v1.bolt")), meta.type == .directory,
-                  let (dir, _) = namespace.locate(NamespacePath("/var/lib/containerd")) {
+        if root.containerdRoot == nil, let (_, meta) = namespace.locate(NamespacePath("/var/lib/containerd/io.containerd.metadata.v1.bolt")),
+           meta.type == .directory, let (dir, _) = namespace.locate(NamespacePath("/var/lib/containerd")) {
             root.containerdRoot = DataRoot(reader: dir.reader, inode: dir.inode, path: realPath("/var/lib/containerd", binds: binds), engine: root.engine)
         }
         for base in Set([dataRootPath, root.path]) {

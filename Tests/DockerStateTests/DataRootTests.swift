@@ -235,12 +235,15 @@ struct DataRootTests {
         #expect(report.problems.contains { $0.hasPrefix("/nowhere") })
     }
 
-    @Test("The containerd snapshotter layout is reported as not yet supported")
+    @Test("A containerd snapshotter directory without meta.db: the containerd store, its database reported missing")
     func containerd() throws {
         let fs = MemoryFileSystem()
         fs.addDirectory("containerd/daemon/io.containerd.snapshotter.v1.overlayfs/snapshots")
         let report = DataRoot(reader: fs, inode: fs.rootInode, path: "/mnt/data/docker", engine: "docker").inspect()
-        #expect(report.driver == "containerd-snapshotter")
-        #expect(report.integrity.problems.contains { $0.contains("not yet supported") })
+        #expect(report.driver == "containerd-snapshotter" && report.store == "containerd")
+        #expect(report.containerdRoot == "/mnt/data/docker/containerd/daemon")
+        #expect(report.integrity.problems.contains {
+            $0 == "/mnt/data/docker/containerd/daemon/io.containerd.metadata.v1.bolt/meta.db: the containerd metadata database is missing"
+        })
     }
 }
