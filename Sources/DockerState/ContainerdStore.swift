@@ -51,7 +51,8 @@ final class ContainerdStore {
         /// snapshotter -> key -> snapshot
         var snapshots: [String: [String: Snapshot]] = [:]
         var content: [(digest: String, size: Int64?)] = []
-        var containers: [String] = []
+        /// containerd container records: id, `snapshotKey`, `snapshotter`, `image` (a name).
+        var containers: [(id: String, snapshotKey: String?, snapshotter: String?, image: String?)] = []
         var leases: [String] = []
     }
 
@@ -133,7 +134,11 @@ final class ContainerdStore {
         for (digest, b) in try bucket.bucket(path: ["content", "blob"])?.buckets() ?? [] {
             ns.content.append((digest, try b.values()["size"].flatMap(GoBinary.varint)))
         }
-        ns.containers = try bucket.bucket(named: "containers")?.buckets().map(\.name) ?? []
+        for (id, b) in try bucket.bucket(named: "containers")?.buckets() ?? [] {
+            let v = try b.values()
+            func text(_ k: String) -> String? { v[k].map { String(decoding: $0, as: UTF8.self) } }
+            ns.containers.append((id, text("snapshotKey"), text("snapshotter"), text("image")))
+        }
         ns.leases = try bucket.bucket(named: "leases")?.buckets().map(\.name) ?? []
         return ns
     }

@@ -58,7 +58,7 @@ extension DataRoot {
                 images: ns.images.map { ImageRecord(name: $0.name, digest: $0.digest, mediaType: $0.mediaType, size: $0.size,
                                                     createdAt: $0.createdAt, updatedAt: $0.updatedAt) },
                 snapshots: snapshots, content: ns.content.map { ContentInfo(digest: $0.digest, size: $0.size) },
-                containers: ns.containers, leases: ns.leases))
+                containers: ns.containers.map(\.id), leases: ns.leases))
             result.layers += snapshots.count
         }
         if countMarkers { _ = store.verifyBlobs() }

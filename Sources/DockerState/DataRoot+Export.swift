@@ -38,6 +38,16 @@ extension DataRoot {
         let containers = inspect(countMarkers: false).containers
         let match = containers.first { $0.id == reference || $0.name == reference || $0.name == "/" + reference }
             ?? containers.first { reference.count >= 4 && $0.id.hasPrefix(reference) }
+        if match == nil, store == "containerd", let croot = containerdRoot {
+            // containerd alone (k3s): a containerd container record, by id; its snapshot key.
+            let store = ContainerdStore(dir: croot)
+            store.load()
+            for ns in store.namespaces where dockerNamespace == nil || ns.name == dockerNamespace {
+                if let record = ns.containers.first(where: { $0.id == reference }) {
+                    return (record.id, try containerdLayers(record.snapshotKey ?? record.id, what: "container \(reference)"))
+                }
+            }
+        }
         guard let container = match else {
             throw FWError(.notFound, "no container \(reference) in the data-root", path: path)
         }

@@ -55,32 +55,8 @@ struct ContainerdEndToEndTests {
         #expect(root.integrity.ok, "\(root.integrity.problems)")
         let ns = try #require(root.namespaces?.first { $0.name == "moby" })
         #expect(root.namespaces?.count == 1)
-        // ctr images ls: REF TYPE DIGEST SIZE(value unit) PLATFORMS LABELS
-        let images = try facts.rows("images.txt")
-        #expect(ns.images.map(\.name).sorted() == images.map { $0[0] }.sorted())
-        for row in images {
-            let record = try #require(ns.images.first { $0.name == row[0] })
-            #expect(record.mediaType == row[1])
-            #expect(record.digest == row[2])
-            let image = try #require(root.images.first { $0.tags.contains(row[0]) })
-            #expect(image.id == row[2] && image.targetDigest == row[2])
-            #expect(String(format: "%.1f", Double(image.size ?? 0) / 1024) + " " + "KiB" == row[3] + " " + row[4])
-            #expect(image.platform == row[5])
-        }
-        // ctr snapshots ls: KEY PARENT KIND (no parent: two columns)
+        try Self.compare(ns, root, facts, prefix: "")
         let snapshots = try facts.rows("snapshots.txt")
-        #expect(ns.snapshots.count == snapshots.count)
-        for row in snapshots {
-            let s = try #require(ns.snapshots.first { $0.key == row[0] })
-            #expect(s.parent == (row.count == 3 ? row[1] : nil))
-            #expect(s.kind == row.last)
-        }
-        // ctr content ls: DIGEST SIZE AGE... LABELS
-        let content = try facts.rows("content.txt")
-        #expect(ns.content.map(\.digest).sorted() == content.map { $0[0] }.sorted())
-        for row in content {
-            #expect(ns.content.first { $0.digest == row[0] }.flatMap(\.size).map(humanSize) == row[1])
-        }
         // Containers: Docker's config.v2.json, chains from the snapshots ctr listed.
         let ids = try facts.text("containers.txt").split(separator: "\n").map(String.init)
         let web = try #require(root.containers.first { $0.name == "web" })
@@ -96,6 +72,49 @@ struct ContainerdEndToEndTests {
         }
         #expect(root.summary.running == 1 && root.summary.exitedNonzero == 1)
         #expect(root.volumes.map(\.name) == ["webdata"])
+    }
+
+    /// The namespace equals what `ctr images ls`, `ctr snapshots ls`, `ctr content ls` printed.
+    static func compare(_ ns: NamespaceInfo, _ root: DataRootReport, _ facts: ContainerdFacts, prefix: String) throws {
+        // ctr images ls: REF TYPE DIGEST SIZE(value unit) PLATFORMS LABELS
+        let images = try facts.rows(prefix + "images.txt")
+        #expect(ns.images.map(\.name).sorted() == images.map { $0[0] }.sorted())
+        for row in images {
+            let record = try #require(ns.images.first { $0.name == row[0] })
+            #expect(record.mediaType == row[1])
+            #expect(record.digest == row[2])
+            let image = try #require(root.images.first { $0.tags.contains(row[0]) })
+            #expect(image.id == row[2] && image.targetDigest == row[2])
+            #expect(String(format: "%.1f", Double(image.size ?? 0) / 1024) + " " + "KiB" == row[3] + " " + row[4])
+            #expect(image.platform == row[5])
+        }
+        // ctr snapshots ls: KEY PARENT KIND (no parent: two columns)
+        let snapshots = try facts.rows(prefix + "snapshots.txt")
+        #expect(ns.snapshots.count == snapshots.count)
+        for row in snapshots {
+            let s = try #require(ns.snapshots.first { $0.key == row[0] })
+            #expect(s.parent == (row.count == 3 ? row[1] : nil))
+            #expect(s.kind == row.last)
+        }
+        // ctr content ls: DIGEST SIZE AGE... LABELS
+        let content = try facts.rows(prefix + "content.txt")
+        #expect(ns.content.map(\.digest).sorted() == content.map { $0[0] }.sorted())
+        for row in content {
+            #expect(ns.content.first { $0.digest == row[0] }.flatMap(\.size).map(humanSize) == row[1])
+        }
+    }
+
+    @Test("containerd alone (k3s): one root, namespace k8s.io, inventory equals ctr's lists, clean")
+    func k3s() throws {
+        let facts = try ContainerdFacts.load()
+        let root = try report("containerd-k3s.img")
+        #expect(root.path == "/var/lib/rancher/k3s/agent/containerd" && root.engine == "k3s" && root.store == "containerd")
+        #expect(root.integrity.ok, "\(root.integrity.problems)")
+        let ns = try #require(root.namespaces?.first)
+        #expect(root.namespaces?.map(\.name) == ["k8s.io"])
+        try Self.compare(ns, root, facts, prefix: "k3s-")
+        #expect(ns.containers == (try facts.rows("k3s-containers.txt")).map { $0[0] })
+        #expect(root.containers.isEmpty)
     }
 
     @Test("Integrity finds every planted problem")
@@ -118,12 +137,20 @@ struct ContainerdEndToEndTests {
     }
 
     /// Exports compared with the kernel's read-only overlay mount of the directories containerd
-    /// itself mounts for the container (`ctr snapshots mounts`), the data partition loop-mounted.
-    @Test("Container and image exports equal the kernel's overlay mount of the same snapshots",
-          arguments: [("web", false), ("job", false), ("docker.io/example/web:1.0", true), ("docker.io/example/job:2.0", true)])
-    func exportMatchesKernel(reference: String, image: Bool) throws {
+    /// itself mounts for the container (`ctr snapshots mounts`), the partition loop-mounted; an
+    /// image is the container's mount without its top `drop` snapshots.
+    @Test("Container and image exports equal the kernel's overlay mount of the same snapshots", arguments: [
+        ("containerd-root.img", 3, "docker/containerd/daemon", "web", false, "web", 0),
+        ("containerd-root.img", 3, "docker/containerd/daemon", "job", false, "job", 0),
+        ("containerd-root.img", 3, "docker/containerd/daemon", "docker.io/example/web:1.0", true, "web", 2),
+        ("containerd-root.img", 3, "docker/containerd/daemon", "docker.io/example/job:2.0", true, "job", 2),
+        ("containerd-k3s.img", 2, "var/lib/rancher/k3s/agent/containerd", "k3s-web", false, "k3s-web", 0),
+        ("containerd-k3s.img", 2, "var/lib/rancher/k3s/agent/containerd", "docker.io/example/web:1.0", true, "k3s-web", 1),
+    ])
+    func exportMatchesKernel(disk: String, partition: Int, containerdRoot: String, reference: String, image: Bool,
+                             mounts: String, drop: Int) throws {
         let facts = try ContainerdFacts.load()
-        let path = try TestImages.path("containerd-root.img")
+        let path = try TestImages.path(disk)
         let dir = try DockerScratch.directory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("export.tar").path
@@ -136,12 +163,10 @@ struct ContainerdEndToEndTests {
         let data = dir.appendingPathComponent("data"), merged = dir.appendingPathComponent("merged")
         try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(at: merged, withIntermediateDirectories: true)
-        let offset = try DockerScratch.partitionOffset(path, 3)
+        let offset = try DockerScratch.partitionOffset(path, partition)
         try TestImages.run(["mount", "-t", "ext4", "-o", "loop,ro,offset=\(offset)", path, data.path])
         defer { _ = try? TestImages.run(["umount", data.path]) }
-        let container = image ? (reference.contains("web") ? "web" : "job") : reference
-        var dirs = try facts.snapshotDirectories(container, root: data.path + "/docker/containerd/daemon")
-        if image { dirs.removeFirst(2) }   // the image: without the rw and -init snapshots
+        let dirs = Array(try facts.snapshotDirectories(mounts, root: data.path + "/" + containerdRoot).dropFirst(drop))
         #expect(result.layers == dirs.count)
         try TestImages.run(["mount", "-t", "overlay", "overlay", "-o", "ro,lowerdir=\(dirs.joined(separator: ":"))", merged.path])
         defer { _ = try? TestImages.run(["umount", merged.path]) }
@@ -149,7 +174,7 @@ struct ContainerdEndToEndTests {
         let diffs = Manifest.differences(expected: kernel, actual: exported)
         #expect(diffs.isEmpty, "\(diffs.joined(separator: "\n"))")
         #expect(kernel.count == exported.count)
-        if !image {
+        if !image && disk == "containerd-root.img" {
             #expect(exported.contains { $0.path == ".dockerenv" })
         }
     }

@@ -14,6 +14,7 @@
 #                               and "job" (exited 1), config.v2.json/hostconfig.json as Docker 29
 #                               writes them (Driver overlayfs, Image = the target digest).
 #   containerd-root-broken.img  the same with planted damage (see BROKEN below).
+#   containerd-k3s.img          containerd alone as k3s keeps it (namespace k8s.io), see the end.
 # Beside them: containerd-root.facts/ (ctr images ls, ctr snapshots ls, ctr content ls -q output
 # while the daemon ran; ids.json) for the tests.
 source "$(dirname "$0")/../lib.sh"
@@ -29,9 +30,11 @@ cleanup() {
     umount ctd 2>/dev/null || true
 }
 trap cleanup EXIT
-R=$PWD/ctd/root S=$PWD/ctd/state SOCK=$PWD/ctd/containerd.sock
-mkdir -p "$R" "$S" ctd/mnt
-cat > ctd/config.toml <<TOML
+# start_containerd NAME: a containerd with its own root, state and socket below ctd/NAME.
+start_containerd() {
+    R=$PWD/ctd/$1/root S=$PWD/ctd/$1/state SOCK=$PWD/ctd/$1/containerd.sock
+    mkdir -p "$R" "$S" ctd/mnt
+    cat > "ctd/$1/config.toml" <<TOML
 version = 2
 root = "$R"
 state = "$S"
@@ -50,9 +53,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"
   startup_delay = "1000h"
   schedule_delay = "1000h"
 TOML
-containerd --config ctd/config.toml > ctd/containerd.log 2>&1 &
-pid=$!
-for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
+    containerd --config "ctd/$1/config.toml" > "ctd/$1/containerd.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
+}
+start_containerd moby
 ctr() { command ctr -a "$SOCK" -n moby "$@"; }
 
 # OCI archives (python tarfile): shared base layer (gzip), web's app layer (plain tar, whiteouts
@@ -163,14 +168,15 @@ for c in web:$web_id job:$job_id; do
     ctr snapshots --snapshotter overlayfs mounts /target "${c#*:}" | sed "s|$R|@ROOT@|g" > "$facts/mounts-${c%%:*}.txt"
 done
 kill "$pid"; wait "$pid" || true; pid=
-cp ctd/containerd.log "$facts/"
+cp ctd/moby/containerd.log "$facts/"
+moby_root=$R
 cp "$R/io.containerd.metadata.v1.bolt/meta.db" "$R/io.containerd.snapshotter.v1.overlayfs/metadata.db" "$facts/"
 
 make_containerd_disk() {
     local name=$1 broken=$2 disk="$OUT/$1.img"
     rm -rf data root
     mkdir -p data/docker/containerd root
-    cp -a "$R" data/docker/containerd/daemon
+    cp -a "$moby_root" data/docker/containerd/daemon
     : > data/.docker-use-containerd-snapshotter
     python3 - data/docker "$facts" "$broken" <<'PY'
 import hashlib, json, os, shutil, sys
@@ -240,3 +246,38 @@ SF
 }
 make_containerd_disk containerd-root no
 make_containerd_disk containerd-root-broken yes
+
+# containerd alone, as k3s keeps it: root /var/lib/rancher/k3s/agent/containerd, namespace k8s.io,
+# the web image and a containerd container record (`ctr containers create`: an Active snapshot
+# named by the container id over the image). containerd-k3s.img: p1 vfat boot, p2 ext4 root.
+start_containerd k3s
+k3s() { command ctr -a "$SOCK" -n k8s.io "$@"; }
+k3s images import --snapshotter overlayfs --platform linux/amd64 oci/web.tar
+k3s containers create --snapshotter overlayfs docker.io/example/web:1.0 k3s-web
+k3s images ls > "$facts/k3s-images.txt"
+k3s snapshots --snapshotter overlayfs ls > "$facts/k3s-snapshots.txt"
+k3s content ls > "$facts/k3s-content.txt"
+k3s containers ls > "$facts/k3s-containers.txt"
+k3s snapshots --snapshotter overlayfs mounts /target k3s-web | sed "s|$R|@ROOT@|g" > "$facts/mounts-k3s-web.txt"
+kill "$pid"; wait "$pid" || true; pid=
+rm -rf root; minimal_root root
+mkdir -p root/var/lib/rancher/k3s/agent
+cp -a "$R" root/var/lib/rancher/k3s/agent/containerd
+printf 'PARTUUID=c0de0018-02 / ext4 defaults 0 1\n' > root/etc/fstab
+disk="$OUT/containerd-k3s.img"
+rm -f "$disk"; truncate -s 64M "$disk"
+sfdisk -q "$disk" <<SF
+label: dos
+label-id: 0xc0de0018
+unit: sectors
+
+start=2048, size=$((16*2048)), type=c
+start=$((17*2048)), type=83
+SF
+rm -f boot.img; truncate -s 16M boot.img; mkfs.vfat -n BOOT boot.img >/dev/null
+printf 'console=ttyS0 root=PARTUUID=c0de0018-02 rootfstype=ext4\n' > cmdline.txt
+mcopy -i boot.img cmdline.txt ::/
+put_fs "$disk" boot.img 2048
+rm -f rootfs.img; truncate -s 46M rootfs.img
+mkfs.ext4 -q -F -L rootfs -I 256 -d root rootfs.img
+put_fs "$disk" rootfs.img $((17*2048))
