@@ -47,6 +47,8 @@ let package = Package(
         .target(name: "FileSystemSquashFS", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
         .target(name: "FileSystemEROFS", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
         .target(name: "FileSystemFAT", dependencies: ["FileSystems", "DiskImage"]),
+        // Tar archives (OCI image layers) as read-only filesystems.
+        .target(name: "FileSystemTar", dependencies: ["FileSystems", "DiskImage"]),
         // 5. The namespace engine: filesystems mounted at paths, binds, overlays (OverlayMerge),
         //    the one path resolver; itself a FileSystemReader that the one TreeWalk walks.
         .target(name: "Assembly", dependencies: ["FileSystems", "DiskImage"]),
@@ -57,7 +59,7 @@ let package = Package(
         .target(name: "BoltDB", dependencies: ["DiskImage"]),
         // 6b. Docker data-roots read from the assembled namespace (inventory, integrity, export):
         //     overlay2, and the containerd store through BoltDB.
-        .target(name: "DockerState", dependencies: ["FileSystems", "Assembly", "DiskImage", "BoltDB"]),
+        .target(name: "DockerState", dependencies: ["FileSystems", "Assembly", "DiskImage", "DiskFormats", "BoltDB", "FileSystemTar"]),
         // 7. Archive: streaming tar writer and parallel gzip.
         .target(name: "Archive", dependencies: ["FileSystems", "DiskImage", "CZlib", "CZstd"]),
         // 8. The facade: everything the CLI does goes through it.

@@ -158,6 +158,28 @@ final class ContainerdStore {
         return dir.json(path)
     }
 
+    /// The manifest of a target: the target itself, or for an index its first manifest present
+    /// in the content store for a real platform (not the `unknown/unknown` attestations), with
+    /// its digest, size as the index states it, and platform.
+    func resolveManifest(_ digest: String, _ target: [String: Any]) -> (digest: String, size: Int64, manifest: [String: Any], platform: String?)? {
+        guard let list = target["manifests"] as? [[String: Any]] else { return (digest, 0, target, nil) }
+        let usable = list.filter { m in
+            let p = m["platform"] as? [String: Any]
+            return (p?["os"] as? String) != "unknown" && (m["digest"] as? String).map(hasBlob) == true
+        }
+        guard let chosen = usable.first, let d = chosen["digest"] as? String, let m = jsonBlob(d) else { return nil }
+        let platform = (chosen["platform"] as? [String: Any]).map { p in
+            [p["os"], p["architecture"], p["variant"]].compactMap { $0 as? String }.joined(separator: "/")
+        }
+        return (d, (chosen["size"] as? NSNumber)?.int64Value ?? 0, m, platform)
+    }
+
+    /// The layer blob digests of an image target, bottom first, or nil when its manifest is missing.
+    func layerBlobs(_ target: String) -> [String]? {
+        guard let t = jsonBlob(target), let resolved = resolveManifest(target, t) else { return nil }
+        return (resolved.manifest["layers"] as? [[String: Any]] ?? []).compactMap { $0["digest"] as? String }
+    }
+
     func hasBlob(_ digest: String) -> Bool {
         guard let path = blobPath(digest) else { return false }
         return dir.entry(path)?.metadata.type == .regular

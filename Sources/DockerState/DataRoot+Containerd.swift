@@ -117,24 +117,13 @@ extension DataRoot {
             croot.problem(store.blobPath(digest) ?? digest, "the target \(digest) of image \(label) is missing from the content store")
             return info
         }
-        var manifestDigest = digest
-        var manifestSize: Int64 = 0
-        if let list = manifest["manifests"] as? [[String: Any]] {
-            let usable = list.filter { m in
-                let p = m["platform"] as? [String: Any]
-                return (p?["os"] as? String) != "unknown" && (m["digest"] as? String).map(store.hasBlob) == true
-            }
-            guard let chosen = usable.first, let d = chosen["digest"] as? String, let m = store.jsonBlob(d) else {
-                croot.problem(store.blobPath(digest) ?? digest, "index of image \(label) names no manifest present in the content store")
-                return info
-            }
-            if let p = chosen["platform"] as? [String: Any] {
-                info.platform = [p["os"], p["architecture"], p["variant"]].compactMap { $0 as? String }.joined(separator: "/")
-            }
-            manifestDigest = d
-            manifestSize = (chosen["size"] as? NSNumber)?.int64Value ?? 0
-            manifest = m
+        guard let resolved = store.resolveManifest(digest, manifest) else {
+            croot.problem(store.blobPath(digest) ?? digest, "index of image \(label) names no manifest present in the content store")
+            return info
         }
+        let manifestDigest = resolved.digest, manifestSize = resolved.size
+        manifest = resolved.manifest
+        info.platform = resolved.platform
         var size: Int64? = manifestSize + (store.jsonBlob(digest) != nil ? Int64(croot.entry(store.blobPath(digest) ?? "")?.metadata.size ?? 0) : 0)
         guard let config = manifest["config"] as? [String: Any], let configDigest = config["digest"] as? String else {
             croot.problem(store.blobPath(manifestDigest) ?? manifestDigest, "manifest of image \(label) has no config")

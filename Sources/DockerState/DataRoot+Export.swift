@@ -1,5 +1,7 @@
 import Assembly
+import DiskFormats
 import DiskImage
+import FileSystemTar
 import FileSystems
 
 extension DataRoot {
@@ -19,7 +21,13 @@ extension DataRoot {
             guard let top = image.chainIDs.last else {
                 throw FWError(.notFound, "image \(image.id) has no layers (its config is missing)", path: path)
             }
-            return (image.id, try containerdLayers(top, what: "image \(reference)"))
+            do {
+                return (image.id, try containerdLayers(top, what: "image \(reference)"))
+            } catch {
+                // The snapshots are gone: the content store's layer blobs, if every one is there.
+                guard let layers = try? blobLayers(image.id, what: "image \(reference)") else { throw error }
+                return (image.id, layers)
+            }
         }
         let records = layerRecords()
         var layers: [Layer] = []
@@ -94,6 +102,27 @@ extension DataRoot {
         return try chain.dirs.map { dir in
             guard let inode = croot.directory(dir) else { throw FWError(.notFound, "\(what): \(dir) is missing", path: croot.path) }
             return Layer(reader: croot.reader, inode: inode)
+        }
+    }
+}
+
+extension DataRoot {
+    /// An image's layers from the content store (tar, tar+gzip, tar+zstd blobs; decompressed once
+    /// into unlinked temporary files), top first, each read as a tar with OCI whiteouts.
+    func blobLayers(_ target: String, what: String) throws -> [Layer] {
+        guard let croot = containerdRoot else { throw FWError(.notFound, "no containerd root for \(what)", path: path) }
+        let store = ContainerdStore(dir: croot)
+        guard let blobs = store.layerBlobs(target) else {
+            throw FWError(.notFound, "\(what): its manifest is not in the content store", path: croot.path)
+        }
+        return try blobs.reversed().map { digest in
+            guard let relative = store.blobPath(digest), let e = croot.entry(relative), e.metadata.type == .regular else {
+                throw FWError(.notFound, "\(what): layer blob \(digest) is missing", path: croot.path)
+            }
+            let name = "\(croot.path)/\(relative)"
+            let raw = try FileByteSource(reader: croot.reader, inode: e.inode, name: name)
+            let tar = try TarReader(source: try decompressedStream(raw), name: name, ociWhiteouts: true)
+            return Layer(reader: tar, inode: tar.rootInode)
         }
     }
 }

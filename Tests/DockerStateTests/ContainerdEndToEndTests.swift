@@ -178,4 +178,36 @@ struct ContainerdEndToEndTests {
             #expect(exported.contains { $0.path == ".dockerenv" })
         }
     }
+
+    /// With every snapshot directory gone, an image export reads the content store's layer blobs
+    /// (gzip, plain, zstd tar); it equals the kernel's overlay mount of the intact disk's
+    /// snapshots except the root directory itself (no tar entry for it: mode 0755, time 0).
+    @Test("Image exports from the layer blobs (snapshots gone) equal the kernel's view of the snapshots",
+          arguments: [("docker.io/example/web:1.0", "web"), ("docker.io/example/job:2.0", "job")])
+    func imageExportFromBlobs(reference: String, mounts: String) throws {
+        let facts = try ContainerdFacts.load()
+        let intact = try TestImages.path("containerd-root.img")
+        let dir = try DockerScratch.directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("export.tar").path
+        let result = try Disk(path: try TestImages.path("containerd-root-nosnap.img"))
+            .exportDocker(reference, image: true, options: ExtractOptions(output: out, compression: .none))
+        #expect(result.problems.isEmpty, "\(result.problems)")
+        #expect(result.layers == 2)
+        let exported = try DockerScratch.tarManifest(out).filter { $0.path != "." }
+        guard TestImages.canLoopMount("ext4"), TestImages.canLoopMount("overlay") else { return }
+        let data = dir.appendingPathComponent("data"), merged = dir.appendingPathComponent("merged")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: merged, withIntermediateDirectories: true)
+        let offset = try DockerScratch.partitionOffset(intact, 3)
+        try TestImages.run(["mount", "-t", "ext4", "-o", "loop,ro,offset=\(offset)", intact, data.path])
+        defer { _ = try? TestImages.run(["umount", data.path]) }
+        let dirs = Array(try facts.snapshotDirectories(mounts, root: data.path + "/docker/containerd/daemon").dropFirst(2))
+        try TestImages.run(["mount", "-t", "overlay", "overlay", "-o", "ro,lowerdir=\(dirs.joined(separator: ":"))", merged.path])
+        defer { _ = try? TestImages.run(["umount", merged.path]) }
+        let kernel = DockerScratch.withoutLoneLinks(try Manifest.ofDirectory(merged.path)).filter { $0.path != "." }
+        let diffs = Manifest.differences(expected: kernel, actual: exported)
+        #expect(diffs.isEmpty, "\(diffs.joined(separator: "\n"))")
+        #expect(kernel.count == exported.count)
+    }
 }

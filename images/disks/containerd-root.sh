@@ -10,10 +10,11 @@
 #                               /mnt/data/.docker-use-containerd-snapshotter and docker/containerd/daemon.
 #                               Images docker.io/example/web:1.0 (gzip base + plain app layer with a
 #                               whiteout and an opaque directory) and docker.io/example/job:2.0
-#                               (same base + a zstd-less plain layer); containers "web" (running)
+#                               (same base + a tar+zstd layer); containers "web" (running)
 #                               and "job" (exited 1), config.v2.json/hostconfig.json as Docker 29
 #                               writes them (Driver overlayfs, Image = the target digest).
 #   containerd-root-broken.img  the same with planted damage (see BROKEN below).
+#   containerd-root-nosnap.img  the same without any snapshot directory (image exports from the blobs).
 #   containerd-k3s.img          containerd alone as k3s keeps it (namespace k8s.io), see the end.
 # Beside them: containerd-root.facts/ (ctr images ls, ctr snapshots ls, ctr content ls -q output
 # while the daemon ran; ids.json) for the tests.
@@ -61,7 +62,7 @@ start_containerd moby
 ctr() { command ctr -a "$SOCK" -n moby "$@"; }
 
 # OCI archives (python tarfile): shared base layer (gzip), web's app layer (plain tar, whiteouts
-# as .wh. entries, an opaque directory), job's layer (plain tar).
+# as .wh. entries, an opaque directory), job's layer (tar+zstd).
 python3 - oci "$facts/layers.json" <<'PY'
 import gzip, hashlib, io, json, os, sys, tarfile
 out, facts = sys.argv[1], sys.argv[2]
@@ -93,9 +94,11 @@ job = tar([("usr", "dir"), ("usr/local", "dir"), ("usr/local/bin", "dir"), ("usr
            ("usr/local/bin/job-alias", "link", "usr/local/bin/job")])
 def sha(b): return hashlib.sha256(b).hexdigest()
 base_gz = gzip.compress(base, mtime=0)
+import subprocess
+job_zst = subprocess.run(["zstd", "-q", "-c", "-19"], input=job, capture_output=True, check=True).stdout
 layers = {"base": (base_gz, "application/vnd.oci.image.layer.v1.tar+gzip", sha(base)),
           "web": (web, "application/vnd.oci.image.layer.v1.tar", sha(web)),
-          "job": (job, "application/vnd.oci.image.layer.v1.tar", sha(job))}
+          "job": (job_zst, "application/vnd.oci.image.layer.v1.tar+zstd", sha(job))}
 info = {}
 for name, tag, top, cmd in (("web", "docker.io/example/web:1.0", "web", ["/srv/run.sh"]), ("job", "docker.io/example/job:2.0", "job", ["/usr/local/bin/job"])):
     d = os.path.join(out, name); blobs = os.path.join(d, "blobs/sha256"); os.makedirs(blobs)
@@ -207,7 +210,7 @@ if broken:
     job = layers["docker.io/example/job:2.0"]
     os.remove(os.path.join(cs, job["config"][7:]))                                   # missing blob (job's config)
     p = os.path.join(cs, job["layer_blobs"][1][7:])                                  # blob whose hash differs
-    b = bytearray(open(p, "rb").read()); b[600] ^= 0xFF; open(p, "wb").write(bytes(b))
+    b = bytearray(open(p, "rb").read()); b[len(b) // 2] ^= 0xFF; open(p, "wb").write(bytes(b))
     db = os.path.join(root, "containerd/daemon/io.containerd.metadata.v1.bolt/meta.db")
     data = open(db, "rb").read()
     old = b"parent" + (ids[1] + "-init").encode()                                   # job's parent renamed: missing parent
@@ -218,6 +221,8 @@ if broken:
       json.dumps({"ID": ghost, "Name": "/ghost", "Image": layers["docker.io/example/web:1.0"]["manifest"], "Driver": "overlayfs",
                   "Config": {"Image": "docker.io/example/web:1.0"}, "State": {"Running": False, "ExitCode": 0}}))
 PY
+    # NOSNAP: every snapshot directory gone (images must come from the content store's blobs).
+    [ "$broken" = nosnap ] && rm -rf data/docker/containerd/daemon/io.containerd.snapshotter.v1.overlayfs/snapshots/*
     minimal_root root
     mkdir -p root/etc/docker root/mnt/data root/var/lib/docker
     printf '{\n  "data-root": "/mnt/data/docker",\n  "log-driver": "journald"\n}\n' > root/etc/docker/daemon.json
@@ -246,6 +251,7 @@ SF
 }
 make_containerd_disk containerd-root no
 make_containerd_disk containerd-root-broken yes
+make_containerd_disk containerd-root-nosnap nosnap
 
 # containerd alone, as k3s keeps it: root /var/lib/rancher/k3s/agent/containerd, namespace k8s.io,
 # the web image and a containerd container record (`ctr containers create`: an Active snapshot
