@@ -17,6 +17,13 @@ extension DataRoot {
         guard let image = match else {
             throw FWError(.notFound, "no image \(reference) in the data-root", path: path)
         }
+        if store == "podman" {
+            let records = jsonArray("overlay-images/images.json") ?? []
+            guard let top = records.first(where: { "sha256:" + ($0["id"] as? String ?? "") == image.id })?["layer"] as? String else {
+                throw FWError(.notFound, "image \(image.id) has no layer", path: path)
+            }
+            return (image.id, try podmanLayerDiffs(top, what: "image \(reference)"))
+        }
         if store == "containerd" {
             guard let top = image.chainIDs.last else {
                 throw FWError(.notFound, "image \(image.id) has no layers (its config is missing)", path: path)
@@ -61,6 +68,10 @@ extension DataRoot {
         }
         if store == "containerd" {
             return (container.id, try containerdLayers(container.id, what: "container \(container.name)"))
+        }
+        if store == "podman" {
+            guard let layer = container.mountID else { throw FWError(.notFound, "container \(container.name) has no layer", path: path) }
+            return (container.id, try podmanLayerDiffs(layer, what: "container \(container.name)"))
         }
         let mounts = "\(Self.layerdb)/mounts/\(container.id)"
         guard let mountID = text("\(mounts)/mount-id"), let rw = layerDiff(mountID, for: mounts) else {

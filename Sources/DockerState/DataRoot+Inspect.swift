@@ -25,7 +25,11 @@ extension DataRoot {
         var volumes: [VolumeInfo] = []
         var whiteouts = 0, opaque = 0, layerCount = 0
         var namespaces: [NamespaceInfo]?
-        if store == "containerd", let croot = containerdRoot {
+        if store == "podman" {
+            let inventory = podmanInventory(countMarkers: countMarkers)
+            (images, containers, layerCount, whiteouts, opaque) = (inventory.images, inventory.containers, inventory.layers,
+                                                                   inventory.whiteouts, inventory.opaque)
+        } else if store == "containerd", let croot = containerdRoot {
             let inventory = containerdInventory(croot, countMarkers: countMarkers)
             (images, containers, namespaces, layerCount) = (inventory.images, inventory.containers, inventory.namespaces, inventory.layers)
             (whiteouts, opaque) = (inventory.whiteouts, inventory.opaque)

@@ -142,7 +142,9 @@ public final class DataRoot {
     // MARK: Driver
 
     public var driver: String {
+        let store = self.store
         if store == "containerd" { return "containerd-snapshotter" }
+        if store == "podman" { return "overlay" }
         if entry("overlay2") != nil || entry("image/overlay2") != nil { return "overlay2" }
         return "unknown"
     }
@@ -152,6 +154,7 @@ public final class DataRoot {
     /// containerd store), then the HAOS flag file / daemon.json feature, then the presence of
     /// `overlay2/` + `image/overlay2/` (upgraded disks keep both), then a containerd root alone.
     public var store: String {
+        if engine == "podman" { return "podman" }
         guard containerdRoot != nil else {
             return entry("overlay2") != nil || entry("image/overlay2") != nil ? "overlay2" : "unknown"
         }

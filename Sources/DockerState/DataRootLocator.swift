@@ -169,11 +169,21 @@ public enum DataRootLocator {
             root.containerdRoot = root
             found.append((root, [path], key))
         }
+        for path in podmanRoots {
+            guard let (layer, meta) = namespace.locate(NamespacePath(path)), meta.type == .directory,
+                  let names = try? layer.reader.directoryEntries(of: layer.inode).map({ String(decoding: $0.name, as: UTF8.self) }),
+                  names.contains("overlay-layers") || names.contains("overlay-containers") else { continue }
+            let key = "\(layer.filesystem.hashValue):\(layer.inode)"
+            if found.contains(where: { $0.key == key }) { continue }
+            found.append((DataRoot(reader: layer.reader, inode: layer.inode, path: realPath(path, binds: binds), engine: "podman"), [path], key))
+        }
         return (found.map { ($0.root, $0.foundVia) }, problems)
     }
 
     /// containerd roots that serve no Docker data-root: k3s's and the system containerd's.
     static let containerdRoots = [("/var/lib/rancher/k3s/agent/containerd", "k3s"), ("/var/lib/containerd", "containerd")]
+    /// Podman's (containers/storage) default graph root.
+    static let podmanRoots = ["/var/lib/containers/storage"]
 
     /// The containerd root a Docker data-root would use for the containerd image store:
     /// `<data-root>/containerd/daemon` (dockerd's own containerd, HAOS 17), else the system
