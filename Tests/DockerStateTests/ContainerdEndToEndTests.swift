@@ -117,6 +117,28 @@ struct ContainerdEndToEndTests {
         #expect(root.containers.isEmpty)
     }
 
+    @Test("The binary: --json carries store and namespaces, --expect matches the containerd store's containers",
+          .enabled(if: DockerBinary.path != nil))
+    func binary() throws {
+        let path = try TestImages.path("containerd-root.img")
+        let r = try DockerBinary.run(["docker", path, "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let root = try #require((doc["data_roots"] as? [[String: Any]])?.first)
+        #expect(root["store"] as? String == "containerd" && root["containerd_root"] as? String == "/mnt/data/docker/containerd/daemon")
+        #expect((root["namespaces"] as? [[String: Any]])?.first?["name"] as? String == "moby")
+        let image = try #require((root["images"] as? [[String: Any]])?.first)
+        for key in ["target_digest", "config_digest", "platform", "media_type"] { #expect(image[key] is String, "\(key)") }
+        #expect((root["containers"] as? [[String: Any]])?.allSatisfy { $0["snapshot_chain"] is [String] } == true)
+        let dir = try DockerScratch.directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let expected = dir.appendingPathComponent("expected.json")
+        try Data("[{\"name\": \"web\", \"image\": \"docker.io/example/web:1.0\"}, {\"name\": \"job\"}]".utf8).write(to: expected)
+        let ok = try DockerBinary.run(["docker", path, "--expect", expected.path])
+        #expect(ok.status == 0, "\(ok.stderr)")
+        #expect(ok.stdout.contains("integrity: ok"))
+    }
+
     @Test("Integrity finds every planted problem")
     func broken() throws {
         let facts = try ContainerdFacts.load()
