@@ -93,7 +93,7 @@ let package = Package(
         .testTarget(name: "EndToEndTests", dependencies: ["FirmwareAssembler", "TestSupport"]),
         .testTarget(name: "HostileTests", dependencies: [
             "TestSupport", "DiskImage", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
-            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Archive", "BoltDB",
+            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Archive", "BoltDB", "FileSystemTar",
         ]),
         .target(name: "TestSupport", dependencies: ["FileSystems", "CZlib"], path: "Tests/TestSupport"),
     ]

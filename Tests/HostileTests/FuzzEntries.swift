@@ -6,13 +6,14 @@ import DiskImage
 import FileSystemEROFS
 import FileSystemFAT
 import FileSystemSquashFS
+import FileSystemTar
 import FileSystems
 import MountPlan
 import PartitionTable
 
 public enum FuzzEntries {
     /// Target names, as used for Fuzz/<name>.swift, .build-fuzz/<name> and Tests/Corpus/<name>/.
-    public static let targets = ["partition-table", "squashfs", "erofs", "fat", "fstab", "unit-file", "boot-environment", "bolt"]
+    public static let targets = ["partition-table", "squashfs", "erofs", "fat", "fstab", "unit-file", "boot-environment", "bolt", "tar"]
 
     /// Runs one input through the named target. Errors thrown by the parsers are the expected
     /// outcome for most inputs; a crash, a hang or an unbounded allocation is the bug.
@@ -29,6 +30,7 @@ public enum FuzzEntries {
             _ = UBootEnvironment.find(in: data)
             _ = UBootEnvironment.parseText(data)
         case "bolt": bolt(data)
+        case "tar": fileSystem(data) { try TarReader(source: $0, name: "fuzz", ociWhiteouts: true) }
         default: break
         }
     }
