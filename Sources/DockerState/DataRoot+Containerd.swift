@@ -21,7 +21,8 @@ extension DataRoot {
     /// Images (per target digest), containers (config.v2.json with their snapshot chains),
     /// namespaces, and the containerd integrity checks; problems land on this data-root.
     func containerdInventory(_ croot: DataRoot, countMarkers: Bool) -> ContainerdInventory {
-        croot.problems = []
+        let separate = croot !== self   // containerd alone: the data-root is its own containerd root
+        if separate { croot.problems = [] }
         let store = ContainerdStore(dir: croot)
         store.load()
         var result = ContainerdInventory()
@@ -99,7 +100,7 @@ extension DataRoot {
             }
             (result.whiteouts, result.opaque) = croot.countOverlayMarkers(in: dirs)
         }
-        problems.append(contentsOf: croot.problems)
+        if separate { problems.append(contentsOf: croot.problems) }
         return result
     }
 

@@ -159,7 +159,7 @@ public enum DataRootLocator {
             found.append((root, [c.path], key))
         }
         // containerd alone (k3s, a system containerd no Docker data-root uses).
-        for (path, engine) in containerdRoots {
+        for (path, engine) in containerdRoots.map({ $0.1 == "containerd" ? (systemContainerdRoot(in: namespace), "containerd") : $0 }) {
             guard let (layer, meta) = namespace.locate(NamespacePath(path)), meta.type == .directory,
                   (try? layer.reader.entry(named: Array("io.containerd.metadata.v1.bolt".utf8), in: layer.inode)) != nil else { continue }
             let key = "\(layer.filesystem.hashValue):\(layer.inode)"
@@ -185,14 +185,32 @@ public enum DataRootLocator {
     /// Podman's (containers/storage) default graph root.
     static let podmanRoots = ["/var/lib/containers/storage"]
 
+    /// The system containerd's root: top-level `root = "..."` of `/etc/containerd/config.toml`
+    /// (before any [section]), else `/var/lib/containerd`.
+    static func systemContainerdRoot(in namespace: NamespaceFileSystem) -> String {
+        let fallback = "/var/lib/containerd"
+        guard let (layer, meta) = namespace.locate(NamespacePath("/etc/containerd/config.toml")), meta.type == .regular,
+              let bytes = try? layer.reader.readSmallFile(layer.inode, limit: 1 << 20) else { return fallback }
+        for raw in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.hasPrefix("[") { break }
+            let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, parts[0] == "root" else { continue }
+            let value = parts[1].trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
+            if value.hasPrefix("/") { return value }
+        }
+        return fallback
+    }
+
     /// The containerd root a Docker data-root would use for the containerd image store:
     /// `<data-root>/containerd/daemon` (dockerd's own containerd, HAOS 17), else the system
     /// `/var/lib/containerd`; and the HAOS flag file `<parent of data-root>/.docker-use-containerd-snapshotter`.
     static func attachContainerd(_ root: DataRoot, dataRootPath: String, in namespace: NamespaceFileSystem,
                                  binds: [(target: String, source: String)]) {
-        if root.containerdRoot == nil, let (_, meta) = namespace.locate(NamespacePath("/var/lib/containerd/io.containerd.metadata.v1.bolt")),
-           meta.type == .directory, let (dir, _) = namespace.locate(NamespacePath("/var/lib/containerd")) {
-            root.containerdRoot = DataRoot(reader: dir.reader, inode: dir.inode, path: realPath("/var/lib/containerd", binds: binds), engine: root.engine)
+        let system = systemContainerdRoot(in: namespace)
+        if root.containerdRoot == nil, let (_, meta) = namespace.locate(NamespacePath(system + "/io.containerd.metadata.v1.bolt")),
+           meta.type == .directory, let (dir, _) = namespace.locate(NamespacePath(system)) {
+            root.containerdRoot = DataRoot(reader: dir.reader, inode: dir.inode, path: realPath(system, binds: binds), engine: root.engine)
         }
         for base in Set([dataRootPath, root.path]) {
             let parent = NamespacePath(base).components.dropLast()

@@ -246,4 +246,21 @@ struct DataRootTests {
             $0 == "/mnt/data/docker/containerd/daemon/io.containerd.metadata.v1.bolt/meta.db: the containerd metadata database is missing"
         })
     }
+
+    @Test("containerd alone at the root configured in /etc/containerd/config.toml; podman's default store")
+    func containerdConfiguredRootAndPodman() throws {
+        let root = MemoryFileSystem()
+        root.addFile("etc/containerd/config.toml", "version = 2\nroot = \"/data/ctd\"\nstate = \"/run/containerd\"\n[plugins]\n  root = \"/wrong\"\n")
+        root.addDirectory("data/ctd/io.containerd.metadata.v1.bolt")
+        root.addDirectory("var/lib/containers/storage/overlay-layers")
+        let ns = try NamespaceFileSystem(plan: Self.plan([PlannedMount(where: "/", kind: .partition, partition: 1, declaredBy: "t")])) { _ in root }
+        let report = DataRootLocator.report(for: ns)
+        #expect(report.dataRoots.map(\.path) == ["/data/ctd", "/var/lib/containers/storage"])
+        let ctd = try #require(report.dataRoots.first)
+        #expect(ctd.engine == "containerd" && ctd.store == "containerd" && ctd.containerdRoot == "/data/ctd")
+        #expect(ctd.integrity.problems == ["/data/ctd/io.containerd.metadata.v1.bolt/meta.db: the containerd metadata database is missing"])
+        let podman = try #require(report.dataRoots.last)
+        #expect(podman.engine == "podman" && podman.store == "podman" && podman.driver == "overlay")
+        #expect(podman.integrity.ok && podman.images.isEmpty && podman.containers.isEmpty)
+    }
 }
