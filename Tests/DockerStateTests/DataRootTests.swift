@@ -15,6 +15,24 @@ struct SHA256Tests {
         #expect(SHA256.hex(bytes) == (try pythonSHA256(bytes)))
     }
 
+    @Test("Fed in pieces (blob files are hashed in chunks) or as a lazy sequence, the digest is the same",
+          arguments: [1, 7, 63, 64, 65, 1000])
+    func incremental(piece: Int) throws {
+        let bytes = (0..<4097).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        var hasher = SHA256()
+        var i = 0
+        while i < bytes.count {
+            hasher.update(bytes[i..<min(i + piece, bytes.count)])
+            i += piece
+        }
+        var lazy = SHA256()
+        lazy.update(bytes.lazy.map { $0 })
+        let one = SHA256.hex(bytes)
+        #expect(hasher.finalize().map { String(format: "%02x", $0) }.joined() == one)
+        #expect(lazy.finalize().map { String(format: "%02x", $0) }.joined() == one)
+        #expect(one == (try pythonSHA256(bytes)))
+    }
+
     @Test("Chain ids equal the ones computed with hashlib")
     func chainIDs() throws {
         let diffs = (1...5).map { "sha256:" + SHA256.hex(Array("layer \($0)".utf8)) }
