@@ -47,6 +47,25 @@ struct PodmanEndToEndTests {
         }
     }
 
+    @Test("Integrity finds every planted problem")
+    func broken() throws {
+        let report = try Disk(path: try TestImages.path("podman-root-broken.img")).docker()
+        let root = try #require(report.dataRoots.first)
+        let problems = root.integrity.problems.joined(separator: "\n")
+        let job = try #require(try Self.facts("ps.json").first { $0["Names"] as? [String] == ["job"] })
+        let web = try #require(try Self.facts("ps.json").first { $0["Names"] as? [String] == ["web"] })
+        let jobLayer = try #require(root.containers.first { $0.id == job["Id"] as? String }?.mountID)
+        #expect(problems.contains("overlay/\(jobLayer): layer \(jobLayer) has no diff directory"))
+        #expect(problems.contains("image docker.io/example/web:1.0: its config (big data sha256:\(web["ImageID"] as? String ?? "?")) is missing"))
+        #expect(problems.contains("container ghost uses image \(String(repeating: "7", count: 64)), which does not exist"))
+        #expect(problems.contains("container ghost: layer \(String(repeating: "8", count: 64)) does not exist"))
+        #expect(root.integrity.problems.count == 4, "\(problems)")
+        #expect(throws: FWError.self) {
+            try Disk(path: try TestImages.path("podman-root-broken.img"))
+                .exportDocker("job", image: false, options: ExtractOptions(output: FileManager.default.temporaryDirectory.appendingPathComponent("x-\(UUID()).tar").path))
+        }
+    }
+
     /// The kernel's view: the partition loop-mounted, lowerdir = the layer's diff then the `l/`
     /// links its `lower` file names (as podman mounts it).
     @Test("Container and image exports equal the kernel's overlay mount of the same layers",
