@@ -281,4 +281,48 @@ struct DataRootTests {
         #expect(podman.engine == "podman" && podman.store == "podman" && podman.driver == "overlay")
         #expect(podman.integrity.ok && podman.images.isEmpty && podman.containers.isEmpty)
     }
+
+    /// HAOS disks upgraded to 17 keep overlay2 and also get a containerd root: the store is
+    /// decided per data-root (containers' Driver, then the flag file, then overlay2's folders).
+    @Test("Store decision on upgraded disks", arguments: [
+        ("overlay2", false, true, "overlay2"),     // containers say overlay2: the flag does not matter
+        ("overlay2", true, true, "overlay2"),
+        ("overlayfs", false, true, "containerd"),  // containers say overlayfs
+        (nil, true, true, "containerd"),           // no container: the flag file decides
+        (nil, false, true, "overlay2"),            // no container, no flag: overlay2's folders
+        (nil, false, false, "containerd"),         // a containerd root alone
+    ] as [(String?, Bool, Bool, String)])
+    func storeDecision(driver: String?, flag: Bool, overlay2: Bool, expected: String) throws {
+        let fs = MemoryFileSystem()
+        fs.addDirectory("containerd/daemon/io.containerd.metadata.v1.bolt")
+        if overlay2 {
+            fs.addDirectory("overlay2/l")
+            fs.addDirectory("image/overlay2/layerdb")
+        }
+        if let driver {
+            fs.addFile("containers/\(String(repeating: "a", count: 64))/config.v2.json", "{\"Driver\": \"\(driver)\"}")
+        }
+        let root = DataRoot(reader: fs, inode: fs.rootInode, path: "/mnt/data/docker", engine: "docker")
+        root.containerdFeature = flag
+        #expect(root.containerdRoot?.path == "/mnt/data/docker/containerd/daemon")
+        #expect(root.store == expected)
+        #expect(root.inspect(countMarkers: false).store == expected)
+    }
+
+    @Test("The HAOS flag file beside the data-root is found by the locator")
+    func flagFile() throws {
+        for flag in [false, true] {
+            let root = MemoryFileSystem()
+            root.addFile("etc/docker/daemon.json", "{\"data-root\": \"/mnt/data/docker\"}")
+            root.addDirectory("mnt/data/docker/overlay2/l")
+            root.addDirectory("mnt/data/docker/image/overlay2")
+            root.addDirectory("mnt/data/docker/containerd/daemon/io.containerd.metadata.v1.bolt")
+            if flag { root.addFile("mnt/data/.docker-use-containerd-snapshotter", "") }
+            let ns = try NamespaceFileSystem(plan: Self.plan([PlannedMount(where: "/", kind: .partition, partition: 1, declaredBy: "t")])) { _ in root }
+            let (roots, _) = DataRootLocator.locate(in: ns)
+            let found = try #require(roots.first?.root)
+            #expect(found.containerdFeature == flag)
+            #expect(found.store == (flag ? "containerd" : "overlay2"))
+        }
+    }
 }
