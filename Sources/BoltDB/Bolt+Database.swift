@@ -56,11 +56,10 @@ extension Bolt {
             }
             self.meta = best
             self.bigEndian = chosenBig
-            let (end, overflow) = best.pageCount.multipliedReportingOverflow(by: UInt64(best.pageSize))
-            guard !overflow, best.pageCount >= 2 else {
+            // Pages past the end of a truncated file are caught when read (`page(_:)`).
+            guard best.pageCount >= 2, !best.pageCount.multipliedReportingOverflow(by: UInt64(best.pageSize)).overflow else {
                 throw FWError(.corrupt, "meta page \(best.page) claims \(best.pageCount) pages", at: source.place, path: name)
             }
-            _ = end  // a file may be shorter than its high-water mark only if truncated; pages are checked on read
         }
 
         enum MetaResult { case success(Meta), failure(String) }
