@@ -5,7 +5,8 @@ export PATH := /opt/swift/usr/bin:$(PATH)
 # Debian packages the build, the test disks and the tests need (installed only when missing).
 APT_PACKAGES := pkg-config libblkid-dev libext2fs-dev zlib1g-dev libdeflate-dev liblz4-dev libzstd-dev liblzma-dev \
 	liblzo2-dev e2fsprogs fdisk gdisk util-linux squashfs-tools erofs-utils dosfstools mtools attr \
-	pigz libarchive-tools xz-utils zstd golang-go python3 f2fs-tools btrfs-progs xfsprogs gcc g++ binutils qemu-utils zip unzip
+	pigz libarchive-tools xz-utils zstd golang-go python3 f2fs-tools btrfs-progs xfsprogs gcc g++ binutils qemu-utils zip unzip \
+	containerd podman
 
 SWIFT_FLAGS ?=
 BIN := .build/debug/fwassemble
@@ -58,7 +59,7 @@ bench: release images
 # Fuzzing (docs/fuzzing.md): one libFuzzer binary per target in .build-fuzz, FUZZ_SECONDS each;
 # crashing inputs are copied to Tests/Corpus/<target>/, which make test replays.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= partition-table squashfs erofs fat fstab unit-file boot-environment
+FUZZ_TARGETS ?= partition-table squashfs erofs fat fstab unit-file boot-environment bolt tar
 fuzz: deps
 	bash Fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 

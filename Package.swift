@@ -48,14 +48,19 @@ let package = Package(
         .target(name: "FileSystemSquashFS", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
         .target(name: "FileSystemEROFS", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
         .target(name: "FileSystemFAT", dependencies: ["FileSystems", "DiskImage"]),
+        // Tar archives (OCI image layers) as read-only filesystems.
+        .target(name: "FileSystemTar", dependencies: ["FileSystems", "DiskImage"]),
         // 5. The namespace engine: filesystems mounted at paths, binds, overlays (OverlayMerge),
         //    the one path resolver; itself a FileSystemReader that the one TreeWalk walks.
         .target(name: "Assembly", dependencies: ["FileSystems", "DiskImage"]),
         // 6. Mount plan: root slot from bootloader state, fstab, systemd units, firmware profiles;
         //    reads configuration through the namespace engine.
         .target(name: "MountPlan", dependencies: ["FileSystems", "Assembly", "DiskImage"]),
-        // 6b. Docker data-roots read from the assembled namespace (inventory, integrity, export).
-        .target(name: "DockerState", dependencies: ["FileSystems", "Assembly", "DiskImage"]),
+        // 6a. bbolt files (containerd's meta.db and snapshotter metadata.db), read-only from a ByteSource.
+        .target(name: "BoltDB", dependencies: ["DiskImage"]),
+        // 6b. Docker data-roots read from the assembled namespace (inventory, integrity, export):
+        //     overlay2, and the containerd store through BoltDB.
+        .target(name: "DockerState", dependencies: ["FileSystems", "Assembly", "DiskImage", "DiskFormats", "BoltDB", "FileSystemTar"]),
         // 7. Archive: streaming tar writer and parallel gzip.
         .target(name: "Archive", dependencies: ["FileSystems", "DiskImage", "CDeflate", "CZstd"]),
         // 7b. The booted namespace written as an ext4 filesystem image through libext2fs.
@@ -82,15 +87,16 @@ let package = Package(
         .testTarget(name: "MountPlanTests", dependencies: ["MountPlan", "Assembly", "FileSystems", "DiskImage"]),
         .testTarget(name: "AssemblyTests", dependencies: ["Assembly", "MountPlan", "FileSystems", "FileSystemFAT", "DiskImage", "TestSupport"]),
         .testTarget(name: "ArchiveTests", dependencies: ["Archive", "FileSystems", "DiskImage", "TestSupport"]),
+        .testTarget(name: "BoltDBTests", dependencies: ["BoltDB", "DiskImage", "TestSupport"]),
         .testTarget(name: "DockerStateTests", dependencies: [
-            "DockerState", "Assembly", "MountPlan", "FileSystems", "DiskImage", "FirmwareAssembler", "TestSupport",
+            "DockerState", "BoltDB", "Assembly", "MountPlan", "FileSystems", "DiskImage", "FirmwareAssembler", "TestSupport",
         ]),
         .testTarget(name: "CLITests", dependencies: ["FirmwareAssembler", "DiskImage", "TestSupport"]),
         .testTarget(name: "CAPITests", dependencies: ["CFwassemble", "FirmwareAssembler", "DiskImage", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["FirmwareAssembler", "TestSupport"]),
         .testTarget(name: "HostileTests", dependencies: [
             "TestSupport", "DiskImage", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
-            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Archive",
+            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Archive", "BoltDB", "FileSystemTar",
         ]),
         .target(name: "TestSupport", dependencies: ["FileSystems", "CZlib"], path: "Tests/TestSupport"),
     ]

@@ -5,8 +5,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:?usage: Fuzz/seeds.sh OUTDIR}
 imgs=$root/images/out
-bash "$root/images/build.sh" "$imgs" haos-full rpi-full haos-mbr-full debian-gpt fs-squashfs fs-erofs fs-fat >/dev/null
-mkdir -p "$out"/{partition-table,squashfs,erofs,fat,fstab,unit-file,boot-environment}
+bash "$root/images/build.sh" "$imgs" haos-full rpi-full haos-mbr-full debian-gpt fs-squashfs fs-erofs fs-fat containerd-root >/dev/null
+mkdir -p "$out"/{partition-table,squashfs,erofs,fat,fstab,unit-file,boot-environment,bolt,tar}
 python3 - "$imgs" "$out" <<'PY'
 import json, os, struct, subprocess, sys
 imgs, out = sys.argv[1:3]
@@ -46,4 +46,20 @@ body = env + b"\x00" * (4096 - 4 - len(env))
 save("boot-environment", "uboot", struct.pack("<I", zlib.crc32(body)) + body)
 save("boot-environment", "uenv", b"# uEnv\nrootfs=/dev/mmcblk0p2\nbootargs=console=ttyS0\n")
 PY
+# bbolt: the files Debian's containerd wrote (containerd-root recipe) and the committed regressions
+cp "$imgs/containerd-root.facts/meta.db" "$out/bolt/containerd-meta.db"
+cp "$imgs/containerd-root.facts/metadata.db" "$out/bolt/containerd-metadata.db"
+cp "$root"/Tests/Corpus/bolt/* "$out/bolt/"
+# tar: the OCI layers of the containerd-root recipe (uncompressed) and the committed regressions
+tmp=$(mktemp -d)
+( cd "$tmp" && source "$root/images/lib.sh" && make_oci_archives oci facts.json ) >/dev/null
+for f in "$tmp"/oci/*/blobs/sha256/*; do
+    case "$(head -c 2 "$f" | od -An -tx1 | tr -d ' \n')" in
+        1f8b) gzip -dc "$f" > "$out/tar/layer-$(basename "$f" | cut -c1-12)" ;;
+        28b5) zstd -dqc "$f" > "$out/tar/layer-$(basename "$f" | cut -c1-12)" ;;
+        *) if tar tf "$f" >/dev/null 2>&1; then cp "$f" "$out/tar/layer-$(basename "$f" | cut -c1-12)"; fi ;;
+    esac
+done
+rm -rf "$tmp"
+cp "$root"/Tests/Corpus/tar/* "$out/tar/"
 for t in "$out"/*; do [ -n "$(ls -A "$t")" ] || echo "no seeds for $(basename "$t")" >&2; done

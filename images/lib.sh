@@ -444,3 +444,78 @@ SF
     put_fs "$disk" "$w/data.img" $((49*M))
     rm -rf "$w"
 }
+
+# make_oci_archives DIR FACTS: two OCI image archives built with python's tarfile, DIR/web.tar
+# (docker.io/example/web:1.0) and DIR/job.tar (docker.io/example/job:2.0), for `ctr images
+# import` and `podman load`: a shared base layer (tar+gzip: files, a hardlink, a symlink, setuid,
+# a sticky directory, a 1000:1000 directory), web's app layer (plain tar: a .wh. whiteout, an
+# opaque directory, a 33:33 file), job's layer (tar+zstd, a hardlink). FACTS gets each image's
+# manifest, config, diff ids, chain ids and layer blob digests (JSON).
+make_oci_archives() {
+    mkdir -p "$1"
+    python3 - "$1" "$2" <<'PY'
+import gzip, hashlib, io, json, os, sys, tarfile
+out, facts = sys.argv[1], sys.argv[2]
+T = 1700000000
+def tar(entries):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for e in entries:
+            name, kind = e[0], e[1]
+            i = tarfile.TarInfo(name); i.mtime = T; i.uid = i.gid = 0; i.uname = i.gname = ""
+            data = b""
+            if kind == "dir": i.type = tarfile.DIRTYPE; i.mode = e[2] if len(e) > 2 else 0o755
+            elif kind == "file": data = e[2]; i.size = len(data); i.mode = e[3] if len(e) > 3 else 0o644
+            elif kind == "link": i.type = tarfile.LNKTYPE; i.linkname = e[2]; i.mode = 0o644
+            elif kind == "sym": i.type = tarfile.SYMTYPE; i.linkname = e[2]; i.mode = 0o777
+            if len(e) > 4: i.uid, i.gid = e[4]
+            t.addfile(i, io.BytesIO(data) if kind == "file" else None)
+    return buf.getvalue()
+base = tar([("bin", "dir"), ("bin/busybox", "file", b"\x7fELF busybox " * 300, 0o755), ("bin/sh", "link", "bin/busybox"),
+            ("etc", "dir"), ("etc/os-release", "file", b'NAME="Alpine Linux"\nID=alpine\n'), ("etc/motd", "file", b"Welcome\n"),
+            ("etc/app", "dir"), ("etc/app/default.conf", "file", b"level=debug\n"), ("etc/app/old.conf", "file", b"old\n"),
+            ("usr", "dir"), ("usr/bin", "dir"), ("usr/bin/su", "file", b"\x7fELF su", 0o4755),
+            ("lib", "dir"), ("lib/libc.so", "sym", "libc.so.6"), ("lib/libc.so.6", "file", b"\x7fELF libc" * 50, 0o755),
+            ("tmp", "dir", 0o1777), ("home", "dir"), ("home/user", "dir", 0o750, None, (1000, 1000))])
+web = tar([("etc", "dir"), ("etc/.wh.motd", "file", b""), ("etc/app", "dir"), ("etc/app/.wh..wh..opq", "file", b""),
+           ("etc/app/config.yaml", "file", b"web:\n  port: 80\n"), ("srv", "dir"), ("srv/index.html", "file", b"<h1>hi</h1>\n", 0o644, (33, 33)),
+           ("srv/run.sh", "file", b"#!/bin/sh\nexec httpd\n", 0o755)])
+job = tar([("usr", "dir"), ("usr/local", "dir"), ("usr/local/bin", "dir"), ("usr/local/bin/job", "file", b"#!/bin/sh\nexit 1\n", 0o755),
+           ("usr/local/bin/job-alias", "link", "usr/local/bin/job")])
+def sha(b): return hashlib.sha256(b).hexdigest()
+base_gz = gzip.compress(base, mtime=0)
+import subprocess
+job_zst = subprocess.run(["zstd", "-q", "-c", "-19"], input=job, capture_output=True, check=True).stdout
+layers = {"base": (base_gz, "application/vnd.oci.image.layer.v1.tar+gzip", sha(base)),
+          "web": (web, "application/vnd.oci.image.layer.v1.tar", sha(web)),
+          "job": (job_zst, "application/vnd.oci.image.layer.v1.tar+zstd", sha(job))}
+info = {}
+for name, tag, top, cmd in (("web", "docker.io/example/web:1.0", "web", ["/srv/run.sh"]), ("job", "docker.io/example/job:2.0", "job", ["/usr/local/bin/job"])):
+    d = os.path.join(out, name); blobs = os.path.join(d, "blobs/sha256"); os.makedirs(blobs)
+    def put(b):
+        open(os.path.join(blobs, sha(b)), "wb").write(b); return "sha256:" + sha(b)
+    ls = [layers["base"], layers[top]]
+    config = json.dumps({"architecture": "amd64", "os": "linux", "created": "2025-12-01T00:00:00Z",
+                         "config": {"Cmd": cmd, "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"]},
+                         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + l[2] for l in ls]}}, sort_keys=True).encode()
+    cdig = put(config)
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cdig, "size": len(config)},
+                           "layers": [{"mediaType": l[1], "digest": put(l[0]), "size": len(l[0])} for l in ls]}, sort_keys=True).encode()
+    mdig = put(manifest)
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+             "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mdig, "size": len(manifest),
+                            "platform": {"architecture": "amd64", "os": "linux"},
+                            "annotations": {"io.containerd.image.name": tag, "org.opencontainers.image.ref.name": tag.split(":")[-1]}}]}
+    open(os.path.join(d, "index.json"), "w").write(json.dumps(index))
+    open(os.path.join(d, "oci-layout"), "w").write('{"imageLayoutVersion": "1.0.0"}')
+    with tarfile.open(os.path.join(out, name + ".tar"), "w") as t:
+        for f in sorted(os.listdir(d)): t.add(os.path.join(d, f), arcname=f)
+    diffs = ["sha256:" + l[2] for l in ls]
+    chains = [diffs[0]]
+    for x in diffs[1:]: chains.append("sha256:" + sha((chains[-1] + " " + x).encode()))
+    info[tag] = {"manifest": mdig, "config": cdig, "diff_ids": diffs, "chain_ids": chains,
+                 "layers": [l[2] for l in ls], "layer_blobs": ["sha256:" + sha(l[0]) for l in ls]}
+json.dump(info, open(facts, "w"), indent=1, sort_keys=True)
+PY
+}

@@ -429,7 +429,14 @@ public final class NamespaceFileSystem: FileSystemReader {
             for c in OverlayMerge.children(of: layers, problem: { what, error in
                 self.note(shown, "\(what): \(FWError(error).description)")
             }) {
-                let h = handle(provider: provider, node: Self.node(for: c.child))
+                // A file of a merged directory is marked overlaid, so that its metadata shows
+                // no overlay xattr (trusted.overlay.origin of a copied-up file) however it is read.
+                let h: UInt64
+                if case .file(let layer, let entry, _) = c.child {
+                    h = handle(provider: provider, layer: Layer(reader: layer.reader, inode: entry.inode), overlaid: true)
+                } else {
+                    h = handle(provider: provider, node: Self.node(for: c.child))
+                }
                 if packedLayer(h) != nil {
                     switch c.child {
                     case .file(_, _, let meta), .directory(_, let meta): listed[h] = meta

@@ -18,16 +18,22 @@ extension DataRoot {
     /// directories (exports only need the inventory).
     public func inspect(foundVia: [String] = [], countMarkers: Bool = true) -> DataRootReport {
         problems = []
+        let store = self.store
         let driver = self.driver
         var images: [ImageInfo] = []
         var containers: [ContainerInfo] = []
         var volumes: [VolumeInfo] = []
         var whiteouts = 0, opaque = 0, layerCount = 0
-        if driver == "containerd-snapshotter" || (driver != "overlay2" && entry("containerd/daemon/io.containerd.snapshotter.v1.overlayfs") != nil) {
-            problem("containerd/daemon/io.containerd.snapshotter.v1.overlayfs",
-                    "the containerd snapshotter layout is not yet supported; images and containers there are not listed")
-        }
-        if driver == "overlay2" {
+        var namespaces: [NamespaceInfo]?
+        if store == "podman" {
+            let inventory = podmanInventory(countMarkers: countMarkers)
+            (images, containers, layerCount, whiteouts, opaque) = (inventory.images, inventory.containers, inventory.layers,
+                                                                   inventory.whiteouts, inventory.opaque)
+        } else if store == "containerd", let croot = containerdRoot {
+            let inventory = containerdInventory(croot, countMarkers: countMarkers)
+            (images, containers, namespaces, layerCount) = (inventory.images, inventory.containers, inventory.namespaces, inventory.layers)
+            (whiteouts, opaque) = (inventory.whiteouts, inventory.opaque)
+        } else if driver == "overlay2" {
             let layers = layerRecords()
             layerCount = layers.count
             checkOverlay2Links()
@@ -48,7 +54,8 @@ extension DataRoot {
                               containers: containers, volumes: volumes,
                               integrity: Integrity(ok: problems.isEmpty, problems: problems, whiteouts: whiteouts,
                                                    opaqueDirectories: opaque, layers: layerCount),
-                              summary: summary)
+                              summary: summary, store: store, containerdRoot: store == "containerd" ? containerdRoot?.path : nil,
+                              namespaces: namespaces)
     }
 
     // MARK: Layers
@@ -171,9 +178,18 @@ extension DataRoot {
 
     /// Whiteouts and opaque directories in every layer diff (bounded walk).
     func countOverlayMarkers() -> (Int, Int) {
-        var whiteouts = 0, opaque = 0
+        var diffs: [UInt64] = []
         for layer in names("overlay2") where layer != "l" {
             guard entry("overlay2/\(layer)")?.metadata.type == .directory, let diff = directory("overlay2/\(layer)/diff") else { continue }
+            diffs.append(diff)
+        }
+        return countOverlayMarkers(in: diffs)
+    }
+
+    /// Whiteouts and opaque directories below each of `directories` (bounded walk).
+    func countOverlayMarkers(in directories: [UInt64]) -> (Int, Int) {
+        var whiteouts = 0, opaque = 0
+        for diff in directories {
             var stack: [(UInt64, Int)] = [(diff, 0)]
             while let (dir, depth) = stack.popLast() {
                 guard let entries = try? reader.directoryEntries(of: dir) else { continue }
@@ -257,7 +273,7 @@ extension DataRoot {
 
     // MARK: Containers
 
-    func containerInventory(layers: [String: LayerRecord], images: Set<String>) -> [ContainerInfo] {
+    func containerInventory(layers: [String: LayerRecord], images: Set<String>, layerdb: Bool = true) -> [ContainerInfo] {
         var result: [ContainerInfo] = []
         for id in names("containers") {
             let base = "containers/\(id)"
@@ -291,7 +307,9 @@ extension DataRoot {
             }
             // layerdb/mounts/<id>/{mount-id, init-id, parent}
             let mounts = "\(Self.layerdb)/mounts/\(id)"
-            if directory(mounts) == nil {
+            if !layerdb {
+                // the containerd store: snapshots are checked by the caller
+            } else if directory(mounts) == nil {
                 problem(mounts, "container \(name) has no layer mount record")
             } else {
                 if let mountID = text("\(mounts)/mount-id") {

@@ -12,6 +12,13 @@ public final class DataRoot {
     public let path: String
     public let engine: String
     var problems: [String] = []
+    /// The containerd root serving this data-root when it uses the containerd image store
+    /// (`<data-root>/containerd/daemon` as dockerd starts it, or a system `/var/lib/containerd`),
+    /// or the data-root itself for containerd alone (k3s).
+    public var containerdRoot: DataRoot?
+    /// `/mnt/data/.docker-use-containerd-snapshotter` (HAOS 17: dockerd gets
+    /// `--feature containerd-snapshotter`) or `features.containerd-snapshotter` in daemon.json.
+    public var containerdFeature = false
 
     /// Size caps for the files read (configuration-sized JSON and id files).
     static let jsonLimit = 8 << 20
@@ -25,6 +32,13 @@ public final class DataRoot {
         self.inode = inode
         self.path = path
         self.engine = engine
+        // dockerd's own containerd (`--feature containerd-snapshotter`): <data-root>/containerd/daemon.
+        let own = "containerd/daemon"
+        if let dir = entry(own, noteSymlinks: false), dir.metadata.type == .directory,
+           entry("\(own)/io.containerd.metadata.v1.bolt", noteSymlinks: false) != nil
+            || entry("\(own)/io.containerd.snapshotter.v1.overlayfs", noteSymlinks: false) != nil {
+            containerdRoot = DataRoot(reader: reader, inode: dir.inode, path: "\(path)/\(own)", engine: engine)
+        }
     }
 
     func problem(_ relative: String, _ message: String) {
@@ -128,9 +142,36 @@ public final class DataRoot {
     // MARK: Driver
 
     public var driver: String {
+        let store = self.store
+        if store == "containerd" { return "containerd-snapshotter" }
+        if store == "podman" { return "overlay" }
         if entry("overlay2") != nil || entry("image/overlay2") != nil { return "overlay2" }
-        if entry("containerd/daemon/io.containerd.snapshotter.v1.overlayfs") != nil { return "containerd-snapshotter" }
         return "unknown"
+    }
+
+    /// Which store holds the images and containers, decided per data-root: the containers'
+    /// `Driver` in config.v2.json first (overlayfs and the other containerd snapshotters mean the
+    /// containerd store), then the HAOS flag file / daemon.json feature, then the presence of
+    /// `overlay2/` + `image/overlay2/` (upgraded disks keep both), then a containerd root alone.
+    public var store: String {
+        if engine == "podman" { return "podman" }
+        guard containerdRoot != nil else {
+            return entry("overlay2") != nil || entry("image/overlay2") != nil ? "overlay2" : "unknown"
+        }
+        if engine == "containerd" || engine == "k3s" { return "containerd" }
+        var drivers = Set<String>()
+        for id in names("containers") {
+            guard let e = entry("containers/\(id)/config.v2.json"), e.metadata.type == .regular,
+                  let bytes = try? reader.readSmallFile(e.inode, limit: Self.jsonLimit),
+                  let json = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+                  let driver = json["Driver"] as? String else { continue }
+            drivers.insert(driver)
+        }
+        if drivers.contains("overlay2") && !drivers.contains(where: { $0 != "overlay2" }) { return "overlay2" }
+        if !drivers.isEmpty && !drivers.contains("overlay2") { return "containerd" }
+        if containerdFeature { return "containerd" }
+        if entry("overlay2") != nil && entry("image/overlay2") != nil { return "overlay2" }
+        return "containerd"
     }
 
     /// The layer directory `overlay2/<cache-id>/diff` as a Layer, or nil (with a problem).

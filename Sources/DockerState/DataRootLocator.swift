@@ -154,9 +154,69 @@ public enum DataRootLocator {
             }
             let real = realPath(c.path, binds: binds)
             let engine = c.path.contains("balena") || real.contains("balena") ? "balena-engine" : c.engine
-            found.append((DataRoot(reader: layer.reader, inode: layer.inode, path: real, engine: engine), [c.path], key))
+            let root = DataRoot(reader: layer.reader, inode: layer.inode, path: real, engine: engine)
+            attachContainerd(root, dataRootPath: c.path, in: namespace, binds: binds)
+            found.append((root, [c.path], key))
+        }
+        // containerd alone (k3s, a system containerd no Docker data-root uses).
+        for (path, engine) in containerdRoots.map({ $0.1 == "containerd" ? (systemContainerdRoot(in: namespace), "containerd") : $0 }) {
+            guard let (layer, meta) = namespace.locate(NamespacePath(path)), meta.type == .directory,
+                  (try? layer.reader.entry(named: Array("io.containerd.metadata.v1.bolt".utf8), in: layer.inode)) != nil else { continue }
+            let key = "\(layer.filesystem.hashValue):\(layer.inode)"
+            let real = realPath(path, binds: binds)
+            if found.contains(where: { $0.key == key || ($0.root.containerdRoot?.path == real && $0.root.store == "containerd") }) { continue }
+            let root = DataRoot(reader: layer.reader, inode: layer.inode, path: real, engine: engine)
+            root.containerdRoot = root
+            found.append((root, [path], key))
+        }
+        for path in podmanRoots {
+            guard let (layer, meta) = namespace.locate(NamespacePath(path)), meta.type == .directory,
+                  let names = try? layer.reader.directoryEntries(of: layer.inode).map({ String(decoding: $0.name, as: UTF8.self) }),
+                  names.contains("overlay-layers") || names.contains("overlay-containers") else { continue }
+            let key = "\(layer.filesystem.hashValue):\(layer.inode)"
+            if found.contains(where: { $0.key == key }) { continue }
+            found.append((DataRoot(reader: layer.reader, inode: layer.inode, path: realPath(path, binds: binds), engine: "podman"), [path], key))
         }
         return (found.map { ($0.root, $0.foundVia) }, problems)
+    }
+
+    /// containerd roots that serve no Docker data-root: k3s's and the system containerd's.
+    static let containerdRoots = [("/var/lib/rancher/k3s/agent/containerd", "k3s"), ("/var/lib/containerd", "containerd")]
+    /// Podman's (containers/storage) default graph root.
+    static let podmanRoots = ["/var/lib/containers/storage"]
+
+    /// The system containerd's root: top-level `root = "..."` of `/etc/containerd/config.toml`
+    /// (before any [section]), else `/var/lib/containerd`.
+    static func systemContainerdRoot(in namespace: NamespaceFileSystem) -> String {
+        let fallback = "/var/lib/containerd"
+        guard let (layer, meta) = namespace.locate(NamespacePath("/etc/containerd/config.toml")), meta.type == .regular,
+              let bytes = try? layer.reader.readSmallFile(layer.inode, limit: 1 << 20) else { return fallback }
+        for raw in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.hasPrefix("[") { break }
+            let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, parts[0] == "root" else { continue }
+            let value = parts[1].trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
+            if value.hasPrefix("/") { return value }
+        }
+        return fallback
+    }
+
+    /// The containerd root a Docker data-root would use for the containerd image store:
+    /// `<data-root>/containerd/daemon` (dockerd's own containerd, HAOS 17), else the system
+    /// `/var/lib/containerd`; and the HAOS flag file `<parent of data-root>/.docker-use-containerd-snapshotter`.
+    static func attachContainerd(_ root: DataRoot, dataRootPath: String, in namespace: NamespaceFileSystem,
+                                 binds: [(target: String, source: String)]) {
+        let system = systemContainerdRoot(in: namespace)
+        if root.containerdRoot == nil, let (_, meta) = namespace.locate(NamespacePath(system + "/io.containerd.metadata.v1.bolt")),
+           meta.type == .directory, let (dir, _) = namespace.locate(NamespacePath(system)) {
+            root.containerdRoot = DataRoot(reader: dir.reader, inode: dir.inode, path: realPath(system, binds: binds), engine: root.engine)
+        }
+        for base in Set([dataRootPath, root.path]) {
+            let parent = NamespacePath(base).components.dropLast()
+            let flag = NamespacePath(components: Array(parent) + [Array(".docker-use-containerd-snapshotter".utf8)])
+            if namespace.locate(flag) != nil { root.containerdFeature = true }
+        }
     }
 
     /// The whole report for a namespace.

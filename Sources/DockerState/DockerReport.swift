@@ -29,10 +29,65 @@ public struct DataRootReport: Sendable, Codable, Equatable {
     public var volumes: [VolumeInfo]
     public var integrity: Integrity
     public var summary: Summary
+    /// Where images and containers are kept: "overlay2" (Docker's graph driver), "containerd"
+    /// (Docker 29's containerd image store, or containerd alone) or "unknown".
+    public var store: String = "overlay2"
+    /// The containerd root read for a containerd store ("/mnt/data/docker/containerd/daemon").
+    public var containerdRoot: String? = nil
+    /// A containerd store's namespaces, as `ctr -n NS images ls / snapshots ls / content ls` list them.
+    public var namespaces: [NamespaceInfo]? = nil
 
     enum CodingKeys: String, CodingKey {
         case path, foundVia = "found_via", driver, engine, images, containers, volumes, integrity, summary
+        case store, containerdRoot = "containerd_root", namespaces
     }
+}
+
+/// One containerd namespace ("moby" for Docker, "k8s.io" for k3s).
+public struct NamespaceInfo: Sendable, Codable, Equatable {
+    public var name: String
+    public var images: [ImageRecord]
+    public var snapshots: [SnapshotInfo]
+    public var content: [ContentInfo]
+    /// containerd container records (`v1/<ns>/containers/<id>`), ids.
+    public var containers: [String]
+    public var leases: [String]
+}
+
+/// An image record of meta.db (`ctr images ls`: REF, TYPE, DIGEST; `size` is the target's size).
+public struct ImageRecord: Sendable, Codable, Equatable {
+    public var name: String
+    public var digest: String?
+    public var mediaType: String?
+    public var size: Int64?
+    public var createdAt: String?
+    public var updatedAt: String?
+
+    enum CodingKeys: String, CodingKey {
+        case name, digest, mediaType = "media_type", size, createdAt = "created_at", updatedAt = "updated_at"
+    }
+}
+
+/// A snapshot of meta.db with its snapshotter's record (`ctr snapshots ls`: KEY, PARENT, KIND).
+public struct SnapshotInfo: Sendable, Codable, Equatable {
+    public var snapshotter: String
+    public var key: String
+    public var parent: String?
+    /// "Active", "Committed", "View" (from the snapshotter's metadata.db), nil when it has no record.
+    public var kind: String?
+    /// The snapshotter's id: its directory is `snapshots/<id>/fs`.
+    public var id: UInt64?
+    public var createdAt: String?
+
+    enum CodingKeys: String, CodingKey {
+        case snapshotter, key, parent, kind, id, createdAt = "created_at"
+    }
+}
+
+/// A content blob record (`ctr content ls`: DIGEST, SIZE).
+public struct ContentInfo: Sendable, Codable, Equatable {
+    public var digest: String
+    public var size: Int64?
 }
 
 public struct ImageInfo: Sendable, Codable, Equatable {
@@ -46,9 +101,16 @@ public struct ImageInfo: Sendable, Codable, Equatable {
     public var entrypoint: [String]?
     public var diffIDs: [String]
     public var chainIDs: [String]
+    /// containerd store: the image record's target (manifest or index) digest, its media type,
+    /// the config digest and platform ("linux/arm64/v8") of the manifest used.
+    public var targetDigest: String? = nil
+    public var mediaType: String? = nil
+    public var configDigest: String? = nil
+    public var platform: String? = nil
 
     enum CodingKeys: String, CodingKey {
         case id, tags, created, layers, size, cmd, entrypoint, diffIDs = "diff_ids", chainIDs = "chain_ids"
+        case targetDigest = "target_digest", mediaType = "media_type", configDigest = "config_digest", platform
     }
 }
 
@@ -76,8 +138,12 @@ public struct ContainerInfo: Sendable, Codable, Equatable {
     public var restartPolicy: String?
     public var restartCount: Int
     public var mountID: String?
+    /// containerd store: the container's snapshot keys, top first (`<id>`, `<id>-init`, the
+    /// image's chain ids).
+    public var snapshotChain: [String]? = nil
 
     enum CodingKeys: String, CodingKey {
+        case snapshotChain = "snapshot_chain"
         case id, name, image, imageTag = "image_tag", cmd, entrypoint, path, args, labels, state, running, paused
         case restarting, dead, exitCode = "exit_code", oomKilled = "oom_killed", startedAt = "started_at"
         case finishedAt = "finished_at", restartPolicy = "restart_policy", restartCount = "restart_count"

@@ -13,6 +13,10 @@ import MountPlan
 @_exported import struct DockerState.VolumeInfo
 @_exported import struct DockerState.Integrity
 @_exported import struct DockerState.Summary
+@_exported import struct DockerState.NamespaceInfo
+@_exported import struct DockerState.ImageRecord
+@_exported import struct DockerState.SnapshotInfo
+@_exported import struct DockerState.ContentInfo
 
 extension DockerReport {
     /// The `fwassemble docker --json` document (docs/docker.md).

@@ -15,6 +15,24 @@ struct SHA256Tests {
         #expect(SHA256.hex(bytes) == (try pythonSHA256(bytes)))
     }
 
+    @Test("Fed in pieces (blob files are hashed in chunks) or as a lazy sequence, the digest is the same",
+          arguments: [1, 7, 63, 64, 65, 1000])
+    func incremental(piece: Int) throws {
+        let bytes = (0..<4097).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        var hasher = SHA256()
+        var i = 0
+        while i < bytes.count {
+            hasher.update(bytes[i..<min(i + piece, bytes.count)])
+            i += piece
+        }
+        var lazy = SHA256()
+        lazy.update(bytes.lazy.map { $0 })
+        let one = SHA256.hex(bytes)
+        #expect(hasher.finalize().map { String(format: "%02x", $0) }.joined() == one)
+        #expect(lazy.finalize().map { String(format: "%02x", $0) }.joined() == one)
+        #expect(one == (try pythonSHA256(bytes)))
+    }
+
     @Test("Chain ids equal the ones computed with hashlib")
     func chainIDs() throws {
         let diffs = (1...5).map { "sha256:" + SHA256.hex(Array("layer \($0)".utf8)) }
@@ -235,12 +253,76 @@ struct DataRootTests {
         #expect(report.problems.contains { $0.hasPrefix("/nowhere") })
     }
 
-    @Test("The containerd snapshotter layout is reported as not yet supported")
+    @Test("A containerd snapshotter directory without meta.db: the containerd store, its database reported missing")
     func containerd() throws {
         let fs = MemoryFileSystem()
         fs.addDirectory("containerd/daemon/io.containerd.snapshotter.v1.overlayfs/snapshots")
         let report = DataRoot(reader: fs, inode: fs.rootInode, path: "/mnt/data/docker", engine: "docker").inspect()
-        #expect(report.driver == "containerd-snapshotter")
-        #expect(report.integrity.problems.contains { $0.contains("not yet supported") })
+        #expect(report.driver == "containerd-snapshotter" && report.store == "containerd")
+        #expect(report.containerdRoot == "/mnt/data/docker/containerd/daemon")
+        #expect(report.integrity.problems.contains {
+            $0 == "/mnt/data/docker/containerd/daemon/io.containerd.metadata.v1.bolt/meta.db: the containerd metadata database is missing"
+        })
+    }
+
+    @Test("containerd alone at the root configured in /etc/containerd/config.toml; podman's default store")
+    func containerdConfiguredRootAndPodman() throws {
+        let root = MemoryFileSystem()
+        root.addFile("etc/containerd/config.toml", "version = 2\nroot = \"/data/ctd\"\nstate = \"/run/containerd\"\n[plugins]\n  root = \"/wrong\"\n")
+        root.addDirectory("data/ctd/io.containerd.metadata.v1.bolt")
+        root.addDirectory("var/lib/containers/storage/overlay-layers")
+        let ns = try NamespaceFileSystem(plan: Self.plan([PlannedMount(where: "/", kind: .partition, partition: 1, declaredBy: "t")])) { _ in root }
+        let report = DataRootLocator.report(for: ns)
+        #expect(report.dataRoots.map(\.path) == ["/data/ctd", "/var/lib/containers/storage"])
+        let ctd = try #require(report.dataRoots.first)
+        #expect(ctd.engine == "containerd" && ctd.store == "containerd" && ctd.containerdRoot == "/data/ctd")
+        #expect(ctd.integrity.problems == ["/data/ctd/io.containerd.metadata.v1.bolt/meta.db: the containerd metadata database is missing"])
+        let podman = try #require(report.dataRoots.last)
+        #expect(podman.engine == "podman" && podman.store == "podman" && podman.driver == "overlay")
+        #expect(podman.integrity.ok && podman.images.isEmpty && podman.containers.isEmpty)
+    }
+
+    /// HAOS disks upgraded to 17 keep overlay2 and also get a containerd root: the store is
+    /// decided per data-root (containers' Driver, then the flag file, then overlay2's folders).
+    @Test("Store decision on upgraded disks", arguments: [
+        ("overlay2", false, true, "overlay2"),     // containers say overlay2: the flag does not matter
+        ("overlay2", true, true, "overlay2"),
+        ("overlayfs", false, true, "containerd"),  // containers say overlayfs
+        (nil, true, true, "containerd"),           // no container: the flag file decides
+        (nil, false, true, "overlay2"),            // no container, no flag: overlay2's folders
+        (nil, false, false, "containerd"),         // a containerd root alone
+    ] as [(String?, Bool, Bool, String)])
+    func storeDecision(driver: String?, flag: Bool, overlay2: Bool, expected: String) throws {
+        let fs = MemoryFileSystem()
+        fs.addDirectory("containerd/daemon/io.containerd.metadata.v1.bolt")
+        if overlay2 {
+            fs.addDirectory("overlay2/l")
+            fs.addDirectory("image/overlay2/layerdb")
+        }
+        if let driver {
+            fs.addFile("containers/\(String(repeating: "a", count: 64))/config.v2.json", "{\"Driver\": \"\(driver)\"}")
+        }
+        let root = DataRoot(reader: fs, inode: fs.rootInode, path: "/mnt/data/docker", engine: "docker")
+        root.containerdFeature = flag
+        #expect(root.containerdRoot?.path == "/mnt/data/docker/containerd/daemon")
+        #expect(root.store == expected)
+        #expect(root.inspect(countMarkers: false).store == expected)
+    }
+
+    @Test("The HAOS flag file beside the data-root is found by the locator")
+    func flagFile() throws {
+        for flag in [false, true] {
+            let root = MemoryFileSystem()
+            root.addFile("etc/docker/daemon.json", "{\"data-root\": \"/mnt/data/docker\"}")
+            root.addDirectory("mnt/data/docker/overlay2/l")
+            root.addDirectory("mnt/data/docker/image/overlay2")
+            root.addDirectory("mnt/data/docker/containerd/daemon/io.containerd.metadata.v1.bolt")
+            if flag { root.addFile("mnt/data/.docker-use-containerd-snapshotter", "") }
+            let ns = try NamespaceFileSystem(plan: Self.plan([PlannedMount(where: "/", kind: .partition, partition: 1, declaredBy: "t")])) { _ in root }
+            let (roots, _) = DataRootLocator.locate(in: ns)
+            let found = try #require(roots.first?.root)
+            #expect(found.containerdFeature == flag)
+            #expect(found.store == (flag ? "containerd" : "overlay2"))
+        }
     }
 }

@@ -1,17 +1,19 @@
 // The entry points of the fuzz targets (Fuzz/build.sh compiles this file into each libFuzzer
 // binary; HostileTests replays Tests/Corpus/<target>/ through the same functions). No Testing
 // import here: the fuzz build links only the project's modules.
+import BoltDB
 import DiskImage
 import FileSystemEROFS
 import FileSystemFAT
 import FileSystemSquashFS
+import FileSystemTar
 import FileSystems
 import MountPlan
 import PartitionTable
 
 public enum FuzzEntries {
     /// Target names, as used for Fuzz/<name>.swift, .build-fuzz/<name> and Tests/Corpus/<name>/.
-    public static let targets = ["partition-table", "squashfs", "erofs", "fat", "fstab", "unit-file", "boot-environment"]
+    public static let targets = ["partition-table", "squashfs", "erofs", "fat", "fstab", "unit-file", "boot-environment", "bolt", "tar"]
 
     /// Runs one input through the named target. Errors thrown by the parsers are the expected
     /// outcome for most inputs; a crash, a hang or an unbounded allocation is the bug.
@@ -27,7 +29,24 @@ public enum FuzzEntries {
             _ = GrubEnvironment.parse(data)
             _ = UBootEnvironment.find(in: data)
             _ = UBootEnvironment.parseText(data)
+        case "bolt": bolt(data)
+        case "tar": fileSystem(data) { try TarReader(source: $0, name: "fuzz", ociWhiteouts: true) }
         default: break
+        }
+    }
+
+    /// Opens the bytes as a bbolt file and reads every bucket, nested ones included, at most
+    /// `budget` buckets.
+    static func bolt(_ data: [UInt8], budget: Int = 4096) {
+        guard let db = try? Bolt.Database(source: MemorySource(data, name: "fuzz"), name: "fuzz.db") else { return }
+        var stack = [db.root]
+        var left = budget
+        while left > 0, let bucket = stack.popLast() {
+            left -= 1
+            guard let entries = try? bucket.entries() else { continue }
+            for e in entries where e.isBucket {
+                if let b = try? bucket.bucket(e) { stack.append(b) }
+            }
         }
     }
 

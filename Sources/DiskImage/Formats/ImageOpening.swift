@@ -119,3 +119,18 @@ enum FileSourceProbe {
         (try? FileSource(path: path)) != nil
     }
 }
+
+/// A stream that may be gzip- or zstd-compressed (an OCI layer blob), as random-access bytes:
+/// decompressed once into an unlinked temporary file when its magic says gzip (1f 8b) or zstd
+/// (28 b5 2f fd), else `source` itself.
+public func decompressedStream(_ source: any ByteSource, options: DiskImageOptions = DiskImageOptions()) throws -> any ByteSource {
+    guard source.size >= 4 else { return source }
+    let magic = try source.bytes(at: 0, count: 4)
+    if magic[0] == 0x1F, magic[1] == 0x8B {
+        return try CompressedWrappers.spool(source, decoder: try GzipDecoder(), wrapper: "gzip", declaredSize: nil, options: options)
+    }
+    if magic == [0x28, 0xB5, 0x2F, 0xFD] {
+        return try CompressedWrappers.spool(source, decoder: try ZstdDecoder(), wrapper: "zstd", declaredSize: nil, options: options)
+    }
+    return source
+}

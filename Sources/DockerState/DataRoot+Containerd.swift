@@ -1,0 +1,172 @@
+import Assembly
+import DiskImage
+import FileSystems
+import Foundation
+
+/// What the containerd store adds to a data-root's report.
+struct ContainerdInventory {
+    var images: [ImageInfo] = []
+    var containers: [ContainerInfo] = []
+    var namespaces: [NamespaceInfo] = []
+    var layers = 0
+    var whiteouts = 0
+    var opaque = 0
+}
+
+extension DataRoot {
+    /// The namespace whose images and containers are the data-root's: Docker's "moby"; for
+    /// containerd alone every namespace is listed under `namespaces` and the images of all.
+    var dockerNamespace: String? { engine == "containerd" || engine == "k3s" ? nil : "moby" }
+
+    /// Images (per target digest), containers (config.v2.json with their snapshot chains),
+    /// namespaces, and the containerd integrity checks; problems land on this data-root.
+    func containerdInventory(_ croot: DataRoot, countMarkers: Bool) -> ContainerdInventory {
+        let separate = croot !== self   // containerd alone: the data-root is its own containerd root
+        if separate { croot.problems = [] }
+        let store = ContainerdStore(dir: croot)
+        store.load()
+        var result = ContainerdInventory()
+        let snapshotter = "overlayfs"
+        // Namespaces as ctr lists them, and the meta.db <-> snapshotter consistency.
+        for ns in store.namespaces {
+            var snapshots: [SnapshotInfo] = []
+            for (name, keys) in ns.snapshots.sorted(by: { $0.key < $1.key }) {
+                for s in keys.values.sorted(by: { $0.key < $1.key }) {
+                    let backend = s.name.flatMap { store.backends[name]?[$0] }
+                    snapshots.append(SnapshotInfo(snapshotter: name, key: s.key, parent: s.parent, kind: backend?.kind, id: backend?.id,
+                                                  createdAt: s.createdAt))
+                    let where_ = "\(ContainerdStore.metaDB) v1/\(ns.name)/snapshots/\(name)/\(s.key)"
+                    if let parent = s.parent, keys[parent] == nil {
+                        croot.problem(where_, "names parent snapshot \(parent), which does not exist")
+                    }
+                    if let backend, let id = backend.id {
+                        if croot.directory("io.containerd.snapshotter.v1.\(name)/snapshots/\(id)/fs") == nil {
+                            croot.problem(where_, "its directory io.containerd.snapshotter.v1.\(name)/snapshots/\(id)/fs is missing")
+                        }
+                        if let bp = backend.parent, store.backends[name]?[bp] == nil {
+                            croot.problem("io.containerd.snapshotter.v1.\(name)/metadata.db", "snapshot \(backend.key) names parent \(bp), which does not exist")
+                        }
+                    } else {
+                        croot.problem(where_, "has no record in the \(name) snapshotter's metadata.db")
+                    }
+                }
+            }
+            for (digest, _) in ns.content where !store.hasBlob(digest) {
+                croot.problem("\(ContainerdStore.content)/\(digest.dropFirst(7))", "blob \(digest) (\(ns.name)) is missing from the content store")
+            }
+            result.namespaces.append(NamespaceInfo(
+                name: ns.name,
+                images: ns.images.map { ImageRecord(name: $0.name, digest: $0.digest, mediaType: $0.mediaType, size: $0.size,
+                                                    createdAt: $0.createdAt, updatedAt: $0.updatedAt) },
+                snapshots: snapshots, content: ns.content.map { ContentInfo(digest: $0.digest, size: $0.size) },
+                containers: ns.containers.map(\.id), leases: ns.leases))
+            result.layers += snapshots.count
+        }
+        if countMarkers { _ = store.verifyBlobs() }
+        // Images of Docker's namespace (or all), one per target digest.
+        let listed = store.namespaces.filter { dockerNamespace == nil || $0.name == dockerNamespace }
+        for ns in listed {
+            var byDigest: [String: [String]] = [:]
+            for image in ns.images {
+                guard let digest = image.digest else {
+                    croot.problem("\(ContainerdStore.metaDB) v1/\(ns.name)/images/\(image.name)", "has no target digest")
+                    continue
+                }
+                byDigest[digest, default: []].append(image.name)
+            }
+            for (digest, names) in byDigest.sorted(by: { $0.key < $1.key }) {
+                let media = ns.images.first { $0.digest == digest }?.mediaType
+                result.images.append(image(digest, tags: names.sorted(), mediaType: media, namespace: ns, store: store, snapshotter: snapshotter))
+            }
+        }
+        // Containers: Docker's config.v2.json, each with its snapshot chain (key = container id).
+        if dockerNamespace != nil {
+            let targets = Set(result.images.map(\.id))
+            result.containers = containerInventory(layers: [:], images: targets, layerdb: false)
+            let ns = store.namespaces.first { $0.name == dockerNamespace } ?? ContainerdStore.Namespace(name: dockerNamespace ?? "moby")
+            for i in result.containers.indices {
+                let c = result.containers[i]
+                let chain = store.chain(c.id, namespace: ns, snapshotter: snapshotter)
+                result.containers[i].snapshotChain = chain.keys
+                if let p = chain.problem {
+                    problem("containers/\(c.id)", "container \(c.name): \(p)")
+                }
+            }
+        }
+        if countMarkers {
+            var dirs: [UInt64] = []
+            for id in Set(store.backends[snapshotter]?.values.compactMap(\.id) ?? []).sorted() {
+                if let d = croot.directory("io.containerd.snapshotter.v1.\(snapshotter)/snapshots/\(id)/fs") { dirs.append(d) }
+            }
+            (result.whiteouts, result.opaque) = croot.countOverlayMarkers(in: dirs)
+        }
+        if separate { problems.append(contentsOf: croot.problems) }
+        return result
+    }
+
+    /// One image: its target (an index resolved to the first manifest present for a real
+    /// platform), config, layers; checks that each is present and each chain id is a committed
+    /// snapshot.
+    func image(_ digest: String, tags: [String], mediaType: String?, namespace ns: ContainerdStore.Namespace,
+               store: ContainerdStore, snapshotter: String) -> ImageInfo {
+        let croot = store.dir
+        var info = ImageInfo(id: digest, tags: tags, created: nil, layers: 0, size: nil, cmd: nil, entrypoint: nil, diffIDs: [], chainIDs: [])
+        info.targetDigest = digest
+        info.mediaType = mediaType
+        let label = tags.first ?? digest
+        guard var manifest = store.jsonBlob(digest) else {
+            croot.problem(store.blobPath(digest) ?? digest, "the target \(digest) of image \(label) is missing from the content store")
+            return info
+        }
+        guard let resolved = store.resolveManifest(digest, manifest) else {
+            croot.problem(store.blobPath(digest) ?? digest, "index of image \(label) names no manifest present in the content store")
+            return info
+        }
+        let manifestDigest = resolved.digest, manifestSize = resolved.size
+        manifest = resolved.manifest
+        info.platform = resolved.platform
+        var size: Int64? = manifestSize + (store.jsonBlob(digest) != nil ? Int64(croot.entry(store.blobPath(digest) ?? "")?.metadata.size ?? 0) : 0)
+        guard let config = manifest["config"] as? [String: Any], let configDigest = config["digest"] as? String else {
+            croot.problem(store.blobPath(manifestDigest) ?? manifestDigest, "manifest of image \(label) has no config")
+            return info
+        }
+        info.configDigest = configDigest
+        size = size.map { $0 + ((config["size"] as? NSNumber)?.int64Value ?? 0) }
+        let layerDescriptors = manifest["layers"] as? [[String: Any]] ?? []
+        for l in layerDescriptors { size = size.map { $0 + ((l["size"] as? NSNumber)?.int64Value ?? 0) } }
+        guard let configJSON = store.jsonBlob(configDigest) else {
+            croot.problem(store.blobPath(configDigest) ?? configDigest, "the config \(configDigest) of image \(label) is missing from the content store")
+            info.size = size.map { UInt64(max(0, $0)) }
+            return info
+        }
+        if info.platform == nil {
+            info.platform = [configJSON["os"], configJSON["architecture"], configJSON["variant"]].compactMap { $0 as? String }.joined(separator: "/")
+        }
+        let diffIDs = ((configJSON["rootfs"] as? [String: Any])?["diff_ids"] as? [Any])?.compactMap { $0 as? String } ?? []
+        info.diffIDs = diffIDs
+        info.chainIDs = dockerChainIDs(diffIDs)
+        info.layers = diffIDs.count
+        info.created = configJSON["created"] as? String
+        let inner = configJSON["config"] as? [String: Any]
+        info.cmd = Self.strings(inner?["Cmd"])
+        info.entrypoint = Self.strings(inner?["Entrypoint"])
+        info.size = size.map { UInt64(max(0, $0)) }
+        if layerDescriptors.count != diffIDs.count {
+            croot.problem(store.blobPath(manifestDigest) ?? manifestDigest,
+                          "image \(label): the manifest lists \(layerDescriptors.count) layers, the config \(diffIDs.count) diff ids")
+        }
+        let records = ns.snapshots[snapshotter] ?? [:]
+        for (i, chain) in info.chainIDs.enumerated() {
+            let snapshot = records[chain]
+            let kind = snapshot?.name.flatMap { store.backends[snapshotter]?[$0]?.kind }
+            if snapshot == nil || kind != "Committed" {
+                let layerBlob = i < layerDescriptors.count ? layerDescriptors[i]["digest"] as? String : nil
+                let blobPresent = layerBlob.map(store.hasBlob) ?? false
+                croot.problem("\(ContainerdStore.metaDB) v1/\(ns.name)/snapshots/\(snapshotter)",
+                              "image \(label): layer \(i + 1) (diff \(diffIDs[i])) has no committed snapshot \(chain)"
+                                  + (blobPresent ? "" : " and its layer blob \(layerBlob ?? "?") is missing"))
+            }
+        }
+        return info
+    }
+}
