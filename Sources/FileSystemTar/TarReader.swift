@@ -17,6 +17,8 @@ public final class TarReader: FileSystemReader {
     let source: any ByteSource
     /// Problems met while indexing (unsafe names, dangling hardlinks), kept for the caller.
     public private(set) var problems: [String] = []
+    /// Header blocks met (every member, with its pax and GNU long-name headers).
+    public private(set) var entryCount = 0
 
     struct Node {
         var metadata: Metadata
@@ -46,6 +48,7 @@ public final class TarReader: FileSystemReader {
             let h = try source.bytes(at: offset, count: 512)
             if h.allSatisfy({ $0 == 0 }) { break }
             count += 1
+            entryCount = count
             guard count <= Self.maximumEntries else { throw error("more than \(Self.maximumEntries) entries") }
             let stored = Self.octal(h[148..<156])
             let sum = h.enumerated().reduce(UInt64(0)) { $0 + UInt64(148..<156 ~= $1.offset ? 0x20 : $1.element) }
@@ -151,8 +154,10 @@ public final class TarReader: FileSystemReader {
             var m = metadata(h, pax: entryPax, type: fileType, size: fileType == .regular ? size : 0, inode: inode)
             if fileType == .symlink { m.symlinkTarget = link; m.size = UInt64(link.count) }
             if fileType == .characterDevice || fileType == .blockDevice {
-                m.device = DeviceNumber(major: UInt32(truncatingIfNeeded: Self.octal(h[329..<337]) ?? 0),
-                                        minor: UInt32(truncatingIfNeeded: Self.octal(h[337..<345]) ?? 0))
+                // pax SCHILY.devmajor/devminor (numbers that do not fit the octal fields), else ustar's.
+                func paxNumber(_ key: String) -> UInt64? { entryPax[key].flatMap { UInt64(String(decoding: $0, as: UTF8.self)) } }
+                m.device = DeviceNumber(major: UInt32(truncatingIfNeeded: paxNumber("SCHILY.devmajor") ?? Self.number(h[329..<337]) ?? 0),
+                                        minor: UInt32(truncatingIfNeeded: paxNumber("SCHILY.devminor") ?? Self.number(h[337..<345]) ?? 0))
             }
             nodes[inode] = Node(metadata: m, dataOffset: data)
             nodes[parent]?.children[name] = inode

@@ -1,6 +1,7 @@
 import Archive
 import DiskImage
 import Ext4Image
+import FileSystemTar
 import FileSystems
 import Foundation
 import MountPlan
@@ -92,11 +93,12 @@ extension Disk {
             if xattrBytes > 0 || item.path.count > 99 { tarBytes += 512 + UInt64((xattrBytes + item.path.count + 511) / 512 * 512) }
             if item.metadata.type == .regular, item.hardlinkTarget == nil { tarBytes += (item.metadata.size + 511) / 512 * 512 }
         }
-        var tars: [TarFileSystem] = []
+        var tars: [TarReader] = []
         for t in e.addTars {
-            let fs = try TarFileSystem(path: t)
+            let source = try FileSource(path: t)
+            let fs = try TarReader(source: source, name: t)
             tars.append(fs)
-            tarBytes += fs.byteSize
+            tarBytes += source.size
             entries += fs.entryCount
         }
         var (blocks, inodes) = Ext4ImageGeometry.penguin(tarBytes: tarBytes, padding: e.padding, entries: entries)
