@@ -149,24 +149,11 @@ extension Disk {
         }
         do {
             let tar = TarWriter(sink: try options.compression.sink(over: output.archiveSink, threads: options.threads))
-            var origins: [String: AssembleReport.Origin] = [:]
-            var lastProgress = Date.distantPast
+            var tally = AssemblyTally(booted: booted, progress: options.progress, plannedBytes: planned)
             var contentBytes: UInt64 = 0
-            var members = 0
             let written = { (entry: WalkEntry, kind: TarWriter.MemberKind) in
-                let m = entry.metadata
-                members += 1
-                if kind == .file { contentBytes += m.size }
-                let origin = booted.origin(of: entry)
-                var o = origins[origin] ?? AssembleReport.Origin(origin: origin, entries: 0, bytes: 0)
-                o.entries += 1
-                if entry.hardlinkTarget == nil, m.type == .regular { o.bytes += m.size }
-                origins[origin] = o
-                if let progress = options.progress, Date().timeIntervalSince(lastProgress) > 0.2 {
-                    lastProgress = Date()
-                    progress(AssembleProgress(entries: members, contentBytes: contentBytes,
-                                              plannedBytes: planned, currentPath: entry.displayPath))
-                }
+                if kind == .file { contentBytes += entry.metadata.size }
+                tally.count(entry, contentBytes: contentBytes)
             }
             let summary: ArchiveSummary
             if options.rehost {
@@ -193,7 +180,7 @@ extension Disk {
                 report.copiedHardlinks = summary.copiedHardlinks
                 report.copiedBytes = summary.copiedBytes
             }
-            report.partitions = origins.values.sorted { $0.origin < $1.origin }
+            report.partitions = tally.partitions
             report.warnings += booted.namespace.problems.map(\.description)
             report.warnings += summary.walkProblems.map(\.placedDescription)
             let docker = DataRootLocator.report(for: booted.namespace, binds: booted.binds)

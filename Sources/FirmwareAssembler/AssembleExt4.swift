@@ -132,10 +132,8 @@ extension Disk {
                                     skippedSockets: [], warnings: plan.warnings, readErrors: [])
         report.format = AssembleFormat.ext4.rawValue
         let writer = try Ext4ImageWriter(path: temporary, geometry: geometry)
-        var origins: [String: AssembleReport.Origin] = [:]
-        var members = 0
+        var tally = AssemblyTally(booted: booted, progress: options.progress, plannedBytes: tarBytes)
         var walk = booted.walk()
-        var lastProgress = Date.distantPast
         while let item = walk.next() {
             let m = item.metadata
             if options.noDevices, m.type == .characterDevice || m.type == .blockDevice {
@@ -145,16 +143,7 @@ extension Disk {
             try writer.add(path: item.path, metadata: m, hardlinkTarget: item.hardlinkTarget,
                            contents: { try item.reader.openFile(m.inode) },
                            mayLinkAgain: item.reader.mayAppearAgain(m.inode))
-            members += 1
-            let origin = booted.origin(of: item)
-            var o = origins[origin] ?? AssembleReport.Origin(origin: origin, entries: 0, bytes: 0)
-            o.entries += 1
-            if item.hardlinkTarget == nil, m.type == .regular { o.bytes += m.size }
-            origins[origin] = o
-            if let progress = options.progress, Date().timeIntervalSince(lastProgress) > 0.2 {
-                lastProgress = Date()
-                progress(AssembleProgress(entries: members, contentBytes: writer.contentBytes, plannedBytes: tarBytes, currentPath: item.displayPath))
-            }
+            tally.count(item, contentBytes: writer.contentBytes)
         }
         var added = 0
         for tar in tars {
@@ -168,12 +157,12 @@ extension Disk {
             report.warnings += tw.problems.map { "\(tar.sourceName): \($0.description)" }
         }
         try writer.finish()
-        report.members = members
+        report.members = tally.members
         report.files = writer.files
         report.hardlinks = writer.hardlinks
         report.contentBytes = writer.contentBytes
         report.readErrors = writer.problems.map { "\($0.path): \($0.message)" }
-        report.partitions = origins.values.sorted { $0.origin < $1.origin }
+        report.partitions = tally.partitions
         report.warnings += booted.namespace.problems.map(\.description)
         report.warnings += walk.problems.map(\.placedDescription)
         report.ext4 = Ext4ImageReport(blocks: blocks, blockSize: Ext4ImageGeometry.blockSize, inodes: inodes,

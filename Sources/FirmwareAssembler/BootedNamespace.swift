@@ -1,4 +1,5 @@
 import Assembly
+import Foundation
 import DiskImage
 import FileSystemFAT
 import FileSystems
@@ -53,4 +54,40 @@ struct BootedNamespace {
     var binds: [(target: String, source: String)] {
         plan.mounts.compactMap { m in m.kind == .bind && m.where != "/" ? m.what.map { (m.where, $0) } : nil }
     }
+}
+
+/// Per-mount counts and progress of an assembly, one for both outputs (the archive and
+/// `--format ext4`): each entry written is counted under its origin, and progress is reported at
+/// most five times a second.
+struct AssemblyTally {
+    private let booted: BootedNamespace
+    private let progress: (@Sendable (AssembleProgress) -> Void)?
+    private let plannedBytes: UInt64
+    private var origins: [String: AssembleReport.Origin] = [:]
+    private var lastProgress = Date.distantPast
+    private(set) var members = 0
+
+    init(booted: BootedNamespace, progress: (@Sendable (AssembleProgress) -> Void)?, plannedBytes: UInt64) {
+        self.booted = booted
+        self.progress = progress
+        self.plannedBytes = plannedBytes
+    }
+
+    /// Counts one entry written; `contentBytes` is the content written so far.
+    mutating func count(_ entry: WalkEntry, contentBytes: UInt64) {
+        members += 1
+        let origin = booted.origin(of: entry)
+        var o = origins[origin] ?? AssembleReport.Origin(origin: origin, entries: 0, bytes: 0)
+        o.entries += 1
+        if entry.hardlinkTarget == nil, entry.metadata.type == .regular { o.bytes += entry.metadata.size }
+        origins[origin] = o
+        if let progress, Date().timeIntervalSince(lastProgress) > 0.2 {
+            lastProgress = Date()
+            progress(AssembleProgress(entries: members, contentBytes: contentBytes, plannedBytes: plannedBytes,
+                                      currentPath: entry.displayPath))
+        }
+    }
+
+    /// The report's per-mount counts, by origin.
+    var partitions: [AssembleReport.Origin] { origins.values.sorted { $0.origin < $1.origin } }
 }
