@@ -81,11 +81,14 @@ public struct AssembleReport: Sendable, Codable {
     public var docker: DockerReport? = nil
     /// With `--rehost`: each unit masked and fstab line commented out.
     public var rehost: [RehostChange]? = nil
+    /// The ext3/ext4 partitions that needed recovery and what journal replay did to each (absent
+    /// when none needed it).
+    public var journals: [PartitionJournal]? = nil
 
     enum CodingKeys: String, CodingKey {
         case tool, version, image, output, compression, plan, partitions, members, files, hardlinks
         case contentBytes = "content_bytes", tarBytes = "tar_bytes", droppedDevices = "dropped_devices"
-        case skippedSockets = "skipped_sockets", warnings, readErrors = "read_errors", docker, rehost
+        case skippedSockets = "skipped_sockets", warnings, readErrors = "read_errors", docker, rehost, journals
     }
 
     public func json() throws -> String {
@@ -171,6 +174,13 @@ extension Disk {
             report.partitions = origins.values.sorted { $0.origin < $1.origin }
             report.warnings += booted.namespace.problems.map(\.description)
             report.warnings += summary.walkProblems.map { "\($0.path): \($0.error.description)" }
+            let journals = booted.partitions.journals.sorted { $0.key < $1.key }.map { index, j in
+                PartitionJournal(index: index, partition: j.description, journal: JournalReport(j.replay))
+            }
+            if !journals.isEmpty {
+                report.journals = journals
+                report.warnings += journals.flatMap { j in j.journal.warnings.map { "\(j.partition): journal: \($0)" } }
+            }
             let docker = DataRootLocator.report(for: booted.namespace, binds: booted.binds)
             if !docker.dataRoots.isEmpty { report.docker = docker }
             try output.commit()

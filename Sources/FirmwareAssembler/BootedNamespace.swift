@@ -14,7 +14,7 @@ struct BootedNamespace {
 
     /// Plans (with `options`) and applies the plan.
     init(disk: Disk, options: PlanOptions) throws {
-        let partitions = try PartitionFileSystems(disk: disk)
+        let partitions = try PartitionFileSystems(disk: disk, replayJournal: options.replayJournal)
         try self.init(disk: disk, plan: try disk.plan(using: partitions, options: options), partitions: partitions)
     }
 

@@ -34,6 +34,8 @@ extension Fwassemble {
 
         @OptionGroup var rootOption: RootOption
 
+        @OptionGroup var replay: ReplayOption
+
         @Flag(help: "Leave device nodes out and list them in the report.")
         var noDevices = false
 
@@ -55,8 +57,10 @@ extension Fwassemble {
 
         func run() throws {
             let showProgress = !quiet && isatty(2) != 0
+            var plan = rootOption.planOptions
+            plan.replayJournal = replay.replayJournal
             var options = AssembleOptions(output: output, reportPath: report, compression: try archive.compression(default: .gzip),
-                                          noDevices: noDevices, plan: rootOption.planOptions)
+                                          noDevices: noDevices, plan: plan)
             if let threads = archive.threads { options.threads = threads }
             options.rehost = rehost
             if showProgress {
@@ -77,7 +81,7 @@ extension Fwassemble {
             do {
                 let disk = try imageOptions.disk(image)
                 if verbose {
-                    let plan = try disk.plan(options: rootOption.planOptions)
+                    let plan = try disk.plan(options: options.plan)
                     for m in plan.mounts {
                         Fwassemble.writeError("mount \(m.where): \(m.kind.rawValue) \(m.partition.map { "partition \($0)" } ?? m.what ?? "") (\(m.declaredBy))\n")
                     }

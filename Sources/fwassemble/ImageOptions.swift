@@ -38,3 +38,12 @@ struct RootOption: ParsableArguments {
 
     var planOptions: PlanOptions { PlanOptions(root: root) }
 }
+
+/// `--no-replay` (extract, assemble): read ext3/ext4 filesystems that need recovery as they are
+/// on disk instead of replaying their journal as the kernel does when it mounts them.
+struct ReplayOption: ParsableArguments {
+    @Flag(name: .customLong("no-replay"), help: "Do not replay the journal of ext3/ext4 filesystems that need recovery (snapshots of running devices): read the stale on-disk state.")
+    var noReplay = false
+
+    var replayJournal: Bool { !noReplay }
+}

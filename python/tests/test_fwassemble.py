@@ -96,6 +96,7 @@ def test_plan_with_root_equals_cli(cli):
     ({}, []),
     ({"compression": "zstd", "level": 5}, ["--compression", "zstd", "--level", "5"]),
     ({"no_devices": True, "threads": 1}, ["--no-devices", "--threads", "1"]),
+    ({"no_replay": True}, ["--no-replay"]),
 ])
 @pytest.mark.parametrize("name", [HAOS, "haos-full.img"])
 def test_assemble_byte_identical_to_cli(cli, tmp_path, name, options, flags):
