@@ -57,7 +57,7 @@ bench: release images
 # Fuzzing (docs/fuzzing.md): one libFuzzer binary per target in .build-fuzz, FUZZ_SECONDS each;
 # crashing inputs are copied to Tests/Corpus/<target>/, which make test replays.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= partition-table squashfs erofs fat fstab unit-file boot-environment
+FUZZ_TARGETS ?= partition-table squashfs erofs fat fstab unit-file boot-environment jbd2
 fuzz: deps
 	bash Fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 

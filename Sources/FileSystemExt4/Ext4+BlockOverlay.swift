@@ -35,6 +35,9 @@ final class BlockOverlay {
 
     func contains(_ block: UInt64) -> Bool { slots[block] != nil }
 
+    /// The block numbers held, in no particular order.
+    var blockNumbers: [UInt64] { Array(slots.keys) }
+
     /// Keeps `bytes` (exactly one block) as the content of `block`, replacing an older version.
     func set(_ block: UInt64, _ bytes: [UInt8]) throws {
         precondition(bytes.count == blockSize)

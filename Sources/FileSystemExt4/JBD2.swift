@@ -441,7 +441,12 @@ enum JBD2 {
             }
         }
         guard sb.start != 0 else { return (nil, result) }   // clean: nothing to replay
-        let ring = min(sb.maxLength, journalBlocks)
+        guard sb.maxLength <= journalBlocks else {
+            // journal_load refuses it ("journal file too short").
+            result.warnings.append("the journal superblock claims \(sb.maxLength) blocks, which does not fit the journal's \(journalBlocks) blocks; not replayed")
+            return (nil, result)
+        }
+        let ring = sb.maxLength
         guard sb.first >= 1, sb.first < ring, sb.start >= sb.first, sb.start < ring else {
             result.warnings.append("the journal's log bounds (first \(sb.first), start \(sb.start), length \(sb.maxLength)) do not fit its \(journalBlocks) blocks; not replayed")
             return (nil, result)
@@ -466,5 +471,45 @@ enum JBD2 {
         let c = ByteCursor(b, context: "fast commit block")
         guard (try? c.u16le(at: 0)) == 9, (try? c.u16le(at: 2)) == 8 else { return nil }
         return try? c.u32le(at: 8)
+    }
+}
+
+/// The journal parser alone, without a filesystem: replays a journal given whole as bytes
+/// (journal block 0, the journal superblock, first) over an imaginary filesystem of
+/// `filesystemBlocks` blocks. For the fuzz target and the parser's tests.
+public enum JournalParser {
+    /// What replay did, and the replayed blocks (filesystem block number -> bytes). The block
+    /// size is the journal superblock's s_blocksize when it is a power of two from 1 KiB to
+    /// 64 KiB, else 1 KiB.
+    public static func replay(journal bytes: [UInt8], filesystemBlocks: UInt64 = 1 << 20,
+                              memoryLimit: Int = 1 << 20) -> (replay: JournalReplay, blocks: [UInt64: [UInt8]]) {
+        var blockSize = 1024
+        if bytes.count >= 16 {
+            let s = Int(bytes[12]) << 24 | Int(bytes[13]) << 16 | Int(bytes[14]) << 8 | Int(bytes[15])
+            if s >= 1024, s <= 65536, s & (s - 1) == 0 { blockSize = s }
+        }
+        let count = UInt32(clamping: bytes.count / blockSize)
+        let read: JBD2.ReadBlock = { index in
+            guard index < count else { throw FWError(.corrupt, "journal block \(index) is past the end") }
+            let start = Int(index) * blockSize
+            return Array(bytes[start..<(start + blockSize)])
+        }
+        do {
+            let (overlay, result) = try JBD2.replay(journalBlocks: count, blockSize: blockSize, fsBlocks: filesystemBlocks,
+                                                    read: read, memoryLimit: memoryLimit)
+            var blocks: [UInt64: [UInt8]] = [:]
+            if let overlay {
+                for n in overlay.blockNumbers {
+                    var b = [UInt8](repeating: 0, count: blockSize)
+                    _ = try b.withUnsafeMutableBytes { try overlay.read(n, from: 0, into: $0) }
+                    blocks[n] = b
+                }
+            }
+            return (result, blocks)
+        } catch {
+            var result = JournalReplay()
+            result.warnings.append("replay failed: \(FWError(error).message)")
+            return (result, [:])
+        }
     }
 }

@@ -3,6 +3,7 @@
 // import here: the fuzz build links only the project's modules.
 import DiskImage
 import FileSystemEROFS
+import FileSystemExt4
 import FileSystemFAT
 import FileSystemSquashFS
 import FileSystems
@@ -11,7 +12,7 @@ import PartitionTable
 
 public enum FuzzEntries {
     /// Target names, as used for Fuzz/<name>.swift, .build-fuzz/<name> and Tests/Corpus/<name>/.
-    public static let targets = ["partition-table", "squashfs", "erofs", "fat", "fstab", "unit-file", "boot-environment"]
+    public static let targets = ["partition-table", "squashfs", "erofs", "fat", "fstab", "unit-file", "boot-environment", "jbd2"]
 
     /// Runs one input through the named target. Errors thrown by the parsers are the expected
     /// outcome for most inputs; a crash, a hang or an unbounded allocation is the bug.
@@ -27,6 +28,10 @@ public enum FuzzEntries {
             _ = GrubEnvironment.parse(data)
             _ = UBootEnvironment.find(in: data)
             _ = UBootEnvironment.parseText(data)
+        case "jbd2":
+            // The journal parser alone (scan, revoke and replay passes); a small memory limit so
+            // that the overlay's spill to a temporary file is exercised too.
+            _ = JournalParser.replay(journal: data, filesystemBlocks: 1 << 16, memoryLimit: 64 * 1024)
         default: break
         }
     }
