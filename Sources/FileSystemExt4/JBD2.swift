@@ -458,7 +458,11 @@ enum JBD2 {
         }
         let overlay = BlockOverlay(blockSize: blockSize, memoryLimit: memoryLimit)
         try recovery.run(into: overlay, &result)
-        if sb.hasFastCommit, let head = try? read(recovery.last), fastCommitHead(head) != nil {
+        // ext4_fc_replay_scan applies the fast-commit area only when its head names the
+        // transaction after the last full commit replayed.
+        // jbd2 leaves block j_last unused: the area starts at j_fc_first = j_last + 1.
+        if sb.hasFastCommit, let head = try? read(recovery.last + 1),
+           fastCommitHead(head) == sb.sequence &+ UInt32(truncatingIfNeeded: result.transactions) {
             result.warnings.append("the journal has a fast-commit area in use: the fast-commit tail was not applied (only full commits are replayed)")
         }
         result.replayed = overlay.count > 0

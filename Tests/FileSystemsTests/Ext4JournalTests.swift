@@ -59,6 +59,21 @@ struct Ext4JournalTests {
         #expect(!Manifest.differences(expected: expected, actual: stale).isEmpty)
     }
 
+    @Test("fast commits: full commits replayed, a warning that the fast-commit tail was not applied")
+    func fastCommit() throws {
+        guard HotImages.path("hot-ext4-fc.img") != nil else { return }
+        let reader = try HotImages.open("hot-ext4-fc.img")
+        let journal = try #require(reader.journal)
+        #expect(journal.replayed && journal.transactions > 0)
+        #expect(journal.warnings.contains { $0.contains("fast-commit tail was not applied") }, "\(journal.warnings)")
+        // Only what the last fast commit carried differs from the kernel's view (which applies it).
+        let (actual, _) = try Manifest.of(reader)
+        let expected = try HotImages.manifest("hot-ext4-fc.img")
+        #expect(expected.contains { $0.path == "etc/fc-file" })
+        let diffs = Manifest.differences(expected: expected, actual: actual)
+        #expect(diffs.allSatisfy { $0 == "missing: etc/fc-file" || $0.hasPrefix("differs: etc\n") }, "\(diffs)")
+    }
+
     @Test("--no-replay reads the stale on-disk state", arguments: ["hot-ext4.img", "hot-ext3.img"])
     func noReplay(image: String) throws {
         let reader = try HotImages.open(image, replay: false)

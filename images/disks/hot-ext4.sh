@@ -16,6 +16,9 @@
 #                         log wraps around the end of the journal
 #   hot-ext3.img          ext3 (data=ordered, 32-bit tags, no checksums)
 #   hot-ext4-dj.img       ext4 mounted data=journal (file data in the journal too)
+#   hot-ext4-fc.img       ext4 with fast_commit, one last file written and fsynced (a fast
+#                         commit, not a full one) just before the copy: the reader replays the
+#                         full commits only and warns that the fast-commit tail was not applied
 # For each: NAME.img (the snapshot) and NAME.manifest (the kernel's view after recovery).
 # Needs root and loop devices; without them the recipe writes a note and no images (the tests skip).
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -95,6 +98,7 @@ make_hot() {
     head -c 50000 /dev/urandom >&9
     rm "$mnt/var/orphan"
     sleep 3
+    if [ "$name" = hot-ext4-fc ]; then printf 'fast\n' > "$mnt/etc/fc-file"; sync "$mnt/etc/fc-file"; fi
     cp --sparse=always "$img" "$OUT/$name.img"
     exec 9>&-
     umount "$mnt"
@@ -117,3 +121,4 @@ make_hot hot-ext4-32 64M "" 20 -t ext4 -b 4096 -O ^64bit,^metadata_csum
 make_hot hot-ext4-wrap 32M "" 400 -t ext4 -b 1024 -J size=1
 make_hot hot-ext3 64M "data=ordered" 20 -t ext3 -b 4096
 make_hot hot-ext4-dj 64M "data=journal" 20 -t ext4 -b 4096
+make_hot hot-ext4-fc 64M "" 20 -t ext4 -b 4096 -O fast_commit
