@@ -122,3 +122,42 @@ make_hot hot-ext4-wrap 32M "" 400 -t ext4 -b 1024 -J size=1
 make_hot hot-ext3 64M "data=ordered" 20 -t ext3 -b 4096
 make_hot hot-ext4-dj 64M "data=journal" 20 -t ext4 -b 4096
 make_hot hot-ext4-fc 64M "" 20 -t ext4 -b 4096 -O fast_commit
+
+# hot-haos.img: the realistic HAOS disk (make_haos_full) snapshotted while its hassos-overlay (7)
+# and hassos-data (8) partitions are mounted read-write and changed (a new container directory
+# with 50 files in the Docker data-root, an edited supervisor config, a removed log, a new
+# hostname and hosts line on the overlay). hot-haos-p7.manifest and hot-haos-p8.manifest are the
+# kernel's views of the two partitions after recovery (a writable copy mounted).
+make_hot_haos() {
+    local live=$WORK/haos.live copy=$WORK/haos.ref n dev
+    local -A off len devs
+    make_haos_full "$live"
+    for n in 7 8; do
+        off[$n]=$(( $(sgdisk -i "$n" "$live" | awk '/^First sector/ {print $3}') * 512 ))
+        len[$n]=$(( ($(sgdisk -i "$n" "$live" | awk '/^Last sector/ {print $3}') + 1) * 512 - off[$n] ))
+        devs[$n]=$(losetup -f --show -o "${off[$n]}" --sizelimit "${len[$n]}" "$live")
+        mkdir -p "$WORK/m$n"; mount -o commit=1 "${devs[$n]}" "$WORK/m$n"
+    done
+    local d=$WORK/m8 o=$WORK/m7 i
+    mkdir -p "$d/docker/containers/abc"
+    for i in $(seq 1 50); do printf 'container file %s\n' "$i" > "$d/docker/containers/abc/f$i"; done
+    printf '{"version": 2}\n' > "$d/supervisor/config.json"
+    rm -r "$d/logs/0123456789abcdef"
+    printf 'hot-haos\n' > "$o/etc/hostname"
+    printf '10.0.0.2 nas\n' >> "$o/etc/hosts"
+    sync "$d/supervisor/config.json" "$o/etc/hostname"
+    sleep 3
+    cp --sparse=always "$live" "$OUT/hot-haos.img"
+    for n in 7 8; do umount "$WORK/m$n"; losetup -d "${devs[$n]}"; done
+    cp --sparse=always "$OUT/hot-haos.img" "$copy"
+    for n in 7 8; do
+        dev=$(losetup -f --show -o "${off[$n]}" --sizelimit "${len[$n]}" "$copy")
+        dumpe2fs -h "$dev" 2>/dev/null | grep -E '^Filesystem features:' | grep -q needs_recovery \
+            || { losetup -d "$dev"; echo "hot-haos: partition $n does not need recovery" >&2; exit 1; }
+        mount "$dev" "$WORK/m$n"
+        python3 "$IMAGES_DIR/manifest.py" "$WORK/m$n" > "$OUT/hot-haos-p$n.manifest"
+        umount "$WORK/m$n"; losetup -d "$dev"
+    done
+    rm -f "$live" "$copy"
+}
+make_hot_haos
