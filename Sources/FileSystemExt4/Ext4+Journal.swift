@@ -47,7 +47,9 @@ extension Ext4Reader {
                 }
                 if mapped.count < 1 << 20 { mapped[index] = physical }
             }
-            return try source.bytes(at: physical * UInt64(blockSize), count: blockSize)
+            let (offset, overflow) = physical.multipliedReportingOverflow(by: UInt64(blockSize))
+            guard !overflow else { throw FWError(.corrupt, "journal block \(index) maps past any byte offset") }
+            return try source.bytes(at: offset, count: blockSize)
         }
         return try JBD2.replay(journalBlocks: journalBlocks, blockSize: blockSize, fsBlocks: blocksCount, read: read)
     }

@@ -369,11 +369,9 @@ enum JBD2 {
                 }
             }
             // Pass 3 (PASS_REPLAY): every tag of every transaction before `end`, newest version last.
-            var transactions = Set<UInt32>()
             var failure: FWError?
             walk(until: end) { r, type, b, sequence, first in
                 guard type == .descriptor, failure == nil, Int32(bitPattern: sequence &- end) < 0 else { return }
-                transactions.insert(sequence)
                 var position = first
                 for tag in r.tags(b) {
                     let logBlockNumber = position

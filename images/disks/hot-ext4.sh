@@ -81,18 +81,21 @@ make_hot() {
     rm -f "$img"; truncate -s "$size" "$img"
     mke2fs -F -q -E root_owner=0:0 -d "$src" "$@" "$img"
     mount -o "loop,commit=1${opts:+,$opts}" "$img" "$mnt"
-    change_tree "$mnt"
     # Many small transactions (each fsync commits one): with a tiny journal the log wraps.
     for i in $(seq 1 "$loops"); do printf '%s\n' "$i" > "$mnt/etc/counter-$((i % 7))"; sync "$mnt/etc/counter-$((i % 7))"; done
     # The wrap variant: more transactions until the live log crosses the end of the journal.
+    # `sync -f` writes the block device back (the flusher writes back everything of an inode
+    # dirty for over 30 s, and these loops can take longer): the changes below start clean.
     if [ "$name" = hot-ext4-wrap ]; then
         for i in $(seq 1 100); do
+            sync -f "$mnt"
             cp --sparse=always "$img" "$WORK/probe.img"
             log_wraps "$WORK/probe.img" && break
             for j in $(seq 1 5); do printf '%s\n' "$i.$j" > "$mnt/etc/counter-$j"; sync "$mnt/etc/counter-$j"; done
         done
         rm -f "$WORK/probe.img"
     fi
+    change_tree "$mnt"
     # The orphan: a file unlinked while open stays on the orphan list until closed.
     exec 9> "$mnt/var/orphan"
     head -c 50000 /dev/urandom >&9
