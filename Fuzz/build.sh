@@ -11,7 +11,7 @@ export PATH=/opt/swift/usr/bin:$PATH
 scratch=.build-fuzz
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(partition-table squashfs erofs fat fstab unit-file boot-environment jbd2)
-modules=(DiskImage PartitionTable Codecs FileSystems FileSystemExt4 FileSystemSquashFS FileSystemEROFS FileSystemFAT MountPlan)
+modules=(DiskImage PartitionTable Codecs FileSystems FileSystemExt4 FileSystemSquashFS FileSystemEROFS FileSystemFAT Assembly MountPlan)
 sanitize=(-Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address)
 for m in "${modules[@]}"; do
     swift build --scratch-path "$scratch" --target "$m" "${sanitize[@]}" 2>&1 | grep -E "error|Compiling|Build complete" | grep -v "^\[" || true

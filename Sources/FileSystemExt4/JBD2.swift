@@ -38,6 +38,9 @@ enum JBD2 {
     static let incompatCsumV3: UInt32 = 0x10
     static let incompatFastCommit: UInt32 = 0x20
     static let knownIncompat: UInt32 = 0x3F
+    /// Distinct revoked blocks kept (a real journal revokes a few thousand; this bounds the
+    /// table to about 64 MiB whatever a damaged journal says).
+    static let maximumRevokedBlocks = 1 << 21
 
     // Block tag flags (t_flags).
     static let flagEscape: UInt32 = 1
@@ -348,26 +351,47 @@ enum JBD2 {
         /// Runs the three passes into `overlay`, filling the counters of `result`.
         mutating func run(into overlay: BlockOverlay, _ result: inout JournalReplay) throws {
             var end = scan()
-            // Pass 2 (PASS_REVOKE): the newest transaction that revoked each block.
+            // Pass 2 (PASS_REVOKE): the newest transaction that revoked each block. A transaction's
+            // records are kept aside until the next transaction starts, so that a revoke block
+            // that ends replay takes its transaction's earlier revoke blocks with it.
             var revokedAt: [UInt64: UInt32] = [:]
+            var pending: [UInt64] = []
+            var pendingSequence: UInt32 = sb.sequence
+            func flush() {
+                for target in pending {
+                    if let old = revokedAt[target], Int32(bitPattern: pendingSequence &- old) <= 0 { continue }
+                    revokedAt[target] = pendingSequence
+                }
+                pending = []
+            }
             let recordSize = sb.is64bit ? 8 : 4
             walk(until: end) { r, type, b, sequence, _ in
                 guard type == .revoke, Int32(bitPattern: sequence &- end) < 0 else { return }
+                if sequence != pendingSequence {
+                    flush()
+                    pendingSequence = sequence
+                }
                 let c = ByteCursor(b, context: "journal revoke block")
                 let count = Int((try? c.u32be(at: 12)) ?? 0)   // r_count: bytes used, header included
                 if count > b.count - (r.sb.csumV2or3 ? 4 : 0) {
                     r.warnings.append("journal revoke block of transaction \(sequence) claims \(count) bytes in a \(b.count)-byte block; replay ends before it")
                     end = sequence
+                    pending = []
                     return
                 }
                 var offset = 16
                 while offset + recordSize <= count {
                     let target = recordSize == 8 ? ((try? c.u64be(at: offset)) ?? 0) : UInt64((try? c.u32be(at: offset)) ?? 0)
                     offset += recordSize
-                    if let old = revokedAt[target], Int32(bitPattern: sequence &- old) <= 0 { continue }
-                    revokedAt[target] = sequence
+                    pending.append(target)
+                }
+                if revokedAt.count + pending.count > JBD2.maximumRevokedBlocks {
+                    r.warnings.append("journal transaction \(sequence) brings the revoked blocks past \(JBD2.maximumRevokedBlocks); replay ends before it")
+                    end = sequence
+                    pending = []
                 }
             }
+            flush()
             // Pass 3 (PASS_REPLAY): every tag of every transaction before `end`, newest version last.
             var failure: FWError?
             walk(until: end) { r, type, b, sequence, first in

@@ -229,6 +229,17 @@ struct Ext4JournalParserTests {
         #expect(revoke.replay.transactions == 1 && revoke.blocks[5] != nil && revoke.blocks[6] == nil)
         #expect(revoke.replay.warnings.contains { $0.contains("revoke") })
 
+        // A bad revoke block after a good one of the same transaction: the transaction's revokes
+        // go with it, so transaction 10's write survives.
+        var two = JournalBuilder()
+        two.transaction(10, writes: [(5, two.block(1))])
+        two.transaction(11, writes: [(6, two.block(2))], revokes: [5])
+        var bad = two.header(5, 11) + [UInt8](repeating: 0, count: 1024 - 12)
+        bad.replaceSubrange(12..<16, with: JournalBuilder.be32(0xFFFF_0000))
+        two.log.insert(bad, at: 4)   // after transaction 11's good revoke block
+        let both = JournalParser.replay(journal: two.bytes())
+        #expect(both.replay.transactions == 1 && both.blocks[5] == two.block(1) && both.replay.revoked == 0, "\(both.replay)")
+
         let cut = JournalParser.replay(journal: Array(j.bytes().prefix(3 * 1024)))
         #expect(cut.replay.warnings.contains { $0.contains("past") || $0.contains("fit") })
 
