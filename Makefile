@@ -53,6 +53,7 @@ test: build images
 # committed), times fwassemble against the privileged kernel pipeline, appends the table.
 bench: release images
 	BIN=$$(swift build -c release $(SWIFT_FLAGS) --show-bin-path)/fwassemble bash bench/run.sh
+	BIN=$$(swift build -c release $(SWIFT_FLAGS) --show-bin-path)/fwassemble bash bench/journal.sh
 
 # Fuzzing (docs/fuzzing.md): one libFuzzer binary per target in .build-fuzz, FUZZ_SECONDS each;
 # crashing inputs are copied to Tests/Corpus/<target>/, which make test replays.
