@@ -5,8 +5,8 @@ extension Ext4Reader {
     /// Replays the internal journal of the filesystem open in `fs` (read from `source`) into a
     /// block overlay. The journal inode's blocks are mapped through libext2fs on the on-disk state,
     /// before anything is laid over it. Returns nil for the overlay when nothing was replayed.
-    static func replayJournal(_ fs: ext2_filsys, source: any ByteSource, blockSize: Int, blocksCount: UInt64)
-        throws -> (BlockOverlay?, JournalReplay)
+    static func replayJournal(_ fs: ext2_filsys, source: any ByteSource, blockSize: Int, blocksCount: UInt64,
+                              progress: JournalProgress?) throws -> (BlockOverlay?, JournalReplay)
     {
         var result = JournalReplay()
         guard let sb = fs.pointee.super?.pointee else { return (nil, result) }
@@ -51,7 +51,8 @@ extension Ext4Reader {
             guard !overflow else { throw FWError(.corrupt, "journal block \(index) maps past any byte offset") }
             return try source.bytes(at: offset, count: blockSize)
         }
-        return try JBD2.replay(journalBlocks: journalBlocks, blockSize: blockSize, fsBlocks: blocksCount, read: read)
+        return try JBD2.replay(journalBlocks: journalBlocks, blockSize: blockSize, fsBlocks: blocksCount, read: read,
+                               progress: progress)
     }
 
     /// The orphan list (s_last_orphan, chained through i_dtime) as the kernel finds it when it

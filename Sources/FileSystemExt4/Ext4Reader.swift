@@ -54,7 +54,10 @@ public final class Ext4Reader: FileSystemReader {
     /// (hassos-overlay)"); it defaults to the source's name. With `replayJournal` (the default) a
     /// filesystem that needs recovery is read as the kernel would mount it: journal replayed and
     /// orphan list processed, in memory only.
-    public init(source: any ByteSource, name: String? = nil, replayJournal: Bool = true) throws {
+    /// `journalProgress` is called now and then while the journal is replayed, with the journal
+    /// blocks replayed so far and in all.
+    public init(source: any ByteSource, name: String? = nil, replayJournal: Bool = true,
+                journalProgress: JournalProgress? = nil) throws {
         _ = Self.errorTable
         let sourceName = name ?? source.name
         self.sourceName = sourceName
@@ -69,7 +72,8 @@ public final class Ext4Reader: FileSystemReader {
                 let overlay: BlockOverlay?
                 do {
                     (overlay, replay) = try Self.replayJournal(handle, source: source, blockSize: Int(handle.pointee.blocksize),
-                                                               blocksCount: handle.pointee.super.map { ext2fs_blocks_count($0) } ?? 0)
+                                                               blocksCount: handle.pointee.super.map { ext2fs_blocks_count($0) } ?? 0,
+                                                               progress: journalProgress)
                 } catch {
                     var old: ext2_filsys? = handle
                     _ = ext2fs_close_free(&old)

@@ -1,6 +1,9 @@
 internal import CExt2fs
 import DiskImage
 
+/// Progress of a journal replay: journal blocks replayed so far, and in all.
+public typealias JournalProgress = @Sendable (_ done: Int, _ total: Int) -> Void
+
 /// What replaying an ext3/ext4 journal did to the view of one filesystem (nothing is written).
 public struct JournalReplay: Sendable, Equatable {
     /// True when journalled blocks were laid over the filesystem.
@@ -137,6 +140,10 @@ enum JBD2 {
         /// Log blocks are first..<last; positions wrap from last back to first.
         let last: UInt32
         var warnings: [String] = []
+        /// Tags the scan pass met (what the replay pass walks, for progress).
+        var scannedTags = 0
+        /// Called now and then by the replay pass with (tags done, tags in the log).
+        var progress: ((Int, Int) -> Void)?
 
         init(superblock: Superblock, journalBlocks: UInt32, fsBlocks: UInt64, read: @escaping ReadBlock) {
             sb = superblock
@@ -277,6 +284,7 @@ enum JBD2 {
                         for _ in tags { block = wrap(block + 1) }
                     }
                     visited += tags.count
+                    scannedTags += tags.count
                 case .commit:
                     let c = ByteCursor(b, context: "journal commit block")
                     let commitTime = (try? c.u64be(at: 48)) ?? 0
@@ -394,10 +402,20 @@ enum JBD2 {
             flush()
             // Pass 3 (PASS_REPLAY): every tag of every transaction before `end`, newest version last.
             var failure: FWError?
+            var done = 0
+            var reported = -1
             walk(until: end) { r, type, b, sequence, first in
                 guard type == .descriptor, failure == nil, Int32(bitPattern: sequence &- end) < 0 else { return }
                 var position = first
-                for tag in r.tags(b) {
+                let tags = r.tags(b)
+                done += tags.count
+                // At most once per percent.
+                let total = max(r.scannedTags, 1)
+                if let progress = r.progress, min(done, total) * 100 / total > reported {
+                    reported = min(done, total) * 100 / total
+                    progress(min(done, total), total)
+                }
+                for tag in tags {
                     let logBlockNumber = position
                     position = r.wrap(position + 1)
                     if let revoke = revokedAt[tag.block], Int32(bitPattern: sequence &- revoke) <= 0 {
@@ -423,6 +441,7 @@ enum JBD2 {
                 }
             }
             if let failure { throw failure }
+            if reported >= 0, reported < 100 { progress?(scannedTags, scannedTags) }
             result.transactions = Int(end &- sb.sequence)
             result.warnings += warnings
         }
@@ -432,7 +451,8 @@ enum JBD2 {
     /// `fsBlocks` blocks of `blockSize` bytes. Returns the overlay (nil when nothing is to be
     /// replayed) and what was done. Never throws for a damaged journal: it warns and stops.
     static func replay(journalBlocks: UInt32, blockSize: Int, fsBlocks: UInt64, read: @escaping ReadBlock,
-                       memoryLimit: Int = BlockOverlay.defaultMemoryLimit) throws -> (BlockOverlay?, JournalReplay) {
+                       memoryLimit: Int = BlockOverlay.defaultMemoryLimit,
+                       progress: ((Int, Int) -> Void)? = nil) throws -> (BlockOverlay?, JournalReplay) {
         var result = JournalReplay()
         guard journalBlocks >= 2 else {
             result.warnings.append("the journal has \(journalBlocks) blocks; not replayed")
@@ -479,6 +499,7 @@ enum JBD2 {
             return (nil, result)
         }
         let overlay = BlockOverlay(blockSize: blockSize, memoryLimit: memoryLimit)
+        recovery.progress = progress
         try recovery.run(into: overlay, &result)
         // ext4_fc_replay_scan applies the fast-commit area only when its head names the
         // transaction after the last full commit replayed.

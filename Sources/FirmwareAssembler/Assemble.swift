@@ -26,6 +26,8 @@ public struct AssembleOptions: Sendable {
     public var rehost: Bool = false
     /// Called now and then with progress; never prints.
     public var progress: (@Sendable (AssembleProgress) -> Void)?
+    /// Called now and then while a journal is replayed (before the archive starts); never prints.
+    public var journalProgress: JournalReplayProgress?
 
     public init(output: String? = nil, reportPath: String? = nil, compression: Compression = .defaultGzip,
                 threads: Int = ProcessInfo.processInfo.activeProcessorCount, noDevices: Bool = false,
@@ -121,7 +123,7 @@ extension Disk {
 
     /// `assemble` to any destination (Destination.swift).
     func writeAssembly(to destination: AssembleDestination, options: AssembleOptions) throws -> AssembleReport {
-        let booted = try BootedNamespace(disk: self, options: options.plan)
+        let booted = try BootedNamespace(disk: self, options: options.plan, journalProgress: options.journalProgress)
         let plan = booted.plan
         let outputPath = destination.description
         let output = try destination.open()

@@ -40,6 +40,8 @@ public struct ExtractOptions: Sendable {
     /// Replay the journal of an ext3/ext4 filesystem that needs recovery, as the kernel does
     /// when it mounts it (default); false (`--no-replay`) reads the on-disk state.
     public var replayJournal: Bool
+    /// Called now and then while the journal is replayed; never prints.
+    public var journalProgress: JournalReplayProgress?
 
     public init(output: String, compression: Compression = .defaultGzip,
                 threads: Int = ProcessInfo.processInfo.activeProcessorCount, replayJournal: Bool = true) {
@@ -94,10 +96,12 @@ extension Disk {
 
     /// Opens the filesystem of one partition (see `partitionSource`), detected by magic; an
     /// ext3/ext4 one that needs recovery with its journal replayed unless `replayJournal` is false.
-    public func openFileSystem(partition selector: String, replayJournal: Bool = true) throws -> (reader: any FileSystemReader, description: String) {
+    public func openFileSystem(partition selector: String, replayJournal: Bool = true,
+                               journalProgress: JournalReplayProgress? = nil) throws -> (reader: any FileSystemReader, description: String) {
         let (slice, description) = try partitionSource(selector)
         do {
-            return (try FileSystemFormat.open(slice, name: description, replayJournal: replayJournal), description)
+            return (try FileSystemFormat.open(slice, name: description, replayJournal: replayJournal,
+                                              journalProgress: journalProgress), description)
         } catch let e as FWError {
             throw e.within(disk: path)
         }
@@ -108,7 +112,8 @@ extension Disk {
     /// Entries that cannot be archived (sockets, unreadable inodes) are skipped and returned in
     /// `problems`; errors that stop the archive throw.
     public func extract(partition selector: String, options: ExtractOptions) throws -> ExtractResult {
-        let (reader, description) = try openFileSystem(partition: selector, replayJournal: options.replayJournal)
+        let (reader, description) = try openFileSystem(partition: selector, replayJournal: options.replayJournal,
+                                                       journalProgress: options.journalProgress)
         let output = try OutputFile(path: options.output)
         do {
             let tar = TarWriter(sink: try options.compression.sink(over: output.sink, threads: options.threads))

@@ -1,5 +1,9 @@
 import FileSystemExt4
 
+/// Progress of a journal replay, for a progress line: the partition ("disk.img partition 8
+/// (hassos-data)"), journal blocks replayed so far, and in all.
+public typealias JournalReplayProgress = @Sendable (_ partition: String, _ done: Int, _ total: Int) -> Void
+
 /// What journal replay did to one ext3/ext4 filesystem that needed recovery (a snapshot of a
 /// running device): the `journal` object of the extract and assemble reports (docs/readers-ext4.md).
 public struct JournalReport: Sendable, Codable, Equatable {

@@ -27,9 +27,13 @@ final class PartitionFileSystems: PlanningDisk {
     /// What journal replay did, by partition, for the filesystems that needed recovery.
     private(set) var journals: [Int: (description: String, replay: JournalReplay)] = [:]
 
-    init(disk: Disk, replayJournal: Bool = true) throws {
+    /// Called during a journal replay (a progress line).
+    let journalProgress: JournalReplayProgress?
+
+    init(disk: Disk, replayJournal: Bool = true, journalProgress: JournalReplayProgress? = nil) throws {
         self.disk = disk
         self.replayJournal = replayJournal
+        self.journalProgress = journalProgress
         self.inspection = try disk.inspect()
         self.partitions = inspection.partitions.filter { !$0.extended }.map { p in
             PlanPartition(index: p.index, name: p.name, partUUID: p.uuid, typeID: p.type, fsType: p.filesystem?.type,
@@ -52,7 +56,8 @@ final class PartitionFileSystems: PlanningDisk {
                 if let fat, try FileSystemFormat.detect(slice) == .vfat {
                     reader = try FATReader(source: slice, name: description, options: fat)
                 } else if try FileSystemFormat.detect(slice) != nil {
-                    reader = try FileSystemFormat.open(slice, name: description, replayJournal: replayJournal)
+                    reader = try FileSystemFormat.open(slice, name: description, replayJournal: replayJournal,
+                                                       journalProgress: journalProgress)
                     if let ext4 = reader as? Ext4Reader, let journal = ext4.journal, journals[index] == nil {
                         journals[index] = (description, journal)
                     }
@@ -80,7 +85,8 @@ final class PartitionFileSystems: PlanningDisk {
             place.partition = (place.partition.map { $0 + " " } ?? "") + "at offset \(offset)"
             let inner = try slice.slice(offset: offset, length: slice.size - offset, place: place)
             if try FileSystemFormat.detect(inner) != nil {
-                reader = try FileSystemFormat.open(inner, name: inner.name, replayJournal: replayJournal)
+                reader = try FileSystemFormat.open(inner, name: inner.name, replayJournal: replayJournal,
+                                                   journalProgress: journalProgress)
             }
         }
         offsetReaders[key] = reader

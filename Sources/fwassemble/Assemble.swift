@@ -63,6 +63,7 @@ extension Fwassemble {
                                           noDevices: noDevices, plan: plan)
             if let threads = archive.threads { options.threads = threads }
             options.rehost = rehost
+            options.journalProgress = ReplayOption.progressLine(enabled: showProgress)
             if showProgress {
                 let start = Date()
                 options.progress = { p in

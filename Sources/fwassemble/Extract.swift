@@ -46,6 +46,7 @@ extension Fwassemble {
         func run() throws {
             var options = ExtractOptions(output: output, compression: try chosenCompression(), replayJournal: replay.replayJournal)
             if let threads = archive.threads { options.threads = threads }
+            options.journalProgress = ReplayOption.progressLine(enabled: !quiet && isatty(2) != 0)
             let result: ExtractResult
             do {
                 result = try imageOptions.disk(image).extract(partition: partition, options: options)

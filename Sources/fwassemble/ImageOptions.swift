@@ -46,4 +46,15 @@ struct ReplayOption: ParsableArguments {
     var noReplay = false
 
     var replayJournal: Bool { !noReplay }
+
+    /// A progress line on a terminal while a big journal (over 4096 blocks) is replayed.
+    static func progressLine(enabled: Bool) -> JournalReplayProgress? {
+        guard enabled else { return nil }
+        return { partition, done, total in
+            guard total > 4096 else { return }
+            Fwassemble.writeError(done >= total
+                ? "\r" + String(repeating: " ", count: 100) + "\r"
+                : "\r\(partition): replaying the journal: \(done * 100 / max(total, 1))% of \(total) blocks   ")
+        }
+    }
 }
