@@ -281,7 +281,12 @@ enum JBD2 {
                             block = wrap(block + 1)
                         }
                     } else {
-                        for _ in tags { block = wrap(block + 1) }
+                        // Every data block must be readable (a hole in the journal inode, a block
+                        // past the device): replay ends before the transaction that holds it.
+                        for _ in tags {
+                            guard logBlock(block) != nil else { endTransaction = next; break scan }
+                            block = wrap(block + 1)
+                        }
                     }
                     visited += tags.count
                     scannedTags += tags.count

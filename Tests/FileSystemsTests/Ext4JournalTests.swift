@@ -181,6 +181,20 @@ struct Ext4JournalCorruptionTests {
         #expect(r.journal?.warnings.contains { $0.contains("outside") } == true)
     }
 
+    @Test("a hole in the journal inode (ext3, block map): replay ends before the transaction that needs it")
+    func journalHole() throws {
+        let path = try #require(HotImages.path("hot-ext3.img"))
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("hole-\(UUID().uuidString).img").path
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        try FileManager.default.copyItem(atPath: path, toPath: copy)
+        // Journal block 2 is a data block of the first transaction (the log starts at block 1).
+        try TestImages.run(["debugfs", "-w", "-R", "sif <8> block[2] 0", copy])
+        let reader = try Ext4Reader(source: FileSource(path: copy), name: "hole")
+        let journal = try #require(reader.journal)
+        #expect(journal.transactions == 0 && !journal.replayed)
+        #expect(journal.warnings.contains { $0.contains("hole") }, "\(journal.warnings)")
+    }
+
     @Test("random bit flips in the journal never crash or hang", arguments: ["hot-ext4.img", "hot-ext4-32.img", "hot-ext4-wrap.img"])
     func randomFlips(image: String) throws {
         let path = try #require(HotImages.path(image))
