@@ -55,11 +55,12 @@ test: build images
 # committed), times fwassemble against the privileged kernel pipeline, appends the table.
 bench: release images
 	BIN=$$(swift build -c release $(SWIFT_FLAGS) --show-bin-path)/fwassemble bash bench/run.sh
+	BIN=$$(swift build -c release $(SWIFT_FLAGS) --show-bin-path)/fwassemble bash bench/journal.sh
 
 # Fuzzing (docs/fuzzing.md): one libFuzzer binary per target in .build-fuzz, FUZZ_SECONDS each;
 # crashing inputs are copied to Tests/Corpus/<target>/, which make test replays.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= partition-table squashfs erofs fat fstab unit-file boot-environment bolt tar
+FUZZ_TARGETS ?= partition-table squashfs erofs fat fstab unit-file boot-environment bolt tar jbd2
 fuzz: deps
 	bash Fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 

@@ -6,7 +6,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:?usage: Fuzz/seeds.sh OUTDIR}
 imgs=$root/images/out
 bash "$root/images/build.sh" "$imgs" haos-full rpi-full haos-mbr-full debian-gpt fs-squashfs fs-erofs fs-fat containerd-root >/dev/null
-mkdir -p "$out"/{partition-table,squashfs,erofs,fat,fstab,unit-file,boot-environment,bolt,tar}
+mkdir -p "$out"/{partition-table,squashfs,erofs,fat,fstab,unit-file,boot-environment,bolt,tar,jbd2}
+# jbd2: the journals of the hot snapshots (built only as root with loop devices; images/disks/hot-ext4.sh)
+bash "$root/images/build.sh" "$imgs" hot-ext4 >/dev/null || true
+for n in hot-ext4-wrap hot-ext4-32; do
+    [ -f "$imgs/$n.img" ] && debugfs -c -R "dump <8> $out/jbd2/$n" "$imgs/$n.img" >/dev/null 2>&1 || true
+done
+cp "$root"/Tests/Corpus/jbd2/* "$out/jbd2/"
 python3 - "$imgs" "$out" <<'PY'
 import json, os, struct, subprocess, sys
 imgs, out = sys.argv[1:3]

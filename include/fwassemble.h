@@ -16,6 +16,8 @@
  *      "level":       integer                    (gzip 1-12, default 6; zstd 1-19, default 3)
  *      "threads":     integer 1-256              (compression threads; default: the cores)
  *      "no_devices":  true | false               (assemble: leave device nodes out)
+ *      "no_replay":   true | false               (assemble: do not replay the journal of ext3/ext4
+ *                                                  filesystems that need recovery; read them as on disk)
  *      "root":        "5" | "hassos-system0" | label (plan, docker, assemble, export)
  *      "report":      "path.json"                (assemble: where the JSON report goes)
  *      "data_root":   "/mnt/data/docker"         (export: which Docker data-root)
@@ -85,7 +87,7 @@ int fwa_docker_json(fwa_disk *disk, const char *options_json, char **json, fwa_e
  * NAME.rootfs.tar.gz in the current directory), through a temporary file renamed into place only
  * on success. The JSON report (as written to OUTPUT.report.json) is returned in *report_json when
  * report_json is not NULL. progress may be NULL. Options: compression, level, threads,
- * no_devices, root, report.
+ * no_devices, no_replay, root, report.
  */
 int fwa_assemble(fwa_disk *disk, const char *out_path, const char *options_json,
                  fwa_progress_fn progress, void *user_data, char **report_json, fwa_error **err);

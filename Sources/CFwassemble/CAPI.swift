@@ -70,7 +70,7 @@ public func fwa_docker_json(_ handle: OpaquePointer?, _ options: UnsafePointer<C
 /// The options of both assemble calls.
 private func assembleOptions(_ json: UnsafePointer<CChar>?, for function: String, progress: ProgressFunction?,
                              userData: UnsafeMutableRawPointer?) throws -> AssembleOptions {
-    let o = try CallOptions.parse(json, for: function, allowed: [.compression, .level, .threads, .noDevices, .root, .report])
+    let o = try CallOptions.parse(json, for: function, allowed: [.compression, .level, .threads, .noDevices, .noReplay, .root, .report])
     var options = AssembleOptions(reportPath: o.report, compression: try o.archiveCompression(),
                                   threads: try o.compressionThreads(), noDevices: o.noDevices ?? false, plan: o.planOptions)
     if let progress {

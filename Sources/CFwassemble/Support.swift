@@ -133,13 +133,14 @@ struct CallOptions: Decodable {
     var level: Int?
     var threads: Int?
     var noDevices: Bool?
+    var noReplay: Bool?
     var root: String?
     var report: String?
     var dataRoot: String?
     var image: Bool?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case compression, level, threads, noDevices = "no_devices", root, report, dataRoot = "data_root", image
+        case compression, level, threads, noDevices = "no_devices", noReplay = "no_replay", root, report, dataRoot = "data_root", image
     }
 
     /// Parses `json` (NULL or empty: no options) for the call `function`, which accepts `allowed`.
@@ -185,7 +186,7 @@ struct CallOptions: Decodable {
         return threads
     }
 
-    var planOptions: PlanOptions { PlanOptions(root: root) }
+    var planOptions: PlanOptions { PlanOptions(root: root, replayJournal: !(noReplay ?? false)) }
 }
 
 /// The progress callback and its user data, carried into the (Sendable) progress closure. The

@@ -7,8 +7,10 @@ import FileSystems
 ///
 /// Opening reads the superblock and group descriptors only; inodes, directories and file
 /// contents are read on demand. Used from one thread at a time (libext2fs handles are not
-/// thread-safe). The journal is not replayed: a filesystem marked "needs recovery" is read as
-/// its blocks are (see `needsRecovery`).
+/// thread-safe). A filesystem marked "needs recovery" (a snapshot of a mounted one) has its
+/// journal replayed, as the kernel does when it mounts it, into a copy-on-write overlay: the
+/// source is never written (see `JBD2` and `journal`); `replayJournal: false` reads the blocks
+/// as they are.
 public final class Ext4Reader: FileSystemReader {
     public var formatName: String { "ext4" }
     /// "ext2", "ext3" or "ext4", from the feature flags (as blkid names them).
@@ -21,12 +23,14 @@ public final class Ext4Reader: FileSystemReader {
     public let label: String
     /// Block size in bytes.
     public let blockSize: Int
-    /// The journal holds transactions that were never written back (unclean shutdown); they
-    /// are not replayed, so recent changes may be missing.
+    /// The journal holds transactions that were never written back (a snapshot of a mounted
+    /// filesystem, an unclean shutdown): s_feature_incompat has RECOVER on disk.
     public let needsRecovery: Bool
+    /// What replaying the journal did, nil when the filesystem does not need recovery.
+    public private(set) var journal: JournalReplay?
 
     private var fs: ext2_filsys?
-    private let channel: ChannelState
+    private var channel: ChannelState
     /// Blocks in the filesystem (ext2fs_blocks_count): no extent may point past them.
     let blocksCount: UInt64
     /// Where the filesystem's blocks are read from.
@@ -47,26 +51,53 @@ public final class Ext4Reader: FileSystemReader {
     private static let errorTable: Void = { initialize_ext2_error_table() }()
 
     /// Opens the filesystem in `source`. `name` is used in messages ("disk.img partition 7
-    /// (hassos-overlay)"); it defaults to the source's name.
-    public init(source: any ByteSource, name: String? = nil) throws {
+    /// (hassos-overlay)"); it defaults to the source's name. With `replayJournal` (the default) a
+    /// filesystem that needs recovery is read as the kernel would mount it: journal replayed and
+    /// orphan list processed, in memory only.
+    /// `journalProgress` is called now and then while the journal is replayed, with the journal
+    /// blocks replayed so far and in all.
+    public init(source: any ByteSource, name: String? = nil, replayJournal: Bool = true,
+                journalProgress: JournalProgress? = nil) throws {
         _ = Self.errorTable
         let sourceName = name ?? source.name
         self.sourceName = sourceName
         let place = FWError.Place(source: source, name: name)
         self.place = place
-        let state = ChannelState(source: source)
-        channel = state
-        let channelName = SourceIOManager.register(state)
-        defer { SourceIOManager.unregister(channelName) }
-
-        var handle: ext2_filsys?
-        let flags = Int32(EXT2_FLAG_64BITS | EXT2_FLAG_SKIP_MMP)   // read-only: no EXT2_FLAG_RW
-        let code = ext2fs_open2(channelName, nil, flags, 0, 0, SourceIOManager.manager.pointer, &handle)
-        if code != 0 {
-            // ext2fs_open2 frees its partial handle on failure.
-            throw Self.error(code, "cannot open the ext2/3/4 filesystem", source: place, channel: state)
+        var (state, handle) = try Self.open(source, place: place)
+        needsRecovery = handle.pointee.super.map { $0.pointee.s_feature_incompat & UInt32(EXT3_FEATURE_INCOMPAT_RECOVER) != 0 } ?? false
+        var journal: JournalReplay? = nil
+        if needsRecovery {
+            if replayJournal {
+                var replay: JournalReplay
+                let overlay: BlockOverlay?
+                do {
+                    (overlay, replay) = try Self.replayJournal(handle, source: source, blockSize: Int(handle.pointee.blocksize),
+                                                               blocksCount: handle.pointee.super.map { ext2fs_blocks_count($0) } ?? 0,
+                                                               progress: journalProgress)
+                } catch {
+                    var old: ext2_filsys? = handle
+                    _ = ext2fs_close_free(&old)
+                    throw FWError(error).within(place)
+                }
+                if let overlay {
+                    // Reopen over the replayed blocks: superblock, group descriptors and all.
+                    var old: ext2_filsys? = handle
+                    _ = ext2fs_close_free(&old)
+                    (state, handle) = try Self.open(OverlaySource(base: source, overlay: overlay), place: place)
+                }
+                replay.orphans = Self.orphanCount(handle, warnings: &replay.warnings)
+                journal = replay
+            } else {
+                var skipped = JournalReplay()
+                skipped.warnings.append("journal replay turned off (--no-replay): the on-disk state is read, recent changes may be missing")
+                journal = skipped
+            }
         }
-        guard let handle, let sb = handle.pointee.super else {
+        self.journal = journal
+        channel = state
+        guard let sb = handle.pointee.super else {
+            var h: ext2_filsys? = handle
+            _ = ext2fs_close_free(&h)
             throw FWError(.corrupt, "libext2fs returned no filesystem", at: place)
         }
         let s = sb.pointee
@@ -84,7 +115,6 @@ public final class Ext4Reader: FileSystemReader {
         clusterRatioBits = Int(handle.pointee.cluster_ratio_bits)
         blockSize = Int(handle.pointee.blocksize)
         blocksCount = ext2fs_blocks_count(sb)
-        needsRecovery = s.s_feature_incompat & UInt32(EXT3_FEATURE_INCOMPAT_RECOVER) != 0
         label = withUnsafeBytes(of: s.s_volume_name) { raw in
             String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
         }
@@ -107,6 +137,22 @@ public final class Ext4Reader: FileSystemReader {
 
     deinit {
         if fs != nil { _ = ext2fs_close_free(&fs) }
+    }
+
+    /// Opens a libext2fs handle read-only over `source` through `SourceIOManager`.
+    static func open(_ source: any ByteSource, place: FWError.Place) throws -> (ChannelState, ext2_filsys) {
+        let state = ChannelState(source: source)
+        let channelName = SourceIOManager.register(state)
+        defer { SourceIOManager.unregister(channelName) }
+        var handle: ext2_filsys?
+        let flags = Int32(EXT2_FLAG_64BITS | EXT2_FLAG_SKIP_MMP)   // read-only: no EXT2_FLAG_RW
+        let code = ext2fs_open2(channelName, nil, flags, 0, 0, SourceIOManager.manager.pointer, &handle)
+        if code != 0 {
+            // ext2fs_open2 frees its partial handle on failure.
+            throw Self.error(code, "cannot open the ext2/3/4 filesystem", source: place, channel: state)
+        }
+        guard let handle else { throw FWError(.corrupt, "libext2fs returned no filesystem", at: place) }
+        return (state, handle)
     }
 
     // MARK: Errors

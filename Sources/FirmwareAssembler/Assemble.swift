@@ -33,6 +33,8 @@ public struct AssembleOptions: Sendable {
     public var ext4 = Ext4ImageOptions()
     /// Called now and then with progress; never prints.
     public var progress: (@Sendable (AssembleProgress) -> Void)?
+    /// Called now and then while a journal is replayed (before the archive starts); never prints.
+    public var journalProgress: JournalReplayProgress?
 
     public init(output: String? = nil, reportPath: String? = nil, compression: Compression = .defaultGzip,
                 threads: Int = ProcessInfo.processInfo.activeProcessorCount, noDevices: Bool = false,
@@ -96,11 +98,14 @@ public struct AssembleReport: Sendable, Codable {
     /// With `--format ext4` only: "ext4" and the image's geometry.
     public var format: String? = nil
     public var ext4: Ext4ImageReport? = nil
+    /// The ext3/ext4 partitions that needed recovery and what journal replay did to each (absent
+    /// when none needed it).
+    public var journals: [PartitionJournal]? = nil
 
     enum CodingKeys: String, CodingKey {
         case tool, version, image, output, compression, plan, partitions, members, files, hardlinks
         case contentBytes = "content_bytes", tarBytes = "tar_bytes", droppedDevices = "dropped_devices"
-        case skippedSockets = "skipped_sockets", warnings, readErrors = "read_errors", docker, rehost
+        case skippedSockets = "skipped_sockets", warnings, readErrors = "read_errors", docker, rehost, journals
         case hardlinkMode = "hardlink_mode", copiedHardlinks = "copied_hardlinks", copiedBytes = "copied_bytes"
         case format, ext4
     }
@@ -116,6 +121,19 @@ public struct AssembleReport: Sendable, Codable {
 public let fwassembleVersion = "0.1.0"
 
 extension RehostWalk: ArchivableWalk {}
+
+extension AssembleReport {
+    /// The partitions whose journal needed recovery (`journals`, absent when none did), and
+    /// their replay warnings among the report's warnings.
+    mutating func addJournals(of booted: BootedNamespace) {
+        let journals = booted.partitions.journals.sorted { $0.key < $1.key }.map { index, j in
+            PartitionJournal(index: index, partition: j.description, journal: JournalReport(j.replay))
+        }
+        guard !journals.isEmpty else { return }
+        self.journals = journals
+        warnings += journals.flatMap { j in j.journal.warnings.map { "\(j.partition): journal: \($0)" } }
+    }
+}
 
 extension Disk {
     /// The default output name: the image's file name without its extensions, plus
@@ -136,7 +154,7 @@ extension Disk {
 
     /// `assemble` to any destination (Destination.swift).
     func writeAssembly(to destination: AssembleDestination, options: AssembleOptions) throws -> AssembleReport {
-        let booted = try BootedNamespace(disk: self, options: options.plan)
+        let booted = try BootedNamespace(disk: self, options: options.plan, journalProgress: options.journalProgress)
         let plan = booted.plan
         let outputPath = destination.description
         let output = try destination.open()
@@ -183,6 +201,7 @@ extension Disk {
             report.partitions = tally.partitions
             report.warnings += booted.namespace.problems.map(\.description)
             report.warnings += summary.walkProblems.map(\.placedDescription)
+            report.addJournals(of: booted)
             let docker = DataRootLocator.report(for: booted.namespace, binds: booted.binds)
             if !docker.dataRoots.isEmpty { report.docker = docker }
             try output.commit()

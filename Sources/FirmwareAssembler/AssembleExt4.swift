@@ -165,6 +165,7 @@ extension Disk {
         report.partitions = tally.partitions
         report.warnings += booted.namespace.problems.map(\.description)
         report.warnings += walk.problems.map(\.placedDescription)
+        report.addJournals(of: booted)
         report.ext4 = Ext4ImageReport(blocks: blocks, blockSize: Ext4ImageGeometry.blockSize, inodes: inodes,
                                       uuid: UUID(uuid: identity.uuid.withUnsafeBytes { $0.load(as: uuid_t.self) }).uuidString.lowercased(),
                                       estimatedTarBytes: tarBytes, paddingBytes: e.padding,

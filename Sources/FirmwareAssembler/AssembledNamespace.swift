@@ -74,8 +74,8 @@ public final class AssembledNamespace: Sequence {
     private let booted: BootedNamespace
     private var lastWalkProblems: [WalkProblem] = []
 
-    init(disk: Disk, plan: Plan) throws {
-        booted = try BootedNamespace(disk: disk, plan: plan, partitions: try PartitionFileSystems(disk: disk))
+    init(disk: Disk, plan: Plan, replayJournal: Bool) throws {
+        booted = try BootedNamespace(disk: disk, plan: plan, partitions: try PartitionFileSystems(disk: disk, replayJournal: replayJournal))
     }
 
     /// Problems met so far (mounts not applied, unreadable directories, loops cut), as
@@ -130,7 +130,9 @@ extension Disk {
     ///     for entry in try disk.namespace(try disk.plan()) { print(entry.path) }
     ///
     /// Throws when the root mount cannot be opened; later problems go to `problems`.
-    public func namespace(_ plan: Plan) throws -> AssembledNamespace {
-        try AssembledNamespace(disk: self, plan: plan)
+    /// `replayJournal: false` reads ext3/ext4 filesystems that need recovery as they are on disk
+    /// (pass the plan's own `--no-replay` choice to see what it planned from).
+    public func namespace(_ plan: Plan, replayJournal: Bool = true) throws -> AssembledNamespace {
+        try AssembledNamespace(disk: self, plan: plan, replayJournal: replayJournal)
     }
 }

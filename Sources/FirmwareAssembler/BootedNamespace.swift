@@ -14,8 +14,8 @@ struct BootedNamespace {
     let namespace: NamespaceFileSystem
 
     /// Plans (with `options`) and applies the plan.
-    init(disk: Disk, options: PlanOptions) throws {
-        let partitions = try PartitionFileSystems(disk: disk)
+    init(disk: Disk, options: PlanOptions, journalProgress: JournalReplayProgress? = nil) throws {
+        let partitions = try PartitionFileSystems(disk: disk, replayJournal: options.replayJournal, journalProgress: journalProgress)
         try self.init(disk: disk, plan: try disk.plan(using: partitions, options: options), partitions: partitions)
     }
 

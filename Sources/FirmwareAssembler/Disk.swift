@@ -86,6 +86,16 @@ public final class Disk: Sendable {
         return (table, signature)
     }
 
+    /// The ext3/ext4 superblock's RECOVER flag (s_feature_incompat at superblock offset 0x60, bit
+    /// 0x4) for a filesystem libblkid called ext2/ext3/ext4 at `offset`; false for other types or
+    /// when the superblock cannot be read (inspect reports, it does not fail on this).
+    private func needsRecovery(at offset: UInt64, type: String?) -> Bool {
+        guard let type, type.hasPrefix("ext"),
+              let magic = try? source.bytes(at: offset + 1024 + 56, count: 2), magic == [0x53, 0xEF],
+              let incompat = try? source.bytes(at: offset + 1024 + 0x60, count: 1) else { return false }
+        return incompat[0] & 0x4 != 0
+    }
+
     /// Parses the partition table and probes every partition with libblkid. Problems that leave
     /// the rest usable are returned as `table.warnings`; the rest throw `FWError` naming the image.
     public func inspect() throws -> DiskInspection {
@@ -103,7 +113,11 @@ public final class Disk: Sendable {
                     table.warnings.append("partition \(p.index): \(error.message)")
                 }
             }
-            partitions.append(DiskInspection.PartitionInfo(p, kind: table.kind, filesystem: fs))
+            var info = DiskInspection.PartitionInfo(p, kind: table.kind, filesystem: fs)
+            if info.filesystem != nil {
+                info.filesystem?.needsRecovery = needsRecovery(at: table.kind == .none ? 0 : p.start, type: fs?.type)
+            }
+            partitions.append(info)
         }
         return DiskInspection(
             image: .init(path: path, size: source.size, sectorSize: table.sectorSize,

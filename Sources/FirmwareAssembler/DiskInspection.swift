@@ -46,6 +46,14 @@ public struct DiskInspection: Sendable, Equatable, Codable {
         public var label: String?
         public var uuid: String?
         public var version: String?
+        /// ext3/ext4 with RECOVER set in the superblock (a snapshot of a mounted filesystem, an
+        /// unclean shutdown): its journal holds changes not yet written home, which extract and
+        /// assemble replay unless told `--no-replay`. False for every other filesystem.
+        public var needsRecovery: Bool?
+
+        enum CodingKeys: String, CodingKey {
+            case type, label, uuid, version, needsRecovery = "needs_recovery"
+        }
 
         public func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
@@ -53,6 +61,7 @@ public struct DiskInspection: Sendable, Equatable, Codable {
             try c.encode(label, forKey: .label)
             try c.encode(uuid, forKey: .uuid)
             try c.encode(version, forKey: .version)
+            try c.encode(needsRecovery ?? false, forKey: .needsRecovery)
         }
     }
 

@@ -1,5 +1,6 @@
 import Archive
 import DiskImage
+import FileSystemExt4
 import FileSystems
 import Foundation
 import PartitionTable
@@ -25,6 +26,8 @@ public struct ExtractResult: Sendable {
     public var tarBytes: UInt64
     /// Entries skipped or written with a loss; the archive is complete otherwise.
     public var problems: [ArchiveProblem]
+    /// What journal replay did, for an ext3/ext4 filesystem that needed recovery (else nil).
+    public var journal: JournalReport? = nil
 }
 
 /// Where the archive goes and how it is written.
@@ -34,12 +37,18 @@ public struct ExtractOptions: Sendable {
     public var compression: Compression
     /// Compression threads.
     public var threads: Int
+    /// Replay the journal of an ext3/ext4 filesystem that needs recovery, as the kernel does
+    /// when it mounts it (default); false (`--no-replay`) reads the on-disk state.
+    public var replayJournal: Bool
+    /// Called now and then while the journal is replayed; never prints.
+    public var journalProgress: JournalReplayProgress?
 
     public init(output: String, compression: Compression = .defaultGzip,
-                threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
+                threads: Int = ProcessInfo.processInfo.activeProcessorCount, replayJournal: Bool = true) {
         self.output = output
         self.compression = compression
         self.threads = threads
+        self.replayJournal = replayJournal
     }
 }
 
@@ -85,11 +94,14 @@ extension Disk {
         return (try source.slice(offset: p.start, length: p.size, place: place), place.description)
     }
 
-    /// Opens the filesystem of one partition (see `partitionSource`), detected by magic.
-    public func openFileSystem(partition selector: String) throws -> (reader: any FileSystemReader, description: String) {
+    /// Opens the filesystem of one partition (see `partitionSource`), detected by magic; an
+    /// ext3/ext4 one that needs recovery with its journal replayed unless `replayJournal` is false.
+    public func openFileSystem(partition selector: String, replayJournal: Bool = true,
+                               journalProgress: JournalReplayProgress? = nil) throws -> (reader: any FileSystemReader, description: String) {
         let (slice, description) = try partitionSource(selector)
         do {
-            return (try FileSystemFormat.open(slice, name: description), description)
+            return (try FileSystemFormat.open(slice, name: description, replayJournal: replayJournal,
+                                              journalProgress: journalProgress), description)
         } catch let e as FWError {
             throw e.within(disk: path)
         }
@@ -100,7 +112,8 @@ extension Disk {
     /// Entries that cannot be archived (sockets, unreadable inodes) are skipped and returned in
     /// `problems`; errors that stop the archive throw.
     public func extract(partition selector: String, options: ExtractOptions) throws -> ExtractResult {
-        let (reader, description) = try openFileSystem(partition: selector)
+        let (reader, description) = try openFileSystem(partition: selector, replayJournal: options.replayJournal,
+                                                       journalProgress: options.journalProgress)
         let output = try OutputFile(path: options.output)
         do {
             let tar = TarWriter(sink: try options.compression.sink(over: output.sink, threads: options.threads))
@@ -109,7 +122,8 @@ extension Disk {
             try output.commit()
             return ExtractResult(partition: description, format: reader.formatName, members: report.members,
                                  files: report.files, hardlinks: report.hardlinks, contentBytes: report.contentBytes,
-                                 tarBytes: tar.bytesWritten, problems: report.problems)
+                                 tarBytes: tar.bytesWritten, problems: report.problems,
+                                 journal: (reader as? Ext4Reader)?.journal.map(JournalReport.init))
         } catch {
             output.abort()
             if let e = error as? FWError { throw e.within(disk: path) }

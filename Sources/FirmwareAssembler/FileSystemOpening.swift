@@ -49,17 +49,27 @@ public enum FileSystemFormat: String, Sendable, Equatable, CaseIterable {
     }
 
     /// Opens the right reader for the filesystem in `source` (detected by magic).
-    /// `name` is used in messages ("disk.img partition 3 (hassos-overlay)").
-    public static func open(_ source: any ByteSource, name: String) throws -> any FileSystemReader {
+    /// `name` is used in messages ("disk.img partition 3 (hassos-overlay)"). `replayJournal`: an
+    /// ext3/ext4 filesystem that needs recovery is read with its journal replayed (in memory),
+    /// as the kernel mounts it; false reads the on-disk state (`--no-replay`).
+    /// `journalProgress` is called now and then during a replay (`name`, blocks done, in all).
+    public static func open(_ source: any ByteSource, name: String, replayJournal: Bool = true,
+                            journalProgress: JournalReplayProgress? = nil) throws -> any FileSystemReader {
         guard let format = try detect(source) else {
             throw FWError(.unsupported, "no ext2/3/4, squashfs, EROFS or FAT filesystem found (unknown magic)", disk: name)
         }
-        return try open(source, as: format, name: name)
+        return try open(source, as: format, name: name, replayJournal: replayJournal, journalProgress: journalProgress)
     }
 
-    public static func open(_ source: any ByteSource, as format: FileSystemFormat, name: String) throws -> any FileSystemReader {
+    public static func open(_ source: any ByteSource, as format: FileSystemFormat, name: String,
+                            replayJournal: Bool = true, journalProgress: JournalReplayProgress? = nil) throws -> any FileSystemReader {
         switch format {
-        case .ext4: return try Ext4Reader(source: source, name: name)
+        case .ext4:
+            var progress: JournalProgress? = nil
+            if let journalProgress {
+                progress = { @Sendable done, total in journalProgress(name, done, total) }
+            }
+            return try Ext4Reader(source: source, name: name, replayJournal: replayJournal, journalProgress: progress)
         case .squashfs: return try SquashFSReader(source: source, name: name)
         case .erofs: return try EROFSReader(source: source, name: name)
         case .vfat: return try FATReader(source: source, name: name)

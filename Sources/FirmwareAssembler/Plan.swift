@@ -1,5 +1,6 @@
 import DiskImage
 import Foundation
+import FileSystemExt4
 import FileSystemFAT
 import FileSystems
 import MountPlan
@@ -21,9 +22,18 @@ final class PartitionFileSystems: PlanningDisk {
     private var readers: [Int: [(fat: FATMountOptions?, reader: (any FileSystemReader)?)]] = [:]
     /// Partitions that could not be opened, with the reason (reported once each).
     private(set) var openFailures: [Int: String] = [:]
+    /// Replay the journal of ext3/ext4 filesystems that need recovery (false: `--no-replay`).
+    let replayJournal: Bool
+    /// What journal replay did, by partition, for the filesystems that needed recovery.
+    private(set) var journals: [Int: (description: String, replay: JournalReplay)] = [:]
 
-    init(disk: Disk) throws {
+    /// Called during a journal replay (a progress line).
+    let journalProgress: JournalReplayProgress?
+
+    init(disk: Disk, replayJournal: Bool = true, journalProgress: JournalReplayProgress? = nil) throws {
         self.disk = disk
+        self.replayJournal = replayJournal
+        self.journalProgress = journalProgress
         self.inspection = try disk.inspect()
         self.partitions = inspection.partitions.filter { !$0.extended }.map { p in
             PlanPartition(index: p.index, name: p.name, partUUID: p.uuid, typeID: p.type, fsType: p.filesystem?.type,
@@ -46,7 +56,11 @@ final class PartitionFileSystems: PlanningDisk {
                 if let fat, try FileSystemFormat.detect(slice) == .vfat {
                     reader = try FATReader(source: slice, name: description, options: fat)
                 } else if try FileSystemFormat.detect(slice) != nil {
-                    reader = try FileSystemFormat.open(slice, name: description)
+                    reader = try FileSystemFormat.open(slice, name: description, replayJournal: replayJournal,
+                                                       journalProgress: journalProgress)
+                    if let ext4 = reader as? Ext4Reader, let journal = ext4.journal, journals[index] == nil {
+                        journals[index] = (description, journal)
+                    }
                 }
             } catch {
                 openFailures[index] = FWError(error).description
@@ -71,7 +85,8 @@ final class PartitionFileSystems: PlanningDisk {
             place.partition = (place.partition.map { $0 + " " } ?? "") + "at offset \(offset)"
             let inner = try slice.slice(offset: offset, length: slice.size - offset, place: place)
             if try FileSystemFormat.detect(inner) != nil {
-                reader = try FileSystemFormat.open(inner, name: inner.name)
+                reader = try FileSystemFormat.open(inner, name: inner.name, replayJournal: replayJournal,
+                                                   journalProgress: journalProgress)
             }
         }
         offsetReaders[key] = reader
@@ -99,7 +114,7 @@ extension Disk {
     /// Works out the mounts the booted device performs (docs/mount-plan.md): the root slot from
     /// bootloader state, fstab, enabled systemd mount units, in the order the kernel stacks them.
     public func plan(options: PlanOptions = PlanOptions()) throws -> Plan {
-        let partitions = try PartitionFileSystems(disk: self)
+        let partitions = try PartitionFileSystems(disk: self, replayJournal: options.replayJournal)
         return try plan(using: partitions, options: options)
     }
 

@@ -225,8 +225,12 @@ public struct Plan: Sendable, Equatable, Codable {
 public struct PlanOptions: Sendable {
     /// `--root N|NAME|LABEL`: overrides every other way of choosing the root.
     public var root: String?
+    /// Read ext3/ext4 filesystems that need recovery with their journal replayed, as the
+    /// kernel mounts them (default); false (`--no-replay`) reads the on-disk state.
+    public var replayJournal: Bool
 
-    public init(root: String? = nil) {
+    public init(root: String? = nil, replayJournal: Bool = true) {
         self.root = root
+        self.replayJournal = replayJournal
     }
 }

@@ -34,6 +34,8 @@ extension Fwassemble {
 
         @OptionGroup var rootOption: RootOption
 
+        @OptionGroup var replay: ReplayOption
+
         @Flag(help: "Leave device nodes out and list them in the report.")
         var noDevices = false
 
@@ -80,8 +82,10 @@ extension Fwassemble {
 
         func run() throws {
             let showProgress = !quiet && isatty(2) != 0
+            var plan = rootOption.planOptions
+            plan.replayJournal = replay.replayJournal
             var options = AssembleOptions(output: output, reportPath: report, compression: try archive.compression(default: .gzip),
-                                          noDevices: noDevices, plan: rootOption.planOptions)
+                                          noDevices: noDevices, plan: plan)
             if let threads = archive.threads { options.threads = threads }
             options.rehost = rehost
             options.hardlinks = hardlinks
@@ -90,6 +94,7 @@ extension Fwassemble {
             options.ext4.inodes = inodes
             options.ext4.uuid = uuid.flatMap(UUID.init(uuidString:))
             options.ext4.addTars = addTar
+            options.journalProgress = ReplayOption.progressLine(enabled: showProgress)
             if showProgress {
                 let start = Date()
                 options.progress = { p in
@@ -108,7 +113,7 @@ extension Fwassemble {
             do {
                 let disk = try imageOptions.disk(image)
                 if verbose {
-                    let plan = try disk.plan(options: rootOption.planOptions)
+                    let plan = try disk.plan(options: options.plan)
                     for m in plan.mounts {
                         Fwassemble.writeError("mount \(m.where): \(m.kind.rawValue) \(m.partition.map { "partition \($0)" } ?? m.what ?? "") (\(m.declaredBy))\n")
                     }

@@ -30,6 +30,8 @@ extension Fwassemble {
 
         @OptionGroup var archive: CompressionOptions
 
+        @OptionGroup var replay: ReplayOption
+
         @Flag(name: [.short, .long], help: "Print warnings only, no summary.")
         var quiet = false
 
@@ -42,8 +44,9 @@ extension Fwassemble {
         }
 
         func run() throws {
-            var options = ExtractOptions(output: output, compression: try chosenCompression())
+            var options = ExtractOptions(output: output, compression: try chosenCompression(), replayJournal: replay.replayJournal)
             if let threads = archive.threads { options.threads = threads }
+            options.journalProgress = ReplayOption.progressLine(enabled: !quiet && isatty(2) != 0)
             let result: ExtractResult
             do {
                 result = try imageOptions.disk(image).extract(partition: partition, options: options)
@@ -52,6 +55,14 @@ extension Fwassemble {
             }
             for problem in result.problems {
                 Fwassemble.writeError("fwassemble: warning: \(result.partition): \(problem)\n")
+            }
+            if let journal = result.journal {
+                for w in journal.warnings { Fwassemble.writeError("fwassemble: warning: \(result.partition): journal: \(w)\n") }
+                if !quiet {
+                    Fwassemble.writeError(journal.replayed
+                        ? "\(result.partition): needs recovery: journal replayed (\(journal.transactions) transactions, \(journal.blocks) blocks, \(journal.revoked) revoked, \(journal.orphans) orphans)\n"
+                        : "\(result.partition): needs recovery: journal not replayed\n")
+                }
             }
             if !quiet {
                 let target = output == "-" ? "standard output" : output

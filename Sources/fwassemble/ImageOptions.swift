@@ -38,3 +38,23 @@ struct RootOption: ParsableArguments {
 
     var planOptions: PlanOptions { PlanOptions(root: root) }
 }
+
+/// `--no-replay` (extract, assemble): read ext3/ext4 filesystems that need recovery as they are
+/// on disk instead of replaying their journal as the kernel does when it mounts them.
+struct ReplayOption: ParsableArguments {
+    @Flag(name: .customLong("no-replay"), help: "Do not replay the journal of ext3/ext4 filesystems that need recovery (snapshots of running devices): read the stale on-disk state.")
+    var noReplay = false
+
+    var replayJournal: Bool { !noReplay }
+
+    /// A progress line on a terminal while a big journal (over 4096 blocks) is replayed.
+    static func progressLine(enabled: Bool) -> JournalReplayProgress? {
+        guard enabled else { return nil }
+        return { partition, done, total in
+            guard total > 4096 else { return }
+            Fwassemble.writeError(done >= total
+                ? "\r" + String(repeating: " ", count: 100) + "\r"
+                : "\r\(partition): replaying the journal: \(done * 100 / max(total, 1))% of \(total) blocks   ")
+        }
+    }
+}

@@ -178,7 +178,7 @@ struct Ext4ReaderTests {
         }
     }
 
-    @Test("a journal that needs recovery is reported, not replayed")
+    @Test("needs_recovery over a clean journal (s_start 0): reported, nothing to replay, no warning")
     func needsRecovery() throws {
         let image = try FileSource(path: TestImages.path("fs-ext3.img"))
         // s_feature_incompat is at superblock offset 0x60; 0x4 is INCOMPAT_RECOVER. fs-ext3 has
@@ -188,7 +188,9 @@ struct Ext4ReaderTests {
         let dirty = Ext4PatchedSource(base: image, patches: [(1024 + 0x60, [incompat | 0x4])])
         let reader = try Ext4Reader(source: dirty, name: "dirty")
         #expect(reader.needsRecovery)
+        #expect(reader.journal == JournalReplay())
         #expect(!(try Ext4Images.open("fs-ext3.img")).needsRecovery)
+        #expect((try Ext4Images.open("fs-ext3.img")).journal == nil)
         let (entries, problems) = try Manifest.of(reader, readContents: false)
         #expect(problems.isEmpty)
         #expect(entries.count > 3000)

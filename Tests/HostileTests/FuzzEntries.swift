@@ -4,6 +4,7 @@
 import BoltDB
 import DiskImage
 import FileSystemEROFS
+import FileSystemExt4
 import FileSystemFAT
 import FileSystemSquashFS
 import FileSystemTar
@@ -13,7 +14,7 @@ import PartitionTable
 
 public enum FuzzEntries {
     /// Target names, as used for Fuzz/<name>.swift, .build-fuzz/<name> and Tests/Corpus/<name>/.
-    public static let targets = ["partition-table", "squashfs", "erofs", "fat", "fstab", "unit-file", "boot-environment", "bolt", "tar"]
+    public static let targets = ["partition-table", "squashfs", "erofs", "fat", "fstab", "unit-file", "boot-environment", "bolt", "tar", "jbd2"]
 
     /// Runs one input through the named target. Errors thrown by the parsers are the expected
     /// outcome for most inputs; a crash, a hang or an unbounded allocation is the bug.
@@ -31,6 +32,10 @@ public enum FuzzEntries {
             _ = UBootEnvironment.parseText(data)
         case "bolt": bolt(data)
         case "tar": fileSystem(data) { try TarReader(source: $0, name: "fuzz", ociWhiteouts: true) }
+        case "jbd2":
+            // The journal parser alone (scan, revoke and replay passes); a small memory limit so
+            // that the overlay's spill to a temporary file is exercised too.
+            _ = JournalParser.replay(journal: data, filesystemBlocks: 1 << 16, memoryLimit: 64 * 1024)
         default: break
         }
     }

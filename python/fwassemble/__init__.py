@@ -243,7 +243,7 @@ class Disk:
         ``out``: a path (written to a temporary file renamed into place on success; None for
         ``NAME.rootfs.tar.gz`` in the current directory), or an open file / file descriptor
         (written from its current position, not closed). Options as the CLI's flags:
-        ``compression`` ("gzip", "zstd", "none"), ``level``, ``threads``, ``no_devices``,
+        ``compression`` ("gzip", "zstd", "none"), ``level``, ``threads``, ``no_devices``, ``no_replay``,
         ``root``, ``report`` (the report file's path). ``progress(entries, content_bytes,
         planned_bytes, current_path)`` is called now and then; an exception it raises is
         re-raised once the archive is written.
