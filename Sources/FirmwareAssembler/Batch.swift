@@ -242,6 +242,9 @@ public enum Batch {
         } else {
             record.status = .failed
             record.error = message ?? "exit status \(outcome.exitCode ?? -1)"
+            if let limit = options.memoryLimit, let m = message, m.lowercased().contains("memory") {
+                record.error = m + " (memory limit \(limit >> 20) MiB)"
+            }
         }
         return record
     }

@@ -41,6 +41,7 @@ struct ChildProcess {
         var limit = rlimit(rlim_cur: rlim_t(memoryLimit ?? 0), rlim_max: rlim_t(memoryLimit ?? 0))
         let limitMemory = memoryLimit != nil
         let resource = __rlimit_resource_t(RLIMIT_AS.rawValue)
+        let execFailed = Array("fwassemble: cannot execute \(executable)\(memoryLimit.map { " within a memory limit of \($0 >> 20) MiB" } ?? "")\n".utf8)
         let start = Date()
 
         let pid = fork()
@@ -50,6 +51,7 @@ struct ChildProcess {
             _ = dup2(errFD, 2)
             if limitMemory { _ = setrlimit(resource, &limit) }
             _ = argv.withUnsafeBufferPointer { execv($0[0]!, $0.baseAddress!) }
+            _ = execFailed.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
             _exit(127)
         }
         guard pid > 0 else { throw FWError(.io, "cannot fork: \(String(cString: strerror(errno)))") }

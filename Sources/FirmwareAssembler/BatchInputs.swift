@@ -114,9 +114,17 @@ public enum BatchInputs {
         return files.sorted()
     }
 
+    /// `path` made absolute against `base` and normalised lexically ("." and ".." removed,
+    /// symlinks kept: the record names the disk as the user named it).
     static func absolute(_ path: String, base: String = FileManager.default.currentDirectoryPath) -> String {
         let joined = path.hasPrefix("/") ? path : base + "/" + path
-        return (joined as NSString).standardizingPath
+        var parts: [Substring] = []
+        for c in joined.split(separator: "/") {
+            if c == "." { continue }
+            if c == ".." { _ = parts.popLast(); continue }
+            parts.append(c)
+        }
+        return "/" + parts.joined(separator: "/")
     }
 
     static func canonical(_ path: String) -> String {

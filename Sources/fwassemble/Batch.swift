@@ -43,6 +43,9 @@ extension Fwassemble {
         @Option(name: .customLong("output-name"), help: ArgumentHelp("The archive's file name, for a batch of one disk (used by the Python batch driver).", visibility: .hidden))
         var outputName: String?
 
+        @Flag(help: "Print the disks the inputs name, each with its archive, as JSON lines on stdout, and stop.")
+        var list = false
+
         @OptionGroup var imageOptions: ImageOptions
 
         @OptionGroup var archive: CompressionOptions
@@ -107,6 +110,16 @@ extension Fwassemble {
             case .none: options.outputSuffix = ".rootfs.tar"
             case .zstd: options.outputSuffix = ".rootfs.tar.zst"
             case .gzip: options.outputSuffix = ".rootfs.tar.gz"
+            }
+            if list {
+                let names = outputName.map { [$0] } ?? FirmwareAssembler.Batch.outputNames(for: disks, suffix: options.outputSuffix)
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                for (disk, name) in zip(disks, names) {
+                    let line = try encoder.encode(["image": disk, "output_name": name])
+                    print(String(decoding: line, as: UTF8.self))
+                }
+                return
             }
             let showProgress = !quiet && isatty(2) != 0
             if showProgress { options.progress = { Self.draw($0) } }
