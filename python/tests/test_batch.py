@@ -345,13 +345,16 @@ def test_wheel_in_a_fresh_venv(exe, references, corpus, tmp_path):
                     str(REPO / "python")], check=True, capture_output=True)
     (wheel,) = dist.glob("fwassemble-*.whl")
     assert "-py3-none-linux_" in wheel.name
+    # Nothing of the checkout visible: no FWASSEMBLE_* variable, no PYTHONPATH (through which pip
+    # would also see the checkout's egg-info and call the wheel already installed).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FWASSEMBLE") and k != "PYTHONPATH"}
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-index", str(wheel)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-index", str(wheel)], check=True, env=env,
+                   cwd=str(tmp_path))
     root, expected = corpus
     image = str(root / "mender.img")
     out = tmp_path / "mender.tar.gz"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FWASSEMBLE") and k != "PYTHONPATH"}
     code = ("import fwassemble, sys; r = fwassemble.assemble(sys.argv[1], sys.argv[2]); "
             "print(fwassemble.library_path()); print(fwassemble.executable_path()); print(r['members'])")
     p = subprocess.run([str(venv / "bin" / "python"), "-c", code, image, str(out)], capture_output=True, text=True,
