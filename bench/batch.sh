@@ -53,18 +53,8 @@ for jobs in 1 2; do
 done
 for workers in 1 2; do
     # The cluster starts before the clock: its start-up is not part of the rate.
-    t=$(FWASSEMBLE_CLI=$bin "$py" - "$out/in" "$out/dask-$workers" "$workers" <<'PY'
-import sys, time
-from dask.distributed import Client
-import fwassemble.batch as b
-cluster = b.local_cluster(int(sys.argv[3]))
-client = Client(cluster)
-start = time.time()
-records = b.run([sys.argv[1]], sys.argv[2], client=client)
-print("%.2f" % (time.time() - start))
-client.close(); cluster.close()
-PY
-)
+    t=$(PYTHONPATH=$PWD/python${PYTHONPATH:+:$PYTHONPATH} FWASSEMBLE_CLI=$bin "$py" bench/batch_dask.py \
+        "$out/in" "$out/dask-$workers" "$workers" 2>/dev/null)
     check "$out/dask-$workers/results.jsonl"
     result[dask-$workers]="$t $(rate "$t")"
 done
