@@ -45,9 +45,14 @@ public enum BatchInputs {
             }
             if isFolder.boolValue {
                 for file in try filesUnder(path, excluded: excluded) where isDiskImage(path: file) { add(file) }
-            } else {
-                add(path)
+                return
             }
+            // A FIFO or character device would hang the hashing and the child: refused up front.
+            var st = stat()
+            guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG || st.st_mode & S_IFMT == S_IFBLK else {
+                throw FWError(.invalidArgument, "not a regular file or block device", disk: input)
+            }
+            add(path)
         }
         for input in inputs { try walk(input, base: FileManager.default.currentDirectoryPath, listDepth: 0) }
         return result
