@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Disks per minute of `fwassemble batch` (--jobs 1 and 2) and of fwassemble.batch on a Dask
 # LocalCluster (1 and 2 worker processes), on a corpus of small test disks: the 8 disks below,
-# each linked BENCH_COPIES times under its own name (so each copy is its own disk: hashed,
+# each copied BENCH_COPIES times under its own name (so each copy is its own disk: hashed,
 # assembled, written). The page cache is warmed first; each configuration runs once on a fresh
 # output folder. Appends a table to docs/benchmarks.md (BENCH_DOC=/dev/null to only print).
 #
@@ -22,7 +22,9 @@ rm -rf "$out"
 mkdir -p "$out/in"
 for c in $(seq 1 "$copies"); do
     for d in "${disks[@]}"; do
-        ln "$images/$d" "$out/in/c$c-$d" 2>/dev/null || cp "$images/$d" "$out/in/c$c-$d"
+        # Copies, not links: symlinks to one file are one disk, and hardlinks would reach into
+        # images/out (which may be another checkout's).
+        cp --reflink=auto --sparse=always "$images/$d" "$out/in/c$c-$d"
     done
 done
 n=$(( ${#disks[@]} * copies ))

@@ -134,7 +134,11 @@ extension Fwassemble {
             if showProgress { Fwassemble.writeError("\r\u{1B}[K") }
             let failed = result.records.filter { $0.status != .ok }
             if !quiet {
-                for r in failed { Fwassemble.writeError("\(r.status.rawValue): \(r.image): \(r.error ?? "")\n") }
+                for r in failed {
+                    // The child's message usually starts with the image already.
+                    let error = r.error ?? ""
+                    Fwassemble.writeError("\(r.status.rawValue): \(error.hasPrefix(r.image) ? error : "\(r.image): \(error)")\n")
+                }
                 Fwassemble.writeError("""
                     \(result.records.count) disks: \(result.records.count - failed.count) ok\
                     \(result.skipped > 0 ? " (\(result.skipped) already done)" : ""), \(failed.count) failed; \
