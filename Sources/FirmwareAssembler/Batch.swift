@@ -168,15 +168,23 @@ public enum Batch {
         let start = Date()
         let report = { @Sendable in options.progress?(state.progress(elapsed: Date().timeIntervalSince(start))) }
         report()
+        // One thread per job, each taking the next disk: the threads mostly wait for their child
+        // (DispatchQueue.concurrentPerform would cap the jobs at the number of cores).
         let queue = WorkQueue(work)
-        DispatchQueue.concurrentPerform(iterations: min(options.jobs, max(work.count, 1))) { _ in
-            while let i = queue.next() {
-                let record = runOne(disk: disks[i], output: outDir + "/" + names[i], options: options)
-                results.append(record)
-                state.finish(i, record, skipped: false)
-                report()
+        let group = DispatchGroup()
+        for _ in 0..<min(options.jobs, work.count) {
+            group.enter()
+            Thread.detachNewThread {
+                while let i = queue.next() {
+                    let record = runOne(disk: disks[i], output: outDir + "/" + names[i], options: options)
+                    results.append(record)
+                    state.finish(i, record, skipped: false)
+                    report()
+                }
+                group.leave()
             }
         }
+        group.wait()
         if let error = results.failure { throw error }
         return BatchResult(records: state.records.map { $0! }, skipped: state.skipped, resultsPath: resultsPath)
     }

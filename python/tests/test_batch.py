@@ -363,3 +363,20 @@ def test_wheel_in_a_fresh_venv(exe, references, corpus, tmp_path):
     assert str(venv) in lib and str(venv) in executable
     assert int(members) > 0
     assert sha256(out) == references[image]
+
+
+def test_cli_jobs_beyond_the_cores_run_at_once(exe, corpus, tmp_path):
+    """--jobs 4 on 2 cores: four disks that each need longer than --timeout 3 all run at once
+    (each child is waited for by its own thread), so the batch takes about 3 s, not 6 or 12."""
+    root, _ = corpus
+    disks = []
+    for i in range(4):
+        disks.append(tmp_path / ("slow%d.img" % i))
+        shutil.copy(root / "slow.img", disks[-1])
+    start = time.time()
+    p = subprocess.run([exe, "batch", *map(str, disks), "-o", str(tmp_path / "out"), "--jobs", "4", "--timeout", "3"],
+                       capture_output=True, text=True)
+    elapsed = time.time() - start
+    assert p.returncode == 1
+    assert [r["status"] for r in read_records(tmp_path / "out" / "results.jsonl")] == ["timeout"] * 4
+    assert elapsed < 5.5, elapsed
