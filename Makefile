@@ -12,7 +12,7 @@ SWIFT_FLAGS ?=
 BIN := .build/debug/fwassemble
 IMAGES := images/out
 
-.PHONY: all deps build release images demo test bench fuzz clean
+.PHONY: all deps build release native wheel venv images demo test bench bench-batch fuzz clean
 
 all: build
 
@@ -35,6 +35,39 @@ release: deps
 	swift build -c release $(SWIFT_FLAGS)
 	ln -sf libCFwassemble.so $$(swift build -c release $(SWIFT_FLAGS) --show-bin-path)/libfwassemble.so
 
+# The native parts the Python wheel carries (python/fwassemble/_native): the fwassemble executable
+# and libfwassemble.so, release builds with the Swift runtime linked statically, so they need only
+# the Debian C libraries (python/README.md). SwiftPM links only executables with
+# --static-swift-stdlib, so the library is linked again from the same objects with -static-stdlib.
+# Fails if either still needs a libswift*.so.
+NATIVE := python/fwassemble/_native
+NATIVE_FLAGS := -c release --static-swift-stdlib -Xlinker -L/opt/swift/usr/lib/swift_static/linux $(SWIFT_FLAGS)
+native: deps
+	swift build $(NATIVE_FLAGS) --product fwassemble
+	swift build $(NATIVE_FLAGS) --product CFwassemble
+	mkdir -p $(NATIVE)
+	bin=$$(swift build -c release $(SWIFT_FLAGS) --show-bin-path); \
+	swiftc -emit-library -static-stdlib -module-name CFwassemble -o $(NATIVE)/libfwassemble.so.tmp \
+		@$$bin/CFwassemble.product/Objects.LinkFileList -Xlinker --gc-sections 2>&1 | grep -v "use of .mktemp" || true; \
+	install -m 755 $$bin/fwassemble $(NATIVE)/fwassemble && mv $(NATIVE)/libfwassemble.so.tmp $(NATIVE)/libfwassemble.so
+	@if ldd $(NATIVE)/fwassemble $(NATIVE)/libfwassemble.so | grep libswift; then \
+		echo "$(NATIVE) still needs the Swift runtime libraries above" >&2; exit 1; fi
+
+# python/dist/fwassemble-*.whl: the Python module with the native parts inside (platform wheel).
+wheel: native venv
+	rm -rf python/build dist/fwassemble-*.whl
+	$(VENV)/bin/pip wheel -q --no-deps --no-build-isolation -w dist ./python
+	@ls dist/fwassemble-*.whl
+
+# The Python test environment (gitignored): pytest, dask.distributed, wheel/setuptools from PyPI,
+# installed once (again only when the stamp is missing).
+VENV := .venv-test
+venv: $(VENV)/.installed
+$(VENV)/.installed:
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q "dask[distributed]" pytest setuptools wheel
+	touch $@
+
 # Test disks: built by the recipes in images/, once per run (a recipe runs again only when it
 # or the shared tree changed).
 images: deps
@@ -46,16 +79,21 @@ demo: build
 	$(BIN) plan $(IMAGES)/sample.img
 	$(BIN) assemble $(IMAGES)/sample.img -o sample.rootfs.tar.gz
 
-test: build images
+test: build images native venv
 	@bash images/fetch-e2fsprogs.sh || echo "e2fsprogs >= 1.47.1 could not be fetched: the penguin-recipe tests skip"
 	swift test $(SWIFT_FLAGS)
-	FWASSEMBLE_LIB=$$(swift build $(SWIFT_FLAGS) --show-bin-path)/libfwassemble.so python3 -m pytest -q python/tests
+	FWASSEMBLE_LIB=$$(swift build $(SWIFT_FLAGS) --show-bin-path)/libfwassemble.so $(VENV)/bin/python -m pytest -q python/tests
 
 # Speed and memory (docs/benchmarks.md): builds a ~1.5 GB HAOS-style disk once (bench/out, never
 # committed), times fwassemble against the privileged kernel pipeline, appends the table.
-bench: release images
+bench: release images venv
 	BIN=$$(swift build -c release $(SWIFT_FLAGS) --show-bin-path)/fwassemble bash bench/run.sh
 	BIN=$$(swift build -c release $(SWIFT_FLAGS) --show-bin-path)/fwassemble bash bench/journal.sh
+
+# Disks per minute of `fwassemble batch` with --jobs 1 and 2, and of fwassemble.batch on a
+# LocalCluster of 1 and 2 workers, on small test disks (docs/benchmarks.md, docs/scale.md).
+bench-batch: native images venv
+	BIN=$(NATIVE)/fwassemble PYTHON=$(VENV)/bin/python bash bench/batch.sh
 
 # Fuzzing (docs/fuzzing.md): one libFuzzer binary per target in .build-fuzz, FUZZ_SECONDS each;
 # crashing inputs are copied to Tests/Corpus/<target>/, which make test replays.

@@ -177,3 +177,9 @@ MD
 fi
 echo "$report"
 echo "$report" >> "$DOC"
+
+# Batches (issue 17): disks per minute of `fwassemble batch --jobs 1/2` and of fwassemble.batch on
+# a LocalCluster of 1 and 2 workers, on small test disks (bench/batch.sh; BENCH_BATCH=0 skips it).
+if [ "${BENCH_BATCH:-1}" != 0 ]; then
+    BIN=$bin BENCH_DOC=$DOC bash bench/batch.sh
+fi

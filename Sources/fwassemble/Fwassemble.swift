@@ -22,6 +22,7 @@ struct Fwassemble: ParsableCommand {
             PlanCommand.self,
             Assemble.self,
             Docker.self,
+            Batch.self,
         ]
     )
 

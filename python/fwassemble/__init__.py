@@ -6,10 +6,15 @@ loaded with :mod:`ctypes`; there is nothing to compile here. See ``docs/library.
 The library is found, in this order:
 
 1. ``FWASSEMBLE_LIB``: the path of ``libfwassemble.so`` (or of a directory holding it);
-2. the repository's build directories, when this package is used from a checkout
+2. the copy inside this package (``fwassemble/_native/``), which a wheel built by ``make wheel``
+   or ``pip install ./python`` carries, with the ``fwassemble`` executable beside it;
+3. the repository's build directories, when this package is used from a checkout
    (``<repo>/.build/debug`` then ``<repo>/.build/release``, as ``libfwassemble.so`` or
    ``libCFwassemble.so``);
-3. the system's library path (``ctypes.util.find_library("fwassemble")``).
+4. the system's library path (``ctypes.util.find_library("fwassemble")``).
+
+:func:`executable_path` finds the ``fwassemble`` executable the same way (``FWASSEMBLE_CLI``,
+the package, the checkout, ``PATH``); :mod:`fwassemble.batch` runs it, one process per disk.
 
 Every call releases the GIL while the library works, so several disks can be processed from
 several threads at once; calls on one :class:`Disk` are serialized by a lock.
@@ -26,7 +31,7 @@ import threading
 from pathlib import Path
 
 __all__ = [
-    "Error", "LibraryNotFound", "Disk", "version", "inspect", "plan", "docker", "assemble", "export",
+    "Error", "LibraryNotFound", "Disk", "version", "library_path", "executable_path", "inspect", "plan", "docker", "assemble", "export",
     "IO", "NOT_FOUND", "CORRUPT", "UNSUPPORTED", "LIMIT_EXCEEDED", "INVALID_ARGUMENT", "NOT_AVAILABLE",
     "INTERNAL",
 ]
@@ -65,6 +70,8 @@ class LibraryNotFound(OSError):
 
 
 _NAMES = ("libfwassemble.so", "libCFwassemble.so")
+# The library and executable a wheel carries (python/setup.py copies them in).
+_NATIVE = Path(__file__).resolve().parent / "_native"
 _lib = None
 _lib_lock = threading.Lock()
 
@@ -79,10 +86,10 @@ def _candidates():
         if p.is_dir():
             return [p / n for n in _NAMES]
         return [p]
+    found = [_NATIVE / "libfwassemble.so"]
     repo = Path(__file__).resolve().parent.parent.parent
-    found = []
     if (repo / "Package.swift").exists():  # used from a checkout of the repository
-        found = [repo / ".build" / config / n for config in ("debug", "release") for n in _NAMES]
+        found += [repo / ".build" / config / n for config in ("debug", "release") for n in _NAMES]
     system = ctypes.util.find_library("fwassemble")
     if system:
         found.append(Path(system))
@@ -95,6 +102,24 @@ def library_path():
         if c.exists() or os.sep not in str(c):
             return str(c)
     return None
+
+
+def executable_path():
+    """The ``fwassemble`` executable: ``FWASSEMBLE_CLI``, else the one inside this package, else
+    the checkout's ``.build/debug`` / ``.build/release``, else ``fwassemble`` on ``PATH``; None
+    when there is none."""
+    env = os.environ.get("FWASSEMBLE_CLI")
+    if env:
+        return env
+    candidates = [_NATIVE / "fwassemble"]
+    repo = Path(__file__).resolve().parent.parent.parent
+    if (repo / "Package.swift").exists():
+        candidates += [repo / ".build" / config / "fwassemble" for config in ("debug", "release")]
+    for c in candidates:
+        if c.is_file() and os.access(str(c), os.X_OK):
+            return str(c)
+    import shutil
+    return shutil.which("fwassemble")
 
 
 def _load():

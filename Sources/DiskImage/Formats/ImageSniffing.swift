@@ -1,0 +1,122 @@
+import DiskImage
+
+/// What the first bytes of a file say about it, by the same magic numbers `openDiskImage`
+/// detects, without opening (or decompressing) the whole image: for finding the disk images in a
+/// folder of unknown files.
+public enum DiskImageSniff {
+    /// A virtual disk container ("qcow2", "vmdk", "vhdx", "vpc", "vdi"), possibly inside wrappers
+    /// ("xz+qcow2", "tar+vmdk").
+    case container(String)
+    /// Compressed or archived bytes whose first decoded bytes hold no container: `head` is the
+    /// start of the decoded content (at most `headLimit` bytes), for the caller to look for a
+    /// partition table or filesystem in; `format` names the wrappers ("gzip", "zip+xz").
+    case wrapped(format: String, head: MemorySource)
+    /// No container and no wrapper: a raw disk, a bare filesystem, or not an image at all.
+    case raw
+    /// A wrapper whose content cannot be decoded (damaged, unsupported) or is no disk.
+    case unreadable(String)
+}
+
+/// How many decoded bytes a wrapped file's head keeps: enough for an MBR, both GPT sector sizes
+/// and the superblocks of the filesystems fwassemble reads (btrfs's is at 64 KiB).
+public let diskImageSniffHeadLimit = 256 << 10
+
+/// Sniffs `source` (usually a `FileSource`): containers by magic, wrappers by decoding only their
+/// first bytes (at most 8 MiB of compressed input).
+public func sniffDiskImage(_ source: any ByteSource) -> DiskImageSniff {
+    sniff(source, depth: 0)
+}
+
+private func sniff(_ source: any ByteSource, depth: Int) -> DiskImageSniff {
+    guard depth <= 4, let head = try? source.prefix(at: 0, count: 1024) else { return .unreadable("unreadable") }
+    func has(_ magic: [UInt8], at offset: Int = 0) -> Bool {
+        head.count >= offset + magic.count && Array(head[offset..<(offset + magic.count)]) == magic
+    }
+    if has([0x51, 0x46, 0x49, 0xFB]) { return .container("qcow2") }
+    if has(Array("KDMV".utf8)) || has(Array("# Disk DescriptorFile".utf8)) || has(Array("# Disk Descriptor File".utf8)) {
+        return .container("vmdk")
+    }
+    if has(Array("vhdxfile".utf8)) { return .container("vhdx") }
+    if has([0x7F, 0x10, 0xDA, 0xBE], at: 0x40) { return .container("vdi") }
+    if has(Array("conectix".utf8)) { return .container("vpc") }
+    if source.size >= 512, source.size % 512 == 0,
+       (try? source.bytes(at: source.size - 512, count: 8)) == Array("conectix".utf8) {
+        return .container("vpc")
+    }
+
+    func decoded(_ wrapper: String, _ decoder: any StreamDecoder, _ input: any ByteSource) -> DiskImageSniff {
+        guard let bytes = decodeHead(input, decoder) else { return .unreadable("\(wrapper): cannot decode") }
+        let inner = MemorySource(bytes, name: source.name)
+        switch sniff(inner, depth: depth + 1) {
+        case .container(let f): return .container("\(wrapper)+\(f)")
+        case .wrapped(let f, let h): return .wrapped(format: "\(wrapper)+\(f)", head: h)
+        case .raw: return .wrapped(format: wrapper, head: inner)
+        case .unreadable(let why): return .unreadable("\(wrapper)+\(why)")
+        }
+    }
+    if has([0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]), let d = try? XZDecoder() { return decoded("xz", d, source) }
+    if has([0x1F, 0x8B]), let d = try? GzipDecoder() { return decoded("gzip", d, source) }
+    if has([0x28, 0xB5, 0x2F, 0xFD]), let d = try? ZstdDecoder() { return decoded("zstd", d, source) }
+    if has([0x50, 0x4B, 0x03, 0x04]) {
+        // The first local header: method (8), sizes, name and extra lengths (26, 28), then data.
+        let local = ByteCursor(head, context: "zip local header")
+        guard let method = try? local.u16le(at: 8), let csize = try? local.u32le(at: 18),
+              let nameLength = try? local.u16le(at: 26), let extraLength = try? local.u16le(at: 28) else {
+            return .unreadable("zip")
+        }
+        let offset = 30 + UInt64(nameLength) + UInt64(extraLength)
+        let length = csize == 0 || offset + UInt64(csize) > source.size ? source.size - min(offset, source.size) : UInt64(csize)
+        guard let data = try? source.slice(offset: offset, length: length) else { return .unreadable("zip") }
+        switch method {
+        case 0:
+            switch sniff(data, depth: depth + 1) {
+            case .container(let f): return .container("zip+\(f)")
+            case .wrapped(let f, let h): return .wrapped(format: "zip+\(f)", head: h)
+            case .raw:
+                guard let bytes = try? data.prefix(at: 0, count: diskImageSniffHeadLimit) else { return .unreadable("zip") }
+                return .wrapped(format: "zip", head: MemorySource(bytes, name: source.name))
+            case .unreadable(let why): return .unreadable("zip+\(why)")
+            }
+        case 8:
+            guard let d = try? GzipDecoder(raw: true) else { return .unreadable("zip") }
+            return decoded("zip", d, data)
+        default:
+            return .unreadable("zip: compression method \(method)")
+        }
+    }
+    if has(Array("ustar".utf8), at: 257) {
+        // An OVA: a tar holding a container. Any other tar (a rootfs archive) is not a disk.
+        guard let entries = try? CompressedWrappers.tarEntries(source) else { return .unreadable("tar") }
+        for entry in entries.prefix(64) {
+            if case .container(let f) = sniff(entry.data, depth: depth + 1) { return .container("tar+\(f)") }
+        }
+        return .unreadable("tar without a disk image")
+    }
+    return .raw
+}
+
+/// The first `diskImageSniffHeadLimit` decoded bytes of `input`, nil when the stream is damaged
+/// before that.
+private func decodeHead(_ input: any ByteSource, _ decoder: any StreamDecoder) -> [UInt8]? {
+    struct Enough: Error {}
+    var out: [UInt8] = []
+    let chunk = 64 << 10
+    var offset: UInt64 = 0
+    do {
+        while out.count < diskImageSniffHeadLimit, offset < input.size, offset < 8 << 20 {
+            let piece = try input.prefix(at: offset, count: chunk)
+            if piece.isEmpty { break }
+            offset += UInt64(piece.count)
+            try piece.withUnsafeBytes { raw in
+                try decoder.feed(raw) { decodedBytes in
+                    out += decodedBytes.prefix(diskImageSniffHeadLimit - out.count)
+                    if out.count >= diskImageSniffHeadLimit { throw Enough() }
+                }
+            }
+        }
+    } catch is Enough {
+    } catch {
+        return out.count >= 4096 ? out : nil
+    }
+    return out.isEmpty ? nil : out
+}

@@ -1,0 +1,168 @@
+import ArgumentParser
+import FirmwareAssembler
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+extension Fwassemble {
+    struct Batch: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Assemble many disks, each in its own process with its own time and memory limit.",
+            discussion: """
+                INPUTS are disk images, folders (searched recursively for disk images by content, \
+                not by name) and @LIST files (one input per line). Each disk runs `fwassemble \
+                assemble` in a child process, so a crash, hang or runaway disk fails that disk \
+                alone. One JSON line per disk goes to the results file as the disk ends (see \
+                docs/batch.md). Exit status: 0 every disk succeeded, 1 some failed, 2 usage.
+                """)
+
+        @Argument(help: "Disk images, folders and @LIST files.")
+        var inputs: [String]
+
+        @Option(name: [.short, .customLong("output")], help: ArgumentHelp("The folder the archives go to.", valueName: "dir"))
+        var outputDirectory: String
+
+        @Option(help: "Disks at once (default: the number of cores).")
+        var jobs: Int?
+
+        @Option(help: ArgumentHelp("Seconds a disk may take before its process is killed.", valueName: "seconds"))
+        var timeout: Double?
+
+        @Option(help: ArgumentHelp("Address space of a disk's process (RLIMIT_AS), in MiB.", valueName: "MiB"))
+        var memory: Int?
+
+        @Option(help: ArgumentHelp("The JSON-lines results (default: OUTDIR/results.jsonl).", valueName: "file.jsonl"))
+        var results: String?
+
+        @Flag(help: "Skip the disks the results file says are done and whose archive still has the recorded SHA-256.")
+        var resume = false
+
+        @Option(name: .customLong("output-name"), help: ArgumentHelp("The archive's file name, for a batch of one disk (used by the Python batch driver).", visibility: .hidden))
+        var outputName: String?
+
+        @Flag(help: "Print the disks the inputs name, each with its archive, as JSON lines on stdout, and stop.")
+        var list = false
+
+        @OptionGroup var imageOptions: ImageOptions
+
+        @OptionGroup var archive: CompressionOptions
+
+        @OptionGroup var rootOption: RootOption
+
+        @Flag(help: "Leave device nodes out and list them in the report.")
+        var noDevices = false
+
+        @Flag(help: "Mask the folded mount units and comment out the folded fstab lines (see assemble).")
+        var rehost = false
+
+        @Flag(help: "A disk with warnings counts as failed.")
+        var strict = false
+
+        @Flag(name: [.short, .long], help: "No progress bar and no summary.")
+        var quiet = false
+
+        func validate() throws {
+            try archive.validate(output: nil, default: .gzip)
+            if let jobs, jobs < 1 || jobs > 1024 { throw ValidationError("--jobs must be between 1 and 1024") }
+            if let timeout, !(timeout > 0) { throw ValidationError("--timeout must be more than 0 seconds") }
+            if let memory, memory < 1 || memory > (1 << 30) { throw ValidationError("--memory must be a positive number of MiB") }
+            if let outputName, outputName.contains("/") || outputName.isEmpty { throw ValidationError("--output-name must be a file name") }
+        }
+
+        /// The options every `assemble` gets, as its command line.
+        var assembleArguments: [String] {
+            var args: [String] = []
+            if let c = archive.compression { args += ["--compression", "\(c)"] }
+            if let l = archive.level { args += ["--level", "\(l)"] }
+            if let t = archive.threads { args += ["--threads", "\(t)"] }
+            if let r = rootOption.root { args += ["--root", r] }
+            if let b = imageOptions.backingDir { args += ["--backing-dir", b] }
+            if let s = imageOptions.snapshot { args += ["--snapshot", s] }
+            if noDevices { args.append("--no-devices") }
+            if rehost { args.append("--rehost") }
+            if strict { args.append("--strict") }
+            return args
+        }
+
+        func run() throws {
+            let disks: [String]
+            do {
+                disks = try BatchInputs.expand(inputs, excluding: [outputDirectory])
+            } catch {
+                throw ValidationError("\(error)")
+            }
+            guard !disks.isEmpty else { throw ValidationError("no disk images found in \(inputs.joined(separator: " "))") }
+            if outputName != nil, disks.count != 1 {
+                throw ValidationError("--output-name needs exactly one disk (found \(disks.count))")
+            }
+            var options = BatchOptions(outputDirectory: outputDirectory, executable: Self.executablePath())
+            options.jobs = jobs ?? ProcessInfo.processInfo.activeProcessorCount
+            options.timeout = timeout
+            options.memoryLimit = memory.map { UInt64($0) << 20 }
+            options.resultsPath = results
+            options.resume = resume
+            options.outputName = outputName
+            options.assembleArguments = assembleArguments
+            switch archive.compression ?? .gzip {
+            case .none: options.outputSuffix = ".rootfs.tar"
+            case .zstd: options.outputSuffix = ".rootfs.tar.zst"
+            case .gzip: options.outputSuffix = ".rootfs.tar.gz"
+            }
+            if list {
+                let names = outputName.map { [$0] } ?? FirmwareAssembler.Batch.outputNames(for: disks, suffix: options.outputSuffix)
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                for (disk, name) in zip(disks, names) {
+                    let line = try encoder.encode(["image": disk, "output_name": name])
+                    print(String(decoding: line, as: UTF8.self))
+                }
+                return
+            }
+            let showProgress = !quiet && isatty(2) != 0
+            if showProgress { options.progress = { Self.draw($0) } }
+
+            let result: BatchResult
+            do {
+                result = try FirmwareAssembler.Batch.run(disks: disks, options: options)
+            } catch {
+                if showProgress { Fwassemble.writeError("\n") }
+                Fwassemble.fail(error)
+            }
+            if showProgress { Fwassemble.writeError("\r\u{1B}[K") }
+            let failed = result.records.filter { $0.status != .ok }
+            if !quiet {
+                for r in failed {
+                    // The child's message usually starts with the image already.
+                    let error = r.error ?? ""
+                    Fwassemble.writeError("\(r.status.rawValue): \(error.hasPrefix(r.image) ? error : "\(r.image): \(error)")\n")
+                }
+                Fwassemble.writeError("""
+                    \(result.records.count) disks: \(result.records.count - failed.count) ok\
+                    \(result.skipped > 0 ? " (\(result.skipped) already done)" : ""), \(failed.count) failed; \
+                    results in \(result.resultsPath)
+
+                    """)
+            }
+            if !failed.isEmpty { throw ExitCode.failure }
+        }
+
+        /// This executable, which each disk runs as `fwassemble assemble`.
+        static func executablePath() -> String {
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+            if n > 0 { return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+            return CommandLine.arguments[0]
+        }
+
+        static func draw(_ p: BatchProgress) {
+            let width = 24
+            let filled = p.total > 0 ? p.done * width / p.total : width
+            let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+            let eta = p.eta.map { "ETA \(Int($0.rounded()))s" } ?? "ETA -"
+            Fwassemble.writeError("\r[\(bar)] \(p.done)/\(p.total) disks, \(p.failed) failed, \(Int(p.elapsed))s, \(eta)\u{1B}[K")
+        }
+    }
+}
