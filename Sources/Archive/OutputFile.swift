@@ -8,7 +8,9 @@ import Darwin
 import DiskImage
 
 /// The output of a command: a temporary file beside the target, renamed over it on success and
-/// removed on failure, or standard output for "-".
+/// removed on failure, or standard output for "-". A target that exists and is not a regular
+/// file (/dev/null, a FIFO, a block device) is written in place: renaming over it would replace
+/// the device node with a file.
 public final class OutputFile {
     /// The path the caller asked for ("-" for standard output).
     public let target: String
@@ -36,6 +38,17 @@ public final class OutputFile {
             return
         }
         guard !path.isEmpty else { throw FWError(.invalidArgument, "empty output path") }
+        var info = stat()
+        if stat(path, &info) == 0, info.st_mode & S_IFMT != S_IFREG {
+            guard info.st_mode & S_IFMT != S_IFDIR else { throw FWError(.invalidArgument, "output path \(path) is a directory") }
+            let fd = Glibc.open(path, O_WRONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw FWError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
+            descriptor = fd
+            temporaryPath = nil
+            isUnnamed = false
+            sink = FileDescriptorSink(descriptor: fd, name: path)
+            return
+        }
         let slash = path.lastIndex(of: "/")
         let directory = slash.map { String(path[...$0]) } ?? ""
         let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
@@ -80,7 +93,9 @@ public final class OutputFile {
             try linkUnnamed()
         }
         guard let tmp = temporaryPath else {
+            // Standard output, or a device or FIFO written in place.
             open = false
+            if descriptor != 1 { close(descriptor) }
             return
         }
         if !isUnnamed, fsync(descriptor) != 0 {

@@ -109,6 +109,12 @@ extension Disk {
         let geometry = Ext4ImageGeometry(blocks: blocks, inodes: inodes, uuid: identity.uuid, hashSeed: identity.seed,
                                          timestamp: UInt32(truncatingIfNeeded: max(rootTime, 0)))
 
+        // The image is built beside the output and renamed over it: an existing output that is not
+        // a regular file (/dev/null, a device) would be replaced, so it is refused.
+        var existing = stat()
+        if stat(output, &existing) == 0, existing.st_mode & S_IFMT != S_IFREG {
+            throw FWError(.invalidArgument, "output \(output) exists and is not a regular file; an ext4 image is written to a file")
+        }
         let directory = (output as NSString).deletingLastPathComponent
         let base = (output as NSString).lastPathComponent
         var template = Array(((directory.isEmpty ? "." : directory) + "/." + base + ".XXXXXX").utf8CString)

@@ -1,5 +1,8 @@
 import Archive
 import DiskImage
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Where `Disk.assemble(to:options:)` writes the compressed archive.
 ///
@@ -46,8 +49,11 @@ public enum AssembleDestination: Sendable, CustomStringConvertible {
     /// other than standard output, else nowhere.
     func reportPath(explicit: String?) -> String? {
         if let explicit { return explicit }
-        if case .path(let path) = self, path != "-" { return path + ".report.json" }
-        return nil
+        // Beside a file output; none for standard output or a device such as /dev/null.
+        guard case .path(let path) = self, path != "-" else { return nil }
+        var info = stat()
+        if stat(path, &info) == 0, info.st_mode & S_IFMT != S_IFREG { return nil }
+        return path + ".report.json"
     }
 }
 

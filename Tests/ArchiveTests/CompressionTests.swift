@@ -200,4 +200,48 @@ struct CompressionTests {
         #expect(try String(contentsOfFile: target, encoding: .utf8) == "done")
         #expect(throws: FWError.self) { try OutputFile(path: dir.appendingPathComponent("missing/x.tar").path) }
     }
+
+    /// An output that exists and is not a regular file (a copy of /dev/null made with mknod, a
+    /// FIFO) is written in place: renaming a temporary file over it would replace the device node
+    /// with a regular file (as root, `-o /dev/null` once did exactly that to the machine's).
+    @Test("Output file: a device or FIFO target is written in place, never replaced")
+    func outputFileDevice() throws {
+        let dir = try Scratch.directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let null = dir.appendingPathComponent("null").path
+        let fifo = dir.appendingPathComponent("fifo").path
+        try TestImages.run(["mkfifo", fifo])
+        var targets = [fifo]
+        if getuid() == 0 {
+            try TestImages.run(["mknod", "-m", "666", null, "c", "1", "3"])
+            targets.append(null)
+        }
+        for target in targets {
+            let reader = target == fifo ? try startReader(fifo) : nil
+            let out = try OutputFile(path: target)
+            #expect(out.temporaryPath == nil)
+            try out.sink.write(Array("archive bytes".utf8))
+            try out.commit()
+            if let reader {
+                // The reader ends once the writer closes the FIFO (it would wait forever if the
+                // FIFO had been replaced instead of written).
+                for _ in 0..<100 where reader.isRunning { usleep(100_000) }
+                #expect(!reader.isRunning, "nothing was written into the FIFO")
+                if reader.isRunning { reader.terminate() }
+            }
+            let kind = try FileManager.default.attributesOfItem(atPath: target)[.type] as? FileAttributeType
+            #expect(kind != .typeRegular, "\(target) was replaced by a regular file")
+            if target == null { #expect(kind == .typeCharacterSpecial) }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == (getuid() == 0 ? ["fifo", "null"] : ["fifo"]))
+        }
+    }
+
+    /// `cat FIFO > /dev/null` in the background, so that opening the FIFO for writing does not block.
+    private func startReader(_ fifo: String) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "cat \"$0\" > /dev/null", fifo]
+        try p.run()
+        return p
+    }
 }
