@@ -34,16 +34,7 @@ extension Fwassemble {
 
         @OptionGroup var rootOption: RootOption
 
-        @OptionGroup var replay: ReplayOption
-
-        @Flag(help: "Leave device nodes out and list them in the report.")
-        var noDevices = false
-
-        @Flag(help: "Also mask the folded .mount units and comment out the folded fstab lines, so the rehosted system does not try to mount partitions that are not there.")
-        var rehost = false
-
-        @Option(help: "How a file met again at another path is written: link (a tar link member, the default) or copy (a full regular file, as fw2tar writes it; a file met again through a bind mount stays a link).")
-        var hardlinks: HardlinkMode = .link
+        @OptionGroup var tree: TreeOptions
 
         @Option(help: "tar (the rootfs archive, default) or ext4 (an ext4 filesystem image; -o NAME.ext4, or NAME.qcow2 through qemu-img).")
         var format: AssembleFormat = .tar
@@ -73,7 +64,7 @@ extension Fwassemble {
             if format == .ext4 {
                 guard let output, output != "-" else { throw ValidationError("--format ext4 needs -o NAME.ext4 or NAME.qcow2") }
                 if uuid != nil, UUID(uuidString: uuid!) == nil { throw ValidationError("--uuid \(uuid!) is not a UUID") }
-                if hardlinks == .copy { throw ValidationError("--hardlinks copy applies to the archive; an ext4 image keeps hardlinks as shared inodes") }
+                if tree.hardlinks == .copy { throw ValidationError("--hardlinks copy applies to the archive; an ext4 image keeps hardlinks as shared inodes") }
                 return
             }
             if !addTar.isEmpty || inodes != nil || uuid != nil { throw ValidationError("--add-tar, --inodes and --uuid need --format ext4") }
@@ -83,12 +74,12 @@ extension Fwassemble {
         func run() throws {
             let showProgress = !quiet && isatty(2) != 0
             var plan = rootOption.planOptions
-            plan.replayJournal = replay.replayJournal
+            plan.replayJournal = tree.replay.replayJournal
             var options = AssembleOptions(output: output, reportPath: report, compression: try archive.compression(default: .gzip),
-                                          noDevices: noDevices, plan: plan)
+                                          noDevices: tree.noDevices, plan: plan)
             if let threads = archive.threads { options.threads = threads }
-            options.rehost = rehost
-            options.hardlinks = hardlinks
+            options.rehost = tree.rehost
+            options.hardlinks = tree.hardlinks
             options.format = format
             options.ext4.padding = padding << 20
             options.ext4.inodes = inodes

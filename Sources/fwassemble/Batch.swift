@@ -52,11 +52,7 @@ extension Fwassemble {
 
         @OptionGroup var rootOption: RootOption
 
-        @Flag(help: "Leave device nodes out and list them in the report.")
-        var noDevices = false
-
-        @Flag(help: "Mask the folded mount units and comment out the folded fstab lines (see assemble).")
-        var rehost = false
+        @OptionGroup var tree: TreeOptions
 
         @Flag(help: "A disk with warnings counts as failed.")
         var strict = false
@@ -81,8 +77,7 @@ extension Fwassemble {
             if let r = rootOption.root { args += ["--root", r] }
             if let b = imageOptions.backingDir { args += ["--backing-dir", b] }
             if let s = imageOptions.snapshot { args += ["--snapshot", s] }
-            if noDevices { args.append("--no-devices") }
-            if rehost { args.append("--rehost") }
+            args += tree.arguments
             if strict { args.append("--strict") }
             return args
         }

@@ -49,3 +49,28 @@ struct CompressionOptions: ParsableArguments {
 extension HardlinkMode: ExpressibleByArgument {}
 
 extension AssembleFormat: ExpressibleByArgument {}
+
+/// What the assembled tree holds and how it is read, shared by `assemble` and `batch` (which
+/// passes it on to each disk's `assemble`).
+struct TreeOptions: ParsableArguments {
+    @Flag(help: "Leave device nodes out and list them in the report.")
+    var noDevices = false
+
+    @Flag(help: "Also mask the folded .mount units and comment out the folded fstab lines, so the rehosted system does not try to mount partitions that are not there.")
+    var rehost = false
+
+    @Option(help: "How a file met again at another path is written: link (a tar link member, the default) or copy (a full regular file, as fw2tar writes it; a file met again through a bind mount stays a link).")
+    var hardlinks: HardlinkMode = .link
+
+    @OptionGroup var replay: ReplayOption
+
+    /// These options on an `assemble` command line.
+    var arguments: [String] {
+        var args: [String] = []
+        if noDevices { args.append("--no-devices") }
+        if rehost { args.append("--rehost") }
+        if hardlinks != .link { args += ["--hardlinks", hardlinks.rawValue] }
+        if replay.noReplay { args.append("--no-replay") }
+        return args
+    }
+}
