@@ -30,8 +30,10 @@ struct ChildProcess {
     func run() throws -> Outcome {
         let errFD = try Self.unnamedTemporaryFile()
         defer { close(errFD) }
-        let nullFD = open("/dev/null", O_RDWR | O_CLOEXEC)
-        guard nullFD >= 0 else { throw FWError(.io, "cannot open /dev/null: \(String(cString: strerror(errno)))") }
+        // The child reads nothing and writes nothing to standard output: /dev/null, or, where the
+        // machine has none (a container without /dev), an unlinked temporary file.
+        var nullFD = open("/dev/null", O_RDWR | O_CLOEXEC)
+        if nullFD < 0 { nullFD = try Self.unnamedTemporaryFile() }
         defer { close(nullFD) }
 
         // Everything the child touches is made before fork: after it, only async-signal-safe
