@@ -86,7 +86,7 @@ test: build images native venv
 
 # Speed and memory (docs/benchmarks.md): builds a ~1.5 GB HAOS-style disk once (bench/out, never
 # committed), times fwassemble against the privileged kernel pipeline, appends the table.
-bench: release images venv bench-batch
+bench: release images venv
 	BIN=$$(swift build -c release $(SWIFT_FLAGS) --show-bin-path)/fwassemble bash bench/run.sh
 	BIN=$$(swift build -c release $(SWIFT_FLAGS) --show-bin-path)/fwassemble bash bench/journal.sh
 
