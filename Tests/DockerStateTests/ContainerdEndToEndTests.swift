@@ -182,17 +182,10 @@ struct ContainerdEndToEndTests {
         #expect(!exported.contains { $0.type == "characterDevice" && $0.rdev == [0, 0] })
         #expect(!exported.contains { $0.path.contains(".wh.") })
         guard TestImages.canLoopMount("ext4"), TestImages.canLoopMount("overlay") else { return }
-        let data = dir.appendingPathComponent("data"), merged = dir.appendingPathComponent("merged")
-        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(at: merged, withIntermediateDirectories: true)
-        let offset = try DockerScratch.partitionOffset(path, partition)
-        try TestImages.run(["mount", "-t", "ext4", "-o", "loop,ro,offset=\(offset)", path, data.path])
-        defer { _ = try? TestImages.run(["umount", data.path]) }
-        let dirs = Array(try facts.snapshotDirectories(mounts, root: data.path + "/" + containerdRoot).dropFirst(drop))
-        #expect(result.layers == dirs.count)
-        try TestImages.run(["mount", "-t", "overlay", "overlay", "-o", "ro,lowerdir=\(dirs.joined(separator: ":"))", merged.path])
-        defer { _ = try? TestImages.run(["umount", merged.path]) }
-        let kernel = DockerScratch.withoutLoneLinks(try Manifest.ofDirectory(merged.path))
+        let (kernel, layerCount) = try DockerScratch.kernelOverlay(of: path, partition: partition, in: dir) { data in
+            Array(try facts.snapshotDirectories(mounts, root: data + "/" + containerdRoot).dropFirst(drop))
+        }
+        #expect(result.layers == layerCount)
         let diffs = Manifest.differences(expected: kernel, actual: exported)
         #expect(diffs.isEmpty, "\(diffs.joined(separator: "\n"))")
         #expect(kernel.count == exported.count)
@@ -218,16 +211,9 @@ struct ContainerdEndToEndTests {
         #expect(result.layers == 2)
         let exported = try DockerScratch.tarManifest(out).filter { $0.path != "." }
         guard TestImages.canLoopMount("ext4"), TestImages.canLoopMount("overlay") else { return }
-        let data = dir.appendingPathComponent("data"), merged = dir.appendingPathComponent("merged")
-        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(at: merged, withIntermediateDirectories: true)
-        let offset = try DockerScratch.partitionOffset(intact, 3)
-        try TestImages.run(["mount", "-t", "ext4", "-o", "loop,ro,offset=\(offset)", intact, data.path])
-        defer { _ = try? TestImages.run(["umount", data.path]) }
-        let dirs = Array(try facts.snapshotDirectories(mounts, root: data.path + "/docker/containerd/daemon").dropFirst(2))
-        try TestImages.run(["mount", "-t", "overlay", "overlay", "-o", "ro,lowerdir=\(dirs.joined(separator: ":"))", merged.path])
-        defer { _ = try? TestImages.run(["umount", merged.path]) }
-        let kernel = DockerScratch.withoutLoneLinks(try Manifest.ofDirectory(merged.path)).filter { $0.path != "." }
+        let kernel = try DockerScratch.kernelOverlay(of: intact, partition: 3, in: dir) { data in
+            Array(try facts.snapshotDirectories(mounts, root: data + "/docker/containerd/daemon").dropFirst(2))
+        }.manifest.filter { $0.path != "." }
         let diffs = Manifest.differences(expected: kernel, actual: exported)
         #expect(diffs.isEmpty, "\(diffs.joined(separator: "\n"))")
         #expect(kernel.count == exported.count)

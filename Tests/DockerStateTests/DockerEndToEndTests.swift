@@ -46,6 +46,25 @@ enum DockerScratch {
         }
     }
 
+    /// The kernel's read-only overlay mount of layer directories that live in partition
+    /// `partition` of `disk` (ext4, loop-mounted by offset in `dir`): `layers` gets the data
+    /// mount's path and returns the lower directories, top first. Returns the manifest of the
+    /// merged view (lone links removed, as `withoutLoneLinks`) and the number of layers;
+    /// unmounts both before returning.
+    static func kernelOverlay(of disk: String, partition: Int, in dir: URL,
+                              layers: (String) throws -> [String]) throws -> (manifest: [ManifestEntry], layers: Int) {
+        let data = dir.appendingPathComponent("data"), merged = dir.appendingPathComponent("merged")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: merged, withIntermediateDirectories: true)
+        let offset = try partitionOffset(disk, partition)
+        try TestImages.run(["mount", "-t", "ext4", "-o", "loop,ro,offset=\(offset)", disk, data.path])
+        defer { _ = try? TestImages.run(["umount", data.path]) }
+        let lowers = try layers(data.path)
+        try TestImages.run(["mount", "-t", "overlay", "overlay", "-o", "ro,lowerdir=\(lowers.joined(separator: ":"))", merged.path])
+        defer { _ = try? TestImages.run(["umount", merged.path]) }
+        return (withoutLoneLinks(try Manifest.ofDirectory(merged.path)), lowers.count)
+    }
+
     /// The byte offset of an MBR partition, from sfdisk's JSON.
     static func partitionOffset(_ disk: String, _ number: Int) throws -> UInt64 {
         let data = try TestImages.run(["sfdisk", "-J", disk])
@@ -134,30 +153,23 @@ struct DockerEndToEndTests {
         #expect(exported.contains { $0.path == ".dockerenv" || $0.path == "etc/hostname" })
 
         guard TestImages.canLoopMount("ext4"), TestImages.canLoopMount("overlay") else { return }
-        let data = dir.appendingPathComponent("data"), merged = dir.appendingPathComponent("merged")
-        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(at: merged, withIntermediateDirectories: true)
-        let offset = try DockerScratch.partitionOffset(path, partition)
-        try TestImages.run(["mount", "-t", "ext4", "-o", "loop,ro,offset=\(offset)", path, data.path])
-        defer { _ = try? TestImages.run(["umount", data.path]) }
-        let root = data.path + "/" + dataRoot
-        // The container id by name, from the configs as the kernel shows them.
-        var id: String?
-        for c in try FileManager.default.contentsOfDirectory(atPath: root + "/containers") {
-            let config = try JSONSerialization.jsonObject(with: try Data(contentsOf: URL(fileURLWithPath: root + "/containers/\(c)/config.v2.json")))
-            if (config as? [String: Any])?["Name"] as? String == "/" + name { id = c }
+        let (kernel, layerCount) = try DockerScratch.kernelOverlay(of: path, partition: partition, in: dir) { data in
+            let root = data + "/" + dataRoot
+            // The container id by name, from the configs as the kernel shows them.
+            var id: String?
+            for c in try FileManager.default.contentsOfDirectory(atPath: root + "/containers") {
+                let config = try JSONSerialization.jsonObject(with: try Data(contentsOf: URL(fileURLWithPath: root + "/containers/\(c)/config.v2.json")))
+                if (config as? [String: Any])?["Name"] as? String == "/" + name { id = c }
+            }
+            let container = try #require(id)
+            func read(_ p: String) throws -> String {
+                try String(contentsOfFile: root + "/" + p, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            let mountID = try read("image/overlay2/layerdb/mounts/\(container)/mount-id")
+            let lower = try read("overlay2/\(mountID)/lower").split(separator: ":").map { root + "/overlay2/" + $0 }
+            return [root + "/overlay2/\(mountID)/diff"] + lower
         }
-        let container = try #require(id)
-        func read(_ p: String) throws -> String {
-            try String(contentsOfFile: root + "/" + p, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        let mountID = try read("image/overlay2/layerdb/mounts/\(container)/mount-id")
-        let lower = try read("overlay2/\(mountID)/lower").split(separator: ":").map { root + "/overlay2/" + $0 }
-        let lowers = ([root + "/overlay2/\(mountID)/diff"] + lower).joined(separator: ":")
-        #expect(result.layers == lower.count + 1)
-        try TestImages.run(["mount", "-t", "overlay", "overlay", "-o", "ro,lowerdir=\(lowers)", merged.path])
-        defer { _ = try? TestImages.run(["umount", merged.path]) }
-        let kernel = DockerScratch.withoutLoneLinks(try Manifest.ofDirectory(merged.path))
+        #expect(result.layers == layerCount)
         let diffs = Manifest.differences(expected: kernel, actual: exported)
         #expect(diffs.isEmpty, "\(diffs.joined(separator: "\n"))")
         #expect(kernel.count == exported.count)
@@ -177,16 +189,10 @@ struct DockerEndToEndTests {
         #expect(result.layers == layers.count)
         #expect(!exported.contains { $0.path == ".dockerenv" })
         guard TestImages.canLoopMount("ext4"), TestImages.canLoopMount("overlay") else { return }
-        let data = dir.appendingPathComponent("data"), merged = dir.appendingPathComponent("merged")
-        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(at: merged, withIntermediateDirectories: true)
-        let offset = try DockerScratch.partitionOffset(path, 3)
-        try TestImages.run(["mount", "-t", "ext4", "-o", "loop,ro,offset=\(offset)", path, data.path])
-        defer { _ = try? TestImages.run(["umount", data.path]) }
-        let lowers = layers.map { data.path + "/docker/overlay2/\($0)/diff" }.joined(separator: ":")
-        try TestImages.run(["mount", "-t", "overlay", "overlay", "-o", "ro,lowerdir=\(lowers)", merged.path])
-        defer { _ = try? TestImages.run(["umount", merged.path]) }
-        let diffs = Manifest.differences(expected: DockerScratch.withoutLoneLinks(try Manifest.ofDirectory(merged.path)), actual: exported)
+        let (kernel, _) = try DockerScratch.kernelOverlay(of: path, partition: 3, in: dir) { data in
+            layers.map { data + "/docker/overlay2/\($0)/diff" }
+        }
+        let diffs = Manifest.differences(expected: kernel, actual: exported)
         #expect(diffs.isEmpty, "\(diffs.joined(separator: "\n"))")
     }
 

@@ -92,21 +92,15 @@ struct PodmanEndToEndTests {
         #expect(result.problems.isEmpty, "\(result.problems)")
         let exported = try DockerScratch.tarManifest(out)
         guard TestImages.canLoopMount("ext4"), TestImages.canLoopMount("overlay") else { return }
-        let data = dir.appendingPathComponent("data"), merged = dir.appendingPathComponent("merged")
-        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(at: merged, withIntermediateDirectories: true)
-        let offset = try DockerScratch.partitionOffset(path, 2)
-        try TestImages.run(["mount", "-t", "ext4", "-o", "loop,ro,offset=\(offset)", path, data.path])
-        defer { _ = try? TestImages.run(["umount", data.path]) }
-        let store = data.path + "/var/lib/containers/storage/overlay"
-        var lowers = [store + "/\(top)/diff"]
-        if let lower = try? String(contentsOfFile: store + "/\(top)/lower", encoding: .utf8) {
-            lowers += lower.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").map { store + "/" + $0 }
+        let (kernel, layerCount) = try DockerScratch.kernelOverlay(of: path, partition: 2, in: dir) { data in
+            let store = data + "/var/lib/containers/storage/overlay"
+            var lowers = [store + "/\(top)/diff"]
+            if let lower = try? String(contentsOfFile: store + "/\(top)/lower", encoding: .utf8) {
+                lowers += lower.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").map { store + "/" + $0 }
+            }
+            return lowers
         }
-        #expect(result.layers == lowers.count)
-        try TestImages.run(["mount", "-t", "overlay", "overlay", "-o", "ro,lowerdir=\(lowers.joined(separator: ":"))", merged.path])
-        defer { _ = try? TestImages.run(["umount", merged.path]) }
-        let kernel = DockerScratch.withoutLoneLinks(try Manifest.ofDirectory(merged.path))
+        #expect(result.layers == layerCount)
         let diffs = Manifest.differences(expected: kernel, actual: exported)
         #expect(diffs.isEmpty, "\(diffs.joined(separator: "\n"))")
         #expect(kernel.count == exported.count)
