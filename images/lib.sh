@@ -23,6 +23,38 @@ minimal_root() {
     printf 'testhost\n' > "$d/etc/hostname"
 }
 
+# boot_root_disk DISK LABEL_ID DISK_MB ROOT_MB ROOT_MKFS_OPTIONS [DATA_MB DATA_LABEL]: an MBR disk
+# laid out as the container-store test disks need it: p1 16 MiB FAT "BOOT" whose cmdline.txt names
+# p2 as the root, p2 ext4 "rootfs" of ROOT_MB from ./root (mkfs.ext4 with ROOT_MKFS_OPTIONS, a
+# string, may be empty), and with DATA_MB a p3 ext4 DATA_LABEL (256-byte inodes) from ./data.
+boot_root_disk() {
+    local disk=$1 id=$2 disk_mb=$3 root_mb=$4 root_opts=$5 data_mb=${6:-} data_label=${7:-}
+    local M=2048 root_end=$((17 + root_mb))
+    rm -f "$disk"; truncate -s "${disk_mb}M" "$disk"
+    {
+        printf 'label: dos\nlabel-id: 0x%s\nunit: sectors\n\n' "$id"
+        printf 'start=%d, size=%d, type=c\n' $((1*M)) $((16*M))
+        if [ -n "$data_mb" ]; then
+            printf 'start=%d, size=%d, type=83\nstart=%d, type=83\n' $((17*M)) $((root_mb*M)) $((root_end*M))
+        else
+            printf 'start=%d, type=83\n' $((17*M))
+        fi
+    } | sfdisk -q "$disk"
+    rm -f boot.img; truncate -s 16M boot.img; mkfs.vfat -n BOOT boot.img >/dev/null
+    printf 'console=ttyS0 root=PARTUUID=%s-02 rootfstype=ext4\n' "$id" > cmdline.txt
+    mcopy -i boot.img cmdline.txt ::/
+    put_fs "$disk" boot.img $((1*M))
+    rm -f rootfs.img; truncate -s "${root_mb}M" rootfs.img
+    # shellcheck disable=SC2086 # ROOT_MKFS_OPTIONS is a list of words
+    mkfs.ext4 -q -F -L rootfs $root_opts -d root rootfs.img
+    put_fs "$disk" rootfs.img $((17*M))
+    if [ -n "$data_mb" ]; then
+        rm -f data.img; truncate -s "${data_mb}M" data.img
+        mkfs.ext4 -q -F -L "$data_label" -I 256 -d data data.img
+        put_fs "$disk" data.img $((root_end*M))
+    fi
+}
+
 # haos_gpt_layout DISK DISK_SIZE BOOT KERNEL SYSTEM OVERLAY: a new DISK with HAOS's eight GPT
 # partitions (real names and partition UUIDs; bootstate 1M, data the rest), and the caller's
 # `local -A start size` arrays filled with each partition's first sector and sector count.

@@ -161,27 +161,7 @@ PY
     mkdir -p root/etc/docker root/mnt/data root/var/lib/docker
     printf '{\n  "data-root": "/mnt/data/docker",\n  "log-driver": "journald"\n}\n' > root/etc/docker/daemon.json
     printf 'PARTUUID=c0de0017-02 / ext4 defaults 0 1\nPARTUUID=c0de0017-03 /mnt/data ext4 defaults 0 2\n/mnt/data/docker /var/lib/docker none bind 0 0\n' > root/etc/fstab
-    rm -f "$disk"; truncate -s 128M "$disk"
-    local M=2048
-    sfdisk -q "$disk" <<SF
-label: dos
-label-id: 0xc0de0017
-unit: sectors
-
-start=$((1*M)), size=$((16*M)), type=c
-start=$((17*M)), size=$((24*M)), type=83
-start=$((41*M)), type=83
-SF
-    rm -f boot.img; truncate -s 16M boot.img; mkfs.vfat -n BOOT boot.img >/dev/null
-    printf 'console=ttyS0 root=PARTUUID=c0de0017-02 rootfstype=ext4\n' > cmdline.txt
-    mcopy -i boot.img cmdline.txt ::/
-    put_fs "$disk" boot.img $((1*M))
-    rm -f rootfs.img; truncate -s 24M rootfs.img
-    mkfs.ext4 -q -F -L rootfs -d root rootfs.img
-    put_fs "$disk" rootfs.img $((17*M))
-    rm -f data.img; truncate -s 86M data.img
-    mkfs.ext4 -q -F -L hassos-data -I 256 -d data data.img
-    put_fs "$disk" data.img $((41*M))
+    boot_root_disk "$disk" c0de0017 128 24 "" 86 hassos-data
 }
 make_containerd_disk containerd-root no
 make_containerd_disk containerd-root-broken yes
@@ -205,19 +185,4 @@ mkdir -p root/var/lib/rancher/k3s/agent
 cp -a "$R" root/var/lib/rancher/k3s/agent/containerd
 printf 'PARTUUID=c0de0018-02 / ext4 defaults 0 1\n' > root/etc/fstab
 disk="$OUT/containerd-k3s.img"
-rm -f "$disk"; truncate -s 64M "$disk"
-sfdisk -q "$disk" <<SF
-label: dos
-label-id: 0xc0de0018
-unit: sectors
-
-start=2048, size=$((16*2048)), type=c
-start=$((17*2048)), type=83
-SF
-rm -f boot.img; truncate -s 16M boot.img; mkfs.vfat -n BOOT boot.img >/dev/null
-printf 'console=ttyS0 root=PARTUUID=c0de0018-02 rootfstype=ext4\n' > cmdline.txt
-mcopy -i boot.img cmdline.txt ::/
-put_fs "$disk" boot.img 2048
-rm -f rootfs.img; truncate -s 46M rootfs.img
-mkfs.ext4 -q -F -L rootfs -I 256 -d root rootfs.img
-put_fs "$disk" rootfs.img $((17*2048))
+boot_root_disk "$disk" c0de0018 64 46 "-I 256"

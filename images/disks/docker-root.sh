@@ -161,27 +161,7 @@ PY
     mkdir -p root/etc/docker root/mnt/data root/var/lib/docker
     printf '{\n  "data-root": "/mnt/data/docker",\n  "log-driver": "journald"\n}\n' > root/etc/docker/daemon.json
     printf 'PARTUUID=d0c4e700-02 / ext4 defaults 0 1\nPARTUUID=d0c4e700-03 /mnt/data ext4 defaults 0 2\n/mnt/data/docker /var/lib/docker none bind 0 0\n' > root/etc/fstab
-    rm -f "$disk"; truncate -s 96M "$disk"
-    local M=2048
-    sfdisk -q "$disk" <<SF
-label: dos
-label-id: 0xd0c4e700
-unit: sectors
-
-start=$((1*M)), size=$((16*M)), type=c
-start=$((17*M)), size=$((24*M)), type=83
-start=$((41*M)), type=83
-SF
-    rm -f boot.img; truncate -s 16M boot.img; mkfs.vfat -n BOOT boot.img >/dev/null
-    printf 'console=ttyS0 root=PARTUUID=d0c4e700-02 rootfstype=ext4\n' > cmdline.txt
-    mcopy -i boot.img cmdline.txt ::/
-    put_fs "$disk" boot.img $((1*M))
-    rm -f rootfs.img; truncate -s 24M rootfs.img
-    mkfs.ext4 -q -F -L rootfs -d root rootfs.img
-    put_fs "$disk" rootfs.img $((17*M))
-    rm -f data.img; truncate -s 54M data.img
-    mkfs.ext4 -q -F -L data -I 256 -d data data.img
-    put_fs "$disk" data.img $((41*M))
+    boot_root_disk "$disk" d0c4e700 96 24 "" 54 data
 }
 
 make_docker_disk docker-root no

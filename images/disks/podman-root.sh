@@ -53,22 +53,7 @@ json.dump(cs, open(os.path.join(root, "overlay-containers/containers.json"), "w"
 PY
     fi
     printf 'PARTUUID=c0de0019-02 / ext4 defaults 0 1\n' > root/etc/fstab
-    rm -f "$disk"; truncate -s 64M "$disk"
-    sfdisk -q "$disk" <<SF
-label: dos
-label-id: 0xc0de0019
-unit: sectors
-
-start=2048, size=$((16*2048)), type=c
-start=$((17*2048)), type=83
-SF
-    rm -f boot.img; truncate -s 16M boot.img; mkfs.vfat -n BOOT boot.img >/dev/null
-    printf 'console=ttyS0 root=PARTUUID=c0de0019-02 rootfstype=ext4\n' > cmdline.txt
-    mcopy -i boot.img cmdline.txt ::/
-    put_fs "$disk" boot.img 2048
-    rm -f rootfs.img; truncate -s 46M rootfs.img
-    mkfs.ext4 -q -F -L rootfs -I 256 -d root rootfs.img
-    put_fs "$disk" rootfs.img $((17*2048))
+    boot_root_disk "$disk" c0de0019 64 46 "-I 256"
 }
 make_podman_disk podman-root no
 make_podman_disk podman-root-broken yes
