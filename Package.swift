@@ -68,7 +68,7 @@ let package = Package(
         // 8. The facade: everything the CLI does goes through it.
         .target(name: "FirmwareAssembler", dependencies: [
             "DiskImage", "DiskFormats", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
-            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Assembly", "Archive", "DockerState", "Ext4Image",
+            "FileSystemEROFS", "FileSystemFAT", "FileSystemTar", "MountPlan", "Assembly", "Archive", "DockerState", "Ext4Image",
         ]),
         // 9. The C ABI over the facade: @_cdecl functions, no Swift types cross it.
         .target(name: "CFwassemble", dependencies: ["FirmwareAssembler", "DiskImage"]),

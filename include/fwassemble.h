@@ -10,18 +10,27 @@
  *    fwa_error_free); on success *err is set to NULL.
  *  - Strings returned through `char **` are UTF-8, NUL-terminated, owned by the caller and freed
  *    with fwa_string_free. On failure they are set to NULL.
- *  - `options_json` may be NULL or "" for the defaults. Unknown keys are an error
- *    (FWA_ERR_INVALID_ARGUMENT), so a typo never goes unnoticed. Keys mirror the CLI flags:
- *      "compression": "gzip" | "zstd" | "none"   (assemble, export; default gzip)
+ *  - `options_json` may be NULL or "" for the defaults. It is the job's request: the CLI's long
+ *    options with `_` for `-` (docs/library.md lists every key for every job; the same JSON
+ *    that `fwassemble assemble --request -` reads). Unknown keys and values out of range are an
+ *    error (FWA_ERR_INVALID_ARGUMENT), so a typo never goes unnoticed. Among them:
+ *      "compression": "gzip" | "zstd" | "none"   (assemble, extract, export; default: from the
+ *                                                  output's suffix, else gzip)
  *      "level":       integer                    (gzip 1-12, default 6; zstd 1-19, default 3)
  *      "threads":     integer 1-256              (compression threads; default: the cores)
  *      "no_devices":  true | false               (assemble: leave device nodes out)
- *      "no_replay":   true | false               (assemble: do not replay the journal of ext3/ext4
- *                                                  filesystems that need recovery; read them as on disk)
- *      "root":        "5" | "hassos-system0" | label (plan, docker, assemble, export)
+ *      "no_replay":   true | false               (assemble, extract, export: do not replay the
+ *                                                  journal of ext3/ext4 filesystems that need recovery)
+ *      "root":        "5" | 5 | "hassos-system0" | label (plan, docker, assemble, export)
  *      "report":      "path.json"                (assemble: where the JSON report goes)
+ *      "rehost", "hardlinks" ("link"|"copy"), "strict", "format" ("tar"|"ext4"|"qcow2"),
+ *      "padding" (MiB), "inodes", "uuid", "add_tar" (list of paths)   (assemble)
  *      "data_root":   "/mnt/data/docker"         (export: which Docker data-root)
  *      "image":       true | false               (export: the reference is an image, not a container)
+ *      "backing_dir", "snapshot"                 (fwa_open2 only)
+ *  - Outputs are never an input: an out_path (or report) that is the disk image or one of its
+ *    backing files, by device and inode, fails with FWA_ERR_INVALID_ARGUMENT before anything is
+ *    written. A symlinked out_path writes its target; a device or FIFO is written in place.
  *  - Thread safety: calls on different fwa_disk handles may run concurrently on any threads.
  *    Calls on one handle must not overlap (serialize them yourself).
  *  - No function prints anything; progress goes to the callback.
@@ -45,7 +54,8 @@ enum {
     FWA_ERR_LIMIT_EXCEEDED = 5,   /* a safety limit (size, depth, count) was exceeded */
     FWA_ERR_INVALID_ARGUMENT = 6, /* a bad argument (NULL handle, bad options JSON, bad level) */
     FWA_ERR_NOT_AVAILABLE = 7,    /* the operation is not built into this library */
-    FWA_ERR_INTERNAL = 8          /* any other failure (the message says what) */
+    FWA_ERR_INTERNAL = 8,         /* any other failure (the message says what) */
+    FWA_ERR_CANCELLED = 9         /* stopped by fwa_cancel; nothing was left behind */
 };
 
 /* An open disk image. */
@@ -69,6 +79,10 @@ const char *fwa_version(void);
 /* Opens a disk image (raw file or block device) read-only. Free with fwa_close. */
 int fwa_open(const char *path, fwa_disk **disk, fwa_error **err);
 
+/* fwa_open with options: {"backing_dir": "...", "snapshot": "..."} (qcow2 backing files, an
+ * internal snapshot); NULL or "" for none. */
+int fwa_open2(const char *path, const char *options_json, fwa_disk **disk, fwa_error **err);
+
 /* Closes a disk (NULL is ignored). */
 void fwa_close(fwa_disk *disk);
 
@@ -86,8 +100,7 @@ int fwa_docker_json(fwa_disk *disk, const char *options_json, char **json, fwa_e
  * Writes the booted namespace as one archive to out_path ("-" for standard output; NULL for
  * NAME.rootfs.tar.gz in the current directory), through a temporary file renamed into place only
  * on success. The JSON report (as written to OUTPUT.report.json) is returned in *report_json when
- * report_json is not NULL. progress may be NULL. Options: compression, level, threads,
- * no_devices, no_replay, root, report.
+ * report_json is not NULL. progress may be NULL. Options: every assemble option (the CLI's).
  */
 int fwa_assemble(fwa_disk *disk, const char *out_path, const char *options_json,
                  fwa_progress_fn progress, void *user_data, char **report_json, fwa_error **err);
@@ -109,6 +122,21 @@ int fwa_assemble_fd(fwa_disk *disk, int fd, const char *options_json,
  */
 int fwa_export_container(fwa_disk *disk, const char *container, const char *out_path,
                          const char *options_json, char **result_json, fwa_error **err);
+
+/*
+ * Writes one partition's filesystem (by number, GPT name or label) as an archive to out_path
+ * ("-" for standard output). *result_json (if not NULL) receives {"partition", "format",
+ * "members", "files", "hardlinks", "content_bytes", "tar_bytes", "problems", "journal"}.
+ * Options: compression, level, threads, no_replay, strict.
+ */
+int fwa_extract(fwa_disk *disk, const char *partition, const char *out_path, const char *options_json,
+                char **result_json, fwa_error **err);
+
+/*
+ * Stops the job running on `disk` (from any thread, e.g. a signal handler's thread or a progress
+ * callback): it returns FWA_ERR_CANCELLED within about a second and leaves no output behind.
+ */
+void fwa_cancel(fwa_disk *disk);
 
 /* Frees a string returned by this library (NULL is ignored). */
 void fwa_string_free(char *string);

@@ -1,12 +1,8 @@
 import DiskImage
 import FileSystems
 
-/// A walk the archive loop can take: entries in walk order, and the problems met so far.
-public protocol ArchivableWalk: IteratorProtocol where Element == WalkEntry {
-    var problems: [WalkProblem] { get }
-}
-
-extension TreeWalk: ArchivableWalk {}
+/// A walk the archive loop takes (`EntryWalk`: TreeWalk, RehostWalk).
+public typealias ArchivableWalk = EntryWalk
 
 /// What archiving a walk wrote and what it could not: the one set of counters of `extract`,
 /// `assemble` and the Docker exports.

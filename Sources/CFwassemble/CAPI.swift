@@ -32,6 +32,19 @@ public func fwa_open(_ path: UnsafePointer<CChar>?, _ diskOut: UnsafeMutablePoin
     }
 }
 
+@_cdecl("fwa_open2")
+public func fwa_open2(_ path: UnsafePointer<CChar>?, _ options: UnsafePointer<CChar>?, _ diskOut: UnsafeMutablePointer<OpaquePointer?>?,
+                      _ err: ErrorOut?) -> Int32 {
+    diskOut?.pointee = nil
+    return call(err) {
+        guard let diskOut else { throw CallError(.invalidArgument, "fwa_open2: the disk out-parameter is NULL") }
+        var source = try SourceRequest.decode(try jsonBytes(options))
+        source.disk = try string(path, "path")
+        let disk = try source.open()
+        diskOut.pointee = OpaquePointer(Unmanaged.passRetained(disk).toOpaque())
+    }
+}
+
 @_cdecl("fwa_close")
 public func fwa_close(_ handle: OpaquePointer?) {
     guard let handle else { return }
@@ -52,7 +65,7 @@ public func fwa_plan_json(_ handle: OpaquePointer?, _ options: UnsafePointer<CCh
     json?.pointee = nil
     return call(err) {
         guard let json else { throw CallError(.invalidArgument, "fwa_plan_json: the json out-parameter is NULL") }
-        let o = try CallOptions.parse(options, for: "fwa_plan_json", allowed: [.root])
+        let o = try CallOptions.parse(options, for: "fwa_plan_json")
         give(try disk(handle).plan(options: o.planOptions).json(), to: json)
     }
 }
@@ -62,22 +75,34 @@ public func fwa_docker_json(_ handle: OpaquePointer?, _ options: UnsafePointer<C
     json?.pointee = nil
     return call(err) {
         guard let json else { throw CallError(.invalidArgument, "fwa_docker_json: the json out-parameter is NULL") }
-        let o = try CallOptions.parse(options, for: "fwa_docker_json", allowed: [.root])
+        let o = try CallOptions.parse(options, for: "fwa_docker_json")
         give(try dockerJSON(try disk(handle), options: o), to: json)
     }
 }
 
-/// The options of both assemble calls.
-private func assembleOptions(_ json: UnsafePointer<CChar>?, for function: String, progress: ProgressFunction?,
-                             userData: UnsafeMutableRawPointer?) throws -> AssembleOptions {
-    let o = try CallOptions.parse(json, for: function, allowed: [.compression, .level, .threads, .noDevices, .noReplay, .root, .report])
-    var options = AssembleOptions(reportPath: o.report, compression: try o.archiveCompression(),
-                                  threads: try o.compressionThreads(), noDevices: o.noDevices ?? false, plan: o.planOptions)
+/// The request of both assemble calls: the options JSON is an `AssembleRequest` (every CLI
+/// option; the disk is the handle's), `out_path` its output.
+private func assembleRequest(_ json: UnsafePointer<CChar>?, output: String?, function: String) throws -> AssembleRequest {
+    var request = try AssembleRequest.decode(try jsonBytes(json))
+    try refuseSourceKeys(request.source, function: function)
+    if let output {
+        if let given = request.output.output, given != output {
+            throw CallError(.invalidArgument, "\(function): out_path \(output) and the \"output\" option \(given) differ")
+        }
+        request.output.output = output
+    }
+    return request
+}
+
+/// The hooks of a long call: progress to the C callback, the handle's cancellation (`fwa_cancel`).
+private func hooks(_ d: Disk, progress: ProgressFunction?, userData: UnsafeMutableRawPointer?) -> JobHooks {
+    d.cancellation.reset()
+    var hooks = JobHooks(cancellation: d.cancellation)
     if let progress {
         let target = ProgressTarget(function: progress, userData: userData)
-        options.progress = { target.report($0) }
+        hooks.progress = { target.report($0) }
     }
-    return options
+    return hooks
 }
 
 @_cdecl("fwa_assemble")
@@ -87,9 +112,8 @@ public func fwa_assemble(_ handle: OpaquePointer?, _ outPath: UnsafePointer<CCha
     reportJSON?.pointee = nil
     return call(err) {
         let d = try disk(handle)
-        let output = try outPath.map { try string($0, "out_path") } ?? Disk.defaultOutputName(for: d.path)
-        let o = try assembleOptions(options, for: "fwa_assemble", progress: progress, userData: userData)
-        let report = try d.assemble(to: .path(output), options: o)
+        let request = try assembleRequest(options, output: try outPath.map { try string($0, "out_path") }, function: "fwa_assemble")
+        let report = try d.assemble(request, hooks: hooks(d, progress: progress, userData: userData))
         if let reportJSON { give(try report.json(), to: reportJSON) }
     }
 }
@@ -101,9 +125,24 @@ public func fwa_assemble_fd(_ handle: OpaquePointer?, _ fd: Int32, _ options: Un
     reportJSON?.pointee = nil
     return call(err) {
         let d = try disk(handle)
-        let o = try assembleOptions(options, for: "fwa_assemble_fd", progress: progress, userData: userData)
-        let report = try d.assemble(to: .fileDescriptor(fd), options: o)
+        let request = try assembleRequest(options, output: nil, function: "fwa_assemble_fd")
+        let report = try d.assemble(to: .fileDescriptor(fd), request, hooks: hooks(d, progress: progress, userData: userData))
         if let reportJSON { give(try report.json(), to: reportJSON) }
+    }
+}
+
+@_cdecl("fwa_extract")
+public func fwa_extract(_ handle: OpaquePointer?, _ partition: UnsafePointer<CChar>?, _ outPath: UnsafePointer<CChar>?,
+                        _ options: UnsafePointer<CChar>?, _ resultJSON: CStringOut?, _ err: ErrorOut?) -> Int32 {
+    resultJSON?.pointee = nil
+    return call(err) {
+        let d = try disk(handle)
+        var request = try ExtractRequest.decode(try jsonBytes(options))
+        try refuseSourceKeys(request.source, function: "fwa_extract")
+        request.partition = try string(partition, "partition")
+        request.output.output = try string(outPath, "out_path")
+        let result = try d.extract(request, hooks: hooks(d, progress: nil, userData: nil))
+        if let resultJSON { give(try result.json(), to: resultJSON) }
     }
 }
 
@@ -115,11 +154,16 @@ public func fwa_export_container(_ handle: OpaquePointer?, _ container: UnsafePo
         let d = try disk(handle)
         let reference = try string(container, "container")
         let output = try string(outPath, "out_path")
-        let o = try CallOptions.parse(options, for: "fwa_export_container",
-                                      allowed: [.compression, .level, .threads, .root, .dataRoot, .image])
-        let result = try exportContainer(d, reference: reference, output: output, options: o)
+        let result = try exportContainer(d, reference: reference, output: output, options: try jsonBytes(options),
+                                         hooks: hooks(d, progress: nil, userData: nil))
         if let resultJSON { give(result, to: resultJSON) }
     }
+}
+
+@_cdecl("fwa_cancel")
+public func fwa_cancel(_ handle: OpaquePointer?) {
+    guard let handle else { return }
+    Unmanaged<Disk>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue().cancellation.cancel()
 }
 
 @_cdecl("fwa_string_free")

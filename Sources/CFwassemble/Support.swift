@@ -15,7 +15,7 @@ import Foundation
 /// The FWA_ERR_* codes of the header, and their stable names.
 enum Status: Int32, CaseIterable {
     case ok = 0, io = 1, notFound = 2, corrupt = 3, unsupported = 4, limitExceeded = 5
-    case invalidArgument = 6, notAvailable = 7, `internal` = 8
+    case invalidArgument = 6, notAvailable = 7, `internal` = 8, cancelled = 9
 
     var name: String {
         switch self {
@@ -28,6 +28,7 @@ enum Status: Int32, CaseIterable {
         case .invalidArgument: return "invalid_argument"
         case .notAvailable: return "not_available"
         case .internal: return "internal"
+        case .cancelled: return "cancelled"
         }
     }
 
@@ -41,6 +42,7 @@ enum Status: Int32, CaseIterable {
         case "unsupported": self = .unsupported
         case "limitExceeded": self = .limitExceeded
         case "invalidArgument": self = .invalidArgument
+        case "cancelled": self = .cancelled
         default: self = .internal
         }
     }
@@ -127,66 +129,35 @@ func disk(_ handle: OpaquePointer?) throws -> Disk {
     return Unmanaged<Disk>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue()
 }
 
-/// The options JSON (header comment): every key optional, unknown keys rejected per call.
+/// The options of the calls that only plan (fwa_plan_json, fwa_docker_json): "root".
 struct CallOptions: Decodable {
-    var compression: String?
-    var level: Int?
-    var threads: Int?
-    var noDevices: Bool?
-    var noReplay: Bool?
     var root: String?
-    var report: String?
-    var dataRoot: String?
-    var image: Bool?
 
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case compression, level, threads, noDevices = "no_devices", noReplay = "no_replay", root, report, dataRoot = "data_root", image
-    }
-
-    /// Parses `json` (NULL or empty: no options) for the call `function`, which accepts `allowed`.
-    static func parse(_ json: UnsafePointer<CChar>?, for function: String, allowed: [CodingKeys]) throws -> CallOptions {
-        guard let json, json.pointee != 0 else { return CallOptions() }
-        let text = try string(json, "options_json")
-        let data = Data(text.utf8)
-        guard let object = try? JSONSerialization.jsonObject(with: data), let keys = (object as? [String: Any])?.keys else {
-            throw CallError(.invalidArgument, "\(function): options_json is not a JSON object: \(text)")
+    /// Parses `json` (NULL or empty: no options) for `function`; unknown keys are refused.
+    static func parse(_ json: UnsafePointer<CChar>?, for function: String) throws -> CallOptions {
+        var request = try AssembleRequest.decode(try jsonBytes(json))
+        let root = request.root
+        request.root = nil
+        guard request == AssembleRequest() else {
+            throw CallError(.invalidArgument, "\(function): the only option is \"root\"")
         }
-        let names = allowed.map(\.rawValue)
-        for key in keys.sorted() where !names.contains(key) {
-            throw CallError(.invalidArgument, "\(function): unknown option \(key.debugDescription) (allowed: \(names.joined(separator: ", ")))")
-        }
-        do {
-            return try JSONDecoder().decode(CallOptions.self, from: data)
-        } catch let DecodingError.typeMismatch(type, context), let DecodingError.valueNotFound(type, context) {
-            let key = context.codingPath.last?.stringValue ?? "?"
-            throw CallError(.invalidArgument, "\(function): option \(key.debugDescription) must be \(describe(type))")
-        } catch {
-            throw CallError(.invalidArgument, "\(function): bad options_json: \(error)")
-        }
+        return CallOptions(root: root)
     }
 
-    private static func describe(_ type: Any.Type) -> String {
-        if type == Int.self { return "an integer" }
-        if type == Bool.self { return "true or false" }
-        if type == String.self { return "a string" }
-        return "\(type)"
+    var planOptions: PlanOptions { PlanOptions(root: root) }
+}
+
+/// The bytes of an options JSON string (NULL: none, read as {}).
+func jsonBytes(_ json: UnsafePointer<CChar>?) throws -> [UInt8] {
+    guard let json else { return [] }
+    return Array(try string(json, "options_json").utf8)
+}
+
+/// A job's options name no disk: the handle is the disk (backing_dir and snapshot go to fwa_open2).
+func refuseSourceKeys(_ source: SourceRequest, function: String) throws {
+    if source.disk != nil || source.backingDir != nil || source.snapshot != nil {
+        throw CallError(.invalidArgument, "\(function): \"disk\", \"backing_dir\" and \"snapshot\" are given to fwa_open2, not to a job on an open disk")
     }
-
-    init() {}
-
-    /// The archive compression (gzip unless told otherwise).
-    func archiveCompression() throws -> Compression {
-        try Compression(name: compression ?? "gzip", level: level)
-    }
-
-    /// Compression threads: the option (1-256) or the number of cores.
-    func compressionThreads() throws -> Int {
-        guard let threads else { return ProcessInfo.processInfo.activeProcessorCount }
-        guard (1...256).contains(threads) else { throw CallError(.invalidArgument, "threads must be between 1 and 256 (got \(threads))") }
-        return threads
-    }
-
-    var planOptions: PlanOptions { PlanOptions(root: root, replayJournal: !(noReplay ?? false)) }
 }
 
 /// The progress callback and its user data, carried into the (Sendable) progress closure. The

@@ -9,7 +9,7 @@ public struct FWError: Error, Sendable, CustomStringConvertible, Equatable {
     /// that a new code can be added without breaking a client that switches over the old ones.
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         private enum Kind: String {
-            case io, notFound, corrupt, unsupported, limitExceeded, invalidArgument
+            case io, notFound, corrupt, unsupported, limitExceeded, invalidArgument, cancelled
         }
 
         private let kind: Kind
@@ -28,9 +28,11 @@ public struct FWError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let limitExceeded = Code(.limitExceeded)
         /// A bad argument from the caller.
         public static let invalidArgument = Code(.invalidArgument)
+        /// The job was stopped by its caller (a signal, Ctrl-C in Python, `Cancellation.cancel`).
+        public static let cancelled = Code(.cancelled)
 
         /// The stable name: "io", "notFound", "corrupt", "unsupported", "limitExceeded",
-        /// "invalidArgument" (the C ABI maps it to its FWA_ERR_* numbers).
+        /// "invalidArgument", "cancelled" (the C ABI maps it to its FWA_ERR_* numbers).
         public var name: String { kind.rawValue }
         /// The same as `name` (the raw value of the enum this type replaced).
         public var rawValue: String { kind.rawValue }

@@ -169,3 +169,11 @@ public struct TreeWalk: Sequence, IteratorProtocol {
         problems.append(WalkProblem(path: display, error: fw))
     }
 }
+
+/// A walk of entries in archive order with the problems met so far: `TreeWalk`, or a walk built
+/// on one (`--rehost`'s). The output loops (the tar `Archiver`, the ext4 writer) take any.
+public protocol EntryWalk: IteratorProtocol where Element == WalkEntry {
+    var problems: [WalkProblem] { get }
+}
+
+extension TreeWalk: EntryWalk {}

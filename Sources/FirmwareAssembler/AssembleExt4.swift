@@ -1,28 +1,16 @@
 import Archive
 import DiskImage
+import DiskFormats
 import Ext4Image
 import FileSystemTar
 import FileSystems
 import Foundation
 import MountPlan
 
-/// What `assemble` writes: the archive (the default) or an ext4 filesystem image.
+/// What `assemble` writes: the archive (the default), an ext4 filesystem image, or that image
+/// in a qcow2 container (through qemu-img).
 public enum AssembleFormat: String, Sendable, CaseIterable {
-    case tar, ext4
-}
-
-/// `--format ext4` options (docs/rehosting.md).
-public struct Ext4ImageOptions: Sendable {
-    /// Free space added to the content, as penguin's 4 GiB padding.
-    public var padding: UInt64 = 4 << 30
-    /// Inode count; nil: penguin's formula.
-    public var inodes: UInt32?
-    /// Filesystem UUID (and hash seed); nil: derived from the disk.
-    public var uuid: UUID?
-    /// Tars whose members are written on top, in order (penguin's igloo files).
-    public var addTars: [String] = []
-
-    public init() {}
+    case tar, ext4, qcow2
 }
 
 /// With `--format ext4`: what the image is.
@@ -68,21 +56,80 @@ extension Disk {
         return (uuid, Array(out[16..<32]))
     }
 
-    /// `assemble --format ext4`: the booted namespace (the same walk as the archive) written
-    /// as an ext4 image, then the `addTars` members on top; `.qcow2` outputs converted with
-    /// qemu-img. The image is built in a hidden file beside the output, renamed over it on success.
-    func writeExt4Image(options: AssembleOptions) throws -> AssembleReport {
-        let output = options.output ?? (Disk.defaultOutputName(for: path).replacingOccurrences(of: ".rootfs.tar.gz", with: ".ext4"))
-        guard output != "-" else { throw FWError(.invalidArgument, "an ext4 image cannot be written to standard output") }
-        let qcow2 = output.hasSuffix(".qcow2")
+    /// `assemble --format ext4|qcow2`: the booted namespace (the same walk as the archive,
+    /// `--rehost` included) written as an ext4 image, then the `--add-tar` members on top; qcow2
+    /// converted with qemu-img. Built in the output's temporary file (`OutputTarget`), put in
+    /// place only when complete.
+    func writeImage(_ request: AssembleRequest, resolved: ResolvedOutput, output: String, hooks: JobHooks) throws -> AssembleReport {
+        let qcow2 = resolved.format == .qcow2
         if qcow2, Self.findTool("qemu-img") == nil {
             throw FWError(.unsupported, "a .qcow2 output needs qemu-img (not found in PATH); write .ext4 instead")
         }
-        let booted = try BootedNamespace(disk: self, options: options.plan)
-        let plan = booted.plan
-        let e = options.ext4
+        let tars = try request.addTar.map { try AddedTar(path: $0) }
+        let reportFile = request.output.report ?? output + ".report.json"
+        try OutputTarget.refuse(reportFile, ifAnyOf: inputFiles + request.addTar + [output])
+        let target = try OutputTarget(output, mode: .file, inputs: inputFiles + request.addTar, cancellation: hooks.cancellation ?? .process)
+        var converted: String?
+        defer { if let converted { unlink(converted) } }
+        var job: AssemblyJob
+        do {
+            job = try AssemblyJob(disk: self, request: request, resolved: resolved, hooks: hooks, output: output)
+            let (geometry, estimate) = try imageGeometry(job.booted, request: request, tars: tars)
+            guard let temporary = target.temporaryPath,
+                  ftruncate(target.fileDescriptor, off_t(geometry.blocks * Ext4ImageGeometry.blockSize)) == 0 else {
+                throw FWError(.io, "cannot size the image \(output) (\(geometry.blocks * Ext4ImageGeometry.blockSize) bytes): \(String(cString: strerror(errno)))")
+            }
+            let writer = try Ext4ImageWriter(path: temporary, geometry: geometry)
+            var tally = AssemblyTally(booted: job.booted, progress: hooks.progress, plannedBytes: estimate)
+            let summary = try job.withWalk { walk in
+                try writer.add(walk: &walk, dropDevices: request.noDevices, check: hooks.check) { item in
+                    tally.count(item, contentBytes: writer.contentBytes)
+                }
+            }
+            var added = 0
+            for tar in tars {
+                let (n, problems) = try writer.add(tree: tar.reader, check: hooks.check)
+                added += n
+                job.report.warnings += tar.reader.problems.map { "\(tar.path): \($0)" }
+                job.report.warnings += problems.map { "\(tar.path): \($0.description)" }
+            }
+            try writer.finish()
+            job.report.members = tally.members
+            job.report.droppedDevices = summary.droppedDevices
+            job.report.files = writer.files
+            job.report.hardlinks = writer.hardlinks
+            job.report.contentBytes = writer.contentBytes
+            job.report.readErrors = writer.problems.map { "\($0.path): \($0.message)" }
+            job.report.partitions = tally.partitions
+            job.report.ext4 = Ext4ImageReport(blocks: geometry.blocks, blockSize: Ext4ImageGeometry.blockSize, inodes: geometry.inodes,
+                                              uuid: UUID(uuid: geometry.uuid.withUnsafeBytes { $0.load(as: uuid_t.self) }).uuidString.lowercased(),
+                                              estimatedTarBytes: estimate, paddingBytes: Self.paddingBytes(request),
+                                              container: qcow2 ? "qcow2 (qemu-img)" : "raw", addedTars: request.addTar, addedMembers: added)
+            try job.finish(walkProblems: summary.problems)
+            if qcow2 {
+                converted = target.siblingTemporaryPath(suffix: "qcow2")
+                try Self.runTool("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", temporary, converted!], hooks: hooks)
+                try target.adopt(converted!)
+                converted = nil
+            }
+            try target.commit(mode: 0o644)
+        } catch {
+            target.abort()
+            if let e = error as? FWError { throw e.within(disk: path) }
+            throw error
+        }
+        try job.writeReport(to: reportFile, besides: output)
+        return job.report
+    }
 
-        // Sizing: the content as penguin's tar would hold it (one metadata-only walk).
+    /// `--padding` in bytes (MiB given, checked against `maximumPaddingMiB` by `validate`).
+    static func paddingBytes(_ request: AssembleRequest) -> UInt64 {
+        (request.padding ?? 4096) << 20
+    }
+
+    /// The image's geometry: penguin's sizing formula over the content as penguin's tar would
+    /// hold it (one metadata-only walk), the inode count and the UUID.
+    private func imageGeometry(_ booted: BootedNamespace, request: AssembleRequest, tars: [AddedTar]) throws -> (Ext4ImageGeometry, UInt64) {
         var tarBytes: UInt64 = 1024
         var entries = 0
         var sizing = booted.walk()
@@ -93,111 +140,36 @@ extension Disk {
             if xattrBytes > 0 || item.path.count > 99 { tarBytes += 512 + UInt64((xattrBytes + item.path.count + 511) / 512 * 512) }
             if item.metadata.type == .regular, item.hardlinkTarget == nil { tarBytes += (item.metadata.size + 511) / 512 * 512 }
         }
-        var tars: [TarReader] = []
-        for t in e.addTars {
-            let source = try FileSource(path: t)
-            let fs = try TarReader(source: source, name: t)
-            tars.append(fs)
-            tarBytes += source.size
-            entries += fs.entryCount
+        for t in tars {
+            tarBytes += t.size
+            entries += t.reader.entryCount
         }
-        var (blocks, inodes) = Ext4ImageGeometry.penguin(tarBytes: tarBytes, padding: e.padding, entries: entries)
-        if let n = e.inodes { inodes = n }
+        var (blocks, inodes) = Ext4ImageGeometry.penguin(tarBytes: tarBytes, padding: Self.paddingBytes(request), entries: entries)
+        if let n = request.inodes { inodes = n }
         var identity = derivedIdentity()
-        if let u = e.uuid { identity.uuid = withUnsafeBytes(of: u.uuid) { Array($0) } }
+        if let u = request.uuid.flatMap(UUID.init(uuidString:)) { identity.uuid = withUnsafeBytes(of: u.uuid) { Array($0) } }
+        // The root's mtime stamps the superblock; an unreadable root leaves 0 (the walk reports it).
         let rootTime = (try? booted.namespace.metadata(of: booted.namespace.rootInode).mtime.seconds) ?? 0
-        let geometry = Ext4ImageGeometry(blocks: blocks, inodes: inodes, uuid: identity.uuid, hashSeed: identity.seed,
-                                         timestamp: UInt32(truncatingIfNeeded: max(rootTime, 0)))
+        return (Ext4ImageGeometry(blocks: blocks, inodes: inodes, uuid: identity.uuid, hashSeed: identity.seed,
+                                  timestamp: UInt32(truncatingIfNeeded: max(rootTime, 0))), tarBytes)
+    }
 
-        // The image is built beside the output and renamed over it: an existing output that is not
-        // a regular file (/dev/null, a device) would be replaced, so it is refused.
-        var existing = stat()
-        if stat(output, &existing) == 0, existing.st_mode & S_IFMT != S_IFREG {
-            throw FWError(.invalidArgument, "output \(output) exists and is not a regular file; an ext4 image is written to a file")
-        }
-        let directory = (output as NSString).deletingLastPathComponent
-        let base = (output as NSString).lastPathComponent
-        var template = Array(((directory.isEmpty ? "." : directory) + "/." + base + ".XXXXXX").utf8CString)
-        let fd = mkstemp(&template)
-        guard fd >= 0 else { throw FWError(.io, "cannot create a temporary file beside \(output): \(String(cString: strerror(errno)))") }
-        let temporary = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        var converted: String?
-        defer {
-            unlink(temporary)
-            if let converted { unlink(converted) }
-        }
-        guard ftruncate(fd, off_t(blocks * Ext4ImageGeometry.blockSize)) == 0 else {
-            close(fd)
-            throw FWError(.io, "cannot size \(temporary): \(String(cString: strerror(errno)))")
-        }
-        close(fd)
-
-        var report = AssembleReport(tool: "fwassemble", version: fwassembleVersion, image: path, output: output,
-                                    compression: "none", plan: plan, partitions: [], members: 0,
-                                    files: 0, hardlinks: 0, contentBytes: 0, tarBytes: 0, droppedDevices: [],
-                                    skippedSockets: [], warnings: plan.warnings, readErrors: [])
-        report.format = AssembleFormat.ext4.rawValue
-        let writer = try Ext4ImageWriter(path: temporary, geometry: geometry)
-        var tally = AssemblyTally(booted: booted, progress: options.progress, plannedBytes: tarBytes)
-        var walk = booted.walk()
-        while let item = walk.next() {
-            let m = item.metadata
-            if options.noDevices, m.type == .characterDevice || m.type == .blockDevice {
-                report.droppedDevices.append(item.displayPath)
-                continue
+    /// Runs a tool to the end, stopping it when the job is cancelled.
+    static func runTool(_ name: String, _ arguments: [String], hooks: JobHooks) throws {
+        guard let tool = findTool(name) else { throw FWError(.unsupported, "\(name) is not installed (not found in PATH)") }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = arguments
+        try p.run()
+        while p.isRunning {
+            if hooks.isCancelled {
+                p.terminate()
+                p.waitUntilExit()
+                try hooks.check()
             }
-            try writer.add(path: item.path, metadata: m, hardlinkTarget: item.hardlinkTarget,
-                           contents: { try item.reader.openFile(m.inode) },
-                           mayLinkAgain: item.reader.mayAppearAgain(m.inode))
-            tally.count(item, contentBytes: writer.contentBytes)
+            usleep(20_000)
         }
-        var added = 0
-        for tar in tars {
-            var tw = TreeWalk(tar)
-            while let item = tw.next() {
-                if item.path.isEmpty { continue }  // the tar's "./" does not change the image's root
-                try writer.add(path: item.path, metadata: item.metadata, hardlinkTarget: item.hardlinkTarget,
-                               contents: { try tar.openFile(item.metadata.inode) }, replace: true, mayLinkAgain: true)
-                added += 1
-            }
-            report.warnings += tw.problems.map { "\(tar.sourceName): \($0.description)" }
-        }
-        try writer.finish()
-        report.members = tally.members
-        report.files = writer.files
-        report.hardlinks = writer.hardlinks
-        report.contentBytes = writer.contentBytes
-        report.readErrors = writer.problems.map { "\($0.path): \($0.message)" }
-        report.partitions = tally.partitions
-        report.warnings += booted.namespace.problems.map(\.description)
-        report.warnings += walk.problems.map(\.placedDescription)
-        report.addJournals(of: booted)
-        report.ext4 = Ext4ImageReport(blocks: blocks, blockSize: Ext4ImageGeometry.blockSize, inodes: inodes,
-                                      uuid: UUID(uuid: identity.uuid.withUnsafeBytes { $0.load(as: uuid_t.self) }).uuidString.lowercased(),
-                                      estimatedTarBytes: tarBytes, paddingBytes: e.padding,
-                                      container: qcow2 ? "qcow2 (qemu-img)" : "raw", addedTars: e.addTars, addedMembers: added)
-
-        var final = temporary
-        if qcow2, let qemu = Self.findTool("qemu-img") {
-            converted = temporary + ".qcow2"
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: qemu)
-            p.arguments = ["convert", "-f", "raw", "-O", "qcow2", temporary, converted!]
-            try p.run()
-            p.waitUntilExit()
-            guard p.terminationStatus == 0 else { throw FWError(.io, "qemu-img convert failed with status \(p.terminationStatus)") }
-            final = converted!
-        }
-        chmod(final, 0o644)
-        guard rename(final, output) == 0 else { throw FWError(.io, "cannot rename the image to \(output): \(String(cString: strerror(errno)))") }
-        if let reportFile = options.reportPath ?? Optional(output + ".report.json") {
-            do {
-                try Data((try report.json() + "\n").utf8).write(to: URL(fileURLWithPath: reportFile), options: .atomic)
-            } catch {
-                throw FWError(.io, "cannot write the report \(reportFile): \(error.localizedDescription)", cause: error)
-            }
-        }
-        return report
+        guard p.terminationStatus == 0 else { throw FWError(.io, "\(name) \(arguments.first ?? "") failed with status \(p.terminationStatus)") }
     }
 
     static func findTool(_ name: String) -> String? {
@@ -206,5 +178,29 @@ extension Disk {
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         }
         return nil
+    }
+}
+
+/// A tar given with `--add-tar`: plain, or gzip/zstd-compressed (decompressed once into an
+/// unlinked temporary file), indexed before anything is written, so a bad one fails the job
+/// before the output is touched.
+struct AddedTar {
+    let path: String
+    /// Bytes of the (decompressed) tar.
+    let size: UInt64
+    let reader: TarReader
+
+    init(path: String) throws {
+        self.path = path
+        let source = try decompressedStream(try FileSource(path: path))
+        guard source.size >= 512 else {
+            throw FWError(.corrupt, "--add-tar \(path): \(source.size) bytes is not a tar (a tar holds at least one 512-byte block)")
+        }
+        size = source.size
+        do {
+            reader = try TarReader(source: source, name: path)
+        } catch let e as FWError {
+            throw FWError(e.code, "--add-tar \(path) is not a readable tar: \(e.message)", cause: e)
+        }
     }
 }

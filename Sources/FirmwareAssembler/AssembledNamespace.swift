@@ -5,6 +5,8 @@ import MountPlan
 
 /// The one error type every facade call throws (code, message, disk/partition/path).
 @_exported import struct DiskImage.FWError
+/// Stops a running job (JobHooks.cancellation; the CLI's signal handlers set the process's).
+@_exported import class DiskImage.Cancellation
 @_exported import struct FileSystems.Metadata
 @_exported import enum FileSystems.FileType
 @_exported import struct FileSystems.Timestamp

@@ -23,10 +23,9 @@ public struct BatchOptions: Sendable {
     /// Keep the results file and skip the disks it says are done (status ok, output present
     /// with the recorded SHA-256).
     public var resume: Bool = false
-    /// Options passed to every `fwassemble assemble` (`--compression zstd`, `--root 2`, ...).
-    public var assembleArguments: [String] = []
-    /// The archive name's suffix after the image's stem.
-    public var outputSuffix: String = ".rootfs.tar.gz"
+    /// The request every disk's `fwassemble assemble` gets on standard input (`--request -`),
+    /// with its disk and output filled in; its output group decides the names' suffix.
+    public var request = AssembleRequest()
     /// The output file name of the batch's only disk (the Python/Dask driver names outputs
     /// across its whole corpus, then runs one disk per task).
     public var outputName: String?
@@ -149,7 +148,8 @@ public enum Batch {
             throw FWError(.io, "cannot create the output folder: \(error.localizedDescription)", disk: outDir)
         }
         let resultsPath = BatchInputs.absolute(options.resultsPath ?? outDir + "/results.jsonl")
-        let names = options.outputName.map { [$0] } ?? outputNames(for: disks, suffix: options.outputSuffix)
+        let suffix = try options.request.validate().suffix
+        let names = options.outputName.map { [$0] } ?? outputNames(for: disks, suffix: suffix)
 
         var previous: [String: BatchRecord] = [:]
         if options.resume { previous = readRecords(resultsPath) }
@@ -175,7 +175,9 @@ public enum Batch {
         for _ in 0..<min(options.jobs, work.count) {
             group.enter()
             Thread.detachNewThread {
-                while let i = queue.next() {
+                // A signal to the batch (the CLI's handlers set Cancellation.process) starts no
+                // further disk; the running ones get it forwarded by ChildProcess.
+                while !Cancellation.process.isCancelled, let i = queue.next() {
                     let record = runOne(disk: disks[i], output: outDir + "/" + names[i], options: options)
                     results.append(record)
                     state.finish(i, record, skipped: false)
@@ -189,19 +191,14 @@ public enum Batch {
         return BatchResult(records: state.records.map { $0! }, skipped: state.skipped, resultsPath: resultsPath)
     }
 
-    /// Output file names, one per disk: the image's stem plus `suffix`; stems shared by several
-    /// disks (two `firmware.img` in different folders) get 8 hex digits of the SHA-256 of the
-    /// image's path, so names never collide and do not depend on the order of the inputs.
+    /// Output file names, one per disk: the image's stem (`OutputNaming.stem`) plus `suffix`;
+    /// stems shared by several disks get the first 8 hex digits of the SHA-256 of the image's
+    /// path, so names never collide and are the same on every run.
     public static func outputNames(for disks: [String], suffix: String) -> [String] {
-        func stem(_ path: String) -> String {
-            let base = path.split(separator: "/").last.map(String.init) ?? path
-            let s = base.split(separator: ".", omittingEmptySubsequences: false).first.map(String.init) ?? base
-            return s.isEmpty ? base : s
-        }
         var counts: [String: Int] = [:]
-        for d in disks { counts[stem(d), default: 0] += 1 }
+        for d in disks { counts[OutputNaming.stem(of: d), default: 0] += 1 }
         return disks.map { d in
-            let s = stem(d)
+            let s = OutputNaming.stem(of: d)
             return counts[s] == 1 ? s + suffix : s + "-" + SHA256.hex(Array(d.utf8)).prefix(8) + suffix
         }
     }
@@ -211,9 +208,18 @@ public enum Batch {
         var record = BatchRecord(image: disk, status: .failed, seconds: 0)
         var st = stat()
         if stat(disk, &st) == 0 { record.size = UInt64(st.st_size) }
-        let child = ChildProcess(executable: options.executable,
-                                 arguments: ["assemble", disk, "-o", output, "--quiet"] + options.assembleArguments,
-                                 memoryLimit: options.memoryLimit, timeout: options.timeout)
+        var request = options.request
+        request.source.disk = disk
+        request.output.output = output
+        request.output.report = nil
+        let child: ChildProcess
+        do {
+            child = ChildProcess(executable: options.executable, arguments: ["assemble", "--request", "-", "--quiet"],
+                                 input: Array(try request.json().utf8), memoryLimit: options.memoryLimit, timeout: options.timeout)
+        } catch {
+            record.error = "\(error)"
+            return record
+        }
         // The input is hashed while the child works on it.
         let digest = Digest(path: disk)
         let outcome: ChildProcess.Outcome

@@ -24,6 +24,8 @@ struct ChildProcess {
 
     let executable: String
     let arguments: [String]
+    /// What the child reads on standard input (its request).
+    var input: [UInt8] = []
     var memoryLimit: UInt64?
     var timeout: Double?
 
@@ -35,6 +37,11 @@ struct ChildProcess {
         var nullFD = open("/dev/null", O_RDWR | O_CLOEXEC)
         if nullFD < 0 { nullFD = try Self.unnamedTemporaryFile() }
         defer { close(nullFD) }
+        // Standard input: the request, from an unlinked temporary file read from its start.
+        let inputFD = try Self.unnamedTemporaryFile()
+        defer { close(inputFD) }
+        let wrote = input.withUnsafeBytes { pwrite(inputFD, $0.baseAddress, $0.count, 0) }
+        guard wrote == input.count else { throw FWError(.io, "cannot write the request of \(executable)") }
 
         // Everything the child touches is made before fork: after it, only async-signal-safe
         // calls (dup2, setrlimit, execv, _exit).
@@ -48,7 +55,7 @@ struct ChildProcess {
 
         let pid = fork()
         if pid == 0 {
-            _ = dup2(nullFD, 0)
+            _ = dup2(inputFD, 0)
             _ = dup2(nullFD, 1)
             _ = dup2(errFD, 2)
             if limitMemory { _ = setrlimit(resource, &limit) }
@@ -61,11 +68,18 @@ struct ChildProcess {
         var status: Int32 = 0
         var usage = rusage()
         var timedOut = false
+        var forwarded = false
         var pause: useconds_t = 1_000
         while true {
             let r = wait4(pid, &status, WNOHANG, &usage)
             if r == pid { break }
             if r < 0, errno != EINTR { throw FWError(.io, "wait4: \(String(cString: strerror(errno)))") }
+            // A signal to the batch goes on to the child, which removes its output and ends;
+            // the batch waits for it (never leaves it running).
+            if !forwarded, let signal = Cancellation.process.signalNumber {
+                kill(pid, signal)
+                forwarded = true
+            }
             if let timeout, !timedOut, Date().timeIntervalSince(start) >= timeout {
                 kill(pid, SIGKILL)
                 timedOut = true

@@ -10,17 +10,17 @@ import Glibc
 /// receive byte-identical archives for the same disk and options.
 public enum AssembleDestination: Sendable, CustomStringConvertible {
     /// A file, written to a temporary file beside it and renamed over it only on success; "-" is
-    /// standard output. The report goes to `AssembleOptions.reportPath`, else `<path>.report.json`
-    /// (no report file for standard output unless `reportPath` is set).
+    /// standard output. The report goes to `request.output.report`, else `<path>.report.json`
+    /// (no report file for standard output unless `report` is set).
     case path(String)
     /// An open file descriptor (a pipe, a socket, a regular file), written sequentially from its
     /// current position. It is never closed, seeked or synced; on failure what was written stays
-    /// written. A report file is written only when `AssembleOptions.reportPath` is set.
+    /// written. A report file is written only when `request.output.report` is set.
     case fileDescriptor(Int32)
     /// A callback receiving the compressed archive in order, in chunks of at most 1 MiB. The
     /// buffer is valid only during the call (copy what you keep). Throwing from the callback stops
     /// the assembly with that error. Called on the thread that called `assemble`. A report file is
-    /// written only when `AssembleOptions.reportPath` is set.
+    /// written only when `request.output.report` is set.
     case chunks(@Sendable (UnsafeRawBufferPointer) throws -> Void)
 
     /// What the report's `output` field says: the path, "fd N", or "callback".
@@ -32,16 +32,23 @@ public enum AssembleDestination: Sendable, CustomStringConvertible {
         }
     }
 
-    /// Opens the destination for writing.
-    func open() throws -> any ArchiveOutput {
+    /// The path, for a path destination.
+    var pathDescription: String? {
+        if case .path(let p) = self { return p }
+        return nil
+    }
+
+    /// Opens the destination for writing (a path through `OutputTarget`, refusing the inputs).
+    func open(inputs: [String], cancellation: Cancellation) throws -> any ArchiveOutput {
         switch self {
         case .path(let path):
-            return try OutputFile(path: path)
+            return try OutputTarget(path, inputs: inputs, cancellation: cancellation)
         case .fileDescriptor(let fd):
             guard fd >= 0 else { throw FWError(.invalidArgument, "invalid file descriptor \(fd)") }
-            return DescriptorOutput(sink: FileDescriptorSink(descriptor: fd, name: "file descriptor \(fd)"))
+            return DescriptorOutput(sink: GuardedSink(FileDescriptorSink(descriptor: fd, name: "file descriptor \(fd)"),
+                                                      cancellation: cancellation))
         case .chunks(let deliver):
-            return DescriptorOutput(sink: CallbackSink(deliver: deliver))
+            return DescriptorOutput(sink: GuardedSink(CallbackSink(deliver: deliver), cancellation: cancellation))
         }
     }
 
@@ -66,8 +73,9 @@ protocol ArchiveOutput: AnyObject {
     func abort()
 }
 
-extension OutputFile: ArchiveOutput {
+extension OutputTarget: ArchiveOutput {
     var archiveSink: any ByteSink { sink }
+    func commit() throws { try commit(mode: nil) }
 }
 
 /// A destination with nothing to rename or remove: a caller's descriptor or callback.
@@ -112,22 +120,3 @@ final class CallbackSink: ByteSink {
     }
 }
 
-extension Disk {
-    /// Writes the booted namespace as one archive (docs/archive-format.md) to `destination`,
-    /// streaming from the disk, and returns the report. `options.output` is ignored (the
-    /// destination says where the archive goes); everything else applies as in `assemble(options:)`.
-    public func assemble(to destination: AssembleDestination, options: AssembleOptions = AssembleOptions()) throws -> AssembleReport {
-        try writeAssembly(to: destination, options: options)
-    }
-}
-
-extension Disk {
-    /// Writes one Docker container's merged filesystem (its rw layer over its -init layer over its
-    /// image's layers, whiteouts applied) to `output` ("-" for standard output), with assemble's
-    /// tar conventions. `container` is a name, an id or an id prefix. The same as
-    /// `exportDocker(container, image: false, ...)`, named as pipelines look for it.
-    public func export(container: String, to output: String, compression: Compression = .defaultGzip,
-                       plan: PlanOptions = PlanOptions()) throws -> DockerExportResult {
-        try exportDocker(container, image: false, options: ExtractOptions(output: output, compression: compression), plan: plan)
-    }
-}

@@ -12,6 +12,12 @@ public final class Disk: Sendable {
     /// The virtual disk: the raw file, or what a container (qcow2, VMDK, VHDX, VHD, VDI, and
     /// xz/gzip/zstd/zip/OVA wrappers, detected by content) holds.
     let source: any ByteSource
+    /// Every file the disk reads (the image, qcow2 backing files, VMDK extents): no output may
+    /// replace one of them.
+    public let inputFiles: [String]
+    /// Stops the job running on this disk from another thread (the C ABI's `fwa_cancel`): the
+    /// edges that take it pass it as `JobHooks.cancellation`.
+    public let cancellation = Cancellation()
     /// The partition table, parsed once (`table()`).
     private let parsedTable = Mutex<PartitionTable?>(nil)
 
@@ -19,7 +25,7 @@ public final class Disk: Sendable {
     /// or not a regular file or block device, or a container that cannot be read.
     public init(path: String, options: DiskImageOptions = DiskImageOptions()) throws {
         self.path = path
-        self.source = try openDiskImage(path: path, options: options)
+        (self.source, self.inputFiles) = try openDiskImageFiles(path: path, options: options)
     }
 
     /// Opens `path` with a qcow2 backing-file folder (`--backing-dir`) and internal snapshot

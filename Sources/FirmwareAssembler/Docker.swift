@@ -86,56 +86,47 @@ extension Disk {
         return DataRootLocator.report(for: booted.namespace, binds: booted.binds)
     }
 
-    /// Writes a container's (or, with `image: true`, an image's) merged filesystem as a tar
-    /// archive with assemble's conventions: layers merged by `OverlayMerge`, whiteouts and opaque
-    /// markers applied and left out, hardlinks as link members.
-    public func exportDocker(_ reference: String, image: Bool, options: ExtractOptions, plan planOptions: PlanOptions = PlanOptions(),
-                             dataRoot: String? = nil) throws -> DockerExportResult {
-        let booted = try BootedNamespace(disk: self, options: planOptions)
+    /// Writes a container's (`request.export`) or an image's (`request.exportImage`) merged
+    /// filesystem as a tar archive with assemble's conventions through `OutputTarget`: layers
+    /// merged by `OverlayMerge`, whiteouts and opaque markers applied and left out, hardlinks as
+    /// link members. `request.source` is not read: this disk is the source.
+    public func export(_ request: ExportRequest, hooks: JobHooks = JobHooks()) throws -> DockerExportResult {
+        let (reference, image, resolved) = try request.validate()
+        let output = request.output.output ?? "-"
+        let target = try OutputTarget(output, inputs: inputFiles, cancellation: hooks.cancellation ?? .process)
+        do {
+            let booted = try BootedNamespace(disk: self, options: PlanOptions(root: request.root, replayJournal: !request.source.noReplay),
+                                             journalProgress: hooks.journalProgress)
+            let (root, id, layers) = try dockerLayers(booted, reference: reference, image: image, dataRoot: request.dataRoot)
+            let merged = try NamespaceFileSystem(overlayOf: layers, name: "\(root.path) \(image ? "image" : "container") \(id)")
+            var walk = TreeWalk(merged)
+            let (summary, tarBytes) = try Self.archive(&walk, to: target, resolved: resolved, strict: request.strict) { summary in
+                summary.problems.map(\.description) + merged.problems.map(\.description)
+            }
+            return DockerExportResult(what: "\(image ? "image" : "container") \(reference) (\(id)) in \(root.path)",
+                                      output: output, layers: layers.count, members: summary.members, files: summary.files,
+                                      hardlinks: summary.hardlinks, contentBytes: summary.contentBytes, tarBytes: tarBytes,
+                                      problems: summary.problems.map(\.description) + merged.problems.map(\.description))
+        } catch {
+            target.abort()
+            if let e = error as? FWError { throw e.within(disk: path) }
+            throw error
+        }
+    }
+
+    /// The data-root holding `reference` (the first that has it, or `dataRoot`), its id and layers.
+    private func dockerLayers(_ booted: BootedNamespace, reference: String, image: Bool,
+                              dataRoot: String?) throws -> (DataRoot, String, [Layer]) {
         let (roots, _) = DataRootLocator.locate(in: booted.namespace, binds: booted.binds)
-        let candidates = roots.map(\.root).filter { dataRoot == nil || $0.path == dataRoot }
-        var lastError: Error = FWError(.notFound, "no Docker data-root found", disk: path)
-        var chosen: (root: DataRoot, id: String, layers: [Layer])?
-        for root in candidates {
+        var lastError: any Error = FWError(.notFound, "no Docker data-root found\(dataRoot.map { " at \($0)" } ?? "")")
+        for root in roots.map(\.root) where dataRoot == nil || root.path == dataRoot {
             do {
                 let (id, layers) = image ? try root.imageLayers(reference) : try root.containerLayers(reference)
-                chosen = (root, id, layers)
-                break
+                return (root, id, layers)
             } catch {
                 lastError = error
             }
         }
-        guard let chosen else {
-            if let e = lastError as? FWError { throw e.within(disk: path) }
-            throw lastError
-        }
-        let merged: NamespaceFileSystem
-        do {
-            merged = try NamespaceFileSystem(overlayOf: chosen.layers, name: "\(chosen.root.path) \(image ? "image" : "container") \(chosen.id)")
-        } catch let e as FWError {
-            throw e.within(disk: path)
-        }
-        let output = try OutputFile(path: options.output)
-        var result = DockerExportResult(what: "\(image ? "image" : "container") \(reference) (\(chosen.id)) in \(chosen.root.path)",
-                                        output: options.output, layers: chosen.layers.count, members: 0, files: 0,
-                                        hardlinks: 0, contentBytes: 0, tarBytes: 0, problems: [])
-        do {
-            let tar = TarWriter(sink: try options.compression.sink(over: output.sink, threads: options.threads))
-            var walk = TreeWalk(merged)
-            let summary = try Archiver.archive(&walk, into: tar)
-            try tar.finish()
-            result.members = summary.members
-            result.files = summary.files
-            result.hardlinks = summary.hardlinks
-            result.contentBytes = summary.contentBytes
-            result.problems = summary.problems.map(\.description) + merged.problems.map(\.description)
-            result.tarBytes = tar.bytesWritten
-            try output.commit()
-        } catch {
-            output.abort()
-            if let e = error as? FWError { throw e.within(disk: path) }
-            throw error
-        }
-        return result
+        throw lastError
     }
 }

@@ -30,28 +30,6 @@ public struct ExtractResult: Sendable {
     public var journal: JournalReport? = nil
 }
 
-/// Where the archive goes and how it is written.
-public struct ExtractOptions: Sendable {
-    /// Output path; "-" for standard output.
-    public var output: String
-    public var compression: Compression
-    /// Compression threads.
-    public var threads: Int
-    /// Replay the journal of an ext3/ext4 filesystem that needs recovery, as the kernel does
-    /// when it mounts it (default); false (`--no-replay`) reads the on-disk state.
-    public var replayJournal: Bool
-    /// Called now and then while the journal is replayed; never prints.
-    public var journalProgress: JournalReplayProgress?
-
-    public init(output: String, compression: Compression = .defaultGzip,
-                threads: Int = ProcessInfo.processInfo.activeProcessorCount, replayJournal: Bool = true) {
-        self.output = output
-        self.compression = compression
-        self.threads = threads
-        self.replayJournal = replayJournal
-    }
-}
-
 extension Disk {
     /// The bytes of one partition, chosen by number ("2"), GPT partition name, or filesystem
     /// label. A bare filesystem image (no partition table) is partition 1.
@@ -107,27 +85,44 @@ extension Disk {
         }
     }
 
-    /// Writes one partition's filesystem as a tar archive (docs/archive-format.md): to a
-    /// temporary file beside `options.output`, renamed over it on success and removed on failure.
-    /// Entries that cannot be archived (sockets, unreadable inodes) are skipped and returned in
-    /// `problems`; errors that stop the archive throw.
-    public func extract(partition selector: String, options: ExtractOptions) throws -> ExtractResult {
-        let (reader, description) = try openFileSystem(partition: selector, replayJournal: options.replayJournal,
-                                                       journalProgress: options.journalProgress)
-        let output = try OutputFile(path: options.output)
+    /// Writes one partition's filesystem as a tar archive (docs/archive-format.md) through
+    /// `OutputTarget`. Entries that cannot be archived (sockets, unreadable inodes) are skipped
+    /// and returned in `problems` (with `strict`, they fail the job and nothing is left); errors
+    /// that stop the archive throw. `request.source` is not read: this disk is the source.
+    public func extract(_ request: ExtractRequest, hooks: JobHooks = JobHooks()) throws -> ExtractResult {
+        let resolved = try request.validate()
+        let target = try OutputTarget(request.output.output ?? "-", inputs: inputFiles, cancellation: hooks.cancellation ?? .process)
         do {
-            let tar = TarWriter(sink: try options.compression.sink(over: output.sink, threads: options.threads))
-            let report = try Archiver.archive(reader, into: tar)
-            try tar.finish()
-            try output.commit()
-            return ExtractResult(partition: description, format: reader.formatName, members: report.members,
-                                 files: report.files, hardlinks: report.hardlinks, contentBytes: report.contentBytes,
-                                 tarBytes: tar.bytesWritten, problems: report.problems,
-                                 journal: (reader as? Ext4Reader)?.journal.map(JournalReport.init))
+            let (reader, description) = try openFileSystem(partition: request.partition, replayJournal: !request.source.noReplay,
+                                                           journalProgress: hooks.journalProgress)
+            let journal = (reader as? Ext4Reader)?.journal.map(JournalReport.init)
+            var walk = TreeWalk(reader)
+            let (summary, tarBytes) = try Self.archive(&walk, to: target, resolved: resolved, strict: request.strict) { summary in
+                summary.problems.map(\.description) + (journal?.warnings.map { "journal: \($0)" } ?? [])
+            }
+            return ExtractResult(partition: description, format: reader.formatName, members: summary.members,
+                                 files: summary.files, hardlinks: summary.hardlinks, contentBytes: summary.contentBytes,
+                                 tarBytes: tarBytes, problems: summary.problems, journal: journal)
         } catch {
-            output.abort()
+            target.abort()
             if let e = error as? FWError { throw e.within(disk: path) }
             throw error
         }
+    }
+
+    /// The archive scaffold of extract and the exports: `walk` into `Archiver` over the
+    /// compressor over `target`; with `strict`, the first of `warnings(summary)` fails the job
+    /// before the commit (nothing is left). Returns the summary and the uncompressed tar bytes.
+    static func archive<Walk: EntryWalk>(_ walk: inout Walk, to target: OutputTarget, resolved: ResolvedOutput, strict: Bool,
+                                         warnings: (ArchiveSummary) -> [String]) throws -> (ArchiveSummary, UInt64) {
+        let tar = TarWriter(sink: try resolved.compression.sink(over: target.sink, threads: resolved.threads))
+        let summary = try Archiver.archive(&walk, into: tar)
+        try tar.finish()
+        let found = warnings(summary)
+        if strict, let first = found.first {
+            throw FWError(.corrupt, "--strict: \(found.count) warning\(found.count == 1 ? "" : "s"), the first: \(first)")
+        }
+        try target.commit()
+        return (summary, tar.bytesWritten)
     }
 }

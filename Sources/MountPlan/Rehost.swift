@@ -15,7 +15,7 @@ public struct RehostChange: Sendable, Codable, Equatable, CustomStringConvertibl
 /// folded `.mount` unit is masked (a `/etc/systemd/system/<unit>` symlink to /dev/null) and each
 /// folded `/etc/fstab` line is commented out. Works on the sorted walk, inserting and replacing
 /// entries in place, so the output stays in walk order.
-public struct RehostWalk: Sequence, IteratorProtocol {
+public struct RehostWalk: Sequence, EntryWalk {
     private var base: TreeWalk
     private var peeked: WalkEntry?
     private var exhausted = false

@@ -19,12 +19,12 @@ extension Fwassemble {
                 the output. Exit status: 0 success, 1 error, 2 usage; warnings fail only with --strict.
                 """)
 
-        @Argument(help: "The raw disk image.")
-        var image: String
+        @Argument(help: "The raw disk image (optional with --request, whose \"disk\" names it).")
+        var image: String?
 
         @OptionGroup var imageOptions: ImageOptions
 
-        @Option(name: [.short, .customLong("output")], help: "Output path, or - for stdout (default: NAME.rootfs.tar.gz in the current directory).")
+        @Option(name: [.short, .customLong("output")], help: "Output path, or - for stdout (default: IMAGE's name without its disk suffixes + .rootfs.tar.gz, .rootfs.tar.zst, .rootfs.tar, .ext4 or .qcow2, in the current directory). Its suffix chooses the compression or format when no option does.")
         var output: String?
 
         @Option(help: "Where to write the JSON report (default: OUTPUT.report.json).")
@@ -36,20 +36,26 @@ extension Fwassemble {
 
         @OptionGroup var tree: TreeOptions
 
-        @Option(help: "tar (the rootfs archive, default) or ext4 (an ext4 filesystem image; -o NAME.ext4, or NAME.qcow2 through qemu-img).")
-        var format: AssembleFormat = .tar
+        @Option(help: "tar (the rootfs archive, default), ext4 (an ext4 filesystem image) or qcow2 (that image through qemu-img); default: from -o's suffix.")
+        var format: AssembleFormat?
 
-        @Option(help: "ext4: free space added to the content, in MiB (default 4096, penguin's padding).")
-        var padding: UInt64 = 4096
+        @Option(help: ArgumentHelp("ext4/qcow2: free space added to the content (default 4096, penguin's padding; at most 16 TiB).", valueName: "MiB"))
+        var padding: UInt64?
 
-        @Option(help: "ext4: inode count (default: penguin's formula, one per 8 KiB + 1000).")
+        @Option(help: "ext4/qcow2: inode count (default: penguin's formula, one per 8 KiB + 1000).")
         var inodes: UInt32?
 
-        @Option(help: "ext4: the filesystem UUID (default: derived from the disk).")
+        @Option(help: "ext4/qcow2: the filesystem UUID (default: derived from the disk).")
         var uuid: String?
 
-        @Option(name: .customLong("add-tar"), help: "ext4: an uncompressed tar whose members are written on top (repeatable), as penguin appends its igloo files.")
+        @Option(name: .customLong("add-tar"), help: "ext4/qcow2: a tar (plain, .gz or .zst) whose members are written on top (repeatable), as penguin appends its igloo files.")
         var addTar: [String] = []
+
+        @Flag(help: "Exit 1 at the first warning, leaving no output.")
+        var strict = false
+
+        @Option(help: ArgumentHelp("Read every option from a JSON request (docs/library.md), - for standard input; no other option may be given.", valueName: "file"))
+        var request: String?
 
         @Flag(name: [.short, .long], help: "No progress and no summary.")
         var quiet = false
@@ -57,59 +63,65 @@ extension Fwassemble {
         @Flag(name: [.short, .long], help: "Log each mount as it is applied.")
         var verbose = false
 
-        @Flag(help: "Exit 1 when there are warnings.")
-        var strict = false
+        /// The request these options make.
+        var optionsRequest: AssembleRequest {
+            var r = AssembleRequest()
+            r.source = imageOptions.source(image)
+            r.root = rootOption.root
+            tree.apply(to: &r)
+            r.addTar = addTar
+            r.output = archive.request(output: output, report: report, format: format)
+            r.padding = padding
+            r.inodes = inodes
+            r.uuid = uuid
+            r.strict = strict
+            return r
+        }
+
+        /// The request: from --request, or from the options.
+        func makeRequest() throws -> AssembleRequest {
+            guard let request else { return optionsRequest }
+            var empty = AssembleRequest()
+            empty.source.disk = image
+            guard optionsRequest == empty else { throw ValidationError("--request takes every option from its JSON; give no other option") }
+            let bytes: [UInt8]
+            if request == "-" {
+                bytes = Array(FileHandle.standardInput.readDataToEndOfFile())
+            } else {
+                guard let data = FileManager.default.contents(atPath: request) else { throw ValidationError("cannot read --request \(request)") }
+                bytes = Array(data)
+            }
+            var decoded: AssembleRequest
+            do { decoded = try AssembleRequest.decode(bytes) } catch let e as FWError { throw ValidationError(e.message) }
+            if let image { decoded.source.disk = image }
+            return decoded
+        }
 
         func validate() throws {
-            if format == .ext4 {
-                guard let output, output != "-" else { throw ValidationError("--format ext4 needs -o NAME.ext4 or NAME.qcow2") }
-                if uuid != nil, UUID(uuidString: uuid!) == nil { throw ValidationError("--uuid \(uuid!) is not a UUID") }
-                if tree.hardlinks == .copy { throw ValidationError("--hardlinks copy applies to the archive; an ext4 image keeps hardlinks as shared inodes") }
-                return
-            }
-            if !addTar.isEmpty || inodes != nil || uuid != nil { throw ValidationError("--add-tar, --inodes and --uuid need --format ext4") }
-            try archive.validate(output: output, default: .gzip)
+            guard request == nil else { return }  // read in run(): standard input can be read once
+            guard image != nil else { throw ValidationError("Missing expected argument '<image>'") }
+            try validateRequest(output: output) { _ = try optionsRequest.validate() }
         }
 
         func run() throws {
-            let showProgress = !quiet && isatty(2) != 0
-            var plan = rootOption.planOptions
-            plan.replayJournal = tree.replay.replayJournal
-            var options = AssembleOptions(output: output, reportPath: report, compression: try archive.compression(default: .gzip),
-                                          noDevices: tree.noDevices, plan: plan)
-            if let threads = archive.threads { options.threads = threads }
-            options.rehost = tree.rehost
-            options.hardlinks = tree.hardlinks
-            options.format = format
-            options.ext4.padding = padding << 20
-            options.ext4.inodes = inodes
-            options.ext4.uuid = uuid.flatMap(UUID.init(uuidString:))
-            options.ext4.addTars = addTar
-            options.journalProgress = ReplayOption.progressLine(enabled: showProgress)
-            if showProgress {
-                let start = Date()
-                options.progress = { p in
-                    let elapsed = max(Date().timeIntervalSince(start), 0.001)
-                    let rate = Double(p.contentBytes) / elapsed
-                    let fraction = p.plannedBytes > 0 ? min(1, Double(p.contentBytes) / Double(p.plannedBytes)) : 0
-                    let width = 24
-                    let filled = Int(fraction * Double(width))
-                    let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-                    let eta = rate > 0 && p.plannedBytes > p.contentBytes ? Double(p.plannedBytes - p.contentBytes) / rate : 0
-                    Fwassemble.writeError(String(format: "\r[%@] %@ of at most %@, %d entries, %@/s, ETA %ds   ",
-                                                 bar, human(p.contentBytes), human(p.plannedBytes), p.entries, human(UInt64(rate)), Int(eta)))
-                }
+            let request = try makeRequest()
+            try validateRequest(output: request.output.output) {
+                guard request.source.disk != nil else { throw FWError(.invalidArgument, "the request names no disk") }
+                _ = try request.validate()
             }
+            let showProgress = !quiet && isatty(2) != 0
+            var hooks = JobHooks(journalProgress: ReplayOption.progressLine(enabled: showProgress))
+            if showProgress { hooks.progress = ProgressBar.assemble() }
             let result: AssembleReport
             do {
-                let disk = try imageOptions.disk(image)
+                let disk = try ImageOptions.open(request.source)
                 if verbose {
-                    let plan = try disk.plan(options: options.plan)
+                    let plan = try disk.plan(options: PlanOptions(root: request.root, replayJournal: !request.source.noReplay))
                     for m in plan.mounts {
                         Fwassemble.writeError("mount \(m.where): \(m.kind.rawValue) \(m.partition.map { "partition \($0)" } ?? m.what ?? "") (\(m.declaredBy))\n")
                     }
                 }
-                result = try disk.assemble(options: options)
+                result = try disk.assemble(request, hooks: hooks)
             } catch {
                 if showProgress { Fwassemble.writeError("\n") }
                 Fwassemble.fail(error)
@@ -128,9 +140,24 @@ extension Fwassemble {
 
                     """)
             }
-            if strict, !result.warnings.isEmpty || !result.readErrors.isEmpty {
-                throw ExitCode.failure
-            }
+        }
+    }
+}
+
+/// The progress line of a long job on a terminal.
+enum ProgressBar {
+    static func assemble() -> @Sendable (AssembleProgress) -> Void {
+        let start = Date()
+        return { p in
+            let elapsed = max(Date().timeIntervalSince(start), 0.001)
+            let rate = Double(p.contentBytes) / elapsed
+            let fraction = p.plannedBytes > 0 ? min(1, Double(p.contentBytes) / Double(p.plannedBytes)) : 0
+            let width = 24
+            let filled = Int(fraction * Double(width))
+            let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+            let eta = rate > 0 && p.plannedBytes > p.contentBytes ? Double(p.plannedBytes - p.contentBytes) / rate : 0
+            Fwassemble.writeError(String(format: "\r[%@] %@ of at most %@, %d entries, %@/s, ETA %ds   ",
+                                         bar, human(p.contentBytes), human(p.plannedBytes), p.entries, human(UInt64(rate)), Int(eta)))
         }
     }
 }

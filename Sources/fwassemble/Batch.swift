@@ -60,26 +60,43 @@ extension Fwassemble {
         @Flag(name: [.short, .long], help: "No progress bar and no summary.")
         var quiet = false
 
+        @Option(help: ArgumentHelp("Every disk's assemble options as a JSON request (docs/library.md), - for standard input; no other assemble option may be given.", valueName: "file"))
+        var request: String?
+
+        /// The request every disk's `assemble` gets (its disk and output filled in per disk).
+        var optionsRequest: AssembleRequest {
+            var r = AssembleRequest()
+            r.source = imageOptions.source(nil)
+            r.root = rootOption.root
+            tree.apply(to: &r)
+            r.output = archive.request(output: nil)
+            r.strict = strict
+            return r
+        }
+
+        func makeRequest() throws -> AssembleRequest {
+            guard let request else { return optionsRequest }
+            guard optionsRequest == AssembleRequest() else { throw ValidationError("--request takes every assemble option from its JSON; give no other") }
+            let data = request == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: request)
+            guard let data else { throw ValidationError("cannot read --request \(request)") }
+            do {
+                let r = try AssembleRequest.decode(Array(data))
+                _ = try r.validate()
+                guard r.source.disk == nil, r.output.output == nil, r.output.report == nil else {
+                    throw FWError(.invalidArgument, "a batch request names no disk, output or report (each disk gets its own)")
+                }
+                return r
+            } catch let e as FWError {
+                throw ValidationError(e.message)
+            }
+        }
+
         func validate() throws {
-            try archive.validate(output: nil, default: .gzip)
+            if request == nil { try validateRequest(output: nil) { _ = try optionsRequest.validate() } }
             if let jobs, jobs < 1 || jobs > 1024 { throw ValidationError("--jobs must be between 1 and 1024") }
             if let timeout, !(timeout > 0) { throw ValidationError("--timeout must be more than 0 seconds") }
             if let memory, memory < 1 || memory > (1 << 30) { throw ValidationError("--memory must be a positive number of MiB") }
             if let outputName, outputName.contains("/") || outputName.isEmpty { throw ValidationError("--output-name must be a file name") }
-        }
-
-        /// The options every `assemble` gets, as its command line.
-        var assembleArguments: [String] {
-            var args: [String] = []
-            if let c = archive.compression { args += ["--compression", "\(c)"] }
-            if let l = archive.level { args += ["--level", "\(l)"] }
-            if let t = archive.threads { args += ["--threads", "\(t)"] }
-            if let r = rootOption.root { args += ["--root", r] }
-            if let b = imageOptions.backingDir { args += ["--backing-dir", b] }
-            if let s = imageOptions.snapshot { args += ["--snapshot", s] }
-            args += tree.arguments
-            if strict { args.append("--strict") }
-            return args
         }
 
         func run() throws {
@@ -100,14 +117,10 @@ extension Fwassemble {
             options.resultsPath = results
             options.resume = resume
             options.outputName = outputName
-            options.assembleArguments = assembleArguments
-            switch archive.compression ?? .gzip {
-            case .none: options.outputSuffix = ".rootfs.tar"
-            case .zstd: options.outputSuffix = ".rootfs.tar.zst"
-            case .gzip: options.outputSuffix = ".rootfs.tar.gz"
-            }
+            options.request = try makeRequest()
             if list {
-                let names = outputName.map { [$0] } ?? FirmwareAssembler.Batch.outputNames(for: disks, suffix: options.outputSuffix)
+                let suffix = try options.request.validate().suffix
+                let names = outputName.map { [$0] } ?? FirmwareAssembler.Batch.outputNames(for: disks, suffix: suffix)
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                 for (disk, name) in zip(disks, names) {

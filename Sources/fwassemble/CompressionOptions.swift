@@ -11,38 +11,34 @@ extension CompressionFormat: ExpressibleByArgument {
 }
 
 /// How an archive is written, shared by every command that writes one (extract, assemble,
-/// docker --export): the format parsed once by ArgumentParser, its level and the threads.
+/// docker --export): the format parsed once by ArgumentParser, its level and the threads. Only
+/// the request's `OutputRequest` checks them (`validate`), so the rules are written once.
 struct CompressionOptions: ParsableArguments {
-    @Option(help: "none, gzip or zstd (default gzip; extract: from the output name, .tar none, .zst zstd).")
+    @Option(help: "none, gzip or zstd (default: from the output name, .tar none, .tar.zst zstd, else gzip).")
     var compression: CompressionFormat?
 
     @Option(help: "Compression level (gzip 1-12, default 6; zstd 1-19, default 3).")
     var level: Int?
 
-    @Option(help: "Compression threads (default: the number of cores).")
+    @Option(help: "Compression threads, 1-256 (default: the number of cores).")
     var threads: Int?
 
-    func validate() throws {
-        if let threads, threads < 1 || threads > 256 {
-            throw ValidationError("--threads must be between 1 and 256")
-        }
+    /// These options with `output` and `report`, as the request's output group.
+    func request(output: String?, report: String? = nil, format: AssembleFormat? = nil) -> OutputRequest {
+        OutputRequest(format: format, compression: compression, level: level, threads: threads, output: output, report: report)
     }
+}
 
-    /// The compression asked for, `format` when none was given; the level is checked here.
-    func compression(default format: CompressionFormat) throws -> Compression {
-        try Compression(compression ?? format, level: level)
+/// Runs a request's `validate` as ArgumentParser's validation: a usage error (exit 2), and no
+/// archive to a terminal.
+func validateRequest(output: String?, _ check: () throws -> Void) throws {
+    do {
+        try check()
+    } catch let e as FWError {
+        throw ValidationError(e.message)
     }
-
-    /// Checks the level against the format in use and refuses to write an archive to a terminal.
-    func validate(output: String?, default format: CompressionFormat) throws {
-        do {
-            _ = try compression(default: format)
-        } catch {
-            throw ValidationError("\(error)")
-        }
-        if output == "-", isatty(1) != 0 {
-            throw ValidationError("refusing to write an archive to a terminal; redirect standard output or use -o FILE")
-        }
+    if output == "-", isatty(1) != 0 {
+        throw ValidationError("refusing to write an archive to a terminal; redirect standard output or use -o FILE")
     }
 }
 
@@ -64,13 +60,11 @@ struct TreeOptions: ParsableArguments {
 
     @OptionGroup var replay: ReplayOption
 
-    /// These options on an `assemble` command line.
-    var arguments: [String] {
-        var args: [String] = []
-        if noDevices { args.append("--no-devices") }
-        if rehost { args.append("--rehost") }
-        if hardlinks != .link { args += ["--hardlinks", hardlinks.rawValue] }
-        if replay.noReplay { args.append("--no-replay") }
-        return args
+    /// These options set on `request`.
+    func apply(to request: inout AssembleRequest) {
+        request.noDevices = noDevices
+        request.rehost = rehost
+        request.hardlinks = hardlinks
+        request.source.noReplay = replay.noReplay
     }
 }

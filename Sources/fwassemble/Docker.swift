@@ -46,32 +46,34 @@ extension Fwassemble {
 
         @OptionGroup var archive: CompressionOptions
 
+        @Flag(help: "With --export/--export-image: exit 1 at the first problem of the export, leaving no output.")
+        var strict = false
+
+        var exportRequest: ExportRequest {
+            var r = ExportRequest()
+            r.source = imageOptions.source(image)
+            r.root = rootOption.root
+            r.export = export
+            r.exportImage = exportImage
+            r.dataRoot = dataRoot
+            r.output = archive.request(output: output)
+            r.strict = strict
+            return r
+        }
+
         func validate() throws {
-            if export != nil, exportImage != nil {
-                throw ValidationError("--export and --export-image cannot be used together")
-            }
             if export != nil || exportImage != nil {
-                guard let output else { throw ValidationError("--export and --export-image need -o OUT.tar.gz") }
-                try archive.validate(output: output, default: .gzip)
+                try validateRequest(output: output) { _ = try exportRequest.validate() }
             } else if output != nil {
                 throw ValidationError("-o is only for --export and --export-image")
             }
         }
 
-        private func exportOptions(_ output: String) throws -> ExtractOptions {
-            var options = ExtractOptions(output: output, compression: try archive.compression(default: .gzip))
-            if let threads = archive.threads { options.threads = threads }
-            return options
-        }
-
         func run() throws {
-            let disk: Disk
-            do { disk = try imageOptions.disk(image) } catch { Fwassemble.fail(error) }
-            if let reference = export ?? exportImage, let output {
+            if export != nil || exportImage != nil {
                 do {
-                    let result = try disk.exportDocker(reference, image: exportImage != nil,
-                                                       options: exportOptions(output),
-                                                       plan: rootOption.planOptions, dataRoot: dataRoot)
+                    let request = exportRequest
+                    let result = try ImageOptions.open(request.source).export(request)
                     for p in result.problems { Fwassemble.writeError("warning: \(p)\n") }
                     Fwassemble.writeError("wrote \(result.output): \(result.what), \(result.layers) layers, \(result.members) entries (\(result.files) files, \(result.hardlinks) hardlinks)\n")
                 } catch {
@@ -79,6 +81,8 @@ extension Fwassemble {
                 }
                 return
             }
+            let disk: Disk
+            do { disk = try imageOptions.disk(image) } catch { Fwassemble.fail(error) }
             let report: DockerReport
             do { report = try disk.docker(options: rootOption.planOptions) } catch { Fwassemble.fail(error) }
             if json {

@@ -35,21 +35,28 @@ extension Fwassemble {
         @Flag(name: [.short, .long], help: "Print warnings only, no summary.")
         var quiet = false
 
-        func validate() throws {
-            try archive.validate(output: output, default: CompressionFormat(forOutput: output))
+        @Flag(help: "Exit 1 at the first warning, leaving no output.")
+        var strict = false
+
+        var request: ExtractRequest {
+            var r = ExtractRequest(partition: partition, output: archive.request(output: output))
+            r.source = imageOptions.source(image, noReplay: replay.noReplay)
+            r.strict = strict
+            return r
         }
 
-        private func chosenCompression() throws -> Compression {
-            try archive.compression(default: CompressionFormat(forOutput: output))
+        func validate() throws {
+            try validateRequest(output: output) { _ = try request.validate() }
         }
 
         func run() throws {
-            var options = ExtractOptions(output: output, compression: try chosenCompression(), replayJournal: replay.replayJournal)
-            if let threads = archive.threads { options.threads = threads }
-            options.journalProgress = ReplayOption.progressLine(enabled: !quiet && isatty(2) != 0)
+            let request = self.request
+            let hooks = JobHooks(journalProgress: ReplayOption.progressLine(enabled: !quiet && isatty(2) != 0))
             let result: ExtractResult
+            let compression: Compression
             do {
-                result = try imageOptions.disk(image).extract(partition: partition, options: options)
+                compression = try request.validate().compression
+                result = try ImageOptions.open(request.source).extract(request, hooks: hooks)
             } catch {
                 Fwassemble.fail(error)
             }
@@ -69,7 +76,7 @@ extension Fwassemble {
                 Fwassemble.writeError("""
                     \(result.partition) (\(result.format)): \(result.members) entries, \(result.files) files, \
                     \(result.hardlinks) hardlinks, \(result.contentBytes) bytes of content -> \(target) \
-                    (\(options.compression)); \(result.problems.count) warning\(result.problems.count == 1 ? "" : "s")
+                    (\(compression)); \(result.problems.count) warning\(result.problems.count == 1 ? "" : "s")
 
                     """)
             }

@@ -29,6 +29,7 @@ struct Fwassemble: ParsableCommand {
     /// Exit codes: 0 success, 1 an error reading or writing (one `fwassemble: ...` line on
     /// stderr), 2 a usage error (ArgumentParser's message and usage on stderr).
     static func main() {
+        installSignalHandlers()
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -46,10 +47,31 @@ struct Fwassemble: ParsableCommand {
         }
     }
 
-    /// Prints `fwassemble: <message>` on stderr and exits 1.
+    /// Prints `fwassemble: <message>` on stderr and exits 1; a job stopped by a signal (its
+    /// output already removed) ends by that signal, as an uncaught one would.
     static func fail(_ error: any Error) -> Never {
         writeError("fwassemble: \(error)\n")
+        if (error as? FWError)?.code == .cancelled, let signal = Cancellation.process.signalNumber {
+            Glibc.signal(signal, SIG_DFL)
+            raise(signal)
+        }
         Glibc.exit(1)
+    }
+
+    /// SIGINT, SIGTERM and SIGHUP stop the running job through `Cancellation.process` (an atomic
+    /// store, async-signal-safe): its output stage removes what it began and `fail` ends the
+    /// process by the signal. A second signal ends it at once.
+    static func installSignalHandlers() {
+        for s in [SIGINT, SIGTERM, SIGHUP] {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { signal in
+                Cancellation.process.signal(signal)
+                Glibc.signal(signal, SIG_DFL)
+            }
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = 0
+            sigaction(s, &action, nil)
+        }
     }
 
     /// Writes to standard error (fd 2, unbuffered).

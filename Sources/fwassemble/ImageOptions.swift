@@ -15,9 +15,19 @@ struct ImageOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Read this qcow2 internal snapshot (name or ID) instead of the active state.", valueName: "name"))
     var snapshot: String?
 
+    /// The request's source group for `image`.
+    func source(_ image: String?, noReplay: Bool = false) -> SourceRequest {
+        SourceRequest(disk: image, backingDir: backingDir, snapshot: snapshot, noReplay: noReplay)
+    }
+
     /// Opens `image` (any supported container format, detected by content). On a terminal, the
     /// decompression of a compressed image shows its progress on stderr.
     func disk(_ image: String) throws -> Disk {
+        try Self.open(source(image))
+    }
+
+    /// Opens a request's disk, with the decompression progress on a terminal.
+    static func open(_ source: SourceRequest) throws -> Disk {
         var progress: (@Sendable (UInt64, UInt64?) -> Void)? = nil
         if isatty(2) == 1 {
             progress = { done, total in
@@ -27,7 +37,7 @@ struct ImageOptions: ParsableArguments {
                 _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
             }
         }
-        return try Disk(path: image, backingDirectory: backingDir, snapshot: snapshot, decompressionProgress: progress)
+        return try source.open(decompressionProgress: progress)
     }
 }
 

@@ -155,7 +155,7 @@ struct CompressionTests {
         let dir = try Scratch.directory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let target = dir.appendingPathComponent("big.tar.gz").path
-        let output = try OutputFile(path: target)
+        let output = try OutputTarget(target)
         let tar = TarWriter(sink: try Compression.gzip(level: 1).sink(over: output.sink, threads: 2))
         let report = try Archiver.archive(t, into: tar)
         try tar.finish()
@@ -177,7 +177,7 @@ struct CompressionTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let target = dir.appendingPathComponent("out.tar").path
         do {
-            let out = try OutputFile(path: target)
+            let out = try OutputTarget(target)
             try out.sink.write(Array("partial".utf8))
             // Unnamed (O_TMPFILE): nothing in the directory; else only the hidden temporary file.
             let visible = try FileManager.default.contentsOfDirectory(atPath: dir.path)
@@ -190,15 +190,15 @@ struct CompressionTests {
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty)
         do {
-            _ = try OutputFile(path: target)   // dropped without commit
+            _ = try OutputTarget(target)   // dropped without commit
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty)
-        let out = try OutputFile(path: target)
+        let out = try OutputTarget(target)
         try out.sink.write(Array("done".utf8))
         try out.commit()
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["out.tar"])
         #expect(try String(contentsOfFile: target, encoding: .utf8) == "done")
-        #expect(throws: FWError.self) { try OutputFile(path: dir.appendingPathComponent("missing/x.tar").path) }
+        #expect(throws: FWError.self) { try OutputTarget(dir.appendingPathComponent("missing/x.tar").path) }
     }
 
     /// An output that exists and is not a regular file (a copy of /dev/null made with mknod, a
@@ -218,7 +218,7 @@ struct CompressionTests {
         }
         for target in targets {
             let reader = target == fifo ? try startReader(fifo) : nil
-            let out = try OutputFile(path: target)
+            let out = try OutputTarget(target)
             #expect(out.temporaryPath == nil)
             try out.sink.write(Array("archive bytes".utf8))
             try out.commit()

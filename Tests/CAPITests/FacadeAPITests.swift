@@ -24,10 +24,11 @@ import Glibc
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let disk = try Disk(path: image)
-        let options = AssembleOptions(compression: .gzip(level: 6), threads: 2)
+        var options = AssembleRequest()
+        options.output = OutputRequest(compression: .gzip, level: 6, threads: 2)
 
         let viaPath = dir.appendingPathComponent("path.tar.gz").path
-        let pathReport = try disk.assemble(to: .path(viaPath), options: options)
+        let pathReport = try disk.assemble(to: .path(viaPath), options)
         let expected = try Data(contentsOf: URL(fileURLWithPath: viaPath))
         #expect(FileManager.default.fileExists(atPath: viaPath + ".report.json"))
         #expect(pathReport.output == viaPath)
@@ -35,14 +36,14 @@ import Glibc
         let fdPath = dir.appendingPathComponent("fd.tar.gz").path
         let fd = open(fdPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         try #require(fd >= 0)
-        let fdReport = try disk.assemble(to: .fileDescriptor(fd), options: options)
+        let fdReport = try disk.assemble(to: .fileDescriptor(fd), options)
         close(fd)
         #expect(try Data(contentsOf: URL(fileURLWithPath: fdPath)) == expected)
         #expect(fdReport.output == "fd \(fd)")
         #expect(!FileManager.default.fileExists(atPath: fdPath + ".report.json"))
 
         let collected = Collector()
-        let chunkReport = try disk.assemble(to: .chunks { collected.append($0) }, options: options)
+        let chunkReport = try disk.assemble(to: .chunks { collected.append($0) }, options)
         #expect(collected.data == expected)
         #expect(collected.largestChunk <= 1 << 20 && collected.chunks > 0)
         #expect(chunkReport.output == "callback")
@@ -62,12 +63,17 @@ import Glibc
         let disk = try Disk(path: image)
         let name = try #require(try disk.docker().dataRoots.first?.containers.first?.name)
         let viaAPI = dir.appendingPathComponent("api.tar.gz").path
-        let result = try disk.export(container: name, to: viaAPI)
+        var request = ExportRequest()
+        request.export = name
+        request.output.output = viaAPI
+        let result = try disk.export(request)
         let viaCLI = dir.appendingPathComponent("cli.tar.gz").path
         try TestImages.run([try Self.cli(), "docker", image, "--export", name, "-o", viaCLI])
         #expect(try Data(contentsOf: URL(fileURLWithPath: viaAPI)) == (try Data(contentsOf: URL(fileURLWithPath: viaCLI))))
         #expect(result.members > 0 && result.what.contains(name))
-        #expect(throws: FWError.self) { try disk.export(container: "no-such-container", to: dir.appendingPathComponent("x").path) }
+        request.export = "no-such-container"
+        request.output.output = dir.appendingPathComponent("x").path
+        #expect(throws: FWError.self) { try disk.export(request) }
     }
 
     @Test func throwingChunkCallbackStopsTheAssembly() throws {
@@ -87,7 +93,9 @@ import Glibc
         defer { try? FileManager.default.removeItem(at: dir) }
         let disk = try Disk(path: image)
         let archive = dir.appendingPathComponent("a.tar.gz").path
-        _ = try disk.assemble(to: .path(archive), options: AssembleOptions(threads: 2))
+        var request = AssembleRequest()
+        request.output.threads = 2
+        _ = try disk.assemble(to: .path(archive), request)
         let lines = try TestImages.run(["python3", TestImages.repositoryRoot.appendingPathComponent("images/tar_manifest.py").path, archive])
         let members = try String(decoding: lines, as: UTF8.self).split(separator: "\n").map {
             try JSONDecoder().decode(ManifestEntry.self, from: Data($0.utf8))

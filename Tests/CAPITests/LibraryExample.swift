@@ -17,9 +17,10 @@ func libraryExample(image: String, output: String) throws -> AssembleReport {
     }
     print("\(regularFiles) regular files")
 
-    var options = AssembleOptions(compression: .gzip(level: 6))
-    options.progress = { p in print("\(p.entries) entries, \(p.contentBytes) bytes") }
-    let report = try disk.assemble(to: .path(output), options: options)
+    var request = AssembleRequest()
+    request.output = OutputRequest(compression: .gzip, level: 6)
+    let hooks = JobHooks(progress: { p in print("\(p.entries) entries, \(p.contentBytes) bytes") })
+    let report = try disk.assemble(to: .path(output), request, hooks: hooks)
     print("wrote \(report.members) entries to \(report.output)")
     return report
 }

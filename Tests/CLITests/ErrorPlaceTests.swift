@@ -41,7 +41,7 @@ struct ErrorPlaceTests {
         #expect(!FileManager.default.fileExists(atPath: output))
 
         let error = try #require(throws: FWError.self) {
-            try Disk(path: image).extract(partition: "1", options: ExtractOptions(output: output, compression: .none))
+            try Disk(path: image).extract(ExtractRequest(partition: "1", output: OutputRequest(compression: CompressionFormat.none, output: output)))
         }
         #expect(error.disk == image && error.partition == "(whole image)" && error.path == nil, "\(error)")
         #expect(error.code == .corrupt)
@@ -66,7 +66,7 @@ struct ErrorPlaceTests {
         // The facade: the image and the partition in their own fields, named once in the text.
         let disk = try Disk(path: image)
         let error = try #require(throws: FWError.self) {
-            try disk.extract(partition: name, options: ExtractOptions(output: output, compression: .none))
+            try disk.extract(ExtractRequest(partition: name, output: OutputRequest(compression: CompressionFormat.none, output: output)))
         }
         #expect(error.disk == image && error.partition == "partition \(index) (\(name))", "\(error)")
         #expect(Self.occurrences(of: image, in: error.description) == 1, "\(error)")

@@ -37,7 +37,9 @@ struct DiskFormatsFacadeTests {
 
     func assembled(_ path: String, into dir: String) throws -> [UInt8] {
         let output = "\(dir)/\(UUID().uuidString).tar.gz"
-        _ = try Disk(path: path).assemble(options: AssembleOptions(output: output, reportPath: "\(output).report.json", threads: 1))
+        var request = AssembleRequest()
+        request.output = OutputRequest(threads: 1, output: output, report: "\(output).report.json")
+        _ = try Disk(path: path).assemble(request)
         return [UInt8](try Data(contentsOf: URL(fileURLWithPath: output)))
     }
 

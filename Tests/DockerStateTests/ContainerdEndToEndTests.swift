@@ -176,7 +176,7 @@ struct ContainerdEndToEndTests {
         let dir = try DockerScratch.directory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("export.tar").path
-        let result = try Disk(path: path).exportDocker(reference, image: image, options: ExtractOptions(output: out, compression: .none))
+        let result = try Disk(path: path).export(.of(reference, image: image, to: out))
         #expect(result.problems.isEmpty, "\(result.problems)")
         let exported = try DockerScratch.tarManifest(out)
         #expect(!exported.contains { $0.type == "characterDevice" && $0.rdev == [0, 0] })
@@ -206,7 +206,7 @@ struct ContainerdEndToEndTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("export.tar").path
         let result = try Disk(path: try TestImages.path("containerd-root-nosnap.img"))
-            .exportDocker(reference, image: true, options: ExtractOptions(output: out, compression: .none))
+            .export(.of(reference, image: true, to: out))
         #expect(result.problems.isEmpty, "\(result.problems)")
         #expect(result.layers == 2)
         let exported = try DockerScratch.tarManifest(out).filter { $0.path != "." }

@@ -145,7 +145,7 @@ struct DockerEndToEndTests {
         let dir = try DockerScratch.directory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("export.tar.gz").path
-        let result = try Disk(path: path).exportDocker(name, image: false, options: ExtractOptions(output: out))
+        let result = try Disk(path: path).export(.of(name, image: false, to: out))
         #expect(result.problems.isEmpty, "\(result.problems)")
         let exported = try DockerScratch.tarManifest(out)
         #expect(!exported.contains { $0.type == "characterDevice" && $0.rdev == [0, 0] })
@@ -182,7 +182,7 @@ struct DockerEndToEndTests {
         let dir = try DockerScratch.directory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("export.tar").path
-        let result = try Disk(path: path).exportDocker(tag, image: true, options: ExtractOptions(output: out, compression: .none))
+        let result = try Disk(path: path).export(.of(tag, image: true, to: out))
         #expect(result.problems.isEmpty, "\(result.problems)")
         let exported = try DockerScratch.tarManifest(out)
         let layers = try #require(facts.images[tag]).layers.reversed()
@@ -218,7 +218,9 @@ struct DockerEndToEndTests {
         let path = try TestImages.path("docker-root.img")
         let dir = try DockerScratch.directory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let report = try Disk(path: path).assemble(options: AssembleOptions(output: dir.appendingPathComponent("root.tar.gz").path))
+        var request = AssembleRequest()
+        request.output.output = dir.appendingPathComponent("root.tar.gz").path
+        let report = try Disk(path: path).assemble(request)
         let docker = try #require(report.docker)
         #expect(docker.dataRoots.map(\.path) == ["/mnt/data/docker"])
         #expect(docker.dataRoots.first?.summary.running == 1)

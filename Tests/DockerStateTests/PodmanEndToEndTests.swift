@@ -62,7 +62,7 @@ struct PodmanEndToEndTests {
         #expect(root.integrity.problems.count == 4, "\(problems)")
         #expect(throws: FWError.self) {
             try Disk(path: try TestImages.path("podman-root-broken.img"))
-                .exportDocker("job", image: false, options: ExtractOptions(output: FileManager.default.temporaryDirectory.appendingPathComponent("x-\(UUID()).tar").path))
+                .export(.of("job", image: false, to: FileManager.default.temporaryDirectory.appendingPathComponent("x-\(UUID()).tar").path))
         }
     }
 
@@ -88,7 +88,7 @@ struct PodmanEndToEndTests {
         let dir = try DockerScratch.directory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("export.tar").path
-        let result = try Disk(path: path).exportDocker(reference, image: image, options: ExtractOptions(output: out, compression: .none))
+        let result = try Disk(path: path).export(.of(reference, image: image, to: out))
         #expect(result.problems.isEmpty, "\(result.problems)")
         let exported = try DockerScratch.tarManifest(out)
         guard TestImages.canLoopMount("ext4"), TestImages.canLoopMount("overlay") else { return }

@@ -182,7 +182,9 @@ struct AssembleEndToEndTests {
         // The facade with 1, 2 and 8 threads writes the same bytes as the CLI on all cores.
         for threads in [1, 2, 8] {
             let c = scratch.path + "/threads-\(threads).rootfs.tar.gz"
-            _ = try Disk(path: a.image).assemble(options: AssembleOptions(output: c, threads: threads))
+            var request = AssembleRequest()
+            request.output = OutputRequest(threads: threads, output: c)
+            _ = try Disk(path: a.image).assemble(request)
             #expect(try Data(contentsOf: URL(fileURLWithPath: c)) == x, "\(threads) threads")
         }
         // `-o -` streams the same bytes to stdout.

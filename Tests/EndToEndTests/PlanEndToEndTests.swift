@@ -194,9 +194,10 @@ extension Disk {
     func assembleRelease(root: String) throws -> String {
         let scratch = try ScratchDir()
         let out = scratch.path + "/r.tar.gz"
-        var options = AssembleOptions(output: out)
-        options.plan = PlanOptions(root: root)
-        _ = try assemble(options: options)
+        var request = AssembleRequest()
+        request.output.output = out
+        request.root = root
+        _ = try assemble(request)
         let data = try TestImages.run(["tar", "-xzOf", out, "./usr/lib/os-release"])
         return String(decoding: data, as: UTF8.self)
     }

@@ -1,4 +1,5 @@
 import DiskImage
+import Synchronization
 
 /// Opens a disk image of any supported container format, detected by its content (magic
 /// numbers), never by its file name: raw, qcow2, VMDK (sparse, streamOptimized, descriptor with
@@ -7,13 +8,29 @@ import DiskImage
 /// The returned source reads the virtual disk; `diskImageFormat(of:)` names its format. Errors
 /// are `FWError`s naming the file and the offset of the bad structure.
 public func openDiskImage(path: String, options: DiskImageOptions = DiskImageOptions()) throws -> any ByteSource {
-    try ImageOpener(options: options).open(path: path, backingDepth: 0, chain: [])
+    try openDiskImageFiles(path: path, options: options).source
+}
+
+/// `openDiskImage`, plus every file the virtual disk reads: the image itself, its qcow2 backing
+/// files and VMDK extents (the paths as opened), so that an output can refuse to overwrite any
+/// of them.
+public func openDiskImageFiles(path: String, options: DiskImageOptions = DiskImageOptions()) throws -> (source: any ByteSource, files: [String]) {
+    let opener = ImageOpener(options: options)
+    let source = try opener.open(path: path, backingDepth: 0, chain: [])
+    return (source, opener.files.withLock { $0 })
 }
 
 /// The detection and nesting rules shared by the formats (backing files and extents open more
 /// files through it).
 struct ImageOpener {
     let options: DiskImageOptions
+    /// Every file opened or resolved so far (shared by the openers of backing files).
+    let files: SharedFileList
+
+    init(options: DiskImageOptions, files: SharedFileList = SharedFileList([])) {
+        self.options = options
+        self.files = files
+    }
     /// Backing chains deeper than this are refused (a loop through differently named files).
     static let maximumBackingDepth = 64
     /// Wrappers inside wrappers (a .qcow2 in a .zip in a .xz) deeper than this are refused.
@@ -21,6 +38,7 @@ struct ImageOpener {
 
     func open(path: String, backingDepth: Int, chain: [String]) throws -> any ByteSource {
         let file = try FileSource(path: path)
+        files.withLock { $0.append(path) }
         return try detect(file, directory: directoryOf(path), backingDepth: backingDepth,
                           chain: chain + [canonicalPath(path)], wrapperDepth: 0)
     }
@@ -109,9 +127,21 @@ struct ImageOpener {
             candidates.append("\(dir)/\(reference.hasPrefix("/") ? base : reference)")
             candidates.append("\(dir)/\(base)")
         }
-        for c in candidates where FileSourceProbe.exists(c) { return c }
+        for c in candidates where FileSourceProbe.exists(c) {
+            files.withLock { $0.append(c) }
+            return c
+        }
         throw FWError(.notFound, "\(what) \"\(reference)\" not found (looked for \(candidates.joined(separator: ", "))\(useBackingDir && options.backingDirectory == nil ? "; --backing-dir names another folder" : ""))", disk: disk)
     }
+}
+
+/// The files an `ImageOpener` and the openers it makes for backing files have opened.
+final class SharedFileList: Sendable {
+    private let paths: Mutex<[String]>
+
+    init(_ paths: [String]) { self.paths = Mutex(paths) }
+
+    func withLock<T>(_ body: (inout [String]) -> T) -> T { paths.withLock { body(&$0) } }
 }
 
 enum FileSourceProbe {

@@ -138,7 +138,7 @@ final class Qcow2Image: DiskContainerSource {
             }
             var inner = opener.options
             inner.snapshot = nil
-            let backingOpener = ImageOpener(options: inner)
+            let backingOpener = ImageOpener(options: inner, files: opener.files)
             if backingFormat == "raw" {
                 backing = try FileSource(path: path)
             } else {

@@ -1,0 +1,54 @@
+import DiskImage
+import FileSystems
+
+/// The walk-to-ext4 loop, here beside the writer as `Archiver` is beside the tar writer: the
+/// facade picks a walk and an output; it does not write the loop.
+extension Ext4ImageWriter {
+    /// What writing a walk left out.
+    public struct WalkSummary: Sendable {
+        /// Entries written (the root included).
+        public var members = 0
+        /// Device nodes left out (`dropDevices`).
+        public var droppedDevices: [String] = []
+        /// What the walk met (unreadable directories, loops cut).
+        public var problems: [WalkProblem] = []
+    }
+
+    /// Writes every entry of `walk` (parents come first). `check` runs before each entry (a
+    /// cancellation throws from it); `written` is told of each entry written.
+    public func add<Walk: EntryWalk>(walk: inout Walk, dropDevices: Bool, check: () throws -> Void,
+                                     written: (WalkEntry) -> Void = { _ in }) throws -> WalkSummary {
+        var summary = WalkSummary()
+        while let item = walk.next() {
+            try check()
+            let m = item.metadata
+            if dropDevices, m.type == .characterDevice || m.type == .blockDevice {
+                summary.droppedDevices.append(item.displayPath)
+                continue
+            }
+            try add(path: item.path, metadata: m, hardlinkTarget: item.hardlinkTarget,
+                    contents: { try item.reader.openFile(m.inode) }, mayLinkAgain: item.reader.mayAppearAgain(m.inode))
+            summary.members += 1
+            written(item)
+        }
+        summary.problems = walk.problems
+        return summary
+    }
+
+    /// Writes the members of a tar (or any filesystem) on top of what is there, as penguin
+    /// appends its igloo files: a non-directory replaces the entry at its path, a directory only
+    /// gets the member's metadata; the tree's own root ("./") does not change the image's.
+    /// Returns the members written and the walk's problems.
+    public func add(tree reader: any FileSystemReader, check: () throws -> Void) throws -> (members: Int, problems: [WalkProblem]) {
+        var walk = TreeWalk(reader)
+        var added = 0
+        while let item = walk.next() {
+            try check()
+            if item.path.isEmpty { continue }
+            try add(path: item.path, metadata: item.metadata, hardlinkTarget: item.hardlinkTarget,
+                    contents: { try reader.openFile(item.metadata.inode) }, replace: true, mayLinkAgain: true)
+            added += 1
+        }
+        return (added, walk.problems)
+    }
+}

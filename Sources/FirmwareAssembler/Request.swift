@@ -1,0 +1,497 @@
+import Archive
+import DiskImage
+import Foundation
+
+// The requests: one Codable value per job family, the only way options travel. The CLI builds
+// them from its option groups, the C ABI and Python decode them from JSON, a batch child reads
+// one on stdin (`assemble --request -`). JSON keys are the CLI's long option names with `_` for
+// `-` (docs/library.md, "Options"), flat, and a contract: extended, never renamed.
+
+/// What a job reads: the disk image and how it is opened.
+public struct SourceRequest: Sendable, Equatable, Codable {
+    /// The disk image (the CLI's IMAGE argument); the C ABI and Python's `Disk` give it separately.
+    public var disk: String?
+    /// `--backing-dir`: where qcow2 backing files are looked up.
+    public var backingDir: String?
+    /// `--snapshot`: a qcow2 internal snapshot (name or ID).
+    public var snapshot: String?
+    /// `--no-replay`: read ext3/ext4 filesystems that need recovery as they are on disk.
+    public var noReplay: Bool = false
+
+    public init(disk: String? = nil, backingDir: String? = nil, snapshot: String? = nil, noReplay: Bool = false) {
+        self.disk = disk
+        self.backingDir = backingDir
+        self.snapshot = snapshot
+        self.noReplay = noReplay
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case disk, backingDir = "backing_dir", snapshot, noReplay = "no_replay"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        disk = try c.decodeIfPresent(String.self, forKey: .disk)
+        backingDir = try c.decodeIfPresent(String.self, forKey: .backingDir)
+        snapshot = try c.decodeIfPresent(String.self, forKey: .snapshot)
+        noReplay = try c.decodeIfPresent(Bool.self, forKey: .noReplay) ?? false
+    }
+
+    /// Decodes the source keys alone (the C ABI's `fwa_open2`: backing_dir, snapshot).
+    public static func decode(_ json: [UInt8]) throws -> SourceRequest {
+        try RequestKeys.decode(Checked<SourceRequest>.self, json, job: "open").value
+    }
+
+    /// Opens the disk (`disk` must be set).
+    public func open(decompressionProgress: (@Sendable (UInt64, UInt64?) -> Void)? = nil) throws -> Disk {
+        guard let disk, !disk.isEmpty else { throw FWError(.invalidArgument, "the request names no disk") }
+        return try Disk(path: disk, backingDirectory: backingDir, snapshot: snapshot, decompressionProgress: decompressionProgress)
+    }
+}
+
+/// Where and how an archive or image is written.
+public struct OutputRequest: Sendable, Equatable, Codable {
+    /// `--format`: tar (default), ext4 or qcow2; nil: from `output`'s suffix, else tar.
+    public var format: AssembleFormat?
+    /// `--compression`: none, gzip or zstd; nil: from `output`'s suffix, else gzip.
+    public var compression: CompressionFormat?
+    /// `--level`: gzip 1-12 (default 6), zstd 1-19 (default 3).
+    public var level: Int?
+    /// `--threads`: compression threads, 1-256 (default: the cores).
+    public var threads: Int?
+    /// `-o`/`--output`: a path, "-" for standard output; nil: the default name in the current folder.
+    public var output: String?
+    /// `--report`: the JSON report's path (default: OUTPUT.report.json beside a file output).
+    public var report: String?
+
+    public init(format: AssembleFormat? = nil, compression: CompressionFormat? = nil, level: Int? = nil,
+                threads: Int? = nil, output: String? = nil, report: String? = nil) {
+        self.format = format
+        self.compression = compression
+        self.level = level
+        self.threads = threads
+        self.output = output
+        self.report = report
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case format, compression, level, threads, output, report
+    }
+
+    /// The format and compression, from the options and the output's suffix; a contradiction
+    /// (`-o x.tar.zst --compression gzip`) and every number out of range are `.invalidArgument`.
+    public func resolve() throws -> ResolvedOutput {
+        let implied: (format: AssembleFormat?, compression: CompressionFormat?) = try output.map(OutputNaming.implied(by:)) ?? (nil, nil)
+        if let f = format, let i = implied.format, !(f == i || (f == .ext4 && i == .qcow2)) {
+            throw FWError(.invalidArgument, "--format \(f.rawValue) contradicts the output name \(output ?? "") (\(i.rawValue))")
+        }
+        let chosen: AssembleFormat = format.map { $0 == .ext4 && implied.format == .qcow2 ? .qcow2 : $0 } ?? implied.format ?? .tar
+        if chosen != .tar, compression != nil {
+            throw FWError(.invalidArgument, "--compression applies to archives; an \(chosen.rawValue) image is not compressed")
+        }
+        if chosen != .tar, level != nil {
+            throw FWError(.invalidArgument, "--level applies to archives; an \(chosen.rawValue) image is not compressed")
+        }
+        if let c = compression, let i = implied.compression, c != i {
+            throw FWError(.invalidArgument, "--compression \(c.rawValue) contradicts the output name \(output ?? "") (\(i.rawValue))")
+        }
+        if let threads, !(1...256).contains(threads) {
+            throw FWError(.invalidArgument, "--threads \(threads) is not between 1 and 256")
+        }
+        let archive = try Compression(compression ?? implied.compression ?? .gzip, level: level)
+        return ResolvedOutput(format: chosen, compression: chosen == .tar ? archive : .none,
+                              threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
+    }
+}
+
+/// An output's format and compression, decided once.
+public struct ResolvedOutput: Sendable, Equatable {
+    public var format: AssembleFormat
+    public var compression: Compression
+    public var threads: Int
+
+    /// The default file name's suffix: ".rootfs.tar.gz", ".rootfs.tar.zst", ".rootfs.tar",
+    /// ".ext4", ".qcow2".
+    public var suffix: String {
+        switch format {
+        case .ext4: return ".ext4"
+        case .qcow2: return ".qcow2"
+        case .tar:
+            switch compression {
+            case .none: return ".rootfs.tar"
+            case .gzip: return ".rootfs.tar.gz"
+            case .zstd: return ".rootfs.tar.zst"
+            }
+        }
+    }
+}
+
+/// The one naming rule (CLI, batch, C ABI, Python): an output is named after its image's stem,
+/// the file name minus known disk and container suffixes, plus the suffix of its format and
+/// compression; an output's own suffix chooses the format and compression when no option does.
+public enum OutputNaming {
+    /// Disk image and container suffixes taken off an image's name (case-insensitive, repeatedly:
+    /// `haos_ova-14.1.qcow2.xz` -> `haos_ova-14.1`).
+    public static let imageSuffixes = [".img", ".raw", ".bin", ".qcow2", ".vmdk", ".vhd", ".vhdx", ".vdi", ".ova",
+                                       ".xz", ".gz", ".zst", ".zip"]
+
+    /// The image's file name without its known suffixes (the whole name when that would leave
+    /// nothing).
+    public static func stem(of image: String) -> String {
+        let base = image.split(separator: "/").last.map(String.init) ?? image
+        var stem = base
+        while let s = imageSuffixes.first(where: { stem.lowercased().hasSuffix($0) && stem.count > $0.count }) {
+            stem.removeLast(s.count)
+        }
+        return stem.isEmpty || stem.hasPrefix(".") && stem.count == 1 ? base : stem
+    }
+
+    /// `stem(of: image)` + the suffix of `output`.
+    public static func defaultName(for image: String, _ output: ResolvedOutput) -> String {
+        stem(of: image) + output.suffix
+    }
+
+    /// What an output name's suffix says: `.tar.gz`/`.tgz`/`.gz` gzip, `.tar.zst`/`.tzst`/`.zst`
+    /// zstd, `.tar` none, `.ext4` and `.qcow2` those formats; other suffixes say nothing.
+    /// A compression fwassemble does not write (`.xz`, `.bz2`, `.lz4`...) is `.invalidArgument`.
+    public static func implied(by output: String) throws -> (format: AssembleFormat?, compression: CompressionFormat?) {
+        let name = (output.split(separator: "/").last.map(String.init) ?? output).lowercased()
+        if name.hasSuffix(".ext4") { return (.ext4, nil) }
+        if name.hasSuffix(".qcow2") { return (.qcow2, nil) }
+        if name.hasSuffix(".tar") { return (.tar, CompressionFormat.none) }
+        if name.hasSuffix(".tgz") || name.hasSuffix(".gz") { return (.tar, .gzip) }
+        if name.hasSuffix(".tzst") || name.hasSuffix(".zst") { return (.tar, .zstd) }
+        for s in [".xz", ".txz", ".bz2", ".tbz2", ".lz4", ".lzma", ".lzo", ".z", ".7z", ".zip"] where name.hasSuffix(s) {
+            throw FWError(.invalidArgument, "the output name \(output) asks for \(s) compression, which fwassemble does not write (.tar.gz, .tar.zst or .tar)")
+        }
+        return (nil, nil)
+    }
+}
+
+/// `assemble`: the booted namespace as one archive or image.
+public struct AssembleRequest: Sendable, Equatable, Codable {
+    public var source = SourceRequest()
+    /// `--root`: the root partition (number, GPT name or label), whatever the bootloader says.
+    public var root: String?
+    /// `--no-devices`: leave device nodes out and list them in the report.
+    public var noDevices = false
+    /// `--rehost`: mask the folded mount units and comment out the folded fstab lines.
+    public var rehost = false
+    /// `--hardlinks`: link (default) or copy.
+    public var hardlinks: HardlinkMode = .link
+    /// `--add-tar`: tars (plain, .gz, .zst, .xz) whose members are written on top (ext4/qcow2).
+    public var addTar: [String] = []
+    public var output = OutputRequest()
+    /// `--padding`: free space of an ext4 image, in MiB (default 4096, at most 16 TiB).
+    public var padding: UInt64?
+    /// `--inodes`: an ext4 image's inode count.
+    public var inodes: UInt32?
+    /// `--uuid`: an ext4 image's filesystem UUID.
+    public var uuid: String?
+    /// `--strict`: a warning fails the job (exit 1), and no output is left.
+    public var strict = false
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case root, noDevices = "no_devices", rehost, hardlinks, addTar = "add_tar", padding, inodes, uuid, strict
+    }
+
+    /// Every key of the JSON form (the CLI's options), for messages and the schema test.
+    public static let keys = Set(CodingKeys.allCases.map(\.rawValue) + SourceRequest.CodingKeys.allCases.map(\.rawValue)
+                                 + OutputRequest.CodingKeys.allCases.map(\.rawValue))
+
+    public init(from decoder: any Decoder) throws {
+        try RequestKeys.check(decoder, allowed: Self.keys, job: "assemble")
+        source = try SourceRequest(from: decoder)
+        output = try OutputRequest(from: decoder)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        root = try RequestKeys.selector(c, .root)
+        noDevices = try c.decodeIfPresent(Bool.self, forKey: .noDevices) ?? false
+        rehost = try c.decodeIfPresent(Bool.self, forKey: .rehost) ?? false
+        hardlinks = try c.decodeIfPresent(HardlinkMode.self, forKey: .hardlinks) ?? .link
+        addTar = try RequestKeys.list(c, .addTar)
+        padding = try c.decodeIfPresent(UInt64.self, forKey: .padding)
+        inodes = try c.decodeIfPresent(UInt32.self, forKey: .inodes)
+        uuid = try c.decodeIfPresent(String.self, forKey: .uuid)
+        strict = try c.decodeIfPresent(Bool.self, forKey: .strict) ?? false
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try source.encode(to: encoder)
+        try output.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encodeIfPresent(root, forKey: .root)
+        try c.encode(noDevices, forKey: .noDevices)
+        try c.encode(rehost, forKey: .rehost)
+        try c.encode(hardlinks, forKey: .hardlinks)
+        try c.encode(addTar, forKey: .addTar)
+        try c.encodeIfPresent(padding, forKey: .padding)
+        try c.encodeIfPresent(inodes, forKey: .inodes)
+        try c.encodeIfPresent(uuid, forKey: .uuid)
+        try c.encode(strict, forKey: .strict)
+    }
+
+    /// The largest `--padding`: 16 TiB in MiB (ext4's 4 KiB blocks reach 64 ZiB, but no disk here does).
+    public static let maximumPaddingMiB: UInt64 = 16 << 20
+
+    /// Checks every option and their combinations (`.invalidArgument`, a usage error in the CLI),
+    /// and returns the output's format and compression.
+    public func validate() throws -> ResolvedOutput {
+        let resolved = try output.resolve()
+        if resolved.format == .tar {
+            if !addTar.isEmpty || inodes != nil || uuid != nil || padding != nil {
+                throw FWError(.invalidArgument, "--add-tar, --padding, --inodes and --uuid apply to --format ext4 or qcow2")
+            }
+        } else {
+            if output.output == "-" {
+                throw FWError(.invalidArgument, "an \(resolved.format.rawValue) image cannot be written to standard output")
+            }
+            if hardlinks == .copy {
+                throw FWError(.invalidArgument, "--hardlinks copy applies to the archive; an ext4 image keeps hardlinks as shared inodes")
+            }
+            if let padding, padding > Self.maximumPaddingMiB {
+                throw FWError(.invalidArgument, "--padding \(padding) MiB is more than \(Self.maximumPaddingMiB) MiB (16 TiB)")
+            }
+            if let inodes, inodes < 16 { throw FWError(.invalidArgument, "--inodes \(inodes) is fewer than 16") }
+            if let uuid, UUID(uuidString: uuid) == nil { throw FWError(.invalidArgument, "--uuid \(uuid) is not a UUID") }
+        }
+        if let root, root.isEmpty { throw FWError(.invalidArgument, "--root is empty") }
+        if let report = output.report, report == "-" {
+            throw FWError(.invalidArgument, "--report - is not supported; give a file name (the archive may be on standard output)")
+        }
+        return resolved
+    }
+
+    /// The request as one JSON object (sorted keys), as the C ABI, Python and a batch child take it.
+    public func json() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
+    /// Decodes a request from JSON (unknown keys and wrong types are `.invalidArgument`).
+    public static func decode(_ json: [UInt8]) throws -> AssembleRequest {
+        try RequestKeys.decode(AssembleRequest.self, json, job: "assemble")
+    }
+}
+
+/// `extract`: one partition's filesystem as an archive.
+public struct ExtractRequest: Sendable, Equatable, Codable {
+    public var source = SourceRequest()
+    /// `--partition`: number, GPT partition name or filesystem label.
+    public var partition: String = ""
+    public var output = OutputRequest()
+    /// `--strict`: a warning fails the job (exit 1), and no output is left.
+    public var strict = false
+
+    public init(partition: String = "", output: OutputRequest = OutputRequest()) {
+        self.partition = partition
+        self.output = output
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case partition, strict }
+
+    public static let keys = Set(CodingKeys.allCases.map(\.rawValue) + SourceRequest.CodingKeys.allCases.map(\.rawValue)
+                                 + OutputRequest.CodingKeys.allCases.map(\.rawValue))
+
+    public init(from decoder: any Decoder) throws {
+        try RequestKeys.check(decoder, allowed: Self.keys, job: "extract")
+        source = try SourceRequest(from: decoder)
+        output = try OutputRequest(from: decoder)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        partition = try RequestKeys.selector(c, .partition) ?? ""
+        strict = try c.decodeIfPresent(Bool.self, forKey: .strict) ?? false
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try source.encode(to: encoder)
+        try output.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(partition, forKey: .partition)
+        try c.encode(strict, forKey: .strict)
+    }
+
+    public static func decode(_ json: [UInt8]) throws -> ExtractRequest {
+        try RequestKeys.decode(ExtractRequest.self, json, job: "extract")
+    }
+
+    public func validate() throws -> ResolvedOutput {
+        guard !partition.isEmpty else { throw FWError(.invalidArgument, "extract needs a partition (number, GPT name or label)") }
+        guard output.output != nil else { throw FWError(.invalidArgument, "extract needs an output (-o FILE, or - for standard output)") }
+        let resolved = try output.resolve()
+        guard resolved.format == .tar else { throw FWError(.invalidArgument, "extract writes archives (.tar, .tar.gz, .tar.zst), not \(resolved.format.rawValue)") }
+        if output.report != nil { throw FWError(.invalidArgument, "extract writes no report file") }
+        return resolved
+    }
+}
+
+/// `docker --export` / `--export-image`: a container's or an image's merged filesystem.
+public struct ExportRequest: Sendable, Equatable, Codable {
+    public var source = SourceRequest()
+    public var root: String?
+    /// `--export`: a container (name, id or id prefix).
+    public var export: String?
+    /// `--export-image`: an image (tag or id).
+    public var exportImage: String?
+    /// `--data-root`: which data-root, when there are several.
+    public var dataRoot: String?
+    public var output = OutputRequest()
+    /// `--strict`: a problem of the export fails it (exit 1), and no output is left.
+    public var strict = false
+
+    public init() {}
+
+    /// A container's (`image: false`) or an image's export to `output`; the compression follows
+    /// the output's suffix (.tar none, .tar.zst zstd, else gzip).
+    public static func of(_ reference: String, image: Bool, to output: String) -> ExportRequest {
+        var r = ExportRequest()
+        if image { r.exportImage = reference } else { r.export = reference }
+        r.output.output = output
+        return r
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case root, export, exportImage = "export_image", dataRoot = "data_root", strict
+    }
+
+    public static let keys = Set(CodingKeys.allCases.map(\.rawValue) + SourceRequest.CodingKeys.allCases.map(\.rawValue)
+                                 + OutputRequest.CodingKeys.allCases.map(\.rawValue))
+
+    public init(from decoder: any Decoder) throws {
+        try RequestKeys.check(decoder, allowed: Self.keys, job: "export")
+        source = try SourceRequest(from: decoder)
+        output = try OutputRequest(from: decoder)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        root = try RequestKeys.selector(c, .root)
+        export = try c.decodeIfPresent(String.self, forKey: .export)
+        exportImage = try c.decodeIfPresent(String.self, forKey: .exportImage)
+        dataRoot = try c.decodeIfPresent(String.self, forKey: .dataRoot)
+        strict = try c.decodeIfPresent(Bool.self, forKey: .strict) ?? false
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try source.encode(to: encoder)
+        try output.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encodeIfPresent(root, forKey: .root)
+        try c.encodeIfPresent(export, forKey: .export)
+        try c.encodeIfPresent(exportImage, forKey: .exportImage)
+        try c.encodeIfPresent(dataRoot, forKey: .dataRoot)
+        try c.encode(strict, forKey: .strict)
+    }
+
+    public static func decode(_ json: [UInt8]) throws -> ExportRequest {
+        try RequestKeys.decode(ExportRequest.self, json, job: "export")
+    }
+
+    /// The reference and whether it names an image.
+    public func validate() throws -> (reference: String, image: Bool, output: ResolvedOutput) {
+        if export != nil, exportImage != nil { throw FWError(.invalidArgument, "--export and --export-image cannot be used together") }
+        guard let reference = export ?? exportImage, !reference.isEmpty else {
+            throw FWError(.invalidArgument, "an export names a container (--export) or an image (--export-image)")
+        }
+        guard output.output != nil else { throw FWError(.invalidArgument, "--export and --export-image need -o OUT.tar.gz") }
+        let resolved = try output.resolve()
+        guard resolved.format == .tar else { throw FWError(.invalidArgument, "exports are archives (.tar, .tar.gz, .tar.zst), not \(resolved.format.rawValue)") }
+        if output.report != nil { throw FWError(.invalidArgument, "an export writes no report file") }
+        return (reference, exportImage != nil, resolved)
+    }
+}
+
+/// What a running job reports to its caller and how it is stopped; not part of the request
+/// (closures are not data).
+public struct JobHooks: Sendable {
+    /// Called now and then with the archive's progress; never prints.
+    public var progress: (@Sendable (AssembleProgress) -> Void)?
+    /// Called now and then while a journal is replayed; never prints.
+    public var journalProgress: JournalReplayProgress?
+    /// Checked once per entry and per output write; set it to stop the job (`FWError(.cancelled)`,
+    /// no output left). The process's own (`Cancellation.process`, set by the CLI's signal
+    /// handlers) is always checked too.
+    public var cancellation: Cancellation?
+
+    public init(progress: (@Sendable (AssembleProgress) -> Void)? = nil, journalProgress: JournalReplayProgress? = nil,
+                cancellation: Cancellation? = nil) {
+        self.progress = progress
+        self.journalProgress = journalProgress
+        self.cancellation = cancellation
+    }
+
+    /// True once the job is to stop.
+    var isCancelled: Bool { cancellation?.isCancelled == true || Cancellation.process.isCancelled }
+
+    /// Throws `FWError(.cancelled)` once the job is to stop.
+    func check() throws {
+        if let cancellation { try cancellation.check() } else { try Cancellation.process.check() }
+    }
+}
+
+/// A source request whose unknown keys are refused (its own decoder reads a shared object).
+struct Checked<T: Decodable>: Decodable {
+    let value: T
+    init(from decoder: any Decoder) throws {
+        try RequestKeys.check(decoder, allowed: Set(SourceRequest.CodingKeys.allCases.map(\.rawValue)), job: "open")
+        value = try T(from: decoder)
+    }
+}
+
+/// The decoding rules the requests share: unknown keys refused with the known ones listed,
+/// selectors given as numbers or strings, lists given as one string or several.
+enum RequestKeys {
+    struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    static func check(_ decoder: any Decoder, allowed: Set<String>, job: String) throws {
+        let c = try decoder.container(keyedBy: AnyKey.self)
+        let unknown = c.allKeys.map(\.stringValue).filter { !allowed.contains($0) }.sorted()
+        guard unknown.isEmpty else {
+            throw FWError(.invalidArgument, "unknown \(job) option\(unknown.count == 1 ? "" : "s") \(unknown.joined(separator: ", ")) (known: \(allowed.sorted().joined(separator: ", ")))")
+        }
+    }
+
+    /// A partition or root selector: "3", 3, "hassos-system0".
+    static func selector<K: CodingKey>(_ c: KeyedDecodingContainer<K>, _ key: K) throws -> String? {
+        if let n = try? c.decodeIfPresent(Int.self, forKey: key) { return String(n) }  // a number given as a JSON number; else a string below
+        return try c.decodeIfPresent(String.self, forKey: key)
+    }
+
+    /// A list of paths: ["a", "b"] or "a".
+    static func list<K: CodingKey>(_ c: KeyedDecodingContainer<K>, _ key: K) throws -> [String] {
+        if let one = try? c.decodeIfPresent(String.self, forKey: key) { return [one] }  // a single path; else a list below
+        return try c.decodeIfPresent([String].self, forKey: key) ?? []
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ json: [UInt8], job: String) throws -> T {
+        let bytes = json.isEmpty ? Array("{}".utf8) : json
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(bytes))
+        } catch let e as FWError {
+            throw e
+        } catch DecodingError.typeMismatch(let type, let context), DecodingError.valueNotFound(let type, let context) {
+            let key = context.codingPath.map(\.stringValue).joined(separator: ".")
+            throw FWError(.invalidArgument, "\(job) option \(key): expected \(type)")
+        } catch DecodingError.dataCorrupted(let context) {
+            let key = context.codingPath.map(\.stringValue).joined(separator: ".")
+            throw FWError(.invalidArgument, "\(job) options\(key.isEmpty ? "" : " (\(key))"): \(context.debugDescription)")
+        } catch {
+            throw FWError(.invalidArgument, "\(job) options are not valid JSON: \(error)")
+        }
+    }
+}
+
+extension AssembleFormat: Codable {}
+extension HardlinkMode: Codable {}
+extension CompressionFormat: Codable {
+    public init(from decoder: any Decoder) throws {
+        let name = try decoder.singleValueContainer().decode(String.self)
+        guard let format = CompressionFormat(name: name) else {
+            throw FWError(.invalidArgument, "unknown compression \(name.debugDescription) (none, gzip, zstd)")
+        }
+        self = format
+    }
+}
