@@ -1,0 +1,102 @@
+import CFwassemble
+import FirmwareAssembler
+import Foundation
+import Testing
+import TestSupport
+
+/// Every option of the CLI's jobs exists in the request (the one place options live), and the C
+/// ABI (and so Python, which passes its keyword options as the same JSON) accepts it.
+@Suite struct RequestSchemaTests {
+    /// Options that shape what the CLI prints, not what the job does.
+    static let presentation: Set<String> = ["quiet", "verbose", "version", "help", "request", "json", "expect"]
+
+    /// The long option names of `fwassemble <command>`, from ArgumentParser's own description.
+    static func options(_ command: String) throws -> [(name: String, flag: Bool)] {
+        let r = try FwassembleCLI.run([command, "--experimental-dump-help"])
+        #expect(r.status == 0)
+        let json = try #require(try JSONSerialization.jsonObject(with: r.stdout) as? [String: Any])
+        let arguments = try #require((json["command"] as? [String: Any])?["arguments"] as? [[String: Any]])
+        return arguments.compactMap { a in
+            guard let kind = a["kind"] as? String, kind != "positional" else { return nil }
+            let names = (a["names"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+            guard let long = names.first(where: { $0.count > 1 }), !presentation.contains(long) else { return nil }
+            return (long, kind == "flag")
+        }
+    }
+
+    /// A value of the right type for a key.
+    static func sample(_ key: String, flag: Bool) -> Any {
+        if flag { return true }
+        switch key {
+        case "level", "threads", "padding", "inodes": return 1
+        case "add_tar": return ["x.tar"]
+        case "format": return "tar"
+        case "compression": return "gzip"
+        case "hardlinks": return "link"
+        default: return "x"
+        }
+    }
+
+    @Test func everyAssembleOptionIsARequestKey() throws {
+        let options = try Self.options("assemble")
+        #expect(options.count >= 19)
+        for (name, _) in options {
+            #expect(AssembleRequest.keys.contains(name.replacingOccurrences(of: "-", with: "_")), "assemble --\(name) is not in AssembleRequest")
+        }
+    }
+
+    @Test func everyExtractAndExportOptionIsARequestKey() throws {
+        for (name, _) in try Self.options("extract") {
+            let key = name == "partition" ? "partition" : name.replacingOccurrences(of: "-", with: "_")
+            #expect(ExtractRequest.keys.contains(key), "extract --\(name) is not in ExtractRequest")
+        }
+        for (name, _) in try Self.options("docker") {
+            #expect(ExportRequest.keys.contains(name.replacingOccurrences(of: "-", with: "_")), "docker --\(name) is not in ExportRequest")
+        }
+    }
+
+    /// Each assemble key alone is accepted by fwa_assemble's decoder: the call fails on the
+    /// deliberately bad "threads" (checked after decoding), never on an unknown key.
+    @Test func theCABIAcceptsEveryAssembleOption() throws {
+        var handle: OpaquePointer?
+        var err: OpaquePointer?
+        #expect(fwa_open(try TestImages.path("sample.img"), &handle, &err) == 0)
+        defer { fwa_close(handle) }
+        for (name, flag) in try Self.options("assemble") {
+            let key = name.replacingOccurrences(of: "-", with: "_")
+            guard !["backing_dir", "snapshot", "threads"].contains(key) else { continue }  // fwa_open2's; the probe itself
+            let json = String(decoding: try JSONSerialization.data(withJSONObject: [key: Self.sample(key, flag: flag), "threads": 0]), as: UTF8.self)
+            var report: UnsafeMutablePointer<CChar>?
+            let status = fwa_assemble(handle, "/nonexistent-folder/x", json, nil, nil, &report, &err)
+            let message = fwa_error_message(err).map { String(cString: $0) } ?? ""
+            fwa_error_free(err)
+            #expect(status == 6, "\(key): \(message)")
+            #expect(!message.contains("unknown"), "\(key): \(message)")
+        }
+        // And fwa_open2 takes the source options.
+        var other: OpaquePointer?
+        #expect(fwa_open2(try TestImages.path("sample.img"), "{\"backing_dir\": \"/tmp\"}", &other, &err) == 0)
+        fwa_close(other)
+        #expect(fwa_open2(try TestImages.path("sample.img"), "{\"rehost\": true}", &other, &err) == 6)
+        fwa_error_free(err)
+    }
+
+    @Test func aRequestRoundTripsThroughJSON() throws {
+        var r = AssembleRequest()
+        r.source = SourceRequest(disk: "d.img", backingDir: "/b", snapshot: "s1", noReplay: true)
+        r.root = "3"
+        r.noDevices = true
+        r.rehost = true
+        r.hardlinks = .link
+        r.addTar = ["a.tar", "b.tar.gz"]
+        r.output = OutputRequest(format: .ext4, output: "o.ext4", report: "r.json")
+        r.padding = 16
+        r.inodes = 5000
+        r.uuid = "12345678-1234-4234-8234-123456789abc"
+        r.strict = true
+        #expect(try AssembleRequest.decode(Array(try r.json().utf8)) == r)
+        #expect(try AssembleRequest.decode(Array("{\"root\": 3, \"add_tar\": \"x.tar\"}".utf8)).root == "3")
+        #expect(throws: FWError.self) { try AssembleRequest.decode(Array("{\"rehots\": true}".utf8)) }
+        #expect(throws: FWError.self) { try AssembleRequest.decode(Array("{\"level\": \"9\"}".utf8)) }
+    }
+}
