@@ -128,7 +128,9 @@ public struct BatchResult: Sendable {
     /// Disks skipped by `--resume` (their records are the ones read from the results file).
     public var skipped: Int
     public var resultsPath: String
-    public var allSucceeded: Bool { records.allSatisfy { $0.status == .ok } }
+    /// Disks not started because the batch was stopped by a signal.
+    public var notStarted = 0
+    public var allSucceeded: Bool { notStarted == 0 && records.allSatisfy { $0.status == .ok } }
 }
 
 /// Runs many disks, each in its own `fwassemble assemble` process (docs/batch.md).
@@ -188,7 +190,10 @@ public enum Batch {
         }
         group.wait()
         if let error = results.failure { throw error }
-        return BatchResult(records: state.records.map { $0! }, skipped: state.skipped, resultsPath: resultsPath)
+        // Disks a signal kept from starting have no record (the results file does not list them,
+        // so --resume runs them).
+        return BatchResult(records: state.records.compactMap { $0 }, skipped: state.skipped, resultsPath: resultsPath,
+                           notStarted: state.records.filter { $0 == nil }.count)
     }
 
     /// Output file names, one per disk: the image's stem (`OutputNaming.stem`) plus `suffix`;

@@ -138,7 +138,8 @@ public struct DiskInspection: Sendable, Equatable, Codable {
         return String(decoding: try encoder.encode(self), as: UTF8.self)
     }
 
-    /// A readable table: one line per partition, then the warnings.
+    /// A readable table: one line per partition (the warnings go to standard error, as every
+    /// command prints them: `table.warnings`).
     public func text() -> String {
         var lines: [String] = []
         let container = image.format.map { $0 == "raw" ? "" : " (\($0) image)" } ?? ""
@@ -172,7 +173,6 @@ public struct DiskInspection: Sendable, Equatable, Codable {
                 "\($0.index): \($0.type ?? "?") at \(Self.human($0.start)), \(Self.human($0.size))"
             }.joined(separator: "; "))
         }
-        for w in table.warnings { lines.append("warning: \(w)") }
         return lines.joined(separator: "\n")
     }
 

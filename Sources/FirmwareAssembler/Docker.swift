@@ -65,8 +65,8 @@ extension DockerReport {
     }
 }
 
-/// What a container or image export wrote.
-public struct DockerExportResult: Sendable {
+/// What a container or image export wrote (as JSON: the C ABI's and Python's export result).
+public struct DockerExportResult: Sendable, Encodable {
     /// "container hassio_supervisor (3f2a...)" or "image ghcr.io/x:latest (sha256:...)".
     public var what: String
     public var output: String
@@ -77,6 +77,10 @@ public struct DockerExportResult: Sendable {
     public var contentBytes: UInt64
     public var tarBytes: UInt64
     public var problems: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case what, output, layers, members, files, hardlinks, contentBytes = "content_bytes", tarBytes = "tar_bytes", problems
+    }
 }
 
 extension Disk {

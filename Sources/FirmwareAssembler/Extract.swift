@@ -12,8 +12,8 @@ public typealias CompressionFormat = Archive.CompressionFormat
 /// Something written with a loss, or skipped: the path and why.
 public typealias ArchiveProblem = Archive.ArchiveProblem
 
-/// What `Disk.extract` did.
-public struct ExtractResult: Sendable {
+/// What `Disk.extract` did (as JSON: the C ABI's and Python's extract result, problems as text).
+public struct ExtractResult: Sendable, Encodable {
     /// "disk.img partition 2 (rootfs)"
     public var partition: String
     /// "ext4", "squashfs", "erofs", "vfat"
@@ -28,6 +28,23 @@ public struct ExtractResult: Sendable {
     public var problems: [ArchiveProblem]
     /// What journal replay did, for an ext3/ext4 filesystem that needed recovery (else nil).
     public var journal: JournalReport? = nil
+
+    enum CodingKeys: String, CodingKey {
+        case partition, format, members, files, hardlinks, contentBytes = "content_bytes", tarBytes = "tar_bytes", problems, journal
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(partition, forKey: .partition)
+        try c.encode(format, forKey: .format)
+        try c.encode(members, forKey: .members)
+        try c.encode(files, forKey: .files)
+        try c.encode(hardlinks, forKey: .hardlinks)
+        try c.encode(contentBytes, forKey: .contentBytes)
+        try c.encode(tarBytes, forKey: .tarBytes)
+        try c.encode(problems.map(\.description), forKey: .problems)
+        try c.encodeIfPresent(journal, forKey: .journal)
+    }
 }
 
 extension Disk {

@@ -198,13 +198,10 @@ public struct AssembleRequest: Sendable, Equatable, Codable {
     }
 
     /// Every key of the JSON form (the CLI's options), for messages and the schema test.
-    public static let keys = Set(CodingKeys.allCases.map(\.rawValue) + SourceRequest.CodingKeys.allCases.map(\.rawValue)
-                                 + OutputRequest.CodingKeys.allCases.map(\.rawValue))
+    public static let keys = RequestKeys.keys(CodingKeys.self)
 
     public init(from decoder: any Decoder) throws {
-        try RequestKeys.check(decoder, allowed: Self.keys, job: "assemble")
-        source = try SourceRequest(from: decoder)
-        output = try OutputRequest(from: decoder)
+        (source, output) = try RequestKeys.groups(decoder, allowed: Self.keys, job: "assemble")
         let c = try decoder.container(keyedBy: CodingKeys.self)
         root = try RequestKeys.selector(c, .root)
         noDevices = try c.decodeIfPresent(Bool.self, forKey: .noDevices) ?? false
@@ -292,13 +289,10 @@ public struct ExtractRequest: Sendable, Equatable, Codable {
 
     enum CodingKeys: String, CodingKey, CaseIterable { case partition, strict }
 
-    public static let keys = Set(CodingKeys.allCases.map(\.rawValue) + SourceRequest.CodingKeys.allCases.map(\.rawValue)
-                                 + OutputRequest.CodingKeys.allCases.map(\.rawValue))
+    public static let keys = RequestKeys.keys(CodingKeys.self)
 
     public init(from decoder: any Decoder) throws {
-        try RequestKeys.check(decoder, allowed: Self.keys, job: "extract")
-        source = try SourceRequest(from: decoder)
-        output = try OutputRequest(from: decoder)
+        (source, output) = try RequestKeys.groups(decoder, allowed: Self.keys, job: "extract")
         let c = try decoder.container(keyedBy: CodingKeys.self)
         partition = try RequestKeys.selector(c, .partition) ?? ""
         strict = try c.decodeIfPresent(Bool.self, forKey: .strict) ?? false
@@ -355,13 +349,10 @@ public struct ExportRequest: Sendable, Equatable, Codable {
         case root, export, exportImage = "export_image", dataRoot = "data_root", strict
     }
 
-    public static let keys = Set(CodingKeys.allCases.map(\.rawValue) + SourceRequest.CodingKeys.allCases.map(\.rawValue)
-                                 + OutputRequest.CodingKeys.allCases.map(\.rawValue))
+    public static let keys = RequestKeys.keys(CodingKeys.self)
 
     public init(from decoder: any Decoder) throws {
-        try RequestKeys.check(decoder, allowed: Self.keys, job: "export")
-        source = try SourceRequest(from: decoder)
-        output = try OutputRequest(from: decoder)
+        (source, output) = try RequestKeys.groups(decoder, allowed: Self.keys, job: "export")
         let c = try decoder.container(keyedBy: CodingKeys.self)
         root = try RequestKeys.selector(c, .root)
         export = try c.decodeIfPresent(String.self, forKey: .export)
@@ -444,6 +435,18 @@ enum RequestKeys {
         var intValue: Int? { nil }
         init(stringValue: String) { self.stringValue = stringValue }
         init?(intValue: Int) { nil }
+    }
+
+    /// A request's own keys with those of its source and output groups.
+    static func keys<K: CodingKey & CaseIterable>(_ own: K.Type) -> Set<String> {
+        Set(K.allCases.map(\.stringValue) + SourceRequest.CodingKeys.allCases.map(\.rawValue)
+            + OutputRequest.CodingKeys.allCases.map(\.rawValue))
+    }
+
+    /// Refuses unknown keys, then decodes the source and output groups from the same object.
+    static func groups(_ decoder: any Decoder, allowed: Set<String>, job: String) throws -> (SourceRequest, OutputRequest) {
+        try check(decoder, allowed: allowed, job: job)
+        return (try SourceRequest(from: decoder), try OutputRequest(from: decoder))
     }
 
     static func check(_ decoder: any Decoder, allowed: Set<String>, job: String) throws {

@@ -154,6 +154,12 @@ extension Fwassemble {
 
                     """)
             }
+            // Stopped by a signal: the children it reached have removed their outputs; end by it.
+            if let signal = Cancellation.process.signalNumber {
+                Fwassemble.writeError("fwassemble: batch stopped by signal \(signal); \(result.notStarted) disks not started\n")
+                Glibc.signal(signal, SIG_DFL)
+                raise(signal)
+            }
             if !failed.isEmpty { throw ExitCode.failure }
         }
 

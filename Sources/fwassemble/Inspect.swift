@@ -22,6 +22,9 @@ extension Fwassemble {
                 Fwassemble.fail(error)
             }
             print(json ? try inspection.json() : inspection.text())
+            // Warnings on standard error, as every command prints them (in --json, they are
+            // the document's table.warnings).
+            if !json { for w in inspection.table.warnings { Fwassemble.writeError("warning: \(w)\n") } }
         }
     }
 }

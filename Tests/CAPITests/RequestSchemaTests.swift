@@ -39,7 +39,7 @@ import TestSupport
 
     @Test func everyAssembleOptionIsARequestKey() throws {
         let options = try Self.options("assemble")
-        #expect(options.count >= 19)
+        #expect(options.count >= 18)
         for (name, _) in options {
             #expect(AssembleRequest.keys.contains(name.replacingOccurrences(of: "-", with: "_")), "assemble --\(name) is not in AssembleRequest")
         }

@@ -251,7 +251,7 @@ struct AssembleEndToEndTests {
         try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
         try TestImages.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", small])
         defer { _ = try? TestImages.run(["umount", small]) }
-        let target = small + "/full.rootfs.tar.gz"
+        let target = small + "/full.rootfs.tar"
         let r = try CLI.run(["assemble", try TestImages.path("haos-full.img"), "-o", target, "--quiet", "--compression", "none"])
         #expect(r.status == 1)
         #expect(!r.stderr.isEmpty)
