@@ -131,8 +131,13 @@ public final class NamespaceFileSystem: FileSystemReader {
                 note(path.display, "overlay layer \(dir.text) is not a directory in the namespace; layer skipped")
             }
         }
-        guard let top = layers.first, let meta = try? top.reader.metadata(of: top.inode) else { return }
-        add(Mount(path: path, node: .merged(layers, OverlayMerge.visible(meta)), origin: origin, readers: []))
+        guard let top = layers.first else { return }
+        do {
+            let meta = try top.reader.metadata(of: top.inode)
+            add(Mount(path: path, node: .merged(layers, OverlayMerge.visible(meta)), origin: origin, readers: []))
+        } catch {
+            note(path.display, "overlay's top layer cannot be read (\(FWError(error).message)); not mounted")
+        }
     }
 
     /// Records a problem (the caller's, e.g. a partition that could not be opened).
@@ -194,7 +199,7 @@ public final class NamespaceFileSystem: FileSystemReader {
         }, symlinkTarget: { node in
             node.metadata.type == .symlink ? node.metadata.symlinkTarget : nil
         })
-        return (try? resolver.resolve(path, followLast: true)) ?? nil
+        return (try? resolver.resolve(path, followLast: true)) ?? nil   // only throws past 40 symlinks: the path resolves to nothing (ELOOP)
     }
 
     /// The path `path` resolves to: every symlink followed (the last one too, absolute ones from
@@ -226,14 +231,20 @@ public final class NamespaceFileSystem: FileSystemReader {
         return node
     }
 
+    /// The entry `name` of a layer's directory and its metadata, nil when it is missing or cannot
+    /// be read: a path through it resolves to nothing here, and the walk, which lists and reads
+    /// every entry itself, reports the damage once.
+    private static func lookup(_ name: [UInt8], in layer: Layer) -> (UInt64, Metadata)? {
+        let found = try? layer.reader.entry(named: name, in: layer.inode).map { ($0.inode, try layer.reader.metadata(of: $0.inode)) }   // see above: the walk reports it
+        return found ?? nil
+    }
+
     /// A child of a directory node by name, as the filesystem's own lookup finds it.
     private func child(of node: Node, named name: [UInt8]) -> Node? {
         switch node {
         case .single(let layer, let meta):
-            guard meta.type == .directory,
-                  let entry = try? layer.reader.entry(named: name, in: layer.inode),
-                  let m = try? layer.reader.metadata(of: entry.inode) else { return nil }
-            return .single(Layer(reader: layer.reader, inode: entry.inode), m)
+            guard meta.type == .directory, let (inode, m) = Self.lookup(name, in: layer) else { return nil }
+            return .single(Layer(reader: layer.reader, inode: inode), m)
         case .merged(let layers, _):
             let children = OverlayMerge.children(of: layers) { _, _ in }
             guard let c = children.first(where: { $0.name == name }) else { return nil }

@@ -17,7 +17,7 @@ extension Bolt {
         public func entries() throws -> [Entry] {
             var result: [Entry] = []
             if let inline {
-                try leafEntries(BoltBytes(bytes: inline, bigEndian: database.bigEndian), page: "inline page", into: &result)
+                try leafEntries(ByteCursor(inline, context: "inline page"), page: "inline page", into: &result)
                 return result
             }
             var visited = Set<UInt64>()
@@ -33,13 +33,15 @@ extension Bolt {
                 throw database.error("\(display): page \(id) is reached twice (a loop)")
             }
             let page = try database.page(id)
-            guard let flags = page.u16(8), let count = page.u16(10) else { throw database.error("\(display): page \(id): short header") }
+            let order = database.endianness
+            guard let flags = page.integerIfPresent(at: 8, endianness: order, as: UInt16.self),
+                  let count = page.integerIfPresent(at: 10, endianness: order, as: UInt16.self) else { throw database.error("\(display): page \(id): short header") }
             if flags & Bolt.leafFlag != 0 {
                 try leafEntries(page, page: "page \(id)", into: &result)
             } else if flags & Bolt.branchFlag != 0 {
                 for i in 0..<Int(count) {
                     let e = Bolt.pageHeaderSize + i * Bolt.elementSize
-                    guard let child = page.u64(e + 8) else { throw database.error("\(display): page \(id): element \(i) is outside the page") }
+                    guard let child = page.integerIfPresent(at: e + 8, endianness: order, as: UInt64.self) else { throw database.error("\(display): page \(id): element \(i) is outside the page") }
                     try collect(child, depth: depth + 1, visited: &visited, into: &result)
                 }
             } else {
@@ -47,14 +49,17 @@ extension Bolt {
             }
         }
 
-        private func leafEntries(_ page: BoltBytes, page name: String, into result: inout [Entry]) throws {
-            guard let flags = page.u16(8), let count = page.u16(10) else { throw database.error("\(display): \(name): short header") }
+        private func leafEntries(_ page: ByteCursor, page name: String, into result: inout [Entry]) throws {
+            let order = database.endianness
+            func u32(_ at: Int) -> UInt32? { page.integerIfPresent(at: at, endianness: order) }
+            guard let flags = page.integerIfPresent(at: 8, endianness: order, as: UInt16.self),
+                  let count = page.integerIfPresent(at: 10, endianness: order, as: UInt16.self) else { throw database.error("\(display): \(name): short header") }
             guard flags & Bolt.leafFlag != 0 else {
                 throw database.error("\(display): \(name) has flags 0x\(String(flags, radix: 16)), not a leaf page")
             }
             for i in 0..<Int(count) {
                 let e = Bolt.pageHeaderSize + i * Bolt.elementSize
-                guard let eflags = page.u32(e), let pos = page.u32(e + 4), let ksize = page.u32(e + 8), let vsize = page.u32(e + 12) else {
+                guard let eflags = u32(e), let pos = u32(e + 4), let ksize = u32(e + 8), let vsize = u32(e + 12) else {
                     throw database.error("\(display): \(name): element \(i) is outside the page")
                 }
                 let (k, o1) = e.addingReportingOverflow(Int(pos))
@@ -75,8 +80,9 @@ extension Bolt {
         public func bucket(_ entry: Entry) throws -> Bucket {
             let name = path + [entry.keyString]
             guard path.count < Bolt.maximumDepth else { throw database.error("buckets nest deeper than \(Bolt.maximumDepth) levels") }
-            let b = BoltBytes(bytes: entry.value, bigEndian: database.bigEndian)
-            guard entry.isBucket, let root = b.u64(0), let sequence = b.u64(8) else {
+            let b = ByteCursor(entry.value, context: "bucket header")
+            guard entry.isBucket, let root = b.integerIfPresent(at: 0, endianness: database.endianness, as: UInt64.self),
+                  let sequence = b.integerIfPresent(at: 8, endianness: database.endianness, as: UInt64.self) else {
                 throw database.error("bucket \(name.joined(separator: "/")): value of \(entry.value.count) bytes is not a bucket header")
             }
             let header = BucketHeader(root: root, sequence: sequence)

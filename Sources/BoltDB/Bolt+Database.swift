@@ -9,7 +9,8 @@ extension Bolt {
         /// The file's path, named in every error ("/mnt/data/docker/.../meta.db").
         public let name: String
         public let meta: Meta
-        let bigEndian: Bool
+        /// The byte order of the machine that wrote the file (from the magic).
+        let endianness: Endianness
         private var cache: [UInt64: [UInt8]] = [:]
         private var cachedBytes = 0
         static let cacheBudget = 32 << 20
@@ -18,26 +19,26 @@ extension Bolt {
             self.source = source
             self.name = name
             let head = try Self.read(source, at: 0, count: min(UInt64(Bolt.pageHeaderSize + Bolt.metaSize), source.size), name: name)
-            let probe = BoltBytes(bytes: head, bigEndian: false)
-            let bigEndian: Bool
-            switch probe.u32(Bolt.pageHeaderSize) {
-            case Bolt.magic?: bigEndian = false
-            case Bolt.magic.byteSwapped?: bigEndian = true
+            let probe = ByteCursor(head, context: "bbolt meta page 0")
+            let endianness: Endianness
+            switch probe.integerIfPresent(at: Bolt.pageHeaderSize, endianness: .little, as: UInt32.self) {
+            case Bolt.magic?: endianness = .little
+            case Bolt.magic.byteSwapped?: endianness = .big
             default:
                 // Meta page 0 may be torn; its twin decides (probed at the usual page sizes).
-                bigEndian = false
+                endianness = .little
             }
             var metas: [Meta] = []
             var firstProblem: String?
-            switch Self.decodeMeta(head, bigEndian: bigEndian, page: 0) {
+            switch Self.decodeMeta(head, endianness: endianness, page: 0) {
             case .success(let m): metas.append(m)
             case .failure(let p): firstProblem = "meta page 0: \(p)"
             }
             let candidates: [UInt64] = metas.first.map { [UInt64($0.pageSize)] } ?? [4096, 16384, 65536, 8192, 32768, 1024, 2048, 512]
             for offset in candidates where offset + UInt64(Bolt.pageHeaderSize + Bolt.metaSize) <= source.size {
                 let bytes = try Self.read(source, at: offset, count: UInt64(Bolt.pageHeaderSize + Bolt.metaSize), name: name)
-                for order in metas.isEmpty ? [false, true] : [bigEndian] {
-                    if case .success(let m) = Self.decodeMeta(bytes, bigEndian: order, page: 1), UInt64(m.pageSize) == offset {
+                for order in metas.isEmpty ? [Endianness.little, .big] : [endianness] {
+                    if case .success(let m) = Self.decodeMeta(bytes, endianness: order, page: 1), UInt64(m.pageSize) == offset {
                         metas.append(m)
                         break
                     }
@@ -49,13 +50,14 @@ extension Bolt {
                               at: source.place, path: name)
             }
             // Both metas agree on the byte order when both are valid; use the chosen one's.
-            let chosenBig: Bool
-            if best.page == 0 { chosenBig = bigEndian } else {
+            let chosen: Endianness
+            if best.page == 0 { chosen = endianness } else {
                 let bytes = try Self.read(source, at: UInt64(best.pageSize), count: UInt64(Bolt.pageHeaderSize + Bolt.metaSize), name: name)
-                chosenBig = BoltBytes(bytes: bytes, bigEndian: false).u32(Bolt.pageHeaderSize) != Bolt.magic
+                let magic = ByteCursor(bytes).integerIfPresent(at: Bolt.pageHeaderSize, endianness: .little, as: UInt32.self)
+                chosen = magic == Bolt.magic ? .little : .big
             }
             self.meta = best
-            self.bigEndian = chosenBig
+            self.endianness = chosen
             // Pages past the end of a truncated file are caught when read (`page(_:)`).
             guard best.pageCount >= 2, !best.pageCount.multipliedReportingOverflow(by: UInt64(best.pageSize)).overflow else {
                 throw FWError(.corrupt, "meta page \(best.page) claims \(best.pageCount) pages", at: source.place, path: name)
@@ -64,12 +66,15 @@ extension Bolt {
 
         enum MetaResult { case success(Meta), failure(String) }
 
-        static func decodeMeta(_ page: [UInt8], bigEndian: Bool, page index: Int) -> MetaResult {
-            let b = BoltBytes(bytes: page, bigEndian: bigEndian)
+        static func decodeMeta(_ page: [UInt8], endianness: Endianness, page index: Int) -> MetaResult {
+            let b = ByteCursor(page, context: "bbolt meta page \(index)")
+            func u32(_ at: Int) -> UInt32? { b.integerIfPresent(at: at, endianness: endianness) }
+            func u64(_ at: Int) -> UInt64? { b.integerIfPresent(at: at, endianness: endianness) }
             let m = Bolt.pageHeaderSize
-            guard page.count >= m + Bolt.metaSize, let flags = b.u16(8), let magic = b.u32(m), let version = b.u32(m + 4),
-                  let pageSize = b.u32(m + 8), let metaFlags = b.u32(m + 12), let root = b.u64(m + 16), let seq = b.u64(m + 24),
-                  let freelist = b.u64(m + 32), let pgid = b.u64(m + 40), let txid = b.u64(m + 48), let checksum = b.u64(m + 56)
+            guard page.count >= m + Bolt.metaSize, let flags = b.integerIfPresent(at: 8, endianness: endianness, as: UInt16.self),
+                  let magic = u32(m), let version = u32(m + 4), let pageSize = u32(m + 8), let metaFlags = u32(m + 12),
+                  let root = u64(m + 16), let seq = u64(m + 24), let freelist = u64(m + 32), let pgid = u64(m + 40),
+                  let txid = u64(m + 48), let checksum = u64(m + 56)
             else { return .failure("truncated") }
             guard magic == Bolt.magic else { return .failure("bad magic 0x\(String(magic, radix: 16))") }
             guard version == Bolt.version else { return .failure("version \(version), expected \(Bolt.version)") }
@@ -97,8 +102,8 @@ extension Bolt {
 
         /// Page `id` with its overflow pages, checked: inside the file and below the high-water
         /// mark, its header's id matching.
-        func page(_ id: UInt64) throws -> BoltBytes {
-            if let bytes = cache[id] { return BoltBytes(bytes: bytes, bigEndian: bigEndian) }
+        func page(_ id: UInt64) throws -> ByteCursor {
+            if let bytes = cache[id] { return ByteCursor(bytes, context: "page \(id)") }
             let size = UInt64(meta.pageSize)
             guard id >= 2, id < meta.pageCount else {
                 throw error("page \(id) is outside the \(meta.pageCount) pages in use")
@@ -107,8 +112,9 @@ extension Bolt {
             guard !o1, offset + size <= source.size else {
                 throw error("page \(id) at offset \(offset) is past the end of the file (\(source.size) bytes)")
             }
-            let head = BoltBytes(bytes: try Self.read(source, at: offset, count: UInt64(Bolt.pageHeaderSize), name: name), bigEndian: bigEndian)
-            guard let overflow = head.u32(12), let pid = head.u64(0) else { throw error("page \(id): short header") }
+            let head = ByteCursor(try Self.read(source, at: offset, count: UInt64(Bolt.pageHeaderSize), name: name))
+            guard let overflow = head.integerIfPresent(at: 12, endianness: endianness, as: UInt32.self),
+                  let pid = head.integerIfPresent(at: 0, endianness: endianness, as: UInt64.self) else { throw error("page \(id): short header") }
             guard pid == id else { throw error("page \(id): its header says page \(pid)") }
             let (last, o2) = id.addingReportingOverflow(UInt64(overflow))
             guard !o2, last < meta.pageCount else {
@@ -125,7 +131,7 @@ extension Bolt {
             }
             cache[id] = bytes
             cachedBytes += bytes.count
-            return BoltBytes(bytes: bytes, bigEndian: bigEndian)
+            return ByteCursor(bytes, context: "page \(id)")
         }
 
         /// The root bucket (its keys are the top-level buckets).

@@ -80,28 +80,3 @@ public enum Bolt {
         return hash
     }
 }
-
-/// Fixed-width integers at explicit offsets in one byte order, bounds-checked.
-struct BoltBytes {
-    let bytes: [UInt8]
-    let bigEndian: Bool
-
-    func u16(_ at: Int) -> UInt16? {
-        guard at >= 0, at + 2 <= bytes.count else { return nil }
-        return bigEndian ? UInt16(bytes[at]) << 8 | UInt16(bytes[at + 1]) : UInt16(bytes[at + 1]) << 8 | UInt16(bytes[at])
-    }
-
-    func u32(_ at: Int) -> UInt32? {
-        guard at >= 0, at + 4 <= bytes.count else { return nil }
-        var v: UInt32 = 0
-        for i in 0..<4 { v |= UInt32(bytes[at + i]) << (bigEndian ? 8 * (3 - i) : 8 * i) }
-        return v
-    }
-
-    func u64(_ at: Int) -> UInt64? {
-        guard at >= 0, at + 8 <= bytes.count else { return nil }
-        var v: UInt64 = 0
-        for i in 0..<8 { v |= UInt64(bytes[at + i]) << (bigEndian ? 8 * (7 - i) : 8 * i) }
-        return v
-    }
-}

@@ -1,3 +1,12 @@
+/// The byte order of an on-disk integer.
+public enum Endianness: Sendable, Equatable {
+    case little
+    case big
+
+    /// The order of the machine running this code.
+    public static var host: Endianness { 1.littleEndian == 1 ? .little : .big }
+}
+
 /// Bounds-checked little/big-endian field access over bytes read from a disk.
 ///
 /// Every accessor checks the range first and throws `.corrupt` instead of trapping, so a parser
@@ -19,52 +28,55 @@ public struct ByteCursor: Sendable {
 
     @inline(__always)
     private func check(_ offset: Int, _ length: Int) throws {
-        guard offset >= 0, length >= 0, offset <= bytes.count, length <= bytes.count - offset else {
+        guard contains(offset, length) else {
             throw FWError.corrupt("\(context): field at \(offset)+\(length) is outside the \(bytes.count)-byte record")
         }
     }
 
-    public func u8(at offset: Int) throws -> UInt8 {
-        try check(offset, 1)
-        return bytes[offset]
+    @inline(__always)
+    private func contains(_ offset: Int, _ length: Int) -> Bool {
+        offset >= 0 && length >= 0 && offset <= bytes.count && length <= bytes.count - offset
     }
 
-    public func u16le(at offset: Int) throws -> UInt16 {
-        try check(offset, 2)
-        return UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8
+    /// The `T` stored at `offset` in `endianness` byte order; throws `.corrupt` when it is not
+    /// inside the bytes (as swift-nio's `ByteBuffer.getInteger(at:endianness:as:)`).
+    @inline(__always)
+    public func integer<T: FixedWidthInteger>(at offset: Int, endianness: Endianness, as: T.Type = T.self) throws -> T {
+        try check(offset, MemoryLayout<T>.size)
+        return load(offset, endianness)
     }
 
-    public func u32le(at offset: Int) throws -> UInt32 {
-        try check(offset, 4)
-        var v: UInt32 = 0
-        for i in 0..<4 { v |= UInt32(bytes[offset + i]) << (8 * i) }
-        return v
+    /// The `T` stored at `offset` in `endianness` byte order, or nil when it is not inside the
+    /// bytes: for a field whose absence is an answer (a probe, an optional trailer).
+    @inline(__always)
+    public func integerIfPresent<T: FixedWidthInteger>(at offset: Int, endianness: Endianness, as: T.Type = T.self) -> T? {
+        guard contains(offset, MemoryLayout<T>.size) else { return nil }
+        return load(offset, endianness)
     }
 
-    public func u64le(at offset: Int) throws -> UInt64 {
-        try check(offset, 8)
-        var v: UInt64 = 0
-        for i in 0..<8 { v |= UInt64(bytes[offset + i]) << (8 * i) }
-        return v
+    @inline(__always)
+    private func load<T: FixedWidthInteger>(_ offset: Int, _ endianness: Endianness) -> T {
+        let raw = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) }
+        switch endianness {
+        case .little: return T(littleEndian: raw)
+        case .big: return T(bigEndian: raw)
+        }
     }
 
-    public func u16be(at offset: Int) throws -> UInt16 {
-        try check(offset, 2)
-        return UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1])
-    }
+    // Named forms of `integer(at:endianness:as:)`, for fields whose width and order a
+    // specification fixes.
+    public func u8(at offset: Int) throws -> UInt8 { try integer(at: offset, endianness: .little) }
+    public func u16le(at offset: Int) throws -> UInt16 { try integer(at: offset, endianness: .little) }
+    public func u32le(at offset: Int) throws -> UInt32 { try integer(at: offset, endianness: .little) }
+    public func u64le(at offset: Int) throws -> UInt64 { try integer(at: offset, endianness: .little) }
+    public func u16be(at offset: Int) throws -> UInt16 { try integer(at: offset, endianness: .big) }
+    public func u32be(at offset: Int) throws -> UInt32 { try integer(at: offset, endianness: .big) }
+    public func u64be(at offset: Int) throws -> UInt64 { try integer(at: offset, endianness: .big) }
 
-    public func u32be(at offset: Int) throws -> UInt32 {
-        try check(offset, 4)
-        var v: UInt32 = 0
-        for i in 0..<4 { v = v << 8 | UInt32(bytes[offset + i]) }
-        return v
-    }
-
-    public func u64be(at offset: Int) throws -> UInt64 {
-        try check(offset, 8)
-        var v: UInt64 = 0
-        for i in 0..<8 { v = v << 8 | UInt64(bytes[offset + i]) }
-        return v
+    /// True when the bytes at `offset` are `expected` (a magic number or signature); false when
+    /// they differ or lie outside the record.
+    public func matches(_ expected: [UInt8], at offset: Int) -> Bool {
+        contains(offset, expected.count) && bytes[offset..<(offset + expected.count)].elementsEqual(expected)
     }
 
     public func slice(at offset: Int, count: Int) throws -> ArraySlice<UInt8> {

@@ -94,9 +94,10 @@ extension DataRoot {
             }
         }
         if countMarkers {
-            var dirs: [UInt64] = []
+            var dirs: [(inode: UInt64, path: String)] = []
             for id in Set(store.backends[snapshotter]?.values.compactMap(\.id) ?? []).sorted() {
-                if let d = croot.directory("io.containerd.snapshotter.v1.\(snapshotter)/snapshots/\(id)/fs") { dirs.append(d) }
+                let fs = "io.containerd.snapshotter.v1.\(snapshotter)/snapshots/\(id)/fs"
+                if let d = croot.directory(fs) { dirs.append((d, fs)) }
             }
             (result.whiteouts, result.opaque) = croot.countOverlayMarkers(in: dirs)
         }

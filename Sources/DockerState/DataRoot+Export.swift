@@ -32,7 +32,7 @@ extension DataRoot {
                 return (image.id, try containerdLayers(top, what: "image \(reference)"))
             } catch {
                 // The snapshots are gone: the content store's layer blobs, if every one is there.
-                guard let layers = try? blobLayers(image.id, what: "image \(reference)") else { throw error }
+                guard let layers = try? blobLayers(image.id, what: "image \(reference)") else { throw error }   // the fallback failing leaves the snapshots' error as the one to report
                 return (image.id, layers)
             }
         }

@@ -178,32 +178,52 @@ extension DataRoot {
 
     /// Whiteouts and opaque directories in every layer diff (bounded walk).
     func countOverlayMarkers() -> (Int, Int) {
-        var diffs: [UInt64] = []
+        var diffs: [(inode: UInt64, path: String)] = []
         for layer in names("overlay2") where layer != "l" {
             guard entry("overlay2/\(layer)")?.metadata.type == .directory, let diff = directory("overlay2/\(layer)/diff") else { continue }
-            diffs.append(diff)
+            diffs.append((diff, "overlay2/\(layer)/diff"))
         }
         return countOverlayMarkers(in: diffs)
     }
 
     /// Whiteouts and opaque directories below each of `directories` (bounded walk).
-    func countOverlayMarkers(in directories: [UInt64]) -> (Int, Int) {
+    func countOverlayMarkers(in directories: [(inode: UInt64, path: String)]) -> (Int, Int) {
         var whiteouts = 0, opaque = 0
         for diff in directories {
-            var stack: [(UInt64, Int)] = [(diff, 0)]
-            while let (dir, depth) = stack.popLast() {
-                guard let entries = try? reader.directoryEntries(of: dir) else { continue }
-                for e in entries where e.name != [0x2E] && e.name != [0x2E, 0x2E] {
-                    guard let m = try? reader.metadata(of: e.inode) else { continue }
-                    if OverlayMerge.isWhiteout(m) { whiteouts += 1 }
-                    if m.type == .directory {
-                        if OverlayMerge.isOpaque(m) { opaque += 1 }
-                        if depth < Self.maximumDepth { stack.append((e.inode, depth + 1)) }
-                    }
-                }
+            forEachEntry(below: diff.inode, at: diff.path) { m in
+                if OverlayMerge.isWhiteout(m) { whiteouts += 1 }
+                if m.type == .directory, OverlayMerge.isOpaque(m) { opaque += 1 }
             }
         }
         return (whiteouts, opaque)
+    }
+
+    /// Calls `visit` with the metadata of every entry below `directory` (at `relative`), at most
+    /// `maximumDepth` directories deep. A directory or entry that cannot be read is a problem
+    /// and is left out.
+    func forEachEntry(below directory: UInt64, at relative: String, _ visit: (Metadata) -> Void) {
+        var stack: [(UInt64, Int, String)] = [(directory, 0, relative)]
+        while let (dir, depth, dirPath) = stack.popLast() {
+            let entries: [DirectoryEntry]
+            do {
+                entries = try reader.directoryEntries(of: dir)
+            } catch {
+                problem(dirPath, "cannot read the directory: \(FWError(error).description)")
+                continue
+            }
+            for e in entries where e.name != [0x2E] && e.name != [0x2E, 0x2E] {
+                let entryPath = "\(dirPath)/\(String(decoding: e.name, as: UTF8.self))"
+                let m: Metadata
+                do {
+                    m = try reader.metadata(of: e.inode)
+                } catch {
+                    problem(entryPath, "cannot read: \(FWError(error).description)")
+                    continue
+                }
+                visit(m)
+                if m.type == .directory, depth < Self.maximumDepth { stack.append((e.inode, depth + 1, entryPath)) }
+            }
+        }
     }
 
     // MARK: Images
@@ -335,17 +355,10 @@ extension DataRoot {
         for name in names("volumes") {
             guard let data = directory("volumes/\(name)/_data") else { continue }
             var size: UInt64 = 0, files = 0
-            var stack: [(UInt64, Int)] = [(data, 0)]
-            while let (dir, depth) = stack.popLast() {
-                guard let entries = try? reader.directoryEntries(of: dir) else { continue }
-                for e in entries where e.name != [0x2E] && e.name != [0x2E, 0x2E] {
-                    guard let m = try? reader.metadata(of: e.inode) else { continue }
-                    if m.type == .regular {
-                        files += 1
-                        size = size.addingReportingOverflow(m.size).partialValue
-                    } else if m.type == .directory, depth < Self.maximumDepth {
-                        stack.append((e.inode, depth + 1))
-                    }
+            forEachEntry(below: data, at: "volumes/\(name)/_data") { m in
+                if m.type == .regular {
+                    files += 1
+                    size = size.addingReportingOverflow(m.size).partialValue
                 }
             }
             result.append(VolumeInfo(name: name, size: size, files: files))

@@ -22,11 +22,25 @@ extension DataRoot {
     /// A JSON array file (containers/storage's records), or nil with a problem when invalid.
     func jsonArray(_ relative: String) -> [[String: Any]]? {
         guard let bytes = file(relative, limit: Self.jsonLimit) else { return nil }
-        guard let array = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [Any] else {
+        do {
+            guard let array = try JSONSerialization.jsonObject(with: Data(bytes)) as? [Any] else {
+                problem(relative, "is not a JSON array of records")
+                return nil
+            }
+            return array.compactMap { $0 as? [String: Any] }
+        } catch {
             problem(relative, "is not a JSON array of records")
             return nil
         }
-        return array.compactMap { $0 as? [String: Any] }
+    }
+
+    /// `bytes` as a JSON object, nil when they are not one (the caller says where).
+    func jsonObject(_ bytes: [UInt8]) -> [String: Any]? {
+        do {
+            return try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]
+        } catch {
+            return nil
+        }
     }
 
     func podmanLayers() -> [String: PodmanLayer] {
@@ -77,7 +91,12 @@ extension DataRoot {
             for (id, bucket) in try db.root.bucket(named: "ctr")?.buckets() ?? [] {
                 let v = try bucket.values()
                 func object(_ key: String) -> [String: Any] {
-                    v[key].flatMap { (try? JSONSerialization.jsonObject(with: Data($0))) as? [String: Any] } ?? [:]
+                    guard let bytes = v[key] else { return [:] }
+                    guard let json = jsonObject(bytes) else {
+                        problem(relative, "ctr/\(id)/\(key) is not a JSON object; container \(key) left empty")
+                        return [:]
+                    }
+                    return json
                 }
                 result[id] = (object("config"), object("state"))
             }
@@ -134,7 +153,14 @@ extension DataRoot {
             guard let id = record["id"] as? String else { continue }
             let name = ((record["names"] as? [Any])?.first as? String) ?? id
             let imageID = record["image"] as? String ?? ""
-            let metadata = (record["metadata"] as? String).flatMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
+            let metadata = (record["metadata"] as? String).flatMap { text -> [String: Any]? in
+                guard !text.isEmpty else { return nil }
+                guard let json = jsonObject(Array(text.utf8)) else {
+                    problem("overlay-containers/containers.json", "container \(name): metadata is not a JSON object")
+                    return nil
+                }
+                return json
+            }
             let (config, state) = states[id] ?? ([:], [:])
             let code = (state["state"] as? NSNumber)?.intValue ?? 2
             // libpod's ContainerStatus: 1 configured, 2 created, 3 running, 4 stopped, 5 paused, 6 exited, 7 removing, 8 stopping.
@@ -164,7 +190,7 @@ extension DataRoot {
         }
         var whiteouts = 0, opaque = 0
         if countMarkers {
-            (whiteouts, opaque) = countOverlayMarkers(in: layers.keys.sorted().compactMap { directory("overlay/\($0)/diff") })
+            (whiteouts, opaque) = countOverlayMarkers(in: layers.keys.sorted().compactMap { id in directory("overlay/\(id)/diff").map { ($0, "overlay/\(id)/diff") } })
         }
         return (images, containers, layers.count, whiteouts, opaque)
     }

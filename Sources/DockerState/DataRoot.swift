@@ -45,6 +45,12 @@ public final class DataRoot {
         problems.append("\(path)/\(relative): \(message)")
     }
 
+    /// `problem`, unless the same one was already noted.
+    func problemOnce(_ relative: String, _ message: String) {
+        let text = "\(path)/\(relative): \(message)"
+        if !problems.contains(text) { problems.append(text) }
+    }
+
     // MARK: Paths below the data-root
 
     /// A valid single path component for an id read from disk: no "/", not "." or "..", no NUL.
@@ -68,11 +74,16 @@ public final class DataRoot {
                 }
                 return nil
             }
-            guard let entries = try? reader.directoryEntries(of: current),
-                  let e = entries.first(where: { $0.name == part }),
-                  let m = try? reader.metadata(of: e.inode) else { return nil }
-            current = e.inode
-            meta = m
+            let shown = parts[0...i].map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/")
+            do {
+                guard let e = try reader.directoryEntries(of: current).first(where: { $0.name == part }) else { return nil }
+                current = e.inode
+                meta = try reader.metadata(of: e.inode)
+            } catch {
+                // Asked again and again (presence checks): noted once.
+                problemOnce(shown, "cannot read: \(FWError(error).description)")
+                return nil
+            }
         }
         return (current, meta)
     }
@@ -161,9 +172,9 @@ public final class DataRoot {
         if engine == "containerd" || engine == "k3s" { return "containerd" }
         var drivers = Set<String>()
         for id in names("containers") {
+            // Only a vote for the store: the container inventory reads the same file and reports it.
             guard let e = entry("containers/\(id)/config.v2.json"), e.metadata.type == .regular,
-                  let bytes = try? reader.readSmallFile(e.inode, limit: Self.jsonLimit),
-                  let json = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+                  let json = try? JSONSerialization.jsonObject(with: Data(reader.readSmallFile(e.inode, limit: Self.jsonLimit))) as? [String: Any],   // reported by the inventory
                   let driver = json["Driver"] as? String else { continue }
             drivers.insert(driver)
         }

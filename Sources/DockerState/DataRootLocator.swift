@@ -49,7 +49,7 @@ public enum DataRootLocator {
             for dir in unitDirectories {
                 files.append("\(dir)/\(unit)")
                 if let (layer, meta) = namespace.locate(NamespacePath("\(dir)/\(unit).d")), meta.type == .directory,
-                   let entries = try? layer.reader.directoryEntries(of: layer.inode) {
+                   let entries = reading("\(dir)/\(unit).d", &problems, { try layer.reader.directoryEntries(of: layer.inode) }) {
                     for e in entries.map({ String(decoding: $0.name, as: UTF8.self) }).sorted() where e.hasSuffix(".conf") {
                         files.append("\(dir)/\(unit).d/\(e)")
                     }
@@ -57,7 +57,7 @@ public enum DataRootLocator {
             }
             for file in files {
                 guard let (layer, meta) = namespace.locate(NamespacePath(file)), meta.type == .regular,
-                      let bytes = try? layer.reader.readSmallFile(layer.inode, limit: 1 << 20) else { continue }
+                      let bytes = reading(file, &problems, { try layer.reader.readSmallFile(layer.inode, limit: 1 << 20) }) else { continue }
                 for path in dataRootOptions(inUnit: String(decoding: bytes, as: UTF8.self)) {
                     result.append(Candidate(path: path, engine: engine, source: "\(file)"))
                 }
@@ -136,6 +136,7 @@ public enum DataRootLocator {
     public static func locate(in namespace: NamespaceFileSystem, binds: [(target: String, source: String)] = []) -> ([(root: DataRoot, foundVia: [String])], [String]) {
         let (candidates, configProblems) = candidates(in: namespace)
         var problems = configProblems
+        let systemRoot = systemContainerdRoot(in: namespace, problems: &problems)
         var found: [(root: DataRoot, foundVia: [String], key: String)] = []
         for c in candidates {
             guard let (layer, meta) = namespace.locate(NamespacePath(c.path)), meta.type == .directory else {
@@ -147,7 +148,7 @@ public enum DataRootLocator {
                 if !found[i].foundVia.contains(c.path) { found[i].foundVia.append(c.path) }
                 continue
             }
-            guard let names = try? layer.reader.directoryEntries(of: layer.inode).map({ String(decoding: $0.name, as: UTF8.self) }),
+            guard let names = reading(c.path, &problems, { try layer.reader.directoryEntries(of: layer.inode).map { String(decoding: $0.name, as: UTF8.self) } }),
                   names.contains(where: { ["image", "overlay2", "containers", "containerd"].contains($0) }) else {
                 if c.source != "default" { problems.append("\(c.path) (from \(c.source)): not a data-root (no image/, overlay2/, containers/)") }
                 continue
@@ -155,13 +156,14 @@ public enum DataRootLocator {
             let real = realPath(c.path, binds: binds)
             let engine = c.path.contains("balena") || real.contains("balena") ? "balena-engine" : c.engine
             let root = DataRoot(reader: layer.reader, inode: layer.inode, path: real, engine: engine)
-            attachContainerd(root, dataRootPath: c.path, in: namespace, binds: binds)
+            attachContainerd(root, dataRootPath: c.path, systemRoot: systemRoot, in: namespace, binds: binds)
             found.append((root, [c.path], key))
         }
         // containerd alone (k3s, a system containerd no Docker data-root uses).
-        for (path, engine) in containerdRoots.map({ $0.1 == "containerd" ? (systemContainerdRoot(in: namespace), "containerd") : $0 }) {
+        for (path, engine) in containerdRoots.map({ $0.1 == "containerd" ? (systemRoot, "containerd") : $0 }) {
             guard let (layer, meta) = namespace.locate(NamespacePath(path)), meta.type == .directory,
-                  (try? layer.reader.entry(named: Array("io.containerd.metadata.v1.bolt".utf8), in: layer.inode)) != nil else { continue }
+                  reading(path, &problems, { try layer.reader.entry(named: Array("io.containerd.metadata.v1.bolt".utf8), in: layer.inode) }) != nil
+            else { continue }
             let key = "\(layer.filesystem.hashValue):\(layer.inode)"
             let real = realPath(path, binds: binds)
             if found.contains(where: { $0.key == key || ($0.root.containerdRoot?.path == real && $0.root.store == "containerd") }) { continue }
@@ -171,7 +173,7 @@ public enum DataRootLocator {
         }
         for path in podmanRoots {
             guard let (layer, meta) = namespace.locate(NamespacePath(path)), meta.type == .directory,
-                  let names = try? layer.reader.directoryEntries(of: layer.inode).map({ String(decoding: $0.name, as: UTF8.self) }),
+                  let names = reading(path, &problems, { try layer.reader.directoryEntries(of: layer.inode).map { String(decoding: $0.name, as: UTF8.self) } }),
                   names.contains("overlay-layers") || names.contains("overlay-containers") else { continue }
             let key = "\(layer.filesystem.hashValue):\(layer.inode)"
             if found.contains(where: { $0.key == key }) { continue }
@@ -187,10 +189,11 @@ public enum DataRootLocator {
 
     /// The system containerd's root: top-level `root = "..."` of `/etc/containerd/config.toml`
     /// (before any [section]), else `/var/lib/containerd`.
-    static func systemContainerdRoot(in namespace: NamespaceFileSystem) -> String {
+    static func systemContainerdRoot(in namespace: NamespaceFileSystem, problems: inout [String]) -> String {
         let fallback = "/var/lib/containerd"
-        guard let (layer, meta) = namespace.locate(NamespacePath("/etc/containerd/config.toml")), meta.type == .regular,
-              let bytes = try? layer.reader.readSmallFile(layer.inode, limit: 1 << 20) else { return fallback }
+        let file = "/etc/containerd/config.toml"
+        guard let (layer, meta) = namespace.locate(NamespacePath(file)), meta.type == .regular,
+              let bytes = reading(file, &problems, { try layer.reader.readSmallFile(layer.inode, limit: 1 << 20) }) else { return fallback }
         for raw in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.hasPrefix("[") { break }
@@ -205,9 +208,8 @@ public enum DataRootLocator {
     /// The containerd root a Docker data-root would use for the containerd image store:
     /// `<data-root>/containerd/daemon` (dockerd's own containerd, HAOS 17), else the system
     /// `/var/lib/containerd`; and the HAOS flag file `<parent of data-root>/.docker-use-containerd-snapshotter`.
-    static func attachContainerd(_ root: DataRoot, dataRootPath: String, in namespace: NamespaceFileSystem,
+    static func attachContainerd(_ root: DataRoot, dataRootPath: String, systemRoot system: String, in namespace: NamespaceFileSystem,
                                  binds: [(target: String, source: String)]) {
-        let system = systemContainerdRoot(in: namespace)
         if root.containerdRoot == nil, let (_, meta) = namespace.locate(NamespacePath(system + "/io.containerd.metadata.v1.bolt")),
            meta.type == .directory, let (dir, _) = namespace.locate(NamespacePath(system)) {
             root.containerdRoot = DataRoot(reader: dir.reader, inode: dir.inode, path: realPath(system, binds: binds), engine: root.engine)
@@ -216,6 +218,17 @@ public enum DataRootLocator {
             let parent = NamespacePath(base).components.dropLast()
             let flag = NamespacePath(components: Array(parent) + [Array(".docker-use-containerd-snapshotter".utf8)])
             if namespace.locate(flag) != nil { root.containerdFeature = true }
+        }
+    }
+
+    /// `body`'s answer, nil when it throws: the error is a problem against `path` (the daemon
+    /// would log it and carry on without the file).
+    static func reading<T>(_ path: String, _ problems: inout [String], _ body: () throws -> T?) -> T? {
+        do {
+            return try body()
+        } catch {
+            problems.append("\(path): unreadable: \(FWError(error).description)")
+            return nil
         }
     }
 

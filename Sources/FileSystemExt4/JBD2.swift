@@ -172,7 +172,7 @@ enum JBD2 {
             var offset = 12
             var tags: [Tag] = []
             while offset + size <= end {
-                guard let tag = try? tag(c, at: offset) else { break }
+                guard let tag = tag(c, at: offset) else { break }
                 tags.append(tag)
                 offset += size
                 if tag.flags & JBD2.flagSameUUID == 0 { offset += 16 }
@@ -181,25 +181,28 @@ enum JBD2 {
             return tags
         }
 
-        private func tag(_ c: ByteCursor, at o: Int) throws -> Tag {
+        /// The tag at `o`, or nil when it runs past the block.
+        private func tag(_ c: ByteCursor, at o: Int) -> Tag? {
+            func u16(_ at: Int) -> UInt16? { c.integerIfPresent(at: at, endianness: .big) }
+            func u32(_ at: Int) -> UInt32? { c.integerIfPresent(at: at, endianness: .big) }
+            guard let low = u32(o), let high = sb.is64bit ? u32(o + 8) : 0 else { return nil }
+            let block = UInt64(high) << 32 | UInt64(low)
             if sb.csumV3 {
                 // journal_block_tag3_t: t_blocknr 0, t_flags (32 bits) 4, t_blocknr_high 8, t_checksum 12.
-                var block = UInt64(try c.u32be(at: o))
-                if sb.is64bit { block |= UInt64(try c.u32be(at: o + 8)) << 32 }
-                return Tag(block: block, flags: try c.u32be(at: o + 4), checksum: try c.u32be(at: o + 12))
+                guard let flags = u32(o + 4), let checksum = u32(o + 12) else { return nil }
+                return Tag(block: block, flags: flags, checksum: checksum)
             }
             // journal_block_tag_t: t_blocknr 0, t_checksum (16 bits) 4, t_flags (16 bits) 6, t_blocknr_high 8.
-            var block = UInt64(try c.u32be(at: o))
-            if sb.is64bit { block |= UInt64(try c.u32be(at: o + 8)) << 32 }
-            return Tag(block: block, flags: UInt32(try c.u16be(at: o + 6)), checksum: UInt32(try c.u16be(at: o + 4)))
+            guard let flags = u16(o + 6), let checksum = u16(o + 4) else { return nil }
+            return Tag(block: block, flags: UInt32(flags), checksum: UInt32(checksum))
         }
 
         /// jbd2_descriptor_block_csum_verify (descriptor and revoke blocks): the crc32c of the
         /// block with its last 4 bytes (t_checksum) zeroed.
         func tailChecksumOK(_ b: [UInt8]) -> Bool {
             guard sb.csumV2or3 else { return true }
+            guard let stored = ByteCursor(b).integerIfPresent(at: b.count - 4, endianness: .big, as: UInt32.self) else { return false }
             var copy = b
-            let stored = (try? ByteCursor(b).u32be(at: b.count - 4)) ?? 0
             for i in (b.count - 4)..<b.count { copy[i] = 0 }
             return JBD2.crc32c(seed, copy) == stored
         }
@@ -207,8 +210,8 @@ enum JBD2 {
         /// jbd2_commit_block_csum_verify: the crc32c of the block with h_chksum[0] (at 16) zeroed.
         func commitChecksumOK(_ b: [UInt8]) -> Bool {
             guard sb.csumV2or3 else { return true }
+            guard let stored = ByteCursor(b).integerIfPresent(at: 16, endianness: .big, as: UInt32.self) else { return false }
             var copy = b
-            let stored = (try? ByteCursor(b).u32be(at: 16)) ?? 0
             for i in 16..<20 { copy[i] = 0 }
             return JBD2.crc32c(seed, copy) == stored
         }
@@ -254,9 +257,9 @@ enum JBD2 {
                 }
                 guard let b = logBlock(block) else { endTransaction = next; break }
                 let header = ByteCursor(b, context: "journal block header")
-                guard (try? header.u32be(at: 0)) == JBD2.magic,
-                      let type = (try? header.u32be(at: 4)).flatMap(BlockType.init(rawValue:)),
-                      (try? header.u32be(at: 8)) == next else { break }
+                guard header.integerIfPresent(at: 0, endianness: .big, as: UInt32.self) == JBD2.magic,
+                      let type = header.integerIfPresent(at: 4, endianness: .big, as: UInt32.self).flatMap(BlockType.init(rawValue:)),
+                      header.integerIfPresent(at: 8, endianness: .big, as: UInt32.self) == next else { break }
                 block = wrap(block + 1)
                 switch type {
                 case .descriptor:
@@ -292,7 +295,8 @@ enum JBD2 {
                     scannedTags += tags.count
                 case .commit:
                     let c = ByteCursor(b, context: "journal commit block")
-                    let commitTime = (try? c.u64be(at: 48)) ?? 0
+                    // h_commit_sec at 48 (a block is never shorter: `logBlock` checks its size).
+                    let commitTime = c.integerIfPresent(at: 48, endianness: .big, as: UInt64.self) ?? 0
                     if needCheckCommitTime {
                         if commitTime >= lastCommitTime {
                             // The kernel refuses to mount (EFSBADCRC); replay what came before.
@@ -304,9 +308,10 @@ enum JBD2 {
                     var checksumFailed = false
                     if sb.compat & JBD2.compatChecksum != 0 {
                         if endTransaction != nil { break scan }
-                        let type = (try? c.u8(at: 12)) ?? 0
-                        let size = (try? c.u8(at: 13)) ?? 0
-                        let found = (try? c.u32be(at: 16)) ?? 0
+                        // h_chksum_type 12, h_chksum_size 13, h_chksum[0] 16.
+                        let type = c.integerIfPresent(at: 12, endianness: .big, as: UInt8.self) ?? 0
+                        let size = c.integerIfPresent(at: 13, endianness: .big, as: UInt8.self) ?? 0
+                        let found = c.integerIfPresent(at: 16, endianness: .big, as: UInt32.self) ?? 0
                         // JBD2_CRC32_CHKSUM (1) with JBD2_CRC32_CHKSUM_SIZE (4), or no checksum at all.
                         let ok = (crcSum == found && type == 1 && size == 4) || (type == 0 && size == 0 && found == 0)
                         if !ok { checksumFailed = true }
@@ -340,9 +345,9 @@ enum JBD2 {
                 visited += 1
                 guard let b = logBlock(block) else { return }
                 let header = ByteCursor(b, context: "journal block header")
-                guard (try? header.u32be(at: 0)) == JBD2.magic,
-                      let type = (try? header.u32be(at: 4)).flatMap(BlockType.init(rawValue:)),
-                      (try? header.u32be(at: 8)) == next else { return }
+                guard header.integerIfPresent(at: 0, endianness: .big, as: UInt32.self) == JBD2.magic,
+                      let type = header.integerIfPresent(at: 4, endianness: .big, as: UInt32.self).flatMap(BlockType.init(rawValue:)),
+                      header.integerIfPresent(at: 8, endianness: .big, as: UInt32.self) == next else { return }
                 let at = wrap(block + 1)
                 block = at
                 switch type {
@@ -385,7 +390,7 @@ enum JBD2 {
                     pendingSequence = sequence
                 }
                 let c = ByteCursor(b, context: "journal revoke block")
-                let count = Int((try? c.u32be(at: 12)) ?? 0)   // r_count: bytes used, header included
+                let count = Int(c.integerIfPresent(at: 12, endianness: .big, as: UInt32.self) ?? 0)   // r_count: bytes used, header included
                 if count > b.count - (r.sb.csumV2or3 ? 4 : 0) {
                     r.warnings.append("journal revoke block of transaction \(sequence) claims \(count) bytes in a \(b.count)-byte block; replay ends before it")
                     end = sequence
@@ -394,9 +399,10 @@ enum JBD2 {
                 }
                 var offset = 16
                 while offset + recordSize <= count {
-                    let target = recordSize == 8 ? ((try? c.u64be(at: offset)) ?? 0) : UInt64((try? c.u32be(at: offset)) ?? 0)
+                    let target = recordSize == 8 ? c.integerIfPresent(at: offset, endianness: .big, as: UInt64.self)
+                                                 : c.integerIfPresent(at: offset, endianness: .big, as: UInt32.self).map(UInt64.init)
                     offset += recordSize
-                    pending.append(target)
+                    if let target { pending.append(target) }
                 }
                 if revokedAt.count + pending.count > JBD2.maximumRevokedBlocks {
                     r.warnings.append("journal transaction \(sequence) brings the revoked blocks past \(JBD2.maximumRevokedBlocks); replay ends before it")
@@ -509,9 +515,15 @@ enum JBD2 {
         // ext4_fc_replay_scan applies the fast-commit area only when its head names the
         // transaction after the last full commit replayed.
         // jbd2 leaves block j_last unused: the area starts at j_fc_first = j_last + 1.
-        if sb.hasFastCommit, let head = try? read(recovery.last + 1),
-           fastCommitHead(head) == sb.sequence &+ UInt32(truncatingIfNeeded: result.transactions) {
-            result.warnings.append("the journal has a fast-commit area in use: the fast-commit tail was not applied (only full commits are replayed)")
+        if sb.hasFastCommit {
+            do {
+                let head = try read(recovery.last + 1)
+                if fastCommitHead(head) == sb.sequence &+ UInt32(truncatingIfNeeded: result.transactions) {
+                    result.warnings.append("the journal has a fast-commit area in use: the fast-commit tail was not applied (only full commits are replayed)")
+                }
+            } catch {
+                result.warnings.append("the journal's fast-commit area cannot be read (\(FWError(error).message)); whether it holds a tail is unknown")
+            }
         }
         result.replayed = overlay.count > 0
         return (overlay.count > 0 ? overlay : nil, result)
@@ -521,8 +533,9 @@ enum JBD2 {
     /// fc_tag/fc_len then fc_features, fc_tid), or nil when the area does not start with one.
     static func fastCommitHead(_ b: [UInt8]) -> UInt32? {
         let c = ByteCursor(b, context: "fast commit block")
-        guard (try? c.u16le(at: 0)) == 9, (try? c.u16le(at: 2)) == 8 else { return nil }
-        return try? c.u32le(at: 8)
+        guard c.integerIfPresent(at: 0, endianness: .little, as: UInt16.self) == 9,
+              c.integerIfPresent(at: 2, endianness: .little, as: UInt16.self) == 8 else { return nil }
+        return c.integerIfPresent(at: 8, endianness: .little, as: UInt32.self)
     }
 }
 

@@ -90,6 +90,20 @@ extension FileSystemReader {
         return try resolver.resolve(PathComponents.split(path), followLast: followLast)?.node
     }
 
+    /// The inode at `path`, nil when it does not exist or cannot be followed. For probes that
+    /// ask what a disk looks like ("is there an /ostree?"), where a path the reader cannot follow
+    /// answers no as a missing one does; code reading a file the device reads uses `lookup` and
+    /// reports the error.
+    public func probe(_ path: String, followLast: Bool = false) -> UInt64? {
+        (try? lookup(Array(path.utf8), followLast: followLast)) ?? nil   // a probe: unreadable answers "not there", as documented
+    }
+
+    /// The metadata at `path`, nil when it does not exist or cannot be read (a probe, as
+    /// `probe(_:followLast:)`).
+    public func probeMetadata(_ path: String, followLast: Bool = false) -> Metadata? {
+        probe(path, followLast: followLast).flatMap { try? metadata(of: $0) }   // a probe: unreadable answers "not there"
+    }
+
     /// Reads a whole small file (config files: fstab, units, grubenv) with a size cap.
     public func readSmallFile(_ inode: UInt64, limit: Int = 16 << 20) throws -> [UInt8] {
         let file = try openFile(inode)

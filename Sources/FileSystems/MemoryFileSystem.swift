@@ -128,6 +128,9 @@ public final class MemoryFileSystem: FileSystemReader {
         return id
     }
 
+    /// The metadata of an inode this filesystem holds, nil for an unknown inode.
+    public func storedMetadata(of inode: UInt64) -> Metadata? { nodes[inode]?.metadata }
+
     public func metadata(of inode: UInt64) throws -> Metadata {
         guard let node = nodes[inode] else { throw FWError(.notFound, "no inode \(inode)", partition: sourceName) }
         return node.metadata

@@ -19,10 +19,10 @@ enum BalenaProfile {
             (nil, warnings + ["balenaOS: \(why); the plan uses the root partition itself as /"])
         }
         // The hostapp container: /current -> hostapps/<container id>, else the only container.
-        let containers = ProfilePaths.names(in: mountsDirectory, of: fs)
+        let containers = ProfilePaths.names(in: mountsDirectory, of: fs, warnings: &warnings)
         var container: String
         var how: String
-        if let target = ProfilePaths.symlinkTarget("/current", in: fs),
+        if let target = ProfilePaths.symlinkTarget("/current", in: fs, warnings: &warnings),
            let last = target.split(separator: "/").last.map(String.init), ProfilePaths.isPlainName(last) {
             container = last
             how = "/current -> \(target)"
@@ -40,12 +40,12 @@ enum BalenaProfile {
             warnings.append("balenaOS: no /current symlink and \(containers.count) containers; using \(container)")
         }
         let mountIDFile = "\(mountsDirectory)/\(container)/mount-id"
-        guard let mountID = ProfilePaths.text(mountIDFile, in: fs, limit: 4096), ProfilePaths.isPlainName(mountID) else {
+        guard let mountID = ProfilePaths.text(mountIDFile, in: fs, limit: 4096, warnings: &warnings), ProfilePaths.isPlainName(mountID) else {
             return fail("\(mountIDFile) is missing or not a layer id")
         }
         let layerDirectory = "\(layersDirectory)/\(mountID)"
         var lower = ["\(layerDirectory)/diff"]
-        if let lowerText = ProfilePaths.text("\(layerDirectory)/lower", in: fs) {
+        if let lowerText = ProfilePaths.text("\(layerDirectory)/lower", in: fs, warnings: &warnings) {
             let items = lowerText.split(separator: ":").map(String.init)
             // overlayfs stacks at most 500 lower layers.
             guard items.count < 500 else { return fail("\(layerDirectory)/lower lists \(items.count) layers, over overlayfs's 500") }
@@ -55,7 +55,7 @@ enum BalenaProfile {
                     warnings.append("\(layerDirectory)/lower: entry \(item) is not l/<short id>; skipped")
                     continue
                 }
-                guard let path = ProfilePaths.canonical("\(layersDirectory)/\(item)", in: fs), path.hasPrefix(layersDirectory + "/") else {
+                guard let path = ProfilePaths.canonical("\(layersDirectory)/\(item)", in: fs, warnings: &warnings), path.hasPrefix(layersDirectory + "/") else {
                     warnings.append("\(layerDirectory)/lower: \(layersDirectory)/\(item) does not lead to a layer; skipped")
                     continue
                 }
@@ -66,14 +66,16 @@ enum BalenaProfile {
         }
         var layers: [Layer] = []
         for dir in lower {
-            guard let inode = try? fs.lookup(Array(dir.utf8), followLast: true), let meta = try? fs.metadata(of: inode),
-                  meta.type == .directory else {
+            guard let inode = ProfilePaths.directory(dir, in: fs, followLast: true, warnings: &warnings) else {
                 return fail("hostapp layer \(dir) is not a directory")
             }
             layers.append(Layer(reader: fs, inode: inode))
         }
-        guard let merged = try? NamespaceFileSystem(overlayOf: layers, name: "\(fs.sourceName) hostapp \(container)") else {
-            return fail("the hostapp layers cannot be merged")
+        let merged: NamespaceFileSystem
+        do {
+            merged = try NamespaceFileSystem(overlayOf: layers, name: "\(fs.sourceName) hostapp \(container)")
+        } catch {
+            return fail("the hostapp layers cannot be merged (\(FWError(error).message))")
         }
         let declared = "balenaOS hostapp container \(container) (\(how); \(mountIDFile))"
         let mounts = [

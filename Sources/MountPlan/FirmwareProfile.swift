@@ -23,7 +23,10 @@ struct FirmwareProfile {
 
     static func detect(disk: any PlanningDisk, root: any FileSystemReader) -> FirmwareProfile {
         let names = disk.partitions.compactMap { $0.name ?? $0.label }
-        func exists(_ path: String) -> Bool { ((try? root.lookup(path)) ?? nil) != nil }
+        // Asking what the disk looks like: an unreadable path answers no, as a missing one.
+        func exists(_ path: String) -> Bool { root.probe(path) != nil }
+        // Except /etc/os-release, which systemd reads at boot: an unreadable one is a warning.
+        var warnings: [String] = []
         if names.contains(where: { $0.hasPrefix("hassos-") }) { return FirmwareProfile(family: .haos) }
         if names.contains(where: { $0.hasPrefix("resin-") || $0.hasPrefix("balena-") }) || exists("/balena") {
             return FirmwareProfile(family: .balenaos)
@@ -35,13 +38,12 @@ struct FirmwareProfile {
             return FirmwareProfile(family: .openwrt)
         }
         if disk.partitions.contains(where: { $0.label == "bootfs" || $0.label == "boot" }), exists("/boot/firmware") || exists("/boot") {
-            if let inode = try? root.lookup("/etc/os-release"), let bytes = try? root.readSmallFile(inode, limit: 65536),
-               String(decoding: bytes, as: UTF8.self).contains("raspberrypi") || String(decoding: bytes, as: UTF8.self).contains("Raspbian") {
+            if let text = ProfilePaths.text("/etc/os-release", in: root, limit: 65536, warnings: &warnings),
+               text.contains("raspberrypi") || text.contains("Raspbian") {
                 return FirmwareProfile(family: .raspberrypiOS)
             }
         }
-        if exists("/etc/mender") || exists("/data/mender") { return FirmwareProfile(family: .mender) }
-        return FirmwareProfile(family: .generic)
+        return FirmwareProfile(family: exists("/etc/mender") || exists("/data/mender") ? .mender : .generic, warnings: warnings)
     }
 
     /// The booted root: the mounts that make "/" (the root partition first) and the view of it
@@ -77,35 +79,68 @@ struct BootedRoot {
 }
 
 /// Path helpers over one filesystem, for profiles that follow symlinks by hand to name the
-/// directories they plan (namespace paths must be written out, not inode numbers).
+/// directories they plan (namespace paths must be written out, not inode numbers). A path that
+/// cannot be read answers as a missing one, and the error is added to `warnings` (what the
+/// device's init would log before it carried on).
 enum ProfilePaths {
+    /// `body`'s answer, nil when it throws (the error noted in `warnings` against `path`).
+    static func reading<T>(_ path: String, _ warnings: inout [String], _ body: () throws -> T?) -> T? {
+        do {
+            return try body()
+        } catch {
+            warnings.append("\(path): unreadable (\(FWError(error).message))")
+            return nil
+        }
+    }
+
+    /// Whether `path` exists in `fs` (the last symlink not followed).
+    static func exists(_ path: String, in fs: any FileSystemReader, warnings: inout [String]) -> Bool {
+        reading(path, &warnings) { try fs.lookup(path) } != nil
+    }
+
+    /// The inode of the directory at `path`, nil when it is missing or not a directory.
+    static func directory(_ path: String, in fs: any FileSystemReader, followLast: Bool = false, warnings: inout [String]) -> UInt64? {
+        reading(path, &warnings) {
+            guard let inode = try fs.lookup(Array(path.utf8), followLast: followLast),
+                  try fs.metadata(of: inode).type == .directory else { return nil }
+            return inode
+        }
+    }
+
     /// The canonical path of `path` inside `fs` (every symlink, the last one too, resolved;
     /// at most 40 hops), nil when a component does not exist.
-    static func canonical(_ path: String, in fs: any FileSystemReader) -> String? {
+    static func canonical(_ path: String, in fs: any FileSystemReader, warnings: inout [String]) -> String? {
         let view = NamespaceFileSystem(name: fs.sourceName)
-        guard (try? view.mount(fs, at: .root, origin: fs.sourceName)) != nil else { return nil }
+        guard reading("/", &warnings, { try view.mount(fs, at: .root, origin: fs.sourceName) }) != nil else { return nil }
         return view.canonicalPath(NamespacePath(path))?.display
     }
 
     /// A small text file's contents with surrounding whitespace removed, nil when missing.
-    static func text(_ path: String, in fs: any FileSystemReader, limit: Int = 64 * 1024) -> String? {
-        guard let inode = try? fs.lookup(Array(path.utf8), followLast: true),
-              let bytes = try? fs.readSmallFile(inode, limit: limit) else { return nil }
-        return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: " \t\r\n")
+    static func text(_ path: String, in fs: any FileSystemReader, limit: Int = 64 * 1024, warnings: inout [String]) -> String? {
+        reading(path, &warnings) {
+            guard let inode = try fs.lookup(Array(path.utf8), followLast: true) else { return nil }
+            let bytes = try fs.readSmallFile(inode, limit: limit)
+            return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: " \t\r\n")
+        }
     }
 
     /// The target of a symlink, nil when `path` is not one.
-    static func symlinkTarget(_ path: String, in fs: any FileSystemReader) -> String? {
-        guard let inode = try? fs.lookup(path), let meta = try? fs.metadata(of: inode), meta.type == .symlink,
-              let target = meta.symlinkTarget else { return nil }
-        return String(decoding: target, as: UTF8.self)
+    static func symlinkTarget(_ path: String, in fs: any FileSystemReader, warnings: inout [String]) -> String? {
+        reading(path, &warnings) {
+            guard let inode = try fs.lookup(path) else { return nil }
+            let meta = try fs.metadata(of: inode)
+            guard meta.type == .symlink, let target = meta.symlinkTarget else { return nil }
+            return String(decoding: target, as: UTF8.self)
+        }
     }
 
     /// Names in a directory, sorted; empty when it does not exist.
-    static func names(in path: String, of fs: any FileSystemReader) -> [String] {
-        guard let inode = try? fs.lookup(Array(path.utf8), followLast: true),
-              let entries = try? fs.directoryEntries(of: inode) else { return [] }
-        return entries.map { String(decoding: $0.name, as: UTF8.self) }.filter { $0 != "." && $0 != ".." }.sorted()
+    static func names(in path: String, of fs: any FileSystemReader, warnings: inout [String]) -> [String] {
+        let entries = reading(path, &warnings) { () -> [DirectoryEntry]? in
+            guard let inode = try fs.lookup(Array(path.utf8), followLast: true) else { return nil }
+            return try fs.directoryEntries(of: inode)
+        }
+        return (entries ?? []).map { String(decoding: $0.name, as: UTF8.self) }.filter { $0 != "." && $0 != ".." }.sorted()
     }
 
     /// A single path component fit to be spliced into a path read from the disk.

@@ -13,12 +13,12 @@ enum OSTreeProfile {
 
     /// Boot loader entries (`/boot/loader/entries/*.conf`, Boot Loader Specification) with an
     /// `ostree=` kernel argument, the one that boots first: highest `version`, then file name.
-    static func entries(in fs: any FileSystemReader) -> [Entry] {
+    static func entries(in fs: any FileSystemReader, warnings: inout [String]) -> [Entry] {
         var result: [Entry] = []
         let directory = "/boot/loader/entries"
-        for name in ProfilePaths.names(in: directory, of: fs) where name.hasSuffix(".conf") {
+        for name in ProfilePaths.names(in: directory, of: fs, warnings: &warnings) where name.hasSuffix(".conf") {
             let file = "\(directory)/\(name)"
-            guard let text = ProfilePaths.text(file, in: fs, limit: 1 << 20) else { continue }
+            guard let text = ProfilePaths.text(file, in: fs, limit: 1 << 20, warnings: &warnings) else { continue }
             var version = ""
             var ostree: String?
             for line in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
@@ -72,15 +72,15 @@ enum OSTreeProfile {
         func fail(_ why: String) -> (root: BootedRoot?, warnings: [String]) {
             (nil, warnings + ["OSTree: \(why); the plan uses the root partition itself as /"])
         }
-        let all = entries(in: fs)
+        let all = entries(in: fs, warnings: &warnings)
         guard let entry = all.first else { return fail("no /boot/loader/entries/*.conf with an ostree= argument") }
-        guard let deployment = ProfilePaths.canonical(entry.ostree, in: fs) else {
+        guard let deployment = ProfilePaths.canonical(entry.ostree, in: fs, warnings: &warnings) else {
             return fail("\(entry.file): ostree=\(entry.ostree) does not lead to a directory")
         }
         // /ostree/deploy/<os>/deploy/<checksum>.<serial>
         let parts = deployment.split(separator: "/").map(String.init)
         guard parts.count == 5, parts[0] == "ostree", parts[1] == "deploy", parts[3] == "deploy",
-              let inode = try? fs.lookup(deployment), let meta = try? fs.metadata(of: inode), meta.type == .directory else {
+              let inode = ProfilePaths.directory(deployment, in: fs, warnings: &warnings) else {
             return fail("\(entry.file): ostree=\(entry.ostree) leads to \(deployment), not /ostree/deploy/<os>/deploy/<checksum>.<serial>")
         }
         let os = parts[2]
@@ -92,12 +92,12 @@ enum OSTreeProfile {
             PlannedMount(where: "/sysroot", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "",
                          source: .other("OSTree: the physical root stays visible at /sysroot")),
         ]
-        if (try? fs.lookup("/boot")) ?? nil != nil {
+        if ProfilePaths.exists("/boot", in: fs, warnings: &warnings) {
             mounts.append(PlannedMount(where: "/boot", kind: .bind, options: "bind", what: "/sysroot/boot",
                                        source: .other("OSTree: the physical root's /boot")))
         }
         let varPath = "/ostree/deploy/\(os)/var"
-        if (try? fs.lookup(varPath)) ?? nil != nil {
+        if ProfilePaths.exists(varPath, in: fs, warnings: &warnings) {
             mounts.append(PlannedMount(where: "/var", kind: .bind, options: "bind", what: "/sysroot" + varPath,
                                        source: .other("OSTree: the shared /var of os \(os)")))
         } else {

@@ -30,13 +30,12 @@ enum OpenWrtProfile {
         if let kernel = disk.partitions.first(where: { $0.index == 1 }), kernel.index != root.partition, let type = kernel.fsType {
             boot.append(PlannedMount(where: "/boot", kind: .partition, partition: 1, fstype: type, options: "",
                                      source: .other("OpenWrt: the kernel partition at /boot")))
-            if let fs = try? disk.fileSystem(partition: 1), let inode = try? fs.lookup("/boot"), let meta = try? fs.metadata(of: inode),
-               meta.type == .directory {
+            if let fs = disk.openedFileSystem(1), ProfilePaths.directory("/boot", in: fs, warnings: &warnings) != nil {
                 boot.append(PlannedMount(where: "/boot", kind: .bind, options: "bind", what: "/boot/boot",
                                          source: .other("OpenWrt: the kernel partition's boot/ bound over /boot")))
             }
         }
-        if ((try? physical.lookup("/etc/config/fstab")) ?? nil) != nil {
+        if ProfilePaths.exists("/etc/config/fstab", in: physical, warnings: &warnings) {
             warnings.append("OpenWrt: UCI /etc/config/fstab (block-mount) entries are not modelled yet")
         }
         func plain(_ why: String) -> (root: BootedRoot?, warnings: [String]) {
@@ -52,10 +51,16 @@ enum OpenWrtProfile {
         } catch {
             return plain("the squashfs superblock cannot be read: \(FWError(error).message)")
         }
-        guard let data = try? disk.fileSystem(partition: root.partition, offset: end) else {
+        let found: (any FileSystemReader)?
+        do {
+            found = try disk.fileSystem(partition: root.partition, offset: end)
+        } catch {
+            return plain("rootfs_data at byte \(end) of partition \(root.partition) cannot be opened (\(FWError(error).message))")
+        }
+        guard let data = found else {
             return plain("no rootfs_data filesystem at byte \(end) of partition \(root.partition) (not formatted before the first boot)")
         }
-        guard let upper = try? data.lookup("/upper"), let meta = try? data.metadata(of: upper), meta.type == .directory else {
+        guard let upper = ProfilePaths.directory("/upper", in: data, warnings: &warnings) else {
             return plain("rootfs_data at byte \(end) has no upper/ directory")
         }
         let declared = "OpenWrt: rootfs_data at byte \(end) of partition \(root.partition) (the squashfs's size rounded up to 64 KiB)"
@@ -73,9 +78,11 @@ enum OpenWrtProfile {
                          options: "", source: .other(declared)),
         ] + boot
         var config: any FileSystemReader = physical
-        if let merged = try? NamespaceFileSystem(overlayOf: [Layer(reader: data, inode: upper), Layer(reader: physical, inode: physical.rootInode)],
-                                              name: "\(physical.sourceName) with rootfs_data") {
-            config = merged
+        do {
+            config = try NamespaceFileSystem(overlayOf: [Layer(reader: data, inode: upper), Layer(reader: physical, inode: physical.rootInode)],
+                                             name: "\(physical.sourceName) with rootfs_data")
+        } catch {
+            warnings.append("OpenWrt: rootfs_data's upper/ cannot be laid over the squashfs (\(FWError(error).message)); /etc/fstab and units are read from the squashfs alone")
         }
         return (BootedRoot(mounts: mounts, config: config), warnings)
     }

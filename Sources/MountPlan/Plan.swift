@@ -53,6 +53,13 @@ extension PlanningDisk {
     public func fileSystem(partition index: Int, offset: UInt64) throws -> (any FileSystemReader)? {
         offset == 0 ? try fileSystem(partition: index) : nil
     }
+
+    /// The filesystem of a partition for a question the planner asks about it, nil when it has
+    /// none or cannot be opened: the disk reports its own open failures once (the facade's plan
+    /// warnings, "partition N: cannot read its filesystem"), so the planner does not repeat them.
+    func openedFileSystem(_ index: Int) -> (any FileSystemReader)? {
+        (try? fileSystem(partition: index)) ?? nil   // open failures are the disk's to report (above)
+    }
 }
 
 /// How the root filesystem was chosen.

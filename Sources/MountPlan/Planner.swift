@@ -148,7 +148,7 @@ public enum Planner {
             }
             // A partition that cannot be opened is reported by the caller that opens it for the
             // archive (the facade's plan warnings); here it simply provides no paths.
-            for m in rootMounts { try? view.apply(m, open: open) }
+            for m in rootMounts { try? view.apply(m, open: open) }   // reported when the archive opens it (above)
             for m in ordered {
                 if m.kind == .bind, let what = m.what, !view.exists(NamespacePath(what)) {
                     warnings.append("\(m.declaredBy): bind source \(what) does not exist; \(m.where) not bound")
@@ -156,7 +156,7 @@ public enum Planner {
                     continue
                 }
                 final.append(m)
-                try? view.apply(m, open: open)
+                try? view.apply(m, open: open)   // reported when the archive opens it (above)
             }
             return final
         }

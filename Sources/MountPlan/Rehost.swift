@@ -96,7 +96,7 @@ public struct RehostWalk: Sequence, EntryWalk {
 
     private mutating func maskEntry(_ path: NamespacePath, directory: Metadata) -> WalkEntry {
         let inode = generated.addSymlink("/mask-\(changes.count)", target: "/dev/null")
-        var meta = (try? generated.metadata(of: inode)) ?? directory
+        var meta = generated.storedMetadata(of: inode) ?? directory
         meta.mtime = directory.mtime
         changes.append(RehostChange(path: path.display, change: "masked (symlink to /dev/null)"))
         return WalkEntry(path: path.relativeBytes, metadata: meta, hardlinkTarget: nil, reader: generated)

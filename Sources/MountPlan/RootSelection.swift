@@ -19,17 +19,15 @@ struct RootSelector {
     /// data-root at /balena with /current or /sbin/init leading into the hostapp) or an OSTree
     /// physical root (/ostree/deploy).
     func isLinuxRoot(_ index: Int) -> Bool {
-        guard let fs = try? disk.fileSystem(partition: index) else { return false }
-        func isDirectory(_ path: String) -> Bool {
-            guard let inode = try? fs.lookup(path), let meta = try? fs.metadata(of: inode) else { return false }
-            return meta.type == .directory
-        }
-        func exists(_ path: String) -> Bool { ((try? fs.lookup(path)) ?? nil) != nil }
+        // A probe: a path that cannot be read answers no, as a missing one.
+        guard let fs = disk.openedFileSystem(index) else { return false }
+        func isDirectory(_ path: String) -> Bool { fs.probeMetadata(path)?.type == .directory }
+        func exists(_ path: String) -> Bool { fs.probe(path) != nil }
         if isDirectory("/balena"), exists("/current") || exists("/sbin/init") { return true }
         if isDirectory("/ostree/deploy") { return true }
-        guard let etc = try? fs.lookup("/etc"), let meta = try? fs.metadata(of: etc), meta.type == .directory else { return false }
+        guard isDirectory("/etc") else { return false }
         for dir in ["/usr", "/bin", "/sbin"] {
-            if let inode = try? fs.lookup(dir), inode != 0 { return true }
+            if let inode = fs.probe(dir), inode != 0 { return true }
         }
         return false
     }
@@ -88,13 +86,17 @@ struct RootSelector {
             if candidates.contains(where: { $0.index == p.index }) { continue }
             if p.fsType == nil, p.size > 0 {
                 // A raw partition may hold a U-Boot environment (HAOS hassos-bootstate).
-                if let bytes = try? disk.rawBytes(partition: p.index, count: 0x80000), let found = UBootEnvironment.find(in: bytes) {
-                    uboot = found.variables
-                    ubootWhere = "U-Boot environment in \(p.displayName)"
+                do {
+                    if let found = UBootEnvironment.find(in: try disk.rawBytes(partition: p.index, count: 0x80000)) {
+                        uboot = found.variables
+                        ubootWhere = "U-Boot environment in \(p.displayName)"
+                    }
+                } catch {
+                    warnings.append("\(p.displayName): unreadable (\(FWError(error).message)); no U-Boot environment looked for in it")
                 }
                 continue
             }
-            guard let fs = try? disk.fileSystem(partition: p.index) else { continue }
+            guard let fs = disk.openedFileSystem(p.index) else { continue }
             for path in Self.bootFiles {
                 let label = "\(path) on \(p.displayName)"
                 let bytes: [UInt8]

@@ -97,8 +97,8 @@ struct GPTHeader: Sendable {
     /// otherwise corrupt: a last-resort place to look for the backup.
     static func rawAlternateLBA(_ sector: [UInt8]) -> UInt64? {
         let c = ByteCursor(sector, context: "GPT header")
-        guard (try? c.array(at: 0, count: 8)) == signature else { return nil }
-        return try? c.u64le(at: 0x20)
+        guard c.matches(signature, at: 0) else { return nil }
+        return c.integerIfPresent(at: 0x20, endianness: .little, as: UInt64.self)
     }
 }
 

@@ -64,15 +64,17 @@ struct MBR: Sendable {
     /// sectors, one or two FATs, a media byte 0xF0/0xF8-0xFF, and "FAT" at 0x36 or 0x52 or no
     /// MBR entries at all (as libblkid decides).
     var looksLikeFATBootSector: Bool {
-        guard let jump = try? sector.u8(at: 0), jump == 0xEB || jump == 0xE9,
-              let bps = try? sector.u16le(at: 11), [512, 1024, 2048, 4096].contains(bps),
-              let spc = try? sector.u8(at: 13), spc != 0, spc & (spc - 1) == 0,
-              let reserved = try? sector.u16le(at: 14), reserved > 0,
-              let fats = try? sector.u8(at: 16), fats == 1 || fats == 2,
-              let media = try? sector.u8(at: 21), media == 0xF0 || media >= 0xF8 else { return false }
+        func u8(_ at: Int) -> UInt8? { sector.integerIfPresent(at: at, endianness: .little) }
+        func u16(_ at: Int) -> UInt16? { sector.integerIfPresent(at: at, endianness: .little) }
+        guard let jump = u8(0), jump == 0xEB || jump == 0xE9,
+              let bps = u16(11), [512, 1024, 2048, 4096].contains(bps),
+              let spc = u8(13), spc != 0, spc & (spc - 1) == 0,
+              let reserved = u16(14), reserved > 0,
+              let fats = u8(16), fats == 1 || fats == 2,
+              let media = u8(21), media == 0xF0 || media >= 0xF8 else { return false }
         // A boot loader's MBR can start like a BPB; a FAT volume names itself or has no entries.
         let fat = Array("FAT".utf8)
-        let named = (try? sector.array(at: 0x36, count: 3)) == fat || (try? sector.array(at: 0x52, count: 3)) == fat
+        let named = sector.matches(fat, at: 0x36) || sector.matches(fat, at: 0x52)
         return named || entries.allSatisfy(\.isEmpty)
     }
 

@@ -127,11 +127,23 @@ struct ImageOpener {
             candidates.append("\(dir)/\(reference.hasPrefix("/") ? base : reference)")
             candidates.append("\(dir)/\(base)")
         }
-        for c in candidates where FileSourceProbe.exists(c) {
+        // A missing candidate is the answer "not here"; one that exists but cannot be opened is
+        // named in the error, so it does not read as missing.
+        var unopenable: [String] = []
+        for c in candidates {
+            do {
+                _ = try FileSource(path: c)
+            } catch let e as FWError where e.code == .notFound {
+                continue
+            } catch {
+                unopenable.append("\(c): \(FWError(error).message)")
+                continue
+            }
             files.withLock { $0.append(c) }
             return c
         }
-        throw FWError(.notFound, "\(what) \"\(reference)\" not found (looked for \(candidates.joined(separator: ", "))\(useBackingDir && options.backingDirectory == nil ? "; --backing-dir names another folder" : ""))", disk: disk)
+        let why = unopenable.isEmpty ? "" : "; " + unopenable.joined(separator: "; ")
+        throw FWError(.notFound, "\(what) \"\(reference)\" not found (looked for \(candidates.joined(separator: ", "))\(why)\(useBackingDir && options.backingDirectory == nil ? "; --backing-dir names another folder" : ""))", disk: disk)
     }
 }
 
@@ -142,12 +154,6 @@ final class SharedFileList: Sendable {
     init(_ paths: [String]) { self.paths = Mutex(paths) }
 
     func withLock<T>(_ body: (inout [String]) -> T) -> T { paths.withLock { body(&$0) } }
-}
-
-enum FileSourceProbe {
-    static func exists(_ path: String) -> Bool {
-        (try? FileSource(path: path)) != nil
-    }
 }
 
 /// A stream that may be gzip- or zstd-compressed (an OCI layer blob), as random-access bytes:

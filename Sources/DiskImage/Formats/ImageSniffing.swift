@@ -27,11 +27,20 @@ public func sniffDiskImage(_ source: any ByteSource) -> DiskImageSniff {
     sniff(source, depth: 0)
 }
 
+/// A wrapper that cannot be read or decoded is an answer (`.unreadable`, with the reason), not a
+/// failure of the sniff.
 private func sniff(_ source: any ByteSource, depth: Int) -> DiskImageSniff {
-    guard depth <= 4, let head = try? source.prefix(at: 0, count: 1024) else { return .unreadable("unreadable") }
-    func has(_ magic: [UInt8], at offset: Int = 0) -> Bool {
-        head.count >= offset + magic.count && Array(head[offset..<(offset + magic.count)]) == magic
+    guard depth <= 4 else { return .unreadable("wrappers nested more than 4 deep") }
+    do {
+        return try sniffHead(source, depth: depth)
+    } catch {
+        return .unreadable("unreadable: \(FWError(error).message)")
     }
+}
+
+private func sniffHead(_ source: any ByteSource, depth: Int) throws -> DiskImageSniff {
+    let head = ByteCursor(try source.prefix(at: 0, count: 1024), context: "first bytes")
+    func has(_ magic: [UInt8], at offset: Int = 0) -> Bool { head.matches(magic, at: offset) }
     if has([0x51, 0x46, 0x49, 0xFB]) { return .container("qcow2") }
     if has(Array("KDMV".utf8)) || has(Array("# Disk DescriptorFile".utf8)) || has(Array("# Disk Descriptor File".utf8)) {
         return .container("vmdk")
@@ -40,7 +49,7 @@ private func sniff(_ source: any ByteSource, depth: Int) -> DiskImageSniff {
     if has([0x7F, 0x10, 0xDA, 0xBE], at: 0x40) { return .container("vdi") }
     if has(Array("conectix".utf8)) { return .container("vpc") }
     if source.size >= 512, source.size % 512 == 0,
-       (try? source.bytes(at: source.size - 512, count: 8)) == Array("conectix".utf8) {
+       try source.bytes(at: source.size - 512, count: 8) == Array("conectix".utf8) {
         return .container("vpc")
     }
 
@@ -54,45 +63,53 @@ private func sniff(_ source: any ByteSource, depth: Int) -> DiskImageSniff {
         case .unreadable(let why): return .unreadable("\(wrapper)+\(why)")
         }
     }
-    if has([0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]), let d = try? XZDecoder() { return decoded("xz", d, source) }
-    if has([0x1F, 0x8B]), let d = try? GzipDecoder() { return decoded("gzip", d, source) }
-    if has([0x28, 0xB5, 0x2F, 0xFD]), let d = try? ZstdDecoder() { return decoded("zstd", d, source) }
+    if has([0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]) { return decoded("xz", try XZDecoder(), source) }
+    if has([0x1F, 0x8B]) { return decoded("gzip", try GzipDecoder(), source) }
+    if has([0x28, 0xB5, 0x2F, 0xFD]) { return decoded("zstd", try ZstdDecoder(), source) }
     if has([0x50, 0x4B, 0x03, 0x04]) {
-        // The first local header: method (8), sizes, name and extra lengths (26, 28), then data.
-        let local = ByteCursor(head, context: "zip local header")
-        guard let method = try? local.u16le(at: 8), let csize = try? local.u32le(at: 18),
-              let nameLength = try? local.u16le(at: 26), let extraLength = try? local.u16le(at: 28) else {
-            return .unreadable("zip")
-        }
-        let offset = 30 + UInt64(nameLength) + UInt64(extraLength)
-        let length = csize == 0 || offset + UInt64(csize) > source.size ? source.size - min(offset, source.size) : UInt64(csize)
-        guard let data = try? source.slice(offset: offset, length: length) else { return .unreadable("zip") }
-        switch method {
-        case 0:
-            switch sniff(data, depth: depth + 1) {
-            case .container(let f): return .container("zip+\(f)")
-            case .wrapped(let f, let h): return .wrapped(format: "zip+\(f)", head: h)
-            case .raw:
-                guard let bytes = try? data.prefix(at: 0, count: diskImageSniffHeadLimit) else { return .unreadable("zip") }
-                return .wrapped(format: "zip", head: MemorySource(bytes, name: source.name))
-            case .unreadable(let why): return .unreadable("zip+\(why)")
-            }
-        case 8:
-            guard let d = try? GzipDecoder(raw: true) else { return .unreadable("zip") }
-            return decoded("zip", d, data)
-        default:
-            return .unreadable("zip: compression method \(method)")
+        do {
+            return try sniffZip(head, source, depth: depth, decoded: decoded)
+        } catch {
+            return .unreadable("zip: \(FWError(error).message)")
         }
     }
     if has(Array("ustar".utf8), at: 257) {
         // An OVA: a tar holding a container. Any other tar (a rootfs archive) is not a disk.
-        guard let entries = try? CompressedWrappers.tarEntries(source) else { return .unreadable("tar") }
+        let entries: [(name: String, data: SliceSource)]
+        do { entries = try CompressedWrappers.tarEntries(source) } catch { return .unreadable("tar: \(FWError(error).message)") }
         for entry in entries.prefix(64) {
             if case .container(let f) = sniff(entry.data, depth: depth + 1) { return .container("tar+\(f)") }
         }
         return .unreadable("tar without a disk image")
     }
     return .raw
+}
+
+/// A zip's first member: stored (sniffed as it is) or deflated (its first bytes decoded).
+private func sniffZip(_ head: ByteCursor, _ source: any ByteSource, depth: Int,
+                      decoded: (String, any StreamDecoder, any ByteSource) -> DiskImageSniff) throws -> DiskImageSniff {
+    // The first local header: method (8), sizes, name and extra lengths (26, 28), then data.
+    let local = ByteCursor(head.bytes, context: "zip local header")
+    let method = try local.u16le(at: 8)
+    let csize = try local.u32le(at: 18)
+    let nameLength = try local.u16le(at: 26)
+    let extraLength = try local.u16le(at: 28)
+    let offset = 30 + UInt64(nameLength) + UInt64(extraLength)
+    let length = csize == 0 || offset + UInt64(csize) > source.size ? source.size - min(offset, source.size) : UInt64(csize)
+    let data = try source.slice(offset: offset, length: length)
+    switch method {
+    case 0:
+        switch sniff(data, depth: depth + 1) {
+        case .container(let f): return .container("zip+\(f)")
+        case .wrapped(let f, let h): return .wrapped(format: "zip+\(f)", head: h)
+        case .raw: return .wrapped(format: "zip", head: MemorySource(try data.prefix(at: 0, count: diskImageSniffHeadLimit), name: source.name))
+        case .unreadable(let why): return .unreadable("zip+\(why)")
+        }
+    case 8:
+        return decoded("zip", try GzipDecoder(raw: true), data)
+    default:
+        return .unreadable("zip: compression method \(method)")
+    }
 }
 
 /// The first `diskImageSniffHeadLimit` decoded bytes of `input`, nil when the stream is damaged

@@ -37,8 +37,8 @@ final class VHDXImage: DiskContainerSource {
         // The two headers (64 KiB and 128 KiB): the valid one with the higher sequence number.
         var best: (seq: UInt64, header: ByteCursor)? = nil
         for at: UInt64 in [64 << 10, 128 << 10] {
-            guard let h = try? file.record(at: at, count: 4096, "VHDX header") else { continue }
-            guard (try? h.array(at: 0, count: 4)) == Array("head".utf8) else { continue }
+            guard let h = try? file.record(at: at, count: 4096, "VHDX header") else { continue }   // an unreadable copy is an invalid one: the other decides, neither valid throws below
+            guard h.matches(Array("head".utf8), at: 0) else { continue }
             var zeroed = h.bytes
             for i in 4..<8 { zeroed[i] = 0 }
             guard CRC32C.checksum(zeroed) == (try h.u32le(at: 4)) else { continue }
