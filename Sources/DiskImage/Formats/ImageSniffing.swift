@@ -1,8 +1,8 @@
 import DiskImage
 
-/// What the first bytes of a file say about it, by the same magic numbers `openDiskImage`
-/// detects, without opening (or decompressing) the whole image: for finding the disk images in a
-/// folder of unknown files.
+/// What the first bytes of a file say about it, by the magic numbers `openDiskImage` detects
+/// (`DiskImageMagic`), without opening (or decompressing) the whole image: for finding the disk
+/// images in a folder of unknown files.
 public enum DiskImageSniff {
     /// A virtual disk container ("qcow2", "vmdk", "vhdx", "vpc", "vdi"), possibly inside wrappers
     /// ("xz+qcow2", "tar+vmdk").
@@ -29,20 +29,9 @@ public func sniffDiskImage(_ source: any ByteSource) -> DiskImageSniff {
 
 private func sniff(_ source: any ByteSource, depth: Int) -> DiskImageSniff {
     guard depth <= 4, let head = try? source.prefix(at: 0, count: 1024) else { return .unreadable("unreadable") }
-    func has(_ magic: [UInt8], at offset: Int = 0) -> Bool {
-        head.count >= offset + magic.count && Array(head[offset..<(offset + magic.count)]) == magic
-    }
-    if has([0x51, 0x46, 0x49, 0xFB]) { return .container("qcow2") }
-    if has(Array("KDMV".utf8)) || has(Array("# Disk DescriptorFile".utf8)) || has(Array("# Disk Descriptor File".utf8)) {
-        return .container("vmdk")
-    }
-    if has(Array("vhdxfile".utf8)) { return .container("vhdx") }
-    if has([0x7F, 0x10, 0xDA, 0xBE], at: 0x40) { return .container("vdi") }
-    if has(Array("conectix".utf8)) { return .container("vpc") }
-    if source.size >= 512, source.size % 512 == 0,
-       (try? source.bytes(at: source.size - 512, count: 8)) == Array("conectix".utf8) {
-        return .container("vpc")
-    }
+    let magic = DiskImageMagic.detect(head)
+    if let container = magic?.container { return .container(container) }
+    if (try? DiskImageMagic.hasVHDFooter(source)) == true { return .container("vpc") }
 
     func decoded(_ wrapper: String, _ decoder: any StreamDecoder, _ input: any ByteSource) -> DiskImageSniff {
         guard let bytes = decodeHead(input, decoder) else { return .unreadable("\(wrapper): cannot decode") }
@@ -54,10 +43,10 @@ private func sniff(_ source: any ByteSource, depth: Int) -> DiskImageSniff {
         case .unreadable(let why): return .unreadable("\(wrapper)+\(why)")
         }
     }
-    if has([0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]), let d = try? XZDecoder() { return decoded("xz", d, source) }
-    if has([0x1F, 0x8B]), let d = try? GzipDecoder() { return decoded("gzip", d, source) }
-    if has([0x28, 0xB5, 0x2F, 0xFD]), let d = try? ZstdDecoder() { return decoded("zstd", d, source) }
-    if has([0x50, 0x4B, 0x03, 0x04]) {
+    if magic == .xz, let d = try? XZDecoder() { return decoded("xz", d, source) }
+    if magic == .gzip, let d = try? GzipDecoder() { return decoded("gzip", d, source) }
+    if magic == .zstd, let d = try? ZstdDecoder() { return decoded("zstd", d, source) }
+    if magic == .zip {
         // The first local header: method (8), sizes, name and extra lengths (26, 28), then data.
         let local = ByteCursor(head, context: "zip local header")
         guard let method = try? local.u16le(at: 8), let csize = try? local.u32le(at: 18),
@@ -84,7 +73,7 @@ private func sniff(_ source: any ByteSource, depth: Int) -> DiskImageSniff {
             return .unreadable("zip: compression method \(method)")
         }
     }
-    if has(Array("ustar".utf8), at: 257) {
+    if magic == .tar {
         // An OVA: a tar holding a container. Any other tar (a rootfs archive) is not a disk.
         guard let entries = try? CompressedWrappers.tarEntries(source) else { return .unreadable("tar") }
         for entry in entries.prefix(64) {
