@@ -46,6 +46,7 @@ public struct Ext4ImageGeometry: Sendable, Equatable {
 public final class Ext4ImageWriter {
     private var fs: ext2_filsys?
     private let name: String
+    private let geometry: Ext4ImageGeometry
     /// Inode numbers of directories and of files that may be linked again, by path.
     private var inodes: [[UInt8]: UInt32] = [:]
     private var buffer: UnsafeMutableRawBufferPointer
@@ -61,6 +62,7 @@ public final class Ext4ImageWriter {
     public init(path: String, geometry: Ext4ImageGeometry) throws {
         _ = Self.errorTable
         name = path
+        self.geometry = geometry
         buffer = .allocate(byteCount: 1 << 20, alignment: 4096)
         var param = ext2_super_block()
         ext2fs_blocks_count_set(&param, blk64_t(geometry.blocks))
@@ -112,7 +114,11 @@ public final class Ext4ImageWriter {
         guard let fs else { return }
         var ino: ext2_ino_t = 0
         if ext2fs_lookup(fs, ext2_ino_t(EXT2_ROOT_INO), "lost+found", 10, nil, &ino) != 0 {
-            try check(ext2fs_mkdir(fs, ext2_ino_t(EXT2_ROOT_INO), 0, "lost+found"), "create lost+found")
+            do {
+                try check(ext2fs_mkdir(fs, ext2_ino_t(EXT2_ROOT_INO), 0, "lost+found"), "create lost+found")
+            } catch let e as FWError where e.cause is ImageFull {
+                throw e.within(path: "/lost+found")
+            }
             try check(ext2fs_lookup(fs, ext2_ino_t(EXT2_ROOT_INO), "lost+found", 10, nil, &ino), "find lost+found")
             // 16 KiB, as mke2fs makes it, so e2fsck can reconnect files without allocating.
             var inode = ext2_inode()
@@ -125,17 +131,30 @@ public final class Ext4ImageWriter {
         }
         var params = ext2fs_journal_params()
         try check(ext2fs_get_journal_params(&params, fs), "size the journal")
-        try check(ext2fs_add_journal_inode3(fs, &params, ~blk64_t(0), EXT2_MKJOURNAL_LAZYINIT), "create the journal")
+        try check(ext2fs_add_journal_inode3(fs, &params, ~blk64_t(0), EXT2_MKJOURNAL_LAZYINIT), "create the journal",
+                  tooSmallFor: "the content and its \(params.num_journal_blocks)-block journal")
         try check(ext2fs_close_free(&self.fs), "write the filesystem")
     }
 
     /// Adds one entry of a walk below the entries already added (parents come first). With
     /// `replace`, an existing non-directory at the path is unlinked first, and an existing
-    /// directory only gets the entry's metadata (a tar appended on top).
+    /// directory only gets the entry's metadata (a tar appended on top). When the image has no
+    /// block or inode left for the entry, the error (`.limitExceeded`) names the entry's path and
+    /// says which option makes the image larger.
     public func add(path: [UInt8], metadata m: Metadata, hardlinkTarget: [UInt8]?,
                     contents: () throws -> any FileContents, replace: Bool = false, mayLinkAgain: Bool = false) throws {
-        guard let fs else { throw FWError(.invalidArgument, "the image is already finished", path: name) }
         let display = "/" + String(decoding: path, as: UTF8.self)
+        do {
+            try addEntry(path: path, display: display, metadata: m, hardlinkTarget: hardlinkTarget, contents: contents,
+                         replace: replace, mayLinkAgain: mayLinkAgain)
+        } catch let e as FWError where e.cause is ImageFull {
+            throw e.within(path: display)
+        }
+    }
+
+    private func addEntry(path: [UInt8], display: String, metadata m: Metadata, hardlinkTarget: [UInt8]?,
+                          contents: () throws -> any FileContents, replace: Bool, mayLinkAgain: Bool) throws {
+        guard let fs else { throw FWError(.invalidArgument, "the image is already finished", path: name) }
         if path.isEmpty {
             try setMetadata(ext2_ino_t(EXT2_ROOT_INO), m, path: display)
             return
@@ -145,32 +164,8 @@ public final class Ext4ImageWriter {
         let leaf = slash.map { Array(path[($0 + 1)...]) } ?? path
         let parent = try parentInode(parentPath, replace: replace)
         var cname = leaf.map { CChar(bitPattern: $0) } + [0]
-        if replace {
-            var existing: ext2_ino_t = 0
-            if ext2fs_lookup(fs, parent, &cname, Int32(leaf.count), nil, &existing) == 0 {
-                var old = ext2_inode()
-                try check(ext2fs_read_inode(fs, existing, &old), "read \(display)")
-                let oldIsDirectory = old.i_mode & 0o170000 == 0o040000
-                if oldIsDirectory, m.type == .directory {
-                    try setMetadata(existing, m, path: display)
-                    inodes[path] = existing
-                    return
-                }
-                if oldIsDirectory {
-                    problems.append((display, "a directory in the image; the appended entry is not written"))
-                    return
-                }
-                try check(ext2fs_unlink(fs, parent, &cname, existing, 0), "unlink \(display)")
-                old.i_links_count -= 1
-                if old.i_links_count == 0 {
-                    if ext2fs_inode_has_valid_blocks2(fs, &old) != 0 {
-                        try check(ext2fs_punch(fs, existing, &old, nil, 0, ~blk64_t(0)), "free \(display)")
-                    }
-                    old.i_dtime = UInt32(truncatingIfNeeded: fs.pointee.now)
-                    ext2fs_inode_alloc_stats2(fs, existing, -1, 0)
-                }
-                try check(ext2fs_write_inode(fs, existing, &old), "write \(display)")
-            }
+        if replace, try replaceExisting(path: path, display: display, metadata: m, parent: parent, name: &cname) {
+            return
         }
         if let target = hardlinkTarget {
             guard let ino = inodes[target] else {
@@ -241,6 +236,39 @@ public final class Ext4ImageWriter {
     }
 
     // MARK: Helpers
+
+    /// With `replace`: an existing non-directory at the path is unlinked (its inode freed when
+    /// that was its last link); an existing directory gets the entry's metadata when the entry is
+    /// a directory, or stays when it is not (a problem noted). True when the entry is done.
+    private func replaceExisting(path: [UInt8], display: String, metadata m: Metadata, parent: ext2_ino_t,
+                                 name cname: inout [CChar]) throws -> Bool {
+        guard let fs else { return false }
+        var existing: ext2_ino_t = 0
+        guard ext2fs_lookup(fs, parent, &cname, Int32(cname.count - 1), nil, &existing) == 0 else { return false }
+        var old = ext2_inode()
+        try check(ext2fs_read_inode(fs, existing, &old), "read \(display)")
+        let oldIsDirectory = old.i_mode & 0o170000 == 0o040000
+        if oldIsDirectory, m.type == .directory {
+            try setMetadata(existing, m, path: display)
+            inodes[path] = existing
+            return true
+        }
+        if oldIsDirectory {
+            problems.append((display, "a directory in the image; the appended entry is not written"))
+            return true
+        }
+        try check(ext2fs_unlink(fs, parent, &cname, existing, 0), "unlink \(display)")
+        old.i_links_count -= 1
+        if old.i_links_count == 0 {
+            if ext2fs_inode_has_valid_blocks2(fs, &old) != 0 {
+                try check(ext2fs_punch(fs, existing, &old, nil, 0, ~blk64_t(0)), "free \(display)")
+            }
+            old.i_dtime = UInt32(truncatingIfNeeded: fs.pointee.now)
+            ext2fs_inode_alloc_stats2(fs, existing, -1, 0)
+        }
+        try check(ext2fs_write_inode(fs, existing, &old), "write \(display)")
+        return false
+    }
 
     private func parentInode(_ path: [UInt8], replace: Bool) throws -> ext2_ino_t {
         if let ino = inodes[path] { return ino }
@@ -384,8 +412,45 @@ public final class Ext4ImageWriter {
         error_message(code).map { String(cString: $0) } ?? "error \(code)"
     }
 
-    private func check(_ code: errcode_t, _ what: @autoclosure () -> String) throws {
+    /// Throws libext2fs's message for a failed call (`what`: "write /etc/passwd"), or, when the
+    /// image is full, a `.limitExceeded` error saying it is too small for `content`.
+    private func check(_ code: errcode_t, _ what: @autoclosure () -> String, tooSmallFor content: String = "the content") throws {
         guard code != 0 else { return }
+        if let tooSmall = tooSmall(code, for: content) {
+            // The image's own name is a temporary file the user never sees; `add` names the entry.
+            throw FWError(.limitExceeded, tooSmall, cause: ImageFull(code: code, message: Self.message(code)))
+        }
         throw FWError(.io, "cannot \(what()): \(Self.message(code))", disk: name)
+    }
+
+    /// libext2fs ran out of blocks or inodes (`EXT2_ET_BLOCK_ALLOC_FAIL`, `EXT2_ET_DIR_NO_SPACE`
+    /// after the directory could not grow, `EXT2_ET_INODE_ALLOC_FAIL`, ...): the cause of the
+    /// `.limitExceeded` error `check` throws.
+    struct ImageFull: Error, Sendable {
+        let code: Int
+        /// libext2fs's own message ("Could not allocate block in ext2 filesystem").
+        let message: String
+
+        init(code: errcode_t, message: String) {
+            self.code = Int(code)
+            self.message = message
+        }
+    }
+
+    /// What to tell the user when `code` says the image is full, nil for any other code.
+    private func tooSmall(_ code: errcode_t, for content: String) -> String? {
+        let blocks = fs.map { UInt64(ext2fs_blocks_count($0.pointee.super)) } ?? geometry.blocks
+        let inodes = fs.map { $0.pointee.super.pointee.s_inodes_count } ?? geometry.inodes
+        switch code {
+        case errcode_t(EXT2_ET_BLOCK_ALLOC_FAIL), errcode_t(EXT2_ET_DIR_NO_SPACE), errcode_t(EXT2_ET_TOOSMALL),
+             errcode_t(EXT2_ET_JOURNAL_TOO_SMALL):
+            return "the ext4 image is too small: \(blocks) blocks of 4 KiB for \(content); give --padding (MiB) larger"
+        case errcode_t(EXT2_ET_INODE_ALLOC_FAIL):
+            return "the ext4 image is too small: \(inodes) inodes for \(content); give --inodes larger"
+        case errcode_t(EXT2_ET_TOO_MANY_INODES):
+            return "the ext4 image is too small for \(inodes) inodes (\(blocks) blocks of 4 KiB); give --inodes smaller or --padding (MiB) larger"
+        default:
+            return nil
+        }
     }
 }

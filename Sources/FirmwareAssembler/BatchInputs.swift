@@ -1,5 +1,6 @@
 import DiskFormats
 import DiskImage
+import FileSystems
 import Foundation
 import PartitionTable
 
@@ -78,15 +79,10 @@ public enum BatchInputs {
         }
     }
 
-    /// Filesystem superblock magics, for decoded heads libblkid cannot probe (it reads files):
-    /// ext2/3/4, squashfs, EROFS, F2FS, XFS, btrfs.
+    /// Filesystem superblock magics (`FileSystemKind.table`: ext2/3/4, squashfs, EROFS, F2FS,
+    /// XFS, btrfs), for decoded heads libblkid cannot probe (it reads files).
     static func hasFilesystemMagic(_ head: MemorySource) -> Bool {
-        let bytes = head.bytes
-        func has(_ magic: [UInt8], at offset: Int) -> Bool {
-            bytes.count >= offset + magic.count && Array(bytes[offset..<(offset + magic.count)]) == magic
-        }
-        return has([0x53, 0xEF], at: 0x438) || has(Array("hsqs".utf8), at: 0) || has([0xE2, 0xE1, 0xF5, 0xE0], at: 1024)
-            || has([0x10, 0x20, 0xF5, 0xF2], at: 1024) || has(Array("XFSB".utf8), at: 0) || has(Array("_BHRfS_M".utf8), at: 0x10040)
+        FileSystemKind.superblockMagic(in: head.bytes) != nil
     }
 
     /// Regular files under `folder`, recursively, sorted by path; symlinks to files are followed,

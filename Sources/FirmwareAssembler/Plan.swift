@@ -20,8 +20,8 @@ final class PartitionFileSystems: PlanningDisk {
     /// Readers by partition and the FAT mount options (uid=, gid=, umask=...) they were opened
     /// with: planning reads boot files with none, the namespace mounts with the plan's.
     private var readers: [Int: [(fat: FATMountOptions?, reader: (any FileSystemReader)?)]] = [:]
-    /// Partitions that could not be opened, with the reason (reported once each).
-    private(set) var openFailures: [Int: String] = [:]
+    /// Partitions that could not be opened, with the error (reported once each).
+    private(set) var openFailures: [Int: FWError] = [:]
     /// Replay the journal of ext3/ext4 filesystems that need recovery (false: `--no-replay`).
     let replayJournal: Bool
     /// What journal replay did, by partition, for the filesystems that needed recovery.
@@ -63,11 +63,30 @@ final class PartitionFileSystems: PlanningDisk {
                     }
                 }
             } catch {
-                openFailures[index] = FWError(error).description
+                openFailures[index] = FWError(error)
             }
         }
         readers[index, default: []].append((fat, reader))
         return reader
+    }
+
+    /// Why a partition's filesystem cannot be read: it reaches past the end of the image, it
+    /// failed to open, or it is a filesystem fwassemble has no reader for (named as the magic
+    /// table `FileSystemKind` or libblkid names it). Nil when it can be read or holds nothing.
+    func unreadableReason(partition index: Int) -> String? {
+        guard let info = inspection.partitions.first(where: { $0.index == index }) else { return nil }
+        guard info.withinImage else {
+            return "reaches past the end of the image (image \(inspection.image.size) bytes, partition ends at \(info.start + info.size))"
+        }
+        guard let type = info.filesystem?.type else { return nil }
+        do {
+            if try fileSystem(partition: index) != nil { return nil }
+            if let failure = openFailures[index] { return "holds \(type) that cannot be read: \(failure.message)" }
+            let kind = try FileSystemFormat.kind(of: try disk.partitionSource(String(index)).source)
+            return "holds \(kind?.rawValue ?? type), which fwassemble does not read"
+        } catch {
+            return "holds \(type) that cannot be read: \(FWError(error).message)"
+        }
     }
 
     private var offsetReaders: [String: (any FileSystemReader)?] = [:]
@@ -122,7 +141,7 @@ extension Disk {
         do {
             var plan = try Planner.plan(partitions, options: options)
             for (index, why) in partitions.openFailures.sorted(by: { $0.key < $1.key }) {
-                plan.warnings.append("partition \(index): cannot read its filesystem: \(why)")
+                plan.warnings.append("partition \(index): cannot read its filesystem: \(why.description)")
             }
             return plan
         } catch let e as FWError {

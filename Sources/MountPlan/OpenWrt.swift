@@ -11,10 +11,11 @@ enum OpenWrtProfile {
     /// rootfs_data starts at the squashfs's bytes_used rounded up to this.
     static let alignment: UInt64 = 64 * 1024
 
-    /// squashfs 4.0 superblock: s_magic[4] at 0 ("hsqs"), bytes_used (u64 LE) at 40.
+    /// squashfs 4.0 superblock: s_magic[4] at 0 ("hsqs", `FileSystemKind.table`), bytes_used
+    /// (u64 LE) at 40.
     static func squashfsEnd(_ head: [UInt8]) throws -> UInt64? {
+        guard FileSystemKind.squashfs.hasMagic(in: head) else { return nil }
         let c = ByteCursor(head, context: "squashfs superblock")
-        guard try c.u32le(at: 0) == 0x7371_7368 else { return nil }
         let used = try c.u64le(at: 40)
         let (padded, overflow) = used.addingReportingOverflow(alignment - 1)
         guard !overflow else { return nil }

@@ -47,9 +47,15 @@ public protocol PlanningDisk: AnyObject {
     /// The filesystem starting `offset` bytes into a partition (OpenWrt's rootfs_data after the
     /// squashfs), nil when there is none. The default finds none.
     func fileSystem(partition index: Int, offset: UInt64) throws -> (any FileSystemReader)?
+    /// Why a partition's filesystem cannot be read, for messages ("reaches past the end of the
+    /// image (...)", "holds xfs, which fwassemble does not read"); nil when it can be read or
+    /// holds nothing recognised. The default knows no reason.
+    func unreadableReason(partition index: Int) -> String?
 }
 
 extension PlanningDisk {
+    public func unreadableReason(partition index: Int) -> String? { nil }
+
     public func fileSystem(partition index: Int, offset: UInt64) throws -> (any FileSystemReader)? {
         offset == 0 ? try fileSystem(partition: index) : nil
     }

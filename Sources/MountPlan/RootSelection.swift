@@ -51,9 +51,7 @@ struct RootSelector {
             }
             return choice(p.index, "--root \(wanted)")
         }
-        guard !candidates.isEmpty else {
-            throw FWError(.notFound, "no partition holds a Linux root filesystem (an /etc directory with /usr, /bin or /sbin)")
-        }
+        guard !candidates.isEmpty else { throw noRootError() }
 
         if let slot = try bootloaderChoice(candidates: candidates) { return choice(slot.0, slot.1) }
 
@@ -65,6 +63,27 @@ struct RootSelector {
         let names = candidates.map(\.displayName).joined(separator: ", ")
         warnings.append("several Linux roots (\(names)) and no bootloader state chose one; using the first (use --root to pick another)")
         return choice(candidates[0].index, "first of several Linux roots (\(names)); no bootloader state found")
+    }
+
+    /// No partition holds a root: the error says what each partition holds instead (a
+    /// filesystem without a root, one fwassemble does not read, one past the end of the image).
+    func noRootError() -> FWError {
+        let holds = disk.partitions.map { "\($0.displayName) \(holding($0))" }
+        let what = holds.isEmpty ? "the disk has no partitions" : holds.joined(separator: "; ")
+        return FWError(.notFound, "no partition holds a Linux root filesystem fwassemble reads (an /etc directory with /usr, /bin or /sbin): \(what)")
+    }
+
+    /// What a partition that is not a Linux root holds: "holds vfat with no Linux root in it",
+    /// "holds xfs, which fwassemble does not read", "reaches past the end of the image (...)".
+    private func holding(_ p: PlanPartition) -> String {
+        if let why = disk.unreadableReason(partition: p.index) { return why }
+        guard let type = p.fsType else { return "holds no filesystem libblkid recognises" }
+        do {
+            guard try disk.fileSystem(partition: p.index) != nil else { return "holds \(type), which fwassemble does not read" }
+        } catch {
+            return "holds \(type) that cannot be read: \(FWError(error).message)"
+        }
+        return "holds \(type) with no Linux root in it"
     }
 
     // MARK: Bootloader state

@@ -123,6 +123,31 @@ struct PlannerTests {
         #expect(plan2.root.partition == 3)
     }
 
+    @Test("no root: the error says what each partition holds instead")
+    func noRootNamesWhatEachPartitionHolds() throws {
+        final class Unreadable: PlanningDisk {
+            let partitions = [
+                PlanPartition(index: 1, name: "boot", fsType: "vfat", size: 8 << 20),
+                PlanPartition(index: 2, fsType: "xfs", size: 64 << 20),
+                PlanPartition(index: 3, size: 1 << 20),
+                PlanPartition(index: 4, name: "data", fsType: "ext4", size: 0),
+            ]
+            func fileSystem(partition index: Int) throws -> (any FileSystemReader)? {
+                index == 1 ? MemoryFileSystem(formatName: "vfat") : nil
+            }
+            func rawBytes(partition index: Int, count: Int) throws -> [UInt8] { [] }
+            func unreadableReason(partition index: Int) -> String? {
+                index == 4 ? "reaches past the end of the image (image 100 bytes, partition ends at 200)" : nil
+            }
+        }
+        let error = try #require(throws: FWError.self) { try Planner.plan(Unreadable()) }
+        #expect(error.code == .notFound)
+        #expect(error.message == "no partition holds a Linux root filesystem fwassemble reads (an /etc directory with /usr, /bin or /sbin): "
+            + "partition 1 (boot) holds vfat with no Linux root in it; partition 2 holds xfs, which fwassemble does not read; "
+            + "partition 3 holds no filesystem libblkid recognises; "
+            + "partition 4 (data) reaches past the end of the image (image 100 bytes, partition ends at 200)")
+    }
+
     @Test func rootOverride() throws {
         let disk = haosDisk(slotB: true)
         #expect(try Planner.plan(disk, options: PlanOptions(root: "5")).root.partition == 5)

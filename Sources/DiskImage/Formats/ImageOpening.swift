@@ -45,10 +45,7 @@ struct ImageOpener {
 
     /// The container in `source`, or `source` itself when it is a raw disk.
     func detect(_ source: any ByteSource, directory: String, backingDepth: Int, chain: [String], wrapperDepth: Int) throws -> any ByteSource {
-        let head = try source.prefix(at: 0, count: 1024)
-        func has(_ magic: [UInt8], at offset: Int = 0) -> Bool {
-            head.count >= offset + magic.count && Array(head[offset..<(offset + magic.count)]) == magic
-        }
+        let magic = DiskImageMagic.detect(try source.prefix(at: 0, count: 1024))
         func unwrap(_ inner: any ByteSource, _ wrapper: String) throws -> any ByteSource {
             guard wrapperDepth < Self.maximumWrapperDepth else {
                 throw FWError(.limitExceeded, "compressed wrappers nested more than \(Self.maximumWrapperDepth) deep", disk: source.name)
@@ -57,29 +54,28 @@ struct ImageOpener {
             return WrappedSource(inner: content, wrapper: wrapper, keepAlive: [inner])
         }
 
-        if has([0x51, 0x46, 0x49, 0xFB]) {
+        if magic == .qcow2 {
             return try Qcow2Image(source, directory: directory, opener: self, backingDepth: backingDepth, chain: chain)
         }
-        if has(Array("KDMV".utf8)) {
+        if magic == .vmdkSparse {
             return try VMDKSparseExtent(source, name: source.name, isStandalone: true)
         }
-        if has(Array("# Disk DescriptorFile".utf8)) || has(Array("# Disk Descriptor File".utf8)) {
+        if magic == .vmdkDescriptor {
             return try VMDKDescriptor.open(source, directory: directory, opener: self)
         }
-        if has(Array("vhdxfile".utf8)) {
+        if magic == .vhdx {
             return try VHDXImage(source)
         }
-        if has([0x7F, 0x10, 0xDA, 0xBE], at: 0x40) {
+        if magic == .vdi {
             return try VDIImage(source)
         }
-        if has(Array("conectix".utf8)) {
+        if magic == .vhd {
             return try VHDImage(source)
         }
-        if source.size >= 512, source.size % 512 == 0,
-           try source.bytes(at: source.size - 512, count: 8) == Array("conectix".utf8) {
+        if try DiskImageMagic.hasVHDFooter(source) {
             return try VHDImage(source)
         }
-        if has([0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]) {
+        if magic == .xz {
             // Several blocks: random access through the index; otherwise decompress once.
             if let indexed = try XZIndexedSource(source) {
                 return try unwrap(indexed, "xz")
@@ -87,18 +83,18 @@ struct ImageOpener {
             let file = try CompressedWrappers.spool(source, decoder: try XZDecoder(), wrapper: "xz", declaredSize: nil, options: options)
             return try unwrap(file, "xz")
         }
-        if has([0x1F, 0x8B]) {
+        if magic == .gzip {
             let file = try CompressedWrappers.spool(source, decoder: try GzipDecoder(), wrapper: "gzip", declaredSize: nil, options: options)
             return try unwrap(file, "gzip")
         }
-        if has([0x28, 0xB5, 0x2F, 0xFD]) {
+        if magic == .zstd {
             let file = try CompressedWrappers.spool(source, decoder: try ZstdDecoder(), wrapper: "zstd", declaredSize: nil, options: options)
             return try unwrap(file, "zstd")
         }
-        if has([0x50, 0x4B, 0x03, 0x04]) {
+        if magic == .zip {
             return try unwrap(try CompressedWrappers.openZip(source, options: options), "zip")
         }
-        if has(Array("ustar".utf8), at: 257) {
+        if magic == .tar {
             for entry in try CompressedWrappers.tarEntries(source) {
                 let inner = try detect(entry.data, directory: directory, backingDepth: backingDepth, chain: chain, wrapperDepth: wrapperDepth + 1)
                 if inner is any DiskContainerSource {
@@ -107,7 +103,7 @@ struct ImageOpener {
             }
             throw FWError(.unsupported, "tar archive (OVA) holds no disk image in a known container format", disk: source.name)
         }
-        if has(Array("BZh".utf8)) {
+        if magic == .bzip2 {
             throw FWError(.unsupported, "bzip2-compressed images are not supported yet; decompress with bunzip2 first", disk: source.name)
         }
         return source
@@ -161,11 +157,11 @@ final class SharedFileList: Sendable {
 /// (28 b5 2f fd), else `source` itself.
 public func decompressedStream(_ source: any ByteSource, options: DiskImageOptions = DiskImageOptions()) throws -> any ByteSource {
     guard source.size >= 4 else { return source }
-    let magic = try source.bytes(at: 0, count: 4)
-    if magic[0] == 0x1F, magic[1] == 0x8B {
+    let magic = DiskImageMagic.detect(try source.bytes(at: 0, count: 4))
+    if magic == .gzip {
         return try CompressedWrappers.spool(source, decoder: try GzipDecoder(), wrapper: "gzip", declaredSize: nil, options: options)
     }
-    if magic == [0x28, 0xB5, 0x2F, 0xFD] {
+    if magic == .zstd {
         return try CompressedWrappers.spool(source, decoder: try ZstdDecoder(), wrapper: "zstd", declaredSize: nil, options: options)
     }
     return source

@@ -39,19 +39,11 @@ private func sniff(_ source: any ByteSource, depth: Int) -> DiskImageSniff {
 }
 
 private func sniffHead(_ source: any ByteSource, depth: Int) throws -> DiskImageSniff {
-    let head = ByteCursor(try source.prefix(at: 0, count: 1024), context: "first bytes")
-    func has(_ magic: [UInt8], at offset: Int = 0) -> Bool { head.matches(magic, at: offset) }
-    if has([0x51, 0x46, 0x49, 0xFB]) { return .container("qcow2") }
-    if has(Array("KDMV".utf8)) || has(Array("# Disk DescriptorFile".utf8)) || has(Array("# Disk Descriptor File".utf8)) {
-        return .container("vmdk")
-    }
-    if has(Array("vhdxfile".utf8)) { return .container("vhdx") }
-    if has([0x7F, 0x10, 0xDA, 0xBE], at: 0x40) { return .container("vdi") }
-    if has(Array("conectix".utf8)) { return .container("vpc") }
-    if source.size >= 512, source.size % 512 == 0,
-       try source.bytes(at: source.size - 512, count: 8) == Array("conectix".utf8) {
-        return .container("vpc")
-    }
+    let bytes = try source.prefix(at: 0, count: 1024)
+    let head = ByteCursor(bytes, context: "first bytes")
+    let magic = DiskImageMagic.detect(bytes)
+    if let container = magic?.container { return .container(container) }
+    if try DiskImageMagic.hasVHDFooter(source) { return .container("vpc") }
 
     func decoded(_ wrapper: String, _ decoder: any StreamDecoder, _ input: any ByteSource) -> DiskImageSniff {
         guard let bytes = decodeHead(input, decoder) else { return .unreadable("\(wrapper): cannot decode") }
@@ -63,17 +55,17 @@ private func sniffHead(_ source: any ByteSource, depth: Int) throws -> DiskImage
         case .unreadable(let why): return .unreadable("\(wrapper)+\(why)")
         }
     }
-    if has([0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]) { return decoded("xz", try XZDecoder(), source) }
-    if has([0x1F, 0x8B]) { return decoded("gzip", try GzipDecoder(), source) }
-    if has([0x28, 0xB5, 0x2F, 0xFD]) { return decoded("zstd", try ZstdDecoder(), source) }
-    if has([0x50, 0x4B, 0x03, 0x04]) {
+    if magic == .xz { return decoded("xz", try XZDecoder(), source) }
+    if magic == .gzip { return decoded("gzip", try GzipDecoder(), source) }
+    if magic == .zstd { return decoded("zstd", try ZstdDecoder(), source) }
+    if magic == .zip {
         do {
             return try sniffZip(head, source, depth: depth, decoded: decoded)
         } catch {
             return .unreadable("zip: \(FWError(error).message)")
         }
     }
-    if has(Array("ustar".utf8), at: 257) {
+    if magic == .tar {
         // An OVA: a tar holding a container. Any other tar (a rootfs archive) is not a disk.
         let entries: [(name: String, data: SliceSource)]
         do { entries = try CompressedWrappers.tarEntries(source) } catch { return .unreadable("tar: \(FWError(error).message)") }

@@ -55,7 +55,7 @@ final class VHDImage: DiskContainerSource {
         guard file.size >= 512 else { throw FWError(.corrupt, "VHD: file shorter than its footer", disk: name) }
         // The footer is at the end; dynamic disks keep a copy at offset 0.
         var footerOffset = file.size - 512
-        if try file.bytes(at: footerOffset, count: 8) != Array("conectix".utf8) { footerOffset = 0 }
+        if try file.bytes(at: footerOffset, count: 8) != DiskImageMagic.vhdCookie { footerOffset = 0 }
         let f = try file.record(at: footerOffset, count: 512, "VHD footer")
         // Footer: cookie 0, features 8, version 12, data offset 16, current size 48, disk type 60.
         let dataOffset = try f.u64be(at: 16)
