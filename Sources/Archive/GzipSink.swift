@@ -207,7 +207,7 @@ final class DeflatePool: @unchecked Sendable {
     }
 
     private func work() {
-        let compressor = try? GzipCompressor(level: level)
+        let compressor = try? GzipCompressor(level: level)  // nil: each job fails with the error below
         while true {
             condition.lock()
             while queue.isEmpty && !stopping { condition.wait() }

@@ -104,7 +104,7 @@ public final class TarWriter {
         } else if readFailure == nil {
             // The declared size is written; a stream that still has bytes was cut.
             let probe = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<1])
-            if let extra = try? contents.read(into: probe), extra > 0 {
+            if let extra = try? contents.read(into: probe), extra > 0 {  // only asks whether more follows; the size was written
                 report(entry, "contents longer than the recorded size of \(entry.size) bytes; cut to that size")
             }
         }

@@ -36,14 +36,10 @@ public struct Ext4ImageReport: Sendable, Codable, Equatable {
 extension Disk {
     /// A filesystem UUID derived from the disk: two FNV-1a hashes of its size and first MiB,
     /// made an RFC 4122 version-4 UUID; the hash seed is the next 16 bytes.
-    func derivedIdentity() -> (uuid: [UInt8], seed: [UInt8]) {
-        var bytes: [UInt8] = []
-        if let h = FileHandle(forReadingAtPath: path) {
-            bytes = [UInt8](h.readData(ofLength: 1 << 20))
-            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) ?? nil
-            withUnsafeBytes(of: (size ?? 0).littleEndian) { bytes += $0 }
-            try? h.close()
-        }
+    func derivedIdentity() throws -> (uuid: [UInt8], seed: [UInt8]) {
+        // The virtual disk's first MiB and size: for a raw image, the file's.
+        var bytes: [UInt8] = try source.bytes(at: 0, count: Int(min(source.size, 1 << 20)))
+        withUnsafeBytes(of: source.size.littleEndian) { bytes += $0 }
         var out: [UInt8] = []
         for seed in UInt64(0)..<4 {
             var hash: UInt64 = 0xcbf29ce484222325 ^ (seed &* 0x9E3779B97F4A7C15)
@@ -146,10 +142,10 @@ extension Disk {
         }
         var (blocks, inodes) = Ext4ImageGeometry.penguin(tarBytes: tarBytes, padding: Self.paddingBytes(request), entries: entries)
         if let n = request.inodes { inodes = n }
-        var identity = derivedIdentity()
+        var identity = try derivedIdentity()
         if let u = request.uuid.flatMap(UUID.init(uuidString:)) { identity.uuid = withUnsafeBytes(of: u.uuid) { Array($0) } }
         // The root's mtime stamps the superblock; an unreadable root leaves 0 (the walk reports it).
-        let rootTime = (try? booted.namespace.metadata(of: booted.namespace.rootInode).mtime.seconds) ?? 0
+        let rootTime = (try? booted.namespace.metadata(of: booted.namespace.rootInode).mtime.seconds) ?? 0  // the walk reports an unreadable root
         return (Ext4ImageGeometry(blocks: blocks, inodes: inodes, uuid: identity.uuid, hashSeed: identity.seed,
                                   timestamp: UInt32(truncatingIfNeeded: max(rootTime, 0))), tarBytes)
     }

@@ -29,7 +29,7 @@ struct AssemblyJob {
                                 compression: resolved.format == .tar ? resolved.compression.description : "none",
                                 plan: booted.plan, partitions: [], members: 0, files: 0, hardlinks: 0, contentBytes: 0,
                                 tarBytes: 0, droppedDevices: [], skippedSockets: [],
-                                warnings: tableWarnings + booted.plan.warnings, readErrors: [])
+                                warnings: tableWarnings + booted.plan.warnings + booted.warnings, readErrors: [])
         if resolved.format != .tar { report.format = AssembleFormat.ext4.rawValue }
     }
 

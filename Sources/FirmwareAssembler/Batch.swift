@@ -161,7 +161,7 @@ public enum Batch {
         var work: [Int] = []
         for (i, disk) in disks.enumerated() {
             if let old = previous[disk], old.status == .ok, let out = old.output, let sum = old.outputSHA256,
-               out == outDir + "/" + names[i], (try? SHA256.hex(ofFileAt: out)) == sum {
+               out == outDir + "/" + names[i], (try? SHA256.hex(ofFileAt: out)) == sum {  // unreadable: not done, runs again
                 state.finish(i, old, skipped: true)
             } else {
                 work.append(i)
@@ -252,9 +252,9 @@ public enum Batch {
         } else if outcome.exitCode == 0 {
             record.status = .ok
             record.output = output
-            record.outputSHA256 = try? SHA256.hex(ofFileAt: output)
+            record.outputSHA256 = try? SHA256.hex(ofFileAt: output)  // unreadable: the record says null
             if let data = FileManager.default.contents(atPath: output + ".report.json"),
-               let report = try? JSONDecoder().decode(AssembleReport.self, from: data) {
+               let report = try? JSONDecoder().decode(AssembleReport.self, from: data) {  // no report: summary null
                 record.summary = .init(members: report.members, files: report.files, hardlinks: report.hardlinks,
                                        contentBytes: report.contentBytes, warnings: report.warnings.count)
             }
@@ -280,7 +280,7 @@ public enum Batch {
         guard let data = FileManager.default.contents(atPath: path) else { return [:] }
         var records: [String: BatchRecord] = [:]
         for line in data.split(separator: UInt8(ascii: "\n")) {
-            if let r = try? JSONDecoder().decode(BatchRecord.self, from: Data(line)) { records[r.image] = r }
+            if let r = try? JSONDecoder().decode(BatchRecord.self, from: Data(line)) { records[r.image] = r }  // a torn line: that disk runs again
         }
         return records
     }
@@ -293,7 +293,7 @@ final class Digest: @unchecked Sendable {
 
     init(path: String) {
         Thread.detachNewThread { [self] in
-            value = try? SHA256.hex(ofFileAt: path)
+            value = try? SHA256.hex(ofFileAt: path)  // unreadable: the record's sha256 says null
             done.signal()
         }
     }

@@ -63,19 +63,19 @@ public enum BatchInputs {
     /// would open it: a container or wrapper (`sniffDiskImage`), a partition table, or a
     /// filesystem libblkid recognises at its start.
     public static func isDiskImage(path: String) -> Bool {
-        guard let file = try? FileSource(path: path), file.size >= 512 else { return false }
+        guard let file = try? FileSource(path: path), file.size >= 512 else { return false }  // unreadable: not a disk
         switch sniffDiskImage(file) {
         case .container:
             return true
         case .unreadable:
             return false
         case .wrapped(_, let head):
-            if let table = try? PartitionTable.read(from: head), !table.partitions.isEmpty { return true }
+            if let table = try? PartitionTable.read(from: head), !table.partitions.isEmpty { return true }  // no table: try below
             return hasFilesystemMagic(head)
         case .raw:
-            if let table = try? PartitionTable.read(from: file), !table.partitions.isEmpty { return true }
-            guard let prober = try? FilesystemProber(path: path) else { return false }
-            return (try? prober.probe(offset: 0, size: file.size)).flatMap { $0 } != nil
+            if let table = try? PartitionTable.read(from: file), !table.partitions.isEmpty { return true }  // idem
+            guard let prober = try? FilesystemProber(path: path) else { return false }  // unprobeable: not a disk
+            return (try? prober.probe(offset: 0, size: file.size)).flatMap { $0 } != nil  // idem
         }
     }
 

@@ -12,6 +12,8 @@ struct BootedNamespace {
     let plan: Plan
     let partitions: PartitionFileSystems
     let namespace: NamespaceFileSystem
+    /// vfat mount options that cannot be parsed (the partition is read with the defaults).
+    let warnings: [String]
 
     /// Plans (with `options`) and applies the plan.
     init(disk: Disk, options: PlanOptions, journalProgress: JournalReplayProgress? = nil) throws {
@@ -23,15 +25,25 @@ struct BootedNamespace {
     init(disk: Disk, plan: Plan, partitions: PartitionFileSystems) throws {
         self.plan = plan
         self.partitions = partitions
+        // FAT partitions are read with the uid=/gid=/umask= options they are mounted with,
+        // parsed once here; a bad option is a warning and the kernel's defaults are used.
+        var fatOptions: [String: FATMountOptions] = [:]
+        var warnings: [String] = []
+        for m in plan.mounts where m.fstype == "vfat" {
+            do {
+                fatOptions[m.where] = try FATMountOptions.parse(m.options)
+            } catch {
+                warnings.append("\(m.where): vfat options \(m.options.debugDescription): \(FWError(error).message); the defaults are used")
+            }
+        }
+        self.warnings = warnings
         do {
             namespace = try NamespaceFileSystem(plan: plan, name: "\(disk.path) booted namespace") { m in
                 guard let number = m.partition else { return nil }
                 if let offset = m.offset, offset != 0 {
                     return try partitions.fileSystem(partition: number, offset: offset)
                 }
-                // FAT partitions are read with the uid=/gid=/umask= options they are mounted with.
-                let fat = m.fstype == "vfat" ? try? FATMountOptions.parse(m.options) : nil
-                return try partitions.fileSystem(partition: number, fat: fat)
+                return try partitions.fileSystem(partition: number, fat: fatOptions[m.where])
             }
         } catch let e as FWError {
             throw e.within(disk: disk.path)

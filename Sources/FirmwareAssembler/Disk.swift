@@ -48,7 +48,7 @@ public final class Disk: Sendable {
     func makeProber() throws -> FilesystemProber {
         guard format != "raw" else { return try FilesystemProber(path: path) }
         var ranges: [(offset: UInt64, length: UInt64)] = [(0, 8 << 20), (source.size >= 1 << 20 ? source.size - (1 << 20) : 0, 1 << 20)]
-        if let table = try? table() {
+        if let table = try? table() {  // no table: the whole-disk ranges above are probed
             for p in table.partitions where p.withinImage && p.sectorCount > 0 {
                 ranges.append((p.start, min(p.size, 8 << 20)))
                 if p.size > 1 << 20 { ranges.append((p.start + p.size - (1 << 20), 1 << 20)) }
@@ -97,8 +97,8 @@ public final class Disk: Sendable {
     /// when the superblock cannot be read (inspect reports, it does not fail on this).
     private func needsRecovery(at offset: UInt64, type: String?) -> Bool {
         guard let type, type.hasPrefix("ext"),
-              let magic = try? source.bytes(at: offset + 1024 + 56, count: 2), magic == [0x53, 0xEF],
-              let incompat = try? source.bytes(at: offset + 1024 + 0x60, count: 1) else { return false }
+              let magic = try? source.bytes(at: offset + 1024 + 56, count: 2), magic == [0x53, 0xEF],  // unreadable: reported as not needing it
+              let incompat = try? source.bytes(at: offset + 1024 + 0x60, count: 1) else { return false }  // idem
         return incompat[0] & 0x4 != 0
     }
 

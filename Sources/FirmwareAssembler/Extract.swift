@@ -70,7 +70,7 @@ extension Disk {
                 let prober = try makeProber()
                 chosen = usable.first { p in
                     guard p.withinImage, p.sectorCount > 0 else { return false }
-                    return (try? prober.probe(offset: p.start, size: p.size))??.label == selector
+                    return (try? prober.probe(offset: p.start, size: p.size))??.label == selector  // unprobeable: not this label
                 }
             }
         }
