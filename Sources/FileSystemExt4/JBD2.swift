@@ -5,7 +5,7 @@ import DiskImage
 public typealias JournalProgress = @Sendable (_ done: Int, _ total: Int) -> Void
 
 /// What replaying an ext3/ext4 journal did to the view of one filesystem (nothing is written).
-public struct JournalReplay: Sendable, Equatable {
+public struct JournalReplay: Sendable, Equatable, Codable {
     /// True when journalled blocks were laid over the filesystem.
     public var replayed: Bool = false
     /// Committed transactions replayed.

@@ -87,7 +87,7 @@ extension AssembleReport {
     /// their replay warnings among the report's warnings.
     mutating func addJournals(of booted: BootedNamespace) {
         let journals = booted.partitions.journals.sorted { $0.key < $1.key }.map { index, j in
-            PartitionJournal(index: index, partition: j.description, journal: JournalReport(j.replay))
+            PartitionJournal(index: index, partition: j.description, journal: j.replay)
         }
         guard !journals.isEmpty else { return }
         self.journals = journals

@@ -112,7 +112,7 @@ extension Disk {
         do {
             let (reader, description) = try openFileSystem(partition: request.partition, replayJournal: !request.source.noReplay,
                                                            journalProgress: hooks.journalProgress)
-            let journal = (reader as? Ext4Reader)?.journal.map(JournalReport.init)
+            let journal = (reader as? Ext4Reader)?.journal
             var walk = TreeWalk(reader)
             let (summary, tarBytes) = try Self.archive(&walk, to: target, resolved: resolved, strict: request.strict) { summary in
                 summary.problems.map(\.description) + (journal?.warnings.map { "journal: \($0)" } ?? [])
