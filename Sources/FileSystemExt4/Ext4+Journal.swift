@@ -87,9 +87,9 @@ extension Ext4Reader {
     /// Where each block of the internal journal of the filesystem in `source` is (filesystem
     /// block numbers, journal order) and the block size; for tests that damage a journal on purpose.
     static func journalLayout(of source: any ByteSource) throws -> (blocks: [UInt64], blockSize: Int) {
-        let (_, fs) = try open(source, place: source.place)
-        var handle: ext2_filsys? = fs
-        defer { _ = ext2fs_close_free(&handle) }
+        let (_, owner) = try open(source, place: source.place)
+        let fs = owner.pointer
+        defer { withExtendedLifetime(owner) {} }
         guard let sb = fs.pointee.super?.pointee, sb.s_journal_inum != 0 else { return ([], Int(fs.pointee.blocksize)) }
         var inode = ext2_inode()
         guard ext2fs_read_inode(fs, sb.s_journal_inum, &inode) == 0 else { return ([], Int(fs.pointee.blocksize)) }

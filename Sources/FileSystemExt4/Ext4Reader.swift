@@ -29,7 +29,7 @@ public final class Ext4Reader: FileSystemReader {
     /// What replaying the journal did, nil when the filesystem does not need recovery.
     public private(set) var journal: JournalReplay?
 
-    private var fs: ext2_filsys?
+    private let fs: FileSystemHandle
     private var channel: ChannelState
     /// Blocks in the filesystem (ext2fs_blocks_count): no extent may point past them.
     let blocksCount: UInt64
@@ -63,7 +63,8 @@ public final class Ext4Reader: FileSystemReader {
         self.sourceName = sourceName
         let place = FWError.Place(source: source, name: name)
         self.place = place
-        var (state, handle) = try Self.open(source, place: place)
+        var (state, owner) = try Self.open(source, place: place)
+        var handle = owner.pointer
         needsRecovery = handle.pointee.super.map { $0.pointee.s_feature_incompat & UInt32(EXT3_FEATURE_INCOMPAT_RECOVER) != 0 } ?? false
         var journal: JournalReplay? = nil
         if needsRecovery {
@@ -75,15 +76,13 @@ public final class Ext4Reader: FileSystemReader {
                                                                blocksCount: handle.pointee.super.map { ext2fs_blocks_count($0) } ?? 0,
                                                                progress: journalProgress)
                 } catch {
-                    var old: ext2_filsys? = handle
-                    _ = ext2fs_close_free(&old)
                     throw FWError(error).within(place)
                 }
                 if let overlay {
-                    // Reopen over the replayed blocks: superblock, group descriptors and all.
-                    var old: ext2_filsys? = handle
-                    _ = ext2fs_close_free(&old)
-                    (state, handle) = try Self.open(OverlaySource(base: source, overlay: overlay), place: place)
+                    // Reopen over the replayed blocks: superblock, group descriptors and all (the
+                    // first handle is closed by its owner).
+                    (state, owner) = try Self.open(OverlaySource(base: source, overlay: overlay), place: place)
+                    handle = owner.pointer
                 }
                 replay.orphans = Self.orphanCount(handle, warnings: &replay.warnings)
                 journal = replay
@@ -96,16 +95,12 @@ public final class Ext4Reader: FileSystemReader {
         self.journal = journal
         channel = state
         guard let sb = handle.pointee.super else {
-            var h: ext2_filsys? = handle
-            _ = ext2fs_close_free(&h)
             throw FWError(.corrupt, "libext2fs returned no filesystem", at: place)
         }
         let s = sb.pointee
         let size = Int(s.s_rev_level) == 0 ? 128 : Int(s.s_inode_size)
         guard size >= 128, size <= Int(handle.pointee.blocksize), size & (size - 1) == 0 else {
             // ext2fs_open2 already rejects these; kept so the decoder never trusts it blindly.
-            var h: ext2_filsys? = handle
-            _ = ext2fs_close_free(&h)
             throw FWError(.corrupt, "inode size \(size) is invalid", at: place)
         }
         inodeSize = size
@@ -132,15 +127,11 @@ public final class Ext4Reader: FileSystemReader {
         } else {
             variant = "ext2"
         }
-        fs = handle
-    }
-
-    deinit {
-        if fs != nil { _ = ext2fs_close_free(&fs) }
+        fs = owner
     }
 
     /// Opens a libext2fs handle read-only over `source` through `SourceIOManager`.
-    static func open(_ source: any ByteSource, place: FWError.Place) throws -> (ChannelState, ext2_filsys) {
+    static func open(_ source: any ByteSource, place: FWError.Place) throws -> (ChannelState, FileSystemHandle) {
         let state = ChannelState(source: source)
         let channelName = SourceIOManager.register(state)
         defer { SourceIOManager.unregister(channelName) }
@@ -152,7 +143,7 @@ public final class Ext4Reader: FileSystemReader {
             throw Self.error(code, "cannot open the ext2/3/4 filesystem", source: place, channel: state)
         }
         guard let handle else { throw FWError(.corrupt, "libext2fs returned no filesystem", at: place) }
-        return (state, handle)
+        return (state, FileSystemHandle(handle))
     }
 
     // MARK: Errors
@@ -188,10 +179,7 @@ public final class Ext4Reader: FileSystemReader {
         throw Self.error(code, what(), source: place, channel: channel)
     }
 
-    func handle() throws -> ext2_filsys {
-        guard let fs else { throw FWError(.invalidArgument, "filesystem is closed", at: place) }
-        return fs
-    }
+    func handle() throws -> ext2_filsys { fs.pointer }
 
     func inodeNumber(_ inode: UInt64) throws -> ext2_ino_t {
         guard let n = ext2_ino_t(exactly: inode), n >= 1, n <= inodeCount else {
@@ -383,5 +371,18 @@ public final class Ext4Reader: FileSystemReader {
             throw FWError(.invalidArgument, "inode \(inode) is not a regular file", at: place)
         }
         return try Ext4File(reader: self, inode: inode, raw: raw)
+    }
+}
+
+/// The owner of a libext2fs handle: closed (ext2fs_close_free) when the last reference goes, so
+/// no error path closes it by hand.
+final class FileSystemHandle {
+    let pointer: ext2_filsys
+
+    init(_ pointer: ext2_filsys) { self.pointer = pointer }
+
+    deinit {
+        var p: ext2_filsys? = pointer
+        _ = ext2fs_close_free(&p)
     }
 }
