@@ -12,6 +12,25 @@ public typealias CompressionFormat = Archive.CompressionFormat
 /// Something written with a loss, or skipped: the path and why.
 public typealias ArchiveProblem = Archive.ArchiveProblem
 
+/// Which partition: by its number, or by GPT partition name or filesystem label.
+public enum PartitionSelector: Sendable, Equatable, CustomStringConvertible {
+    case number(Int)
+    case name(String)
+
+    /// "3" is partition 3; anything else a GPT name or a label.
+    public init(_ text: String) {
+        self = Int(text).map(PartitionSelector.number) ?? .name(text)
+    }
+
+    /// As messages quote it: 3, "hassos-data".
+    public var description: String {
+        switch self {
+        case .number(let n): return "\(n)"
+        case .name(let name): return name.debugDescription
+        }
+    }
+}
+
 /// What `Disk.extract` did (as JSON: the C ABI's and Python's extract result, problems as text).
 public struct ExtractResult: Sendable, Encodable {
     /// "disk.img partition 2 (rootfs)"
@@ -49,37 +68,43 @@ public struct ExtractResult: Sendable, Encodable {
 
 extension Disk {
     /// The bytes of one partition, chosen by number ("2"), GPT partition name, or filesystem
-    /// label. A bare filesystem image (no partition table) is partition 1.
+    /// label (`PartitionSelector(text)`). A bare filesystem image (no partition table) is partition 1.
     /// Returns the slice and its description for messages.
     public func partitionSource(_ selector: String) throws -> (source: any ByteSource, description: String) {
+        try partitionSource(PartitionSelector(selector))
+    }
+
+    /// The bytes of the partition `selector` chooses, and its description for messages.
+    public func partitionSource(_ selector: PartitionSelector) throws -> (source: any ByteSource, description: String) {
         let table = try table()
         if table.kind == .none {
-            guard selector == "1" else {
-                throw FWError(.notFound, "no partition table: a bare filesystem image has only partition 1 (asked for \(selector.debugDescription))", disk: path)
+            guard selector == .number(1) else {
+                throw FWError(.notFound, "no partition table: a bare filesystem image has only partition 1 (asked for \(selector))", disk: path)
             }
             let whole = FWError.Place(disk: path, partition: "(whole image)")
             return (try source.slice(offset: 0, length: source.size, place: whole), whole.description)
         }
         let usable = table.partitions.filter { !$0.isExtended }
         var chosen: Partition?
-        if let n = Int(selector) {
+        switch selector {
+        case .number(let n):
             chosen = usable.first { $0.index == n }
-        } else {
-            chosen = usable.first { $0.name == selector }
+            if chosen == nil, table.partitions.contains(where: { $0.index == n && $0.isExtended }) {
+                throw FWError(.invalidArgument, "partition \(n) is an MBR extended partition (a container of logical partitions, no filesystem)", disk: path)
+            }
+        case .name(let name):
+            chosen = usable.first { $0.name == name }
             if chosen == nil {
                 let prober = try makeProber()
                 chosen = usable.first { p in
                     guard p.withinImage, p.sectorCount > 0 else { return false }
-                    return (try? prober.probe(offset: p.start, size: p.size))??.label == selector  // unprobeable: not this label
+                    return (try? prober.probe(offset: p.start, size: p.size))??.label == name  // unprobeable: not this label
                 }
             }
         }
-        if chosen == nil, let n = Int(selector), table.partitions.contains(where: { $0.index == n && $0.isExtended }) {
-            throw FWError(.invalidArgument, "partition \(n) is an MBR extended partition (a container of logical partitions, no filesystem)", disk: path)
-        }
         guard let p = chosen else {
             let known = usable.map { p in "\(p.index)" + (p.name.map { " (\($0))" } ?? "") }.joined(separator: ", ")
-            throw FWError(.notFound, "no partition \(selector.debugDescription) (by number, GPT name or filesystem label); the table has \(known)", disk: path)
+            throw FWError(.notFound, "no partition \(selector) (by number, GPT name or filesystem label); the table has \(known)", disk: path)
         }
         let label = "partition \(p.index)" + (p.name.map { " (\($0))" } ?? "")
         guard p.withinImage else {

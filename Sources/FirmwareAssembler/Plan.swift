@@ -52,7 +52,7 @@ final class PartitionFileSystems: PlanningDisk {
         var reader: (any FileSystemReader)?
         if let info = inspection.partitions.first(where: { $0.index == index }), info.filesystem != nil, info.withinImage {
             do {
-                let (slice, description) = try disk.partitionSource(String(index))
+                let (slice, description) = try disk.partitionSource(.number(index))
                 if let fat, try FileSystemFormat.detect(slice) == .vfat {
                     reader = try FATReader(source: slice, name: description, options: fat)
                 } else if try FileSystemFormat.detect(slice) != nil {
@@ -82,7 +82,7 @@ final class PartitionFileSystems: PlanningDisk {
         do {
             if try fileSystem(partition: index) != nil { return nil }
             if let failure = openFailures[index] { return "holds \(type) that cannot be read: \(failure.message)" }
-            let kind = try FileSystemFormat.kind(of: try disk.partitionSource(String(index)).source)
+            let kind = try FileSystemFormat.kind(of: try disk.partitionSource(.number(index)).source)
             return "holds \(kind?.rawValue ?? type), which fwassemble does not read"
         } catch {
             return "holds \(type) that cannot be read: \(FWError(error).message)"
@@ -98,7 +98,7 @@ final class PartitionFileSystems: PlanningDisk {
         if let cached = offsetReaders[key] { return cached }
         var reader: (any FileSystemReader)?
         if let info = inspection.partitions.first(where: { $0.index == index }), info.withinImage {
-            let (slice, _) = try disk.partitionSource(String(index))
+            let (slice, _) = try disk.partitionSource(.number(index))
             guard offset < slice.size else { offsetReaders[key] = .some(nil); return nil }
             var place = slice.place
             place.partition = (place.partition.map { $0 + " " } ?? "") + "at offset \(offset)"
@@ -115,7 +115,7 @@ final class PartitionFileSystems: PlanningDisk {
     func rawBytes(partition index: Int, count: Int) throws -> [UInt8] {
         guard let p = inspection.partitions.first(where: { $0.index == index }), p.withinImage else { return [] }
         let n = Int(min(UInt64(count), p.size))
-        let (slice, _) = try disk.partitionSource(String(index))
+        let (slice, _) = try disk.partitionSource(.number(index))
         return try slice.bytes(at: 0, count: n)
     }
 }
