@@ -37,7 +37,8 @@ release: deps
 
 # The native parts the Python wheel carries (python/fwassemble/_native): the fwassemble executable
 # and libfwassemble.so, release builds with the Swift runtime linked statically, so they need only
-# the Debian C libraries (python/README.md). SwiftPM links only executables with
+# the Debian C libraries (python/README.md), stripped of their symbol tables (the wheel's size:
+# docs/library.md). SwiftPM links only executables with
 # --static-swift-stdlib, so the library is linked again from the same objects with -static-stdlib.
 # Fails if either still needs a libswift*.so.
 NATIVE := python/fwassemble/_native
@@ -50,6 +51,8 @@ native: deps
 	swiftc -emit-library -static-stdlib -module-name CFwassemble -o $(NATIVE)/libfwassemble.so.tmp \
 		@$$bin/CFwassemble.product/Objects.LinkFileList -Xlinker --gc-sections 2>&1 | grep -v "use of .mktemp" || true; \
 	install -m 755 $$bin/fwassemble $(NATIVE)/fwassemble && mv $(NATIVE)/libfwassemble.so.tmp $(NATIVE)/libfwassemble.so
+	strip --strip-unneeded $(NATIVE)/fwassemble $(NATIVE)/libfwassemble.so
+	@ls -l $(NATIVE)/fwassemble $(NATIVE)/libfwassemble.so | awk '{ printf "%s: %.1f MiB (stripped)\n", $$9, $$5 / 1048576 }'
 	@if ldd $(NATIVE)/fwassemble $(NATIVE)/libfwassemble.so | grep libswift; then \
 		echo "$(NATIVE) still needs the Swift runtime libraries above" >&2; exit 1; fi
 

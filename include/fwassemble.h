@@ -135,6 +135,8 @@ int fwa_extract(fwa_disk *disk, const char *partition, const char *out_path, con
 /*
  * Stops the job running on `disk` (from any thread, e.g. a signal handler's thread or a progress
  * callback): it returns FWA_ERR_CANCELLED within about a second and leaves no output behind.
+ * Each job clears the request when it starts, so a cancel that arrives before the job has
+ * started is lost: call it again until the job's call returns (Python's binding does).
  */
 void fwa_cancel(fwa_disk *disk);
 
@@ -148,7 +150,7 @@ int fwa_error_code(const fwa_error *err);
 const char *fwa_error_message(const fwa_error *err);
 
 /* The code's stable name: "io", "not_found", "corrupt", "unsupported", "limit_exceeded",
- * "invalid_argument", "not_available", "internal" (static storage). */
+ * "invalid_argument", "not_available", "internal", "cancelled" (static storage). */
 const char *fwa_error_code_name(int code);
 
 /* Frees an error (NULL is ignored). */

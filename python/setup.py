@@ -5,6 +5,11 @@ A wheel (``make wheel``) and ``pip install ./python`` carry ``fwassemble/_native
 process per disk), built with the Swift runtime linked statically (``make native``). When that
 folder is empty and the package is built from a checkout, ``make native`` is run first.
 The wheel is tagged for this platform (it holds machine code) but for any Python 3 (ctypes).
+
+The wheel also installs a ``fwassemble`` command (console script ``fwassemble.cli:main``), which
+execs the executable in ``fwassemble/_native/``. It is declared in pyproject.toml's
+``[project.scripts]``, with the rest of the metadata: with a ``[project]`` table, setuptools takes
+entry points from pyproject.toml, not from setup() (unless listed as dynamic).
 """
 
 import subprocess

@@ -83,7 +83,7 @@ public func fwa_docker_json(_ handle: OpaquePointer?, _ options: UnsafePointer<C
 /// The request of both assemble calls: the options JSON is an `AssembleRequest` (every CLI
 /// option; the disk is the handle's), `out_path` its output.
 private func assembleRequest(_ json: UnsafePointer<CChar>?, output: String?, function: String) throws -> AssembleRequest {
-    var request = try AssembleRequest.decode(try jsonBytes(json))
+    var request = try named(function) { try AssembleRequest.decode(try jsonBytes(json)) }
     try refuseSourceKeys(request.source, function: function)
     if let output {
         if let given = request.output.output, given != output {
@@ -137,7 +137,7 @@ public func fwa_extract(_ handle: OpaquePointer?, _ partition: UnsafePointer<CCh
     resultJSON?.pointee = nil
     return call(err) {
         let d = try disk(handle)
-        var request = try ExtractRequest.decode(try jsonBytes(options))
+        var request = try named("fwa_extract") { try ExtractRequest.decode(try jsonBytes(options)) }
         try refuseSourceKeys(request.source, function: "fwa_extract")
         request.partition = try string(partition, "partition")
         request.output.output = try string(outPath, "out_path")

@@ -20,7 +20,7 @@ func exportContainer(_ disk: Disk, reference: String, output: String, options: [
     guard var object = parsed as? [String: Any] else { throw CallError(.invalidArgument, "fwa_export_container: options_json is not a JSON object") }
     let image = object.removeValue(forKey: "image")
     guard image == nil || image is Bool else { throw CallError(.invalidArgument, "fwa_export_container: option \"image\" must be true or false") }
-    var request = try ExportRequest.decode(Array(try JSONSerialization.data(withJSONObject: object)))
+    var request = try named("fwa_export_container") { try ExportRequest.decode(Array(try JSONSerialization.data(withJSONObject: object))) }
     try refuseSourceKeys(request.source, function: "fwa_export_container")
     if (image as? Bool) == true { request.exportImage = reference } else { request.export = reference }
     request.output.output = output

@@ -135,7 +135,7 @@ struct CallOptions: Decodable {
 
     /// Parses `json` (NULL or empty: no options) for `function`; unknown keys are refused.
     static func parse(_ json: UnsafePointer<CChar>?, for function: String) throws -> CallOptions {
-        var request = try AssembleRequest.decode(try jsonBytes(json))
+        var request = try named(function) { try AssembleRequest.decode(try jsonBytes(json)) }
         let root = request.root
         request.root = nil
         guard request == AssembleRequest() else {
@@ -145,6 +145,15 @@ struct CallOptions: Decodable {
     }
 
     var planOptions: PlanOptions { PlanOptions(root: root) }
+}
+
+/// `body`'s errors with the C function's name in front ("fwa_plan_json: ...").
+func named<T>(_ function: String, _ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let e as FWError where e.code == .invalidArgument {
+        throw CallError(.invalidArgument, "\(function): \(e.description)")
+    }
 }
 
 /// The bytes of an options JSON string (NULL: none, read as {}).

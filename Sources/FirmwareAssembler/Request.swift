@@ -477,12 +477,24 @@ enum RequestKeys {
             throw e
         } catch DecodingError.typeMismatch(let type, let context), DecodingError.valueNotFound(let type, let context) {
             let key = context.codingPath.map(\.stringValue).joined(separator: ".")
-            throw FWError(.invalidArgument, "\(job) option \(key): expected \(type)")
+            guard !key.isEmpty else { throw FWError(.invalidArgument, "\(job) options must be a JSON object") }
+            throw FWError(.invalidArgument, "\(job) option \(key): expected \(describe(type))")
         } catch DecodingError.dataCorrupted(let context) {
             let key = context.codingPath.map(\.stringValue).joined(separator: ".")
             throw FWError(.invalidArgument, "\(job) options\(key.isEmpty ? "" : " (\(key))"): \(context.debugDescription)")
         } catch {
             throw FWError(.invalidArgument, "\(job) options are not valid JSON: \(error)")
+        }
+    }
+
+    /// A JSON type as a message says it.
+    static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: return "a string"
+        case is Bool.Type: return "true or false"
+        case is Int.Type, is UInt64.Type, is UInt32.Type: return "an integer"
+        case is [String].Type, is [Any].Type: return "a list"
+        default: return "\(type)".hasPrefix("Dictionary") ? "a JSON object" : "\(type)"
         }
     }
 }

@@ -19,7 +19,12 @@ cluster; see docs/scale.md).
 Command line::
 
     python -m fwassemble.batch [--scheduler tcp://HOST:8786] INPUTS... -o OUTDIR \\
-        [--timeout S] [--memory MiB] [--results FILE.jsonl] [--resume] [--compression gzip] ...
+        [--timeout S] [--memory MiB] [--results FILE.jsonl] [--resume] [--compression gzip] \\
+        [--level N] [--threads N] [--root ROOT] [--no-devices] [--rehost] [--hardlinks link|copy] \\
+        [--no-replay] [--strict] [--backing-dir DIR] [--snapshot NAME]
+
+The assemble options become one JSON request (``fwassemble batch --request -``), the same for
+every disk.
 """
 
 import argparse
@@ -33,26 +38,36 @@ import threading
 
 from . import executable_path
 
-__all__ = ["run", "expand", "run_disk", "main"]
+__all__ = ["run", "expand", "run_disk", "main", "REQUEST_KEYS"]
 
-# assemble options (keyword arguments) -> the CLI's flags; booleans are flags.
-_OPTIONS = {
-    "compression": "--compression", "level": "--level", "threads": "--threads", "root": "--root",
-    "backing_dir": "--backing-dir", "snapshot": "--snapshot", "no_devices": "--no-devices",
-    "rehost": "--rehost", "strict": "--strict",
-}
+# The keys of a batch request: every key of `fwassemble assemble --request` (AssembleRequest in
+# Sources/FirmwareAssembler/Request.swift, docs/library.md) but "disk", "output" and "report",
+# which each disk gets of its own.
+REQUEST_KEYS = (
+    "add_tar", "backing_dir", "compression", "format", "hardlinks", "inodes", "level", "no_devices", "no_replay",
+    "padding", "rehost", "root", "snapshot", "strict", "threads", "uuid",
+)
 
 
-def _assemble_arguments(options):
-    args = []
-    for key, value in options.items():
-        if value is None or value is False:
-            continue
-        flag = _OPTIONS.get(key)
-        if flag is None:
-            raise TypeError("unknown assemble option %r (known: %s)" % (key, ", ".join(sorted(_OPTIONS))))
-        args += [flag] if value is True else [flag, str(value)]
-    return args
+def _json_value(value):
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, bytes):
+        return os.fsdecode(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+def _request(options):
+    """The JSON request of ``fwassemble batch --request -`` from the assemble options given as
+    keyword arguments (None values left out). An unknown key raises TypeError listing the known
+    ones; values are checked by the executable."""
+    unknown = sorted(k for k in options if k not in REQUEST_KEYS)
+    if unknown:
+        raise TypeError("unknown assemble option%s %s (known: %s)" % (
+            "" if len(unknown) == 1 else "s", ", ".join(map(repr, unknown)), ", ".join(REQUEST_KEYS)))
+    return json.dumps({k: _json_value(v) for k, v in sorted(options.items()) if v is not None}, sort_keys=True)
 
 
 def _executable(executable=None):
@@ -64,11 +79,15 @@ def _executable(executable=None):
 
 def expand(inputs, out_dir, executable=None, **assemble_options):
     """The disks ``inputs`` name, as ``[(image, output_name)]``, by ``fwassemble batch --list``
-    (so folders are searched, and archives named, exactly as the CLI does)."""
+    (so folders are searched, and archives named, exactly as the CLI does: the image's name
+    without its disk suffixes plus the suffix of the format and compression the options choose).
+    ``assemble_options`` are those of :func:`run`; the request they make is checked by the
+    executable (a bad value raises ValueError with its message)."""
     exe = _executable(executable)
-    cmd = [exe, "batch", "--list", "-o", os.fspath(out_dir)] + _assemble_arguments(assemble_options)
+    request = _request(assemble_options)
+    cmd = [exe, "batch", "--list", "-o", os.fspath(out_dir), "--request", "-"]
     cmd += [os.fspath(i) for i in inputs]
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    p = subprocess.run(cmd, input=request, capture_output=True, text=True)
     if p.returncode != 0:
         raise ValueError(p.stderr.strip() or "fwassemble batch --list failed with status %d" % p.returncode)
     disks = []
@@ -78,10 +97,20 @@ def expand(inputs, out_dir, executable=None, **assemble_options):
     return disks
 
 
-def run_disk(image, out_dir, output_name, timeout=None, memory=None, assemble_arguments=(), executable=None):
+def run_disk(image, out_dir, output_name, timeout=None, memory=None, assemble_arguments=(), executable=None,
+             request=None):
     """Runs one disk as ``fwassemble batch`` would (its own process, limits) and returns its
-    record. This is what each Dask task calls, on the worker."""
+    record. This is what each Dask task calls, on the worker.
+
+    ``request``: the assemble options, as a dict (the keyword arguments of :func:`run`) or as
+    the JSON request itself, given to ``fwassemble batch --request -`` on its standard input.
+    ``assemble_arguments``: the older form, ``fwassemble batch`` flags (``["--level", "9"]``);
+    give one or the other."""
     exe = _executable(executable)
+    if assemble_arguments and request is not None:
+        raise TypeError("run_disk takes the options as request or as assemble_arguments, not both")
+    if not assemble_arguments:
+        request = _request(request or {}) if request is None or isinstance(request, dict) else request
     with tempfile.TemporaryDirectory(prefix="fwassemble-task-") as tmp:
         results = os.path.join(tmp, "results.jsonl")
         cmd = [exe, "batch", image, "-o", out_dir, "--output-name", output_name, "--results", results,
@@ -90,8 +119,10 @@ def run_disk(image, out_dir, output_name, timeout=None, memory=None, assemble_ar
             cmd += ["--timeout", str(timeout)]
         if memory is not None:
             cmd += ["--memory", str(memory)]
-        p = subprocess.run(cmd + list(assemble_arguments), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           text=True)
+        if request is not None:
+            cmd += ["--request", "-"]
+        p = subprocess.run(cmd + list(assemble_arguments), input=request if request is not None else "",
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             with open(results) as f:
                 lines = [line for line in f if line.strip()]
@@ -171,13 +202,16 @@ def run(inputs, out_dir, client=None, timeout=None, memory=None, results=None, r
     disk ends; ``resume`` skips the disks it says are done. ``on_record(record)`` is called in
     this process as each record arrives. ``executable`` is the ``fwassemble`` used here to
     expand the inputs, ``worker_executable`` the one the workers run (default: each worker's
-    own, from its installed wheel). Other keyword arguments are ``assemble`` options
-    (``compression``, ``level``, ``threads``, ``root``, ``no_devices``, ``rehost``, ``strict``,
-    ``backing_dir``, ``snapshot``).
+    own, from its installed wheel). Other keyword arguments are the ``assemble`` options every
+    disk gets, sent to the executable as one JSON request (``fwassemble batch --request -``):
+    ``compression``, ``level``, ``threads``, ``root``, ``no_devices``, ``no_replay``, ``rehost``,
+    ``hardlinks`` ("link" or "copy"), ``strict``, ``format`` ("tar", "ext4", "qcow2"),
+    ``padding``, ``inodes``, ``uuid``, ``add_tar``, ``backing_dir``, ``snapshot``
+    (:data:`REQUEST_KEYS`); an unknown one raises TypeError.
     """
+    request = _request(assemble_options)
     out_dir = os.path.abspath(os.fspath(out_dir))
     os.makedirs(out_dir, exist_ok=True)
-    args = _assemble_arguments(assemble_options)
     disks = expand(inputs, out_dir, executable=executable, **assemble_options)
     results = os.path.abspath(os.fspath(results)) if results else os.path.join(out_dir, "results.jsonl")
     previous = _read_results(results) if resume else {}
@@ -206,7 +240,7 @@ def run(inputs, out_dir, client=None, timeout=None, memory=None, results=None, r
                 futures = {}
                 for i in todo:
                     image, name = disks[i]
-                    f = client.submit(run_disk, image, out_dir, name, timeout, memory, args, worker_executable,
+                    f = client.submit(run_disk, image, out_dir, name, timeout, memory, (), worker_executable, request,
                                       key="fwassemble-%s-%d" % (hashlib.sha256(image.encode()).hexdigest()[:16], i),
                                       pure=False, retries=1)
                     futures[f] = i
@@ -230,6 +264,15 @@ def run(inputs, out_dir, client=None, timeout=None, memory=None, results=None, r
     return records
 
 
+# The command line's assemble flags (python -m fwassemble.batch), by request key.
+_FLAGS = {
+    "compression": "--compression", "level": "--level", "threads": "--threads", "root": "--root",
+    "backing_dir": "--backing-dir", "snapshot": "--snapshot", "no_devices": "--no-devices",
+    "rehost": "--rehost", "hardlinks": "--hardlinks", "no_replay": "--no-replay", "strict": "--strict",
+}
+_SWITCHES = ("no_devices", "rehost", "no_replay", "strict")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fwassemble.batch",
                                      description="Assemble many disks on a Dask cluster (fwassemble batch, distributed).")
@@ -242,13 +285,15 @@ def main(argv=None):
     parser.add_argument("--results", help="the JSON-lines results (default OUTDIR/results.jsonl)")
     parser.add_argument("--resume", action="store_true", help="skip the disks the results say are done")
     parser.add_argument("--quiet", "-q", action="store_true", help="no line per disk on stderr")
-    for key, flag in _OPTIONS.items():
-        if key in ("no_devices", "rehost", "strict"):
+    for key, flag in _FLAGS.items():
+        if key in _SWITCHES:
             parser.add_argument(flag, dest=key, action="store_true", default=None)
+        elif key == "hardlinks":
+            parser.add_argument(flag, dest=key, choices=("link", "copy"))
         else:
             parser.add_argument(flag, dest=key, type=int if key in ("level", "threads") else str)
     a = parser.parse_args(argv)
-    options = {k: getattr(a, k) for k in _OPTIONS}
+    options = {k: getattr(a, k) for k in _FLAGS}
 
     def show(record):
         if not a.quiet:

@@ -303,9 +303,14 @@ def test_dask_worker_killed_mid_task_is_retried(exe, corpus, references, client,
             if not pid.isdigit():
                 continue
             try:
+                # The disk's process: `fwassemble assemble --request - ...` (its disk and output
+                # come in the request, on stdin), child of the task's `fwassemble batch IMAGE -o OUT`.
                 cmd = open("/proc/%s/cmdline" % pid, "rb").read().split(b"\0")
-                if cmd[1:3] == [b"assemble", image.encode()] and str(out).encode() in b" ".join(cmd):
-                    batch_pid = int(open("/proc/%s/stat" % pid).read().rsplit(")", 1)[1].split()[1])
+                if cmd[1:2] != [b"assemble"]:
+                    continue
+                batch_pid = int(open("/proc/%s/stat" % pid).read().rsplit(")", 1)[1].split()[1])
+                parent = open("/proc/%d/cmdline" % batch_pid, "rb").read().split(b"\0")
+                if parent[1:3] == [b"batch", image.encode()] and str(out).encode() in parent:
                     worker_pid = int(open("/proc/%d/stat" % batch_pid).read().rsplit(")", 1)[1].split()[1])
                     assert b"python" in open("/proc/%d/cmdline" % worker_pid, "rb").read()
                     os.kill(worker_pid, signal.SIGKILL)
@@ -328,11 +333,87 @@ def test_dask_command_line(exe, corpus, client, tmp_path):
     address = client.scheduler.address
     env = dict(os.environ, FWASSEMBLE_CLI=exe)
     p = subprocess.run([sys.executable, "-m", "fwassemble.batch", "--scheduler", address, str(root / "mender.img"),
-                        str(root / "damaged.qcow2"), "-o", str(tmp_path / "out")], capture_output=True, text=True,
-                       env=env, cwd=str(REPO / "python"))
+                        str(root / "damaged.qcow2"), "-o", str(tmp_path / "out"), "--hardlinks", "copy", "--no-replay",
+                        "--compression", "zstd"], capture_output=True, text=True, env=env, cwd=str(REPO / "python"))
     assert p.returncode == 1, p.stderr
-    statuses = sorted(r["status"] for r in read_records(tmp_path / "out" / "results.jsonl"))
-    assert statuses == ["failed", "ok"]
+    records = read_records(tmp_path / "out" / "results.jsonl")
+    assert sorted(r["status"] for r in records) == ["failed", "ok"]
+    (ok,) = [r for r in records if r["status"] == "ok"]
+    single = tmp_path / "single.tar.zst"
+    subprocess.run([exe, "assemble", str(root / "mender.img"), "-q", "-o", str(single), "--hardlinks", "copy",
+                    "--no-replay"], check=True, capture_output=True)
+    assert ok["output"].endswith("mender.rootfs.tar.zst") and ok["output_sha256"] == sha256(single)
+
+
+def test_python_batch_command_line_flags():
+    p = subprocess.run([sys.executable, "-m", "fwassemble.batch", "--help"], capture_output=True, text=True,
+                       cwd=str(REPO / "python"), check=True)
+    for flag in ("--compression", "--level", "--threads", "--root", "--no-devices", "--rehost", "--hardlinks",
+                 "--no-replay", "--strict", "--backing-dir", "--snapshot"):
+        assert flag in p.stdout, flag
+
+
+def test_expand_sends_the_request(exe, corpus, tmp_path):
+    """expand() names the archives by the options' request (fwassemble batch --list --request -):
+    the compression and format choose the suffix; an unknown key is a TypeError listing the known
+    ones, a bad value a ValueError with the executable's message."""
+    root, _ = corpus
+    disks = [str(root / "mender.img"), str(root / "rpi-mbr.img")]
+    out = tmp_path / "out"
+    assert fwassemble.batch.expand(disks, out, executable=exe) == [
+        (disks[0], "mender.rootfs.tar.gz"), (disks[1], "rpi-mbr.rootfs.tar.gz")]
+    named = fwassemble.batch.expand(disks, out, executable=exe, compression="zstd", hardlinks="copy", no_replay=True,
+                                    root=None, level=5)
+    assert [n for _, n in named] == ["mender.rootfs.tar.zst", "rpi-mbr.rootfs.tar.zst"]
+    assert [n for _, n in fwassemble.batch.expand(disks, out, executable=exe, format="ext4", padding=16)] == [
+        "mender.ext4", "rpi-mbr.ext4"]
+    with pytest.raises(TypeError) as caught:
+        fwassemble.batch.expand(disks, out, executable=exe, hardlink="copy")
+    assert "hardlink" in str(caught.value) and "hardlinks" in str(caught.value) and "no_replay" in str(caught.value)
+    with pytest.raises(TypeError):
+        fwassemble.batch.run(disks, out, executable=exe, output="x.tar.gz")  # each disk gets its own output
+    with pytest.raises(ValueError) as caught:
+        fwassemble.batch.expand(disks, out, executable=exe, hardlinks="symlink")
+    assert "symlink" in str(caught.value)
+    assert not out.exists()
+
+
+def test_run_disk_request(exe, corpus, tmp_path):
+    """run_disk (a Dask task's body) with the options as a request, and with the older flags."""
+    root, _ = corpus
+    image = str(root / "mender.img")
+    single = tmp_path / "single.tar.gz"
+    subprocess.run([exe, "assemble", image, "-q", "-o", str(single), "--hardlinks", "copy", "--no-replay",
+                    "--level", "9"], check=True, capture_output=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    record = fwassemble.batch.run_disk(image, str(out), "a.rootfs.tar.gz", executable=exe,
+                                       request={"hardlinks": "copy", "no_replay": True, "level": 9})
+    assert record["status"] == "ok" and record["output_sha256"] == sha256(single)
+    record = fwassemble.batch.run_disk(image, str(out), "b.rootfs.tar.gz", executable=exe,
+                                       request=json.dumps({"hardlinks": "copy", "no_replay": True, "level": 9}))
+    assert record["status"] == "ok" and record["output_sha256"] == sha256(single)
+    record = fwassemble.batch.run_disk(image, str(out), "c.rootfs.tar.gz", None, None,
+                                       ["--hardlinks", "copy", "--no-replay", "--level", "9"], exe)
+    assert record["status"] == "ok" and record["output_sha256"] == sha256(single)
+    with pytest.raises(TypeError):
+        fwassemble.batch.run_disk(image, str(out), "d.tar.gz", executable=exe, request={"bogus": 1})
+
+
+def test_dask_batch_request_options(exe, corpus, client, tmp_path):
+    """Options reach every disk through the request: the archives are those of single
+    `fwassemble assemble` runs with the same flags."""
+    root, _ = corpus
+    disks = [str(root / "mender.img"), str(root / "rpi-mbr.img")]
+    out = tmp_path / "out"
+    records = fwassemble.batch.run(disks, out, client=client, executable=exe, worker_executable=exe,
+                                   hardlinks="copy", no_replay=True, compression="zstd", rehost=True)
+    for image, record in zip(disks, records):
+        single = tmp_path / (os.path.basename(image) + ".tar.zst")
+        subprocess.run([exe, "assemble", image, "-q", "-o", str(single), "--hardlinks", "copy", "--no-replay",
+                        "--rehost"], check=True, capture_output=True)
+        assert record["status"] == "ok", record
+        assert record["output"].endswith(".rootfs.tar.zst") and record["output_sha256"] == sha256(single)
 
 
 def test_wheel_in_a_fresh_venv(exe, references, corpus, tmp_path):
@@ -363,6 +444,10 @@ def test_wheel_in_a_fresh_venv(exe, references, corpus, tmp_path):
     assert str(venv) in lib and str(venv) in executable
     assert int(members) > 0
     assert sha256(out) == references[image]
+    # The `fwassemble` command the wheel installs runs the executable it carries.
+    p = subprocess.run([str(venv / "bin" / "fwassemble"), "--version"], capture_output=True, text=True, env=env,
+                       cwd=str(tmp_path), check=True)
+    assert p.stdout.strip() == fwassemble.version()
 
 
 def test_cli_jobs_beyond_the_cores_run_at_once(exe, corpus, tmp_path):
