@@ -62,6 +62,13 @@ struct Fwassemble: ParsableCommand {
     /// store, async-signal-safe): its output stage removes what it began and `fail` ends the
     /// process by the signal. A second signal ends it at once.
     static func installSignalHandlers() {
+        // A parent may have started us with these blocked (a child spawned from a libdispatch
+        // or Python worker thread inherits that thread's mask): unblock them, or a stop request
+        // would stay pending for ever.
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, s) }
+        sigprocmask(SIG_UNBLOCK, &set, nil)
         for s in [SIGINT, SIGTERM, SIGHUP] {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { signal in
