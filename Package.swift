@@ -33,11 +33,10 @@ let package = Package(
         cLibrary("CLZO", pkgConfig: "lzo2", apt: "liblzo2-dev"),
 
         // 1. Bytes: raw image files and partition slices, read with pread.
-        .target(name: "DiskImage", exclude: ["Formats"]),
+        .target(name: "DiskImage"),
         // 1b. Container formats (qcow2, VMDK, VHD, VHDX, VDI; xz/gz/zst/zip/ova wrappers) read
         //     through the same ByteSource, detected by magic.
-        .target(name: "DiskFormats", dependencies: ["DiskImage", "CZlib", "CZstd", "CLZMA"],
-                path: "Sources/DiskImage/Formats"),
+        .target(name: "DiskFormats", dependencies: ["DiskImage", "CZlib", "CZstd", "CLZMA"]),
         // 2. Partition tables (MBR/EBR, GPT, hybrid) and libblkid probing.
         .target(name: "PartitionTable", dependencies: ["DiskImage", "CBlkid"]),
         // 3. Decompressors shared by the filesystem readers.
