@@ -302,10 +302,9 @@ struct DataRootTests {
         if let driver {
             fs.addFile("containers/\(String(repeating: "a", count: 64))/config.v2.json", "{\"Driver\": \"\(driver)\"}")
         }
-        let root = DataRoot(reader: fs, inode: fs.rootInode, path: "/mnt/data/docker", engine: "docker")
-        root.containerdFeature = flag
+        let root = DataRoot(reader: fs, inode: fs.rootInode, path: "/mnt/data/docker", engine: "docker", containerdFeature: flag)
         #expect(root.containerdRoot?.path == "/mnt/data/docker/containerd/daemon")
-        #expect(root.store == expected)
+        #expect(root.store.rawValue == expected)
         #expect(root.inspect(countMarkers: false).store == expected)
     }
 
@@ -322,7 +321,7 @@ struct DataRootTests {
             let (roots, _) = DataRootLocator.locate(in: ns)
             let found = try #require(roots.first?.root)
             #expect(found.containerdFeature == flag)
-            #expect(found.store == (flag ? "containerd" : "overlay2"))
+            #expect(found.store == (flag ? .containerd : .overlay2))
         }
     }
 }
