@@ -88,7 +88,7 @@ struct ContainerdImageStore: ImageStore {
 extension DataRoot {
     /// The namespace whose images and containers are the data-root's: Docker's "moby"; for
     /// containerd alone every namespace is listed under `namespaces` and the images of all.
-    var dockerNamespace: String? { engine == "containerd" || engine == "k3s" ? nil : "moby" }
+    var dockerNamespace: String? { containerdRoot === self ? nil : "moby" }
 
     /// Images (per target digest), containers (config.v2.json with their snapshot chains),
     /// namespaces, and the containerd integrity checks; problems land on this data-root.

@@ -33,12 +33,13 @@ public final class DataRoot {
     static let maximumDepth = 256
     static let maximumLayers = 256
 
-    /// What a `DataRoot` is made for: a data-root (with the system containerd's root, used when
-    /// it has no containerd of its own), containerd alone (its own containerd root), or a
-    /// helper reading a containerd root for the data-root it serves (no store of its own).
+    /// What a `DataRoot` is made for: a Docker data-root (with the system containerd's root, used
+    /// when it has no containerd of its own), containerd alone (its own containerd root), Podman's
+    /// store, or a helper reading a containerd root for the data-root it serves (no store of its own).
     enum Role {
         case dataRoot(systemContainerd: DataRoot?)
         case containerdAlone
+        case podman
         case helper
     }
 
@@ -57,8 +58,13 @@ public final class DataRoot {
         switch role {
         case .helper:
             return
+        case .podman:
+            (store, driver) = (.podman, "overlay")
+            return
         case .containerdAlone:
             containerdRoot = self
+            (store, driver) = (.containerd, "containerd-snapshotter")
+            return
         case .dataRoot(let system):
             containerdRoot = ownContainerdRoot() ?? system
         }
@@ -190,16 +196,14 @@ public final class DataRoot {
     /// data-root: the containers' `Driver` in config.v2.json first (overlayfs and the other
     /// containerd snapshotters mean the containerd store), then the HAOS flag file / daemon.json
     /// feature, then the presence of `overlay2/` + `image/overlay2/` (upgraded disks keep both),
-    /// then a containerd root alone.
+    /// then a containerd root alone. (Podman's store and containerd alone are decided by their role.)
     private func decideStore() -> (StoreKind, driver: String) {
         let overlay2 = { self.entry("overlay2") != nil || self.entry("image/overlay2") != nil ? "overlay2" : "unknown" }
-        if engine == "podman" { return (.podman, "overlay") }
         guard containerdRoot != nil else {
             let driver = overlay2()
             return (driver == "overlay2" ? .overlay2 : .unknown, driver)
         }
         let containerd = (StoreKind.containerd, driver: "containerd-snapshotter")
-        if engine == "containerd" || engine == "k3s" { return containerd }
         var drivers = Set<String>()
         for id in names("containers") {
             // Only a vote for the store: the container inventory reads the same file and reports it.

@@ -181,7 +181,8 @@ public enum DataRootLocator {
                   names.contains("overlay-layers") || names.contains("overlay-containers") else { continue }
             let key = "\(layer.filesystem.hashValue):\(layer.inode)"
             if found.contains(where: { $0.key == key }) { continue }
-            found.append((DataRoot(reader: layer.reader, inode: layer.inode, path: realPath(path, binds: binds), engine: "podman"), [path], key))
+            found.append((DataRoot(reader: layer.reader, inode: layer.inode, path: realPath(path, binds: binds), engine: "podman", role: .podman),
+                          [path], key))
         }
         return (found.map { ($0.root, $0.foundVia) }, problems)
     }
