@@ -152,32 +152,31 @@ final class ContainerdStore {
         return "\(Self.content)/\(hex)"
     }
 
-    /// A JSON blob (manifest, index, config), or nil when missing (noted by the caller).
-    func jsonBlob(_ digest: String) -> [String: Any]? {
+    /// A JSON blob (manifest, index, config) decoded as `T`, or nil when missing (noted by the
+    /// caller) or not valid JSON of that kind (a problem).
+    func jsonBlob<T: Decodable>(_ digest: String, as type: T.Type) -> T? {
         guard let path = blobPath(digest), dir.entry(path) != nil else { return nil }
-        return dir.json(path)
+        return dir.json(path, as: T.self)
     }
 
     /// The manifest of a target: the target itself, or for an index its first manifest present
     /// in the content store for a real platform (not the `unknown/unknown` attestations), with
     /// its digest, size as the index states it, and platform.
-    func resolveManifest(_ digest: String, _ target: [String: Any]) -> (digest: String, size: Int64, manifest: [String: Any], platform: String?)? {
-        guard let list = target["manifests"] as? [[String: Any]] else { return (digest, 0, target, nil) }
-        let usable = list.filter { m in
-            let p = m["platform"] as? [String: Any]
-            return (p?["os"] as? String) != "unknown" && (m["digest"] as? String).map(hasBlob) == true
+    func resolveManifest(_ digest: String, _ target: OCI.Target) -> (digest: String, size: Int64, manifest: OCI.Manifest, platform: String?)? {
+        let index: OCI.Index
+        switch target {
+        case .manifest(let manifest): return (digest, 0, manifest, nil)
+        case .index(let i): index = i
         }
-        guard let chosen = usable.first, let d = chosen["digest"] as? String, let m = jsonBlob(d) else { return nil }
-        let platform = (chosen["platform"] as? [String: Any]).map { p in
-            [p["os"], p["architecture"], p["variant"]].compactMap { $0 as? String }.joined(separator: "/")
-        }
-        return (d, (chosen["size"] as? NSNumber)?.int64Value ?? 0, m, platform)
+        let usable = index.manifests.filter { $0.platform?.os != "unknown" && $0.digest.map(hasBlob) == true }
+        guard let chosen = usable.first, let d = chosen.digest, let m = jsonBlob(d, as: OCI.Manifest.self) else { return nil }
+        return (d, chosen.size ?? 0, m, chosen.platform?.display)
     }
 
     /// The layer blob digests of an image target, bottom first, or nil when its manifest is missing.
     func layerBlobs(_ target: String) -> [String]? {
-        guard let t = jsonBlob(target), let resolved = resolveManifest(target, t) else { return nil }
-        return (resolved.manifest["layers"] as? [[String: Any]] ?? []).compactMap { $0["digest"] as? String }
+        guard let t = jsonBlob(target, as: OCI.Target.self), let resolved = resolveManifest(target, t) else { return nil }
+        return resolved.manifest.layers.compactMap(\.digest)
     }
 
     func hasBlob(_ digest: String) -> Bool {

@@ -1,31 +1,103 @@
 import Assembly
+import DiskFormats
 import DiskImage
+import FileSystemTar
 import FileSystems
 import Foundation
 
-/// What the containerd store adds to a data-root's report.
-struct ContainerdInventory {
-    var images: [ImageInfo] = []
-    var containers: [ContainerInfo] = []
-    var namespaces: [NamespaceInfo] = []
-    var layers = 0
-    var whiteouts = 0
-    var opaque = 0
+/// Docker 29's containerd image store (images and snapshots in the containerd root, containers
+/// in the data-root's `containers/`), or containerd alone (k3s, a system containerd).
+struct ContainerdImageStore: ImageStore {
+    let root: DataRoot
+    /// The containerd root (`<data-root>/containerd/daemon`, `/var/lib/containerd`, or the data-root itself).
+    let containerd: DataRoot
+
+    func inventory(countMarkers: Bool) -> StoreInventory {
+        root.containerdInventory(containerd, countMarkers: countMarkers)
+    }
+
+    /// The committed snapshots of the image's chain ids; when they are gone, its layer blobs.
+    func layers(ofImage image: ImageInfo, reference: String) throws -> [Layer] {
+        guard let top = image.chainIDs.last else {
+            throw FWError(.notFound, "image \(image.id) has no layers (its config is missing)", path: root.path)
+        }
+        do {
+            return try snapshotLayers(top, what: "image \(reference)")
+        } catch {
+            // The snapshots are gone: the content store's layer blobs, if every one is there.
+            guard let layers = try? blobLayers(image.id, what: "image \(reference)") else { throw error }   // the fallback failing leaves the snapshots' error as the one to report
+            return layers
+        }
+    }
+
+    /// The snapshot chain `<id>`, `<id>-init`, the image's chain ids.
+    func layers(ofContainer container: ContainerInfo) throws -> [Layer] {
+        try snapshotLayers(container.id, what: "container \(container.name)")
+    }
+
+    /// containerd alone (k3s): a containerd container record, by id; its snapshot key.
+    func unlistedContainerLayers(_ reference: String) throws -> (id: String, layers: [Layer])? {
+        let store = ContainerdStore(dir: containerd)
+        store.load()
+        for ns in store.namespaces where root.dockerNamespace == nil || ns.name == root.dockerNamespace {
+            if let record = ns.containers.first(where: { $0.id == reference }) {
+                return (record.id, try snapshotLayers(record.snapshotKey ?? record.id, what: "container \(reference)"))
+            }
+        }
+        return nil
+    }
+
+    /// The snapshot directories (`snapshots/<id>/fs`) of a snapshot key and its parents in
+    /// Docker's namespace (or the first namespace that has it), top first.
+    func snapshotLayers(_ key: String, what: String) throws -> [Layer] {
+        let croot = containerd
+        let store = ContainerdStore(dir: croot)
+        store.load()
+        let candidates = store.namespaces.filter { root.dockerNamespace == nil || $0.name == root.dockerNamespace }
+        guard let ns = candidates.first(where: { $0.snapshots["overlayfs"]?[key] != nil }) else {
+            throw FWError(.notFound, "\(what): snapshot \(key) does not exist", path: croot.path)
+        }
+        let chain = store.chain(key, namespace: ns, snapshotter: "overlayfs")
+        if let problem = chain.problem { throw FWError(.notFound, "\(what): \(problem)", path: croot.path) }
+        return try chain.dirs.map { dir in
+            guard let inode = croot.directory(dir) else { throw FWError(.notFound, "\(what): \(dir) is missing", path: croot.path) }
+            return Layer(reader: croot.reader, inode: inode)
+        }
+    }
+
+    /// An image's layers from the content store (tar, tar+gzip, tar+zstd blobs; decompressed once
+    /// into unlinked temporary files), top first, each read as a tar with OCI whiteouts.
+    func blobLayers(_ target: String, what: String) throws -> [Layer] {
+        let croot = containerd
+        let store = ContainerdStore(dir: croot)
+        guard let blobs = store.layerBlobs(target) else {
+            throw FWError(.notFound, "\(what): its manifest is not in the content store", path: croot.path)
+        }
+        return try blobs.reversed().map { digest in
+            guard let relative = store.blobPath(digest), let e = croot.entry(relative), e.metadata.type == .regular else {
+                throw FWError(.notFound, "\(what): layer blob \(digest) is missing", path: croot.path)
+            }
+            let name = "\(croot.path)/\(relative)"
+            let raw = try FileByteSource(reader: croot.reader, inode: e.inode, name: name)
+            let tar = try TarReader(source: try decompressedStream(raw), name: name, ociWhiteouts: true)
+            return Layer(reader: tar, inode: tar.rootInode)
+        }
+    }
 }
 
 extension DataRoot {
     /// The namespace whose images and containers are the data-root's: Docker's "moby"; for
     /// containerd alone every namespace is listed under `namespaces` and the images of all.
-    var dockerNamespace: String? { engine == "containerd" || engine == "k3s" ? nil : "moby" }
+    var dockerNamespace: String? { containerdRoot === self ? nil : "moby" }
 
     /// Images (per target digest), containers (config.v2.json with their snapshot chains),
     /// namespaces, and the containerd integrity checks; problems land on this data-root.
-    func containerdInventory(_ croot: DataRoot, countMarkers: Bool) -> ContainerdInventory {
+    func containerdInventory(_ croot: DataRoot, countMarkers: Bool) -> StoreInventory {
         let separate = croot !== self   // containerd alone: the data-root is its own containerd root
         if separate { croot.problems = [] }
         let store = ContainerdStore(dir: croot)
         store.load()
-        var result = ContainerdInventory()
+        var result = StoreInventory(namespaces: [])
         let snapshotter = "overlayfs"
         // Namespaces as ctr lists them, and the meta.db <-> snapshotter consistency.
         for ns in store.namespaces {
@@ -54,7 +126,7 @@ extension DataRoot {
             for (digest, _) in ns.content where !store.hasBlob(digest) {
                 croot.problem("\(ContainerdStore.content)/\(digest.dropFirst(7))", "blob \(digest) (\(ns.name)) is missing from the content store")
             }
-            result.namespaces.append(NamespaceInfo(
+            result.namespaces?.append(NamespaceInfo(
                 name: ns.name,
                 images: ns.images.map { ImageRecord(name: $0.name, digest: $0.digest, mediaType: $0.mediaType, size: $0.size,
                                                     createdAt: $0.createdAt, updatedAt: $0.updatedAt) },
@@ -82,7 +154,7 @@ extension DataRoot {
         // Containers: Docker's config.v2.json, each with its snapshot chain (key = container id).
         if dockerNamespace != nil {
             let targets = Set(result.images.map(\.id))
-            result.containers = containerInventory(layers: [:], images: targets, layerdb: false)
+            result.containers = containerInventory(images: targets) { _, _ in }   // snapshots are checked below
             let ns = store.namespaces.first { $0.name == dockerNamespace } ?? ContainerdStore.Namespace(name: dockerNamespace ?? "moby")
             for i in result.containers.indices {
                 let c = result.containers[i]
@@ -115,42 +187,38 @@ extension DataRoot {
         info.targetDigest = digest
         info.mediaType = mediaType
         let label = tags.first ?? digest
-        guard var manifest = store.jsonBlob(digest) else {
+        guard let target = store.jsonBlob(digest, as: OCI.Target.self) else {
             croot.problem(store.blobPath(digest) ?? digest, "the target \(digest) of image \(label) is missing from the content store")
             return info
         }
-        guard let resolved = store.resolveManifest(digest, manifest) else {
+        guard let resolved = store.resolveManifest(digest, target) else {
             croot.problem(store.blobPath(digest) ?? digest, "index of image \(label) names no manifest present in the content store")
             return info
         }
-        let manifestDigest = resolved.digest, manifestSize = resolved.size
-        manifest = resolved.manifest
+        let manifestDigest = resolved.digest, manifest = resolved.manifest
         info.platform = resolved.platform
-        var size: Int64? = manifestSize + (store.jsonBlob(digest) != nil ? Int64(croot.entry(store.blobPath(digest) ?? "")?.metadata.size ?? 0) : 0)
-        guard let config = manifest["config"] as? [String: Any], let configDigest = config["digest"] as? String else {
+        var size: Int64? = resolved.size + Int64(croot.entry(store.blobPath(digest) ?? "")?.metadata.size ?? 0)
+        guard let configDigest = manifest.config?.digest else {
             croot.problem(store.blobPath(manifestDigest) ?? manifestDigest, "manifest of image \(label) has no config")
             return info
         }
         info.configDigest = configDigest
-        size = size.map { $0 + ((config["size"] as? NSNumber)?.int64Value ?? 0) }
-        let layerDescriptors = manifest["layers"] as? [[String: Any]] ?? []
-        for l in layerDescriptors { size = size.map { $0 + ((l["size"] as? NSNumber)?.int64Value ?? 0) } }
-        guard let configJSON = store.jsonBlob(configDigest) else {
+        size = size.map { $0 + (manifest.config?.size ?? 0) }
+        let layerDescriptors = manifest.layers
+        for l in layerDescriptors { size = size.map { $0 + (l.size ?? 0) } }
+        guard let config = store.jsonBlob(configDigest, as: OCI.ImageConfig.self) else {
             croot.problem(store.blobPath(configDigest) ?? configDigest, "the config \(configDigest) of image \(label) is missing from the content store")
             info.size = size.map { UInt64(max(0, $0)) }
             return info
         }
-        if info.platform == nil {
-            info.platform = [configJSON["os"], configJSON["architecture"], configJSON["variant"]].compactMap { $0 as? String }.joined(separator: "/")
-        }
-        let diffIDs = ((configJSON["rootfs"] as? [String: Any])?["diff_ids"] as? [Any])?.compactMap { $0 as? String } ?? []
+        if info.platform == nil { info.platform = config.platform.display }
+        let diffIDs = config.diffIDs
         info.diffIDs = diffIDs
         info.chainIDs = dockerChainIDs(diffIDs)
         info.layers = diffIDs.count
-        info.created = configJSON["created"] as? String
-        let inner = configJSON["config"] as? [String: Any]
-        info.cmd = Self.strings(inner?["Cmd"])
-        info.entrypoint = Self.strings(inner?["Entrypoint"])
+        info.created = config.created
+        info.cmd = config.config?.cmd
+        info.entrypoint = config.config?.entrypoint
         info.size = size.map { UInt64(max(0, $0)) }
         if layerDescriptors.count != diffIDs.count {
             croot.problem(store.blobPath(manifestDigest) ?? manifestDigest,
@@ -161,7 +229,7 @@ extension DataRoot {
             let snapshot = records[chain]
             let kind = snapshot?.name.flatMap { store.backends[snapshotter]?[$0]?.kind }
             if snapshot == nil || kind != "Committed" {
-                let layerBlob = i < layerDescriptors.count ? layerDescriptors[i]["digest"] as? String : nil
+                let layerBlob = i < layerDescriptors.count ? layerDescriptors[i].digest : nil
                 let blobPresent = layerBlob.map(store.hasBlob) ?? false
                 croot.problem("\(ContainerdStore.metaDB) v1/\(ns.name)/snapshots/\(snapshotter)",
                               "image \(label): layer \(i + 1) (diff \(diffIDs[i])) has no committed snapshot \(chain)"

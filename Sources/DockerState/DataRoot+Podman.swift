@@ -19,40 +19,32 @@ struct PodmanLayer {
 }
 
 extension DataRoot {
-    /// A JSON array file (containers/storage's records), or nil with a problem when invalid.
-    func jsonArray(_ relative: String) -> [[String: Any]]? {
+    /// A JSON array file (containers/storage's records) with the elements that are not `T`
+    /// objects left out, or nil with a problem when it is not a JSON array.
+    func jsonArray<T: Decodable>(_ relative: String, of type: T.Type) -> [T]? {
         guard let bytes = file(relative, limit: Self.jsonLimit) else { return nil }
-        do {
-            guard let array = try JSONSerialization.jsonObject(with: Data(bytes)) as? [Any] else {
-                problem(relative, "is not a JSON array of records")
-                return nil
-            }
-            return array.compactMap { $0 as? [String: Any] }
-        } catch {
+        guard case .success(let array) = JSONContent.decode([Lenient<T>].self, from: bytes) else {
             problem(relative, "is not a JSON array of records")
             return nil
         }
+        return array.compactMap(\.value)
     }
 
-    /// `bytes` as a JSON object, nil when they are not one (the caller says where).
-    func jsonObject(_ bytes: [UInt8]) -> [String: Any]? {
-        do {
-            return try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]
-        } catch {
-            return nil
-        }
+    /// `bytes` decoded as `T`, nil when they are not JSON of that kind (the caller says where).
+    func decoded<T: Decodable>(_ bytes: [UInt8], as type: T.Type) -> T? {
+        guard case .success(let value) = JSONContent.decode(T.self, from: bytes) else { return nil }
+        return value
     }
 
     func podmanLayers() -> [String: PodmanLayer] {
         var result: [String: PodmanLayer] = [:]
-        for record in jsonArray("overlay-layers/layers.json") ?? [] {
-            guard let id = record["id"] as? String else { continue }
+        for record in jsonArray("overlay-layers/layers.json", of: PodmanJSON.Layer.self) ?? [] {
+            guard let id = record.id else { continue }
             guard Self.isSafeID(id) else {
                 problem("overlay-layers/layers.json", "layer id \(id.debugDescription) is not a single path component; ignored")
                 continue
             }
-            result[id] = PodmanLayer(id: id, parent: record["parent"] as? String, diffDigest: record["diff-digest"] as? String,
-                                     diffSize: (record["diff-size"] as? NSNumber)?.uint64Value)
+            result[id] = PodmanLayer(id: id, parent: record.parent, diffDigest: record.diffDigest, diffSize: record.diffSize)
             if directory("overlay/\(id)/diff") == nil {
                 problem("overlay/\(id)", "layer \(id) has no diff directory")
             }
@@ -80,25 +72,25 @@ extension DataRoot {
         return (chain, nil)
     }
 
-    /// libpod's bolt_state.db: container id -> (config, state) JSON objects.
-    func podmanStates() -> [String: (config: [String: Any], state: [String: Any])] {
+    /// libpod's bolt_state.db: container id -> (config, state).
+    func podmanStates() -> [String: (config: PodmanJSON.ContainerConfig, state: PodmanJSON.ContainerState)] {
         let relative = "libpod/bolt_state.db"
         guard let e = entry(relative), e.metadata.type == .regular else { return [:] }
-        var result: [String: (config: [String: Any], state: [String: Any])] = [:]
+        var result: [String: (config: PodmanJSON.ContainerConfig, state: PodmanJSON.ContainerState)] = [:]
         do {
             let db = try Bolt.Database(source: try FileByteSource(reader: reader, inode: e.inode, name: "\(path)/\(relative)"),
                                        name: "\(path)/\(relative)")
             for (id, bucket) in try db.root.bucket(named: "ctr")?.buckets() ?? [] {
                 let v = try bucket.values()
-                func object(_ key: String) -> [String: Any] {
-                    guard let bytes = v[key] else { return [:] }
-                    guard let json = jsonObject(bytes) else {
+                func object<T: Decodable>(_ key: String, _ empty: T) -> T {
+                    guard let bytes = v[key] else { return empty }
+                    guard let value = decoded(bytes, as: T.self) else {
                         problem(relative, "ctr/\(id)/\(key) is not a JSON object; container \(key) left empty")
-                        return [:]
+                        return empty
                     }
-                    return json
+                    return value
                 }
-                result[id] = (object("config"), object("state"))
+                result[id] = (object("config", PodmanJSON.ContainerConfig()), object("state", PodmanJSON.ContainerState()))
             }
         } catch {
             problem(relative, FWError(error).message)
@@ -106,31 +98,42 @@ extension DataRoot {
         return result
     }
 
-    func podmanInventory(countMarkers: Bool) -> (images: [ImageInfo], containers: [ContainerInfo], layers: Int, whiteouts: Int, opaque: Int) {
+    func podmanInventory(countMarkers: Bool) -> StoreInventory {
+        var result = StoreInventory()
         let layers = podmanLayers()
+        result.images = podmanImages(layers)
+        result.containers = podmanContainers(layers, images: result.images)
+        result.layers = layers.count
+        if countMarkers {
+            (result.whiteouts, result.opaque) = countOverlayMarkers(in: layers.keys.sorted().compactMap { id in
+                directory("overlay/\(id)/diff").map { ($0, "overlay/\(id)/diff") }
+            })
+        }
+        return result
+    }
+
+    /// `overlay-images/images.json` with each image's config; checked against the layers.
+    func podmanImages(_ layers: [String: PodmanLayer]) -> [ImageInfo] {
         var images: [ImageInfo] = []
-        for record in jsonArray("overlay-images/images.json") ?? [] {
-            guard let id = record["id"] as? String, Self.isSafeID(id) else { continue }
-            let names = (record["names"] as? [Any])?.compactMap { $0 as? String } ?? []
-            var info = ImageInfo(id: "sha256:" + id, tags: names, created: record["created"] as? String, layers: 0, size: nil,
+        for record in jsonArray("overlay-images/images.json", of: PodmanJSON.Image.self) ?? [] {
+            guard let id = record.id, Self.isSafeID(id) else { continue }
+            var info = ImageInfo(id: "sha256:" + id, tags: record.names, created: record.created, layers: 0, size: nil,
                                  cmd: nil, entrypoint: nil, diffIDs: [], chainIDs: [])
-            info.targetDigest = record["digest"] as? String
+            info.targetDigest = record.digest
             info.configDigest = "sha256:" + id
-            let label = names.first ?? id
+            let label = record.names.first ?? id
             let configFile = "overlay-images/\(id)/=" + Data("sha256:\(id)".utf8).base64EncodedString()
-            if let config = json(configFile) {
-                let diffIDs = ((config["rootfs"] as? [String: Any])?["diff_ids"] as? [Any])?.compactMap { $0 as? String } ?? []
-                info.diffIDs = diffIDs
-                info.chainIDs = dockerChainIDs(diffIDs)
-                info.layers = diffIDs.count
-                info.platform = [config["os"], config["architecture"], config["variant"]].compactMap { $0 as? String }.joined(separator: "/")
-                let inner = config["config"] as? [String: Any]
-                info.cmd = Self.strings(inner?["Cmd"])
-                info.entrypoint = Self.strings(inner?["Entrypoint"])
+            if let config = json(configFile, as: OCI.ImageConfig.self) {
+                info.diffIDs = config.diffIDs
+                info.chainIDs = dockerChainIDs(config.diffIDs)
+                info.layers = config.diffIDs.count
+                info.platform = config.platform.display
+                info.cmd = config.config?.cmd
+                info.entrypoint = config.config?.entrypoint
             } else {
                 problem("overlay-images/\(id)", "image \(label): its config (big data sha256:\(id)) is missing")
             }
-            if let top = record["layer"] as? String {
+            if let top = record.layer {
                 let (chain, failure) = podmanChain(top, layers)
                 if let failure { problem("overlay-images/images.json", "image \(label): \(failure)") }
                 let bottomUp = Array(chain.reversed())
@@ -147,39 +150,43 @@ extension DataRoot {
             }
             images.append(info)
         }
+        return images
+    }
+
+    /// `overlay-containers/containers.json` with libpod's state; each one's image and layer chain checked.
+    func podmanContainers(_ layers: [String: PodmanLayer], images: [ImageInfo]) -> [ContainerInfo] {
         let states = podmanStates()
         var containers: [ContainerInfo] = []
-        for record in jsonArray("overlay-containers/containers.json") ?? [] {
-            guard let id = record["id"] as? String else { continue }
-            let name = ((record["names"] as? [Any])?.first as? String) ?? id
-            let imageID = record["image"] as? String ?? ""
-            let metadata = (record["metadata"] as? String).flatMap { text -> [String: Any]? in
+        for record in jsonArray("overlay-containers/containers.json", of: PodmanJSON.Container.self) ?? [] {
+            guard let id = record.id else { continue }
+            let name = record.names?.first?.value ?? id
+            let imageID = record.image ?? ""
+            let metadata = record.metadata.flatMap { text -> PodmanJSON.ContainerMetadata? in
                 guard !text.isEmpty else { return nil }
-                guard let json = jsonObject(Array(text.utf8)) else {
+                guard let json = decoded(Array(text.utf8), as: PodmanJSON.ContainerMetadata.self) else {
                     problem("overlay-containers/containers.json", "container \(name): metadata is not a JSON object")
                     return nil
                 }
                 return json
             }
-            let (config, state) = states[id] ?? ([:], [:])
-            let code = (state["state"] as? NSNumber)?.intValue ?? 2
+            let (config, state) = states[id] ?? (PodmanJSON.ContainerConfig(), PodmanJSON.ContainerState())
             // libpod's ContainerStatus: 1 configured, 2 created, 3 running, 4 stopped, 5 paused, 6 exited, 7 removing, 8 stopping.
-            let stateName = [3: "running", 4: "exited", 5: "paused", 6: "exited", 7: "dead", 8: "running"][code] ?? "created"
-            let args = Self.strings(((config["spec"] as? [String: Any])?["process"] as? [String: Any])?["args"])
+            let stateName = [3: "running", 4: "exited", 5: "paused", 6: "exited", 7: "dead", 8: "running"][state.state ?? 2] ?? "created"
+            let args = config.args
             var info = ContainerInfo(id: id, name: name, image: imageID.isEmpty ? "" : "sha256:" + imageID,
-                                     imageTag: metadata?["image-name"] as? String ?? config["rootfsImageName"] as? String,
+                                     imageTag: metadata?.imageName ?? config.rootfsImageName,
                                      cmd: args, entrypoint: nil, path: args?.first, args: args.map { Array($0.dropFirst()) },
-                                     labels: (config["labels"] as? [String: Any])?.compactMapValues { $0 as? String } ?? [:],
+                                     labels: config.labels ?? [:],
                                      state: stateName, running: stateName == "running", paused: stateName == "paused",
                                      restarting: false, dead: stateName == "dead",
-                                     exitCode: (state["exitCode"] as? NSNumber)?.intValue ?? 0, oomKilled: state["oomKilled"] as? Bool ?? false,
-                                     startedAt: state["startedTime"] as? String, finishedAt: state["finishedTime"] as? String,
-                                     restartPolicy: config["restart_policy"] as? String, restartCount: (state["restartCount"] as? NSNumber)?.intValue ?? 0,
-                                     mountID: record["layer"] as? String)
+                                     exitCode: state.exitCode ?? 0, oomKilled: state.oomKilled ?? false,
+                                     startedAt: state.startedTime, finishedAt: state.finishedTime,
+                                     restartPolicy: config.restartPolicy, restartCount: state.restartCount ?? 0,
+                                     mountID: record.layer)
             if !imageID.isEmpty, !images.contains(where: { $0.id == "sha256:" + imageID }) {
                 problem("overlay-containers/containers.json", "container \(name) uses image \(imageID), which does not exist")
             }
-            if let layer = record["layer"] as? String {
+            if let layer = record.layer {
                 let (chain, failure) = podmanChain(layer, layers)
                 info.snapshotChain = chain
                 if let failure { problem("overlay-containers/containers.json", "container \(name): \(failure)") }
@@ -188,11 +195,7 @@ extension DataRoot {
             }
             containers.append(info)
         }
-        var whiteouts = 0, opaque = 0
-        if countMarkers {
-            (whiteouts, opaque) = countOverlayMarkers(in: layers.keys.sorted().compactMap { id in directory("overlay/\(id)/diff").map { ($0, "overlay/\(id)/diff") } })
-        }
-        return (images, containers, layers.count, whiteouts, opaque)
+        return containers
     }
 
     /// Podman exports: a container's rw layer and its parents, an image's top layer and its parents.
@@ -203,5 +206,29 @@ extension DataRoot {
             guard let diff = directory("overlay/\(id)/diff") else { throw FWError(.notFound, "\(what): overlay/\(id)/diff is missing", path: path) }
             return Layer(reader: reader, inode: diff)
         }
+    }
+}
+
+/// Podman's store: images, containers and layers as containers/storage records them.
+struct PodmanStore: ImageStore {
+    let root: DataRoot
+
+    func inventory(countMarkers: Bool) -> StoreInventory {
+        root.podmanInventory(countMarkers: countMarkers)
+    }
+
+    /// The image's top layer (images.json `layer`) and its parents.
+    func layers(ofImage image: ImageInfo, reference: String) throws -> [Layer] {
+        let records = root.jsonArray("overlay-images/images.json", of: PodmanJSON.Image.self) ?? []
+        guard let top = records.first(where: { "sha256:" + ($0.id ?? "") == image.id })?.layer else {
+            throw FWError(.notFound, "image \(image.id) has no layer", path: root.path)
+        }
+        return try root.podmanLayerDiffs(top, what: "image \(reference)")
+    }
+
+    /// The container's rw layer and its parents.
+    func layers(ofContainer container: ContainerInfo) throws -> [Layer] {
+        guard let layer = container.mountID else { throw FWError(.notFound, "container \(container.name) has no layer", path: root.path) }
+        return try root.podmanLayerDiffs(layer, what: "container \(container.name)")
     }
 }

@@ -12,13 +12,19 @@ public final class DataRoot {
     public let path: String
     public let engine: String
     var problems: [String] = []
+    /// The problems met deciding the store (an unreadable `containers/`...): every inspection starts with them.
+    private(set) var decisionProblems: [String] = []
     /// The containerd root serving this data-root when it uses the containerd image store
     /// (`<data-root>/containerd/daemon` as dockerd starts it, or a system `/var/lib/containerd`),
     /// or the data-root itself for containerd alone (k3s).
-    public var containerdRoot: DataRoot?
+    public private(set) var containerdRoot: DataRoot?
     /// `/mnt/data/.docker-use-containerd-snapshotter` (HAOS 17: dockerd gets
     /// `--feature containerd-snapshotter`) or `features.containerd-snapshotter` in daemon.json.
-    public var containerdFeature = false
+    public let containerdFeature: Bool
+    /// Which store holds the images and containers, decided once when the data-root is made.
+    public private(set) var store: StoreKind = .unknown
+    /// The report's `driver`: "overlay2", "containerd-snapshotter", "overlay" (Podman) or "unknown".
+    public private(set) var driver = "unknown"
 
     /// Size caps for the files read (configuration-sized JSON and id files).
     static let jsonLimit = 8 << 20
@@ -27,18 +33,52 @@ public final class DataRoot {
     static let maximumDepth = 256
     static let maximumLayers = 256
 
-    public init(reader: any FileSystemReader, inode: UInt64, path: String, engine: String) {
+    /// What a `DataRoot` is made for: a Docker data-root (with the system containerd's root, used
+    /// when it has no containerd of its own), containerd alone (its own containerd root), Podman's
+    /// store, or a helper reading a containerd root for the data-root it serves (no store of its own).
+    enum Role {
+        case dataRoot(systemContainerd: DataRoot?)
+        case containerdAlone
+        case podman
+        case helper
+    }
+
+    /// A data-root; `containerdFeature` as the locator finds it (the HAOS flag file).
+    public convenience init(reader: any FileSystemReader, inode: UInt64, path: String, engine: String, containerdFeature: Bool = false) {
+        self.init(reader: reader, inode: inode, path: path, engine: engine, role: .dataRoot(systemContainerd: nil),
+                  containerdFeature: containerdFeature)
+    }
+
+    init(reader: any FileSystemReader, inode: UInt64, path: String, engine: String, role: Role, containerdFeature: Bool = false) {
         self.reader = reader
         self.inode = inode
         self.path = path
         self.engine = engine
-        // dockerd's own containerd (`--feature containerd-snapshotter`): <data-root>/containerd/daemon.
-        let own = "containerd/daemon"
-        if let dir = entry(own, noteSymlinks: false), dir.metadata.type == .directory,
-           entry("\(own)/io.containerd.metadata.v1.bolt", noteSymlinks: false) != nil
-            || entry("\(own)/io.containerd.snapshotter.v1.overlayfs", noteSymlinks: false) != nil {
-            containerdRoot = DataRoot(reader: reader, inode: dir.inode, path: "\(path)/\(own)", engine: engine)
+        self.containerdFeature = containerdFeature
+        switch role {
+        case .helper:
+            return
+        case .podman:
+            (store, driver) = (.podman, "overlay")
+            return
+        case .containerdAlone:
+            containerdRoot = self
+            (store, driver) = (.containerd, "containerd-snapshotter")
+            return
+        case .dataRoot(let system):
+            containerdRoot = ownContainerdRoot() ?? system
         }
+        (store, driver) = decideStore()
+        decisionProblems = problems
+    }
+
+    /// dockerd's own containerd (`--feature containerd-snapshotter`): <data-root>/containerd/daemon.
+    private func ownContainerdRoot() -> DataRoot? {
+        let own = "containerd/daemon"
+        guard let dir = entry(own, noteSymlinks: false), dir.metadata.type == .directory,
+              entry("\(own)/io.containerd.metadata.v1.bolt", noteSymlinks: false) != nil
+                || entry("\(own)/io.containerd.snapshotter.v1.overlayfs", noteSymlinks: false) != nil else { return nil }
+        return DataRoot(reader: reader, inode: dir.inode, path: "\(path)/\(own)", engine: engine, role: .helper)
     }
 
     func problem(_ relative: String, _ message: String) {
@@ -135,54 +175,49 @@ public final class DataRoot {
         return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// A JSON object file; invalid or truncated JSON is a problem.
-    func json(_ relative: String) -> [String: Any]? {
+    /// A JSON file decoded as `T` (an object, or an array for containers/storage's records);
+    /// invalid or truncated JSON, or JSON of another kind, is a problem.
+    func json<T: Decodable>(_ relative: String, as type: T.Type = T.self, notThatKind: String = "is not a JSON object") -> T? {
         guard let bytes = file(relative, limit: Self.jsonLimit) else { return nil }
-        do {
-            guard let object = try JSONSerialization.jsonObject(with: Data(bytes), options: []) as? [String: Any] else {
-                problem(relative, "is not a JSON object")
-                return nil
-            }
-            return object
-        } catch {
+        switch JSONContent.decode(T.self, from: bytes) {
+        case .success(let value):
+            return value
+        case .failure(.wrongKind):
+            problem(relative, notThatKind)
+        case .failure(.invalid):
             problem(relative, "invalid JSON (\(bytes.count) bytes): truncated or malformed")
-            return nil
         }
+        return nil
     }
 
-    // MARK: Driver
+    // MARK: Store
 
-    public var driver: String {
-        let store = self.store
-        if store == "containerd" { return "containerd-snapshotter" }
-        if store == "podman" { return "overlay" }
-        if entry("overlay2") != nil || entry("image/overlay2") != nil { return "overlay2" }
-        return "unknown"
-    }
-
-    /// Which store holds the images and containers, decided per data-root: the containers'
-    /// `Driver` in config.v2.json first (overlayfs and the other containerd snapshotters mean the
-    /// containerd store), then the HAOS flag file / daemon.json feature, then the presence of
-    /// `overlay2/` + `image/overlay2/` (upgraded disks keep both), then a containerd root alone.
-    public var store: String {
-        if engine == "podman" { return "podman" }
+    /// Which store holds the images and containers, and the driver reported with it, decided per
+    /// data-root: the containers' `Driver` in config.v2.json first (overlayfs and the other
+    /// containerd snapshotters mean the containerd store), then the HAOS flag file / daemon.json
+    /// feature, then the presence of `overlay2/` + `image/overlay2/` (upgraded disks keep both),
+    /// then a containerd root alone. (Podman's store and containerd alone are decided by their role.)
+    private func decideStore() -> (StoreKind, driver: String) {
+        let overlay2 = { self.entry("overlay2") != nil || self.entry("image/overlay2") != nil ? "overlay2" : "unknown" }
         guard containerdRoot != nil else {
-            return entry("overlay2") != nil || entry("image/overlay2") != nil ? "overlay2" : "unknown"
+            let driver = overlay2()
+            return (driver == "overlay2" ? .overlay2 : .unknown, driver)
         }
-        if engine == "containerd" || engine == "k3s" { return "containerd" }
+        let containerd = (StoreKind.containerd, driver: "containerd-snapshotter")
         var drivers = Set<String>()
         for id in names("containers") {
             // Only a vote for the store: the container inventory reads the same file and reports it.
             guard let e = entry("containers/\(id)/config.v2.json"), e.metadata.type == .regular,
-                  let json = try? JSONSerialization.jsonObject(with: Data(reader.readSmallFile(e.inode, limit: Self.jsonLimit))) as? [String: Any],   // reported by the inventory
-                  let driver = json["Driver"] as? String else { continue }
+                  let bytes = try? reader.readSmallFile(e.inode, limit: Self.jsonLimit),   // reported by the inventory
+                  case .success(let config) = JSONContent.decode(DockerJSON.Container.self, from: bytes),
+                  let driver = config.driver else { continue }
             drivers.insert(driver)
         }
-        if drivers.contains("overlay2") && !drivers.contains(where: { $0 != "overlay2" }) { return "overlay2" }
-        if !drivers.isEmpty && !drivers.contains("overlay2") { return "containerd" }
-        if containerdFeature { return "containerd" }
-        if entry("overlay2") != nil && entry("image/overlay2") != nil { return "overlay2" }
-        return "containerd"
+        if drivers.contains("overlay2") && !drivers.contains(where: { $0 != "overlay2" }) { return (.overlay2, overlay2()) }
+        if !drivers.isEmpty && !drivers.contains("overlay2") { return containerd }
+        if containerdFeature { return containerd }
+        if entry("overlay2") != nil && entry("image/overlay2") != nil { return (.overlay2, "overlay2") }
+        return containerd
     }
 
     /// The layer directory `overlay2/<cache-id>/diff` as a Layer, or nil (with a problem).

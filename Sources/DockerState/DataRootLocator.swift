@@ -29,19 +29,24 @@ public enum DataRootLocator {
         var problems: [String] = []
         for (file, engine) in daemonFiles {
             guard let (layer, meta) = namespace.locate(NamespacePath(file)), meta.type == .regular else { continue }
+            let bytes: [UInt8]
             do {
-                let bytes = try layer.reader.readSmallFile(layer.inode, limit: 1 << 20)
-                guard let json = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
-                    problems.append("\(file): not a JSON object")
-                    continue
-                }
-                for key in ["data-root", "graph"] {
-                    if let path = json[key] as? String, path.hasPrefix("/") {
+                bytes = try layer.reader.readSmallFile(layer.inode, limit: 1 << 20)
+            } catch {
+                problems.append("\(file): invalid JSON or unreadable: \((error as? FWError)?.description ?? "truncated or malformed")")
+                continue
+            }
+            switch JSONContent.decode(DockerJSON.DaemonConfig.self, from: bytes) {
+            case .success(let config):
+                for (key, path) in [("data-root", config.dataRoot), ("graph", config.graph)] {
+                    if let path, path.hasPrefix("/") {
                         result.append(Candidate(path: path, engine: engine, source: "\(file) \(key)"))
                     }
                 }
-            } catch {
-                problems.append("\(file): invalid JSON or unreadable: \((error as? FWError)?.description ?? "truncated or malformed")")
+            case .failure(.wrongKind):
+                problems.append("\(file): not a JSON object")
+            case .failure(.invalid):
+                problems.append("\(file): invalid JSON or unreadable: truncated or malformed")
             }
         }
         for (unit, engine) in units {
@@ -155,8 +160,9 @@ public enum DataRootLocator {
             }
             let real = realPath(c.path, binds: binds)
             let engine = c.path.contains("balena") || real.contains("balena") ? "balena-engine" : c.engine
-            let root = DataRoot(reader: layer.reader, inode: layer.inode, path: real, engine: engine)
-            attachContainerd(root, dataRootPath: c.path, systemRoot: systemRoot, in: namespace, binds: binds)
+            let root = DataRoot(reader: layer.reader, inode: layer.inode, path: real, engine: engine,
+                                role: .dataRoot(systemContainerd: systemContainerd(systemRoot, engine: engine, in: namespace, binds: binds)),
+                                containerdFeature: containerdFlag(dataRootPath: c.path, realPath: real, in: namespace))
             found.append((root, [c.path], key))
         }
         // containerd alone (k3s, a system containerd no Docker data-root uses).
@@ -166,10 +172,8 @@ public enum DataRootLocator {
             else { continue }
             let key = "\(layer.filesystem.hashValue):\(layer.inode)"
             let real = realPath(path, binds: binds)
-            if found.contains(where: { $0.key == key || ($0.root.containerdRoot?.path == real && $0.root.store == "containerd") }) { continue }
-            let root = DataRoot(reader: layer.reader, inode: layer.inode, path: real, engine: engine)
-            root.containerdRoot = root
-            found.append((root, [path], key))
+            if found.contains(where: { $0.key == key || ($0.root.containerdRoot?.path == real && $0.root.store == .containerd) }) { continue }
+            found.append((DataRoot(reader: layer.reader, inode: layer.inode, path: real, engine: engine, role: .containerdAlone), [path], key))
         }
         for path in podmanRoots {
             guard let (layer, meta) = namespace.locate(NamespacePath(path)), meta.type == .directory,
@@ -177,7 +181,8 @@ public enum DataRootLocator {
                   names.contains("overlay-layers") || names.contains("overlay-containers") else { continue }
             let key = "\(layer.filesystem.hashValue):\(layer.inode)"
             if found.contains(where: { $0.key == key }) { continue }
-            found.append((DataRoot(reader: layer.reader, inode: layer.inode, path: realPath(path, binds: binds), engine: "podman"), [path], key))
+            found.append((DataRoot(reader: layer.reader, inode: layer.inode, path: realPath(path, binds: binds), engine: "podman", role: .podman),
+                          [path], key))
         }
         return (found.map { ($0.root, $0.foundVia) }, problems)
     }
@@ -205,19 +210,22 @@ public enum DataRootLocator {
         return fallback
     }
 
-    /// The containerd root a Docker data-root would use for the containerd image store:
-    /// `<data-root>/containerd/daemon` (dockerd's own containerd, HAOS 17), else the system
-    /// `/var/lib/containerd`; and the HAOS flag file `<parent of data-root>/.docker-use-containerd-snapshotter`.
-    static func attachContainerd(_ root: DataRoot, dataRootPath: String, systemRoot system: String, in namespace: NamespaceFileSystem,
-                                 binds: [(target: String, source: String)]) {
-        if root.containerdRoot == nil, let (_, meta) = namespace.locate(NamespacePath(system + "/io.containerd.metadata.v1.bolt")),
-           meta.type == .directory, let (dir, _) = namespace.locate(NamespacePath(system)) {
-            root.containerdRoot = DataRoot(reader: dir.reader, inode: dir.inode, path: realPath(system, binds: binds), engine: root.engine)
-        }
-        for base in Set([dataRootPath, root.path]) {
+    /// The system containerd's root (`/var/lib/containerd` or config.toml's `root`), which a Docker
+    /// data-root without a containerd of its own (`<data-root>/containerd/daemon`) uses for the
+    /// containerd image store; nil when it has no `io.containerd.metadata.v1.bolt/`.
+    static func systemContainerd(_ system: String, engine: String, in namespace: NamespaceFileSystem,
+                                 binds: [(target: String, source: String)]) -> DataRoot? {
+        guard let (_, meta) = namespace.locate(NamespacePath(system + "/io.containerd.metadata.v1.bolt")), meta.type == .directory,
+              let (dir, _) = namespace.locate(NamespacePath(system)) else { return nil }
+        return DataRoot(reader: dir.reader, inode: dir.inode, path: realPath(system, binds: binds), engine: engine, role: .helper)
+    }
+
+    /// The HAOS flag file `<parent of data-root>/.docker-use-containerd-snapshotter`, beside the
+    /// data-root as configured or as it really is.
+    static func containerdFlag(dataRootPath: String, realPath: String, in namespace: NamespaceFileSystem) -> Bool {
+        Set([dataRootPath, realPath]).contains { base in
             let parent = NamespacePath(base).components.dropLast()
-            let flag = NamespacePath(components: Array(parent) + [Array(".docker-use-containerd-snapshotter".utf8)])
-            if namespace.locate(flag) != nil { root.containerdFeature = true }
+            return namespace.locate(NamespacePath(components: Array(parent) + [Array(".docker-use-containerd-snapshotter".utf8)])) != nil
         }
     }
 

@@ -20,17 +20,18 @@ public struct DataRootReport: Sendable, Codable, Equatable {
     public var path: String
     /// Every path the data-root was found through (configuration, defaults, binds).
     public var foundVia: [String]
-    /// "overlay2", "containerd-snapshotter" or "unknown".
+    /// "overlay2", "containerd-snapshotter", "overlay" (Podman) or "unknown".
     public var driver: String
-    /// "docker" or "balena-engine".
+    /// "docker", "balena-engine", "containerd", "k3s" or "podman".
     public var engine: String
     public var images: [ImageInfo]
     public var containers: [ContainerInfo]
     public var volumes: [VolumeInfo]
     public var integrity: Integrity
     public var summary: Summary
-    /// Where images and containers are kept: "overlay2" (Docker's graph driver), "containerd"
-    /// (Docker 29's containerd image store, or containerd alone) or "unknown".
+    /// Where images and containers are kept: a `StoreKind`'s raw value, "overlay2" (Docker's graph
+    /// driver), "containerd" (Docker 29's containerd image store, or containerd alone), "podman" or
+    /// "unknown". A string, so the JSON and the facade's API stay as they were.
     public var store: String = "overlay2"
     /// The containerd root read for a containerd store ("/mnt/data/docker/containerd/daemon").
     public var containerdRoot: String? = nil

@@ -302,10 +302,9 @@ struct DataRootTests {
         if let driver {
             fs.addFile("containers/\(String(repeating: "a", count: 64))/config.v2.json", "{\"Driver\": \"\(driver)\"}")
         }
-        let root = DataRoot(reader: fs, inode: fs.rootInode, path: "/mnt/data/docker", engine: "docker")
-        root.containerdFeature = flag
+        let root = DataRoot(reader: fs, inode: fs.rootInode, path: "/mnt/data/docker", engine: "docker", containerdFeature: flag)
         #expect(root.containerdRoot?.path == "/mnt/data/docker/containerd/daemon")
-        #expect(root.store == expected)
+        #expect(root.store.rawValue == expected)
         #expect(root.inspect(countMarkers: false).store == expected)
     }
 
@@ -322,7 +321,47 @@ struct DataRootTests {
             let (roots, _) = DataRootLocator.locate(in: ns)
             let found = try #require(roots.first?.root)
             #expect(found.containerdFeature == flag)
-            #expect(found.store == (flag ? "containerd" : "overlay2"))
+            #expect(found.store == (flag ? .containerd : .overlay2))
         }
+    }
+
+    /// The JSON is decoded as JSONSerialization + `as?` read it before the Codable types: a field
+    /// of another type is absent, an element of another type left out, a number truncated, 0/1
+    /// read as a boolean; only a file that is not JSON, or not an object, is a problem.
+    @Test("Tolerant decoding: odd fields are absent, malformed files are problems with the same messages")
+    func tolerantDecoding() throws {
+        let fs = MemoryFileSystem()
+        fs.addDirectory("overlay2/l")
+        fs.addDirectory("image/overlay2/layerdb/sha256")
+        fs.addFile("image/overlay2/repositories.json", "{\"Repositories\": []}")
+        let ids = ["a", "b", "c", "d"].map { String(repeating: $0, count: 64) }
+        fs.addFile("containers/\(ids[0])/config.v2.json", """
+            {"ID": 5, "Name": "/odd", "Image": "", "Args": ["a", 1, null, "b"], "Driver": "overlay2",
+             "Config": {"Cmd": "not an array", "Labels": {"x": "y", "n": 3}},
+             "State": {"Running": 1, "ExitCode": 2.7, "StartedAt": "2024-01-01T00:00:00Z"}, "RestartCount": "x"}
+            """)
+        fs.addFile("containers/\(ids[0])/hostconfig.json", "{\"RestartPolicy\": \"always\"}")
+        fs.addFile("containers/\(ids[1])/config.v2.json", "[1, 2]")
+        fs.addFile("containers/\(ids[2])/config.v2.json", "{\"ID\": ")
+        fs.addFile("containers/\(ids[3])/config.v2.json", "5")
+        let root = DataRoot(reader: fs, inode: fs.rootInode, path: "/dr", engine: "docker")
+        #expect(root.store == .overlay2 && root.driver == "overlay2")
+        let report = root.inspect()
+        #expect(report.store == StoreKind.overlay2.rawValue)
+        let odd = try #require(report.containers.first)
+        #expect(report.containers.count == 1)
+        #expect(odd.id == ids[0] && odd.name == "odd" && odd.args == ["a", "b"] && odd.cmd == nil && odd.labels == ["x": "y"])
+        #expect(odd.running && odd.state == "running" && odd.exitCode == 2 && odd.restartCount == 0 && odd.restartPolicy == nil)
+        let problems = report.integrity.problems
+        #expect(problems.contains("/dr/image/overlay2/repositories.json: has no Repositories object"))
+        #expect(problems.contains("/dr/containers/\(ids[1])/config.v2.json: is not a JSON object"))
+        #expect(problems.contains("/dr/containers/\(ids[2])/config.v2.json: invalid JSON (7 bytes): truncated or malformed"))
+        #expect(problems.contains("/dr/containers/\(ids[3])/config.v2.json: invalid JSON (1 bytes): truncated or malformed"))
+        #expect(!problems.contains { $0.contains(ids[0]) && !$0.contains("layerdb/mounts") }, "\(problems)")
+    }
+
+    @Test("The report's store strings are StoreKind's raw values")
+    func storeKindStrings() {
+        #expect(StoreKind.allCases.map(\.rawValue) == ["overlay2", "containerd", "podman", "unknown"])
     }
 }
