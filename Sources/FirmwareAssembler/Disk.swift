@@ -96,10 +96,11 @@ public final class Disk: Sendable {
     /// 0x4) for a filesystem libblkid called ext2/ext3/ext4 at `offset`; false for other types or
     /// when the superblock cannot be read (inspect reports, it does not fail on this).
     private func needsRecovery(at offset: UInt64, type: String?) -> Bool {
+        // s_magic at 56 (0xEF53, little-endian), s_feature_incompat at 0x60.
         guard let type, type.hasPrefix("ext"),
-              let magic = try? source.bytes(at: offset + 1024 + 56, count: 2), magic == [0x53, 0xEF],  // unreadable: reported as not needing it
-              let incompat = try? source.bytes(at: offset + 1024 + 0x60, count: 1) else { return false }  // idem
-        return incompat[0] & 0x4 != 0
+              let sb = try? source.bytes(at: offset + 1024, count: 0x61),  // unreadable: reported as not needing it
+              sb[56] == 0x53, sb[57] == 0xEF else { return false }
+        return sb[0x60] & 0x4 != 0
     }
 
     /// Parses the partition table and probes every partition with libblkid. Problems that leave
