@@ -13,6 +13,28 @@ public protocol Decompressor: Sendable {
 }
 
 extension Decompressor {
+    /// The checks every block decoder makes before it calls its C library: a block that is not
+    /// empty and room for output. Returns their base addresses.
+    func buffers(_ input: UnsafeRawBufferPointer, _ output: UnsafeMutableRawBufferPointer) throws
+        -> (source: UnsafeRawPointer, destination: UnsafeMutableRawPointer) {
+        guard let src = input.baseAddress, input.count > 0 else {
+            throw FWError.corrupt("\(name): empty compressed block")
+        }
+        guard let dst = output.baseAddress, output.count > 0 else {
+            throw FWError.corrupt("\(name): no room for output")
+        }
+        return (src, dst)
+    }
+
+    /// The block's and the output's lengths in the C library's length type, or `.limitExceeded`.
+    func lengths<Length: FixedWidthInteger>(_ input: UnsafeRawBufferPointer, _ output: UnsafeMutableRawBufferPointer,
+                                            as: Length.Type) throws -> (input: Length, output: Length) {
+        guard let inputLength = Length(exactly: input.count), let outputLength = Length(exactly: output.count) else {
+            throw FWError(.limitExceeded, "\(name): block of \(input.count) bytes is too large")
+        }
+        return (inputLength, outputLength)
+    }
+
     /// Convenience over arrays, for tests and small metadata blocks.
     public func decompress(_ input: [UInt8], maximumOutput: Int) throws -> [UInt8] {
         var output = [UInt8](repeating: 0, count: maximumOutput)

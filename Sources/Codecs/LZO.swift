@@ -17,15 +17,8 @@ public struct LZO: Decompressor {
         guard LZO.initialised else {
             throw FWError(.io, "lzo: lzo_init() failed (liblzo2 built for another ABI)")
         }
-        guard let src = input.baseAddress, input.count > 0 else {
-            throw FWError.corrupt("lzo: empty compressed block")
-        }
-        guard let dst = output.baseAddress, output.count > 0 else {
-            throw FWError.corrupt("lzo: no room for output")
-        }
-        guard let inputLength = lzo_uint(exactly: input.count), let outputLength = lzo_uint(exactly: output.count) else {
-            throw FWError(.limitExceeded, "lzo: block of \(input.count) bytes is too large")
-        }
+        let (src, dst) = try buffers(input, output)
+        let (inputLength, outputLength) = try lengths(input, output, as: lzo_uint.self)
         var written = outputLength
         let ret = lzo1x_decompress_safe(src.assumingMemoryBound(to: UInt8.self), inputLength,
                                         dst.assumingMemoryBound(to: UInt8.self), &written, nil)

@@ -16,12 +16,7 @@ public struct XZ: Decompressor {
     public init() {}
 
     public func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard let src = input.baseAddress, input.count > 0 else {
-            throw FWError.corrupt("xz: empty compressed block")
-        }
-        guard let dst = output.baseAddress, output.count > 0 else {
-            throw FWError.corrupt("xz: no room for output")
-        }
+        let (src, dst) = try buffers(input, output)
         var memlimit = XZ.memoryLimit
         var inPos = 0
         var outPos = 0
@@ -49,12 +44,7 @@ public struct LegacyLZMA: Decompressor {
     public init() {}
 
     public func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard let src = input.baseAddress, input.count > 0 else {
-            throw FWError.corrupt("lzma: empty compressed block")
-        }
-        guard let dst = output.baseAddress, output.count > 0 else {
-            throw FWError.corrupt("lzma: no room for output")
-        }
+        let (src, dst) = try buffers(input, output)
         let stream = UnsafeMutablePointer<lzma_stream>.allocate(capacity: 1)
         stream.initialize(to: lzma_stream())
         defer {

@@ -13,15 +13,8 @@ public struct Zlib: Decompressor {
     public init() {}
 
     public func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard let src = input.baseAddress, input.count > 0 else {
-            throw FWError.corrupt("gzip: empty compressed block")
-        }
-        guard let dst = output.baseAddress, output.count > 0 else {
-            throw FWError.corrupt("gzip: no room for output")
-        }
-        guard let inputLength = uLong(exactly: input.count), let outputLength = uLong(exactly: output.count) else {
-            throw FWError(.limitExceeded, "gzip: block of \(input.count) bytes is too large")
-        }
+        let (src, dst) = try buffers(input, output)
+        let (inputLength, outputLength) = try lengths(input, output, as: uLong.self)
         var destLen = outputLength
         var sourceLen = inputLength
         let ret = uncompress2(dst.assumingMemoryBound(to: Bytef.self), &destLen,

@@ -11,12 +11,7 @@ public struct Zstd: Decompressor {
     public init() {}
 
     public func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard let src = input.baseAddress, input.count > 0 else {
-            throw FWError.corrupt("zstd: empty compressed block")
-        }
-        guard let dst = output.baseAddress, output.count > 0 else {
-            throw FWError.corrupt("zstd: no room for output")
-        }
+        let (src, dst) = try buffers(input, output)
         let ret = ZSTD_decompress(dst, output.count, src, input.count)
         if ZSTD_isError(ret) != 0 {
             let reason = ZSTD_getErrorName(ret).map { String(cString: $0) } ?? "unknown error"

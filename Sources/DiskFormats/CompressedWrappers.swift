@@ -214,50 +214,14 @@ enum CompressedWrappers {
 
     // MARK: tar (OVA)
 
-    /// The regular files of a tar archive (ustar, GNU and pax size records), as slices.
+    /// The regular files of a tar archive (ustar, GNU and pax headers), as slices.
     static func tarEntries(_ source: any ByteSource) throws -> [(name: String, data: SliceSource)] {
         var result: [(String, SliceSource)] = []
-        var offset: UInt64 = 0
-        var paxSize: UInt64? = nil
-        var count = 0
-        while offset + 512 <= source.size {
-            count += 1
-            guard count <= 100_000 else { throw FWError(.limitExceeded, "tar: more than 100000 entries", disk: source.name) }
-            let header = try source.bytes(at: offset, count: 512)
-            if header.allSatisfy({ $0 == 0 }) { break }
-            let h = ByteCursor(header, context: "tar header at offset \(offset)")
-            let nameBytes = try h.array(at: 0, count: 100).prefix { $0 != 0 }
-            let name = String(decoding: nameBytes, as: UTF8.self)
-            let sizeField = try h.array(at: 124, count: 12)
-            var size: UInt64 = 0
-            if sizeField[0] & 0x80 != 0 {
-                for b in sizeField[4...] { size = try checkedMultiply(size, 256, "tar size", disk: source.name) | UInt64(b) }
-            } else {
-                for b in sizeField where b >= 0x30 && b <= 0x37 {
-                    size = try checkedAdd(try checkedMultiply(size, 8, "tar size", disk: source.name), UInt64(b - 0x30), "tar size", disk: source.name)
-                }
-            }
-            let type = try h.u8(at: 156)
-            let dataOffset = offset + 512
-            if type == UInt8(ascii: "x") {
-                // pax extended header: "LEN size=N\n" records.
-                guard size <= 1 << 20 else { throw FWError(.limitExceeded, "tar: pax header of \(size) bytes", disk: source.name) }
-                let text = String(decoding: try source.bytes(at: dataOffset, count: Int(size)), as: UTF8.self)
-                for line in text.split(separator: "\n") {
-                    // "LEN key=value"
-                    guard let space = line.firstIndex(of: " ") else { continue }
-                    let record = line[line.index(after: space)...]
-                    if record.hasPrefix("size=") { paxSize = UInt64(record.dropFirst(5)) }
-                }
-            } else if type == 0 || type == UInt8(ascii: "0") || type == UInt8(ascii: "7") {
-                if let p = paxSize { size = p }
-                result.append((name, try source.slice(offset: dataOffset, length: size, name: "\(source.name) (\(name))")))
-                paxSize = nil
-            } else {
-                paxSize = nil
-            }
-            let blocks = try checkedAdd(size, 511, "tar size", disk: source.name) / 512
-            offset = try checkedAdd(dataOffset, try checkedMultiply(blocks, 512, "tar size", disk: source.name), "tar offset", disk: source.name)
+        var members = TarMembers(source: source, maximumHeaders: 100_000, errorPrefix: "tar: ")
+        while let member = try members.next() {
+            guard member.header.isRegularFile else { continue }
+            let name = String(decoding: member.path, as: UTF8.self)
+            result.append((name, try source.slice(offset: member.dataOffset, length: member.size, name: "\(source.name) (\(name))")))
         }
         return result
     }

@@ -103,11 +103,7 @@ final class ConcatSource: DiskContainerSource {
     }
 
     func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard offset < size else { return 0 }
-        let total = Int(min(UInt64(buffer.count), size - offset))
-        var done = 0
-        while done < total {
-            let pos = offset + UInt64(done)
+        try readInPieces(size: size, at: offset, into: buffer) { pos, rest in
             // Last part starting at or before pos.
             var lo = 0, hi = parts.count - 1
             while lo < hi {
@@ -116,12 +112,11 @@ final class ConcatSource: DiskContainerSource {
             }
             let part = parts[lo]
             let within = pos - part.start
-            guard within < part.source.size else { break }
-            let n = Int(min(UInt64(total - done), part.source.size - within))
-            try part.source.readExactly(at: within, into: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + n)]))
-            done += n
+            guard within < part.source.size else { return 0 }
+            let n = Int(min(UInt64(rest.count), part.source.size - within))
+            try part.source.readExactly(at: within, into: UnsafeMutableRawBufferPointer(rebasing: rest[0..<n]))
+            return n
         }
-        return done
     }
 }
 

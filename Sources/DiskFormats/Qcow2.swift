@@ -335,15 +335,11 @@ final class Qcow2Image: DiskContainerSource {
     }
 
     func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard offset < size else { return 0 }
-        let total = Int(min(UInt64(buffer.count), size - offset))
-        var done = 0
-        while done < total {
-            let pos = offset + UInt64(done)
+        try readInPieces(size: size, at: offset, into: buffer) { pos, rest in
             let vcluster = pos >> UInt64(clusterBits)
             let within = Int(pos & UInt64(clusterSize - 1))
-            var n = min(total - done, clusterSize - within)
-            let out = { (count: Int) in UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + count)]) }
+            var n = min(rest.count, clusterSize - within)
+            let out = { (count: Int) in UnsafeMutableRawBufferPointer(rebasing: rest[0..<count]) }
             switch try mapping(ofCluster: vcluster) {
             case .unallocated:
                 try readBacking(at: pos, into: out(n))
@@ -368,8 +364,7 @@ final class Qcow2Image: DiskContainerSource {
                     try readBacking(at: pos, into: out(n))
                 }
             }
-            done += n
+            return n
         }
-        return done
     }
 }

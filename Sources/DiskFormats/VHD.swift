@@ -11,15 +11,11 @@ enum BlockLocation {
 func readBlockMapped(file: any ByteSource, size: UInt64, blockSize: UInt64, what: String,
                      at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer,
                      locate: (UInt64) throws -> BlockLocation) throws -> Int {
-    guard offset < size else { return 0 }
-    let total = Int(min(UInt64(buffer.count), size - offset))
-    var done = 0
-    while done < total {
-        let pos = offset + UInt64(done)
+    try readInPieces(size: size, at: offset, into: buffer) { pos, rest in
         let block = pos / blockSize
         let within = pos % blockSize
-        let n = Int(min(UInt64(total - done), blockSize - within))
-        let out = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + n)])
+        let n = Int(min(UInt64(rest.count), blockSize - within))
+        let out = UnsafeMutableRawBufferPointer(rebasing: rest[0..<n])
         switch try locate(block) {
         case .zero:
             zeroFill(out)
@@ -31,9 +27,8 @@ func readBlockMapped(file: any ByteSource, size: UInt64, blockSize: UInt64, what
                 throw FWError(error.code, "\(what) block \(block) at offset \(host): \(error.message)", disk: file.name, cause: error)
             }
         }
-        done += n
+        return n
     }
-    return done
 }
 
 /// A VHD (Virtual PC) image: fixed (raw data + a 512-byte footer) or dynamic (BAT of 4-byte

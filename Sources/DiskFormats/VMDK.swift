@@ -120,15 +120,11 @@ final class VMDKSparseExtent: DiskContainerSource {
     }
 
     func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard offset < size else { return 0 }
-        let total = Int(min(UInt64(buffer.count), size - offset))
-        var done = 0
-        while done < total {
-            let pos = offset + UInt64(done)
+        try readInPieces(size: size, at: offset, into: buffer) { pos, rest in
             let grain = pos / grainBytes
             let within = Int(pos % grainBytes)
-            let n = min(total - done, Int(grainBytes) - within)
-            let out = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + n)])
+            let n = min(rest.count, Int(grainBytes) - within)
+            let out = UnsafeMutableRawBufferPointer(rebasing: rest[0..<n])
             let entry = try grainEntry(grain)
             if entry <= 1 {
                 zeroFill(out)
@@ -143,9 +139,8 @@ final class VMDKSparseExtent: DiskContainerSource {
                     throw FWError(error.code, "VMDK grain \(grain) at offset \(UInt64(entry) * 512): \(error.message)", disk: name, cause: error)
                 }
             }
-            done += n
+            return n
         }
-        return done
     }
 }
 

@@ -108,6 +108,23 @@ public final class SliceSource: ByteSource {
     }
 }
 
+/// The read loop of a source made of pieces (extents, clusters, grains, blocks, cached chunks):
+/// the request is clamped to `size`, then `piece(position, rest)` fills the start of `rest` (the
+/// part of the buffer still to fill, for the bytes from `position` on) and returns how many
+/// bytes it filled. A piece that fills nothing ends the read short. Returns the bytes read.
+public func readInPieces(size: UInt64, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer,
+                         _ piece: (_ position: UInt64, _ rest: UnsafeMutableRawBufferPointer) throws -> Int) rethrows -> Int {
+    guard offset < size else { return 0 }
+    let total = Int(min(UInt64(buffer.count), size - offset))
+    var done = 0
+    while done < total {
+        let n = try piece(offset + UInt64(done), UnsafeMutableRawBufferPointer(rebasing: buffer[done..<total]))
+        guard n > 0 else { break }
+        done += n
+    }
+    return done
+}
+
 /// Bytes held in memory: tests, fuzzing, and small embedded images.
 public final class MemorySource: ByteSource {
     public let bytes: [UInt8]

@@ -63,20 +63,15 @@ final class FileByteSource: ByteSource, @unchecked Sendable {
     }
 
     func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard offset < size else { return 0 }
-        let want = Int(min(UInt64(buffer.count), size - offset))
-        var done = 0
-        while done < want {
-            let at = offset + UInt64(done)
+        try readInPieces(size: size, at: offset, into: buffer) { at, rest in
             let c = try chunk(at / UInt64(Self.chunk))
             let inChunk = Int(at % UInt64(Self.chunk))
-            guard inChunk < c.count else { break }
-            let n = min(want - done, c.count - inChunk)
+            guard inChunk < c.count else { return 0 }
+            let n = min(rest.count, c.count - inChunk)
             c.withUnsafeBytes { src in
-                UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + n)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: src[inChunk..<(inChunk + n)]))
+                UnsafeMutableRawBufferPointer(rebasing: rest[0..<n]).copyMemory(from: UnsafeRawBufferPointer(rebasing: src[inChunk..<(inChunk + n)]))
             }
-            done += n
+            return n
         }
-        return done
     }
 }

@@ -175,6 +175,65 @@ final class ZMap {
     /// 4-byte records in 8-byte packs of 2. Each pack holds `encodebits`-bit fields (type in
     /// the two bits above `lobits`) and ends with the 32-bit block address of its first head.
     private func loadCompact(_ lcn: UInt64) throws -> Lcluster {
+        let (pack, i) = try compactPack(of: lcn)
+        let (lo, type) = pack.record(i)
+        var m = Lcluster(lcn: lcn, type: type, clusterOffset: 0, nextPackOffset: pack.end)
+        if type == .nonhead {
+            m.clusterOffset = 1 << lclusterBits
+            if lo & Self.cblkcnt != 0 {
+                guard advise.contains(.bigPcluster1) else {
+                    throw FWError.corrupt("erofs inode \(inode.nid): compressed block count in lcluster \(lcn) without big pclusters")
+                }
+                m.compressedBlocks = UInt64(lo & ~Self.cblkcnt)
+                m.lookback = 1
+            } else if i + 1 != pack.recordCount {
+                m.lookback = UInt64(lo)
+            } else {
+                // The pack's last record keeps delta[1]; delta[0] comes from the one before.
+                let previous = pack.record(i - 1)
+                var d: UInt32 = 0
+                if previous.type == .nonhead { d = previous.lo & Self.cblkcnt != 0 ? 1 : previous.lo }
+                m.lookback = UInt64(d) + 1
+            }
+            return m
+        }
+        m.clusterOffset = UInt64(lo)
+        // pblk = the pack's 32-bit base (its last 4 bytes) + nblk, as the kernel counts it.
+        let blocks = try headBlocks(before: i, in: pack, lcn: lcn)
+        m.block = try pack.baseBlock() + blocks
+        return m
+    }
+
+    /// One pack of compacted index records, as read.
+    private struct CompactPack {
+        let bytes: [UInt8]
+        /// Where the pack starts and ends in the image.
+        let start: UInt64
+        var end: UInt64 { start + UInt64(bytes.count) }
+        /// Records in the pack (`vcnt`), bits per record (`encodebits`) and low bits of a record
+        /// below its type (`lobits`).
+        let recordCount: Int
+        let encodeBits: Int
+        let lowBits: Int
+
+        /// Record `i`: its low bits (clusterofs, or a NONHEAD's delta) and its type.
+        func record(_ i: Int) -> (lo: UInt32, type: LclusterType) {
+            let bit = encodeBits * i
+            var v: UInt32 = 0
+            for k in 0..<4 where bit / 8 + k < bytes.count { v |= UInt32(bytes[bit / 8 + k]) << (8 * k) }
+            v >>= UInt32(bit & 7)
+            let lo = v & ((1 << UInt32(lowBits)) - 1)
+            return (lo, LclusterType(rawValue: UInt8((v >> UInt32(lowBits)) & 3)) ?? .plain)
+        }
+
+        /// The 32-bit block address in the pack's last 4 bytes.
+        func baseBlock() throws -> UInt64 {
+            UInt64(try ByteCursor(bytes, context: "erofs index pack").u32le(at: bytes.count - 4))
+        }
+    }
+
+    /// The pack holding lcluster `lcn`'s compacted record, read, and the record's index in it.
+    private func compactPack(of lcn: UInt64) throws -> (pack: CompactPack, index: Int) {
         let base = headerPosition + 8
         let initial4B = ((32 - base % 32) / 4) & 7
         var compacted2B: UInt64 = 0
@@ -205,76 +264,45 @@ final class ZMap {
         }
         let packSize = UInt64(vcnt) << shift
         let packStart = position / packSize * packSize
-        let pack = try reader.read(at: packStart, count: Int(packSize), "erofs inode \(inode.nid) index pack of lcluster \(lcn)")
-        let lobits = max(Int(lclusterBits), 12)
-        let encodeBits = (Int(packSize) - 4) * 8 / vcnt
-        var i = Int((position - packStart) >> shift)
-        let bigPcluster = advise.contains(.bigPcluster1)
+        let bytes = try reader.read(at: packStart, count: Int(packSize), "erofs inode \(inode.nid) index pack of lcluster \(lcn)")
+        let pack = CompactPack(bytes: bytes, start: packStart, recordCount: vcnt, encodeBits: (Int(packSize) - 4) * 8 / vcnt,
+                               lowBits: max(Int(lclusterBits), 12))
+        return (pack, Int((position - packStart) >> shift))
+    }
 
-        func decode(_ i: Int) -> (lo: UInt32, type: LclusterType) {
-            let bit = encodeBits * i
-            var v: UInt32 = 0
-            for k in 0..<4 where bit / 8 + k < pack.count { v |= UInt32(pack[bit / 8 + k]) << (8 * k) }
-            v >>= UInt32(bit & 7)
-            let lo = v & ((1 << UInt32(lobits)) - 1)
-            return (lo, LclusterType(rawValue: UInt8((v >> UInt32(lobits)) & 3)) ?? .plain)
-        }
-
-        var (lo, type) = decode(i)
-        var m = Lcluster(lcn: lcn, type: type, clusterOffset: 0, nextPackOffset: packStart + packSize)
-        if type == .nonhead {
-            m.clusterOffset = 1 << lclusterBits
-            if lo & Self.cblkcnt != 0 {
-                guard bigPcluster else {
-                    throw FWError.corrupt("erofs inode \(inode.nid): compressed block count in lcluster \(lcn) without big pclusters")
-                }
-                m.compressedBlocks = UInt64(lo & ~Self.cblkcnt)
-                m.lookback = 1
-            } else if i + 1 != vcnt {
-                m.lookback = UInt64(lo)
-            } else {
-                // The pack's last record keeps delta[1]; delta[0] comes from the one before.
-                let previous = decode(i - 1)
-                var d: UInt32 = 0
-                if previous.type == .nonhead { d = previous.lo & Self.cblkcnt != 0 ? 1 : previous.lo }
-                m.lookback = UInt64(d) + 1
-            }
-            return m
-        }
-        m.clusterOffset = UInt64(lo)
-        // The head's block: the pack's base block plus the blocks of the heads before it.
+    /// The blocks of the pclusters of the heads before record `i` of `pack` (plus one without
+    /// big pclusters): the head's block is the pack's base block plus these.
+    private func headBlocks(before index: Int, in pack: CompactPack, lcn: UInt64) throws -> UInt64 {
+        var i = index
         var blocks: UInt64 = 0
-        if !bigPcluster {
+        if !advise.contains(.bigPcluster1) {
             blocks = 1
             while i > 0 {
                 i -= 1
-                (lo, type) = decode(i)
+                let (lo, type) = pack.record(i)
                 if type == .nonhead { i -= Int(lo) }
                 if i >= 0 { blocks += 1 }
             }
-        } else {
-            while i > 0 {
-                i -= 1
-                (lo, type) = decode(i)
-                if type == .nonhead {
-                    if lo & Self.cblkcnt != 0 {
-                        i -= 1
-                        blocks += UInt64(lo & ~Self.cblkcnt)
-                        continue
-                    }
-                    guard lo > 1 else {
-                        throw FWError.corrupt("erofs inode \(inode.nid): bad lookback distance in the index pack of lcluster \(lcn)")
-                    }
-                    i -= Int(lo) - 2
+            return blocks
+        }
+        while i > 0 {
+            i -= 1
+            let (lo, type) = pack.record(i)
+            if type == .nonhead {
+                if lo & Self.cblkcnt != 0 {
+                    i -= 1
+                    blocks += UInt64(lo & ~Self.cblkcnt)
                     continue
                 }
-                blocks += 1
+                guard lo > 1 else {
+                    throw FWError.corrupt("erofs inode \(inode.nid): bad lookback distance in the index pack of lcluster \(lcn)")
+                }
+                i -= Int(lo) - 2
+                continue
             }
+            blocks += 1
         }
-        // pblk = the pack's 32-bit base (its last 4 bytes) + nblk, as the kernel counts it.
-        let base32 = UInt64(try ByteCursor(pack, context: "erofs index pack").u32le(at: Int(packSize) - 4))
-        m.block = base32 + blocks
-        return m
+        return blocks
     }
 
     // MARK: Extents

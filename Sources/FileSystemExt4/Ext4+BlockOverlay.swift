@@ -124,31 +124,26 @@ final class OverlaySource: ByteSource, @unchecked Sendable {
     }
 
     func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard offset < size else { return 0 }
-        let total = Int(min(UInt64(buffer.count), size - offset))
         let blockSize = UInt64(overlay.blockSize)
-        var done = 0
-        while done < total {
-            let position = offset + UInt64(done)
+        var baseEnded = false
+        return try readInPieces(size: size, at: offset, into: buffer) { position, rest in
+            guard !baseEnded else { return 0 }
             let block = position / blockSize
             let within = Int(position % blockSize)
-            let chunk = min(total - done, Int(blockSize) - within)
-            let part = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + chunk)])
-            if try overlay.read(block, from: within, into: part) {
-                done += chunk
-                continue
+            let chunk = min(rest.count, Int(blockSize) - within)
+            if try overlay.read(block, from: within, into: UnsafeMutableRawBufferPointer(rebasing: rest[0..<chunk])) {
+                return chunk
             }
             // Join the run of blocks that are not replayed into one read of the base.
             var run = chunk
             var next = block + 1
-            while done + run < total, !overlay.contains(next) {
-                run = min(total - done, run + Int(blockSize))
+            while run < rest.count, !overlay.contains(next) {
+                run = min(rest.count, run + Int(blockSize))
                 next += 1
             }
-            let got = try base.read(at: position, into: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + run)]))
-            done += got
-            if got < run { return done }
+            let got = try base.read(at: position, into: UnsafeMutableRawBufferPointer(rebasing: rest[0..<run]))
+            baseEnded = got < run
+            return got
         }
-        return done
     }
 }

@@ -40,134 +40,105 @@ public final class TarReader: FileSystemReader {
     // MARK: Index
 
     private func index(ociWhiteouts: Bool) throws {
-        var offset: UInt64 = 0
-        var pax: [String: [UInt8]] = [:]
-        var longName: [UInt8]?, longLink: [UInt8]?
-        var count = 0
-        while offset + 512 <= source.size {
-            let h = try source.bytes(at: offset, count: 512)
-            if h.allSatisfy({ $0 == 0 }) { break }
-            count += 1
-            entryCount = count
-            guard count <= Self.maximumEntries else { throw error("more than \(Self.maximumEntries) entries") }
-            let stored = Self.octal(h[148..<156])
-            let sum = h.enumerated().reduce(UInt64(0)) { $0 + UInt64(148..<156 ~= $1.offset ? 0x20 : $1.element) }
-            guard stored == sum else { throw error("header at offset \(offset): checksum \(stored.map(String.init) ?? "?") != \(sum)") }
-            let type = h[156]
-            guard var size = Self.number(h[124..<136]) else { throw error("header at offset \(offset): bad size field") }
-            if let s = pax["size"].flatMap({ UInt64(String(decoding: $0, as: UTF8.self)) }) { size = s }
-            let data = offset + 512
-            let (padded, overflow) = size.addingReportingOverflow((512 - size % 512) % 512)
-            guard !overflow, data <= source.size, padded <= source.size - data else {
-                throw error("entry at offset \(offset): \(size) bytes of data run past the end of the archive")
-            }
-            offset = data + padded
-            func payload() throws -> [UInt8] {
-                guard size <= 1 << 20 else { throw error("extended header of \(size) bytes at offset \(data)") }
-                return try source.bytes(at: data, count: Int(size))
-            }
-            switch type {
-            case UInt8(ascii: "x"):
-                pax = Self.parsePax(try payload())
-                continue
-            case UInt8(ascii: "g"):
-                continue
-            case UInt8(ascii: "L"):
-                longName = Array(try payload().prefix { $0 != 0 })
-                continue
-            case UInt8(ascii: "K"):
-                longLink = Array(try payload().prefix { $0 != 0 })
-                continue
-            default:
-                break
-            }
-            var path = pax["path"] ?? longName ?? Self.string(h[0..<100])
-            if pax["path"] == nil, longName == nil, h[257..<262].elementsEqual("ustar".utf8) {
-                let prefix = Self.string(h[345..<500])
-                if !prefix.isEmpty { path = prefix + [0x2F] + path }
-            }
-            let link = pax["linkpath"] ?? longLink ?? Self.string(h[157..<257])
-            let entryPax = pax
-            pax = [:]; longName = nil; longLink = nil
-            guard let components = Self.components(path) else {
-                problems.append("entry \(String(decoding: path, as: UTF8.self)): unsafe path (..); skipped")
+        var members = TarMembers(source: source, maximumHeaders: Self.maximumEntries, limitCode: .corrupt, errorPath: sourceName)
+        defer { entryCount = members.headerCount }
+        while let member = try members.next() {
+            guard let components = Self.components(member.path) else {
+                problems.append("entry \(String(decoding: member.path, as: UTF8.self)): unsafe path (..); skipped")
                 continue
             }
-            guard !components.isEmpty else {
-                if type == UInt8(ascii: "5") { nodes[1]?.metadata = metadata(h, pax: entryPax, type: .directory, size: 0, inode: 1) }
+            guard let last = components.last else {
+                if member.type == UInt8(ascii: "5") { nodes[1]?.metadata = metadata(member, type: .directory, size: 0, inode: 1) }
                 continue
             }
             let parent = ensureDirectory(Array(components.dropLast()))
-            var name = components[components.count - 1]
-            if ociWhiteouts, name.starts(with: Array(".wh.".utf8)) {
-                if name == Array(".wh..wh..opq".utf8) {
-                    nodes[parent]?.metadata.xattrs.removeAll { $0.name == "trusted.overlay.opaque" }
-                    nodes[parent]?.metadata.xattrs.append(ExtendedAttribute(name: "trusted.overlay.opaque", value: [0x79]))
-                    continue
-                }
-                name = Array(name.dropFirst(4))
-                let inode = UInt64(nodes.count + 1)
-                var m = metadata(h, pax: entryPax, type: .characterDevice, size: 0, inode: inode)
-                m.device = DeviceNumber(major: 0, minor: 0)
-                nodes[inode] = Node(metadata: m)
-                nodes[parent]?.children[name] = inode
-                continue
+            if ociWhiteouts, last.starts(with: Array(".wh.".utf8)) {
+                addWhiteout(member, named: last, in: parent)
+            } else if member.type == UInt8(ascii: "1") {
+                addHardlink(member, named: last, in: parent)
+            } else {
+                add(member, named: last, in: parent)
             }
-            if type == UInt8(ascii: "1") {
-                guard let targetPath = Self.components(link), let target = lookup(targetPath), nodes[target]?.metadata.type != .directory else {
-                    problems.append("hardlink \(String(decoding: path, as: UTF8.self)) -> \(String(decoding: link, as: UTF8.self)): no such earlier file; skipped")
-                    continue
-                }
-                // As containerd and dockerd extract it: the link is made, then the link header's
-                // mode, owner and times are applied to the (shared) inode.
-                if let existing = nodes[target]?.metadata {
-                    var m = metadata(h, pax: entryPax, type: existing.type, size: existing.size, inode: target)
-                    m.linkCount = existing.linkCount + 1
-                    m.symlinkTarget = existing.symlinkTarget
-                    m.device = existing.device
-                    if m.xattrs.isEmpty { m.xattrs = existing.xattrs }
-                    nodes[target]?.metadata = m
-                }
-                nodes[parent]?.children[name] = target
-                continue
-            }
-            let fileType: FileType
-            switch type {
-            case UInt8(ascii: "0"), 0, UInt8(ascii: "7"): fileType = .regular
-            case UInt8(ascii: "2"): fileType = .symlink
-            case UInt8(ascii: "3"): fileType = .characterDevice
-            case UInt8(ascii: "4"): fileType = .blockDevice
-            case UInt8(ascii: "5"): fileType = .directory
-            case UInt8(ascii: "6"): fileType = .fifo
-            default:
-                problems.append("entry \(String(decoding: path, as: UTF8.self)): type \(type) not supported; skipped")
-                continue
-            }
-            if fileType == .directory, let existing = nodes[parent]?.children[name], nodes[existing]?.metadata.type == .directory {
-                let xattrs = nodes[existing]?.metadata.xattrs ?? []
-                var m = metadata(h, pax: entryPax, type: .directory, size: 0, inode: existing)
-                m.xattrs = (m.xattrs + xattrs.filter { x in !m.xattrs.contains { $0.name == x.name } }).sorted { $0.name < $1.name }
-                nodes[existing]?.metadata = m
-                continue
-            }
-            let inode = UInt64(nodes.count + 1)
-            var m = metadata(h, pax: entryPax, type: fileType, size: fileType == .regular ? size : 0, inode: inode)
-            if fileType == .symlink { m.symlinkTarget = link; m.size = UInt64(link.count) }
-            if fileType == .characterDevice || fileType == .blockDevice {
-                // pax SCHILY.devmajor/devminor (numbers that do not fit the octal fields), else ustar's.
-                func paxNumber(_ key: String) -> UInt64? { entryPax[key].flatMap { UInt64(String(decoding: $0, as: UTF8.self)) } }
-                m.device = DeviceNumber(major: UInt32(truncatingIfNeeded: paxNumber("SCHILY.devmajor") ?? Self.number(h[329..<337]) ?? 0),
-                                        minor: UInt32(truncatingIfNeeded: paxNumber("SCHILY.devminor") ?? Self.number(h[337..<345]) ?? 0))
-            }
-            nodes[inode] = Node(metadata: m, dataOffset: data)
-            nodes[parent]?.children[name] = inode
         }
     }
 
-    private func metadata(_ h: [UInt8], pax: [String: [UInt8]], type: FileType, size: UInt64, inode: UInt64) -> Metadata {
-        func paxNumber(_ key: String) -> UInt64? { pax[key].flatMap { UInt64(String(decoding: $0, as: UTF8.self)) } }
-        var mtime = Timestamp(seconds: Int64(truncatingIfNeeded: Self.number(h[136..<148]) ?? 0))
-        if let text = pax["mtime"].map({ String(decoding: $0, as: UTF8.self) }) {
+    /// An OCI whiteout: `.wh..wh..opq` marks `parent` opaque, `.wh.NAME` is a 0:0 character device NAME.
+    private func addWhiteout(_ member: TarMember, named whiteout: [UInt8], in parent: UInt64) {
+        if whiteout == Array(".wh..wh..opq".utf8) {
+            nodes[parent]?.metadata.xattrs.removeAll { $0.name == "trusted.overlay.opaque" }
+            nodes[parent]?.metadata.xattrs.append(ExtendedAttribute(name: "trusted.overlay.opaque", value: [0x79]))
+            return
+        }
+        let inode = UInt64(nodes.count + 1)
+        var m = metadata(member, type: .characterDevice, size: 0, inode: inode)
+        m.device = DeviceNumber(major: 0, minor: 0)
+        nodes[inode] = Node(metadata: m)
+        nodes[parent]?.children[Array(whiteout.dropFirst(4))] = inode
+    }
+
+    /// A hardlink to an earlier entry (not a directory); a dangling one is a problem, skipped.
+    private func addHardlink(_ member: TarMember, named name: [UInt8], in parent: UInt64) {
+        let link = member.linkPath
+        guard let targetPath = Self.components(link), let target = lookup(targetPath), nodes[target]?.metadata.type != .directory else {
+            problems.append("hardlink \(String(decoding: member.path, as: UTF8.self)) -> \(String(decoding: link, as: UTF8.self)): no such earlier file; skipped")
+            return
+        }
+        // As containerd and dockerd extract it: the link is made, then the link header's
+        // mode, owner and times are applied to the (shared) inode.
+        if let existing = nodes[target]?.metadata {
+            var m = metadata(member, type: existing.type, size: existing.size, inode: target)
+            m.linkCount = existing.linkCount + 1
+            m.symlinkTarget = existing.symlinkTarget
+            m.device = existing.device
+            if m.xattrs.isEmpty { m.xattrs = existing.xattrs }
+            nodes[target]?.metadata = m
+        }
+        nodes[parent]?.children[name] = target
+    }
+
+    /// Any other member: a new inode named `name` in `parent`, or, for a directory that is already
+    /// there, its metadata updated (xattrs merged).
+    private func add(_ member: TarMember, named name: [UInt8], in parent: UInt64) {
+        guard let fileType = Self.fileType(member.header) else {
+            problems.append("entry \(String(decoding: member.path, as: UTF8.self)): type \(member.type) not supported; skipped")
+            return
+        }
+        if fileType == .directory, let existing = nodes[parent]?.children[name], nodes[existing]?.metadata.type == .directory {
+            let xattrs = nodes[existing]?.metadata.xattrs ?? []
+            var m = metadata(member, type: .directory, size: 0, inode: existing)
+            m.xattrs = (m.xattrs + xattrs.filter { x in !m.xattrs.contains { $0.name == x.name } }).sorted { $0.name < $1.name }
+            nodes[existing]?.metadata = m
+            return
+        }
+        let inode = UInt64(nodes.count + 1)
+        var m = metadata(member, type: fileType, size: fileType == .regular ? member.size : 0, inode: inode)
+        if fileType == .symlink { m.symlinkTarget = member.linkPath; m.size = UInt64(member.linkPath.count) }
+        if fileType == .characterDevice || fileType == .blockDevice {
+            // pax SCHILY.devmajor/devminor (numbers that do not fit the octal fields), else ustar's.
+            m.device = DeviceNumber(major: UInt32(truncatingIfNeeded: member.paxNumber("SCHILY.devmajor") ?? member.header.deviceMajor ?? 0),
+                                    minor: UInt32(truncatingIfNeeded: member.paxNumber("SCHILY.devminor") ?? member.header.deviceMinor ?? 0))
+        }
+        nodes[inode] = Node(metadata: m, dataOffset: member.dataOffset)
+        nodes[parent]?.children[name] = inode
+    }
+
+    /// The file type of a typeflag this reader shows (hardlinks, '1', are handled apart).
+    static func fileType(_ header: TarHeader) -> FileType? {
+        if header.isRegularFile { return .regular }
+        return switch header.type {
+        case UInt8(ascii: "2"): .symlink
+        case UInt8(ascii: "3"): .characterDevice
+        case UInt8(ascii: "4"): .blockDevice
+        case UInt8(ascii: "5"): .directory
+        case UInt8(ascii: "6"): .fifo
+        default: nil
+        }
+    }
+
+    private func metadata(_ member: TarMember, type: FileType, size: UInt64, inode: UInt64) -> Metadata {
+        let h = member.header
+        var mtime = Timestamp(seconds: Int64(truncatingIfNeeded: h.mtime ?? 0))
+        if let text = member.pax["mtime"].map({ String(decoding: $0, as: UTF8.self) }) {
             let parts = text.split(separator: ".", maxSplits: 1)
             if let s = Int64(parts[0]) {
                 var ns: UInt32 = 0
@@ -175,12 +146,12 @@ public final class TarReader: FileSystemReader {
                 mtime = Timestamp(seconds: s, nanoseconds: ns)
             }
         }
-        let xattrs = pax.compactMap { key, value in
+        let xattrs = member.pax.compactMap { key, value in
             key.hasPrefix("SCHILY.xattr.") ? ExtendedAttribute(name: String(key.dropFirst(13)), value: value) : nil
         }
-        return Metadata(type: type, permissions: UInt16(truncatingIfNeeded: (Self.octal(h[100..<108]) ?? 0) & 0o7777),
-                        uid: UInt32(truncatingIfNeeded: paxNumber("uid") ?? Self.number(h[108..<116]) ?? 0),
-                        gid: UInt32(truncatingIfNeeded: paxNumber("gid") ?? Self.number(h[116..<124]) ?? 0),
+        return Metadata(type: type, permissions: UInt16(truncatingIfNeeded: (h.mode ?? 0) & 0o7777),
+                        uid: UInt32(truncatingIfNeeded: member.paxNumber("uid") ?? h.uid ?? 0),
+                        gid: UInt32(truncatingIfNeeded: member.paxNumber("gid") ?? h.gid ?? 0),
                         size: size, mtime: mtime, inode: inode, xattrs: xattrs)
     }
 
@@ -215,50 +186,6 @@ public final class TarReader: FileSystemReader {
             if part.elementsEqual([0x2E]) { continue }
             if part.elementsEqual([0x2E, 0x2E]) { return nil }
             result.append(Array(part))
-        }
-        return result
-    }
-
-    static func string(_ field: ArraySlice<UInt8>) -> [UInt8] { Array(field.prefix { $0 != 0 }) }
-
-    static func octal(_ field: ArraySlice<UInt8>) -> UInt64? {
-        var value: UInt64 = 0
-        var seen = false
-        for b in field {
-            if b == 0 || (b == 0x20 && seen) { break }
-            if b == 0x20 { continue }
-            guard b >= 0x30, b <= 0x37 else { return nil }
-            let (v, o) = value.multipliedReportingOverflow(by: 8)
-            guard !o else { return nil }
-            value = v + UInt64(b - 0x30)
-            seen = true
-        }
-        return value
-    }
-
-    /// Octal, or GNU base-256 when the high bit of the first byte is set.
-    static func number(_ field: ArraySlice<UInt8>) -> UInt64? {
-        guard let first = field.first, first & 0x80 != 0 else { return octal(field) }
-        var value = UInt64(first & 0x7F)
-        for b in field.dropFirst() {
-            guard value >> 56 == 0 else { return nil }
-            value = value << 8 | UInt64(b)
-        }
-        return value
-    }
-
-    /// "LEN key=value\n" records.
-    static func parsePax(_ bytes: [UInt8]) -> [String: [UInt8]] {
-        var result: [String: [UInt8]] = [:]
-        var i = 0
-        while i < bytes.count {
-            guard let space = bytes[i...].firstIndex(of: 0x20), let len = Int(String(decoding: bytes[i..<space], as: UTF8.self)),
-                  len > 0, i + len <= bytes.count, let eq = bytes[(space + 1)..<(i + len)].firstIndex(of: 0x3D) else { break }
-            let key = String(decoding: bytes[(space + 1)..<eq], as: UTF8.self)
-            var value = Array(bytes[(eq + 1)..<(i + len)])
-            if value.last == 0x0A { value.removeLast() }
-            result[key] = value
-            i += len
         }
         return result
     }
