@@ -142,7 +142,7 @@ public func fwa_extract(_ handle: OpaquePointer?, _ partition: UnsafePointer<CCh
         request.partition = try string(partition, "partition")
         request.output.output = try string(outPath, "out_path")
         let result = try d.extract(request, hooks: hooks(d, progress: nil, userData: nil))
-        if let resultJSON { give(try encodePretty(result), to: resultJSON) }
+        if let resultJSON { give(try JSONText.pretty(result), to: resultJSON) }
     }
 }
 

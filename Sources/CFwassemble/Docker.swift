@@ -24,12 +24,6 @@ func exportContainer(_ disk: Disk, reference: String, output: String, options: [
     try refuseSourceKeys(request.source, function: "fwa_export_container")
     if (image as? Bool) == true { request.exportImage = reference } else { request.export = reference }
     request.output.output = output
-    return try encodePretty(try disk.export(request, hooks: hooks))
+    return try JSONText.pretty(try disk.export(request, hooks: hooks))
 }
 
-/// A result as the JSON the C ABI hands over (sorted keys, pretty).
-func encodePretty<T: Encodable>(_ value: T) throws -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    return String(decoding: try encoder.encode(value), as: UTF8.self)
-}

@@ -116,9 +116,7 @@ public struct BatchRecord: Sendable, Codable, Equatable {
 
     /// The record as one JSON line (sorted keys, no newline).
     public func jsonLine() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
+        try JSONText.line(self)
     }
 }
 

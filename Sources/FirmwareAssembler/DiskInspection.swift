@@ -133,9 +133,7 @@ public struct DiskInspection: Sendable, Equatable, Codable {
 
     /// The `inspect --json` document (pretty-printed, keys sorted).
     public func json() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
+        try JSONText.pretty(self)
     }
 
     /// A readable table: one line per partition (the warnings go to standard error, as every

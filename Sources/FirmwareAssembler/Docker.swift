@@ -21,9 +21,7 @@ import MountPlan
 extension DockerReport {
     /// The `fwassemble docker --json` document (docs/docker.md).
     public func json() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
+        try JSONText.pretty(self)
     }
 
     /// Containers expected vs found: `expected` is a JSON list of {"name": ..., "image": ...}

@@ -123,9 +123,7 @@ final class PartitionFileSystems: PlanningDisk {
 extension Plan {
     /// The `fwassemble plan --json` document.
     public func json() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
+        try JSONText.pretty(self)
     }
 }
 

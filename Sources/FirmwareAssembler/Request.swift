@@ -262,9 +262,7 @@ public struct AssembleRequest: Sendable, Equatable, Codable {
 
     /// The request as one JSON object (sorted keys), as the C ABI, Python and a batch child take it.
     public func json() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
+        try JSONText.line(self)
     }
 
     /// Decodes a request from JSON (unknown keys and wrong types are `.invalidArgument`).

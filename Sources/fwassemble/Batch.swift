@@ -121,11 +121,8 @@ extension Fwassemble {
             if list {
                 let suffix = try options.request.validate().suffix
                 let names = outputName.map { [$0] } ?? FirmwareAssembler.Batch.outputNames(for: disks, suffix: suffix)
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                 for (disk, name) in zip(disks, names) {
-                    let line = try encoder.encode(["image": disk, "output_name": name])
-                    print(String(decoding: line, as: UTF8.self))
+                    print(try JSONText.line(["image": disk, "output_name": name]))
                 }
                 return
             }

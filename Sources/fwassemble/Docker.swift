@@ -19,12 +19,7 @@ extension Fwassemble {
                 --export-image an image's. Exit status: 0 success, 1 error or --expect mismatch, 2 usage.
                 """)
 
-        @Argument(help: "The raw disk image.")
-        var image: String
-
-        @OptionGroup var imageOptions: ImageOptions
-
-        @OptionGroup var rootOption: RootOption
+        @OptionGroup var booted: BootedDisk
 
         @Flag(help: "Print the report as JSON.")
         var json = false
@@ -51,8 +46,8 @@ extension Fwassemble {
 
         var exportRequest: ExportRequest {
             var r = ExportRequest()
-            r.source = imageOptions.source(image)
-            r.root = rootOption.root
+            r.source = booted.imageOptions.source(booted.image)
+            r.root = booted.rootOption.root
             r.export = export
             r.exportImage = exportImage
             r.dataRoot = dataRoot
@@ -82,9 +77,9 @@ extension Fwassemble {
                 return
             }
             let disk: Disk
-            do { disk = try imageOptions.disk(image) } catch { Fwassemble.fail(error) }
+            do { disk = try booted.open() } catch { Fwassemble.fail(error) }
             let report: DockerReport
-            do { report = try disk.docker(options: rootOption.planOptions) } catch { Fwassemble.fail(error) }
+            do { report = try disk.docker(options: booted.rootOption.planOptions) } catch { Fwassemble.fail(error) }
             if json {
                 do { print(try report.json()) } catch { Fwassemble.fail(error) }
             } else {

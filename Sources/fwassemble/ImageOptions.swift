@@ -41,6 +41,18 @@ struct ImageOptions: ParsableArguments {
     }
 }
 
+/// The disk a command boots and looks at (plan, docker): the image, how it is opened, which root.
+struct BootedDisk: ParsableArguments {
+    @Argument(help: "The raw disk image.")
+    var image: String
+
+    @OptionGroup var imageOptions: ImageOptions
+
+    @OptionGroup var rootOption: RootOption
+
+    func open() throws -> Disk { try imageOptions.disk(image) }
+}
+
 /// `--root`, shared by the commands that plan the boot (plan, assemble, docker).
 struct RootOption: ParsableArguments {
     @Option(help: "Use this root partition (number, GPT name or filesystem label) whatever the bootloader says.")

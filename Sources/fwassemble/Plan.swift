@@ -14,12 +14,7 @@ extension Fwassemble {
                 the order the kernel stacks them. Skipped mounts are listed with the reason.
                 """)
 
-        @Argument(help: "The raw disk image.")
-        var image: String
-
-        @OptionGroup var imageOptions: ImageOptions
-
-        @OptionGroup var rootOption: RootOption
+        @OptionGroup var booted: BootedDisk
 
         @Flag(help: "Print the plan as JSON.")
         var json = false
@@ -27,7 +22,7 @@ extension Fwassemble {
         func run() throws {
             let plan: Plan
             do {
-                plan = try imageOptions.disk(image).plan(options: rootOption.planOptions)
+                plan = try booted.open().plan(options: booted.rootOption.planOptions)
             } catch {
                 Fwassemble.fail(error)
             }
