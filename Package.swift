@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "DiskImage"),
         // 1b. Container formats (qcow2, VMDK, VHD, VHDX, VDI; xz/gz/zst/zip/ova wrappers) read
         //     through the same ByteSource, detected by magic.
-        .target(name: "DiskFormats", dependencies: ["DiskImage", "CZlib", "CZstd", "CLZMA"]),
+        .target(name: "DiskFormats", dependencies: ["DiskImage", "Codecs", "CLZMA"]),
         // 2. Partition tables (MBR/EBR, GPT, hybrid) and libblkid probing.
         .target(name: "PartitionTable", dependencies: ["DiskImage", "CBlkid"]),
         // 3. Decompressors shared by the filesystem readers.

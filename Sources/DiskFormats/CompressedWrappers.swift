@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Codecs
 import DiskImage
 
 /// The compressed wrappers a download can have: xz, gzip, zstd (decompressed once into a sparse,

@@ -1,3 +1,4 @@
+import Codecs
 import DiskImage
 
 /// What the first bytes of a file say about it, by the same magic numbers `openDiskImage`

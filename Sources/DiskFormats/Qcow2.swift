@@ -1,3 +1,4 @@
+import Codecs
 import DiskImage
 
 /// An internal snapshot of a qcow2 image (`qemu-img snapshot -l`).

@@ -1,3 +1,4 @@
+import Codecs
 import DiskImage
 
 /// The VMDK sparse extent header ("KDMV", little-endian; VMware Virtual Disk Format 5.0).

@@ -47,6 +47,7 @@ import Glibc
         ["assemble", "IMG", "-q", "--format", "qcow2", "-o", "OUT"],
         ["assemble", "IMG", "-q", "-o", "x.tar", "--report", "OUT"],
         ["extract", "IMG", "-q", "-p", "1", "-o", "OUT"],
+        ["docker", "IMG", "--export", "any", "-o", "OUT"],
     ])
     func theInputIsNeverTheOutput(_ template: [String]) throws {
         let f = try Folder()
@@ -136,10 +137,13 @@ import Glibc
         ["assemble", "IMG", "-q", "-o", "out.ext4", "--rehost"],
         ["assemble", "IMG", "-q", "-o", "out.qcow2", "--padding", "64"],
         ["extract", "IMG", "-q", "-p", "hassos-data", "-o", "out.tar.gz", "--threads", "1", "--level", "12"],
+        ["docker", "IMG", "--export-image", "IMAGE", "-o", "out.tar.gz", "--threads", "1", "--level", "12"],
     ])
     func signalsLeaveNothing(_ template: [String]) throws {
         let f = try Folder(copying: "haos-full.img")
-        let args = template.map { $0 == "IMG" ? f.image : $0 }
+        // The image of an export: the disk's first one.
+        let image = try #require(try Disk(path: f.image).docker().dataRoots.first?.images.first?.id)
+        let args = template.map { $0 == "IMG" ? f.image : $0 == "IMAGE" ? image : $0 }
         for (i, signal) in [SIGINT, SIGTERM, SIGINT, SIGTERM].enumerated() {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: try #require(FwassembleCLI.path))

@@ -3,18 +3,21 @@ internal import CZstd
 internal import CLZMA
 import DiskImage
 
+// The stream decoders (the disk formats' wrappers and compressed clusters, Docker's layer
+// blobs) beside the block decompressors: one family of codecs over the same C libraries.
+
 /// Decodes one compressed cluster or grain into `output`, stopping at the end of the compressed
 /// stream (trailing sector padding is ignored). Returns the bytes produced.
-enum ClusterCodec {
+public enum ClusterCodec {
     /// Deflate: `windowBits` -15 for raw deflate (qcow2), 15 for a zlib stream (VMDK grains).
-    static func inflate(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, windowBits: Int32) throws -> Int {
+    public static func inflate(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, windowBits: Int32) throws -> Int {
         let stream = try InflateStream(windowBits: windowBits)
         let (produced, _) = try stream.run(input, output)
         return produced
     }
 
     /// One zstd frame (qcow2 compression_type 1).
-    static func zstd(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> Int {
+    public static func zstd(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> Int {
         guard let ctx = ZSTD_createDStream() else { throw FWError(.io, "zstd: out of memory") }
         defer { ZSTD_freeDStream(ctx) }
         var inb = ZSTD_inBuffer(src: input.baseAddress, size: input.count, pos: 0)
@@ -31,11 +34,11 @@ enum ClusterCodec {
 }
 
 /// A z_stream at a fixed address (zlib keeps pointers into it), freed in deinit.
-final class InflateStream {
+public final class InflateStream {
     private let stream: UnsafeMutablePointer<z_stream>
-    let windowBits: Int32
+    public let windowBits: Int32
 
-    init(windowBits: Int32) throws {
+    public init(windowBits: Int32) throws {
         self.windowBits = windowBits
         stream = .allocate(capacity: 1)
         stream.initialize(to: z_stream())
@@ -50,12 +53,12 @@ final class InflateStream {
         stream.deallocate()
     }
 
-    func reset() { inflateReset(stream) }
+    public func reset() { inflateReset(stream) }
 
     /// Inflates from `input` into `output` until one is used up or the stream ends.
     /// Returns (bytes produced, stream ended); `consumed` tells how much input was used.
-    private(set) var consumed = 0
-    func run(_ input: UnsafeRawBufferPointer, _ output: UnsafeMutableRawBufferPointer) throws -> (Int, Bool) {
+    public private(set) var consumed = 0
+    public func run(_ input: UnsafeRawBufferPointer, _ output: UnsafeMutableRawBufferPointer) throws -> (Int, Bool) {
         stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
         stream.pointee.avail_in = uInt(input.count)
         stream.pointee.next_out = output.baseAddress?.assumingMemoryBound(to: Bytef.self)
@@ -77,7 +80,7 @@ final class InflateStream {
 }
 
 /// A streaming decoder for the compressed wrappers: feed input chunks, receive output chunks.
-protocol StreamDecoder: AnyObject {
+public protocol StreamDecoder: AnyObject {
     /// Decodes all of `input`, handing decoded bytes to `sink`. Returns true once the whole
     /// stream (all members or frames) has ended and `input` held nothing else.
     func feed(_ input: UnsafeRawBufferPointer, _ sink: (UnsafeRawBufferPointer) throws -> Void) throws
@@ -86,19 +89,19 @@ protocol StreamDecoder: AnyObject {
 }
 
 /// gzip (several members allowed, as pigz and cat produce) and raw deflate (zip entries).
-final class GzipDecoder: StreamDecoder {
+public final class GzipDecoder: StreamDecoder {
     private let stream: InflateStream
     private var outBuffer = [UInt8](repeating: 0, count: 1 << 20)
     private var inMember = false
     private var sawEnd = false
     private let multiMember: Bool
 
-    init(raw: Bool = false) throws {
+    public init(raw: Bool = false) throws {
         stream = try InflateStream(windowBits: raw ? -15 : 15 + 16)
         multiMember = !raw
     }
 
-    func feed(_ input: UnsafeRawBufferPointer, _ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+    public func feed(_ input: UnsafeRawBufferPointer, _ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         var rest = input
         while true {
             if sawEnd {
@@ -117,23 +120,23 @@ final class GzipDecoder: StreamDecoder {
         }
     }
 
-    func finish(_ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+    public func finish(_ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard !inMember, sawEnd else { throw FWError.corrupt("compressed stream is truncated (no end of stream)") }
     }
 }
 
-final class ZstdDecoder: StreamDecoder {
+public final class ZstdDecoder: StreamDecoder {
     private let ctx: OpaquePointer
     private var outBuffer = [UInt8](repeating: 0, count: 1 << 20)
     private var lastRet = 1
 
-    init() throws {
+    public init() throws {
         guard let c = ZSTD_createDStream() else { throw FWError(.io, "zstd: out of memory") }
         ctx = c
     }
     deinit { ZSTD_freeDStream(ctx) }
 
-    func feed(_ input: UnsafeRawBufferPointer, _ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+    public func feed(_ input: UnsafeRawBufferPointer, _ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         var inb = ZSTD_inBuffer(src: input.baseAddress, size: input.count, pos: 0)
         while true {
             let consumedBefore = inb.pos
@@ -151,17 +154,17 @@ final class ZstdDecoder: StreamDecoder {
         }
     }
 
-    func finish(_ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+    public func finish(_ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard lastRet == 0 else { throw FWError.corrupt("zstd stream is truncated (frame not finished)") }
     }
 }
 
-final class XZDecoder: StreamDecoder {
+public final class XZDecoder: StreamDecoder {
     private let stream: UnsafeMutablePointer<lzma_stream>
     private var outBuffer = [UInt8](repeating: 0, count: 1 << 20)
     private var ended = false
 
-    init() throws {
+    public init() throws {
         stream = .allocate(capacity: 1)
         stream.initialize(to: lzma_stream())
         guard lzma_stream_decoder(stream, UInt64.max, 0x08 /* LZMA_CONCATENATED */) == LZMA_OK else {
@@ -194,7 +197,7 @@ final class XZDecoder: StreamDecoder {
         return ret
     }
 
-    func feed(_ input: UnsafeRawBufferPointer, _ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+    public func feed(_ input: UnsafeRawBufferPointer, _ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         stream.pointee.next_in = input.baseAddress?.assumingMemoryBound(to: UInt8.self)
         stream.pointee.avail_in = input.count
         while stream.pointee.avail_in > 0 && !ended {
@@ -202,7 +205,7 @@ final class XZDecoder: StreamDecoder {
         }
     }
 
-    func finish(_ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+    public func finish(_ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         stream.pointee.next_in = nil
         stream.pointee.avail_in = 0
         while !ended {
