@@ -43,9 +43,13 @@ public struct AssembleReport: Sendable, Codable {
     public var droppedDevices: [String]
     /// Sockets (not representable in tar).
     public var skippedSockets: [String]
+    /// Every warning as text ("place: message"), in the order met.
     public var warnings: [String]
     /// Entries that could not be read, with their paths.
     public var readErrors: [String]
+    /// The same warnings and read errors as values, each with a code and a place (docs/assembly.md,
+    /// "Warnings"): what a script parses instead of the text.
+    public var diagnostics: [RunWarning] = []
     /// The Docker data-roots in the archive (docs/docker.md), nil when there are none.
     public var docker: DockerReport? = nil
     /// With `--rehost`: each unit masked and fstab line commented out.
@@ -65,7 +69,7 @@ public struct AssembleReport: Sendable, Codable {
     enum CodingKeys: String, CodingKey {
         case tool, version, image, output, compression, plan, partitions, members, files, hardlinks
         case contentBytes = "content_bytes", tarBytes = "tar_bytes", droppedDevices = "dropped_devices"
-        case skippedSockets = "skipped_sockets", warnings, readErrors = "read_errors", docker, rehost, journals
+        case skippedSockets = "skipped_sockets", warnings, readErrors = "read_errors", docker, rehost, journals, diagnostics
         case hardlinkMode = "hardlink_mode", copiedHardlinks = "copied_hardlinks", copiedBytes = "copied_bytes"
         case format, ext4
     }
@@ -81,6 +85,19 @@ public let fwassembleVersion = "0.1.0"
 extension RehostWalk: ArchivableWalk {}
 
 extension AssembleReport {
+    /// A warning: in `diagnostics` as a value and in `warnings` as its text.
+    mutating func warn(_ code: RunWarning.Code, at place: String?, _ message: String) {
+        let w = RunWarning(code: code, place: place, message: message)
+        diagnostics.append(w)
+        warnings.append(w.text)
+    }
+
+    /// Entries that could not be read: `read_errors` (text) and `diagnostics` (code `read_error`).
+    mutating func readErrors(_ errors: [(path: String, message: String)]) {
+        readErrors = errors.map { "\($0.path): \($0.message)" }
+        diagnostics += errors.map { RunWarning(code: .readError, place: $0.path, message: $0.message) }
+    }
+
     /// The partitions whose journal needed recovery (`journals`, absent when none did), and
     /// their replay warnings among the report's warnings.
     mutating func addJournals(of booted: BootedNamespace) {
@@ -89,7 +106,54 @@ extension AssembleReport {
         }
         guard !journals.isEmpty else { return }
         self.journals = journals
-        warnings += journals.flatMap { j in j.journal.warnings.map { "\(j.partition): journal: \($0)" } }
+        for j in journals {
+            for w in j.journal.warnings { warn(.journal, at: j.partition, "journal: \(w)") }
+        }
     }
+}
+
+/// One warning or read error of a run, as a value: its kind, where it is (a partition, a path in
+/// the namespace, a unit or tar file; nil where the message names it), and what.
+public struct RunWarning: Sendable, Codable, Equatable {
+    /// The kind of warning; a struct so that new codes can come without breaking a `switch`.
+    public struct Code: RawRepresentable, Sendable, Codable, Equatable, Hashable {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public init(from decoder: any Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.singleValueContainer()
+            try c.encode(rawValue)
+        }
+
+        /// The partition table (a truncated image, an unusable primary GPT, an EBR loop).
+        public static let partitionTable = Code(rawValue: "partition_table")
+        /// The mount plan (units, fstab, bootloader state, profiles).
+        public static let plan = Code(rawValue: "plan")
+        /// Mount options that cannot be applied (vfat's uid=/umask=...).
+        public static let mountOptions = Code(rawValue: "mount_options")
+        /// The namespace engine (a bind source missing, an overlay layer unreadable).
+        public static let namespace = Code(rawValue: "namespace")
+        /// The walk (an unreadable directory, a loop cut).
+        public static let walk = Code(rawValue: "walk")
+        /// Journal replay of an ext3/ext4 partition.
+        public static let journal = Code(rawValue: "journal")
+        /// An `--add-tar` member that could not be placed.
+        public static let addTar = Code(rawValue: "add_tar")
+        /// An entry written with a loss or skipped (also in `read_errors`).
+        public static let readError = Code(rawValue: "read_error")
+    }
+
+    public var code: Code
+    public var place: String?
+    public var message: String
+
+    public init(code: Code, place: String?, message: String) {
+        self.code = code
+        self.place = place
+        self.message = message
+    }
+
+    /// "place: message", as in `warnings`.
+    public var text: String { place.map { "\($0): \(message)" } ?? message }
 }
 

@@ -86,8 +86,8 @@ extension Disk {
             for tar in tars {
                 let (n, problems) = try writer.add(tree: tar.reader, check: hooks.check)
                 added += n
-                job.report.warnings += tar.reader.problems.map { "\(tar.path): \($0)" }
-                job.report.warnings += problems.map { "\(tar.path): \($0.description)" }
+                for p in tar.reader.problems { job.report.warn(.addTar, at: tar.path, p) }
+                for p in problems { job.report.warn(.addTar, at: tar.path, p.description) }
             }
             try writer.finish()
             job.report.members = tally.members
@@ -95,7 +95,7 @@ extension Disk {
             job.report.files = writer.files
             job.report.hardlinks = writer.hardlinks
             job.report.contentBytes = writer.contentBytes
-            job.report.readErrors = writer.problems.map { "\($0.path): \($0.message)" }
+            job.report.readErrors(writer.problems)
             job.report.partitions = tally.partitions
             job.report.ext4 = Ext4ImageReport(blocks: geometry.blocks, blockSize: Ext4ImageGeometry.blockSize, inodes: geometry.inodes,
                                               uuid: UUID(uuid: geometry.uuid.withUnsafeBytes { $0.load(as: uuid_t.self) }).uuidString.lowercased(),

@@ -83,7 +83,7 @@ public final class AssembledNamespace: Sequence {
     /// Problems met so far (mounts not applied, unreadable directories, loops cut), as
     /// "/path: message". Grows as the walk proceeds; complete once a walk has ended.
     public var problems: [String] {
-        booted.warnings + booted.namespace.problems.map(\.description) + lastWalkProblems.map(\.placedDescription)
+        booted.warnings.map { "\($0.place): \($0.message)" } + booted.namespace.problems.map(\.description) + lastWalkProblems.map(\.placedDescription)
     }
 
     public func makeIterator() -> Iterator {

@@ -24,12 +24,13 @@ struct AssemblyJob {
         let plan = PlanOptions(root: request.root, replayJournal: !request.source.noReplay)
         booted = try BootedNamespace(disk: disk, options: plan, journalProgress: hooks.journalProgress)
         try hooks.check()
-        let tableWarnings = try disk.table().warnings.map { "partition table: \($0)" }
         report = AssembleReport(tool: "fwassemble", version: fwassembleVersion, image: disk.path, output: output,
                                 compression: resolved.format == .tar ? resolved.compression.description : "none",
                                 plan: booted.plan, partitions: [], members: 0, files: 0, hardlinks: 0, contentBytes: 0,
-                                tarBytes: 0, droppedDevices: [], skippedSockets: [],
-                                warnings: tableWarnings + booted.plan.warnings + booted.warnings, readErrors: [])
+                                tarBytes: 0, droppedDevices: [], skippedSockets: [], warnings: [], readErrors: [])
+        for w in try disk.table().warnings { report.warn(.partitionTable, at: "partition table", w) }
+        for w in booted.plan.warnings { report.warn(.plan, at: nil, w) }
+        for w in booted.warnings { report.warn(.mountOptions, at: w.place, w.message) }
         if resolved.format != .tar { report.format = AssembleFormat.ext4.rawValue }
     }
 
@@ -55,8 +56,8 @@ struct AssemblyJob {
     /// Adds what the namespace, the walk and the journals met and the Docker data-roots, then
     /// applies `--strict` (before the output is committed, so a strict failure leaves nothing).
     mutating func finish(walkProblems: [WalkProblem]) throws {
-        report.warnings += booted.namespace.problems.map(\.description)
-        report.warnings += walkProblems.map(\.placedDescription)
+        for p in booted.namespace.problems { report.warn(.namespace, at: p.path, p.message) }
+        for p in walkProblems { report.warn(.walk, at: p.path, p.error.description) }
         report.addJournals(of: booted)
         let docker = DataRootLocator.report(for: booted.namespace, binds: booted.binds)
         if !docker.dataRoots.isEmpty { report.docker = docker }
@@ -170,6 +171,6 @@ extension AssembleReport {
         contentBytes = summary.contentBytes
         skippedSockets = summary.skippedSockets
         droppedDevices = summary.droppedDevices
-        readErrors = summary.readErrors.map(\.description)
+        readErrors(summary.readErrors.map { ($0.path, $0.message) })
     }
 }

@@ -12,8 +12,9 @@ struct BootedNamespace {
     let plan: Plan
     let partitions: PartitionFileSystems
     let namespace: NamespaceFileSystem
-    /// vfat mount options that cannot be parsed (the partition is read with the defaults).
-    let warnings: [String]
+    /// vfat mount options that cannot be parsed (the partition is read with the defaults): the
+    /// mount point and what is wrong.
+    let warnings: [(place: String, message: String)]
 
     /// Plans (with `options`) and applies the plan.
     init(disk: Disk, options: PlanOptions, journalProgress: JournalReplayProgress? = nil) throws {
@@ -28,12 +29,12 @@ struct BootedNamespace {
         // FAT partitions are read with the uid=/gid=/umask= options they are mounted with,
         // parsed once here; a bad option is a warning and the kernel's defaults are used.
         var fatOptions: [String: FATMountOptions] = [:]
-        var warnings: [String] = []
+        var warnings: [(place: String, message: String)] = []
         for m in plan.mounts where m.fstype == "vfat" {
             do {
                 fatOptions[m.where] = try FATMountOptions.parse(m.options)
             } catch {
-                warnings.append("\(m.where): vfat options \(m.options.debugDescription): \(FWError(error).message); the defaults are used")
+                warnings.append((m.where, "vfat options \(m.options.debugDescription): \(FWError(error).message); the defaults are used"))
             }
         }
         self.warnings = warnings

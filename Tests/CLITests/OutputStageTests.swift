@@ -295,6 +295,10 @@ import Glibc
         #expect(ok.status == 0)
         let report = try JSONDecoder().decode(AssembleReport.self, from: Data(contentsOf: URL(fileURLWithPath: f.path + "/t.tar.report.json")))
         #expect(report.warnings.contains { $0.hasPrefix("partition table: ") && $0.contains("truncated") }, "\(report.warnings)")
+        // The same warnings as values with a code and a place, in the same order.
+        #expect(report.diagnostics.filter { $0.code != .readError }.map(\.text) == report.warnings)
+        #expect(report.diagnostics.first?.code == .partitionTable && report.diagnostics.first?.place == "partition table")
+        #expect(report.diagnostics.contains { $0.code == .plan })
     }
 
     /// `--rehost` applies to the ext4 image as to the archive: the same /etc/fstab, the same
