@@ -36,7 +36,7 @@ import sys
 import tempfile
 import threading
 
-from . import executable_path
+from . import _value, executable_path
 
 __all__ = ["run", "expand", "run_disk", "main", "REQUEST_KEYS"]
 
@@ -49,16 +49,6 @@ REQUEST_KEYS = (
 )
 
 
-def _json_value(value):
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    if isinstance(value, bytes):
-        return os.fsdecode(value)
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value
-
-
 def _request(options):
     """The JSON request of ``fwassemble batch --request -`` from the assemble options given as
     keyword arguments (None values left out). An unknown key raises TypeError listing the known
@@ -67,7 +57,7 @@ def _request(options):
     if unknown:
         raise TypeError("unknown assemble option%s %s (known: %s)" % (
             "" if len(unknown) == 1 else "s", ", ".join(map(repr, unknown)), ", ".join(REQUEST_KEYS)))
-    return json.dumps({k: _json_value(v) for k, v in sorted(options.items()) if v is not None}, sort_keys=True)
+    return json.dumps({k: _value(v) for k, v in sorted(options.items()) if v is not None}, sort_keys=True)
 
 
 def _executable(executable=None):
