@@ -747,3 +747,34 @@ def test_wheel_installs_the_fwassemble_command(cli, lib_path, tmp_path):
     assert p.returncode == 0
     run_cli(cli, "assemble", "--quiet", disk, "-o", str(tmp_path / "cli.tar.gz"))
     assert (tmp_path / "cmd.tar.gz").read_bytes() == (tmp_path / "cli.tar.gz").read_bytes()
+
+
+def _cli_options(cli, command):
+    """(key, is_flag) of every long option of ``fwassemble COMMAND`` that is part of the job's
+    request, from ArgumentParser's own description of the command line."""
+    doc = json.loads(run_cli(cli, command, "--experimental-dump-help"))
+    presentation = {"quiet", "verbose", "version", "help", "request", "json", "expect"}
+    found = []
+    for a in doc["command"]["arguments"]:
+        names = [n["name"] for n in a.get("names", []) if len(n["name"]) > 1]
+        if a["kind"] == "positional" or not names or names[0] in presentation:
+            continue
+        found.append((names[0].replace("-", "_"), a["kind"] == "flag"))
+    return found
+
+
+def test_every_assemble_option_of_the_cli_is_a_python_option(cli, tmp_path):
+    """Each assemble option of the CLI is accepted by fwassemble.assemble under its request key:
+    the call fails on the deliberately bad ``threads``, never on an unknown option."""
+    samples = {"level": 1, "padding": 1, "inodes": 1, "add_tar": ["x.tar"], "format": "tar",
+               "compression": "gzip", "hardlinks": "link"}
+    options = _cli_options(cli, "assemble")
+    assert len(options) >= 18
+    for key, flag in options:
+        if key in ("threads", "backing_dir", "snapshot"):  # the probe itself; Disk(...)'s options
+            continue
+        value = True if flag else samples.get(key, "x")
+        with pytest.raises(fwassemble.InvalidArgument) as e:
+            fwassemble.assemble(image(HAOS), str(tmp_path / "o.tar.gz"), **{key: value, "threads": 0})
+        assert "unknown" not in str(e.value), (key, str(e.value))
+    assert list(tmp_path.iterdir()) == []
