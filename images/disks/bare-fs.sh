@@ -20,6 +20,8 @@ mkswap -L bare-swap -U 0a0b0c0d-bbbb-4222-8333-444455556666 "$OUT/bare-swap.img"
 truncate -s 64M "$OUT/bare-f2fs.img"
 mkfs.f2fs -q -l bare-f2fs -U 0a0b0c0d-cccc-4222-8333-444455556666 "$OUT/bare-f2fs.img" >/dev/null
 truncate -s 128M "$OUT/bare-btrfs.img"
-mkfs.btrfs -q -L bare-btrfs -U 0a0b0c0d-dddd-4222-8333-444455556666 "$OUT/bare-btrfs.img" >/dev/null
+# mkfs.btrfs refuses a UUID that libblkid's cache (/run/blkid/blkid.tab) has seen, and a plain
+# `blkid FILE` on an earlier copy of this image puts it there: an empty cache for this command.
+BLKID_FILE=/dev/null mkfs.btrfs -q -L bare-btrfs -U 0a0b0c0d-dddd-4222-8333-444455556666 "$OUT/bare-btrfs.img" >/dev/null
 truncate -s 320M "$OUT/bare-xfs.img"
 mkfs.xfs -q -L bare-xfs -m uuid=0a0b0c0d-eeee-4222-8333-444455556666 "$OUT/bare-xfs.img" >/dev/null
