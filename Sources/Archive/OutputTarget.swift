@@ -36,6 +36,8 @@ public final class OutputTarget {
     /// be made, and after commit has linked it).
     public private(set) var temporaryPath: String?
     private var descriptor: Int32 = -1
+    /// False for standard output ("-"), which is the caller's.
+    private var ownsDescriptor = true
     private var open = true
     private let unnamed: Bool
     private let cancellation: Cancellation?
@@ -55,10 +57,22 @@ public final class OutputTarget {
             inPlace = true
             unnamed = false
             descriptor = 1
+            ownsDescriptor = false
             return
         }
         path = try Self.followLinks(requested)
         try Self.refuse(requested, ifAnyOf: inputs)
+        if let fd = Self.descriptorNumber(path) {
+            // One of our descriptors (-o /dev/stdout): written through it, as "-" is, so an
+            // append (>>) or a pipe behaves as the shell set it up.
+            guard mode == .stream else { throw FWError(.invalidArgument, "output \(requested) is a file descriptor; this output is written to a regular file") }
+            let copy = dup(fd)
+            guard copy >= 0 else { throw FWError(.io, "cannot write \(requested): \(String(cString: strerror(errno)))") }
+            descriptor = copy
+            inPlace = true
+            unnamed = false
+            return
+        }
         var info = stat()
         let exists = stat(path, &info) == 0
         if exists, info.st_mode & S_IFMT != S_IFREG {
@@ -127,7 +141,7 @@ public final class OutputTarget {
         }
         if inPlace {
             open = false
-            if descriptor != 1 { close(descriptor) }
+            if ownsDescriptor { close(descriptor) }
             return
         }
         if fsync(descriptor) != 0 {
@@ -176,7 +190,7 @@ public final class OutputTarget {
             unlink(tmp)
             temporaryPath = nil
         }
-        if descriptor > 2 { close(descriptor) }
+        if ownsDescriptor, descriptor >= 0 { close(descriptor) }
     }
 
     /// Writes `bytes` whole to `requested` under the same rules (reports).
@@ -214,6 +228,8 @@ public final class OutputTarget {
     static func followLinks(_ path: String) throws -> String {
         var current = path
         for _ in 0..<40 {
+            // /proc/self/fd/N (where /dev/stdout leads) is a descriptor, not a name to follow.
+            if descriptorNumber(current) != nil { return current }
             var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
             let n = readlink(current, &buffer, buffer.count - 1)
             if n < 0 { return current }
@@ -221,6 +237,24 @@ public final class OutputTarget {
             current = target.hasPrefix("/") ? target : split(current).directory + "/" + target
         }
         throw FWError(.invalidArgument, "output \(path): too many levels of symbolic links")
+    }
+
+    /// N for `/proc/self/fd/N` and `/dev/fd/N` (where /dev/stdout and /dev/stderr lead): an
+    /// output that is one of this process's descriptors, written in place like "-".
+    static func descriptorNumber(_ path: String) -> Int32? {
+        for prefix in ["/proc/self/fd/", "/dev/fd/", "/proc/\(getpid())/fd/"] where path.hasPrefix(prefix) {
+            return Int32(path.dropFirst(prefix.count))
+        }
+        return nil
+    }
+
+    /// Whether the default report goes beside `requested`: a regular file (or one to be
+    /// made), not standard output, a device, a FIFO or a descriptor (/dev/stdout).
+    public static func takesReportBeside(_ requested: String) -> Bool {
+        guard requested != "-", let path = try? followLinks(requested) else { return false }  // a link loop: no output either
+        if descriptorNumber(path) != nil { return false }
+        var info = stat()
+        return stat(path, &info) != 0 || info.st_mode & S_IFMT == S_IFREG
     }
 
     /// The folder ("." when none) and the last component.

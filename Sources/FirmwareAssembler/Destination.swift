@@ -57,9 +57,7 @@ public enum AssembleDestination: Sendable, CustomStringConvertible {
     func reportPath(explicit: String?) -> String? {
         if let explicit { return explicit }
         // Beside a file output; none for standard output or a device such as /dev/null.
-        guard case .path(let path) = self, path != "-" else { return nil }
-        var info = stat()
-        if stat(path, &info) == 0, info.st_mode & S_IFMT != S_IFREG { return nil }
+        guard case .path(let path) = self, OutputTarget.takesReportBeside(path) else { return nil }
         return path + ".report.json"
     }
 }

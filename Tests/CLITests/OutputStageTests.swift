@@ -112,6 +112,18 @@ import Glibc
         #expect(try f.leftovers().isEmpty)
     }
 
+    /// `-o /dev/stdout` is standard output (a pipe here), written through the descriptor: no
+    /// temporary file in /dev, no report beside it.
+    @Test func devStdoutIsStandardOutput() throws {
+        let f = try Folder()
+        try? FileManager.default.removeItem(atPath: "/dev/stdout.report.json")  // a leftover of an older build
+        let r = try Self.run(["assemble", f.image, "-q", "-o", "/dev/stdout"], in: f)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.prefix(2) == Data([0x1F, 0x8B]))
+        #expect(!FileManager.default.fileExists(atPath: "/dev/stdout.report.json"))
+        #expect(try f.names() == ["sample.img"])
+    }
+
     @Test func aSymlinkedOutputWritesItsTargetAndStaysALink() throws {
         let f = try Folder()
         try FileManager.default.createDirectory(atPath: f.path + "/real", withIntermediateDirectories: true)
