@@ -102,7 +102,7 @@ extension Fwassemble {
         }
 
         func printTables(_ report: DockerReport) {
-            for p in report.problems { print("note: \(p)") }
+            for p in report.problems { Fwassemble.writeError("warning: \(p)\n") }
             if report.dataRoots.isEmpty { print("no Docker data-root found") }
             for root in report.dataRoots {
                 print("data-root \(root.path) (\(root.engine), \(root.driver))" + (root.foundVia.count > 1 || root.foundVia.first != root.path ? ", found via \(root.foundVia.joined(separator: ", "))" : ""))

@@ -61,10 +61,10 @@ extension Fwassemble {
                 Fwassemble.fail(error)
             }
             for problem in result.problems {
-                Fwassemble.writeError("fwassemble: warning: \(result.partition): \(problem)\n")
+                Fwassemble.writeError("warning: \(result.partition): \(problem)\n")
             }
             if let journal = result.journal {
-                for w in journal.warnings { Fwassemble.writeError("fwassemble: warning: \(result.partition): journal: \(w)\n") }
+                for w in journal.warnings { Fwassemble.writeError("warning: \(result.partition): journal: \(w)\n") }
                 if !quiet {
                     Fwassemble.writeError(journal.replayed
                         ? "\(result.partition): needs recovery: journal replayed (\(journal.transactions) transactions, \(journal.blocks) blocks, \(journal.revoked) revoked, \(journal.orphans) orphans)\n"
