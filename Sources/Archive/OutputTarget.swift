@@ -226,6 +226,14 @@ public final class OutputTarget {
     /// `path` with every symlink in its last component followed (at most 40, as the kernel);
     /// a dangling link gives the path it points to, which is then created.
     static func followLinks(_ path: String) throws -> String {
+        guard let followed = followingLinks(path) else {
+            throw FWError(.invalidArgument, "output \(path): too many levels of symbolic links")
+        }
+        return followed
+    }
+
+    /// `followLinks`, nil for a loop (more than 40 links).
+    static func followingLinks(_ path: String) -> String? {
         var current = path
         for _ in 0..<40 {
             // /proc/self/fd/N (where /dev/stdout leads) is a descriptor, not a name to follow.
@@ -236,7 +244,7 @@ public final class OutputTarget {
             let target = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
             current = target.hasPrefix("/") ? target : split(current).directory + "/" + target
         }
-        throw FWError(.invalidArgument, "output \(path): too many levels of symbolic links")
+        return nil
     }
 
     /// N for `/proc/self/fd/N` and `/dev/fd/N` (where /dev/stdout and /dev/stderr lead): an
@@ -251,7 +259,7 @@ public final class OutputTarget {
     /// Whether the default report goes beside `requested`: a regular file (or one to be
     /// made), not standard output, a device, a FIFO or a descriptor (/dev/stdout).
     public static func takesReportBeside(_ requested: String) -> Bool {
-        guard requested != "-", let path = try? followLinks(requested) else { return false }  // a link loop: no output either
+        guard requested != "-", let path = followingLinks(requested) else { return false }
         if descriptorNumber(path) != nil { return false }
         var info = stat()
         return stat(path, &info) != 0 || info.st_mode & S_IFMT == S_IFREG
