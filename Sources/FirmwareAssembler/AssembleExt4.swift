@@ -63,7 +63,7 @@ extension Disk {
         }
         let tars = try request.addTar.map { try AddedTar(path: $0) }
         let reportFile = request.output.report ?? output + ".report.json"
-        try OutputTarget.refuse(reportFile, ifAnyOf: inputFiles + request.addTar + [output])
+        try checkReport(reportFile, output: output, inputs: inputFiles + request.addTar)
         let target = try OutputTarget(output, mode: .file, inputs: inputFiles + request.addTar, cancellation: hooks.cancellation ?? .process)
         var converted: String?
         defer { if let converted { unlink(converted) } }
@@ -111,8 +111,7 @@ extension Disk {
             try target.commit(mode: 0o644)
         } catch {
             target.abort()
-            if let e = error as? FWError { throw e.within(disk: path) }
-            throw error
+            throw placed(error)
         }
         try job.writeReport(to: reportFile, besides: output)
         return job.report

@@ -11,16 +11,12 @@ import MountPlan
 struct AssemblyJob {
     let disk: Disk
     let request: AssembleRequest
-    let resolved: ResolvedOutput
-    let hooks: JobHooks
     let booted: BootedNamespace
     var report: AssembleReport
 
     init(disk: Disk, request: AssembleRequest, resolved: ResolvedOutput, hooks: JobHooks, output: String) throws {
         self.disk = disk
         self.request = request
-        self.resolved = resolved
-        self.hooks = hooks
         let plan = PlanOptions(root: request.root, replayJournal: !request.source.noReplay)
         booted = try BootedNamespace(disk: disk, options: plan, journalProgress: hooks.journalProgress)
         try hooks.check()
@@ -61,12 +57,7 @@ struct AssemblyJob {
         report.addJournals(of: booted)
         let docker = DataRootLocator.report(for: booted.namespace, binds: booted.binds)
         if !docker.dataRoots.isEmpty { report.docker = docker }
-        if request.strict {
-            let problems = report.warnings + report.readErrors
-            if let first = problems.first {
-                throw FWError(.corrupt, "--strict: \(problems.count) warning\(problems.count == 1 ? "" : "s"), the first: \(first)", disk: disk.path)
-            }
-        }
+        if request.strict, let failure = strictFailure(report.warnings + report.readErrors) { throw failure }
     }
 
     /// Writes the report (the same output rules as the archive; never over an input or the archive).
@@ -80,10 +71,31 @@ struct AssemblyJob {
         }
     }
 
-    /// An error of the job, naming the disk.
+}
+
+/// `--strict`'s failure for the warnings a job met (nil when there are none): one error naming
+/// the count and the first, for assemble, extract and the exports alike.
+func strictFailure(_ warnings: [String]) -> FWError? {
+    guard let first = warnings.first else { return nil }
+    return FWError(.corrupt, "--strict: \(warnings.count) warning\(warnings.count == 1 ? "" : "s"), the first: \(first)")
+}
+
+extension Disk {
+    /// An error of a job on this disk, naming the disk (errors that are not `FWError`s, such as
+    /// a caller's own from a callback, pass unchanged).
     func placed(_ error: any Error) -> any Error {
-        if let e = error as? FWError { return e.within(disk: disk.path) }
+        if let e = error as? FWError { return e.within(disk: path) }
         return error
+    }
+
+    /// Refuses a report path that is one of the job's inputs or the output itself, before
+    /// anything is written.
+    func checkReport(_ report: String?, output: String?, inputs: [String]) throws {
+        guard let report else { return }
+        try OutputTarget.refuse(report, ifAnyOf: inputs)
+        if let output, output != "-", report == output || OutputTarget.sameFile(report, output) {
+            throw FWError(.invalidArgument, "--report \(report) is the output itself")
+        }
     }
 }
 
@@ -118,12 +130,7 @@ extension Disk {
     func writeArchive(to destination: AssembleDestination, _ request: AssembleRequest, resolved: ResolvedOutput,
                       hooks: JobHooks) throws -> AssembleReport {
         let reportFile = destination.reportPath(explicit: request.output.report)
-        if let reportFile {
-            try OutputTarget.refuse(reportFile, ifAnyOf: inputFiles)
-            if case .path(let p) = destination, p != "-", reportFile == p || OutputTarget.sameFile(reportFile, p) {
-                throw FWError(.invalidArgument, "--report \(reportFile) is the archive itself")
-            }
-        }
+        try checkReport(reportFile, output: destination.pathDescription, inputs: inputFiles)
         let output = try destination.open(inputs: inputFiles, cancellation: hooks.cancellation ?? .process)
         var job: AssemblyJob
         do {
@@ -155,7 +162,7 @@ extension Disk {
             try output.commit()
         } catch {
             output.abort()
-            throw job.placed(error)
+            throw placed(error)
         }
         try job.writeReport(to: reportFile, besides: destination.pathDescription)
         return job.report

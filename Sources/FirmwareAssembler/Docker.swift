@@ -102,17 +102,16 @@ extension Disk {
             let (root, id, layers) = try dockerLayers(booted, reference: reference, image: image, dataRoot: request.dataRoot)
             let merged = try NamespaceFileSystem(overlayOf: layers, name: "\(root.path) \(image ? "image" : "container") \(id)")
             var walk = TreeWalk(merged)
-            let (summary, tarBytes) = try Self.archive(&walk, to: target, resolved: resolved, strict: request.strict) { summary in
+            let (summary, tarBytes, problems) = try Self.archive(&walk, to: target, resolved: resolved, strict: request.strict) { summary in
                 summary.problems.map(\.description) + merged.problems.map(\.description)
             }
             return DockerExportResult(what: "\(image ? "image" : "container") \(reference) (\(id)) in \(root.path)",
                                       output: output, layers: layers.count, members: summary.members, files: summary.files,
                                       hardlinks: summary.hardlinks, contentBytes: summary.contentBytes, tarBytes: tarBytes,
-                                      problems: summary.problems.map(\.description) + merged.problems.map(\.description))
+                                      problems: problems)
         } catch {
             target.abort()
-            if let e = error as? FWError { throw e.within(disk: path) }
-            throw error
+            throw placed(error)
         }
     }
 

@@ -139,7 +139,7 @@ extension Disk {
                                                            journalProgress: hooks.journalProgress)
             let journal = (reader as? Ext4Reader)?.journal
             var walk = TreeWalk(reader)
-            let (summary, tarBytes) = try Self.archive(&walk, to: target, resolved: resolved, strict: request.strict) { summary in
+            let (summary, tarBytes, _) = try Self.archive(&walk, to: target, resolved: resolved, strict: request.strict) { summary in
                 summary.problems.map(\.description) + (journal?.warnings.map { "journal: \($0)" } ?? [])
             }
             return ExtractResult(partition: description, format: reader.formatName, members: summary.members,
@@ -147,24 +147,22 @@ extension Disk {
                                  tarBytes: tarBytes, problems: summary.problems, journal: journal)
         } catch {
             target.abort()
-            if let e = error as? FWError { throw e.within(disk: path) }
-            throw error
+            throw placed(error)
         }
     }
 
     /// The archive scaffold of extract and the exports: `walk` into `Archiver` over the
     /// compressor over `target`; with `strict`, the first of `warnings(summary)` fails the job
-    /// before the commit (nothing is left). Returns the summary and the uncompressed tar bytes.
+    /// before the commit (nothing is left). Returns the summary, the uncompressed tar bytes and
+    /// the warnings.
     static func archive<Walk: EntryWalk>(_ walk: inout Walk, to target: OutputTarget, resolved: ResolvedOutput, strict: Bool,
-                                         warnings: (ArchiveSummary) -> [String]) throws -> (ArchiveSummary, UInt64) {
+                                         warnings: (ArchiveSummary) -> [String]) throws -> (ArchiveSummary, UInt64, [String]) {
         let tar = TarWriter(sink: try resolved.compression.sink(over: target.sink, threads: resolved.threads))
         let summary = try Archiver.archive(&walk, into: tar)
         try tar.finish()
         let found = warnings(summary)
-        if strict, let first = found.first {
-            throw FWError(.corrupt, "--strict: \(found.count) warning\(found.count == 1 ? "" : "s"), the first: \(first)")
-        }
+        if strict, let failure = strictFailure(found) { throw failure }
         try target.commit()
-        return (summary, tar.bytesWritten)
+        return (summary, tar.bytesWritten, found)
     }
 }
