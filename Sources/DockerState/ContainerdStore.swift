@@ -176,7 +176,7 @@ final class ContainerdStore {
     /// The layer blob digests of an image target, bottom first, or nil when its manifest is missing.
     func layerBlobs(_ target: String) -> [String]? {
         guard let t = jsonBlob(target, as: OCI.Target.self), let resolved = resolveManifest(target, t) else { return nil }
-        return resolved.manifest.layers.compactMap(\.digest)
+        return (resolved.manifest.layers ?? []).compactMap(\.digest)
     }
 
     func hasBlob(_ digest: String) -> Bool {

@@ -204,7 +204,7 @@ extension DataRoot {
         }
         info.configDigest = configDigest
         size = size.map { $0 + (manifest.config?.size ?? 0) }
-        let layerDescriptors = manifest.layers
+        let layerDescriptors = manifest.layers ?? []
         for l in layerDescriptors { size = size.map { $0 + (l.size ?? 0) } }
         guard let config = store.jsonBlob(configDigest, as: OCI.ImageConfig.self) else {
             croot.problem(store.blobPath(configDigest) ?? configDigest, "the config \(configDigest) of image \(label) is missing from the content store")

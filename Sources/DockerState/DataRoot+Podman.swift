@@ -27,7 +27,7 @@ extension DataRoot {
             problem(relative, "is not a JSON array of records")
             return nil
         }
-        return array.compactMap(\.value)
+        return array.compactMap(\.wrappedValue)
     }
 
     /// `bytes` decoded as `T`, nil when they are not JSON of that kind (the caller says where).
@@ -117,11 +117,11 @@ extension DataRoot {
         var images: [ImageInfo] = []
         for record in jsonArray("overlay-images/images.json", of: PodmanJSON.Image.self) ?? [] {
             guard let id = record.id, Self.isSafeID(id) else { continue }
-            var info = ImageInfo(id: "sha256:" + id, tags: record.names, created: record.created, layers: 0, size: nil,
+            var info = ImageInfo(id: "sha256:" + id, tags: record.names ?? [], created: record.created, layers: 0, size: nil,
                                  cmd: nil, entrypoint: nil, diffIDs: [], chainIDs: [])
             info.targetDigest = record.digest
             info.configDigest = "sha256:" + id
-            let label = record.names.first ?? id
+            let label = record.names?.first ?? id
             let configFile = "overlay-images/\(id)/=" + Data("sha256:\(id)".utf8).base64EncodedString()
             if let config = json(configFile, as: OCI.ImageConfig.self) {
                 info.diffIDs = config.diffIDs
@@ -159,7 +159,7 @@ extension DataRoot {
         var containers: [ContainerInfo] = []
         for record in jsonArray("overlay-containers/containers.json", of: PodmanJSON.Container.self) ?? [] {
             guard let id = record.id else { continue }
-            let name = record.names?.first?.value ?? id
+            let name = record.names?.first?.wrappedValue ?? id
             let imageID = record.image ?? ""
             let metadata = record.metadata.flatMap { text -> PodmanJSON.ContainerMetadata? in
                 guard !text.isEmpty else { return nil }
@@ -179,7 +179,7 @@ extension DataRoot {
                                      labels: config.labels ?? [:],
                                      state: stateName, running: stateName == "running", paused: stateName == "paused",
                                      restarting: false, dead: stateName == "dead",
-                                     exitCode: state.exitCode ?? 0, oomKilled: state.oomKilled ?? false,
+                                     exitCode: state.exitCode ?? 0, oomKilled: state.oomKilled,
                                      startedAt: state.startedTime, finishedAt: state.finishedTime,
                                      restartPolicy: config.restartPolicy, restartCount: state.restartCount ?? 0,
                                      mountID: record.layer)

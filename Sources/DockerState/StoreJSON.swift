@@ -2,74 +2,99 @@ import Foundation
 
 // The JSON the stores read, as Codable structs: only the fields the inventory and the exports
 // use. Decoding is tolerant the way the device's tools are: a field that is missing, null or of
-// another type is absent (`Lenient`), an array element of another type is left out, and only a
-// file that is not JSON, or not the object (array) it should be, is a problem.
+// another type is absent (the `Lenient…` property wrappers), an array element of another type is
+// left out, and only a file that is not JSON, or not the object (array) it should be, is a problem.
 
-/// A value decoded leniently: `value` is nil when the JSON holds something else there.
-struct Lenient<T: Decodable>: Decodable {
-    var value: T?
+/// A property wrapper decoded leniently: its `init(from:)` never throws, and `init()` is its value
+/// when the key is missing or null.
+protocol LenientField: Decodable {
+    init()
+}
+
+extension KeyedDecodingContainer {
+    /// A lenient field at `key`. Synthesized `Decodable` calls this overload (the more specific
+    /// one) for every `@Lenient…` property, so a missing key is absent rather than an error.
+    func decode<F: LenientField>(_ type: F.Type, forKey key: Key) -> F {
+        (try? decodeIfPresent(F.self, forKey: key)) ?? F()   // cannot throw: a LenientField never does
+    }
+
+    /// The value at `key`, nil when absent, null or of another type.
+    func lenient<T: Decodable>(_ key: Key, as type: T.Type = T.self) -> T? {
+        decode(Lenient<T>.self, forKey: key).wrappedValue
+    }
+}
+
+/// A value decoded leniently: nil when the JSON holds something else there.
+@propertyWrapper
+struct Lenient<T: Decodable>: LenientField {
+    var wrappedValue: T?
+
+    init() {}
 
     init(from decoder: any Decoder) {
-        value = try? decoder.singleValueContainer().decode(T.self)   // another type or null: absent, as `as? T` read it
+        wrappedValue = try? decoder.singleValueContainer().decode(T.self)   // another type or null: absent, as `as? T` read it
     }
 }
 
 /// A JSON number as an integer: an integer, a number with a fraction truncated, or a boolean as
 /// 0 or 1 (as `NSNumber.intValue` read them); nil for anything else or out of range.
-struct LenientInteger<T: FixedWidthInteger & Decodable>: Decodable {
-    var value: T?
+@propertyWrapper
+struct LenientInteger<T: FixedWidthInteger & Decodable>: LenientField {
+    var wrappedValue: T?
+
+    init() {}
 
     init(from decoder: any Decoder) {
         guard let c = try? decoder.singleValueContainer() else { return }   // not a single value: absent
         if let n = try? c.decode(T.self) {   // not an integer of this width: tried as a fraction below
-            value = n
+            wrappedValue = n
         } else if let d = try? c.decode(Double.self), d.isFinite {   // not a number: tried as a boolean below
-            value = T(exactly: d.rounded(.towardZero))
+            wrappedValue = T(exactly: d.rounded(.towardZero))
         } else if let b = try? c.decode(Bool.self) {   // not a boolean either: absent
-            value = b ? 1 : 0
+            wrappedValue = b ? 1 : 0
         }
     }
 }
 
-/// A JSON boolean, or a number that is exactly 0 or 1 (as `as? Bool` read an NSNumber); nil
+/// A JSON boolean, or a number that is exactly 0 or 1 (as `as? Bool` read an NSNumber); false
 /// for anything else.
-struct LenientBool: Decodable {
-    var value: Bool?
+@propertyWrapper
+struct LenientBool: LenientField {
+    var wrappedValue = false
+
+    init() {}
 
     init(from decoder: any Decoder) {
         guard let c = try? decoder.singleValueContainer() else { return }   // not a single value: absent
         if let b = try? c.decode(Bool.self) {   // not a boolean: tried as a number below
-            value = b
+            wrappedValue = b
         } else if let d = try? c.decode(Double.self), d == 0 || d == 1 {   // not a number: absent
-            value = d == 1
+            wrappedValue = d == 1
         }
     }
 }
 
-extension KeyedDecodingContainer {
-    /// The value at `key`, nil when absent, null or of another type.
-    func lenient<T: Decodable>(_ key: Key, as type: T.Type = T.self) -> T? {
-        (try? decodeIfPresent(Lenient<T>.self, forKey: key))??.value   // cannot throw: Lenient never does
-    }
+/// An array with the elements of another type left out; nil when it is not an array.
+@propertyWrapper
+struct LenientArray<T: Decodable>: LenientField {
+    var wrappedValue: [T]?
 
-    /// An integer at `key` (see `LenientInteger`).
-    func integer<T: FixedWidthInteger & Decodable>(_ key: Key, as type: T.Type = T.self) -> T? {
-        (try? decodeIfPresent(LenientInteger<T>.self, forKey: key))??.value   // cannot throw: LenientInteger never does
-    }
+    init() {}
 
-    /// A boolean at `key` (see `LenientBool`).
-    func flag(_ key: Key) -> Bool? {
-        (try? decodeIfPresent(LenientBool.self, forKey: key))??.value   // cannot throw: LenientBool never does
+    init(from decoder: any Decoder) {
+        wrappedValue = Lenient<[Lenient<T>]>(from: decoder).wrappedValue?.compactMap(\.wrappedValue)
     }
+}
 
-    /// An array at `key` with the elements of another type left out; nil when it is not an array.
-    func lenientArray<T: Decodable>(_ key: Key, of type: T.Type = T.self) -> [T]? {
-        lenient(key, as: [Lenient<T>].self)?.compactMap(\.value)
-    }
+/// An object with the values of another type left out; nil when it is not an object.
+@propertyWrapper
+struct LenientMap<T: Decodable>: LenientField {
+    var wrappedValue: [String: T]?
 
-    /// An object at `key` with the values of another type left out; nil when it is not an object.
-    func lenientMap<T: Decodable>(_ key: Key, of type: T.Type = T.self) -> [String: T]? {
-        lenient(key, as: [String: Lenient<T>].self)?.compactMapValues(\.value)
+    init() {}
+
+    init(from decoder: any Decoder) {
+        wrappedValue = Lenient<[String: Lenient<T>]>(from: decoder).wrappedValue?.compactMapValues(\.wrappedValue)
     }
 }
 
@@ -99,18 +124,9 @@ enum JSONContent {
 
 enum OCI {
     struct Platform: Decodable {
-        var os: String?
-        var architecture: String?
-        var variant: String?
-
-        enum CodingKeys: String, CodingKey { case os, architecture, variant }
-
-        init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            os = c.lenient(.os)
-            architecture = c.lenient(.architecture)
-            variant = c.lenient(.variant)
-        }
+        @Lenient var os: String?
+        @Lenient var architecture: String?
+        @Lenient var variant: String?
 
         /// `os/architecture/variant`, the parts present.
         var display: String { [os, architecture, variant].compactMap { $0 }.joined(separator: "/") }
@@ -118,20 +134,10 @@ enum OCI {
 
     /// A content descriptor (index entries, a manifest's config and layers).
     struct Descriptor: Decodable {
-        var mediaType: String?
-        var digest: String?
-        var size: Int64?
-        var platform: Platform?
-
-        enum CodingKeys: String, CodingKey { case mediaType, digest, size, platform }
-
-        init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            mediaType = c.lenient(.mediaType)
-            digest = c.lenient(.digest)
-            size = c.integer(.size)
-            platform = c.lenient(.platform)
-        }
+        @Lenient var mediaType: String?
+        @Lenient var digest: String?
+        @LenientInteger var size: Int64?
+        @Lenient var platform: Platform?
     }
 
     /// An image index (or Docker manifest list): its `manifests` must be an array of objects.
@@ -139,18 +145,10 @@ enum OCI {
         var manifests: [Descriptor]
     }
 
-    /// An image manifest: `config` and `layers` (an array of objects, else no layers).
+    /// An image manifest: `config` and `layers` (nil unless an array of objects).
     struct Manifest: Decodable {
-        var config: Descriptor?
-        var layers: [Descriptor]
-
-        enum CodingKeys: String, CodingKey { case config, layers }
-
-        init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            config = c.lenient(.config)
-            layers = c.lenient(.layers) ?? []
-        }
+        @Lenient var config: Descriptor?
+        @Lenient var layers: [Descriptor]?
     }
 
     /// What an image record's target names: an index, or a manifest.
@@ -175,26 +173,16 @@ enum OCI {
         var diffIDs: [String]
 
         struct Config: Decodable {
-            var cmd: [String]?
-            var entrypoint: [String]?
+            @LenientArray var cmd: [String]?
+            @LenientArray var entrypoint: [String]?
 
             enum CodingKeys: String, CodingKey { case cmd = "Cmd", entrypoint = "Entrypoint" }
-
-            init(from decoder: any Decoder) throws {
-                let c = try decoder.container(keyedBy: CodingKeys.self)
-                cmd = c.lenientArray(.cmd)
-                entrypoint = c.lenientArray(.entrypoint)
-            }
         }
 
         struct RootFS: Decodable {
-            var diffIDs: [String]?
+            @LenientArray var diffIDs: [String]?
 
             enum CodingKeys: String, CodingKey { case diffIDs = "diff_ids" }
-
-            init(from decoder: any Decoder) throws {
-                diffIDs = try decoder.container(keyedBy: CodingKeys.self).lenientArray(.diffIDs)
-            }
         }
 
         enum CodingKeys: String, CodingKey { case created, config, rootfs }
@@ -214,16 +202,10 @@ enum OCI {
 enum DockerJSON {
     /// `daemon.json`: the data-root settings.
     struct DaemonConfig: Decodable {
-        var dataRoot: String?
-        var graph: String?
+        @Lenient var dataRoot: String?
+        @Lenient var graph: String?
 
         enum CodingKeys: String, CodingKey { case dataRoot = "data-root", graph }
-
-        init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            dataRoot = c.lenient(.dataRoot)
-            graph = c.lenient(.graph)
-        }
     }
 
     /// `image/overlay2/repositories.json`: repository -> reference -> image id.
@@ -234,83 +216,53 @@ enum DockerJSON {
 
         init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
-            repositories = c.lenientMap(.repositories, of: [String: Lenient<String>].self)?.mapValues { $0.compactMapValues(\.value) }
+            repositories = c.decode(LenientMap<[String: Lenient<String>]>.self, forKey: .repositories).wrappedValue?
+                .mapValues { $0.compactMapValues(\.wrappedValue) }
         }
     }
 
     /// `containers/<id>/config.v2.json`, the fields read.
     struct Container: Decodable {
-        var id: String?
-        var name: String?
-        var image: String?
-        var path: String?
-        var args: [String]?
-        var restartCount: Int?
-        var driver: String?
-        var config: Config?
-        var state: State?
+        @Lenient var id: String?
+        @Lenient var name: String?
+        @Lenient var image: String?
+        @Lenient var path: String?
+        @LenientArray var args: [String]?
+        @LenientInteger var restartCount: Int?
+        @Lenient var driver: String?
+        @Lenient var config: Config?
+        @Lenient var state: State?
 
         struct Config: Decodable {
-            var image: String?
-            var cmd: [String]?
-            var entrypoint: [String]?
-            var labels: [String: String]?
+            @Lenient var image: String?
+            @LenientArray var cmd: [String]?
+            @LenientArray var entrypoint: [String]?
+            @LenientMap var labels: [String: String]?
 
             enum CodingKeys: String, CodingKey { case image = "Image", cmd = "Cmd", entrypoint = "Entrypoint", labels = "Labels" }
-
-            init(from decoder: any Decoder) throws {
-                let c = try decoder.container(keyedBy: CodingKeys.self)
-                image = c.lenient(.image)
-                cmd = c.lenientArray(.cmd)
-                entrypoint = c.lenientArray(.entrypoint)
-                labels = c.lenientMap(.labels)
-            }
         }
 
         struct State: Decodable {
-            var running, paused, restarting, dead, oomKilled: Bool
-            var exitCode: Int?
-            var startedAt: String?
-            var finishedAt: String?
+            @LenientBool var running: Bool
+            @LenientBool var paused: Bool
+            @LenientBool var restarting: Bool
+            @LenientBool var dead: Bool
+            @LenientBool var oomKilled: Bool
+            @LenientInteger var exitCode: Int?
+            @Lenient var startedAt: String?
+            @Lenient var finishedAt: String?
 
             enum CodingKeys: String, CodingKey {
                 case running = "Running", paused = "Paused", restarting = "Restarting", dead = "Dead", oomKilled = "OOMKilled"
                 case exitCode = "ExitCode", startedAt = "StartedAt", finishedAt = "FinishedAt"
             }
 
-            init() {
-                (running, paused, restarting, dead, oomKilled) = (false, false, false, false, false)
-            }
-
-            init(from decoder: any Decoder) throws {
-                let c = try decoder.container(keyedBy: CodingKeys.self)
-                running = c.flag(.running) ?? false
-                paused = c.flag(.paused) ?? false
-                restarting = c.flag(.restarting) ?? false
-                dead = c.flag(.dead) ?? false
-                oomKilled = c.flag(.oomKilled) ?? false
-                exitCode = c.integer(.exitCode)
-                startedAt = c.lenient(.startedAt)
-                finishedAt = c.lenient(.finishedAt)
-            }
+            init() {}
         }
 
         enum CodingKeys: String, CodingKey {
             case id = "ID", name = "Name", image = "Image", path = "Path", args = "Args", restartCount = "RestartCount"
             case driver = "Driver", config = "Config", state = "State"
-        }
-
-        init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            id = c.lenient(.id)
-            name = c.lenient(.name)
-            image = c.lenient(.image)
-            path = c.lenient(.path)
-            args = c.lenientArray(.args)
-            restartCount = c.integer(.restartCount)
-            driver = c.lenient(.driver)
-            config = c.lenient(.config)
-            state = c.lenient(.state)
         }
     }
 
@@ -319,14 +271,11 @@ enum DockerJSON {
         var restartPolicy: String?
 
         enum CodingKeys: String, CodingKey { case restartPolicy = "RestartPolicy" }
-        enum PolicyKeys: String, CodingKey { case name = "Name" }
 
         struct Policy: Decodable {
-            var name: String?
+            @Lenient var name: String?
 
-            init(from decoder: any Decoder) throws {
-                name = try decoder.container(keyedBy: PolicyKeys.self).lenient(.name)
-            }
+            enum CodingKeys: String, CodingKey { case name = "Name" }
         }
 
         init(from decoder: any Decoder) throws {
@@ -340,132 +289,71 @@ enum DockerJSON {
 enum PodmanJSON {
     /// A record of `overlay-layers/layers.json`.
     struct Layer: Decodable {
-        var id: String?
-        var parent: String?
-        var diffDigest: String?
-        var diffSize: UInt64?
+        @Lenient var id: String?
+        @Lenient var parent: String?
+        @Lenient var diffDigest: String?
+        @LenientInteger var diffSize: UInt64?
 
         enum CodingKeys: String, CodingKey { case id, parent, diffDigest = "diff-digest", diffSize = "diff-size" }
-
-        init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            id = c.lenient(.id)
-            parent = c.lenient(.parent)
-            diffDigest = c.lenient(.diffDigest)
-            diffSize = c.integer(.diffSize)
-        }
     }
 
     /// A record of `overlay-images/images.json`.
     struct Image: Decodable {
-        var id: String?
-        var names: [String]
-        var created: String?
-        var digest: String?
-        var layer: String?
-
-        enum CodingKeys: String, CodingKey { case id, names, created, digest, layer }
-
-        init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            id = c.lenient(.id)
-            names = c.lenientArray(.names) ?? []
-            created = c.lenient(.created)
-            digest = c.lenient(.digest)
-            layer = c.lenient(.layer)
-        }
+        @Lenient var id: String?
+        @LenientArray var names: [String]?
+        @Lenient var created: String?
+        @Lenient var digest: String?
+        @Lenient var layer: String?
     }
 
     /// A record of `overlay-containers/containers.json`; `metadata` is JSON in a string.
     struct Container: Decodable {
-        var id: String?
-        var names: [Lenient<String>]?
-        var image: String?
-        var layer: String?
-        var metadata: String?
-
-        enum CodingKeys: String, CodingKey { case id, names, image, layer, metadata }
-
-        init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            id = c.lenient(.id)
-            names = c.lenient(.names)
-            image = c.lenient(.image)
-            layer = c.lenient(.layer)
-            metadata = c.lenient(.metadata)
-        }
+        @Lenient var id: String?
+        @Lenient var names: [Lenient<String>]?
+        @Lenient var image: String?
+        @Lenient var layer: String?
+        @Lenient var metadata: String?
     }
 
     /// A container's `metadata`: the image name it was created from.
     struct ContainerMetadata: Decodable {
-        var imageName: String?
+        @Lenient var imageName: String?
 
         enum CodingKeys: String, CodingKey { case imageName = "image-name" }
-
-        init(from decoder: any Decoder) throws {
-            imageName = try decoder.container(keyedBy: CodingKeys.self).lenient(.imageName)
-        }
     }
 
     /// libpod's `ctr/<id>/config` in bolt_state.db, the fields read.
     struct ContainerConfig: Decodable {
-        var args: [String]?
-        var rootfsImageName: String?
-        var labels: [String: String]?
-        var restartPolicy: String?
+        @Lenient private var spec: Spec?
+        @Lenient var rootfsImageName: String?
+        @LenientMap var labels: [String: String]?
+        @Lenient var restartPolicy: String?
 
         enum CodingKeys: String, CodingKey { case spec, rootfsImageName, labels, restartPolicy = "restart_policy" }
-        enum SpecKeys: String, CodingKey { case process }
-        enum ProcessKeys: String, CodingKey { case args }
-
-        struct Process: Decodable {
-            var args: [String]?
-
-            init(from decoder: any Decoder) throws {
-                args = try decoder.container(keyedBy: ProcessKeys.self).lenientArray(.args)
-            }
-        }
 
         struct Spec: Decodable {
-            var process: Process?
-
-            init(from decoder: any Decoder) throws {
-                process = try decoder.container(keyedBy: SpecKeys.self).lenient(.process)
-            }
+            @Lenient var process: Process?
         }
+
+        struct Process: Decodable {
+            @LenientArray var args: [String]?
+        }
+
+        /// The command line, `spec.process.args`.
+        var args: [String]? { spec?.process?.args }
 
         init() {}
-
-        init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            args = c.lenient(.spec, as: Spec.self)?.process?.args
-            rootfsImageName = c.lenient(.rootfsImageName)
-            labels = c.lenientMap(.labels)
-            restartPolicy = c.lenient(.restartPolicy)
-        }
     }
 
     /// libpod's `ctr/<id>/state`: `state` is libpod's ContainerStatus number.
     struct ContainerState: Decodable {
-        var state: Int?
-        var exitCode: Int?
-        var oomKilled: Bool?
-        var startedTime: String?
-        var finishedTime: String?
-        var restartCount: Int?
-
-        enum CodingKeys: String, CodingKey { case state, exitCode, oomKilled, startedTime, finishedTime, restartCount }
+        @LenientInteger var state: Int?
+        @LenientInteger var exitCode: Int?
+        @LenientBool var oomKilled: Bool
+        @Lenient var startedTime: String?
+        @Lenient var finishedTime: String?
+        @LenientInteger var restartCount: Int?
 
         init() {}
-
-        init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            state = c.integer(.state)
-            exitCode = c.integer(.exitCode)
-            oomKilled = c.flag(.oomKilled)
-            startedTime = c.lenient(.startedTime)
-            finishedTime = c.lenient(.finishedTime)
-            restartCount = c.integer(.restartCount)
-        }
     }
 }
