@@ -11,13 +11,6 @@ import Foundation
 /// `overlay-containers/containers.json` (id, names, image, layer = the rw layer, metadata), layer
 /// contents in `overlay/<id>/diff`, and libpod's state in `libpod/bolt_state.db` (bbolt:
 /// `ctr/<id>/{config, state}` JSON).
-struct PodmanLayer {
-    var id: String
-    var parent: String?
-    var diffDigest: String?
-    var diffSize: UInt64?
-}
-
 extension DataRoot {
     /// A JSON array file (containers/storage's records) with the elements that are not `T`
     /// objects left out, or nil with a problem when it is not a JSON array.
@@ -36,29 +29,30 @@ extension DataRoot {
         return value
     }
 
-    func podmanLayers() -> [String: PodmanLayer] {
-        var result: [String: PodmanLayer] = [:]
+    /// `overlay-layers/layers.json`'s records by id.
+    func podmanLayers() -> [String: PodmanJSON.Layer] {
+        var result: [String: PodmanJSON.Layer] = [:]
         for record in jsonArray("overlay-layers/layers.json", of: PodmanJSON.Layer.self) ?? [] {
             guard let id = record.id else { continue }
             guard Self.isSafeID(id) else {
                 problem("overlay-layers/layers.json", "layer id \(id.debugDescription) is not a single path component; ignored")
                 continue
             }
-            result[id] = PodmanLayer(id: id, parent: record.parent, diffDigest: record.diffDigest, diffSize: record.diffSize)
+            result[id] = record
             if directory("overlay/\(id)/diff") == nil {
                 problem("overlay/\(id)", "layer \(id) has no diff directory")
             }
         }
-        for layer in result.values.sorted(by: { $0.id < $1.id }) {
+        for (id, layer) in result.sorted(by: { $0.key < $1.key }) {
             if let parent = layer.parent, result[parent] == nil {
-                problem("overlay-layers/layers.json", "layer \(layer.id) names parent \(parent), which does not exist")
+                problem("overlay-layers/layers.json", "layer \(id) names parent \(parent), which does not exist")
             }
         }
         return result
     }
 
     /// A layer and its parents, top first; nil (with the reason) when one is missing or it loops.
-    func podmanChain(_ top: String, _ layers: [String: PodmanLayer]) -> ([String], String?) {
+    func podmanChain(_ top: String, _ layers: [String: PodmanJSON.Layer]) -> ([String], String?) {
         var chain: [String] = []
         var current: String? = top
         while let id = current {
@@ -113,7 +107,7 @@ extension DataRoot {
     }
 
     /// `overlay-images/images.json` with each image's config; checked against the layers.
-    func podmanImages(_ layers: [String: PodmanLayer]) -> [ImageInfo] {
+    func podmanImages(_ layers: [String: PodmanJSON.Layer]) -> [ImageInfo] {
         var images: [ImageInfo] = []
         for record in jsonArray("overlay-images/images.json", of: PodmanJSON.Image.self) ?? [] {
             guard let id = record.id, Self.isSafeID(id) else { continue }
@@ -154,7 +148,7 @@ extension DataRoot {
     }
 
     /// `overlay-containers/containers.json` with libpod's state; each one's image and layer chain checked.
-    func podmanContainers(_ layers: [String: PodmanLayer], images: [ImageInfo]) -> [ContainerInfo] {
+    func podmanContainers(_ layers: [String: PodmanJSON.Layer], images: [ImageInfo]) -> [ContainerInfo] {
         let states = podmanStates()
         var containers: [ContainerInfo] = []
         for record in jsonArray("overlay-containers/containers.json", of: PodmanJSON.Container.self) ?? [] {
