@@ -36,21 +36,13 @@ final class ContainerdStore {
         var parent: String?
     }
 
-    struct Image {
-        var name: String
-        var digest: String?
-        var mediaType: String?
-        var size: Int64?
-        var createdAt: String?
-        var updatedAt: String?
-    }
-
     struct Namespace {
         var name: String
-        var images: [Image] = []
+        /// Image records as the report lists them (`ImageRecord`), content blobs likewise.
+        var images: [ImageRecord] = []
         /// snapshotter -> key -> snapshot
         var snapshots: [String: [String: Snapshot]] = [:]
-        var content: [(digest: String, size: Int64?)] = []
+        var content: [ContentInfo] = []
         /// containerd container records: id, `snapshotKey`, `snapshotter`, `image` (a name).
         var containers: [(id: String, snapshotKey: String?, snapshotter: String?, image: String?)] = []
         var leases: [String] = []
@@ -116,10 +108,10 @@ final class ContainerdStore {
         for (image, b) in try bucket.bucket(named: "images")?.buckets() ?? [] {
             let v = try b.values()
             let target = try b.bucket(named: "target")?.values() ?? [:]
-            ns.images.append(Image(name: image, digest: target["digest"].map { String(decoding: $0, as: UTF8.self) },
-                                   mediaType: target["mediatype"].map { String(decoding: $0, as: UTF8.self) },
-                                   size: target["size"].flatMap(GoBinary.varint),
-                                   createdAt: v["createdat"].flatMap(GoBinary.time), updatedAt: v["updatedat"].flatMap(GoBinary.time)))
+            ns.images.append(ImageRecord(name: image, digest: target["digest"].map { String(decoding: $0, as: UTF8.self) },
+                                         mediaType: target["mediatype"].map { String(decoding: $0, as: UTF8.self) },
+                                         size: target["size"].flatMap(GoBinary.varint),
+                                         createdAt: v["createdat"].flatMap(GoBinary.time), updatedAt: v["updatedat"].flatMap(GoBinary.time)))
         }
         for (snapshotter, sb) in try bucket.bucket(named: "snapshots")?.buckets() ?? [] {
             var keys: [String: Snapshot] = [:]
@@ -132,7 +124,7 @@ final class ContainerdStore {
             ns.snapshots[snapshotter] = keys
         }
         for (digest, b) in try bucket.bucket(path: ["content", "blob"])?.buckets() ?? [] {
-            ns.content.append((digest, try b.values()["size"].flatMap(GoBinary.varint)))
+            ns.content.append(ContentInfo(digest: digest, size: try b.values()["size"].flatMap(GoBinary.varint)))
         }
         for (id, b) in try bucket.bucket(named: "containers")?.buckets() ?? [] {
             let v = try b.values()

@@ -123,14 +123,12 @@ extension DataRoot {
                     }
                 }
             }
-            for (digest, _) in ns.content where !store.hasBlob(digest) {
-                croot.problem("\(ContainerdStore.content)/\(digest.dropFirst(7))", "blob \(digest) (\(ns.name)) is missing from the content store")
+            for blob in ns.content where !store.hasBlob(blob.digest) {
+                croot.problem("\(ContainerdStore.content)/\(blob.digest.dropFirst(7))", "blob \(blob.digest) (\(ns.name)) is missing from the content store")
             }
             result.namespaces?.append(NamespaceInfo(
                 name: ns.name,
-                images: ns.images.map { ImageRecord(name: $0.name, digest: $0.digest, mediaType: $0.mediaType, size: $0.size,
-                                                    createdAt: $0.createdAt, updatedAt: $0.updatedAt) },
-                snapshots: snapshots, content: ns.content.map { ContentInfo(digest: $0.digest, size: $0.size) },
+                images: ns.images, snapshots: snapshots, content: ns.content,
                 containers: ns.containers.map(\.id), leases: ns.leases))
             result.layers += snapshots.count
         }
