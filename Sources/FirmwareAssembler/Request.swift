@@ -200,33 +200,25 @@ public struct AssembleRequest: Sendable, Equatable, Codable {
     /// Every key of the JSON form (the CLI's options), for messages and the schema test.
     public static let keys = RequestKeys.keys(CodingKeys.self)
 
+    mutating func fields(_ f: RequestFields<CodingKeys>) throws {
+        try f.selector(&root, .root)
+        try f.value(&noDevices, .noDevices)
+        try f.value(&rehost, .rehost)
+        try f.value(&hardlinks, .hardlinks)
+        try f.list(&addTar, .addTar)
+        try f.optional(&padding, .padding)
+        try f.optional(&inodes, .inodes)
+        try f.optional(&uuid, .uuid)
+        try f.value(&strict, .strict)
+    }
+
     public init(from decoder: any Decoder) throws {
-        (source, output) = try RequestKeys.groups(decoder, allowed: Self.keys, job: "assemble")
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        root = try RequestKeys.selector(c, .root)
-        noDevices = try c.decodeIfPresent(Bool.self, forKey: .noDevices) ?? false
-        rehost = try c.decodeIfPresent(Bool.self, forKey: .rehost) ?? false
-        hardlinks = try c.decodeIfPresent(HardlinkMode.self, forKey: .hardlinks) ?? .link
-        addTar = try RequestKeys.list(c, .addTar)
-        padding = try c.decodeIfPresent(UInt64.self, forKey: .padding)
-        inodes = try c.decodeIfPresent(UInt32.self, forKey: .inodes)
-        uuid = try c.decodeIfPresent(String.self, forKey: .uuid)
-        strict = try c.decodeIfPresent(Bool.self, forKey: .strict) ?? false
+        self.init()
+        try RequestKeys.decode(&self, from: decoder, job: "assemble")
     }
 
     public func encode(to encoder: any Encoder) throws {
-        try source.encode(to: encoder)
-        try output.encode(to: encoder)
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encodeIfPresent(root, forKey: .root)
-        try c.encode(noDevices, forKey: .noDevices)
-        try c.encode(rehost, forKey: .rehost)
-        try c.encode(hardlinks, forKey: .hardlinks)
-        try c.encode(addTar, forKey: .addTar)
-        try c.encodeIfPresent(padding, forKey: .padding)
-        try c.encodeIfPresent(inodes, forKey: .inodes)
-        try c.encodeIfPresent(uuid, forKey: .uuid)
-        try c.encode(strict, forKey: .strict)
+        try RequestKeys.encode(self, to: encoder)
     }
 
     /// The largest `--padding`: 16 TiB in MiB (ext4's 4 KiB blocks reach 64 ZiB, but no disk here does).
@@ -289,19 +281,18 @@ public struct ExtractRequest: Sendable, Equatable, Codable {
 
     public static let keys = RequestKeys.keys(CodingKeys.self)
 
+    mutating func fields(_ f: RequestFields<CodingKeys>) throws {
+        try f.selector(&partition, .partition)
+        try f.value(&strict, .strict)
+    }
+
     public init(from decoder: any Decoder) throws {
-        (source, output) = try RequestKeys.groups(decoder, allowed: Self.keys, job: "extract")
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        partition = try RequestKeys.selector(c, .partition) ?? ""
-        strict = try c.decodeIfPresent(Bool.self, forKey: .strict) ?? false
+        self.init()
+        try RequestKeys.decode(&self, from: decoder, job: "extract")
     }
 
     public func encode(to encoder: any Encoder) throws {
-        try source.encode(to: encoder)
-        try output.encode(to: encoder)
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(partition, forKey: .partition)
-        try c.encode(strict, forKey: .strict)
+        try RequestKeys.encode(self, to: encoder)
     }
 
     public static func decode(_ json: [UInt8]) throws -> ExtractRequest {
@@ -349,25 +340,21 @@ public struct ExportRequest: Sendable, Equatable, Codable {
 
     public static let keys = RequestKeys.keys(CodingKeys.self)
 
+    mutating func fields(_ f: RequestFields<CodingKeys>) throws {
+        try f.selector(&root, .root)
+        try f.optional(&export, .export)
+        try f.optional(&exportImage, .exportImage)
+        try f.optional(&dataRoot, .dataRoot)
+        try f.value(&strict, .strict)
+    }
+
     public init(from decoder: any Decoder) throws {
-        (source, output) = try RequestKeys.groups(decoder, allowed: Self.keys, job: "export")
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        root = try RequestKeys.selector(c, .root)
-        export = try c.decodeIfPresent(String.self, forKey: .export)
-        exportImage = try c.decodeIfPresent(String.self, forKey: .exportImage)
-        dataRoot = try c.decodeIfPresent(String.self, forKey: .dataRoot)
-        strict = try c.decodeIfPresent(Bool.self, forKey: .strict) ?? false
+        self.init()
+        try RequestKeys.decode(&self, from: decoder, job: "export")
     }
 
     public func encode(to encoder: any Encoder) throws {
-        try source.encode(to: encoder)
-        try output.encode(to: encoder)
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encodeIfPresent(root, forKey: .root)
-        try c.encodeIfPresent(export, forKey: .export)
-        try c.encodeIfPresent(exportImage, forKey: .exportImage)
-        try c.encodeIfPresent(dataRoot, forKey: .dataRoot)
-        try c.encode(strict, forKey: .strict)
+        try RequestKeys.encode(self, to: encoder)
     }
 
     public static func decode(_ json: [UInt8]) throws -> ExportRequest {
@@ -416,6 +403,69 @@ public struct JobHooks: Sendable {
     }
 }
 
+/// A job's request (assemble, extract, export): a source group, an output group and its own
+/// fields, all keys of one flat JSON object. Each request lists its own fields once, in
+/// `fields(_:)`, which `RequestKeys` runs to decode and to encode.
+protocol JobRequest: Codable {
+    associatedtype CodingKeys: CodingKey & CaseIterable
+    /// Every key of the JSON form: `RequestKeys.keys(CodingKeys.self)`.
+    static var keys: Set<String> { get }
+    var source: SourceRequest { get set }
+    var output: OutputRequest { get set }
+    mutating func fields(_ f: RequestFields<CodingKeys>) throws
+}
+
+extension AssembleRequest: JobRequest {}
+extension ExtractRequest: JobRequest {}
+extension ExportRequest: JobRequest {}
+
+/// A request's own fields, read from or written to its keyed container. Decoding keeps a
+/// field's default when its key is missing; encoding writes an optional only when it is set.
+enum RequestFields<Key: CodingKey> {
+    case decoding(KeyedDecodingContainer<Key>)
+    case encoding(KeyedEncodingContainer<Key>)
+
+    /// A field with a default (a flag, a mode).
+    func value<T: Codable>(_ value: inout T, _ key: Key) throws {
+        switch self {
+        case .decoding(let c): value = try c.decodeIfPresent(T.self, forKey: key) ?? value
+        case .encoding(var c): try c.encode(value, forKey: key)
+        }
+    }
+
+    /// A field that is absent unless given.
+    func optional<T: Codable>(_ value: inout T?, _ key: Key) throws {
+        switch self {
+        case .decoding(let c): value = try c.decodeIfPresent(T.self, forKey: key)
+        case .encoding(var c): try c.encodeIfPresent(value, forKey: key)
+        }
+    }
+
+    /// A root selector (see `RequestKeys.selector`), absent unless given.
+    func selector(_ value: inout String?, _ key: Key) throws {
+        switch self {
+        case .decoding(let c): value = try RequestKeys.selector(c, key)
+        case .encoding(var c): try c.encodeIfPresent(value, forKey: key)
+        }
+    }
+
+    /// A partition selector (see `RequestKeys.selector`), "" unless given.
+    func selector(_ value: inout String, _ key: Key) throws {
+        switch self {
+        case .decoding(let c): value = try RequestKeys.selector(c, key) ?? value
+        case .encoding(var c): try c.encode(value, forKey: key)
+        }
+    }
+
+    /// A list of paths (see `RequestKeys.list`).
+    func list(_ value: inout [String], _ key: Key) throws {
+        switch self {
+        case .decoding(let c): value = try RequestKeys.list(c, key)
+        case .encoding(var c): try c.encode(value, forKey: key)
+        }
+    }
+}
+
 /// A source request whose unknown keys are refused (its own decoder reads a shared object).
 struct Checked<T: Decodable>: Decodable {
     let value: T
@@ -441,10 +491,21 @@ enum RequestKeys {
             + OutputRequest.CodingKeys.allCases.map(\.rawValue))
     }
 
-    /// Refuses unknown keys, then decodes the source and output groups from the same object.
-    static func groups(_ decoder: any Decoder, allowed: Set<String>, job: String) throws -> (SourceRequest, OutputRequest) {
-        try check(decoder, allowed: allowed, job: job)
-        return (try SourceRequest(from: decoder), try OutputRequest(from: decoder))
+    /// A job request's JSON object: refuses unknown keys, then decodes the source and output
+    /// groups and the request's own fields from the same object.
+    static func decode<R: JobRequest>(_ request: inout R, from decoder: any Decoder, job: String) throws {
+        try check(decoder, allowed: R.keys, job: job)
+        request.source = try SourceRequest(from: decoder)
+        request.output = try OutputRequest(from: decoder)
+        try request.fields(.decoding(try decoder.container(keyedBy: R.CodingKeys.self)))
+    }
+
+    /// A job request as one flat object: its source and output groups, then its own fields.
+    static func encode<R: JobRequest>(_ request: R, to encoder: any Encoder) throws {
+        try request.source.encode(to: encoder)
+        try request.output.encode(to: encoder)
+        var copy = request   // `fields` takes its values inout, and only reads them when encoding
+        try copy.fields(.encoding(encoder.container(keyedBy: R.CodingKeys.self)))
     }
 
     static func check(_ decoder: any Decoder, allowed: Set<String>, job: String) throws {
