@@ -53,30 +53,24 @@ public func fwa_close(_ handle: OpaquePointer?) {
 
 @_cdecl("fwa_inspect_json")
 public func fwa_inspect_json(_ handle: OpaquePointer?, _ json: CStringOut?, _ err: ErrorOut?) -> Int32 {
-    json?.pointee = nil
-    return call(err) {
-        guard let json else { throw CallError(.invalidArgument, "fwa_inspect_json: the json out-parameter is NULL") }
-        give(try disk(handle).inspect().json(), to: json)
+    callGivingJSON("fwa_inspect_json", json, err) {
+        try disk(handle).inspect().json()
     }
 }
 
 @_cdecl("fwa_plan_json")
 public func fwa_plan_json(_ handle: OpaquePointer?, _ options: UnsafePointer<CChar>?, _ json: CStringOut?, _ err: ErrorOut?) -> Int32 {
-    json?.pointee = nil
-    return call(err) {
-        guard let json else { throw CallError(.invalidArgument, "fwa_plan_json: the json out-parameter is NULL") }
+    callGivingJSON("fwa_plan_json", json, err) {
         let o = try CallOptions.parse(options, for: "fwa_plan_json")
-        give(try disk(handle).plan(options: o.planOptions).json(), to: json)
+        return try disk(handle).plan(options: o.planOptions).json()
     }
 }
 
 @_cdecl("fwa_docker_json")
 public func fwa_docker_json(_ handle: OpaquePointer?, _ options: UnsafePointer<CChar>?, _ json: CStringOut?, _ err: ErrorOut?) -> Int32 {
-    json?.pointee = nil
-    return call(err) {
-        guard let json else { throw CallError(.invalidArgument, "fwa_docker_json: the json out-parameter is NULL") }
+    callGivingJSON("fwa_docker_json", json, err) {
         let o = try CallOptions.parse(options, for: "fwa_docker_json")
-        give(try dockerJSON(try disk(handle), options: o), to: json)
+        return try dockerJSON(try disk(handle), options: o)
     }
 }
 

@@ -116,6 +116,16 @@ func give(_ s: String, to out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?
     out?.pointee = duplicate(s)
 }
 
+/// A call whose only product is the JSON document `body` returns, handed over through `json`:
+/// cleared first, required (NULL is an invalid argument of `function`), set on success only.
+func callGivingJSON(_ function: String, _ json: CStringOut?, _ err: ErrorOut?, _ body: () throws -> String) -> Int32 {
+    json?.pointee = nil
+    return call(err) {
+        guard let json else { throw CallError(.invalidArgument, "\(function): the json out-parameter is NULL") }
+        give(try body(), to: json)
+    }
+}
+
 /// A C string argument as a Swift string; NULL or invalid UTF-8 is an invalid argument.
 func string(_ p: UnsafePointer<CChar>?, _ what: String) throws -> String {
     guard let p else { throw CallError(.invalidArgument, "\(what) is NULL") }
