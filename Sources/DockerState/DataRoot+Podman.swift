@@ -218,7 +218,7 @@ struct PodmanStore: ImageStore {
     }
 
     /// The image's top layer (images.json `layer`) and its parents.
-    func layers(ofImage image: ImageInfo, reference: String) throws -> [Layer] {
+    func layers(ofImage image: ImageInfo, reference: String, limits: LayerLimits) throws -> [Layer] {
         let records = root.jsonArray("overlay-images/images.json", of: PodmanJSON.Image.self) ?? []
         guard let top = records.first(where: { "sha256:" + ($0.id ?? "") == image.id })?.layer else {
             throw FWError(.notFound, "image \(image.id) has no layer", path: root.path)

@@ -23,7 +23,7 @@ struct Overlay2Store: ImageStore {
     }
 
     /// The diff directories of an image, top first, from its rootfs.diff_ids chain.
-    func layers(ofImage image: ImageInfo, reference: String) throws -> [Layer] {
+    func layers(ofImage image: ImageInfo, reference: String, limits: LayerLimits) throws -> [Layer] {
         let records = root.layerRecords()
         var layers: [Layer] = []
         for chain in image.chainIDs.reversed() {
