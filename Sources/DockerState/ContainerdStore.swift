@@ -220,8 +220,11 @@ final class ContainerdStore {
         var seen = Set<String>()
         let records = namespace.snapshots[snapshotter] ?? [:]
         while let k = current {
-            guard seen.insert(k).inserted, seen.count <= DataRoot.maximumLayers else {
+            guard seen.insert(k).inserted else {
                 return (keys, dirs, "the snapshot chain of \(key) loops at \(k)")
+            }
+            guard seen.count <= DataRoot.maximumLayers else {
+                return (keys, dirs, "the snapshot chain of \(key) is longer than \(DataRoot.maximumLayers) snapshots; not followed beyond \(keys.last ?? key)")
             }
             guard let s = records[k] else {
                 return (keys, dirs, keys.isEmpty ? "snapshot \(k) does not exist" : "snapshot \(keys.last ?? key) names parent \(k), which does not exist")

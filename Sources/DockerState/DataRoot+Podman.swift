@@ -62,7 +62,10 @@ extension DataRoot {
         var chain: [String] = []
         var current: String? = top
         while let id = current {
-            guard !chain.contains(id), chain.count < Self.maximumLayers else { return (chain, "the layer chain of \(top) loops at \(id)") }
+            guard !chain.contains(id) else { return (chain, "the layer chain of \(top) loops at \(id)") }
+            guard chain.count < Self.maximumLayers else {
+                return (chain, "the layer chain of \(top) is longer than \(Self.maximumLayers) layers; not followed beyond \(chain.last ?? top)")
+            }
             guard let layer = layers[id] else {
                 return (chain, chain.isEmpty ? "layer \(id) does not exist" : "layer \(chain.last ?? top) names parent \(id), which does not exist")
             }

@@ -49,8 +49,11 @@ struct Overlay2Store: ImageStore {
         var parent = root.text("\(mounts)/parent").flatMap { $0.isEmpty ? nil : $0 }
         var seen = Set<String>()
         while let chain = parent {
-            guard seen.insert(chain).inserted, seen.count <= DataRoot.maximumLayers else {
+            guard seen.insert(chain).inserted else {
                 throw FWError(.corrupt, "the layer chain of container \(container.name) loops", path: root.path)
+            }
+            guard seen.count <= DataRoot.maximumLayers else {
+                throw FWError(.limitExceeded, "the layer chain of container \(container.name) is longer than \(DataRoot.maximumLayers) layers", path: root.path)
             }
             guard let record = records[chain], let cache = record.cacheID, let layer = root.layerDiff(cache, for: "layerdb \(chain)") else {
                 throw FWError(.notFound, "layer \(chain) of container \(container.name) is missing", path: root.path)
@@ -106,8 +109,12 @@ extension DataRoot {
                     problem("\(Self.layerdb)/sha256/\(record.chainID.dropFirst(7))/parent", "names layer \(parent), which is not in layerdb")
                     break
                 }
-                guard seen.insert(parent).inserted, seen.count <= Self.maximumLayers else {
+                guard seen.insert(parent).inserted else {
                     problem("\(Self.layerdb)/sha256/\(record.chainID.dropFirst(7))/parent", "the parent chain loops")
+                    break
+                }
+                guard seen.count <= Self.maximumLayers else {
+                    problem("\(Self.layerdb)/sha256/\(record.chainID.dropFirst(7))/parent", "the parent chain is longer than \(Self.maximumLayers) layers")
                     break
                 }
                 current = next

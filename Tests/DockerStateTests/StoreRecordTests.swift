@@ -1,0 +1,58 @@
+import DiskImage
+@testable import DockerState
+import FileSystems
+import Foundation
+import Testing
+import TestSupport
+
+/// Records of the containerd and Podman stores as read, hostile ones included (issue 22).
+@Suite("Container store records: chains, malformed records, ids")
+struct StoreRecordTests {
+    /// A containerd root in memory whose overlayfs snapshots `k0 ... k(n-1)` each name the next
+    /// as parent (`loopTo` makes the last one name that key instead).
+    static func containerdChain(_ n: Int, loopTo: Int? = nil) -> (ContainerdStore, ContainerdStore.Namespace) {
+        let fs = MemoryFileSystem()
+        let dir = DataRoot(reader: fs, inode: fs.rootInode, path: "/c", engine: "containerd", role: .helper)
+        let store = ContainerdStore(dir: dir)
+        var ns = ContainerdStore.Namespace(name: "moby")
+        var keys: [String: ContainerdStore.Snapshot] = [:]
+        var backends: [String: ContainerdStore.Backend] = [:]
+        for i in 0..<n {
+            let parent = i + 1 < n ? "k\(i + 1)" : loopTo.map { "k\($0)" }
+            keys["k\(i)"] = ContainerdStore.Snapshot(key: "k\(i)", name: "moby/\(i)/k\(i)", parent: parent)
+            backends["moby/\(i)/k\(i)"] = ContainerdStore.Backend(key: "moby/\(i)/k\(i)", id: UInt64(i + 1), kind: "Committed")
+            fs.addDirectory("io.containerd.snapshotter.v1.overlayfs/snapshots/\(i + 1)/fs")
+        }
+        ns.snapshots["overlayfs"] = keys
+        store.namespaces = [ns]
+        store.backends["overlayfs"] = backends
+        return (store, ns)
+    }
+
+    @Test("An acyclic snapshot chain longer than 256 is 'longer than', a loop is a loop; 256 is fine")
+    func containerdChainLength() {
+        let (long, ns) = Self.containerdChain(300)
+        let chain = long.chain("k0", namespace: ns, snapshotter: "overlayfs")
+        #expect(chain.problem?.contains("longer than 256 snapshots") == true, "\(chain.problem ?? "")")
+        #expect(chain.keys.count == 256)
+        let (exact, ns2) = Self.containerdChain(256)
+        #expect(exact.chain("k0", namespace: ns2, snapshotter: "overlayfs").problem == nil)
+        let (loop, ns3) = Self.containerdChain(5, loopTo: 2)
+        let looped = loop.chain("k0", namespace: ns3, snapshotter: "overlayfs")
+        #expect(looped.problem == "the snapshot chain of k0 loops at k2")
+        let (own, ns4) = Self.containerdChain(1, loopTo: 0)
+        #expect(own.chain("k0", namespace: ns4, snapshotter: "overlayfs").problem == "the snapshot chain of k0 loops at k0")
+    }
+
+    @Test("Podman: a layer chain longer than 256 is 'longer than', a loop is a loop")
+    func podmanChainLength() {
+        let fs = MemoryFileSystem()
+        let root = DataRoot(reader: fs, inode: fs.rootInode, path: "/p", engine: "podman", role: .podman)
+        var layers: [String: PodmanLayer] = [:]
+        for i in 0..<300 { layers["l\(i)"] = PodmanLayer(id: "l\(i)", parent: i + 1 < 300 ? "l\(i + 1)" : nil) }
+        let (chain, problem) = root.podmanChain("l0", layers)
+        #expect(problem?.contains("longer than 256 layers") == true && chain.count == 256, "\(problem ?? "")")
+        layers["l299"]?.parent = "l290"
+        #expect(root.podmanChain("l280", layers).1 == "the layer chain of l280 loops at l290")
+    }
+}
