@@ -154,4 +154,41 @@ struct HostileStoreTests {
         #expect(r.status == 1)
         #expect(r.stderr.contains("no space left on device in \(mounted)") && !r.stderr.contains("does not exist"), "\(r.stderr)")
     }
+
+    /// containerd-root.img with `docker/containerd/daemon` moved to `docker/containerd/real` and a
+    /// symlink `daemon -> target` in its place.
+    static func linkedDaemon(_ target: String) throws -> MutatedDisk {
+        let disk = try MutatedDisk("containerd-root.img")
+        try disk.debugfs(["ln /docker/containerd/daemon /docker/containerd/real", "unlink /docker/containerd/daemon",
+                          "symlink /docker/containerd/daemon \(target)"])
+        return disk
+    }
+
+    @Test("A containerd root reached through a symlink inside the data-root's filesystem is read as the real one",
+          arguments: ["real", "/mnt/data/docker/containerd/real"])
+    func symlinkedContainerdRoot(target: String) throws {
+        let disk = try Self.linkedDaemon(target)
+        defer { disk.remove() }
+        let r = try Self.run(["docker", disk.path, "--json"])
+        #expect(r.status == 0)
+        let root = try #require(try Disk(path: disk.path).docker().dataRoots.first)
+        #expect(root.store == "containerd" && root.containers.count == 2 && root.images.count == 2, "\(root.store) \(root.integrity.problems)")
+        #expect(root.integrity.ok, "\(root.integrity.problems)")
+        let out = disk.dir.appendingPathComponent("web.tar").path
+        let export = try Self.run(["docker", disk.path, "--export", "web", "-o", out])
+        #expect(export.status == 0, "\(export.stderr)")
+    }
+
+    @Test("A containerd root symlink leaving the filesystem (or dangling) is a problem, not an unknown clean store",
+          arguments: ["/etc", "/nowhere", "../../../../etc"])
+    func symlinkOutOfTheFilesystem(target: String) throws {
+        let disk = try Self.linkedDaemon(target)
+        defer { disk.remove() }
+        let r = try Self.run(["docker", disk.path, "--json"])
+        #expect(r.status == 0)
+        let root = try #require(try Disk(path: disk.path).docker().dataRoots.first)
+        #expect(!root.integrity.ok)
+        #expect(root.integrity.problems.contains { $0.contains("containerd/daemon: is a symlink to \(target)") && $0.contains("not followed") },
+                "\(root.integrity.problems)")
+    }
 }
