@@ -110,11 +110,6 @@ public final class DataRoot {
 
     // MARK: Paths below the data-root
 
-    /// A valid single path component for an id read from disk: no "/", not "." or "..", no NUL.
-    static func isSafeID(_ id: String) -> Bool {
-        !id.isEmpty && id.utf8.count <= 255 && id != "." && id != ".." && !id.utf8.contains(0x2F) && !id.utf8.contains(0)
-    }
-
     /// Looks up a relative path component by component without following any symlink.
     /// Returns the inode and metadata, or nil when absent. A symlink met before the last
     /// component ends the lookup (nil) with a problem noted.
@@ -239,7 +234,7 @@ public final class DataRoot {
 
     /// The layer directory `overlay2/<cache-id>/diff` as a Layer, or nil (with a problem).
     func layerDiff(_ cacheID: String, for what: String) -> Layer? {
-        guard Self.isSafeID(cacheID) else {
+        guard NamespacePath.Component(cacheID) != nil else {
             problem(what, "layer id \(cacheID.debugDescription) is not a single path component; not followed")
             return nil
         }

@@ -135,7 +135,7 @@ extension DataRoot {
             }
             let target = String(decoding: raw, as: UTF8.self)
             let parts = target.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
-            guard parts.count == 3, parts[0] == "..", parts[2] == "diff", Self.isSafeID(parts[1]) else {
+            guard parts.count == 3, parts[0] == "..", parts[2] == "diff", NamespacePath.Component(parts[1]) != nil else {
                 problem("overlay2/l/\(short)", "points to \(target), outside the layer directories; not followed")
                 continue
             }
@@ -173,7 +173,7 @@ extension DataRoot {
         var result: [String] = []
         var seen: Set<String> = [layer]
         for item in lower.split(separator: ":", omittingEmptySubsequences: false).map(String.init) {
-            guard item.hasPrefix("l/"), Self.isSafeID(String(item.dropFirst(2))) else {
+            guard item.hasPrefix("l/"), NamespacePath.Component(String(item.dropFirst(2))) != nil else {
                 problem("\(base)/lower", "entry \(item.debugDescription) is not l/<id>; not followed")
                 return nil
             }
@@ -183,7 +183,7 @@ extension DataRoot {
                 return nil
             }
             let parts = String(decoding: raw, as: UTF8.self).split(separator: "/").map(String.init)
-            guard parts.count == 3, parts[0] == "..", parts[2] == "diff", Self.isSafeID(parts[1]) else { return nil }
+            guard parts.count == 3, parts[0] == "..", parts[2] == "diff", NamespacePath.Component(parts[1]) != nil else { return nil }
             guard directory("overlay2/\(parts[1])/diff") != nil else {
                 problem("\(base)/lower", "names \(item), a dangling link")
                 return nil

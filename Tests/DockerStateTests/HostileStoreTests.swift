@@ -191,4 +191,79 @@ struct HostileStoreTests {
         #expect(root.integrity.problems.contains { $0.contains("containerd/daemon: is a symlink to \(target)") && $0.contains("not followed") },
                 "\(root.integrity.problems)")
     }
+
+    /// `bytes` with the first occurrence of `old` (at or after `from`) replaced by `new` (same length).
+    static func patch(_ bytes: inout [UInt8], _ old: [UInt8], _ new: [UInt8], from: Int = 0) throws -> Int {
+        #expect(old.count == new.count)
+        let at = try #require((from...(bytes.count - old.count)).first { Array(bytes[$0..<($0 + old.count)]) == old }, "pattern not found")
+        bytes.replaceSubrange(at..<(at + old.count), with: new)
+        return at
+    }
+
+    @Test("Malformed bbolt records are problems with their place: a negative size, an unknown kind, a snapshot its own parent")
+    func malformedBoltRecords() throws {
+        let disk = try MutatedDisk("containerd-root.img")
+        defer { disk.remove() }
+        let daemon = "/docker/containerd/daemon"
+        let metaDB = "\(daemon)/io.containerd.metadata.v1.bolt/meta.db", snapshots = "\(daemon)/io.containerd.snapshotter.v1.overlayfs/metadata.db"
+        var meta = try disk.cat(metaDB)
+        // A content record's size 422 (zig-zag varint cc 06) made -422 (cb 06).
+        _ = try Self.patch(&meta, Array("size".utf8) + [0xCC, 0x06], Array("size".utf8) + [0xCB, 0x06])
+        // The two layer-2 snapshots both name the same chain id as parent: that one is its own parent.
+        let layer1 = "sha256:c8b5cc88e3611f568b2d32f3c955f56373713072199a63fdf5b7e92f598c5d62"
+        let layer2 = "sha256:95281cd628634982591b2be1a23bf14ba5ae1f9485951bbbe4b5f2df3d1a7c10"
+        let first = try Self.patch(&meta, Array("parent\(layer1)".utf8), Array("parent\(layer2)".utf8))
+        _ = try Self.patch(&meta, Array("parent\(layer1)".utf8), Array("parent\(layer2)".utf8), from: first)
+        try disk.replace(metaDB, with: meta)
+        var backend = try disk.cat(snapshots)
+        _ = try Self.patch(&backend, Array("kind".utf8) + [3, UInt8(ascii: "p")], Array("kind".utf8) + [9, UInt8(ascii: "p")])
+        try disk.replace(snapshots, with: backend)
+
+        let r = try Self.run(["docker", disk.path, "--json"])
+        #expect(r.status == 0)
+        let root = try #require(try Disk(path: disk.path).docker().dataRoots.first)
+        let problems = root.integrity.problems
+        #expect(!root.integrity.ok)
+        #expect(problems.contains { $0.contains("meta.db v1/moby/content/blob/sha256:") && $0.contains("/size: -422 bytes is negative") }, "\(problems)")
+        #expect(problems.contains { $0.contains("metadata.db v1/snapshots/") && $0.contains("/kind: kind 9 is not a snapshot kind") }, "\(problems)")
+        #expect(problems.contains { $0.contains("v1/moby/snapshots/overlayfs/\(layer2)/parent: the snapshot is its own parent") }, "\(problems)")
+    }
+
+    @Test("Malformed, duplicated and path-climbing Podman records are problems naming their file, and are left out")
+    func malformedPodmanRecords() throws {
+        let disk = try MutatedDisk("podman-root.img", partition: 2)
+        defer { disk.remove() }
+        let storage = "/var/lib/containers/storage"
+        func edit(_ file: String, _ change: (inout [Any]) throws -> Void) throws {
+            var records = try #require(try JSONSerialization.jsonObject(with: Data(try disk.cat("\(storage)/\(file)"))) as? [Any])
+            try change(&records)
+            try disk.replace("\(storage)/\(file)", with: Array(try JSONSerialization.data(withJSONObject: records)))
+        }
+        try edit("overlay-images/images.json") { records in
+            var climbing = try #require(records[0] as? [String: Any])
+            climbing["id"] = "../../x"
+            records += [records[0], climbing, 42, ["names": ["no-id"]]]
+        }
+        try edit("overlay-layers/layers.json") { records in records.append(["parent": "x"]) }
+        try edit("overlay-containers/containers.json") { records in
+            var climbing = try #require(records[0] as? [String: Any])
+            climbing["id"] = "../../../etc"
+            records += [climbing, records[1]]
+        }
+        let r = try Self.run(["docker", disk.path, "--json"])
+        #expect(r.status == 0)
+        let root = try #require(try Disk(path: disk.path).docker().dataRoots.first)
+        let problems = root.integrity.problems
+        #expect(root.images.count == 2 && root.containers.count == 2, "\(root.images.map(\.id)) \(root.containers.map(\.id))")
+        for expected in ["overlay-images/images.json: image \(root.images[0].id.dropFirst(7)) is listed more than once; record 2 ignored",
+                         "overlay-images/images.json: image id \"../../x\" is not a single path component; ignored",
+                         "overlay-images/images.json: record 4 is not a JSON object; ignored",
+                         "overlay-images/images.json: image record 5 has no id; ignored",
+                         "overlay-layers/layers.json: layer record",
+                         "overlay-containers/containers.json: container id \"../../../etc\" is not a single path component; ignored",
+                         "overlay-containers/containers.json: container \(root.containers[1].id) is listed more than once"] {
+            #expect(problems.contains { $0.contains(expected) }, "\(expected) not in \(problems)")
+        }
+    }
 }
+

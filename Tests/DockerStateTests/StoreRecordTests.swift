@@ -55,4 +55,35 @@ struct StoreRecordTests {
         layers["l299"]?.parent = "l290"
         #expect(root.podmanChain("l280", layers).1 == "the layer chain of l280 loops at l290")
     }
+
+    /// Go's encoding/binary PutVarint.
+    static func varint(_ n: Int64) -> [UInt8] {
+        var u = UInt64(bitPattern: (n << 1) ^ (n >> 63))
+        var out: [UInt8] = []
+        while u >= 0x80 { out.append(UInt8(u & 0x7F) | 0x80); u >>= 7 }
+        return out + [UInt8(u)]
+    }
+
+    @Test("bbolt sizes: negative, 2^63-1 and undecodable ones are problems with their place, and left out",
+          arguments: [(Int64(-1), "-1 bytes is negative"), (Int64.max, "\(Int64.max) bytes is more than 1 PiB"), (Int64(351), "")])
+    func sizes(value: Int64, message: String) {
+        let (store, _) = Self.containerdChain(0)
+        let size = store.size(["size": Self.varint(value)], at: "meta.db v1/moby/content/blob/sha256:x")
+        #expect(size == (message.isEmpty ? value : nil))
+        #expect(store.dir.problems == (message.isEmpty ? [] : ["/c/meta.db v1/moby/content/blob/sha256:x/size: \(message); ignored"]))
+        let (other, _) = Self.containerdChain(0)
+        #expect(other.size(["size": [0x80, 0x80]], at: "p") == nil)
+        #expect(other.dir.problems == ["/c/p/size: 2-byte value does not decode; ignored"])
+    }
+
+    @Test("Ids are path components: one type, the same answer for every store")
+    func ids() {
+        for bad in ["", ".", "..", "../../x", "a/b", "x\0y", String(repeating: "a", count: 256)] {
+            #expect(NamespacePath.Component(bad) == nil, "\(bad.debugDescription)")
+        }
+        for good in ["abc", "sha256:0a77", ".hidden", "a..b", String(repeating: "a", count: 255)] {
+            #expect(NamespacePath.Component(good)?.text == good)
+        }
+    }
 }
+
