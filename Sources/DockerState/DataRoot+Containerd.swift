@@ -212,15 +212,21 @@ extension DataRoot {
         }
         let manifestDigest = resolved.digest, manifest = resolved.manifest
         info.platform = resolved.platform
-        var size: Int64? = resolved.size + Int64(croot.entry(store.blobPath(digest) ?? "")?.metadata.size ?? 0)
+        // Sizes as the manifest states them (untrusted: a sum that overflows is unknown, not a trap).
+        func adding(_ total: Int64?, _ more: Int64?) -> Int64? {
+            guard let total else { return nil }
+            let (sum, overflow) = total.addingReportingOverflow(more ?? 0)
+            return overflow ? nil : sum
+        }
+        var size = adding(resolved.size, Int64(exactly: croot.entry(store.blobPath(digest) ?? "")?.metadata.size ?? 0))
         guard let configDigest = manifest.config?.digest else {
             croot.problem(store.blobPath(manifestDigest) ?? manifestDigest, "manifest of image \(label) has no config")
             return info
         }
         info.configDigest = configDigest
-        size = size.map { $0 + (manifest.config?.size ?? 0) }
+        size = adding(size, manifest.config?.size)
         let layerDescriptors = manifest.layers
-        for l in layerDescriptors { size = size.map { $0 + (l.size ?? 0) } }
+        for l in layerDescriptors { size = adding(size, l.size) }
         guard let config = store.jsonBlob(configDigest, as: OCI.ImageConfig.self) else {
             croot.problem(store.blobPath(configDigest) ?? configDigest, "the config \(configDigest) of image \(label) is missing from the content store")
             info.size = size.map { UInt64(max(0, $0)) }

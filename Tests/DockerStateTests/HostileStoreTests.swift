@@ -265,5 +265,29 @@ struct HostileStoreTests {
             #expect(problems.contains { $0.contains(expected) }, "\(expected) not in \(problems)")
         }
     }
+
+    @Test("Manifest sizes of 2^63-1 (untrusted JSON) give an unknown image size, not an overflow trap")
+    func hugeManifestSizes() throws {
+        let disk = try MutatedDisk("containerd-root.img")
+        defer { disk.remove() }
+        let web = try #require(try Disk(path: disk.path).docker().dataRoots.first?.images.first { $0.tags.contains("docker.io/example/web:1.0") })
+        let file = { (digest: String) in "\(Self.content)/\(digest.dropFirst(7))" }
+        var manifestDigest = web.id
+        var object = try #require(try JSONSerialization.jsonObject(with: Data(try disk.cat(file(web.id)))) as? [String: Any])
+        if let list = object["manifests"] as? [[String: Any]] {
+            manifestDigest = try #require(list.first { ($0["platform"] as? [String: Any])?["os"] as? String != "unknown" }?["digest"] as? String)
+            object = try #require(try JSONSerialization.jsonObject(with: Data(try disk.cat(file(manifestDigest)))) as? [String: Any])
+        }
+        var layers = try #require(object["layers"] as? [[String: Any]])
+        for i in layers.indices { layers[i]["size"] = Int64.max }
+        object["layers"] = layers
+        try disk.replace(file(manifestDigest), with: Array(try JSONSerialization.data(withJSONObject: object)))
+        let r = try Self.run(["docker", disk.path, "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let root = try #require(try Disk(path: disk.path).docker().dataRoots.first)
+        let image = try #require(root.images.first { $0.id == web.id })
+        #expect(image.size == nil)
+        #expect(root.integrity.problems.contains { $0.contains("\(manifestDigest.dropFirst(7)): content is sha256:") })
+    }
 }
 
