@@ -30,10 +30,10 @@ public struct LayerLimits: Sendable, Equatable {
 /// A layer blob of the content store, checked as an export reads it: the blob's SHA-256 against
 /// the digest it is named by, its decompressed bytes (bounded by `LayerLimits`) against the
 /// image's diff id, and the tar's end. Each pass streams (1 MiB pieces), never reading a blob whole.
-enum LayerBlob {
+public enum LayerBlob {
     /// The verified uncompressed tar of one layer. `layer` names it in errors ("image x: layer 2
     /// (blob sha256:...)"); `place` is the blob's path for the error's path.
-    static func verifiedTar(_ raw: any ByteSource, digest: String, diffID: String?, layer: String, place: String,
+    public static func verifiedTar(_ raw: any ByteSource, digest: String, diffID: String?, layer: String, place: String,
                             limits: LayerLimits, temporaryDirectory: String? = nil) throws -> any ByteSource {
         let actual = "sha256:" + (try SHA256.hex(of: raw))
         guard actual == digest else {
