@@ -86,7 +86,9 @@ final class ContainerdStore {
     func load() {
         if let db = database(Self.metaDB) {
             do {
-                for (ns, bucket) in try records(db.root.bucket(named: "v1"), at: "\(Self.metaDB) v1") {
+                let v1 = try db.root.bucket(named: "v1")
+                if v1 == nil { dir.problem(Self.metaDB, "has no v1 bucket: no namespace, image or snapshot is recorded") }
+                for (ns, bucket) in try records(v1, at: "\(Self.metaDB) v1") {
                     namespaces.append(try namespace(ns, bucket))
                 }
             } catch {

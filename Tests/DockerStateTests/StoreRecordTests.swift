@@ -1,3 +1,4 @@
+import BoltDB
 import DiskImage
 @testable import DockerState
 import FileSystems
@@ -84,6 +85,27 @@ struct StoreRecordTests {
         for good in ["abc", "sha256:0a77", ".hidden", "a..b", String(repeating: "a", count: 255)] {
             #expect(NamespacePath.Component(good)?.text == good)
         }
+    }
+
+    @Test("A meta.db whose v1 is a value (no bucket), and values where records belong, are problems with their place")
+    func valuesWhereRecordsBelong() throws {
+        var file = BoltImage(pageCount: 3)
+        file.meta(0, root: 2, count: 3, txid: 4)
+        file.meta(1, root: 2, count: 3, txid: 5)
+        file.leaf(2, [("v1", "not a bucket"), ("version", "3")])
+        let fs = MemoryFileSystem()
+        fs.addFile("io.containerd.metadata.v1.bolt/meta.db", file.bytes)
+        let dir = DataRoot(reader: fs, inode: fs.rootInode, path: "/c", engine: "containerd", role: .helper)
+        let store = ContainerdStore(dir: dir)
+        store.load()
+        #expect(store.namespaces.isEmpty)
+        #expect(dir.problems.contains("/c/io.containerd.metadata.v1.bolt/meta.db: has no v1 bucket: no namespace, image or snapshot is recorded"),
+                "\(dir.problems)")
+        // The same leaf read as a bucket of records: each value is a problem, an allowed one is not.
+        let db = try Bolt.Database(source: MemorySource(file.bytes, name: "m"), name: "m")
+        let other = DataRoot(reader: fs, inode: fs.rootInode, path: "/c", engine: "containerd", role: .helper)
+        #expect(try other.boltRecords(db.root, at: "meta.db", values: ["version"]).isEmpty)
+        #expect(other.problems == ["/c/meta.db/v1: is a value where a record (bucket) belongs; ignored"])
     }
 }
 
