@@ -5,8 +5,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:?usage: Fuzz/seeds.sh OUTDIR}
 imgs=$root/images/out
-bash "$root/images/build.sh" "$imgs" haos-full rpi-full haos-mbr-full debian-gpt fs-squashfs fs-erofs fs-fat containerd-root >/dev/null
-mkdir -p "$out"/{partition-table,squashfs,erofs,fat,fstab,unit-file,boot-environment,bolt,tar,jbd2}
+bash "$root/images/build.sh" "$imgs" haos-full rpi-full haos-mbr-full debian-gpt fs-squashfs fs-erofs fs-fat containerd-root podman-root >/dev/null
+mkdir -p "$out"/{partition-table,squashfs,erofs,fat,fstab,unit-file,boot-environment,bolt,tar,jbd2,containerd-store,podman-store,layer-export}
 # jbd2: the journals of the hot snapshots (built only as root with loop devices; images/disks/hot-ext4.sh)
 bash "$root/images/build.sh" "$imgs" hot-ext4 >/dev/null || true
 for n in hot-ext4-wrap hot-ext4-32; do
@@ -68,4 +68,11 @@ for f in "$tmp"/oci/*/blobs/sha256/*; do
 done
 rm -rf "$tmp"
 cp "$root"/Tests/Corpus/tar/* "$out/tar/"
+# containerd-store, podman-store, layer-export: the stores the real daemons wrote (containerd-root,
+# podman-root recipes), each a tar of the store at its default path (Fuzz/store-seed.py: a debugfs
+# rdump of the data partition, bbolt files cut at their high-water mark), the committed seeds and
+# regressions of Tests/Corpus/, and the content store's layer blobs (tar, gzip, zstd)
+python3 "$root/Fuzz/store-seed.py" containerd "$imgs" "$out/containerd-store/containerd-root.tar"
+python3 "$root/Fuzz/store-seed.py" podman "$imgs" "$out/podman-store/podman-root.tar"
+for t in containerd-store podman-store layer-export; do cp "$root"/Tests/Corpus/$t/* "$out/$t/"; done
 for t in "$out"/*; do [ -n "$(ls -A "$t")" ] || echo "no seeds for $(basename "$t")" >&2; done

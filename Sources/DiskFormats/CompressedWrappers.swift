@@ -39,7 +39,8 @@ enum CompressedWrappers {
             let free = UInt64(st.f_bavail).multipliedReportingOverflow(by: UInt64(st.f_frsize))
             let available = free.overflow ? UInt64.max : free.partialValue
             guard available >= options.freeSpaceReserve + checkEvery else {
-                throw FWError(.limitExceeded, "\(wrapper): not enough free space in \(dir) to decompress (\(available) bytes left after \(written) decompressed bytes, at compressed offset \(inputOffset))", disk: source.name)
+                // .io, as ENOSPC from the write itself: only a decompressed size beyond the limit is .limitExceeded.
+                throw FWError(.io, "\(wrapper): no space left on device in \(dir) to decompress (\(available) bytes free, \(options.freeSpaceReserve + checkEvery) needed, after \(written) decompressed bytes, at compressed offset \(inputOffset))", disk: source.name)
             }
         }
         try checkFreeSpace()
@@ -61,7 +62,7 @@ enum CompressedWrappers {
                         let r = pwrite(fd, piece.baseAddress! + done, n - done, off_t(written) + off_t(pos + done))
                         if r < 0 {
                             if errno == EINTR { continue }
-                            throw FWError(.io, "\(wrapper): cannot write the temporary file in \(dir): \(String(cString: strerror(errno)))", disk: source.name)
+                            throw FWError(.io, "\(wrapper): cannot write the temporary file in \(dir): \(String(cString: strerror(errno)).lowercased())", disk: source.name)
                         }
                         done += r
                     }

@@ -85,6 +85,21 @@ public struct SHA256 {
         return hasher.finalizeHex()
     }
 
+    /// The digest of every byte of `source` as lowercase hex, read in 1 MiB pieces (never whole).
+    public static func hex(of source: any ByteSource) throws -> String {
+        var hasher = SHA256()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        var offset: UInt64 = 0
+        while offset < source.size {
+            let n = Int(min(UInt64(buffer.count), source.size - offset))
+            try source.readExactly(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n]))
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            offset += UInt64(n)
+        }
+        return hasher.finalizeHex()
+    }
+
     /// The digest of the file at `path` as lowercase hex, read in 1 MiB pieces.
     public static func hex(ofFileAt path: String) throws -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)

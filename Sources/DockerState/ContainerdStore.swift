@@ -71,11 +71,16 @@ final class ContainerdStore {
         }
     }
 
-    /// Reads meta.db and every snapshotter's metadata.db. Problems are noted, never thrown.
+    /// Reads meta.db and every snapshotter's metadata.db. Problems are noted, never thrown: a
+    /// malformed record (a value where a record belongs, a size, time, id or kind that does not
+    /// decode or makes no sense, a snapshot that is its own parent) is one, named by its place
+    /// (`meta.db v1/<ns>/<bucket>/<key>/<field>`), and its field is left out.
     func load() {
         if let db = database(Self.metaDB) {
             do {
-                for (ns, bucket) in try db.root.bucket(named: "v1")?.buckets() ?? [] {
+                let v1 = try db.root.bucket(named: "v1")
+                if v1 == nil { dir.problem(Self.metaDB, "has no v1 bucket: no namespace, image or snapshot is recorded") }
+                for (ns, bucket) in try records(v1, at: "\(Self.metaDB) v1") {
                     namespaces.append(try namespace(ns, bucket))
                 }
             } catch {
@@ -89,49 +94,93 @@ final class ContainerdStore {
             let relative = "\(plugin)/metadata.db"
             guard dir.entry(relative) != nil, let db = database(relative) else { continue }
             do {
-                var records: [String: Backend] = [:]
-                for (key, bucket) in try db.root.bucket(path: ["v1", "snapshots"])?.buckets() ?? [] {
-                    let v = try bucket.values()
-                    records[key] = Backend(key: key, id: v["id"].flatMap(GoBinary.uvarint),
-                                           kind: v["kind"].flatMap { $0.count == 1 ? Self.kinds[$0[0]] ?? "Unknown" : nil },
-                                           parent: v["parent"].map { String(decoding: $0, as: UTF8.self) })
-                }
-                backends[snapshotter] = records
+                backends[snapshotter] = try backendRecords(db, at: "\(relative) v1/snapshots")
             } catch {
                 dir.problem(relative, FWError(error).message)
             }
         }
     }
 
+    /// A snapshotter's metadata.db records: `v1/snapshots/<backend key>/{id, kind, parent}`.
+    private func backendRecords(_ db: Bolt.Database, at place: String) throws -> [String: Backend] {
+        var result: [String: Backend] = [:]
+        for (key, bucket) in try records(db.root.bucket(path: ["v1", "snapshots"]), at: place) {
+            let v = try bucket.values()
+            let at = "\(place)/\(key)"
+            var backend = Backend(key: key, id: field(v, "id", at: at, GoBinary.uvarint),
+                                  parent: v["parent"].map { String(decoding: $0, as: UTF8.self) })
+            if backend.id == nil, v["id"] == nil { dir.problem(at, "has no id; its directory cannot be found") }
+            if let kind = v["kind"] {
+                backend.kind = kind.count == 1 ? Self.kinds[kind[0]] ?? "Unknown" : nil
+                if backend.kind == nil || backend.kind == "Unknown" {
+                    dir.problem("\(at)/kind", "\(kind.count == 1 ? "kind \(kind[0])" : "a \(kind.count)-byte value") is not a snapshot kind (1 View, 2 Active, 3 Committed)")
+                }
+            }
+            if backend.parent == key { dir.problem("\(at)/parent", "the snapshot is its own parent") }
+            result[key] = backend
+        }
+        return result
+    }
+
+    func records(_ bucket: Bolt.Bucket?, at place: String) throws -> [(name: String, bucket: Bolt.Bucket)] {
+        try dir.boltRecords(bucket, at: place, values: place == "\(Self.metaDB) v1" ? ["version"] : [])   // meta.db's v1/version is a value
+    }
+
+    /// The value at `key` decoded by `decode`, nil when absent; one that does not decode is a
+    /// problem at `place`/`key`.
+    func field<T>(_ values: [String: [UInt8]], _ key: String, at place: String, _ decode: ([UInt8]) -> T?) -> T? {
+        guard let bytes = values[key] else { return nil }
+        guard let value = decode(bytes) else {
+            dir.problem("\(place)/\(key)", "\(bytes.count)-byte value does not decode; ignored")
+            return nil
+        }
+        return value
+    }
+
+    /// The largest size a record may state (1 PiB): a negative size, or 2^63-1, is a malformed record.
+    static let maximumSize: Int64 = 1 << 50
+
+    /// A `size` field: a Go varint from 0 to 1 PiB, else a problem at `place`.
+    func size(_ values: [String: [UInt8]], at place: String) -> Int64? {
+        guard let n = field(values, "size", at: place, GoBinary.varint) else { return nil }
+        guard n >= 0, n <= Self.maximumSize else {
+            dir.problem("\(place)/size", "\(n) bytes is \(n < 0 ? "negative" : "more than 1 PiB"); ignored")
+            return nil
+        }
+        return n
+    }
+
     private func namespace(_ name: String, _ bucket: Bolt.Bucket) throws -> Namespace {
         var ns = Namespace(name: name)
-        for (image, b) in try bucket.bucket(named: "images")?.buckets() ?? [] {
+        let base = "\(Self.metaDB) v1/\(name)"
+        func text(_ v: [String: [UInt8]], _ k: String) -> String? { v[k].map { String(decoding: $0, as: UTF8.self) } }
+        for (image, b) in try records(bucket.bucket(named: "images"), at: "\(base)/images") {
+            let at = "\(base)/images/\(image)"
             let v = try b.values()
             let target = try b.bucket(named: "target")?.values() ?? [:]
-            ns.images.append(ImageRecord(name: image, digest: target["digest"].map { String(decoding: $0, as: UTF8.self) },
-                                         mediaType: target["mediatype"].map { String(decoding: $0, as: UTF8.self) },
-                                         size: target["size"].flatMap(GoBinary.varint),
-                                         createdAt: v["createdat"].flatMap(GoBinary.time), updatedAt: v["updatedat"].flatMap(GoBinary.time)))
+            ns.images.append(ImageRecord(name: image, digest: text(target, "digest"), mediaType: text(target, "mediatype"),
+                                         size: size(target, at: "\(at)/target"),
+                                         createdAt: field(v, "createdat", at: at, GoBinary.time), updatedAt: field(v, "updatedat", at: at, GoBinary.time)))
         }
-        for (snapshotter, sb) in try bucket.bucket(named: "snapshots")?.buckets() ?? [] {
+        for (snapshotter, sb) in try records(bucket.bucket(named: "snapshots"), at: "\(base)/snapshots") {
             var keys: [String: Snapshot] = [:]
-            for (key, b) in try sb.buckets() {
+            for (key, b) in try records(sb, at: "\(base)/snapshots/\(snapshotter)") {
+                let at = "\(base)/snapshots/\(snapshotter)/\(key)"
                 let v = try b.values()
-                keys[key] = Snapshot(key: key, name: v["name"].map { String(decoding: $0, as: UTF8.self) },
-                                     parent: v["parent"].map { String(decoding: $0, as: UTF8.self) },
-                                     createdAt: v["createdat"].flatMap(GoBinary.time))
+                keys[key] = Snapshot(key: key, name: text(v, "name"), parent: text(v, "parent"), createdAt: field(v, "createdat", at: at, GoBinary.time))
+                if keys[key]?.parent == key { dir.problem("\(at)/parent", "the snapshot is its own parent") }
             }
             ns.snapshots[snapshotter] = keys
         }
-        for (digest, b) in try bucket.bucket(path: ["content", "blob"])?.buckets() ?? [] {
-            ns.content.append(ContentInfo(digest: digest, size: try b.values()["size"].flatMap(GoBinary.varint)))
+        for (digest, b) in try records(bucket.bucket(path: ["content", "blob"]), at: "\(base)/content/blob") {
+            if blobPath(digest) == nil { dir.problem("\(base)/content/blob/\(digest)", "is not a sha256 digest (sha256:<64 hex digits>)") }
+            ns.content.append(ContentInfo(digest: digest, size: size(try b.values(), at: "\(base)/content/blob/\(digest)")))
         }
-        for (id, b) in try bucket.bucket(named: "containers")?.buckets() ?? [] {
+        for (id, b) in try records(bucket.bucket(named: "containers"), at: "\(base)/containers") {
             let v = try b.values()
-            func text(_ k: String) -> String? { v[k].map { String(decoding: $0, as: UTF8.self) } }
-            ns.containers.append((id, text("snapshotKey"), text("snapshotter"), text("image")))
+            ns.containers.append((id, text(v, "snapshotKey"), text(v, "snapshotter"), text(v, "image")))
         }
-        ns.leases = try bucket.bucket(named: "leases")?.buckets().map(\.name) ?? []
+        ns.leases = try records(bucket.bucket(named: "leases"), at: "\(base)/leases").map(\.name)
         return ns
     }
 
@@ -212,8 +261,11 @@ final class ContainerdStore {
         var seen = Set<String>()
         let records = namespace.snapshots[snapshotter] ?? [:]
         while let k = current {
-            guard seen.insert(k).inserted, seen.count <= DataRoot.maximumLayers else {
+            guard seen.insert(k).inserted else {
                 return (keys, dirs, "the snapshot chain of \(key) loops at \(k)")
+            }
+            guard seen.count <= DataRoot.maximumLayers else {
+                return (keys, dirs, "the snapshot chain of \(key) is longer than \(DataRoot.maximumLayers) snapshots; not followed beyond \(keys.last ?? key)")
             }
             guard let s = records[k] else {
                 return (keys, dirs, keys.isEmpty ? "snapshot \(k) does not exist" : "snapshot \(keys.last ?? key) names parent \(k), which does not exist")

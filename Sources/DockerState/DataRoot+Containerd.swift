@@ -16,17 +16,23 @@ struct ContainerdImageStore: ImageStore {
         root.containerdInventory(containerd, countMarkers: countMarkers)
     }
 
-    /// The committed snapshots of the image's chain ids; when they are gone, its layer blobs.
-    func layers(ofImage image: ImageInfo, reference: String) throws -> [Layer] {
+    /// The committed snapshots of the image's chain ids; when they are gone, its layer blobs
+    /// (each verified, decompressed within `limits`).
+    func layers(ofImage image: ImageInfo, reference: String, limits: LayerLimits) throws -> [Layer] {
         guard let top = image.chainIDs.last else {
             throw FWError(.notFound, "image \(image.id) has no layers (its config is missing)", path: root.path)
         }
         do {
             return try snapshotLayers(top, what: "image \(reference)")
         } catch {
-            // The snapshots are gone: the content store's layer blobs, if every one is there.
-            guard let layers = try? blobLayers(image.id, what: "image \(reference)") else { throw error }   // the fallback failing leaves the snapshots' error as the one to report
-            return layers
+            // The snapshots are gone: the content store's layer blobs. A blob or manifest missing
+            // leaves the snapshots' error as the one to report; a blob that is there but fails its
+            // checks (digest, diff id, truncated, too large, no space to decompress) is the error.
+            do {
+                return try blobLayers(image, what: "image \(reference)", limits: limits)
+            } catch let blobError as FWError where blobError.code == .notFound {
+                throw error
+            }
         }
     }
 
@@ -66,22 +72,31 @@ struct ContainerdImageStore: ImageStore {
     }
 
     /// An image's layers from the content store (tar, tar+gzip, tar+zstd blobs; decompressed once
-    /// into unlinked temporary files), top first, each read as a tar with OCI whiteouts.
-    func blobLayers(_ target: String, what: String) throws -> [Layer] {
+    /// into unlinked temporary files), top first, each read as a tar with OCI whiteouts after
+    /// `LayerBlob.verifiedTar` checked its digest, its diff id and its end.
+    func blobLayers(_ image: ImageInfo, what: String, limits: LayerLimits) throws -> [Layer] {
         let croot = containerd
         let store = ContainerdStore(dir: croot)
-        guard let blobs = store.layerBlobs(target) else {
+        guard let blobs = store.layerBlobs(image.id) else {
             throw FWError(.notFound, "\(what): its manifest is not in the content store", path: croot.path)
         }
-        return try blobs.reversed().map { digest in
+        guard blobs.count == image.diffIDs.count else {
+            throw FWError(.corrupt, "\(what): the manifest lists \(blobs.count) layers, the config \(image.diffIDs.count) diff ids; not exported",
+                          path: croot.path)
+        }
+        var layers: [Layer] = []
+        for (i, digest) in blobs.enumerated() {
             guard let relative = store.blobPath(digest), let e = croot.entry(relative), e.metadata.type == .regular else {
                 throw FWError(.notFound, "\(what): layer blob \(digest) is missing", path: croot.path)
             }
             let name = "\(croot.path)/\(relative)"
             let raw = try FileByteSource(reader: croot.reader, inode: e.inode, name: name)
-            let tar = try TarReader(source: try decompressedStream(raw), name: name, ociWhiteouts: true)
-            return Layer(reader: tar, inode: tar.rootInode)
+            let source = try LayerBlob.verifiedTar(raw, digest: digest, diffID: image.diffIDs[i], layer: "\(what): layer \(i + 1) (blob \(digest))",
+                                                   place: name, limits: limits)
+            let tar = try TarReader(source: source, name: name, ociWhiteouts: true)
+            layers.append(Layer(reader: tar, inode: tar.rootInode))
         }
+        return layers.reversed()
     }
 }
 
@@ -195,15 +210,21 @@ extension DataRoot {
         }
         let manifestDigest = resolved.digest, manifest = resolved.manifest
         info.platform = resolved.platform
-        var size: Int64? = resolved.size + Int64(croot.entry(store.blobPath(digest) ?? "")?.metadata.size ?? 0)
+        // Sizes as the manifest states them (untrusted: a sum that overflows is unknown, not a trap).
+        func adding(_ total: Int64?, _ more: Int64?) -> Int64? {
+            guard let total else { return nil }
+            let (sum, overflow) = total.addingReportingOverflow(more ?? 0)
+            return overflow ? nil : sum
+        }
+        var size = adding(resolved.size, Int64(exactly: croot.entry(store.blobPath(digest) ?? "")?.metadata.size ?? 0))
         guard let configDigest = manifest.config?.digest else {
             croot.problem(store.blobPath(manifestDigest) ?? manifestDigest, "manifest of image \(label) has no config")
             return info
         }
         info.configDigest = configDigest
-        size = size.map { $0 + (manifest.config?.size ?? 0) }
+        size = adding(size, manifest.config?.size)
         let layerDescriptors = manifest.layers ?? []
-        for l in layerDescriptors { size = size.map { $0 + (l.size ?? 0) } }
+        for l in layerDescriptors { size = adding(size, l.size) }
         guard let config = store.jsonBlob(configDigest, as: OCI.ImageConfig.self) else {
             croot.problem(store.blobPath(configDigest) ?? configDigest, "the config \(configDigest) of image \(label) is missing from the content store")
             info.size = size.map { UInt64(max(0, $0)) }

@@ -3,8 +3,9 @@ import DiskImage
 import FileSystems
 
 extension DataRoot {
-    /// An image's layer directories, top first (by id, id prefix of 4+ hex digits, or tag).
-    public func imageLayers(_ reference: String) throws -> (id: String, layers: [Layer]) {
+    /// An image's layer directories, top first (by id, id prefix of 4+ hex digits, or tag);
+    /// `limits` bound the layer blobs decompressed when a containerd image's snapshots are gone.
+    public func imageLayers(_ reference: String, limits: LayerLimits = LayerLimits()) throws -> (id: String, layers: [Layer]) {
         let images = inspect(countMarkers: false).images
         let match = images.first { $0.id == reference || $0.id == "sha256:" + reference || $0.tags.contains(reference) }
             ?? images.first { ref in
@@ -14,7 +15,7 @@ extension DataRoot {
         guard let image = match else {
             throw FWError(.notFound, "no image \(reference) in the data-root", path: path)
         }
-        return (image.id, try imageStore.layers(ofImage: image, reference: reference))
+        return (image.id, try imageStore.layers(ofImage: image, reference: reference, limits: limits))
     }
 
     /// A container's layers, top first (by name, id or id prefix of 4+ characters): its rw

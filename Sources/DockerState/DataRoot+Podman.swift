@@ -13,14 +13,43 @@ import Foundation
 /// `ctr/<id>/{config, state}` JSON).
 extension DataRoot {
     /// A JSON array file (containers/storage's records) with the elements that are not `T`
-    /// objects left out, or nil with a problem when it is not a JSON array.
-    func jsonArray<T: Decodable>(_ relative: String, of type: T.Type) -> [T]? {
+    /// objects left out (each a problem), each with its position, or nil with a problem when it is
+    /// not a JSON array.
+    func jsonArray<T: Decodable>(_ relative: String, of type: T.Type) -> [(index: Int, value: T)]? {
         guard let bytes = file(relative, limit: Self.jsonLimit) else { return nil }
         guard case .success(let array) = JSONContent.decode([Lenient<T>].self, from: bytes) else {
             problem(relative, "is not a JSON array of records")
             return nil
         }
-        return array.compactMap(\.wrappedValue)
+        for (i, element) in array.enumerated() where element.wrappedValue == nil {
+            problem(relative, "record \(i) is not a JSON object; ignored")
+        }
+        return array.enumerated().compactMap { i, element in element.wrappedValue.map { (i, $0) } }
+    }
+
+    /// The records of a containers/storage file, each with its id: a record without an id, with
+    /// an id that is not a single path component (`../../x`), or with an id listed before is a
+    /// problem naming the file, the record's position and what it is, and is left out (the first
+    /// record of an id is kept).
+    func podmanRecords<T: Decodable>(_ relative: String, of type: T.Type, what: String, id: (T) -> String?) -> [(id: String, record: T)] {
+        var seen = Set<String>()
+        var result: [(id: String, record: T)] = []
+        for (i, record) in jsonArray(relative, of: T.self) ?? [] {
+            guard let id = id(record) else {
+                problem(relative, "\(what) record \(i) has no id; ignored")
+                continue
+            }
+            guard NamespacePath.Component(id) != nil else {
+                problem(relative, "\(what) id \(id.debugDescription) is not a single path component; ignored")
+                continue
+            }
+            guard seen.insert(id).inserted else {
+                problem(relative, "\(what) \(id) is listed more than once; record \(i) ignored")
+                continue
+            }
+            result.append((id, record))
+        }
+        return result
     }
 
     /// `bytes` decoded as `T`, nil when they are not JSON of that kind (the caller says where).
@@ -29,15 +58,9 @@ extension DataRoot {
         return value
     }
 
-    /// `overlay-layers/layers.json`'s records by id.
     func podmanLayers() -> [String: PodmanJSON.Layer] {
         var result: [String: PodmanJSON.Layer] = [:]
-        for record in jsonArray("overlay-layers/layers.json", of: PodmanJSON.Layer.self) ?? [] {
-            guard let id = record.id else { continue }
-            guard Self.isSafeID(id) else {
-                problem("overlay-layers/layers.json", "layer id \(id.debugDescription) is not a single path component; ignored")
-                continue
-            }
+        for (id, record) in podmanRecords("overlay-layers/layers.json", of: PodmanJSON.Layer.self, what: "layer", id: \.id) {
             result[id] = record
             if directory("overlay/\(id)/diff") == nil {
                 problem("overlay/\(id)", "layer \(id) has no diff directory")
@@ -56,7 +79,10 @@ extension DataRoot {
         var chain: [String] = []
         var current: String? = top
         while let id = current {
-            guard !chain.contains(id), chain.count < Self.maximumLayers else { return (chain, "the layer chain of \(top) loops at \(id)") }
+            guard !chain.contains(id) else { return (chain, "the layer chain of \(top) loops at \(id)") }
+            guard chain.count < Self.maximumLayers else {
+                return (chain, "the layer chain of \(top) is longer than \(Self.maximumLayers) layers; not followed beyond \(chain.last ?? top)")
+            }
             guard let layer = layers[id] else {
                 return (chain, chain.isEmpty ? "layer \(id) does not exist" : "layer \(chain.last ?? top) names parent \(id), which does not exist")
             }
@@ -64,6 +90,21 @@ extension DataRoot {
             current = layer.parent
         }
         return (chain, nil)
+    }
+
+    /// The nested buckets of a bbolt bucket (each a record, by name); a plain value among them
+    /// (other than the keys in `values`) is a problem at `place`, left out.
+    func boltRecords(_ bucket: Bolt.Bucket?, at place: String, values: Set<String> = []) throws -> [(name: String, bucket: Bolt.Bucket)] {
+        guard let bucket else { return [] }
+        var result: [(name: String, bucket: Bolt.Bucket)] = []
+        for e in try bucket.entries() {
+            if e.isBucket {
+                result.append((e.keyString, try bucket.bucket(e)))
+            } else if !values.contains(e.keyString) {
+                problem("\(place)/\(e.keyString)", "is a value where a record (bucket) belongs; ignored")
+            }
+        }
+        return result
     }
 
     /// libpod's bolt_state.db: container id -> (config, state).
@@ -74,7 +115,11 @@ extension DataRoot {
         do {
             let db = try Bolt.Database(source: try FileByteSource(reader: reader, inode: e.inode, name: "\(path)/\(relative)"),
                                        name: "\(path)/\(relative)")
-            for (id, bucket) in try db.root.bucket(named: "ctr")?.buckets() ?? [] {
+            for (id, bucket) in try boltRecords(db.root.bucket(named: "ctr"), at: "\(relative) ctr") {
+                guard NamespacePath.Component(id) != nil else {
+                    problem("\(relative) ctr", "container id \(id.debugDescription) is not a single path component; ignored")
+                    continue
+                }
                 let v = try bucket.values()
                 func object<T: Decodable>(_ key: String, _ empty: T) -> T {
                     guard let bytes = v[key] else { return empty }
@@ -109,8 +154,7 @@ extension DataRoot {
     /// `overlay-images/images.json` with each image's config; checked against the layers.
     func podmanImages(_ layers: [String: PodmanJSON.Layer]) -> [ImageInfo] {
         var images: [ImageInfo] = []
-        for record in jsonArray("overlay-images/images.json", of: PodmanJSON.Image.self) ?? [] {
-            guard let id = record.id, Self.isSafeID(id) else { continue }
+        for (id, record) in podmanRecords("overlay-images/images.json", of: PodmanJSON.Image.self, what: "image", id: \.id) {
             var info = ImageInfo(id: "sha256:" + id, tags: record.names ?? [], created: record.created, layers: 0, size: nil,
                                  cmd: nil, entrypoint: nil, diffIDs: [], chainIDs: [])
             info.targetDigest = record.digest
@@ -151,8 +195,7 @@ extension DataRoot {
     func podmanContainers(_ layers: [String: PodmanJSON.Layer], images: [ImageInfo]) -> [ContainerInfo] {
         let states = podmanStates()
         var containers: [ContainerInfo] = []
-        for record in jsonArray("overlay-containers/containers.json", of: PodmanJSON.Container.self) ?? [] {
-            guard let id = record.id else { continue }
+        for (id, record) in podmanRecords("overlay-containers/containers.json", of: PodmanJSON.Container.self, what: "container", id: \.id) {
             let name = record.names?.first?.wrappedValue ?? id
             let imageID = record.image ?? ""
             let metadata = record.metadata.flatMap { text -> PodmanJSON.ContainerMetadata? in
@@ -212,9 +255,9 @@ struct PodmanStore: ImageStore {
     }
 
     /// The image's top layer (images.json `layer`) and its parents.
-    func layers(ofImage image: ImageInfo, reference: String) throws -> [Layer] {
-        let records = root.jsonArray("overlay-images/images.json", of: PodmanJSON.Image.self) ?? []
-        guard let top = records.first(where: { "sha256:" + ($0.id ?? "") == image.id })?.layer else {
+    func layers(ofImage image: ImageInfo, reference: String, limits: LayerLimits) throws -> [Layer] {
+        let records = root.podmanRecords("overlay-images/images.json", of: PodmanJSON.Image.self, what: "image", id: \.id)
+        guard let top = records.first(where: { "sha256:" + $0.id == image.id })?.record.layer else {
             throw FWError(.notFound, "image \(image.id) has no layer", path: root.path)
         }
         return try root.podmanLayerDiffs(top, what: "image \(reference)")

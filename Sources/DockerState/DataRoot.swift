@@ -37,7 +37,9 @@ public final class DataRoot {
     /// when it has no containerd of its own), containerd alone (its own containerd root), Podman's
     /// store, or a helper reading a containerd root for the data-root it serves (no store of its own).
     enum Role {
-        case dataRoot(systemContainerd: DataRoot?)
+        /// `linkedContainerd`: `<data-root>/containerd/daemon` reached through a symlink that stays
+        /// in the data-root's filesystem (the locator resolves it in the namespace, as dockerd would).
+        case dataRoot(systemContainerd: DataRoot?, linkedContainerd: DataRoot? = nil)
         case containerdAlone
         case podman
         case helper
@@ -65,20 +67,35 @@ public final class DataRoot {
             containerdRoot = self
             (store, driver) = (.containerd, "containerd-snapshotter")
             return
-        case .dataRoot(let system):
-            containerdRoot = ownContainerdRoot() ?? system
+        case .dataRoot(let system, let linked):
+            containerdRoot = ownContainerdRoot(linked: linked) ?? system
         }
         (store, driver) = decideStore()
         decisionProblems = problems
     }
 
-    /// dockerd's own containerd (`--feature containerd-snapshotter`): <data-root>/containerd/daemon.
-    private func ownContainerdRoot() -> DataRoot? {
+    /// dockerd's own containerd (`--feature containerd-snapshotter`): <data-root>/containerd/daemon,
+    /// or `linked` when that is a symlink the locator followed inside the data-root's filesystem.
+    /// A symlink on the way that was not followed (it leaves the filesystem, dangles, or no
+    /// locator resolved it) is a problem: the store would otherwise read as unknown and clean.
+    private func ownContainerdRoot(linked: DataRoot?) -> DataRoot? {
         let own = "containerd/daemon"
-        guard let dir = entry(own, noteSymlinks: false), dir.metadata.type == .directory,
-              entry("\(own)/io.containerd.metadata.v1.bolt", noteSymlinks: false) != nil
-                || entry("\(own)/io.containerd.snapshotter.v1.overlayfs", noteSymlinks: false) != nil else { return nil }
-        return DataRoot(reader: reader, inode: dir.inode, path: "\(path)/\(own)", engine: engine, role: .helper)
+        func isContainerdRoot(_ root: DataRoot) -> Bool {
+            root.entry("io.containerd.metadata.v1.bolt", noteSymlinks: false) != nil
+                || root.entry("io.containerd.snapshotter.v1.overlayfs", noteSymlinks: false) != nil
+        }
+        if let dir = entry(own, noteSymlinks: false), dir.metadata.type == .directory {
+            let root = DataRoot(reader: reader, inode: dir.inode, path: "\(path)/\(own)", engine: engine, role: .helper)
+            return isContainerdRoot(root) ? root : nil
+        }
+        if let linked, linked.reader === reader, isContainerdRoot(linked) { return linked }
+        for link in ["containerd", own] {
+            guard let e = entry(link, noteSymlinks: false), e.metadata.type == .symlink else { continue }
+            problem(link, "is a symlink to \(String(decoding: e.metadata.symlinkTarget ?? [], as: UTF8.self)), which does not lead to "
+                    + "a containerd root inside the data-root's filesystem; not followed (the containerd store is not read)")
+            break
+        }
+        return nil
     }
 
     func problem(_ relative: String, _ message: String) {
@@ -92,11 +109,6 @@ public final class DataRoot {
     }
 
     // MARK: Paths below the data-root
-
-    /// A valid single path component for an id read from disk: no "/", not "." or "..", no NUL.
-    static func isSafeID(_ id: String) -> Bool {
-        !id.isEmpty && id.utf8.count <= 255 && id != "." && id != ".." && !id.utf8.contains(0x2F) && !id.utf8.contains(0)
-    }
 
     /// Looks up a relative path component by component without following any symlink.
     /// Returns the inode and metadata, or nil when absent. A symlink met before the last
@@ -222,7 +234,7 @@ public final class DataRoot {
 
     /// The layer directory `overlay2/<cache-id>/diff` as a Layer, or nil (with a problem).
     func layerDiff(_ cacheID: String, for what: String) -> Layer? {
-        guard Self.isSafeID(cacheID) else {
+        guard NamespacePath.Component(cacheID) != nil else {
             problem(what, "layer id \(cacheID.debugDescription) is not a single path component; not followed")
             return nil
         }

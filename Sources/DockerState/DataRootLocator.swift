@@ -161,7 +161,8 @@ public enum DataRootLocator {
             let real = realPath(c.path, binds: binds)
             let engine = c.path.contains("balena") || real.contains("balena") ? "balena-engine" : c.engine
             let root = DataRoot(reader: layer.reader, inode: layer.inode, path: real, engine: engine,
-                                role: .dataRoot(systemContainerd: systemContainerd(systemRoot, engine: engine, in: namespace, binds: binds)),
+                                role: .dataRoot(systemContainerd: systemContainerd(systemRoot, engine: engine, in: namespace, binds: binds),
+                                                linkedContainerd: linkedContainerd(c.path, real: real, dataRoot: layer, engine: engine, in: namespace)),
                                 containerdFeature: containerdFlag(dataRootPath: c.path, realPath: real, in: namespace))
             found.append((root, [c.path], key))
         }
@@ -218,6 +219,16 @@ public enum DataRootLocator {
         guard let (_, meta) = namespace.locate(NamespacePath(system + "/io.containerd.metadata.v1.bolt")), meta.type == .directory,
               let (dir, _) = namespace.locate(NamespacePath(system)) else { return nil }
         return DataRoot(reader: dir.reader, inode: dir.inode, path: realPath(system, binds: binds), engine: engine, role: .helper)
+    }
+
+    /// `<data-root>/containerd/daemon` resolved in the namespace as dockerd would (symlinks
+    /// followed), kept only when it is a directory in the data-root's own filesystem; the
+    /// `DataRoot` uses it only when the path itself is not a directory (a symlink on the way).
+    static func linkedContainerd(_ path: String, real: String, dataRoot: Layer, engine: String,
+                                 in namespace: NamespaceFileSystem) -> DataRoot? {
+        guard let (layer, meta) = namespace.locate(NamespacePath(path + "/containerd/daemon")), meta.type == .directory,
+              layer.filesystem == dataRoot.filesystem else { return nil }
+        return DataRoot(reader: layer.reader, inode: layer.inode, path: real + "/containerd/daemon", engine: engine, role: .helper)
     }
 
     /// The HAOS flag file `<parent of data-root>/.docker-use-containerd-snapshotter`, beside the

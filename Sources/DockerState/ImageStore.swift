@@ -29,8 +29,9 @@ struct StoreInventory {
 /// data-root, never thrown), and the layer directories an export merges, top first.
 protocol ImageStore {
     func inventory(countMarkers: Bool) -> StoreInventory
-    /// The layers of an image of the inventory (`reference` as the caller named it, for messages).
-    func layers(ofImage image: ImageInfo, reference: String) throws -> [Layer]
+    /// The layers of an image of the inventory (`reference` as the caller named it, for messages;
+    /// `limits` bound the layer blobs an export decompresses).
+    func layers(ofImage image: ImageInfo, reference: String, limits: LayerLimits) throws -> [Layer]
     /// The layers of a container of the inventory.
     func layers(ofContainer container: ContainerInfo) throws -> [Layer]
     /// A container the store knows that the inventory does not list (containerd's own
@@ -48,7 +49,7 @@ struct UnknownStore: ImageStore {
 
     func inventory(countMarkers: Bool) -> StoreInventory { StoreInventory() }
 
-    func layers(ofImage image: ImageInfo, reference: String) throws -> [Layer] {
+    func layers(ofImage image: ImageInfo, reference: String, limits: LayerLimits) throws -> [Layer] {
         throw FWError(.notFound, "no image \(reference) in the data-root", path: root.path)
     }
 

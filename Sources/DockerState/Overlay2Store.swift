@@ -23,7 +23,7 @@ struct Overlay2Store: ImageStore {
     }
 
     /// The diff directories of an image, top first, from its rootfs.diff_ids chain.
-    func layers(ofImage image: ImageInfo, reference: String) throws -> [Layer] {
+    func layers(ofImage image: ImageInfo, reference: String, limits: LayerLimits) throws -> [Layer] {
         let records = root.layerRecords()
         var layers: [Layer] = []
         for chain in image.chainIDs.reversed() {
@@ -49,8 +49,11 @@ struct Overlay2Store: ImageStore {
         var parent = root.text("\(mounts)/parent").flatMap { $0.isEmpty ? nil : $0 }
         var seen = Set<String>()
         while let chain = parent {
-            guard seen.insert(chain).inserted, seen.count <= DataRoot.maximumLayers else {
+            guard seen.insert(chain).inserted else {
                 throw FWError(.corrupt, "the layer chain of container \(container.name) loops", path: root.path)
+            }
+            guard seen.count <= DataRoot.maximumLayers else {
+                throw FWError(.limitExceeded, "the layer chain of container \(container.name) is longer than \(DataRoot.maximumLayers) layers", path: root.path)
             }
             guard let record = records[chain], let cache = record.cacheID, let layer = root.layerDiff(cache, for: "layerdb \(chain)") else {
                 throw FWError(.notFound, "layer \(chain) of container \(container.name) is missing", path: root.path)
@@ -106,8 +109,12 @@ extension DataRoot {
                     problem("\(Self.layerdb)/sha256/\(record.chainID.dropFirst(7))/parent", "names layer \(parent), which is not in layerdb")
                     break
                 }
-                guard seen.insert(parent).inserted, seen.count <= Self.maximumLayers else {
+                guard seen.insert(parent).inserted else {
                     problem("\(Self.layerdb)/sha256/\(record.chainID.dropFirst(7))/parent", "the parent chain loops")
+                    break
+                }
+                guard seen.count <= Self.maximumLayers else {
+                    problem("\(Self.layerdb)/sha256/\(record.chainID.dropFirst(7))/parent", "the parent chain is longer than \(Self.maximumLayers) layers")
                     break
                 }
                 current = next
@@ -128,7 +135,7 @@ extension DataRoot {
             }
             let target = String(decoding: raw, as: UTF8.self)
             let parts = target.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
-            guard parts.count == 3, parts[0] == "..", parts[2] == "diff", Self.isSafeID(parts[1]) else {
+            guard parts.count == 3, parts[0] == "..", parts[2] == "diff", NamespacePath.Component(parts[1]) != nil else {
                 problem("overlay2/l/\(short)", "points to \(target), outside the layer directories; not followed")
                 continue
             }
@@ -166,7 +173,7 @@ extension DataRoot {
         var result: [String] = []
         var seen: Set<String> = [layer]
         for item in lower.split(separator: ":", omittingEmptySubsequences: false).map(String.init) {
-            guard item.hasPrefix("l/"), Self.isSafeID(String(item.dropFirst(2))) else {
+            guard item.hasPrefix("l/"), NamespacePath.Component(String(item.dropFirst(2))) != nil else {
                 problem("\(base)/lower", "entry \(item.debugDescription) is not l/<id>; not followed")
                 return nil
             }
@@ -176,7 +183,7 @@ extension DataRoot {
                 return nil
             }
             let parts = String(decoding: raw, as: UTF8.self).split(separator: "/").map(String.init)
-            guard parts.count == 3, parts[0] == "..", parts[2] == "diff", Self.isSafeID(parts[1]) else { return nil }
+            guard parts.count == 3, parts[0] == "..", parts[2] == "diff", NamespacePath.Component(parts[1]) != nil else { return nil }
             guard directory("overlay2/\(parts[1])/diff") != nil else {
                 problem("\(base)/lower", "names \(item), a dangling link")
                 return nil

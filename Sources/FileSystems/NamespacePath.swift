@@ -95,6 +95,27 @@ public struct NamespacePath: Hashable, Sendable, Comparable, CustomStringConvert
         return a.components.count < b.components.count
     }
 
+    /// One component of a path, as a name read from untrusted data (a container, image or layer
+    /// id that names a directory) must be before it is joined to a path: not empty, at most 255
+    /// bytes (NAME_MAX), no "/" or NUL, not "." or "..". The one check for such names
+    /// (swift-system's `FilePath.Component`): a value of this type cannot climb out of the
+    /// directory it is appended to.
+    public struct Component: Hashable, Sendable, CustomStringConvertible {
+        public let bytes: [UInt8]
+
+        /// nil when `bytes` is not a single component.
+        public init?(bytes: some Collection<UInt8>) {
+            let b = Array(bytes)
+            guard NamespacePath.isValidName(b), b.count <= 255, !NamespacePath.isDotEntry(b) else { return nil }
+            self.bytes = b
+        }
+
+        public init?(_ text: String) { self.init(bytes: text.utf8) }
+
+        public var text: String { String(decoding: bytes, as: UTF8.self) }
+        public var description: String { text }
+    }
+
     /// A name a directory entry can carry: not empty, no "/" or NUL ("." and ".." are the
     /// directory's own links and never walked).
     public static func isValidName(_ name: [UInt8]) -> Bool {

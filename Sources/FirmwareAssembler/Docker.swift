@@ -81,6 +81,13 @@ public struct DockerExportResult: Sendable, Encodable {
     }
 }
 
+extension ExportRequest {
+    /// The bounds on decompressing layer blobs (`--max-layer-size`, `--max-layer-ratio`).
+    var layerLimits: LayerLimits {
+        LayerLimits(maximumSize: maxLayerSize ?? LayerLimits.defaultMaximumSize, maximumRatio: maxLayerRatio ?? LayerLimits.defaultMaximumRatio)
+    }
+}
+
 extension Disk {
     /// The Docker data-roots of the booted namespace: inventory and integrity (docs/docker.md).
     public func docker(options: PlanOptions = PlanOptions()) throws -> DockerReport {
@@ -99,7 +106,8 @@ extension Disk {
         do {
             let booted = try BootedNamespace(disk: self, options: PlanOptions(root: request.root, replayJournal: !request.source.noReplay),
                                              journalProgress: hooks.journalProgress)
-            let (root, id, layers) = try dockerLayers(booted, reference: reference, image: image, dataRoot: request.dataRoot)
+            let (root, id, layers) = try dockerLayers(booted, reference: reference, image: image, dataRoot: request.dataRoot,
+                                                      limits: request.layerLimits)
             let merged = try NamespaceFileSystem(overlayOf: layers, name: "\(root.path) \(image ? "image" : "container") \(id)")
             var walk = TreeWalk(merged)
             let (summary, tarBytes, problems) = try Self.archive(&walk, to: target, resolved: resolved, strict: request.strict) { summary in
@@ -117,12 +125,12 @@ extension Disk {
 
     /// The data-root holding `reference` (the first that has it, or `dataRoot`), its id and layers.
     private func dockerLayers(_ booted: BootedNamespace, reference: String, image: Bool,
-                              dataRoot: String?) throws -> (DataRoot, String, [Layer]) {
+                              dataRoot: String?, limits: LayerLimits) throws -> (DataRoot, String, [Layer]) {
         let (roots, _) = DataRootLocator.locate(in: booted.namespace, binds: booted.binds)
         var lastError: any Error = FWError(.notFound, "no Docker data-root found\(dataRoot.map { " at \($0)" } ?? "")")
         for root in roots.map(\.root) where dataRoot == nil || root.path == dataRoot {
             do {
-                let (id, layers) = image ? try root.imageLayers(reference) : try root.containerLayers(reference)
+                let (id, layers) = image ? try root.imageLayers(reference, limits: limits) : try root.containerLayers(reference)
                 return (root, id, layers)
             } catch {
                 lastError = error

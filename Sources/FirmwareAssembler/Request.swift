@@ -322,6 +322,12 @@ public struct ExportRequest: Sendable, Equatable, Codable {
     public var output = OutputRequest()
     /// `--strict`: a problem of the export fails it (exit 1), and no output is left.
     public var strict = false
+    /// `--max-layer-size`: the most bytes one compressed layer blob may decompress to (default
+    /// 64 GiB; docs/limits.md).
+    public var maxLayerSize: UInt64?
+    /// `--max-layer-ratio`: the most a compressed layer blob may expand, as a multiple of its size
+    /// (default 100, beyond its first 64 MiB; docs/limits.md).
+    public var maxLayerRatio: UInt64?
 
     public init() {}
 
@@ -336,6 +342,7 @@ public struct ExportRequest: Sendable, Equatable, Codable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case root, export, exportImage = "export_image", dataRoot = "data_root", strict
+        case maxLayerSize = "max_layer_size", maxLayerRatio = "max_layer_ratio"
     }
 
     public static let keys = RequestKeys.keys(CodingKeys.self)
@@ -346,6 +353,8 @@ public struct ExportRequest: Sendable, Equatable, Codable {
         try f.optional(&exportImage, .exportImage)
         try f.optional(&dataRoot, .dataRoot)
         try f.value(&strict, .strict)
+        try f.optional(&maxLayerSize, .maxLayerSize)
+        try f.optional(&maxLayerRatio, .maxLayerRatio)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -371,6 +380,8 @@ public struct ExportRequest: Sendable, Equatable, Codable {
         let resolved = try output.resolve()
         guard resolved.format == .tar else { throw FWError(.invalidArgument, "exports are archives (.tar, .tar.gz, .tar.zst), not \(resolved.format.rawValue)") }
         if output.report != nil { throw FWError(.invalidArgument, "an export writes no report file") }
+        if maxLayerSize == 0 { throw FWError(.invalidArgument, "--max-layer-size must be at least 1 byte") }
+        if maxLayerRatio == 0 { throw FWError(.invalidArgument, "--max-layer-ratio must be at least 1") }
         return (reference, exportImage != nil, resolved)
     }
 }

@@ -44,6 +44,12 @@ extension Fwassemble {
         @Flag(help: "With --export/--export-image: exit 1 at the first problem of the export, leaving no output.")
         var strict = false
 
+        @Option(help: ArgumentHelp("--export-image from layer blobs: the most bytes one layer may decompress to (default 64 GiB).", valueName: "bytes"))
+        var maxLayerSize: UInt64?
+
+        @Option(help: ArgumentHelp("--export-image from layer blobs: the most a layer may expand, times its compressed size, beyond 64 MiB (default 100).", valueName: "n"))
+        var maxLayerRatio: UInt64?
+
         var exportRequest: ExportRequest {
             var r = ExportRequest()
             r.source = booted.imageOptions.source(booted.image)
@@ -53,6 +59,8 @@ extension Fwassemble {
             r.dataRoot = dataRoot
             r.output = archive.request(output: output)
             r.strict = strict
+            r.maxLayerSize = maxLayerSize
+            r.maxLayerRatio = maxLayerRatio
             return r
         }
 
@@ -61,6 +69,8 @@ extension Fwassemble {
                 try validateRequest(output: output) { _ = try exportRequest.validate() }
             } else if output != nil {
                 throw ValidationError("-o is only for --export and --export-image")
+            } else if maxLayerSize != nil || maxLayerRatio != nil {
+                throw ValidationError("--max-layer-size and --max-layer-ratio are only for --export and --export-image")
             }
         }
 

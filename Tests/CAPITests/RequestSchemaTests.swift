@@ -55,6 +55,16 @@ import TestSupport
         }
     }
 
+    /// The layer bounds of an export (issue 22) are request keys, as C and Python send them.
+    @Test func exportLayerLimitsAreRequestKeys() throws {
+        let request = try ExportRequest.decode(Array(#"{"export_image": "x", "output": "a.tar", "max_layer_size": 5, "max_layer_ratio": 2}"#.utf8))
+        #expect(request.maxLayerSize == 5 && request.maxLayerRatio == 2)
+        #expect(try ExportRequest.decode(Array(try JSONEncoder().encode(request))) == request)
+        for zero in [#"{"export_image": "x", "output": "a.tar", "max_layer_size": 0}"#, #"{"export_image": "x", "output": "a.tar", "max_layer_ratio": 0}"#] {
+            #expect(throws: FWError.self) { try ExportRequest.decode(Array(zero.utf8)).validate() }
+        }
+    }
+
     /// Each assemble key alone is accepted by fwa_assemble's decoder: the call fails on the
     /// deliberately bad "threads" (checked after decoding), never on an unknown key.
     @Test func theCABIAcceptsEveryAssembleOption() throws {

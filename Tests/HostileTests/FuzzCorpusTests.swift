@@ -30,6 +30,16 @@ struct FuzzCorpusTests {
         }
     }
 
+    /// The store seeds reach the inventory and the exports (a seed the locator does not find
+    /// would fuzz only the tar reader).
+    @Test(arguments: [("containerd-store/containerd-root.tar", 2, 2), ("podman-store/podman-root.tar", 2, 2)])
+    func storeSeedsAreRead(_ seed: String, images: Int, containers: Int) throws {
+        let data = [UInt8](try Data(contentsOf: Self.corpusRoot.appendingPathComponent(seed)))
+        let found = FuzzEntries.store(data)
+        #expect(found.roots == 1 && found.images == images && found.containers == containers, "\(found)")
+        #expect(found.exports == images + containers, "\(found)")
+    }
+
     @Test func everyCorpusDirectoryIsATarget() throws {
         let dirs = (try? FileManager.default.contentsOfDirectory(atPath: Self.corpusRoot.path)) ?? []
         for d in dirs where !d.hasPrefix(".") && d != "README.md" {

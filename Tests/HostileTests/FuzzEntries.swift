@@ -1,8 +1,10 @@
 // The entry points of the fuzz targets (Fuzz/build.sh compiles this file into each libFuzzer
 // binary; HostileTests replays Tests/Corpus/<target>/ through the same functions). No Testing
 // import here: the fuzz build links only the project's modules.
+import Assembly
 import BoltDB
 import DiskImage
+import DockerState
 import FileSystemEROFS
 import FileSystemExt4
 import FileSystemFAT
@@ -14,7 +16,8 @@ import PartitionTable
 
 public enum FuzzEntries {
     /// Target names, as used for Fuzz/<name>.swift, .build-fuzz/<name> and Tests/Corpus/<name>/.
-    public static let targets = ["partition-table", "squashfs", "erofs", "fat", "fstab", "unit-file", "boot-environment", "bolt", "tar", "jbd2"]
+    public static let targets = ["partition-table", "squashfs", "erofs", "fat", "fstab", "unit-file", "boot-environment", "bolt", "tar", "jbd2",
+                                 "containerd-store", "podman-store", "layer-export"]
 
     /// Runs one input through the named target. Errors thrown by the parsers are the expected
     /// outcome for most inputs; a crash, a hang or an unbounded allocation is the bug.
@@ -32,6 +35,8 @@ public enum FuzzEntries {
             _ = UBootEnvironment.parseText(data)
         case "bolt": bolt(data)
         case "tar": fileSystem(data) { try TarReader(source: $0, name: "fuzz", ociWhiteouts: true) }
+        case "containerd-store", "podman-store": store(data)
+        case "layer-export": layerExport(data)
         case "jbd2":
             // The journal parser alone (scan, revoke and replay passes); a small memory limit so
             // that the overlay's spill to a temporary file is exercised too.
@@ -55,6 +60,61 @@ public enum FuzzEntries {
         }
     }
 
+    /// The decompression bound of the store targets: small, so that an input cannot make one
+    /// execution write much.
+    static let layerLimits = LayerLimits(maximumSize: 8 << 20, maximumRatio: 100)
+
+    /// The bytes as a tar of a store's files (paths from the namespace root: a containerd root
+    /// with its meta.db, snapshotter metadata.db, content blobs and snapshot directories, or
+    /// Podman's containers/storage with its JSON records and libpod's bolt_state.db), mounted at
+    /// "/": the data-roots are located and inspected as `docker --json` does, and every image and
+    /// container is exported (layers resolved, merged, walked).
+    /// Returns what it found (for the seeds' own test): data-roots, images, containers, exports.
+    @discardableResult
+    static func store(_ data: [UInt8]) -> (roots: Int, images: Int, containers: Int, exports: Int) {
+        var found = (roots: 0, images: 0, containers: 0, exports: 0)
+        guard let tar = try? TarReader(source: MemorySource(data, name: "fuzz"), name: "fuzz") else { return found }
+        let namespace = NamespaceFileSystem(name: "fuzz")
+        guard (try? namespace.mount(tar, at: .root, origin: "fuzz")) != nil else { return found }
+        let (roots, _) = DataRootLocator.locate(in: namespace)
+        for (root, via) in roots {
+            let report = root.inspect(foundVia: via, countMarkers: true)
+            found.roots += 1
+            found.images += report.images.count
+            found.containers += report.containers.count
+            for image in report.images.prefix(4) {
+                guard let layers = try? root.imageLayers(image.id, limits: layerLimits).layers else { continue }
+                walkMerged(layers)
+                found.exports += 1
+            }
+            for container in report.containers.prefix(4) {
+                guard let layers = try? root.containerLayers(container.id).layers else { continue }
+                walkMerged(layers)
+                found.exports += 1
+            }
+        }
+        return found
+    }
+
+    /// The bytes as a content-store layer blob (tar, tar+gzip, tar+zstd) named by its own digest:
+    /// verified and decompressed within `layerLimits` as `--export-image` reads it, then merged
+    /// over itself and walked.
+    static func layerExport(_ data: [UInt8]) {
+        let source = MemorySource(data, name: "fuzz")
+        let digest = "sha256:" + SHA256.hex(data)
+        guard let tar = try? LayerBlob.verifiedTar(source, digest: digest, diffID: nil, layer: "fuzz layer", place: "fuzz", limits: layerLimits),
+              let reader = try? TarReader(source: tar, name: "fuzz", ociWhiteouts: true) else { return }
+        let layer = Layer(reader: reader, inode: reader.rootInode)
+        walkMerged([layer, layer])
+    }
+
+    /// The overlay of `layers` walked like an export: at most `entryBudget` entries, the first
+    /// 64 KiB of each regular file read.
+    static func walkMerged(_ layers: [Layer]) {
+        guard let merged = try? NamespaceFileSystem(overlayOf: layers, name: "fuzz") else { return }
+        walk(merged)
+    }
+
     static func partitionTable(_ data: [UInt8]) {
         guard let table = try? PartitionTable.read(from: MemorySource(data, name: "fuzz")) else { return }
         for p in table.partitions { _ = p.firstSector; _ = p.sectorCount }
@@ -64,6 +124,15 @@ public enum FuzzEntries {
     /// 64 KiB of each regular file and resolves a few paths (symlinks included).
     static func fileSystem(_ data: [UInt8], entryBudget: Int = 4096, open: (MemorySource) throws -> any FileSystemReader) {
         guard let reader = try? open(MemorySource(data, name: "fuzz")) else { return }
+        walk(reader, entryBudget: entryBudget)
+        for path in ["/etc/fstab", "/etc/os-release", "/a/b/c/d"] {
+            _ = try? reader.lookup(Array(path.utf8), followLast: true)
+        }
+    }
+
+    /// Walks `reader` like an archive does: at most `entryBudget` entries, the first 64 KiB of
+    /// each regular file read.
+    static func walk(_ reader: any FileSystemReader, entryBudget: Int = 4096) {
         var walk = TreeWalk(reader)
         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
         var budget = entryBudget
@@ -76,9 +145,6 @@ public enum FuzzEntries {
                 if n <= 0 { break }
                 total += n
             }
-        }
-        for path in ["/etc/fstab", "/etc/os-release", "/a/b/c/d"] {
-            _ = try? reader.lookup(Array(path.utf8), followLast: true)
         }
     }
 }

@@ -17,16 +17,21 @@ public enum FwassembleCLI {
         public var status: Int32
         public var stdout: Data
         public var stderr: String
+        /// True when a signal ended the process (`status` is then the signal's number).
+        public var signalled = false
         public var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
     }
 
     /// Runs the binary and waits; stderr is drained on another thread so a full pipe cannot block
-    /// the child.
-    public static func run(_ arguments: [String], cwd: String? = nil) throws -> Result {
+    /// the child. `environment` is added to this process's environment (TMPDIR...).
+    public static func run(_ arguments: [String], cwd: String? = nil, environment: [String: String] = [:]) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try #require(path, "fwassemble binary not built"))
         process.arguments = arguments
         if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -38,7 +43,8 @@ public enum FwassembleCLI {
         let o = out.fileHandleForReading.readDataToEndOfFile()
         group.wait()
         process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: o, stderr: String(decoding: errBox.data, as: UTF8.self))
+        return Result(status: process.terminationStatus, stdout: o, stderr: String(decoding: errBox.data, as: UTF8.self),
+                      signalled: process.terminationReason == .uncaughtSignal)
     }
 }
 

@@ -605,7 +605,9 @@ class Disk:
     def export(self, container, out, **options):
         """Writes a Docker container's merged filesystem (``image=True``: an image's) to the path
         ``out`` and returns what was written. Options: ``compression``, ``level``,
-        ``threads``, ``root``, ``data_root``, ``image``, ``no_replay``, ``strict``."""
+        ``threads``, ``root``, ``data_root``, ``image``, ``no_replay``, ``strict``,
+        ``max_layer_size`` (bytes a compressed layer blob may decompress to) and
+        ``max_layer_ratio`` (docs/limits.md)."""
         _refuse_source_keys(options, "export")
         return self._job(self._lib.fwa_export_container, container.encode(), _path(out), _options(options))
 
