@@ -107,16 +107,7 @@ public final class AssembledNamespace: Sequence {
                     namespace.lastWalkProblems += walk.problems.dropFirst(namespace.lastWalkProblems.count)
                 }
             }
-            guard let e = walk.next() else { return nil }
-            let engine = namespace.booted.namespace
-            // The metadata as the filesystem stores it: its own inode number, not the walk's handle.
-            var meta = e.metadata
-            meta.inode = engine.linkIdentity(of: meta.inode).inode
-            return AssembledEntry(
-                rawPath: e.path, metadata: meta,
-                hardlinkTarget: e.hardlinkTarget.map { "/" + String(decoding: $0, as: UTF8.self) },
-                origin: namespace.booted.origin(of: e),
-                contents: ContentsHandle(reader: e.reader, inode: e.metadata.inode))
+            return walk.next().map { AssembledEntry($0, booted: namespace.booted) }
         }
     }
 }

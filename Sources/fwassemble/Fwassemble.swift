@@ -23,6 +23,10 @@ struct Fwassemble: ParsableCommand {
             Assemble.self,
             Docker.self,
             Batch.self,
+            Ls.self,
+            Cat.self,
+            Stat.self,
+            Find.self,
         ]
     )
 
