@@ -27,6 +27,7 @@ struct Fwassemble: ParsableCommand {
             Cat.self,
             Stat.self,
             Find.self,
+            Diff.self,
         ]
     )
 
