@@ -38,6 +38,7 @@
 #ifndef FWASSEMBLE_H
 #define FWASSEMBLE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -139,6 +140,45 @@ int fwa_extract(fwa_disk *disk, const char *partition, const char *out_path, con
  * started is lost: call it again until the job's call returns (Python's binding does).
  */
 void fwa_cancel(fwa_disk *disk);
+
+/*
+ * Looking inside (docs/browse.md): a tree is a disk's booted namespace or, with the
+ * "partition" option, one partition's filesystem. Options: root, partition, no_replay. Paths are
+ * resolved inside the tree (symlinks followed inside it, never outside). Calls on one tree must
+ * not overlap. Free with fwa_tree_close (the disk may be closed first).
+ */
+typedef struct fwa_tree fwa_tree;
+
+/* One JSON line (valid only during the call); return nonzero to stop (the call then succeeds). */
+typedef int (*fwa_line_fn)(const char *json_line, void *user_data);
+
+int fwa_tree_open(fwa_disk *disk, const char *options_json, fwa_tree **tree, fwa_error **err);
+
+/* Closes a tree (NULL is ignored). */
+void fwa_tree_close(fwa_tree *tree);
+
+/* The `fwassemble ls --json` lines of a directory: name, type, mode, uid, gid, size, mtime,
+ * mtime_ns, link, device; one object per line, names sorted bytewise. */
+int fwa_tree_list_json(fwa_tree *tree, const char *path, char **json, fwa_error **err);
+
+/* The `fwassemble stat --json` document (follow_symlinks: nonzero follows a symlink at path). */
+int fwa_tree_stat_json(fwa_tree *tree, const char *path, int follow_symlinks, char **json, fwa_error **err);
+
+/* The bytes of a regular file (symlinks followed), at most 256 MiB; *data is freed with
+ * fwa_string_free. */
+int fwa_tree_read(fwa_tree *tree, const char *path, unsigned char **data, size_t *size, fwa_error **err);
+
+/* Walks the subtree at path (NULL: "/") in the archive's order, handing each entry's
+ * `fwassemble find --json` line to `each`. *problems_json (if not NULL): a JSON list of the
+ * entries that could not be read, as "path: message". */
+int fwa_tree_walk(fwa_tree *tree, const char *path, fwa_line_fn each, void *user_data,
+                  char **problems_json, fwa_error **err);
+
+/* Compares the trees of two disks (`fwassemble diff`), handing each `diff --json` line to
+ * `each`. Options: root, partition, no_replay (for both), path, no_content. *summary_json (if
+ * not NULL): {"differences", "problems", "warnings"}; problems mean the comparison is incomplete. */
+int fwa_diff(fwa_disk *a, fwa_disk *b, const char *options_json, fwa_line_fn each, void *user_data,
+             char **summary_json, fwa_error **err);
 
 /* Frees a string returned by this library (NULL is ignored). */
 void fwa_string_free(char *string);

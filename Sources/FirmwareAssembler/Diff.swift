@@ -212,8 +212,14 @@ extension Disk {
     public static func diff(_ request: DiffRequest, each: (TreeChange) throws -> Void) throws -> DiffSummary {
         guard let other = request.other, !other.isEmpty else { throw FWError(.invalidArgument, "diff needs a second disk") }
         try request.tree.validate()
-        let a = try request.tree.source.open().tree(request.tree)
-        let b = try request.otherTree.source.open().tree(request.otherTree)
+        return try request.tree.source.open().diff(against: try request.otherTree.source.open(), request, each: each)
+    }
+
+    /// `diff(_:each:)` of this disk against `other`, both already open (`request`'s disks are
+    /// not read; its other options are).
+    public func diff(against other: Disk, _ request: DiffRequest, each: (TreeChange) throws -> Void) throws -> DiffSummary {
+        let a = try tree(request.tree)
+        let b = try other.tree(request.tree)
         var changes = try a.compare(to: b, path: request.path ?? "/", content: !request.noContent)
         var count = 0
         while let change = changes.next() {

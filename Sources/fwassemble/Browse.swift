@@ -150,7 +150,7 @@ extension Fwassemble {
         @Argument(help: "The entry.")
         var path: String
 
-        @Flag(name: .short, help: "Follow a symlink at PATH.")
+        @Flag(name: [.customShort("L"), .long], help: "Follow a symlink at PATH.")
         var dereference = false
 
         @Flag(help: "Print the fields as one JSON document.")

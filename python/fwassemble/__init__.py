@@ -47,7 +47,7 @@ from pathlib import Path
 __all__ = [
     "Error", "IOFailure", "NotFound", "CorruptImage", "UnsupportedFormat", "LimitExceeded", "InvalidArgument",
     "NotAvailable", "InternalError", "Cancelled", "LibraryNotFound", "Disk", "version", "library_path",
-    "executable_path", "inspect", "plan", "docker", "assemble", "extract", "export",
+    "executable_path", "inspect", "plan", "docker", "assemble", "extract", "export", "Tree", "open", "diff",
     "IO", "NOT_FOUND", "CORRUPT", "UNSUPPORTED", "LIMIT_EXCEEDED", "INVALID_ARGUMENT", "NOT_AVAILABLE",
     "INTERNAL", "CANCELLED",
 ]
@@ -201,6 +201,8 @@ _lib_lock = threading.Lock()
 
 _PROGRESS = ctypes.CFUNCTYPE(None, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_char_p,
                              ctypes.c_void_p)
+# fwa_line_fn: one JSON line; nonzero stops.
+_LINE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 
 
 def _candidates():
@@ -297,6 +299,13 @@ def _declare(lib):
         "fwa_open2": ([S, S, PP, PP], I),
         "fwa_extract": ([P, S, S, S, PP, PP], I),
         "fwa_cancel": ([P], None),
+        "fwa_tree_open": ([P, S, PP, PP], I),
+        "fwa_tree_close": ([P], None),
+        "fwa_tree_list_json": ([P, S, PP, PP], I),
+        "fwa_tree_stat_json": ([P, S, I, PP, PP], I),
+        "fwa_tree_read": ([P, S, PP, ctypes.POINTER(ctypes.c_size_t), PP], I),
+        "fwa_tree_walk": ([P, S, _LINE, P, PP, PP], I),
+        "fwa_diff": ([P, P, S, _LINE, P, PP, PP], I),
     }
     for name, (argtypes, restype) in newer.items():
         try:
@@ -653,3 +662,194 @@ def export(path, container, out, **options):
     source, options = _split_source(options)
     with Disk(path, **source) as d:
         return d.export(container, out, **options)
+
+
+# Looking inside a disk without writing an archive (docs/browse.md).
+
+_TREE_KEYS = ("root", "partition", "no_replay")
+
+
+def _tree_options(root=None, partition=None, no_replay=None):
+    return _options({"root": None if root is None else str(root),
+                     "partition": None if partition is None else str(partition),
+                     "no_replay": no_replay or None})
+
+
+class Tree:
+    """A disk's booted namespace (or, with ``partition=``, one partition's filesystem), looked
+    at path by path: :meth:`listdir`, :meth:`scandir`, :meth:`read`, :meth:`stat`, :meth:`walk`.
+    Paths are resolved inside the tree: symlinks are followed inside it, never outside. The
+    dicts are the CLI's ``ls --json``, ``stat --json`` and ``find --json`` objects. Calls are
+    serialized by a lock. Use as a context manager (``fwassemble.open``), or call :meth:`close`.
+    """
+
+    def __init__(self, path, root=None, partition=None, no_replay=None, backing_dir=None, snapshot=None):
+        self._disk = Disk(path, backing_dir=backing_dir, snapshot=snapshot)
+        self._lib = self._disk._lib
+        self._lock = threading.Lock()
+        self._handle = None
+        self.path = self._disk.path
+        handle, err = ctypes.c_void_p(), ctypes.c_void_p()
+        try:
+            status = _function(self._lib, "fwa_tree_open")(self._disk._open_handle(), _tree_options(root, partition, no_replay),
+                                                           ctypes.byref(handle), ctypes.byref(err))
+            _check(self._lib, status, err)
+        except BaseException:
+            self._disk.close()
+            raise
+        self._handle = handle
+        self.problems = []
+
+    def close(self):
+        """Closes the tree and its disk (idempotent)."""
+        with self._lock:
+            if self._handle is not None:
+                self._lib.fwa_tree_close(self._handle)
+                self._handle = None
+        self._disk.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _open_handle(self):
+        if self._handle is None:
+            raise InvalidArgument("the tree of %s is closed" % self.path, INVALID_ARGUMENT, "invalid_argument")
+        return self._handle
+
+    def _string_call(self, function, *args):
+        with self._lock:
+            out, err = ctypes.c_void_p(), ctypes.c_void_p()
+            status = function(self._open_handle(), *args, ctypes.byref(out), ctypes.byref(err))
+            _check(self._lib, status, err)
+            return _take_string(self._lib, out)
+
+    def scandir(self, path="/"):
+        """The entries of the directory at ``path`` (``ls --json`` objects: name, type, mode, uid,
+        gid, size, mtime, mtime_ns, link, device), sorted by name; a file lists itself."""
+        text = self._string_call(self._lib.fwa_tree_list_json, _path(path))
+        return [json.loads(line) for line in text.splitlines()]
+
+    def listdir(self, path="/"):
+        """The names in the directory at ``path``, sorted bytewise."""
+        return [e["name"] for e in self.scandir(path)]
+
+    def stat(self, path, follow_symlinks=False):
+        """Every field of the entry at ``path`` and where it comes from (``stat --json``)."""
+        return json.loads(self._string_call(self._lib.fwa_tree_stat_json, _path(path), 1 if follow_symlinks else 0))
+
+    def read(self, path):
+        """The bytes of the regular file at ``path`` (symlinks followed), at most 256 MiB."""
+        with self._lock:
+            data, size, err = ctypes.c_void_p(), ctypes.c_size_t(), ctypes.c_void_p()
+            status = self._lib.fwa_tree_read(self._open_handle(), _path(path), ctypes.byref(data), ctypes.byref(size),
+                                             ctypes.byref(err))
+            _check(self._lib, status, err)
+            try:
+                return ctypes.string_at(data.value, size.value) if size.value else b""
+            finally:
+                self._lib.fwa_string_free(data)
+
+    def walk(self, path="/"):
+        """Yields the subtree at ``path`` in the archive's order, one ``find --json`` dict per
+        entry, streamed (the walk runs on a worker thread, a bounded queue between). Entries
+        that could not be read are in :attr:`problems` once the walk has ended."""
+        import queue
+        lines = queue.Queue(maxsize=256)
+        stop = threading.Event()
+        done = object()
+        outcome = {}
+
+        def each(line, _user):
+            if stop.is_set():
+                return 1
+            lines.put(json.loads(line))
+            return 0
+
+        callback = _LINE(each)
+
+        def work():
+            try:
+                with self._lock:
+                    problems, err = ctypes.c_void_p(), ctypes.c_void_p()
+                    status = self._lib.fwa_tree_walk(self._open_handle(), _path(path), callback, None,
+                                                     ctypes.byref(problems), ctypes.byref(err))
+                    _check(self._lib, status, err)
+                    outcome["problems"] = json.loads(_take_string(self._lib, problems) or "[]")
+            except BaseException as e:
+                outcome["error"] = e
+            finally:
+                lines.put(done)
+
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = lines.get()
+                if item is done:
+                    break
+                yield item
+        finally:
+            stop.set()
+            while worker.is_alive():
+                try:
+                    lines.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+            worker.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        self.problems = outcome.get("problems", [])
+
+
+def open(path, root=None, partition=None, no_replay=None, backing_dir=None, snapshot=None):
+    """The :class:`Tree` of the disk at ``path``: its booted namespace, or one partition's
+    filesystem with ``partition=``::
+
+        with fwassemble.open("haos.img") as dev:
+            print(dev.listdir("/etc"), dev.read("/etc/hostname"))
+    """
+    return Tree(path, root=root, partition=partition, no_replay=no_replay, backing_dir=backing_dir, snapshot=snapshot)
+
+
+class DiffResult(list):
+    """The differences (``diff --json`` dicts: path, change, fields; docker and name for the
+    Docker inventories), with ``problems`` (the comparison is incomplete where these are) and
+    ``warnings``. Empty (false) when the trees are identical."""
+    problems = ()
+    warnings = ()
+
+
+def diff(a, b, path=None, no_content=False, root=None, partition=None, no_replay=None, backing_dir=None, snapshot=None):
+    """Compares the disks ``a`` and ``b`` (both opened with the same options) as ``fwassemble
+    diff`` does; returns a :class:`DiffResult`."""
+    result = DiffResult()
+
+    def each(line, _user):
+        result.append(json.loads(line))
+        return 0
+
+    callback = _LINE(each)
+    with Disk(a, backing_dir=backing_dir, snapshot=snapshot) as da, Disk(b, backing_dir=backing_dir, snapshot=snapshot) as db:
+        options = dict(json.loads(_tree_options(root, partition, no_replay) or b"{}"))
+        if path is not None:
+            options["path"] = os.fsdecode(os.fspath(path))
+        if no_content:
+            options["no_content"] = True
+        lib = da._lib
+        with da._lock, db._lock:
+            summary, err = ctypes.c_void_p(), ctypes.c_void_p()
+            status = _function(lib, "fwa_diff")(da._open_handle(), db._open_handle(), _options(options), callback, None,
+                                               ctypes.byref(summary), ctypes.byref(err))
+            _check(lib, status, err)
+            s = json.loads(_take_string(lib, summary))
+    result.problems, result.warnings = s["problems"], s["warnings"]
+    return result
