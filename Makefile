@@ -92,6 +92,7 @@ test: build images native venv
 bench: release images venv
 	BIN=$$(swift build -c release $(SWIFT_FLAGS) --show-bin-path)/fwassemble bash bench/run.sh
 	BIN=$$(swift build -c release $(SWIFT_FLAGS) --show-bin-path)/fwassemble bash bench/journal.sh
+	BIN=$$(swift build -c release $(SWIFT_FLAGS) --show-bin-path)/fwassemble bash bench/browse.sh
 
 # Disks per minute of `fwassemble batch` with --jobs 1 and 2, and of fwassemble.batch on a
 # LocalCluster of 1 and 2 workers, on small test disks (docs/benchmarks.md, docs/scale.md).

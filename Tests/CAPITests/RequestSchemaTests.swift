@@ -65,6 +65,26 @@ import TestSupport
         }
     }
 
+    /// ls, cat, stat, find read the tree `BrowseRequest` names (their own query options aside:
+    /// stat's --dereference, find's --name and --type); diff's options are `DiffRequest` keys.
+    @Test func everyBrowseAndDiffOptionIsARequestKey() throws {
+        let queries: Set<String> = ["dereference", "name", "type"]
+        for command in ["ls", "cat", "stat", "find"] {
+            let options = try Self.options(command).filter { !queries.contains($0.name) }
+            #expect(options.count >= 5, "\(command)")
+            for (name, _) in options {
+                #expect(BrowseRequest.keys.contains(name.replacingOccurrences(of: "-", with: "_")), "\(command) --\(name) is not in BrowseRequest")
+            }
+        }
+        for (name, _) in try Self.options("diff") {
+            #expect(DiffRequest.keys.contains(name.replacingOccurrences(of: "-", with: "_")), "diff --\(name) is not in DiffRequest")
+        }
+        let request = try DiffRequest.decode(Array(#"{"disk": "a.img", "other": "b.img", "root": 3, "path": "/etc", "no_content": true}"#.utf8))
+        #expect(request.tree.root == "3" && request.other == "b.img" && request.noContent && request.path == "/etc")
+        #expect(try DiffRequest.decode(Array(try JSONText.line(request).utf8)) == request)
+        #expect(throws: FWError.self) { try BrowseRequest.decode(Array(#"{"output": "x"}"#.utf8)) }
+    }
+
     /// Each assemble key alone is accepted by fwa_assemble's decoder: the call fails on the
     /// deliberately bad "threads" (checked after decoding), never on an unknown key.
     @Test func theCABIAcceptsEveryAssembleOption() throws {
