@@ -110,3 +110,24 @@ def test_c_walk_stops_when_the_callback_asks():
         lib.fwa_error_free(err)
     finally:
         lib.fwa_close(disk)
+
+
+def test_docs_c_example_gives_the_clis_answers(cli, lib_path, tmp_path):
+    """The C block of docs/browse.md, compiled and run: cat's bytes, then find --json's lines."""
+    import re
+    repo = Path(__file__).resolve().parents[2]
+    block = re.findall(r"^```c\n(.*?)^```$", (repo / "docs" / "browse.md").read_text(), re.S | re.M)
+    assert len(block) == 1
+    helper, body = block[0].split("\n", 1)
+    disk = image(HAOS)
+    source = tmp_path / "browse.c"
+    source.write_text('#include <stdio.h>\n#include "fwassemble.h"\n%s\nint main(void) {\n%s\nfwa_close(disk);\nreturn 0;\n}\n'
+                      % (helper, body.replace('"haos.img"', json.dumps(disk))))
+    binary = tmp_path / "browse"
+    lib_dir = os.path.dirname(os.path.realpath(lib_path))
+    subprocess.run(["gcc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-I", str(repo / "include"), str(source),
+                    "-L", lib_dir, "-lfwassemble", "-Wl,-rpath," + lib_dir, "-o", str(binary)], check=True)
+    out = subprocess.run([str(binary)], capture_output=True, check=True).stdout
+    hostname = subprocess.run([cli, "cat", disk, "/etc/hostname"], capture_output=True, check=True).stdout
+    assert out.startswith(hostname)
+    assert lines(out[len(hostname):].decode()) == lines(run_cli(cli, "find", disk, "/etc", "--json"))
