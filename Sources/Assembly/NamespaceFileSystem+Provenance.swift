@@ -77,3 +77,17 @@ extension NamespaceFileSystem {
         }
     }
 }
+
+extension NamespaceFileSystem {
+    /// The entry called `name` in the directory `inode` found at `path`, as the kernel's lookup
+    /// finds it: by its exact name among the directory's children (mount points below `path`
+    /// included), else by the filesystem's own lookup (FAT compares names case-insensitively),
+    /// returned with its stored name. Nil when there is none.
+    public func entry(named name: [UInt8], in inode: UInt64, at path: NamespacePath) throws -> DirectoryEntry? {
+        let children = try directoryEntries(of: inode, at: path)
+        if let exact = children.first(where: { $0.name == name }) { return exact }
+        guard case .single(let layer, _) = try decode(inode).node,
+              let stored = try layer.reader.entry(named: name, in: layer.inode), stored.name != name else { return nil }
+        return children.first { $0.name == stored.name }
+    }
+}

@@ -329,7 +329,7 @@ public final class NamespaceFileSystem: FileSystemReader {
         return (provider, Layer(reader: mounts[provider].readers[index], inode: handle & Self.inodeMask))
     }
 
-    private func decode(_ handle: UInt64) throws -> (provider: Int, node: Node) {
+    func decode(_ handle: UInt64) throws -> (provider: Int, node: Node) {
         let provider: Int
         let layer: Layer
         let overlaid: Bool

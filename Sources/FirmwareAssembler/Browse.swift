@@ -102,12 +102,12 @@ public final class DeviceTree {
     /// above it). Throws `.notFound` naming the path when a component does not exist.
     func resolve(_ path: String, followLast: Bool) throws -> (inode: UInt64, path: NamespacePath) {
         let reader = self.reader
-        let inNamespace = booted != nil
+        let namespace = booted?.namespace
         let resolver = PathResolver<UInt64>(root: reader.rootInode, child: { parent, parentPath, name in
             guard try reader.metadata(of: parent).type == .directory else { return nil }
-            // A namespace directory lists the mount points below it only when given its path.
-            guard inNamespace else { return try reader.entry(named: name, in: parent)?.inode }
-            return try reader.directoryEntries(of: parent, at: NamespacePath(components: parentPath)).first { $0.name == name }?.inode
+            // A namespace directory shows the mount points below it only when given its path.
+            guard let namespace else { return try reader.entry(named: name, in: parent)?.inode }
+            return try namespace.entry(named: name, in: parent, at: NamespacePath(components: parentPath))?.inode
         }, symlinkTarget: { inode in
             let meta = try reader.metadata(of: inode)
             return meta.type == .symlink ? meta.symlinkTarget : nil

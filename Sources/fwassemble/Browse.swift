@@ -121,22 +121,26 @@ extension Fwassemble {
             if paths.isEmpty { throw ValidationError("cat needs at least one PATH") }
         }
 
+        /// Each file in turn, as cat(1): a path that cannot be read is reported and the others
+        /// are still written; exit 1 when any failed.
         func run() throws {
             let tree = self.tree.open()
-            do {
-                for path in paths {
+            var failed = false
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+            defer { buffer.deallocate() }
+            for path in paths {
+                do {
                     let file = try tree.contents(of: path)
-                    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-                    defer { buffer.deallocate() }
                     while case let n = try file.read(into: buffer), n > 0 {
                         Out.bytes(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
                     }
+                } catch {
+                    Fwassemble.writeError("fwassemble: \(error)\n")
+                    failed = true
                 }
-            } catch {
-                Out.warnings(tree.problems)
-                Fwassemble.fail(error)
             }
             Out.warnings(tree.problems)
+            if failed { throw ExitCode.failure }
         }
     }
 

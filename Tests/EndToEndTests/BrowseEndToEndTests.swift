@@ -152,6 +152,15 @@ struct BrowseEndToEndTests {
         #expect(missing.stderr.contains("/no/such/file") && missing.stderr.contains("no such file"), "\(missing.stderr)")
         let directory = try CLI.run(["cat", image, "/etc"])
         #expect(directory.status == 1 && directory.stderr.contains("is a directory"), "\(directory.stderr)")
+        // As cat(1): the paths that can be read are written, the others named; exit 1.
+        let some = try CLI.run(["cat", image, "/etc/hostname", "/nope", "/etc/hostname"])
+        let hostname = try CLI.run(["cat", image, "/etc/hostname"]).stdout
+        #expect(some.status == 1 && some.stdout == hostname + hostname && some.stderr.contains("/nope"), "\(some.stderr)")
+        // FAT names resolve case-insensitively, as the kernel's vfat does.
+        let fat = try CLI.run(["cat", image, "/mnt/boot/efi/boot/GRUBENV"])
+        let stored = try CLI.run(["cat", image, "/mnt/boot/EFI/BOOT/grubenv"]).stdout
+        #expect(fat.status == 0 && fat.stdout == stored, "\(fat.stderr)")
+        #expect(!fat.stdout.isEmpty)
         let both = try CLI.run(["ls", image, "--root", "3", "--partition", "3"])
         #expect(both.status == 2, "\(both.stderr)")
         let badType = try CLI.run(["find", image, "--type", "x"])
