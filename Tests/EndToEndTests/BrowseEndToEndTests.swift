@@ -145,6 +145,31 @@ struct BrowseEndToEndTests {
         #expect((json["source"] as? [String: Any])?["origin"] as? String == s.source.origin)
     }
 
+    /// OpenWrt's root is an overlay of rootfs_data's upper/ (ext4, layer 0) over the squashfs
+    /// (layer 1): stat names the layer and the filesystem each file comes from, and a file from
+    /// the squashfs is the squashfs partition's own file (same inode, same bytes).
+    @Test func statNamesTheOverlayLayer() throws {
+        let image = try TestImages.path("openwrt.img")
+        let disk = try Disk(path: image)
+        let tree = try disk.tree()
+        let lower = try disk.tree(BrowseRequest(partition: "2"))
+        var seen: Set<Int> = []
+        var walk = try tree.walk("/etc")
+        while let e = walk.next() {
+            guard e.metadata.type == .regular else { continue }
+            let s = try tree.stat(e.path)
+            #expect(s.source.layers == 2, "\(e.path)")
+            let layer = try #require(s.source.layer, "\(e.path)")
+            seen.insert(layer)
+            #expect(s.source.format == (layer == 0 ? "ext4" : "squashfs"), "\(e.path)")
+            if layer == 1 {
+                #expect(try lower.stat(e.path).metadata.inode == s.metadata.inode, "\(e.path)")
+                #expect(try lower.read(e.path) == (try tree.read(e.path)), "\(e.path)")
+            }
+        }
+        #expect(seen == [0, 1])
+    }
+
     @Test func missingPathsAndUsage() throws {
         let image = try TestImages.path("haos-full.img")
         let missing = try CLI.run(["cat", image, "/no/such/file"])
