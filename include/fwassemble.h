@@ -170,13 +170,15 @@ int fwa_tree_read(fwa_tree *tree, const char *path, unsigned char **data, size_t
 
 /* Walks the subtree at path (NULL: "/") in the archive's order, handing each entry's
  * `fwassemble find --json` line to `each`. *problems_json (if not NULL): a JSON list of the
- * entries that could not be read, as "path: message". */
+ * warnings ({"code", "place", "message"}, as an assemble report's "diagnostics"): the tree's,
+ * and the entries the walk could not read (code "walk"). */
 int fwa_tree_walk(fwa_tree *tree, const char *path, fwa_line_fn each, void *user_data,
                   char **problems_json, fwa_error **err);
 
 /* Compares the trees of two disks (`fwassemble diff`), handing each `diff --json` line to
  * `each`. Options: root, partition, no_replay (for both), path, no_content. *summary_json (if
- * not NULL): {"differences", "problems", "warnings"}; problems mean the comparison is incomplete. */
+ * not NULL): {"differences", "problems", "warnings"}, both lists of {"code", "place", "message"};
+ * problems mean the comparison is incomplete. */
 int fwa_diff(fwa_disk *a, fwa_disk *b, const char *options_json, fwa_line_fn each, void *user_data,
              char **summary_json, fwa_error **err);
 

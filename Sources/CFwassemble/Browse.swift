@@ -98,7 +98,7 @@ public func fwa_tree_walk(_ handle: OpaquePointer?, _ path: UnsafePointer<CChar>
         while let entry = walk.next() {
             guard hand(try EntryLine(entry, byPath: true).json(), to: each, userData) else { break }
         }
-        if let problemsJSON { give(try JSONText.line(t.problems + walk.problems), to: problemsJSON) }
+        if let problemsJSON { give(try JSONText.line(t.warnings + walk.problems), to: problemsJSON) }
     }
 }
 

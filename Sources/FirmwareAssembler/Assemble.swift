@@ -141,6 +141,8 @@ public struct RunWarning: Sendable, Codable, Equatable {
         public static let addTar = Code(rawValue: "add_tar")
         /// An entry written with a loss or skipped (also in `read_errors`).
         public static let readError = Code(rawValue: "read_error")
+        /// The Docker inventory (`diff`: a data-root that could not be read).
+        public static let docker = Code(rawValue: "docker")
     }
 
     public var code: Code

@@ -24,9 +24,7 @@ struct AssemblyJob {
                                 compression: resolved.format == .tar ? resolved.compression.description : "none",
                                 plan: booted.plan, partitions: [], members: 0, files: 0, hardlinks: 0, contentBytes: 0,
                                 tarBytes: 0, droppedDevices: [], skippedSockets: [], warnings: [], readErrors: [])
-        for w in try disk.table().warnings { report.warn(.partitionTable, at: "partition table", w) }
-        for w in booted.plan.warnings { report.warn(.plan, at: nil, w) }
-        for w in booted.warnings { report.warn(.mountOptions, at: w.place, w.message) }
+        for w in booted.setupWarnings(table: try disk.table().warnings) { report.warn(w.code, at: w.place, w.message) }
         if resolved.format != .tar { report.format = AssembleFormat.ext4.rawValue }
     }
 
@@ -52,7 +50,7 @@ struct AssemblyJob {
     /// Adds what the namespace, the walk and the journals met and the Docker data-roots, then
     /// applies `--strict` (before the output is committed, so a strict failure leaves nothing).
     mutating func finish(walkProblems: [WalkProblem]) throws {
-        for p in booted.namespace.problems { report.warn(.namespace, at: p.path, p.message) }
+        for w in booted.namespaceWarnings { report.warn(w.code, at: w.place, w.message) }
         for p in walkProblems { report.warn(.walk, at: p.path, p.error.description) }
         report.addJournals(of: booted)
         let docker = DataRootLocator.report(for: booted.namespace, binds: booted.binds)

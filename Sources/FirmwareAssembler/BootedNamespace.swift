@@ -51,6 +51,19 @@ struct BootedNamespace {
         }
     }
 
+    /// What booting met that did not stop it, as every job reports it: the partition table's
+    /// warnings (`table`), the plan's, and vfat mount options that could not be applied.
+    func setupWarnings(table: [String]) -> [RunWarning] {
+        table.map { RunWarning(code: .partitionTable, place: "partition table", message: $0) }
+            + plan.warnings.map { RunWarning(code: .plan, place: nil, message: $0) }
+            + warnings.map { RunWarning(code: .mountOptions, place: $0.place, message: $0.message) }
+    }
+
+    /// The namespace engine's problems so far (a bind source missing, an unreadable directory).
+    var namespaceWarnings: [RunWarning] {
+        namespace.problems.map { RunWarning(code: .namespace, place: $0.path, message: $0.message) }
+    }
+
     /// The walk of the namespace in archive order (penguin's own directories left out).
     func walk() -> TreeWalk {
         namespace.bootedWalk()

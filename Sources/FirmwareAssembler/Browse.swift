@@ -1,6 +1,7 @@
 import Assembly
 import DiskImage
 import DockerState
+import FileSystemExt4
 import FileSystems
 import Foundation
 import MountPlan
@@ -77,10 +78,13 @@ public final class DeviceTree {
     let reader: any FileSystemReader
     let booted: BootedNamespace?
     private let disk: Disk
+    /// The partition table's warnings (read once, when the tree was opened).
+    private let table: [String]
 
     init(disk: Disk, request: BrowseRequest) throws {
         try request.validate()
         self.disk = disk
+        self.table = try disk.table().warnings
         if let partition = request.partition {
             let (reader, description) = try disk.openFileSystem(partition: partition, replayJournal: !request.source.noReplay)
             (self.reader, self.name, self.booted) = (reader, description, nil)
@@ -90,11 +94,19 @@ public final class DeviceTree {
         }
     }
 
-    /// Problems met so far that did not stop anything (mounts not applied, unreadable
-    /// directories), as "/path: message"; a walk's own are its `problems`.
-    public var problems: [String] {
-        guard let booted else { return [] }
-        return booted.warnings.map { "\($0.place): \($0.message)" } + booted.namespace.problems.map(\.description)
+    /// What opening and looking met that did not stop anything, as assemble reports it: the
+    /// partition table's and the plan's warnings, vfat options, the namespace engine's problems
+    /// (grows as paths are looked up), journal replay warnings. A walk's own are its `problems`.
+    public var warnings: [RunWarning] {
+        guard let booted else {
+            let journal = (reader as? Ext4Reader)?.journal?.warnings ?? []
+            return table.map { RunWarning(code: .partitionTable, place: "partition table", message: $0) }
+                + journal.map { RunWarning(code: .journal, place: name, message: "journal: \($0)") }
+        }
+        let journals = booted.partitions.journals.sorted { $0.key < $1.key }.flatMap { _, j in
+            j.replay.warnings.map { RunWarning(code: .journal, place: j.description, message: "journal: \($0)") }
+        }
+        return booted.setupWarnings(table: table) + booted.namespaceWarnings + journals
     }
 
     /// The inode `path` names and the path it was found at (symlinks in the middle followed,
@@ -226,8 +238,10 @@ public final class DeviceTree {
             walk.next().map { AssembledEntry($0, booted: booted) }
         }
 
-        /// Entries that could not be read and were skipped, as "/path: message".
-        public var problems: [String] { walk.problems.map(\.placedDescription) }
+        /// Entries that could not be read and were skipped (code `walk`, the path, the error).
+        public var problems: [RunWarning] {
+            walk.problems.map { RunWarning(code: .walk, place: $0.path, message: $0.error.description) }
+        }
     }
 }
 

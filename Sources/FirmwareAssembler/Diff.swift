@@ -92,7 +92,7 @@ public struct TreeDiff: Sequence, IteratorProtocol {
     private var nextB: AssembledEntry?
     private let content: Bool
     /// A file whose contents could not be hashed: the comparison of that entry is incomplete.
-    public private(set) var readProblems: [String] = []
+    public private(set) var readProblems: [RunWarning] = []
 
     init(_ a: DeviceTree.Walk, _ b: DeviceTree.Walk, content: Bool) {
         (self.a, self.b, self.content) = (a, b, content)
@@ -101,7 +101,7 @@ public struct TreeDiff: Sequence, IteratorProtocol {
     }
 
     /// Entries either walk could not read, then the files that could not be hashed.
-    public var problems: [String] { a.problems + b.problems + readProblems }
+    public var problems: [RunWarning] { a.problems + b.problems + readProblems }
 
     public mutating func next() -> TreeChange? {
         while true {
@@ -178,7 +178,7 @@ public struct TreeDiff: Sequence, IteratorProtocol {
             try DeviceTree.stream(try entry.openContents()) { hash.update($0) }
             return hash.finalize()
         } catch {
-            readProblems.append("\(entry.path): \(FWError(error).description)")
+            readProblems.append(RunWarning(code: .readError, place: entry.path, message: FWError(error).description))
             return nil
         }
     }
@@ -200,9 +200,10 @@ extension DeviceTree {
 /// incomplete (entries or files that could not be read: the CLI's exit status 2).
 public struct DiffSummary: Sendable, Encodable {
     public var differences: Int
-    public var problems: [String]
-    /// Problems that did not affect the comparison (mounts not applied, Docker notes).
-    public var warnings: [String]
+    public var problems: [RunWarning]
+    /// Problems that did not affect the comparison (mounts not applied, Docker notes), each
+    /// placed on its disk.
+    public var warnings: [RunWarning]
 }
 
 extension Disk {
@@ -226,15 +227,23 @@ extension Disk {
             count += 1
             try each(change)
         }
-        var warnings = a.problems.map { "\(a.name): \($0)" } + b.problems.map { "\(b.name): \($0)" }
+        var warnings = Self.placed(a.warnings, on: a) + Self.placed(b.warnings, on: b)
         if request.path ?? "/" == "/", let da = a.docker(), let db = b.docker() {
             for change in DockerInventoryDiff.changes(da, db) {
                 count += 1
                 try each(change)
             }
-            warnings += da.problems.map { "\(a.name): docker: \($0)" } + db.problems.map { "\(b.name): docker: \($0)" }
+            warnings += da.problems.map { RunWarning(code: .docker, place: a.name, message: $0) }
+                + db.problems.map { RunWarning(code: .docker, place: b.name, message: $0) }
         }
         return DiffSummary(differences: count, problems: changes.problems, warnings: warnings)
+    }
+}
+
+extension Disk {
+    /// Warnings of one side of a diff, each placed on its tree ("disk.img booted namespace: /x").
+    static func placed(_ warnings: [RunWarning], on tree: DeviceTree) -> [RunWarning] {
+        warnings.map { RunWarning(code: $0.code, place: tree.name + ($0.place.map { ": " + $0 } ?? ""), message: $0.message) }
     }
 }
 

@@ -53,9 +53,9 @@ enum Out {
         }
     }
 
-    /// Each problem as `warning: ...` on stderr.
-    static func warnings(_ problems: [String]) {
-        for p in problems { Fwassemble.writeError("warning: \(p)\n") }
+    /// Each warning as `warning: ...` on stderr.
+    static func warnings(_ warnings: [RunWarning]) {
+        for w in warnings { Fwassemble.writeError("warning: \(w.text)\n") }
     }
 
     /// An `ls -l` line: mode, links, owners, size (or device numbers), mtime (UTC), name, target.
@@ -100,10 +100,10 @@ extension Fwassemble {
                     }
                 }
             } catch {
-                Out.warnings(tree.problems)
+                Out.warnings(tree.warnings)
                 Fwassemble.fail(error)
             }
-            Out.warnings(tree.problems)
+            Out.warnings(tree.warnings)
         }
     }
 
@@ -139,7 +139,7 @@ extension Fwassemble {
                     failed = true
                 }
             }
-            Out.warnings(tree.problems)
+            Out.warnings(tree.warnings)
             if failed { throw ExitCode.failure }
         }
     }
@@ -166,10 +166,10 @@ extension Fwassemble {
                 let status = try tree.stat(path, followSymlinks: dereference)
                 Out.line(json ? try status.json() : Self.text(status))
             } catch {
-                Out.warnings(tree.problems)
+                Out.warnings(tree.warnings)
                 Fwassemble.fail(error)
             }
-            Out.warnings(tree.problems)
+            Out.warnings(tree.warnings)
         }
 
         static func text(_ s: EntryStatus) -> String {
@@ -230,7 +230,7 @@ extension Fwassemble {
                     Fwassemble.fail(error)
                 }
             }
-            Out.warnings(tree.problems + walk.problems)
+            Out.warnings(tree.warnings + walk.problems)
         }
     }
 }

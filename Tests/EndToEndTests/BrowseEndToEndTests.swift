@@ -170,6 +170,22 @@ struct BrowseEndToEndTests {
         #expect(seen == [0, 1])
     }
 
+    /// The warnings `ls` prints are assemble's (the same codes and texts), before any walk.
+    @Test func warningsAreAssemblesDiagnostics() throws {
+        let image = try TestImages.path("debian-gpt.img")
+        let scratch = try ScratchDir()
+        let a = try CLI.run(["assemble", image, "-q", "--compression", "none", "-o", scratch.path + "/d.tar"])
+        #expect(a.status == 0, "\(a.stderr)")
+        struct Report: Decodable { var diagnostics: [RunWarning] }
+        let report = try JSONDecoder().decode(Report.self, from: Data(contentsOf: URL(fileURLWithPath: scratch.path + "/d.tar.report.json")))
+        let expected = report.diagnostics.filter { $0.code != .walk && $0.code != .readError }
+        #expect(!expected.isEmpty)
+        #expect(try Disk(path: image).tree().warnings == expected)
+        let ls = try CLI.run(["ls", image])
+        #expect(ls.status == 0)
+        #expect(ls.stderr.split(separator: "\n").map(String.init) == expected.map { "warning: " + $0.text })
+    }
+
     @Test func missingPathsAndUsage() throws {
         let image = try TestImages.path("haos-full.img")
         let missing = try CLI.run(["cat", image, "/no/such/file"])

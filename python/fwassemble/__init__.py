@@ -44,10 +44,11 @@ import os
 import threading
 from pathlib import Path
 
+# `open` (fwassemble.open) is left out so that `from fwassemble import *` keeps the builtin.
 __all__ = [
     "Error", "IOFailure", "NotFound", "CorruptImage", "UnsupportedFormat", "LimitExceeded", "InvalidArgument",
     "NotAvailable", "InternalError", "Cancelled", "LibraryNotFound", "Disk", "version", "library_path",
-    "executable_path", "inspect", "plan", "docker", "assemble", "extract", "export", "Tree", "open", "diff",
+    "executable_path", "inspect", "plan", "docker", "assemble", "extract", "export", "Tree", "diff",
     "IO", "NOT_FOUND", "CORRUPT", "UNSUPPORTED", "LIMIT_EXCEEDED", "INVALID_ARGUMENT", "NOT_AVAILABLE",
     "INTERNAL", "CANCELLED",
 ]
@@ -760,8 +761,9 @@ class Tree:
 
     def walk(self, path="/"):
         """Yields the subtree at ``path`` in the archive's order, one ``find --json`` dict per
-        entry, streamed (the walk runs on a worker thread, a bounded queue between). Entries
-        that could not be read are in :attr:`problems` once the walk has ended."""
+        entry, streamed (the walk runs on a worker thread, a bounded queue between). Once the walk
+        has ended, :attr:`problems` holds its warnings (``{"code", "place", "message"}``: the
+        tree's, and the entries that could not be read, code ``walk``)."""
         import queue
         lines = queue.Queue(maxsize=256)
         stop = threading.Event()
@@ -823,7 +825,8 @@ def open(path, root=None, partition=None, no_replay=None, backing_dir=None, snap
 class DiffResult(list):
     """The differences (``diff --json`` dicts: path, change, fields; docker and name for the
     Docker inventories), with ``problems`` (the comparison is incomplete where these are) and
-    ``warnings``. Empty (false) when the trees are identical."""
+    ``warnings``, lists of ``{"code", "place", "message"}``. Empty (false) when the trees are
+    identical."""
     problems = ()
     warnings = ()
 
