@@ -52,21 +52,16 @@ public func fwa_tree_close(_ handle: OpaquePointer?) {
 
 @_cdecl("fwa_tree_list_json")
 public func fwa_tree_list_json(_ handle: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ json: CStringOut?, _ err: ErrorOut?) -> Int32 {
-    json?.pointee = nil
-    return call(err) {
-        guard let json else { throw CallError(.invalidArgument, "fwa_tree_list_json: the json out-parameter is NULL") }
-        let lines = try tree(handle).list(try string(path, "path")).map { try EntryLine($0, byPath: false).json() + "\n" }
-        give(lines.joined(), to: json)
+    callGivingJSON("fwa_tree_list_json", json, err) {
+        try tree(handle).list(try string(path, "path")).map { try EntryLine($0, byPath: false).json() + "\n" }.joined()
     }
 }
 
 @_cdecl("fwa_tree_stat_json")
 public func fwa_tree_stat_json(_ handle: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ follow: Int32, _ json: CStringOut?,
                                _ err: ErrorOut?) -> Int32 {
-    json?.pointee = nil
-    return call(err) {
-        guard let json else { throw CallError(.invalidArgument, "fwa_tree_stat_json: the json out-parameter is NULL") }
-        give(try tree(handle).stat(try string(path, "path"), followSymlinks: follow != 0).json(), to: json)
+    callGivingJSON("fwa_tree_stat_json", json, err) {
+        try tree(handle).stat(try string(path, "path"), followSymlinks: follow != 0).json()
     }
 }
 

@@ -29,25 +29,27 @@ public struct BrowseRequest: Sendable, Equatable, Codable {
     /// Every key of the JSON form: the source group's and these.
     public static let keys = Set(CodingKeys.allCases.map(\.rawValue) + SourceRequest.CodingKeys.allCases.map(\.rawValue))
 
+    mutating func fields(_ f: RequestFields<CodingKeys>) throws {
+        try f.selector(&root, .root)
+        try f.selector(&partition, .partition)
+    }
+
     public init(from decoder: any Decoder) throws {
         try RequestKeys.check(decoder, allowed: Self.keys, job: "browse")
         try self.init(fields: decoder)
     }
 
-    /// Decodes the fields without checking for unknown keys (a request that embeds these keys
-    /// checks its own set).
+    /// Decodes the source group and these fields without checking for unknown keys (a request
+    /// that embeds these keys checks its own set).
     init(fields decoder: any Decoder) throws {
         source = try SourceRequest(from: decoder)
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        root = try RequestKeys.selector(c, .root)
-        partition = try RequestKeys.selector(c, .partition)
+        try fields(.decoding(try decoder.container(keyedBy: CodingKeys.self)))
     }
 
     public func encode(to encoder: any Encoder) throws {
         try source.encode(to: encoder)
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encodeIfPresent(root, forKey: .root)
-        try c.encodeIfPresent(partition, forKey: .partition)
+        var copy = self   // `fields` takes its values inout, and only reads them when encoding
+        try copy.fields(.encoding(encoder.container(keyedBy: CodingKeys.self)))
     }
 
     public static func decode(_ json: [UInt8]) throws -> BrowseRequest {

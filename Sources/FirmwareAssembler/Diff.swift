@@ -28,21 +28,22 @@ public struct DiffRequest: Sendable, Equatable, Codable {
 
     public static let keys = BrowseRequest.keys.union(CodingKeys.allCases.map(\.rawValue))
 
+    mutating func fields(_ f: RequestFields<CodingKeys>) throws {
+        try f.optional(&other, .other)
+        try f.optional(&path, .path)
+        try f.value(&noContent, .noContent)
+    }
+
     public init(from decoder: any Decoder) throws {
         try RequestKeys.check(decoder, allowed: Self.keys, job: "diff")
         tree = try BrowseRequest(fields: decoder)
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        other = try c.decodeIfPresent(String.self, forKey: .other)
-        path = try c.decodeIfPresent(String.self, forKey: .path)
-        noContent = try c.decodeIfPresent(Bool.self, forKey: .noContent) ?? false
+        try fields(.decoding(try decoder.container(keyedBy: CodingKeys.self)))
     }
 
     public func encode(to encoder: any Encoder) throws {
         try tree.encode(to: encoder)
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encodeIfPresent(other, forKey: .other)
-        try c.encodeIfPresent(path, forKey: .path)
-        try c.encode(noContent, forKey: .noContent)
+        var copy = self   // `fields` takes its values inout, and only reads them when encoding
+        try copy.fields(.encoding(encoder.container(keyedBy: CodingKeys.self)))
     }
 
     public static func decode(_ json: [UInt8]) throws -> DiffRequest {
