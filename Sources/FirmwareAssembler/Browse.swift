@@ -10,7 +10,7 @@ import MountPlan
 
 /// `ls`, `cat`, `stat`, `find` (and each side of `diff`): which tree is looked at. The booted
 /// namespace by default; `partition` looks at one filesystem instead.
-public struct BrowseRequest: Sendable, Equatable, Codable {
+public struct BrowseRequest: Sendable, Equatable, Codable, FieldListed {
     public var source = SourceRequest()
     /// `--root`: the root partition (number, GPT name or label), whatever the bootloader says.
     public var root: String?
@@ -43,13 +43,12 @@ public struct BrowseRequest: Sendable, Equatable, Codable {
     /// that embeds these keys checks its own set).
     init(fields decoder: any Decoder) throws {
         source = try SourceRequest(from: decoder)
-        try fields(.decoding(try decoder.container(keyedBy: CodingKeys.self)))
+        try decodeFields(from: decoder)
     }
 
     public func encode(to encoder: any Encoder) throws {
         try source.encode(to: encoder)
-        var copy = self   // `fields` takes its values inout, and only reads them when encoding
-        try copy.fields(.encoding(encoder.container(keyedBy: CodingKeys.self)))
+        try encodeFields(to: encoder)
     }
 
     public static func decode(_ json: [UInt8]) throws -> BrowseRequest {

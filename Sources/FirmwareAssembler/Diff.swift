@@ -7,7 +7,7 @@ import Foundation
 /// entry, and their Docker inventories. JSON keys: the tree keys (`BrowseRequest`: disk,
 /// backing_dir, snapshot, no_replay, root, partition; the same for both disks), `other` (the
 /// second disk), `path` (where to start, default "/"), `no_content`.
-public struct DiffRequest: Sendable, Equatable, Codable {
+public struct DiffRequest: Sendable, Equatable, Codable, FieldListed {
     /// The first disk and how both are read.
     public var tree = BrowseRequest()
     /// The second disk (the CLI's IMAGE_B).
@@ -37,13 +37,12 @@ public struct DiffRequest: Sendable, Equatable, Codable {
     public init(from decoder: any Decoder) throws {
         try RequestKeys.check(decoder, allowed: Self.keys, job: "diff")
         tree = try BrowseRequest(fields: decoder)
-        try fields(.decoding(try decoder.container(keyedBy: CodingKeys.self)))
+        try decodeFields(from: decoder)
     }
 
     public func encode(to encoder: any Encoder) throws {
         try tree.encode(to: encoder)
-        var copy = self   // `fields` takes its values inout, and only reads them when encoding
-        try copy.fields(.encoding(encoder.container(keyedBy: CodingKeys.self)))
+        try encodeFields(to: encoder)
     }
 
     public static func decode(_ json: [UInt8]) throws -> DiffRequest {

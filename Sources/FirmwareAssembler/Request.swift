@@ -414,16 +414,33 @@ public struct JobHooks: Sendable {
     }
 }
 
-/// A job's request (assemble, extract, export): a source group, an output group and its own
-/// fields, all keys of one flat JSON object. Each request lists its own fields once, in
-/// `fields(_:)`, which `RequestKeys` runs to decode and to encode.
-protocol JobRequest: Codable {
+/// A request that lists its own fields once, in `fields(_:)`, run both to decode and to encode
+/// them (its groups, source and output, are coded by their own types).
+protocol FieldListed {
     associatedtype CodingKeys: CodingKey & CaseIterable
+    mutating func fields(_ f: RequestFields<CodingKeys>) throws
+}
+
+extension FieldListed {
+    /// This request's own fields, read from the flat JSON object.
+    mutating func decodeFields(from decoder: any Decoder) throws {
+        try fields(.decoding(try decoder.container(keyedBy: CodingKeys.self)))
+    }
+
+    /// This request's own fields, written into the flat JSON object.
+    func encodeFields(to encoder: any Encoder) throws {
+        var copy = self   // `fields` takes its values inout, and only reads them when encoding
+        try copy.fields(.encoding(encoder.container(keyedBy: CodingKeys.self)))
+    }
+}
+
+/// A job's request (assemble, extract, export): a source group, an output group and its own
+/// fields, all keys of one flat JSON object.
+protocol JobRequest: FieldListed, Codable {
     /// Every key of the JSON form: `RequestKeys.keys(CodingKeys.self)`.
     static var keys: Set<String> { get }
     var source: SourceRequest { get set }
     var output: OutputRequest { get set }
-    mutating func fields(_ f: RequestFields<CodingKeys>) throws
 }
 
 extension AssembleRequest: JobRequest {}
@@ -508,15 +525,14 @@ enum RequestKeys {
         try check(decoder, allowed: R.keys, job: job)
         request.source = try SourceRequest(from: decoder)
         request.output = try OutputRequest(from: decoder)
-        try request.fields(.decoding(try decoder.container(keyedBy: R.CodingKeys.self)))
+        try request.decodeFields(from: decoder)
     }
 
     /// A job request as one flat object: its source and output groups, then its own fields.
     static func encode<R: JobRequest>(_ request: R, to encoder: any Encoder) throws {
         try request.source.encode(to: encoder)
         try request.output.encode(to: encoder)
-        var copy = request   // `fields` takes its values inout, and only reads them when encoding
-        try copy.fields(.encoding(encoder.container(keyedBy: R.CodingKeys.self)))
+        try request.encodeFields(to: encoder)
     }
 
     static func check(_ decoder: any Decoder, allowed: Set<String>, job: String) throws {
