@@ -13,11 +13,15 @@
 #                               (same base + a tar+zstd layer); containers "web" (running)
 #                               and "job" (exited 1), config.v2.json/hostconfig.json as Docker 29
 #                               writes them (Driver overlayfs, Image = the target digest).
+#                               More names as Docker keeps them: docker.io/library/web:latest,
+#                               registry.example:5000/x/web:1, docker.io/example/web@<manifest>,
+#                               docker.io/realdev/base:1 (job); job's index named only
+#                               docker.io/library/job@<index>, web's index moby-dangling@<index>.
 #   containerd-root-broken.img  the same with planted damage (see BROKEN below).
 #   containerd-root-nosnap.img  the same without any snapshot directory (image exports from the blobs).
 #   containerd-k3s.img          containerd alone as k3s keeps it (namespace k8s.io), see the end.
 # Beside them: containerd-root.facts/ (ctr images ls, ctr snapshots ls, ctr content ls -q output
-# while the daemon ran; ids.json) for the tests.
+# while the daemon ran; ids.json; indexes.txt: job's and web's index digests) for the tests.
 source "$(dirname "$0")/../lib.sh"
 command -v containerd >/dev/null && command -v ctr >/dev/null || { echo "containerd is not installed (make deps)" >&2; exit 1; }
 
@@ -64,6 +68,25 @@ ctr() { command ctr -a "$SOCK" -n moby "$@"; }
 make_oci_archives oci "$facts/layers.json"
 ctr images import --snapshotter overlayfs --platform linux/amd64 oci/web.tar
 ctr images import --snapshotter overlayfs --platform linux/amd64 oci/job.tar
+# Names as Docker 26+ keeps them on the containerd image store (issue 23): containerd holds full
+# names (docker.io/library/NAME:TAG for official images, docker.io/USER/NAME:TAG, other
+# registries as written), a digest name (NAME@<target digest>, as `docker pull NAME@sha256:...`
+# stores it), and `moby-dangling@<target digest>` for an image whose last name was removed.
+# Two more targets are the archives' indexes (`--index-name` keeps an index as an image record):
+# job's index named only by a digest, web's index only dangling.
+web_manifest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["docker.io/example/web:1.0"]["manifest"])' "$facts/layers.json")
+ctr images tag docker.io/example/web:1.0 docker.io/library/web:latest registry.example:5000/x/web:1 "docker.io/example/web@$web_manifest"
+ctr images tag docker.io/example/job:2.0 docker.io/realdev/base:1
+index_target() { ctr images ls | awk -v n="$1" '$1 == n { print $3 }'; }
+ctr images import --index-name import-index:job --snapshotter overlayfs --platform linux/amd64 oci/job.tar
+job_index=$(index_target import-index:job)
+ctr images tag import-index:job "docker.io/library/job@$job_index"
+ctr images rm import-index:job
+ctr images import --index-name import-index:web --snapshotter overlayfs --platform linux/amd64 oci/web.tar
+web_index=$(index_target import-index:web)
+ctr images tag import-index:web "moby-dangling@$web_index"
+ctr images rm import-index:web
+printf '%s\n%s\n' "$job_index" "$web_index" > "$facts/indexes.txt"
 
 # Containers as Docker 29 makes them: <id>-init prepared over the image's top chain id (under a
 # temporary key), /etc/hostname, /etc/hosts, /.dockerenv written, committed as <id>-init; <id>
