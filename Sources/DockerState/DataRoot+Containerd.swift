@@ -76,7 +76,7 @@ struct ContainerdImageStore: ImageStore {
     /// `LayerBlob.verifiedTar` checked its digest, its diff id and its end.
     func blobLayers(_ image: ImageInfo, what: String, limits: LayerLimits) throws -> [Layer] {
         let croot = containerd
-        let store = ContainerdStore(dir: croot)
+        let store = ContainerdStore(dir: croot, architecture: root.deviceArchitecture)
         guard let blobs = store.layerBlobs(image.id) else {
             throw FWError(.notFound, "\(what): its manifest is not in the content store", path: croot.path)
         }
@@ -110,7 +110,7 @@ extension DataRoot {
     func containerdInventory(_ croot: DataRoot, countMarkers: Bool) -> StoreInventory {
         let separate = croot !== self   // containerd alone: the data-root is its own containerd root
         if separate { croot.problems = [] }
-        let store = ContainerdStore(dir: croot)
+        let store = ContainerdStore(dir: croot, architecture: deviceArchitecture)
         store.load()
         var result = StoreInventory(namespaces: [])
         let snapshotter = "overlayfs"
@@ -214,6 +214,7 @@ extension DataRoot {
         }
         let manifestDigest = resolved.digest, manifest = resolved.manifest
         info.platform = resolved.platform
+        if let fallback = resolved.fallback { croot.problem(store.blobPath(digest) ?? digest, "image \(label): \(fallback)") }
         // Sizes as the manifest states them (untrusted: a sum that overflows is unknown, not a trap).
         func adding(_ total: Int64?, _ more: Int64?) -> Int64? {
             guard let total else { return nil }
