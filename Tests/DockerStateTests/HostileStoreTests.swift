@@ -172,7 +172,7 @@ struct HostileStoreTests {
         let r = try Self.run(["docker", disk.path, "--json"])
         #expect(r.status == 0)
         let root = try #require(try Disk(path: disk.path).docker().dataRoots.first)
-        #expect(root.store == "containerd" && root.containers.count == 2 && root.images.count == 4, "\(root.store) \(root.integrity.problems)")
+        #expect(root.store == "containerd" && root.containers.count == 2 && root.images.count == 5, "\(root.store) \(root.integrity.problems)")
         #expect(root.integrity.ok, "\(root.integrity.problems)")
         let out = disk.dir.appendingPathComponent("web.tar").path
         let export = try Self.run(["docker", disk.path, "--export", "web", "-o", out])

@@ -141,4 +141,18 @@ struct ImageReferenceTests {
         }
         #expect(!ImageLookup.container(c, runs: "web", images: Self.all))
     }
+
+    /// ELF e_ident (class at 4, data at 5) and e_machine at 18, in the file's byte order.
+    @Test("The device's architecture from an ELF header", arguments: [
+        (2, 1, 0x3E, "amd64"), (1, 1, 0x03, "386"), (2, 1, 0xB7, "arm64"), (1, 1, 0x28, "arm"), (2, 1, 0xF3, "riscv64"),
+        (2, 1, 0x15, "ppc64le"), (2, 2, 0x15, "ppc64"), (2, 2, 0x16, "s390x"), (1, 2, 0x08, "mips"), (2, 1, 0x08, "mips64le"),
+        (1, 1, 0xF3, nil), (2, 1, 0x99, nil),
+    ] as [(UInt8, UInt8, UInt16, String?)])
+    func architecture(elfClass: UInt8, data: UInt8, machine: UInt16, name: String?) {
+        var header: [UInt8] = [0x7F, 0x45, 0x4C, 0x46, elfClass, data, 1] + Array(repeating: 0, count: 9) + [2, 0]
+        header += data == 1 ? [UInt8(machine & 0xFF), UInt8(machine >> 8)] : [UInt8(machine >> 8), UInt8(machine & 0xFF)]
+        #expect(DeviceArchitecture.fromELF(header) == name)
+        #expect(DeviceArchitecture.fromELF(Array(header.prefix(19))) == nil)
+        #expect(DeviceArchitecture.fromELF([0x23, 0x21] + header.dropFirst(2)) == nil)   // "#!" script
+    }
 }
