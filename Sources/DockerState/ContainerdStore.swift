@@ -52,8 +52,12 @@ final class ContainerdStore {
     /// snapshotter -> backend key -> record
     var backends: [String: [String: Backend]] = [:]
 
-    init(dir: DataRoot) {
+    /// The device's architecture: an index resolves to its manifest for it.
+    let architecture: DeviceArchitecture?
+
+    init(dir: DataRoot, architecture: DeviceArchitecture? = nil) {
         self.dir = dir
+        self.architecture = architecture
     }
 
     func database(_ relative: String) -> Bolt.Database? {
@@ -200,18 +204,26 @@ final class ContainerdStore {
         return dir.json(path, as: T.self)
     }
 
-    /// The manifest of a target: the target itself, or for an index its first manifest present
-    /// in the content store for a real platform (not the `unknown/unknown` attestations), with
-    /// its digest, size as the index states it, and platform.
-    func resolveManifest(_ digest: String, _ target: OCI.Target) -> (digest: String, size: Int64, manifest: OCI.Manifest, platform: String?)? {
+    /// The manifest of a target: the target itself, or for an index its manifest present in the
+    /// content store for the device's architecture, else its first present for a real platform
+    /// (not the `unknown/unknown` attestations), with its digest, size as the index states it, and
+    /// platform; `fallback` says which one was used when the index has none for the device.
+    func resolveManifest(_ digest: String, _ target: OCI.Target)
+        -> (digest: String, size: Int64, manifest: OCI.Manifest, platform: String?, fallback: String?)? {
         let index: OCI.Index
         switch target {
-        case .manifest(let manifest): return (digest, 0, manifest, nil)
+        case .manifest(let manifest): return (digest, 0, manifest, nil, nil)
         case .index(let i): index = i
         }
         let usable = index.manifests.filter { $0.platform?.os != "unknown" && $0.digest.map(hasBlob) == true }
-        guard let chosen = usable.first, let d = chosen.digest, let m = jsonBlob(d, as: OCI.Manifest.self) else { return nil }
-        return (d, chosen.size ?? 0, m, chosen.platform?.display)
+        let native = architecture.flatMap { arch in usable.first { $0.platform?.architecture == arch.name && $0.platform?.os ?? "linux" == "linux" } }
+        guard let chosen = native ?? usable.first, let d = chosen.digest, let m = jsonBlob(d, as: OCI.Manifest.self) else { return nil }
+        var fallback: String?
+        if native == nil, let arch = architecture, let other = chosen.platform?.architecture, other != arch.name {
+            fallback = "the index has no manifest present for the device's architecture \(arch.name) (ELF header of \(arch.source)); "
+                + "the first present, \(chosen.platform?.display ?? other) \(d), is used"
+        }
+        return (d, chosen.size ?? 0, m, chosen.platform?.display, fallback)
     }
 
     /// The layer blob digests of an image target, bottom first, or nil when its manifest is missing.

@@ -76,7 +76,7 @@ struct ContainerdImageStore: ImageStore {
     /// `LayerBlob.verifiedTar` checked its digest, its diff id and its end.
     func blobLayers(_ image: ImageInfo, what: String, limits: LayerLimits) throws -> [Layer] {
         let croot = containerd
-        let store = ContainerdStore(dir: croot)
+        let store = ContainerdStore(dir: croot, architecture: root.deviceArchitecture)
         guard let blobs = store.layerBlobs(image.id) else {
             throw FWError(.notFound, "\(what): its manifest is not in the content store", path: croot.path)
         }
@@ -110,7 +110,7 @@ extension DataRoot {
     func containerdInventory(_ croot: DataRoot, countMarkers: Bool) -> StoreInventory {
         let separate = croot !== self   // containerd alone: the data-root is its own containerd root
         if separate { croot.problems = [] }
-        let store = ContainerdStore(dir: croot)
+        let store = ContainerdStore(dir: croot, architecture: deviceArchitecture)
         store.load()
         var result = StoreInventory(namespaces: [])
         let snapshotter = "overlayfs"
@@ -161,7 +161,11 @@ extension DataRoot {
             }
             for (digest, names) in byDigest.sorted(by: { $0.key < $1.key }) {
                 let media = ns.images.first { $0.digest == digest }?.mediaType
-                result.images.append(image(digest, tags: names.sorted(), mediaType: media, namespace: ns, store: store, snapshotter: snapshotter))
+                var info = image(digest, names: names.sorted(), mediaType: media, namespace: ns, store: store, snapshotter: snapshotter)
+                if dockerNamespace != nil {   // Docker's view of its records; containerd alone keeps containerd's names
+                    (info.tags, info.repoDigests) = DockerImageNames.of(names: names, target: digest)
+                }
+                result.images.append(info)
             }
         }
         // Containers: Docker's config.v2.json, each with its snapshot chain (key = container id).
@@ -192,14 +196,14 @@ extension DataRoot {
 
     /// One image: its target (an index resolved to the first manifest present for a real
     /// platform), config, layers; checks that each is present and each chain id is a committed
-    /// snapshot.
-    func image(_ digest: String, tags: [String], mediaType: String?, namespace ns: ContainerdStore.Namespace,
+    /// snapshot. `tags` are the record names (containerd's, which problems name).
+    func image(_ digest: String, names: [String], mediaType: String?, namespace ns: ContainerdStore.Namespace,
                store: ContainerdStore, snapshotter: String) -> ImageInfo {
         let croot = store.dir
-        var info = ImageInfo(id: digest, tags: tags, created: nil, layers: 0, size: nil, cmd: nil, entrypoint: nil, diffIDs: [], chainIDs: [])
+        var info = ImageInfo(id: digest, tags: names, created: nil, layers: 0, size: nil, cmd: nil, entrypoint: nil, diffIDs: [], chainIDs: [])
         info.targetDigest = digest
         info.mediaType = mediaType
-        let label = tags.first ?? digest
+        let label = names.first ?? digest
         guard let target = store.jsonBlob(digest, as: OCI.Target.self) else {
             croot.problem(store.blobPath(digest) ?? digest, "the target \(digest) of image \(label) is missing from the content store")
             return info
@@ -210,6 +214,7 @@ extension DataRoot {
         }
         let manifestDigest = resolved.digest, manifest = resolved.manifest
         info.platform = resolved.platform
+        if let fallback = resolved.fallback { croot.problem(store.blobPath(digest) ?? digest, "image \(label): \(fallback)") }
         // Sizes as the manifest states them (untrusted: a sum that overflows is unknown, not a trap).
         func adding(_ total: Int64?, _ more: Int64?) -> Int64? {
             guard let total else { return nil }

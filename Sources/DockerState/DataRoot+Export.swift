@@ -3,19 +3,18 @@ import DiskImage
 import FileSystems
 
 extension DataRoot {
-    /// An image's layer directories, top first (by id, id prefix of 4+ hex digits, or tag);
-    /// `limits` bound the layer blobs decompressed when a containerd image's snapshots are gone.
+    /// An image's layer directories, top first (`ImageLookup`: by id, name, RepoDigest or unique id
+    /// prefix of 4+ hex digits); `limits` bound the layer blobs decompressed when a containerd
+    /// image's snapshots are gone.
     public func imageLayers(_ reference: String, limits: LayerLimits = LayerLimits()) throws -> (id: String, layers: [Layer]) {
-        let images = inspect(countMarkers: false).images
-        let match = images.first { $0.id == reference || $0.id == "sha256:" + reference || $0.tags.contains(reference) }
-            ?? images.first { ref in
-                let short = reference.hasPrefix("sha256:") ? String(reference.dropFirst(7)) : reference
-                return short.count >= 4 && ref.id.dropFirst(7).hasPrefix(short)
-            }
-        guard let image = match else {
+        switch ImageLookup.find(reference, in: inspect(countMarkers: false).images) {
+        case .found(let image):
+            return (image.id, try imageStore.layers(ofImage: image, reference: reference, limits: limits))
+        case .notFound:
             throw FWError(.notFound, "no image \(reference) in the data-root", path: path)
+        case .ambiguous(let ids):
+            throw FWError(.invalidArgument, "image reference \(reference) is ambiguous: it matches \(ids.joined(separator: ", "))", path: path)
         }
-        return (image.id, try imageStore.layers(ofImage: image, reference: reference, limits: limits))
     }
 
     /// A container's layers, top first (by name, id or id prefix of 4+ characters): its rw

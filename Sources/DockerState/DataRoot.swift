@@ -25,6 +25,9 @@ public final class DataRoot {
     public private(set) var store: StoreKind = .unknown
     /// The report's `driver`: "overlay2", "containerd-snapshotter", "overlay" (Podman) or "unknown".
     public private(set) var driver = "unknown"
+    /// The device's architecture (`DeviceArchitecture.detect`, set by the locator): an image
+    /// index resolves to its manifest for it.
+    public internal(set) var deviceArchitecture: DeviceArchitecture?
 
     /// Size caps for the files read (configuration-sized JSON and id files).
     static let jsonLimit = 8 << 20

@@ -185,6 +185,8 @@ public enum DataRootLocator {
             found.append((DataRoot(reader: layer.reader, inode: layer.inode, path: realPath(path, binds: binds), engine: "podman", role: .podman),
                           [path], key))
         }
+        let architecture = found.isEmpty ? nil : DeviceArchitecture.detect(in: namespace)
+        for f in found { f.root.deviceArchitecture = architecture }
         return (found.map { ($0.root, $0.foundVia) }, problems)
     }
 

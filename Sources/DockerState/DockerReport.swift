@@ -108,10 +108,14 @@ public struct ImageInfo: Sendable, Codable, Equatable {
     public var mediaType: String? = nil
     public var configDigest: String? = nil
     public var platform: String? = nil
+    /// Docker's containerd image store: `RepoDigests` as Docker shows them (`web@sha256:<target>`),
+    /// with `tags` its familiar tags (`DockerImageNames`); absent for the other stores.
+    public var repoDigests: [String]? = nil
 
     enum CodingKeys: String, CodingKey {
         case id, tags, created, layers, size, cmd, entrypoint, diffIDs = "diff_ids", chainIDs = "chain_ids"
         case targetDigest = "target_digest", mediaType = "media_type", configDigest = "config_digest", platform
+        case repoDigests = "repo_digests"
     }
 }
 

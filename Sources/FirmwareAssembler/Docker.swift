@@ -25,7 +25,8 @@ extension DockerReport {
     }
 
     /// Containers expected vs found: `expected` is a JSON list of {"name": ..., "image": ...}
-    /// (image optional: an id, an id prefix or a tag), or {"containers": [...]}.
+    /// (image optional: the container's `Config.Image`, or any reference `ImageLookup` resolves to
+    /// its image: id, unique id prefix, tag or RepoDigest), or {"containers": [...]}.
     /// Returns human-readable mismatches (empty when everything matches).
     public func compare(expected json: [UInt8]) throws -> [String] {
         let parsed: Any
@@ -49,11 +50,8 @@ extension DockerReport {
                 continue
             }
             matched.insert(c.id)
-            if let image = object["image"] as? String {
-                let tags = root.images.first { $0.id == c.image }?.tags ?? []
-                let ok = c.image == image || c.image == "sha256:" + image || c.imageTag == image || tags.contains(image)
-                    || (image.count >= 4 && c.image.dropFirst(7).hasPrefix(image.hasPrefix("sha256:") ? String(image.dropFirst(7)) : image))
-                if !ok { mismatches.append("container \(wanted) runs image \(c.imageTag ?? c.image) (\(c.image)), expected \(image)") }
+            if let image = object["image"] as? String, !ImageLookup.container(c, runs: image, images: root.images) {
+                mismatches.append("container \(wanted) runs image \(c.imageTag ?? c.image) (\(c.image)), expected \(image)")
             }
         }
         for (_, c) in found where !matched.contains(c.id) {

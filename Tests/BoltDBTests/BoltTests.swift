@@ -74,7 +74,11 @@ import Testing
         let v1 = try #require(try meta.root.bucket(named: "v1"))
         #expect(try v1.buckets().map(\.name) == ["moby"])
         let images = try #require(try v1.bucket(path: ["moby", "images"]))
-        #expect(try images.buckets().map(\.name) == ["docker.io/example/job:2.0", "docker.io/example/web:1.0"])
+        // Every name `ctr images ls` listed (column REF), in bbolt's byte order.
+        let listed = try String(contentsOfFile: facts + "/images.txt", encoding: .utf8).split(separator: "\n").dropFirst()
+            .compactMap { $0.split(separator: " ").first.map(String.init) }
+        #expect(try images.buckets().map(\.name) == listed.sorted())
+        #expect(listed.contains("docker.io/example/job:2.0") && listed.contains("docker.io/example/web:1.0"))
         let snapshots = try #require(try Bolt.Database(source: try FileSource(path: facts + "/metadata.db"), name: "metadata.db")
             .root.bucket(path: ["v1", "snapshots"]))
         let keys = try snapshots.buckets()

@@ -84,7 +84,7 @@ struct HostileStoreTests {
     static func exportFromBlobs(_ damage: (MutatedDisk, [String]) throws -> Void, options: [String] = [],
                                 tmp: ((MutatedDisk) throws -> String?)? = nil) throws -> (FwassembleCLI.Result, MutatedDisk, [String]) {
         let disk = try MutatedDisk("containerd-root-nosnap.img")
-        let web = try #require(try Disk(path: disk.path).docker().dataRoots.first?.images.first { $0.tags.contains("docker.io/example/web:1.0") })
+        let web = try #require(try Disk(path: disk.path).docker().dataRoots.first?.images.first { $0.tags.contains("example/web:1.0") })
         let blobs = try layerBlobs(disk, target: web.id)
         try damage(disk, blobs)
         let out = disk.dir.appendingPathComponent("web.tar").path
@@ -172,7 +172,7 @@ struct HostileStoreTests {
         let r = try Self.run(["docker", disk.path, "--json"])
         #expect(r.status == 0)
         let root = try #require(try Disk(path: disk.path).docker().dataRoots.first)
-        #expect(root.store == "containerd" && root.containers.count == 2 && root.images.count == 2, "\(root.store) \(root.integrity.problems)")
+        #expect(root.store == "containerd" && root.containers.count == 2 && root.images.count == 5, "\(root.store) \(root.integrity.problems)")
         #expect(root.integrity.ok, "\(root.integrity.problems)")
         let out = disk.dir.appendingPathComponent("web.tar").path
         let export = try Self.run(["docker", disk.path, "--export", "web", "-o", out])
@@ -207,7 +207,8 @@ struct HostileStoreTests {
         let daemon = "/docker/containerd/daemon"
         let metaDB = "\(daemon)/io.containerd.metadata.v1.bolt/meta.db", snapshots = "\(daemon)/io.containerd.snapshotter.v1.overlayfs/metadata.db"
         var meta = try disk.cat(metaDB)
-        // A content record's size 422 (zig-zag varint cc 06) made -422 (cb 06).
+        // The first record of size 422 (zig-zag varint cc 06: an image target's or a content
+        // record's, by the recipe's names) made -422 (cb 06).
         _ = try Self.patch(&meta, Array("size".utf8) + [0xCC, 0x06], Array("size".utf8) + [0xCB, 0x06])
         // The two layer-2 snapshots both name the same chain id as parent: that one is its own parent.
         let layer1 = "sha256:c8b5cc88e3611f568b2d32f3c955f56373713072199a63fdf5b7e92f598c5d62"
@@ -224,7 +225,7 @@ struct HostileStoreTests {
         let root = try #require(try Disk(path: disk.path).docker().dataRoots.first)
         let problems = root.integrity.problems
         #expect(!root.integrity.ok)
-        #expect(problems.contains { $0.contains("meta.db v1/moby/content/blob/sha256:") && $0.contains("/size: -422 bytes is negative") }, "\(problems)")
+        #expect(problems.contains { $0.contains("meta.db v1/moby/") && $0.contains("/size: -422 bytes is negative") }, "\(problems)")
         #expect(problems.contains { $0.contains("metadata.db v1/snapshots/") && $0.contains("/kind: kind 9 is not a snapshot kind") }, "\(problems)")
         #expect(problems.contains { $0.contains("v1/moby/snapshots/overlayfs/\(layer2)/parent: the snapshot is its own parent") }, "\(problems)")
     }
@@ -270,7 +271,7 @@ struct HostileStoreTests {
     func hugeManifestSizes() throws {
         let disk = try MutatedDisk("containerd-root.img")
         defer { disk.remove() }
-        let web = try #require(try Disk(path: disk.path).docker().dataRoots.first?.images.first { $0.tags.contains("docker.io/example/web:1.0") })
+        let web = try #require(try Disk(path: disk.path).docker().dataRoots.first?.images.first { $0.tags.contains("example/web:1.0") })
         let file = { (digest: String) in "\(Self.content)/\(digest.dropFirst(7))" }
         var manifestDigest = web.id
         var object = try #require(try JSONSerialization.jsonObject(with: Data(try disk.cat(file(web.id)))) as? [String: Any])

@@ -13,11 +13,17 @@
 #                               (same base + a tar+zstd layer); containers "web" (running)
 #                               and "job" (exited 1), config.v2.json/hostconfig.json as Docker 29
 #                               writes them (Driver overlayfs, Image = the target digest).
+#                               More names as Docker keeps them: docker.io/library/web:latest,
+#                               registry.example:5000/x/web:1, docker.io/example/web@<manifest>,
+#                               docker.io/realdev/base:1 (job); job's index named only
+#                               docker.io/library/job@<index>, web's index moby-dangling@<index>;
+#                               docker.io/example/multi:1, an index of an arm64 manifest then web's
+#                               amd64 one; /bin/sh an amd64 ELF header (the device's architecture).
 #   containerd-root-broken.img  the same with planted damage (see BROKEN below).
 #   containerd-root-nosnap.img  the same without any snapshot directory (image exports from the blobs).
 #   containerd-k3s.img          containerd alone as k3s keeps it (namespace k8s.io), see the end.
 # Beside them: containerd-root.facts/ (ctr images ls, ctr snapshots ls, ctr content ls -q output
-# while the daemon ran; ids.json) for the tests.
+# while the daemon ran; ids.json; indexes.txt: job's and web's index digests) for the tests.
 source "$(dirname "$0")/../lib.sh"
 command -v containerd >/dev/null && command -v ctr >/dev/null || { echo "containerd is not installed (make deps)" >&2; exit 1; }
 
@@ -64,6 +70,51 @@ ctr() { command ctr -a "$SOCK" -n moby "$@"; }
 make_oci_archives oci "$facts/layers.json"
 ctr images import --snapshotter overlayfs --platform linux/amd64 oci/web.tar
 ctr images import --snapshotter overlayfs --platform linux/amd64 oci/job.tar
+# Names as Docker 26+ keeps them on the containerd image store (issue 23): containerd holds full
+# names (docker.io/library/NAME:TAG for official images, docker.io/USER/NAME:TAG, other
+# registries as written), a digest name (NAME@<target digest>, as `docker pull NAME@sha256:...`
+# stores it), and `moby-dangling@<target digest>` for an image whose last name was removed.
+# Two more targets are the archives' indexes (`--index-name` keeps an index as an image record):
+# job's index named only by a digest, web's index only dangling.
+web_manifest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["docker.io/example/web:1.0"]["manifest"])' "$facts/layers.json")
+ctr images tag docker.io/example/web:1.0 docker.io/library/web:latest registry.example:5000/x/web:1 "docker.io/example/web@$web_manifest"
+ctr images tag docker.io/example/job:2.0 docker.io/realdev/base:1
+index_target() { ctr images ls | awk -v n="$1" '$1 == n { print $3 }'; }
+ctr images import --index-name import-index:job --snapshotter overlayfs --platform linux/amd64 oci/job.tar
+job_index=$(index_target import-index:job)
+ctr images tag import-index:job "docker.io/library/job@$job_index"
+ctr images rm import-index:job
+ctr images import --index-name import-index:web --snapshotter overlayfs --platform linux/amd64 oci/web.tar
+web_index=$(index_target import-index:web)
+ctr images tag import-index:web "moby-dangling@$web_index"
+ctr images rm import-index:web
+# A multi-platform index (docker.io/example/multi:1): an arm64 manifest first, then web's amd64
+# one, both present (--all-platforms); the same layers, so the same chain ids and snapshots.
+python3 - oci <<'PY'
+import hashlib, json, os, shutil, sys, tarfile
+oci = sys.argv[1]; src = os.path.join(oci, "web"); d = os.path.join(oci, "multi"); blobs = os.path.join(d, "blobs/sha256")
+shutil.copytree(os.path.join(src, "blobs"), os.path.join(d, "blobs"))
+def put(b):
+    h = hashlib.sha256(b).hexdigest(); open(os.path.join(blobs, h), "wb").write(b); return "sha256:" + h
+amd64 = json.load(open(os.path.join(src, "index.json")))["manifests"][0]
+manifest = json.load(open(os.path.join(blobs, amd64["digest"][7:])))
+config = json.load(open(os.path.join(blobs, manifest["config"]["digest"][7:])))
+config["architecture"] = "arm64"; config["variant"] = "v8"
+cfg = json.dumps(config, sort_keys=True).encode()
+manifest["config"] = dict(manifest["config"], digest=put(cfg), size=len(cfg))
+m = json.dumps(manifest, sort_keys=True).encode()
+arm64 = {"mediaType": manifest["mediaType"], "digest": put(m), "size": len(m), "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}}
+index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+         "manifests": [arm64, {k: v for k, v in amd64.items() if k != "annotations"}]}   # named by --index-name only
+open(os.path.join(d, "index.json"), "w").write(json.dumps(index))
+open(os.path.join(d, "oci-layout"), "w").write('{"imageLayoutVersion": "1.0.0"}')
+with tarfile.open(os.path.join(oci, "multi.tar"), "w") as t:
+    for f in sorted(os.listdir(d)): t.add(os.path.join(d, f), arcname=f)
+print(arm64["digest"], amd64["digest"])
+PY
+ctr images import --all-platforms --snapshotter overlayfs --index-name docker.io/example/multi:1 oci/multi.tar
+multi_index=$(index_target docker.io/example/multi:1)
+printf '%s\n%s\n%s\n' "$job_index" "$web_index" "$multi_index" > "$facts/indexes.txt"
 
 # Containers as Docker 29 makes them: <id>-init prepared over the image's top chain id (under a
 # temporary key), /etc/hostname, /etc/hosts, /.dockerenv written, committed as <id>-init; <id>
@@ -158,6 +209,10 @@ PY
     # NOSNAP: every snapshot directory gone (images must come from the content store's blobs).
     [ "$broken" = nosnap ] && rm -rf data/docker/containerd/daemon/io.containerd.snapshotter.v1.overlayfs/snapshots/*
     minimal_root root
+    # The device's architecture, as an ELF header of /bin/sh (e_machine at 18): amd64 (0x3e), or
+    # riscv64 (0xf3: no index has a manifest for it) on the broken disk.
+    case $broken in yes) m='\363';; *) m='\076';; esac
+    printf "\\177ELF\\002\\001\\001\\000\\000\\000\\000\\000\\000\\000\\000\\000\\002\\000$m\\000" > root/bin/sh
     mkdir -p root/etc/docker root/mnt/data root/var/lib/docker
     printf '{\n  "data-root": "/mnt/data/docker",\n  "log-driver": "journald"\n}\n' > root/etc/docker/daemon.json
     printf 'PARTUUID=c0de0017-02 / ext4 defaults 0 1\nPARTUUID=c0de0017-03 /mnt/data ext4 defaults 0 2\n/mnt/data/docker /var/lib/docker none bind 0 0\n' > root/etc/fstab
