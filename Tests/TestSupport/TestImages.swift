@@ -15,9 +15,11 @@ public enum TestImages {
         return repositoryRoot.appendingPathComponent("images/out")
     }()
 
-    /// Full path of a built test image; fails loudly if `make images` has not run.
+    /// Full path of a built test image; fails loudly if `make images` has not run. Symlinks are
+    /// resolved: a folder of links to the disks (`FWA_IMAGES`) would otherwise make a test's
+    /// `copyItem` copy the link, and the "private copy" it then damages would be the shared disk.
     public static func path(_ name: String) throws -> String {
-        let url = directory.appendingPathComponent(name)
+        let url = directory.appendingPathComponent(name).resolvingSymlinksInPath()
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw MissingImage(name: name, directory: directory.path)
         }
