@@ -95,7 +95,7 @@ let package = Package(
         .testTarget(name: "EndToEndTests", dependencies: ["FirmwareAssembler", "TestSupport"]),
         .testTarget(name: "HostileTests", dependencies: [
             "TestSupport", "DiskImage", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
-            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Archive", "BoltDB", "FileSystemTar",
+            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Archive", "BoltDB", "FileSystemTar", "Ext4Image", "Assembly",
         ]),
         .target(name: "TestSupport", dependencies: ["FileSystems", "CZlib"], path: "Tests/TestSupport"),
     ]

@@ -15,7 +15,12 @@ public struct TarHeader: Sendable {
     public init(_ block: [UInt8], at offset: UInt64) throws {
         precondition(block.count == Self.blockSize)
         let stored = Self.octal(block[148..<156])
-        let sum = block.enumerated().reduce(UInt64(0)) { $0 + UInt64(148..<156 ~= $1.offset ? 0x20 : $1.element) }
+        let sum = block.withUnsafeBufferPointer { b in
+            var sum = UInt64(8 * 0x20)
+            for i in 0..<148 { sum &+= UInt64(b[i]) }
+            for i in 156..<Self.blockSize { sum &+= UInt64(b[i]) }
+            return sum
+        }
         guard stored == sum else {
             throw FWError.corrupt("header at offset \(offset): checksum \(stored.map(String.init) ?? "?") != \(sum)")
         }
