@@ -77,6 +77,8 @@ public final class Ext4ImageWriter {
     /// Inodes in use when the image was finished (the reserved ones, lost+found and the journal
     /// included), as `df -i` counts them.
     public private(set) var inodesUsed: UInt32 = 0
+    /// The image's inode capacity (the geometry's count rounded up to whole block groups).
+    public private(set) var inodesTotal: UInt32 = 0
     public private(set) var contentBytes: UInt64 = 0
 
     private static let errorTable: Void = { initialize_ext2_error_table() }()
@@ -159,6 +161,7 @@ public final class Ext4ImageWriter {
         try check(ext2fs_add_journal_inode3(fs, &params, ~blk64_t(0), EXT2_MKJOURNAL_LAZYINIT), "create the journal",
                   tooSmallFor: "the content and its \(params.num_journal_blocks)-block journal")
         let sb = fs.pointee.super!
+        inodesTotal = sb.pointee.s_inodes_count
         inodesUsed = sb.pointee.s_inodes_count - min(sb.pointee.s_free_inodes_count, sb.pointee.s_inodes_count)
         try check(ext2fs_close_free(&self.fs), "write the filesystem")
     }

@@ -20,7 +20,8 @@ public struct Ext4ImageReport: Sendable, Codable, Equatable {
     /// Inodes in use in the finished image (the reserved ones, lost+found and the journal
     /// included, as `df -i` counts them).
     public var inodes: UInt32
-    /// The image's inode capacity (`--inodes`, or penguin's formula).
+    /// The image's inode capacity (`--inodes`, or penguin's formula, rounded up to whole block
+    /// groups as mke2fs does).
     public var inodesTotal: UInt32? = nil
     public var uuid: String
     /// The size penguin's tar of the same content would have, the base of the sizing formula.
@@ -115,7 +116,7 @@ extension Disk {
             job.report.readErrors(writer.problems)
             job.report.partitions = tally.partitions
             job.report.ext4 = Ext4ImageReport(blocks: geometry.blocks, blockSize: Ext4ImageGeometry.blockSize, inodes: writer.inodesUsed,
-                                              inodesTotal: geometry.inodes,
+                                              inodesTotal: writer.inodesTotal,
                                               uuid: UUID(uuid: geometry.uuid.withUnsafeBytes { $0.load(as: uuid_t.self) }).uuidString.lowercased(),
                                               estimatedTarBytes: estimate, paddingBytes: Self.paddingBytes(request),
                                               container: qcow2 ? "qcow2 (qemu-img)" : "raw", addedTars: request.addTar, addedMembers: added,
