@@ -60,6 +60,27 @@ struct Ext4WriterInputTests {
         #expect(writer.inodesUsed > 0 && writer.inodesUsed < 8192)
     }
 
+    /// The same through the walk of a namespace (`add(walk:)`, the booted disk's path), where a
+    /// file with many links seen through two mounts overflowed the 16-bit count: two views of one
+    /// directory of 150 links, limit 100.
+    @Test func linksPastTheLimitFromAWalkBecomeCopies() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fwa-walk-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fs = MemoryFileSystem()
+        let file = fs.addFile("/a/f", Array("walk\n".utf8))
+        for i in 0..<149 { fs.addHardlink("/a/h\(i)", to: file) }
+        for i in 0..<150 { fs.addHardlink("/b/h\(i)", to: file) }
+        let (image, writer) = try Self.writer(dir, maximumLinks: 100)
+        var walk = TreeWalk(fs)
+        _ = try writer.add(walk: &walk, dropDevices: false, check: {})
+        try writer.finish()
+        // 300 paths: 100 + 100 + 100, two copies.
+        #expect(writer.linkLimitCopies == 2 && writer.hardlinks == 297)
+        _ = try TestImages.run(["e2fsck", "-fn", image])
+        #expect(try TestImages.run(["debugfs", "-R", "cat /b/h149", image]) == Data("walk\n".utf8))
+    }
+
     /// The real limit: 65,001 links to one file (its count overflowed 16 bits and trapped after
     /// about 60 s before).
     @Test(.timeLimit(.minutes(3))) func realLinkLimit() throws {
@@ -72,6 +93,17 @@ struct Ext4WriterInputTests {
         #expect(writer.linkLimitCopies == 1)
         _ = try TestImages.run(["e2fsck", "-fn", image])
         #expect(try Self.debugfs(image, "stat /f").contains("Links: 65000"))
+    }
+
+    /// The image's size from the disk's content: checked sums (a file may claim 2^64 - 1 bytes;
+    /// `--padding` 8 EiB overflowed a multiplication and trapped), nil past ext4's 2^32 - 1 blocks.
+    @Test func imageSizeIsCheckedArithmetic() {
+        #expect(Ext4ImageGeometry.penguin(tarBytes: UInt64.max, padding: 1, entries: 0) == nil)
+        #expect(Ext4ImageGeometry.penguin(tarBytes: UInt64.max - 100, padding: 0, entries: 0) == nil)
+        let most = (Ext4ImageGeometry.maximumBlocks - 4096) * 4096
+        #expect(Ext4ImageGeometry.penguin(tarBytes: most, padding: 0, entries: 0)?.blocks == Ext4ImageGeometry.maximumBlocks)
+        #expect(Ext4ImageGeometry.penguin(tarBytes: most, padding: 1, entries: 0) == nil)
+        #expect(Ext4ImageGeometry.penguin(tarBytes: 1024, padding: 16 << 20, entries: Int.max)?.inodes == UInt32.max - 1)
     }
 
     /// A tar holding only tmp/x, added over an image whose /tmp is 01777: /tmp keeps its mode and

@@ -13,7 +13,7 @@ import Testing
 struct TarInputTests {
     /// Runs `script` (Python, with `tarfile`, `io` and `t`, an open PAX tar) into a new tar file;
     /// returns its path in a fresh scratch folder.
-    static func tar(_ body: String) throws -> String {
+    static func tar(_ body: String, format: String = "PAX") throws -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fwa-tarin-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let path = dir + "/in.tar"
@@ -24,7 +24,7 @@ struct TarInputTests {
             i.uid = uid; i.gid = gid; i.mtime = mtime
             if pax: i.pax_headers = pax
             t.addfile(i, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
-        with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as t:
+        with tarfile.open(sys.argv[1], "w", format=tarfile.\(format)_FORMAT) as t:
         \(body.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
         """
         try TestImages.run(["python3", "-c", script, path])
@@ -43,14 +43,15 @@ struct TarInputTests {
 
     /// 10,000 nested directories index in well under 10 s (120 s for 15,000 before: every
     /// member's path was split and looked up from the root).
-    @Test(.timeLimit(.minutes(1))) func tenThousandNestedDirectoriesIndexQuickly() throws {
+    @Test(.timeLimit(.minutes(3))) func tenThousandNestedDirectoriesIndexQuickly() throws {
+        // GNU long names ('L' members): Python writes them faster than pax records.
         let path = try Self.tar("""
         p = ""
         for i in range(10000):
             p = p + ("/" if p else "") + "d"
             entry(p, tarfile.DIRTYPE, mode=0o700)
         entry(p + "/leaf", data=b"deep")
-        """)
+        """, format: "GNU")
         defer { Self.cleanup(path) }
         let start = Date()
         let r = try Self.reader(path)
@@ -67,7 +68,7 @@ struct TarInputTests {
     }
 
     /// 100,000 members in one directory: indexed and looked up by name in well under 10 s.
-    @Test(.timeLimit(.minutes(1))) func aHundredThousandMembersInOneDirectory() throws {
+    @Test(.timeLimit(.minutes(3))) func aHundredThousandMembersInOneDirectory() throws {
         let path = try Self.tar("""
         entry("w", tarfile.DIRTYPE, mode=0o755)
         for i in range(100000):
