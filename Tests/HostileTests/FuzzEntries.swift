@@ -88,8 +88,10 @@ public enum FuzzEntries {
         close(fd)
         let geometry = Ext4ImageGeometry(blocks: blocks, inodes: 1024, uuid: Array(repeating: 1, count: 16),
                                          hashSeed: Array(repeating: 2, count: 16), timestamp: 1_700_000_000)
-        guard let writer = try? Ext4ImageWriter(path: path, geometry: geometry),
-              (try? writer.add(tree: reader, check: {})) != nil, (try? writer.finish()) != nil else { return false }
+        guard let writer = try? Ext4ImageWriter(path: path, geometry: geometry) else { return false }
+        // libext2fs holds the file open: unlinked now, a timeout or a crash leaves nothing behind.
+        if verify == nil { unlink(path) }
+        guard (try? writer.add(tree: reader, check: {})) != nil, (try? writer.finish()) != nil else { return false }
         verify?(path)
         return true
     }
