@@ -95,7 +95,7 @@ let package = Package(
         .testTarget(name: "EndToEndTests", dependencies: ["FirmwareAssembler", "TestSupport"]),
         .testTarget(name: "HostileTests", dependencies: [
             "TestSupport", "DiskImage", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
-            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Archive", "BoltDB", "FileSystemTar", "Assembly", "DockerState",
+            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Archive", "BoltDB", "FileSystemTar", "Ext4Image", "Assembly", "DockerState",
         ]),
         .target(name: "TestSupport", dependencies: ["FileSystems", "CZlib"], path: "Tests/TestSupport"),
     ]

@@ -84,11 +84,15 @@ public final class NamespaceFileSystem: FileSystemReader {
         guard let top = layers.first else {
             throw FWError(.invalidArgument, "an overlay needs at least one layer", disk: name)
         }
-        let meta = try top.reader.metadata(of: top.inode)
-        guard meta.type == .directory else {
+        guard try top.reader.metadata(of: top.inode).type == .directory else {
             throw FWError(.invalidArgument, "overlay layer is not a directory", disk: name)
         }
-        add(Mount(path: .root, node: .merged(layers, OverlayMerge.visible(meta)), origin: "/", readers: []))
+        // The root shows the metadata of the topmost layer whose root has a record of its own
+        // (a layer tar without a "./" member implies its root).
+        let shown = layers.first { !$0.reader.isImpliedDirectory($0.inode) } ?? top
+        let meta = try shown.reader.metadata(of: shown.inode)
+        add(Mount(path: .root, node: .merged(layers, OverlayMerge.visible(meta.type == .directory ? meta : try top.reader.metadata(of: top.inode))),
+                  origin: "/", readers: []))
     }
 
     // MARK: Mounting

@@ -53,6 +53,8 @@ public enum OverlayMerge {
             var child: Child
             /// No lower layer contributes any more (a non-directory, or an opaque directory).
             var closed: Bool
+            /// The directory's metadata is a default so far (every layer's directory was implied).
+            var implied = false
         }
         var decided: [[UInt8]: Pending] = [:]
         var whiteouts = Set<[UInt8]>()
@@ -84,14 +86,18 @@ public enum OverlayMerge {
                     // it is hidden.
                     guard case .directory(var dirLayers, let top) = pending.child, meta.type == .directory else { continue }
                     dirLayers.append(Layer(reader: layer.reader, inode: entry.inode))
-                    decided[entry.name] = Pending(child: .directory(dirLayers, top), closed: isOpaque(meta))
+                    // A directory implied above (a tar member's parent no member lists) shows the
+                    // metadata of the first directory below with a record of its own.
+                    let implied = pending.implied && layer.reader.isImpliedDirectory(entry.inode)
+                    decided[entry.name] = Pending(child: .directory(dirLayers, pending.implied ? meta : top), closed: isOpaque(meta),
+                                                  implied: implied)
                     continue
                 }
                 if isWhiteout(meta) {
                     whiteouts.insert(entry.name)
                 } else if meta.type == .directory {
                     decided[entry.name] = Pending(child: .directory([Layer(reader: layer.reader, inode: entry.inode)], meta),
-                                                  closed: isOpaque(meta))
+                                                  closed: isOpaque(meta), implied: layer.reader.isImpliedDirectory(entry.inode))
                 } else {
                     decided[entry.name] = Pending(child: .file(layer, entry, meta), closed: true)
                 }

@@ -1,5 +1,12 @@
 /// The one tar header parser: the OVA wrapper (DiskFormats) and the tar filesystem
 /// (FileSystemTar) both read an archive's members through `TarMembers`.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// `struct posix_header`: one 512-byte tar header block (ustar, with GNU base-256 numbers), its
 /// checksum verified and its size decoded when it is made.
@@ -15,7 +22,12 @@ public struct TarHeader: Sendable {
     public init(_ block: [UInt8], at offset: UInt64) throws {
         precondition(block.count == Self.blockSize)
         let stored = Self.octal(block[148..<156])
-        let sum = block.enumerated().reduce(UInt64(0)) { $0 + UInt64(148..<156 ~= $1.offset ? 0x20 : $1.element) }
+        let sum = block.withUnsafeBufferPointer { b in
+            var sum = UInt64(8 * 0x20)
+            for i in 0..<148 { sum &+= UInt64(b[i]) }
+            for i in 156..<Self.blockSize { sum &+= UInt64(b[i]) }
+            return sum
+        }
         guard stored == sum else {
             throw FWError.corrupt("header at offset \(offset): checksum \(stored.map(String.init) ?? "?") != \(sum)")
         }
@@ -51,6 +63,16 @@ public struct TarHeader: Sendable {
 
     /// A NUL-terminated field.
     static func string(_ field: ArraySlice<UInt8>) -> [UInt8] { Array(field.prefix { $0 != 0 }) }
+
+    /// The bytes before the first NUL (a GNU long name's payload; memchr, as these run to 10 KB
+    /// and more in a deep tree).
+    static func untilNUL(_ bytes: [UInt8]) -> [UInt8] {
+        let end = bytes.withUnsafeBytes { b -> Int in
+            guard let base = b.baseAddress, let nul = memchr(base, 0, b.count) else { return b.count }
+            return base.distance(to: UnsafeRawPointer(nul))
+        }
+        return end == bytes.count ? bytes : Array(bytes[..<end])
+    }
 
     /// An octal field: leading spaces skipped, ended by NUL or a space; nil on any other byte or
     /// on overflow.
@@ -170,8 +192,8 @@ public struct TarMembers {
             switch header.type {
             case UInt8(ascii: "x"): pax = TarHeader.paxRecords(try payload())
             case UInt8(ascii: "g"): break
-            case UInt8(ascii: "L"): longName = Array(try payload().prefix { $0 != 0 })
-            case UInt8(ascii: "K"): longLink = Array(try payload().prefix { $0 != 0 })
+            case UInt8(ascii: "L"): longName = TarHeader.untilNUL(try payload())
+            case UInt8(ascii: "K"): longLink = TarHeader.untilNUL(try payload())
             default:
                 return TarMember(header: header, dataOffset: data, size: size, path: pax["path"] ?? longName ?? header.name,
                                  linkPath: pax["linkpath"] ?? longLink ?? header.linkName, pax: pax)

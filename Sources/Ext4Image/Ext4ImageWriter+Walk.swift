@@ -42,11 +42,16 @@ extension Ext4ImageWriter {
     public func add(tree reader: any FileSystemReader, check: () throws -> Void) throws -> (members: Int, problems: [WalkProblem]) {
         var walk = TreeWalk(reader)
         var added = 0
+        // Directories made by an earlier tar may hold names this one replaces.
+        madeWhileAppending = []
         while let item = walk.next() {
             try check()
             if item.path.isEmpty { continue }
+            // A directory the tar only implies keeps the metadata of one already in the image.
             try add(path: item.path, metadata: item.metadata, hardlinkTarget: item.hardlinkTarget,
-                    contents: { try reader.openFile(item.metadata.inode) }, replace: true, mayLinkAgain: true)
+                    contents: { try reader.openFile(item.metadata.inode) }, replace: true,
+                    mayLinkAgain: reader.mayAppearAgain(item.metadata.inode),
+                    keepDirectory: item.metadata.type == .directory && reader.isImpliedDirectory(item.metadata.inode))
             added += 1
         }
         return (added, walk.problems)

@@ -19,13 +19,19 @@ public struct Ext4ImageGeometry: Sendable, Equatable {
     /// The time written into the superblock (mkfs, last write, last check).
     public var timestamp: UInt32
 
+    /// The most blocks an ext4 without the 64bit feature holds (32-bit block numbers): 16 TiB.
+    public static let maximumBlocks: UInt64 = (1 << 32) - 1
+
     /// penguin's `gen_image.make_image` formula over the size its tar would have: blocks =
     /// ceil((tar + padding) / 4096) + 4096; inodes = blocks * 4096 / 8192 + 1000 (never fewer than
-    /// the entries + 1000).
-    public static func penguin(tarBytes: UInt64, padding: UInt64, entries: Int) -> (blocks: UInt64, inodes: UInt32) {
-        let unpacked = tarBytes + padding
-        let blocks = (unpacked + blockSize - 1) / blockSize + 4096
-        let inodes = max(blocks * blockSize / 8192 + 1000, UInt64(entries) + 1000)
+    /// the entries + 1000). Nil when the blocks would be more than `maximumBlocks` (checked
+    /// arithmetic throughout: the sizes come from the disk).
+    public static func penguin(tarBytes: UInt64, padding: UInt64, entries: Int) -> (blocks: UInt64, inodes: UInt32)? {
+        let (unpacked, o1) = tarBytes.addingReportingOverflow(padding)
+        let (rounded, o2) = unpacked.addingReportingOverflow(blockSize - 1)
+        let blocks = rounded / blockSize + 4096
+        guard !o1, !o2, blocks <= maximumBlocks else { return nil }
+        let inodes = max(blocks * blockSize / 8192 + 1000, UInt64(max(entries, 0)) + 1000)
         return (blocks, UInt32(min(inodes, UInt64(UInt32.max - 1))))
     }
 
@@ -44,25 +50,45 @@ public struct Ext4ImageGeometry: Sendable, Equatable {
 /// zeros left as holes), symlinks, devices, FIFOs, sockets, all xattrs, hardlinks as shared
 /// inodes, nanosecond times. Not thread-safe; one writer per image.
 public final class Ext4ImageWriter {
-    private var fs: ext2_filsys?
+    private(set) var fs: ext2_filsys?
     private let name: String
     private let geometry: Ext4ImageGeometry
-    /// Inode numbers of directories and of files that may be linked again, by path.
+    /// Inode numbers of directories (the parents of entries to come) and of files with more than
+    /// one link or that may appear again (a later path may link to them): no other entry.
     private var inodes: [[UInt8]: UInt32] = [:]
+    /// Directories this writer made while appending (`replace`): no earlier entry can be in them,
+    /// so their names need no lookup.
+    var madeWhileAppending: Set<UInt32> = []
+    /// For each directory this writer made: the most room any of its blocks but the last has for
+    /// a new record (Ext4ImageWriter+Directory.swift). Absent: use ext2fs_link.
+    var directorySlack: [UInt32: Int] = [:]
+    /// ext4's largest link count (EXT4_LINK_MAX); a further link is written as a copy.
+    public let maximumLinks: UInt16
     private var buffer: UnsafeMutableRawBufferPointer
     /// Problems that did not stop the image (unsettable xattrs, unreadable files).
     public private(set) var problems: [(path: String, message: String)] = []
     public private(set) var files = 0
     public private(set) var hardlinks = 0
+    /// Paths written as a copy (a new inode with the same content and metadata) because their
+    /// file had `maximumLinks` links already, as the kernel refuses a further link (EMLINK);
+    /// the first few of them.
+    public private(set) var linkLimitCopies = 0
+    public private(set) var linkLimitPaths: [String] = []
+    /// Inodes in use when the image was finished (the reserved ones, lost+found and the journal
+    /// included), as `df -i` counts them.
+    public private(set) var inodesUsed: UInt32 = 0
+    /// The image's inode capacity (the geometry's count rounded up to whole block groups).
+    public private(set) var inodesTotal: UInt32 = 0
     public private(set) var contentBytes: UInt64 = 0
 
     private static let errorTable: Void = { initialize_ext2_error_table() }()
 
     /// Creates the filesystem in the file at `path` (which must exist; it is written in place).
-    public init(path: String, geometry: Ext4ImageGeometry) throws {
+    public init(path: String, geometry: Ext4ImageGeometry, maximumLinks: UInt16 = 65_000) throws {
         _ = Self.errorTable
         name = path
         self.geometry = geometry
+        self.maximumLinks = max(maximumLinks, 2)
         buffer = .allocate(byteCount: 1 << 20, alignment: 4096)
         var param = ext2_super_block()
         ext2fs_blocks_count_set(&param, blk64_t(geometry.blocks))
@@ -102,6 +128,7 @@ public final class Ext4ImageWriter {
         try check(ext2fs_update_bb_inode(fs, nil), "write the bad-block inode")
         try check(ext2fs_create_resize_inode(fs), "create the resize inode")
         inodes[[]] = UInt32(EXT2_ROOT_INO)
+        directorySlack[UInt32(EXT2_ROOT_INO)] = 0
     }
 
     deinit {
@@ -133,6 +160,9 @@ public final class Ext4ImageWriter {
         try check(ext2fs_get_journal_params(&params, fs), "size the journal")
         try check(ext2fs_add_journal_inode3(fs, &params, ~blk64_t(0), EXT2_MKJOURNAL_LAZYINIT), "create the journal",
                   tooSmallFor: "the content and its \(params.num_journal_blocks)-block journal")
+        let sb = fs.pointee.super!
+        inodesTotal = sb.pointee.s_inodes_count
+        inodesUsed = sb.pointee.s_inodes_count - min(sb.pointee.s_free_inodes_count, sb.pointee.s_inodes_count)
         try check(ext2fs_close_free(&self.fs), "write the filesystem")
     }
 
@@ -141,19 +171,22 @@ public final class Ext4ImageWriter {
     /// directory only gets the entry's metadata (a tar appended on top). When the image has no
     /// block or inode left for the entry, the error (`.limitExceeded`) names the entry's path and
     /// says which option makes the image larger.
+    /// With `keepDirectory` (a directory the tar implies, docs/limits.md), a directory already
+    /// at the path keeps its own metadata.
     public func add(path: [UInt8], metadata m: Metadata, hardlinkTarget: [UInt8]?,
-                    contents: () throws -> any FileContents, replace: Bool = false, mayLinkAgain: Bool = false) throws {
+                    contents: () throws -> any FileContents, replace: Bool = false, mayLinkAgain: Bool = false,
+                    keepDirectory: Bool = false) throws {
         let display = "/" + String(decoding: path, as: UTF8.self)
         do {
             try addEntry(path: path, display: display, metadata: m, hardlinkTarget: hardlinkTarget, contents: contents,
-                         replace: replace, mayLinkAgain: mayLinkAgain)
+                         replace: replace, mayLinkAgain: mayLinkAgain, keepDirectory: keepDirectory)
         } catch let e as FWError where e.cause is ImageFull {
             throw e.within(path: display)
         }
     }
 
     private func addEntry(path: [UInt8], display: String, metadata m: Metadata, hardlinkTarget: [UInt8]?,
-                          contents: () throws -> any FileContents, replace: Bool, mayLinkAgain: Bool) throws {
+                          contents: () throws -> any FileContents, replace: Bool, mayLinkAgain: Bool, keepDirectory: Bool) throws {
         guard let fs else { throw FWError(.invalidArgument, "the image is already finished", path: name) }
         if path.isEmpty {
             try setMetadata(ext2_ino_t(EXT2_ROOT_INO), m, path: display)
@@ -164,20 +197,11 @@ public final class Ext4ImageWriter {
         let leaf = slash.map { Array(path[($0 + 1)...]) } ?? path
         let parent = try parentInode(parentPath, replace: replace)
         var cname = leaf.map { CChar(bitPattern: $0) } + [0]
-        if replace, try replaceExisting(path: path, display: display, metadata: m, parent: parent, name: &cname) {
+        if replace, !madeWhileAppending.contains(parent),
+           try replaceExisting(path: path, display: display, metadata: m, parent: parent, name: &cname, keepDirectory: keepDirectory) {
             return
         }
-        if let target = hardlinkTarget {
-            guard let ino = inodes[target] else {
-                throw FWError(.corrupt, "hardlink target /\(String(decoding: target, as: UTF8.self)) was not written", path: display)
-            }
-            var inode = ext2_inode()
-            try check(ext2fs_read_inode(fs, ino, &inode), "read \(display)")
-            try link(parent, &cname, ino, fileType(of: inode.i_mode), display)
-            try check(ext2fs_read_inode(fs, ino, &inode), "read \(display)")
-            inode.i_links_count += 1
-            try check(ext2fs_write_inode(fs, ino, &inode), "write \(display)")
-            hardlinks += 1
+        if let target = hardlinkTarget, try addLink(path: path, to: target, parent: parent, name: &cname, display: display) {
             return
         }
         var ino: ext2_ino_t = 0
@@ -185,13 +209,17 @@ public final class Ext4ImageWriter {
         case .directory:
             var code = ext2fs_mkdir(fs, parent, 0, &cname)
             if code == errcode_t(EXT2_ET_DIR_NO_SPACE) {
+                // No block had room for the name: none has more than 4 bytes less.
+                directorySlack[parent] = Self.recordLength(leaf.count) - 4
                 try check(ext2fs_expand_dir(fs, parent), "expand the directory of \(display)")
                 code = ext2fs_mkdir(fs, parent, 0, &cname)
             }
             try check(code, "create \(display)")
             try check(ext2fs_lookup(fs, parent, &cname, Int32(leaf.count), nil, &ino), "find \(display)")
+            directorySlack[ino] = 0
             try setMetadata(ino, m, path: display)
             inodes[path] = ino
+            if replace { madeWhileAppending.insert(ino) }
             return
         case .symlink:
             try check(ext2fs_new_inode(fs, parent, Int32(m.mode), nil, &ino), "allocate an inode for \(display)")
@@ -232,7 +260,33 @@ public final class Ext4ImageWriter {
             contentBytes += m.size
         }
         try setMetadata(ino, m, path: display)
-        if m.linkCount > 1 || mayLinkAgain { inodes[path] = ino }
+        if let target = hardlinkTarget {
+            // A copy past the link limit: the target's further links go to it.
+            inodes[target] = ino
+        } else if m.linkCount > 1 || mayLinkAgain {
+            inodes[path] = ino
+        }
+    }
+
+    /// Links `path` to the inode written for `target`; false when that inode has `maximumLinks`
+    /// links already (the caller writes the path as a copy, counted in `linkLimitCopies`).
+    private func addLink(path: [UInt8], to target: [UInt8], parent: ext2_ino_t, name cname: inout [CChar], display: String) throws -> Bool {
+        guard let ino = inodes[target] else {
+            throw FWError(.corrupt, "hardlink target /\(String(decoding: target, as: UTF8.self)) was not written", path: display)
+        }
+        var inode = ext2_inode()
+        try check(ext2fs_read_inode(fs, ino, &inode), "read \(display)")
+        guard inode.i_links_count < maximumLinks else {
+            linkLimitCopies += 1
+            if linkLimitPaths.count < 5 { linkLimitPaths.append(display) }
+            return false
+        }
+        try link(parent, &cname, ino, fileType(of: inode.i_mode), display)
+        try check(ext2fs_read_inode(fs, ino, &inode), "read \(display)")
+        inode.i_links_count += 1
+        try check(ext2fs_write_inode(fs, ino, &inode), "write \(display)")
+        hardlinks += 1
+        return true
     }
 
     // MARK: Helpers
@@ -241,7 +295,7 @@ public final class Ext4ImageWriter {
     /// that was its last link); an existing directory gets the entry's metadata when the entry is
     /// a directory, or stays when it is not (a problem noted). True when the entry is done.
     private func replaceExisting(path: [UInt8], display: String, metadata m: Metadata, parent: ext2_ino_t,
-                                 name cname: inout [CChar]) throws -> Bool {
+                                 name cname: inout [CChar], keepDirectory: Bool) throws -> Bool {
         guard let fs else { return false }
         var existing: ext2_ino_t = 0
         guard ext2fs_lookup(fs, parent, &cname, Int32(cname.count - 1), nil, &existing) == 0 else { return false }
@@ -249,7 +303,7 @@ public final class Ext4ImageWriter {
         try check(ext2fs_read_inode(fs, existing, &old), "read \(display)")
         let oldIsDirectory = old.i_mode & 0o170000 == 0o040000
         if oldIsDirectory, m.type == .directory {
-            try setMetadata(existing, m, path: display)
+            if !keepDirectory { try setMetadata(existing, m, path: display) }
             inodes[path] = existing
             return true
         }
@@ -258,6 +312,7 @@ public final class Ext4ImageWriter {
             return true
         }
         try check(ext2fs_unlink(fs, parent, &cname, existing, 0), "unlink \(display)")
+        directorySlack[parent] = nil
         old.i_links_count -= 1
         if old.i_links_count == 0 {
             if ext2fs_inode_has_valid_blocks2(fs, &old) != 0 {
@@ -284,8 +339,11 @@ public final class Ext4ImageWriter {
     }
 
     private func link(_ parent: ext2_ino_t, _ name: inout [CChar], _ ino: ext2_ino_t, _ type: Int32, _ display: String) throws {
+        if try appendLink(parent, name, ino, type, display) { return }
         var code = ext2fs_link(fs, parent, &name, ino, type)
         if code == errcode_t(EXT2_ET_DIR_NO_SPACE) {
+            // No block had room for the name: none has more than 4 bytes less.
+            directorySlack[parent] = Self.recordLength(name.count - 1) - 4
             try check(ext2fs_expand_dir(fs, parent), "expand the directory of \(display)")
             code = ext2fs_link(fs, parent, &name, ino, type)
         }
@@ -324,8 +382,13 @@ public final class Ext4ImageWriter {
     }
 
     /// ext4's split time: 32 low bits of seconds, and in the extra field the nanoseconds and two
-    /// epoch bits.
+    /// epoch bits; a time outside what they hold (1901-12-13..2446-05-10) is clamped to the
+    /// nearest end (a tar's members are clamped, and counted, when read: docs/limits.md).
     private static func encode(_ t: Timestamp) -> (UInt32, UInt32) {
+        let earliest = -(Int64(1) << 31), latest = (Int64(1) << 34) - (Int64(1) << 31) - 1
+        guard t.seconds >= earliest, t.seconds <= latest else {
+            return encode(Timestamp(seconds: min(max(t.seconds, earliest), latest)))
+        }
         let low = UInt32(truncatingIfNeeded: t.seconds)
         let epoch = UInt32(truncatingIfNeeded: (t.seconds - Int64(Int32(truncatingIfNeeded: t.seconds))) >> 32) & 3
         return (low, (t.nanoseconds << 2) | epoch)
@@ -414,7 +477,7 @@ public final class Ext4ImageWriter {
 
     /// Throws libext2fs's message for a failed call (`what`: "write /etc/passwd"), or, when the
     /// image is full, a `.limitExceeded` error saying it is too small for `content`.
-    private func check(_ code: errcode_t, _ what: @autoclosure () -> String, tooSmallFor content: String = "the content") throws {
+    func check(_ code: errcode_t, _ what: @autoclosure () -> String, tooSmallFor content: String = "the content") throws {
         guard code != 0 else { return }
         if let tooSmall = tooSmall(code, for: content) {
             // The image's own name is a temporary file the user never sees; `add` names the entry.

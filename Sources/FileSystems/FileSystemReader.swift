@@ -34,6 +34,10 @@ public protocol FileSystemReader: AnyObject {
     /// (a bind of a directory is a view of its own); in a plain filesystem always 0. Tells a file
     /// met again through another mount from a hardlink met again in the same mount.
     func view(of inode: UInt64) -> Int
+    /// True for a directory the filesystem shows without a record of its own (a tar's parent
+    /// directory that no member lists): its metadata is a default, so a merge (an overlay, a tar
+    /// added into an image) keeps the metadata of a directory already there. The default is false.
+    func isImpliedDirectory(_ inode: UInt64) -> Bool
 }
 
 /// A file's identity for hardlinks: the filesystem that stores it and its inode number there.
@@ -71,6 +75,8 @@ extension FileSystemReader {
     public func mayAppearAgain(_ inode: UInt64) -> Bool { false }
 
     public func view(of inode: UInt64) -> Int { 0 }
+
+    public func isImpliedDirectory(_ inode: UInt64) -> Bool { false }
 
     /// Looks up a path ("/etc/fstab" or "etc/fstab") without following symlinks in the last
     /// component; intermediate symlinks are followed inside this filesystem (at most 40 hops).

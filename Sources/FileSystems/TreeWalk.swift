@@ -68,6 +68,9 @@ public struct TreeWalk: Sequence, IteratorProtocol {
 
     private struct Frame {
         var path: [UInt8]
+        /// The same path as components, made from the parent's (not split again from the bytes:
+        /// a walk 1024 levels deep would split 500,000 components).
+        var namespacePath: NamespacePath
         var inode: UInt64
         var entries: [DirectoryEntry]
         var index: Int
@@ -89,7 +92,7 @@ public struct TreeWalk: Sequence, IteratorProtocol {
             started = true
             do {
                 let meta = try reader.metadata(of: startInode)
-                if meta.type == .directory { push(path: startPath, inode: startInode) }
+                if meta.type == .directory { push(path: startPath, namespacePath: NamespacePath(bytes: startPath), inode: startInode) }
                 return WalkEntry(path: startPath, metadata: meta, reader: reader)
             } catch {
                 record(startPath, error)
@@ -114,7 +117,7 @@ public struct TreeWalk: Sequence, IteratorProtocol {
                     } else if stack.count >= WalkLimits.maximumDepth {
                         record(path, FWError(.limitExceeded, "deeper than \(WalkLimits.maximumDepth) directories; not descended"))
                     } else {
-                        push(path: path, inode: entry.inode)
+                        push(path: path, namespacePath: frame.namespacePath.child(entry.name), inode: entry.inode)
                     }
                     return WalkEntry(path: path, metadata: meta, reader: reader)
                 }
@@ -140,9 +143,9 @@ public struct TreeWalk: Sequence, IteratorProtocol {
         return nil
     }
 
-    private mutating func push(path: [UInt8], inode: UInt64) {
+    private mutating func push(path: [UInt8], namespacePath: NamespacePath, inode: UInt64) {
         do {
-            var entries = try reader.directoryEntries(of: inode, at: NamespacePath(bytes: path))
+            var entries = try reader.directoryEntries(of: inode, at: namespacePath)
             if entries.count > WalkLimits.maximumDirectoryEntries {
                 record(path, FWError(.limitExceeded, "directory has \(entries.count) entries, over the limit of \(WalkLimits.maximumDirectoryEntries); not listed"))
                 return
@@ -157,7 +160,7 @@ public struct TreeWalk: Sequence, IteratorProtocol {
             var unique: [DirectoryEntry] = []
             unique.reserveCapacity(entries.count)
             for e in entries where unique.last?.name != e.name { unique.append(e) }
-            stack.append(Frame(path: path, inode: inode, entries: unique, index: 0))
+            stack.append(Frame(path: path, namespacePath: namespacePath, inode: inode, entries: unique, index: 0))
         } catch {
             record(path, error)
         }

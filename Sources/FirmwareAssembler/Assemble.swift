@@ -139,6 +139,8 @@ public struct RunWarning: Sendable, Codable, Equatable {
         public static let journal = Code(rawValue: "journal")
         /// An `--add-tar` member that could not be placed.
         public static let addTar = Code(rawValue: "add_tar")
+        /// ext4's link limit: a hardlink path written as a copy of its file (65,000 links already).
+        public static let linkLimit = Code(rawValue: "link_limit")
         /// An entry written with a loss or skipped (also in `read_errors`).
         public static let readError = Code(rawValue: "read_error")
         /// The Docker inventory (`diff`: a data-root that could not be read).

@@ -17,7 +17,12 @@ public enum AssembleFormat: String, Sendable, CaseIterable {
 public struct Ext4ImageReport: Sendable, Codable, Equatable {
     public var blocks: UInt64
     public var blockSize: UInt64
+    /// Inodes in use in the finished image (the reserved ones, lost+found and the journal
+    /// included, as `df -i` counts them).
     public var inodes: UInt32
+    /// The image's inode capacity (`--inodes`, or penguin's formula, rounded up to whole block
+    /// groups as mke2fs does).
+    public var inodesTotal: UInt32? = nil
     public var uuid: String
     /// The size penguin's tar of the same content would have, the base of the sizing formula.
     public var estimatedTarBytes: UInt64
@@ -26,10 +31,16 @@ public struct Ext4ImageReport: Sendable, Codable, Equatable {
     public var container: String
     public var addedTars: [String]
     public var addedMembers: Int
+    /// `--add-tar` members not written (unsafe paths, below a symlink, dangling hardlinks, owners
+    /// beyond 32 bits: each reason a warning naming the first paths).
+    public var skippedMembers: Int? = nil
+    /// Paths written as a copy of their file because it had 65,000 links already (ext4's limit).
+    public var linkLimitCopies: Int? = nil
 
     enum CodingKeys: String, CodingKey {
         case blocks, blockSize = "block_size", inodes, uuid, estimatedTarBytes = "estimated_tar_bytes"
         case paddingBytes = "padding_bytes", container, addedTars = "added_tars", addedMembers = "added_members"
+        case inodesTotal = "inodes_total", skippedMembers = "skipped_members", linkLimitCopies = "link_limit_copies"
     }
 }
 
@@ -71,9 +82,10 @@ extension Disk {
         do {
             job = try AssemblyJob(disk: self, request: request, resolved: resolved, hooks: hooks, output: output)
             let (geometry, estimate) = try imageGeometry(job.booted, request: request, tars: tars)
-            guard let temporary = target.temporaryPath,
-                  ftruncate(target.fileDescriptor, off_t(geometry.blocks * Ext4ImageGeometry.blockSize)) == 0 else {
-                throw FWError(.io, "cannot size the image \(output) (\(geometry.blocks * Ext4ImageGeometry.blockSize) bytes): \(String(cString: strerror(errno)))")
+            // blocks < 2^32 (imageGeometry), so the size fits off_t.
+            let imageBytes = geometry.blocks * Ext4ImageGeometry.blockSize
+            guard let temporary = target.temporaryPath, ftruncate(target.fileDescriptor, off_t(imageBytes)) == 0 else {
+                throw FWError(.io, "cannot size the image \(output) (\(imageBytes) bytes): \(String(cString: strerror(errno)))")
             }
             let writer = try Ext4ImageWriter(path: temporary, geometry: geometry)
             var tally = AssemblyTally(booted: job.booted, progress: hooks.progress, plannedBytes: estimate)
@@ -82,14 +94,20 @@ extension Disk {
                     tally.count(item, contentBytes: writer.contentBytes)
                 }
             }
-            var added = 0
+            var added = 0, skipped = 0
             for tar in tars {
                 let (n, problems) = try writer.add(tree: tar.reader, check: hooks.check)
                 added += n
+                skipped += tar.reader.skipped.notWritten
                 for p in tar.reader.problems { job.report.warn(.addTar, at: tar.path, p) }
                 for p in problems { job.report.warn(.addTar, at: tar.path, p.description) }
             }
             try writer.finish()
+            if writer.linkLimitCopies > 0 {
+                let more = writer.linkLimitCopies > writer.linkLimitPaths.count ? " and \(writer.linkLimitCopies - writer.linkLimitPaths.count) more" : ""
+                job.report.warn(.linkLimit, at: nil, "\(writer.linkLimitCopies) hardlink path(s) written as a copy of their file, "
+                                + "which had \(writer.maximumLinks) links already (ext4's limit): \(writer.linkLimitPaths.joined(separator: ", "))\(more)")
+            }
             job.report.members = tally.members
             job.report.droppedDevices = summary.droppedDevices
             job.report.files = writer.files
@@ -97,10 +115,13 @@ extension Disk {
             job.report.contentBytes = writer.contentBytes
             job.report.readErrors(writer.problems)
             job.report.partitions = tally.partitions
-            job.report.ext4 = Ext4ImageReport(blocks: geometry.blocks, blockSize: Ext4ImageGeometry.blockSize, inodes: geometry.inodes,
+            job.report.ext4 = Ext4ImageReport(blocks: geometry.blocks, blockSize: Ext4ImageGeometry.blockSize, inodes: writer.inodesUsed,
+                                              inodesTotal: writer.inodesTotal,
                                               uuid: UUID(uuid: geometry.uuid.withUnsafeBytes { $0.load(as: uuid_t.self) }).uuidString.lowercased(),
                                               estimatedTarBytes: estimate, paddingBytes: Self.paddingBytes(request),
-                                              container: qcow2 ? "qcow2 (qemu-img)" : "raw", addedTars: request.addTar, addedMembers: added)
+                                              container: qcow2 ? "qcow2 (qemu-img)" : "raw", addedTars: request.addTar, addedMembers: added,
+                                              skippedMembers: tars.isEmpty ? nil : skipped,
+                                              linkLimitCopies: writer.linkLimitCopies)
             try job.finish(walkProblems: summary.problems)
             if qcow2 {
                 converted = target.siblingTemporaryPath(suffix: "qcow2")
@@ -125,28 +146,36 @@ extension Disk {
     /// The image's geometry: penguin's sizing formula over the content as penguin's tar would
     /// hold it (one metadata-only walk), the inode count and the UUID.
     private func imageGeometry(_ booted: BootedNamespace, request: AssembleRequest, tars: [AddedTar]) throws -> (Ext4ImageGeometry, UInt64) {
-        var tarBytes: UInt64 = 1024
+        // Checked sums: a file's size comes from the disk (a squashfs may claim 2^64 - 1 bytes).
+        var tarBytes: UInt64? = 1024
         var entries = 0
+        func grow(_ n: UInt64?) { tarBytes = tarBytes.flatMap { t in n.flatMap { t.addingReportingOverflow($0).overflow ? nil : t + $0 } } }
+        func blocks512(_ n: UInt64) -> UInt64? { n.addingReportingOverflow(511).overflow ? nil : (n + 511) / 512 * 512 }
         var sizing = booted.walk()
         while let item = sizing.next() {
             entries += 1
-            tarBytes += 512
+            grow(512)
             let xattrBytes = item.metadata.xattrs.reduce(0) { $0 + $1.name.utf8.count + $1.value.count + 32 }
-            if xattrBytes > 0 || item.path.count > 99 { tarBytes += 512 + UInt64((xattrBytes + item.path.count + 511) / 512 * 512) }
-            if item.metadata.type == .regular, item.hardlinkTarget == nil { tarBytes += (item.metadata.size + 511) / 512 * 512 }
+            if xattrBytes > 0 || item.path.count > 99 { grow(512 + UInt64((xattrBytes + item.path.count + 511) / 512 * 512)) }
+            if item.metadata.type == .regular, item.hardlinkTarget == nil { grow(blocks512(item.metadata.size)) }
         }
         for t in tars {
-            tarBytes += t.size
+            grow(t.size)
             entries += t.reader.entryCount
         }
-        var (blocks, inodes) = Ext4ImageGeometry.penguin(tarBytes: tarBytes, padding: Self.paddingBytes(request), entries: entries)
+        let padding = Self.paddingBytes(request)
+        guard let content = tarBytes, var (blocks, inodes) = Ext4ImageGeometry.penguin(tarBytes: content, padding: padding, entries: entries) else {
+            throw FWError(.limitExceeded, "the ext4 image would need more than \(Ext4ImageGeometry.maximumBlocks) blocks of 4 KiB "
+                          + "(16 TiB, the most an ext4 without the 64bit feature holds) for \(tarBytes.map { "\($0) bytes of content" } ?? "content whose size overflows 64 bits") "
+                          + "and \(padding >> 20) MiB of --padding; give --padding smaller")
+        }
         if let n = request.inodes { inodes = n }
         var identity = try derivedIdentity()
         if let u = request.uuid.flatMap(UUID.init(uuidString:)) { identity.uuid = withUnsafeBytes(of: u.uuid) { Array($0) } }
         // The root's mtime stamps the superblock; an unreadable root leaves 0 (the walk reports it).
         let rootTime = (try? booted.namespace.metadata(of: booted.namespace.rootInode).mtime.seconds) ?? 0  // the walk reports an unreadable root
         return (Ext4ImageGeometry(blocks: blocks, inodes: inodes, uuid: identity.uuid, hashSeed: identity.seed,
-                                  timestamp: UInt32(truncatingIfNeeded: max(rootTime, 0))), tarBytes)
+                                  timestamp: UInt32(truncatingIfNeeded: max(rootTime, 0))), content)
     }
 
     /// Runs a tool to the end, stopping it when the job is cancelled.

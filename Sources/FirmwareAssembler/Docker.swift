@@ -2,6 +2,7 @@ import Archive
 import Assembly
 import DiskImage
 import DockerState
+import FileSystemTar
 import FileSystems
 import Foundation
 import MountPlan
@@ -108,8 +109,10 @@ extension Disk {
                                                       limits: request.layerLimits)
             let merged = try NamespaceFileSystem(overlayOf: layers, name: "\(root.path) \(image ? "image" : "container") \(id)")
             var walk = TreeWalk(merged)
+            // A layer blob's members that could not be placed (docs/limits.md, "Tar input").
+            let layerProblems = layers.compactMap { $0.reader as? TarReader }.flatMap { tar in tar.problems.map { "\(tar.sourceName): \($0)" } }
             let (summary, tarBytes, problems) = try Self.archive(&walk, to: target, resolved: resolved, strict: request.strict) { summary in
-                summary.problems.map(\.description) + merged.problems.map(\.description)
+                layerProblems + summary.problems.map(\.description) + merged.problems.map(\.description)
             }
             return DockerExportResult(what: "\(image ? "image" : "container") \(reference) (\(id)) in \(root.path)",
                                       output: output, layers: layers.count, members: summary.members, files: summary.files,

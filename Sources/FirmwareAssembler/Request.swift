@@ -221,8 +221,10 @@ public struct AssembleRequest: Sendable, Equatable, Codable {
         try RequestKeys.encode(self, to: encoder)
     }
 
-    /// The largest `--padding`: 16 TiB in MiB (ext4's 4 KiB blocks reach 64 ZiB, but no disk here does).
-    public static let maximumPaddingMiB: UInt64 = 16 << 20
+    /// The largest `--padding` in MiB: what fits the 2^32 - 1 blocks of 4 KiB of an ext4 without the
+    /// 64bit feature, less penguin's 4096 blocks (16 MiB) of slack: 16,777,199 MiB, just under
+    /// 16 TiB. The content of the disk comes on top, checked when the image is sized.
+    public static let maximumPaddingMiB: UInt64 = (((1 << 32) - 1 - 4096) * 4096) >> 20
 
     /// Checks every option and their combinations (`.invalidArgument`, a usage error in the CLI),
     /// and returns the output's format and compression.
@@ -240,9 +242,12 @@ public struct AssembleRequest: Sendable, Equatable, Codable {
                 throw FWError(.invalidArgument, "--hardlinks copy applies to the archive; an ext4 image keeps hardlinks as shared inodes")
             }
             if let padding, padding > Self.maximumPaddingMiB {
-                throw FWError(.invalidArgument, "--padding \(padding) MiB is more than \(Self.maximumPaddingMiB) MiB (16 TiB)")
+                throw FWError(.invalidArgument, "--padding \(padding) MiB is more than \(Self.maximumPaddingMiB) MiB "
+                              + "(16 TiB less 16 MiB: the 2^32 - 1 blocks of 4 KiB an ext4 without the 64bit feature holds)")
             }
-            if let inodes, inodes < 16 { throw FWError(.invalidArgument, "--inodes \(inodes) is fewer than 16") }
+            if let inodes, inodes < 16 || inodes == UInt32.max {
+                throw FWError(.invalidArgument, "--inodes \(inodes) is out of range (16 to \(UInt32.max - 1), ext4's 32-bit inode count)")
+            }
             if let uuid, UUID(uuidString: uuid) == nil { throw FWError(.invalidArgument, "--uuid \(uuid) is not a UUID") }
         }
         if let root, root.isEmpty { throw FWError(.invalidArgument, "--root is empty") }

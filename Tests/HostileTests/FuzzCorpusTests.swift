@@ -40,6 +40,31 @@ struct FuzzCorpusTests {
         #expect(found.exports == images + containers, "\(found)")
     }
 
+    /// The ext4-writer inputs again, each image it finishes checked by `e2fsck -fn` before it is
+    /// removed (too slow for the fuzz loop).
+    @Test func ext4WriterImagesAreClean() throws {
+        var finished = 0
+        for url in try Self.inputs("ext4-writer") {
+            let data = [UInt8](try Data(contentsOf: url))
+            let done = FuzzEntries.ext4Writer(data) { image in
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                p.arguments = ["e2fsck", "-fn", image]
+                p.standardOutput = FileHandle.nullDevice
+                p.standardError = FileHandle.nullDevice
+                do {
+                    try p.run()
+                    p.waitUntilExit()
+                    #expect(p.terminationStatus == 0, "e2fsck -fn on the image of \(url.lastPathComponent): status \(p.terminationStatus)")
+                } catch {
+                    Issue.record("e2fsck: \(error)")
+                }
+            }
+            if done { finished += 1 }
+        }
+        #expect(finished > 0, "no ext4-writer input gave an image")
+    }
+
     @Test func everyCorpusDirectoryIsATarget() throws {
         let dirs = (try? FileManager.default.contentsOfDirectory(atPath: Self.corpusRoot.path)) ?? []
         for d in dirs where !d.hasPrefix(".") && d != "README.md" {

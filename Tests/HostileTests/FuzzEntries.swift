@@ -3,8 +3,10 @@
 // import here: the fuzz build links only the project's modules.
 import Assembly
 import BoltDB
+import Codecs
 import DiskImage
 import DockerState
+import Ext4Image
 import FileSystemEROFS
 import FileSystemExt4
 import FileSystemFAT
@@ -13,11 +15,14 @@ import FileSystemTar
 import FileSystems
 import MountPlan
 import PartitionTable
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public enum FuzzEntries {
     /// Target names, as used for Fuzz/<name>.swift, .build-fuzz/<name> and Tests/Corpus/<name>/.
     public static let targets = ["partition-table", "squashfs", "erofs", "fat", "fstab", "unit-file", "boot-environment", "bolt", "tar", "jbd2",
-                                 "containerd-store", "podman-store", "layer-export"]
+                                 "ext4-writer", "containerd-store", "podman-store", "layer-export"]
 
     /// Runs one input through the named target. Errors thrown by the parsers are the expected
     /// outcome for most inputs; a crash, a hang or an unbounded allocation is the bug.
@@ -34,7 +39,10 @@ public enum FuzzEntries {
             _ = UBootEnvironment.find(in: data)
             _ = UBootEnvironment.parseText(data)
         case "bolt": bolt(data)
-        case "tar": fileSystem(data) { try TarReader(source: $0, name: "fuzz", ociWhiteouts: true) }
+        case "tar":
+            // A gzip input is decompressed first (the seeds: 10,000-deep and 100,000-wide trees).
+            fileSystem(gunzipped(data)) { try TarReader(source: $0, name: "fuzz", ociWhiteouts: true) }
+        case "ext4-writer": _ = ext4Writer(data)
         case "containerd-store", "podman-store": store(data)
         case "layer-export": layerExport(data)
         case "jbd2":
@@ -43,6 +51,54 @@ public enum FuzzEntries {
             _ = JournalParser.replay(journal: data, filesystemBlocks: 1 << 16, memoryLimit: 64 * 1024)
         default: break
         }
+    }
+
+    /// The largest decompressed input, 8 MiB: the seeds' 10,000-deep and 100,000-wide trees
+    /// (about 100 MB of tar each) are cut to about 2,800 levels (beyond the walk's 1024) and
+    /// 8,000 entries, so that one input stays well within the 10 s timeout under ASan on a busy
+    /// machine (the whole trees are HostileTests' TarInputTests, without ASan).
+    static let gunzipLimit = 8 << 20
+
+    /// `data` gunzipped when it starts with gzip's magic (at most `gunzipLimit` bytes, cut
+    /// there; a broken stream keeps what came before), else `data`.
+    static func gunzipped(_ data: [UInt8]) -> [UInt8] {
+        guard data.count > 2, data[0] == 0x1F, data[1] == 0x8B, let decoder = try? GzipDecoder() else { return data }
+        var out: [UInt8] = []
+        struct Full: Error {}
+        do {
+            try data.withUnsafeBytes { input in
+                try decoder.feed(input) { chunk in
+                    out.append(contentsOf: chunk.prefix(gunzipLimit - out.count))
+                    if out.count >= gunzipLimit { throw Full() }
+                }
+            }
+            try decoder.finish { out.append(contentsOf: $0.prefix(gunzipLimit - out.count)) }
+        } catch {}
+        return out
+    }
+
+    /// A tar (gzip allowed) through TarReader into a new 8 MiB ext4 image in a temporary file,
+    /// as `--add-tar` writes it; `verify` (the corpus replay: e2fsck -fn) sees the image before
+    /// it is removed. Returns whether the image was finished.
+    @discardableResult
+    static func ext4Writer(_ data: [UInt8], verify: ((String) -> Void)? = nil) -> Bool {
+        guard let reader = try? TarReader(source: MemorySource(gunzipped(data), name: "fuzz"), name: "fuzz", ociWhiteouts: false) else { return false }
+        var template = Array("/tmp/fwa-fuzz-ext4-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { return false }
+        let path = String(cString: template)
+        defer { unlink(path) }
+        let blocks: UInt64 = 2048
+        guard ftruncate(fd, off_t(blocks * 4096)) == 0 else { close(fd); return false }
+        close(fd)
+        let geometry = Ext4ImageGeometry(blocks: blocks, inodes: 1024, uuid: Array(repeating: 1, count: 16),
+                                         hashSeed: Array(repeating: 2, count: 16), timestamp: 1_700_000_000)
+        guard let writer = try? Ext4ImageWriter(path: path, geometry: geometry) else { return false }
+        // libext2fs holds the file open: unlinked now, a timeout or a crash leaves nothing behind.
+        if verify == nil { unlink(path) }
+        guard (try? writer.add(tree: reader, check: {})) != nil, (try? writer.finish()) != nil else { return false }
+        verify?(path)
+        return true
     }
 
     /// Opens the bytes as a bbolt file and reads every bucket, nested ones included, at most
