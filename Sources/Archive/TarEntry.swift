@@ -2,6 +2,7 @@ import DiskImage
 import FileSystems
 
 /// One member of a tar archive, before encoding: what `TarWriter` writes.
+@dynamicMemberLookup
 public struct TarEntry: Sendable, Equatable {
     /// The kind of member and what only that kind carries.
     public enum Kind: Sendable, Equatable {
@@ -19,32 +20,23 @@ public struct TarEntry: Sendable, Equatable {
     /// Path relative to the root, raw bytes, without "./" ("" for the root, "etc/fstab").
     public var path: [UInt8]
     public var kind: Kind
-    /// Permission bits including setuid, setgid and sticky (0o7777).
-    public var permissions: UInt16
-    public var uid: UInt32
-    public var gid: UInt32
-    /// Content length (regular files only; 0 otherwise).
-    public var size: UInt64
-    public var mtime: Timestamp
-    /// Written only when the writer's options ask for them.
-    public var atime: Timestamp?
-    public var ctime: Timestamp?
-    /// Written as PAX `SCHILY.xattr.<name>` records with the raw values.
-    public var xattrs: [ExtendedAttribute]
+    /// Permission bits (0o7777), owner, times and xattrs, read and written as the entry's own
+    /// (`entry.uid`); the size is the content length (regular files only; 0 otherwise).
+    public var attributes: FileAttributes
 
     public init(path: [UInt8], kind: Kind, permissions: UInt16, uid: UInt32 = 0, gid: UInt32 = 0, size: UInt64 = 0,
                 mtime: Timestamp = Timestamp(seconds: 0), atime: Timestamp? = nil, ctime: Timestamp? = nil,
                 xattrs: [ExtendedAttribute] = []) {
         self.path = path
         self.kind = kind
-        self.permissions = permissions
-        self.uid = uid
-        self.gid = gid
-        self.size = kind == .regular ? size : 0
-        self.mtime = mtime
-        self.atime = atime
-        self.ctime = ctime
-        self.xattrs = xattrs
+        attributes = FileAttributes(permissions: permissions, uid: uid, gid: gid, size: kind == .regular ? size : 0,
+                                    mtime: mtime, atime: atime, ctime: ctime, xattrs: xattrs)
+    }
+
+    /// An attribute as the entry's own: `entry.mtime`.
+    public subscript<T>(dynamicMember field: WritableKeyPath<FileAttributes, T>) -> T {
+        get { attributes[keyPath: field] }
+        set { attributes[keyPath: field] = newValue }
     }
 
     /// The member for a walked filesystem entry. Sockets have no tar representation: this throws
@@ -77,15 +69,11 @@ public struct TarEntry: Sendable, Equatable {
                   size: m.size, mtime: m.mtime, atime: m.atime, ctime: m.ctime, xattrs: m.xattrs)
     }
 
-    /// True for "" (the root) and for relative paths whose components are all non-empty, not "."
-    /// or "..", and free of NUL: such a member cannot land outside the extraction directory.
+    /// True for "" (the root) and for relative paths whose "/"-separated components are all
+    /// names (`NamespacePath.Component.isName`: non-empty, not "." or "..", free of NUL): such a
+    /// member cannot land outside the extraction directory.
     public static func isNormalized(_ path: [UInt8]) -> Bool {
-        if path.isEmpty { return true }
-        if path.contains(0) { return false }
-        for component in path.split(separator: 0x2F, omittingEmptySubsequences: false) {
-            if component.isEmpty || component.elementsEqual([0x2E]) || component.elementsEqual([0x2E, 0x2E]) { return false }
-        }
-        return true
+        path.isEmpty || path.split(separator: 0x2F, omittingEmptySubsequences: false).allSatisfy(NamespacePath.Component.isName)
     }
 
     /// "/etc/fstab", for messages.

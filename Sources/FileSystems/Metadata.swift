@@ -53,17 +53,44 @@ public struct DeviceNumber: Sendable, Equatable {
     }
 }
 
-/// Everything a filesystem records about one inode, exactly as stored.
-public struct Metadata: Sendable, Equatable {
-    public var type: FileType
+/// What an inode and the tar member written for it share: permission bits, owner, size, times
+/// and extended attributes. `Metadata` and `TarEntry` each hold one, and read and write its
+/// fields as their own (`metadata.uid`, `entry.mtime`).
+public struct FileAttributes: Sendable, Equatable {
     /// Permission bits including setuid (0o4000), setgid (0o2000) and sticky (0o1000).
     public var permissions: UInt16
     public var uid: UInt32
     public var gid: UInt32
+    /// Length in bytes: as stored for an inode; a tar member's content length (0 unless regular).
     public var size: UInt64
     public var mtime: Timestamp
+    /// A tar member carries these only when the writer's options ask for them.
     public var atime: Timestamp?
     public var ctime: Timestamp?
+    /// A tar member writes them as PAX `SCHILY.xattr.<name>` records with the raw values.
+    public var xattrs: [ExtendedAttribute]
+
+    public init(permissions: UInt16, uid: UInt32 = 0, gid: UInt32 = 0, size: UInt64 = 0,
+                mtime: Timestamp = Timestamp(seconds: 0), atime: Timestamp? = nil, ctime: Timestamp? = nil,
+                xattrs: [ExtendedAttribute] = []) {
+        self.permissions = permissions
+        self.uid = uid
+        self.gid = gid
+        self.size = size
+        self.mtime = mtime
+        self.atime = atime
+        self.ctime = ctime
+        self.xattrs = xattrs
+    }
+}
+
+/// Everything a filesystem records about one inode, exactly as stored: its type, identity and
+/// links, and its `attributes` (read as `metadata.permissions`, `metadata.xattrs`, ...; the
+/// xattrs sorted by name).
+@dynamicMemberLookup
+public struct Metadata: Sendable, Equatable {
+    public var type: FileType
+    public var attributes: FileAttributes
     /// Number of directory entries naming this inode, as stored (1 where the format keeps none).
     public var linkCount: UInt32
     /// Identity inside its filesystem: two entries with the same inode are hardlinks.
@@ -72,26 +99,24 @@ public struct Metadata: Sendable, Equatable {
     public var symlinkTarget: [UInt8]?
     /// Only for character and block devices.
     public var device: DeviceNumber?
-    /// Sorted by name.
-    public var xattrs: [ExtendedAttribute]
 
     public init(type: FileType, permissions: UInt16, uid: UInt32, gid: UInt32, size: UInt64,
                 mtime: Timestamp, atime: Timestamp? = nil, ctime: Timestamp? = nil,
                 linkCount: UInt32 = 1, inode: UInt64, symlinkTarget: [UInt8]? = nil,
                 device: DeviceNumber? = nil, xattrs: [ExtendedAttribute] = []) {
         self.type = type
-        self.permissions = permissions
-        self.uid = uid
-        self.gid = gid
-        self.size = size
-        self.mtime = mtime
-        self.atime = atime
-        self.ctime = ctime
+        attributes = FileAttributes(permissions: permissions, uid: uid, gid: gid, size: size, mtime: mtime, atime: atime,
+                                    ctime: ctime, xattrs: xattrs.sorted { $0.name < $1.name })
         self.linkCount = linkCount
         self.inode = inode
         self.symlinkTarget = symlinkTarget
         self.device = device
-        self.xattrs = xattrs.sorted { $0.name < $1.name }
+    }
+
+    /// An attribute as the inode's own: `metadata.uid`.
+    public subscript<T>(dynamicMember field: WritableKeyPath<FileAttributes, T>) -> T {
+        get { attributes[keyPath: field] }
+        set { attributes[keyPath: field] = newValue }
     }
 
     /// The POSIX `st_mode`: file type bits plus permissions.
@@ -106,7 +131,7 @@ public struct Metadata: Sendable, Equatable {
         case .fifo: typeBits = 0o010000
         case .socket: typeBits = 0o140000
         }
-        return typeBits | UInt32(permissions & 0o7777)
+        return typeBits | UInt32(attributes.permissions & 0o7777)
     }
 
     /// Type from POSIX `st_mode` type bits (`S_IFMT`), nil if unknown.
@@ -125,7 +150,7 @@ public struct Metadata: Sendable, Equatable {
 
     /// The value of an extended attribute, if present.
     public func xattr(_ name: String) -> [UInt8]? {
-        xattrs.first { $0.name == name }?.value
+        attributes.xattrs.first { $0.name == name }?.value
     }
 }
 

@@ -106,8 +106,15 @@ public struct NamespacePath: Hashable, Sendable, Comparable, CustomStringConvert
         /// nil when `bytes` is not a single component.
         public init?(bytes: some Collection<UInt8>) {
             let b = Array(bytes)
-            guard NamespacePath.isValidName(b), b.count <= 255, !NamespacePath.isDotEntry(b) else { return nil }
+            guard Self.isName(b), b.count <= 255 else { return nil }
             self.bytes = b
+        }
+
+        /// The rule without its length limit: not empty, no "/" or NUL, not "." or "..". A tar
+        /// member's path is made of such names (a FAT long name can be longer than 255 bytes).
+        public static func isName(_ bytes: some Collection<UInt8>) -> Bool {
+            let b = Array(bytes)
+            return NamespacePath.isValidName(b) && !NamespacePath.isDotEntry(b)
         }
 
         public init?(_ text: String) { self.init(bytes: text.utf8) }

@@ -115,7 +115,7 @@ extension Metadata {
     /// As ls(1) shows the type and mode: "drwxr-xr-x", "-rwsr-xr-x", "lrwxrwxrwx".
     public var modeString: String {
         var s = type == .regular ? "-" : String(typeLetter)
-        let p = permissions
+        let p = self.permissions
         for (shift, special, letter) in [(6, UInt16(0o4000), Character("s")), (3, 0o2000, "s"), (0, 0o1000, "t")] {
             let bits = (p >> UInt16(shift)) & 7
             s.append(bits & 4 != 0 ? "r" : "-")
