@@ -10,7 +10,7 @@ import MountPlan
 
 /// `ls`, `cat`, `stat`, `find` (and each side of `diff`): which tree is looked at. The booted
 /// namespace by default; `partition` looks at one filesystem instead.
-public struct BrowseRequest: Sendable, Equatable, Codable, FieldListed {
+public struct BrowseRequest: Sendable, Equatable, Codable, FlatRequest {
     public var source = SourceRequest()
     /// `--root`: the root partition (number, GPT name or label), whatever the bootloader says.
     public var root: String?
@@ -24,6 +24,11 @@ public struct BrowseRequest: Sendable, Equatable, Codable, FieldListed {
         self.partition = partition
     }
 
+    /// Every default: the booted namespace.
+    public init() { self.init(source: SourceRequest()) }
+
+    static let job = "browse"
+
     enum CodingKeys: String, CodingKey, CaseIterable { case root, partition }
 
     /// Every key of the JSON form: the source group's and these.
@@ -34,26 +39,11 @@ public struct BrowseRequest: Sendable, Equatable, Codable, FieldListed {
         try f.selector(&partition, .partition)
     }
 
-    public init(from decoder: any Decoder) throws {
-        try RequestKeys.check(decoder, allowed: Self.keys, job: "browse")
-        try self.init(fields: decoder)
+    mutating func groups(_ g: RequestGroups) throws {
+        try g.code(&source)
     }
 
-    /// Decodes the source group and these fields without checking for unknown keys (a request
-    /// that embeds these keys checks its own set).
-    init(fields decoder: any Decoder) throws {
-        source = try SourceRequest(from: decoder)
-        try decodeFields(from: decoder)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        try source.encode(to: encoder)
-        try encodeFields(to: encoder)
-    }
-
-    public static func decode(_ json: [UInt8]) throws -> BrowseRequest {
-        try RequestKeys.decode(BrowseRequest.self, json, job: "browse")
-    }
+    public static func decode(_ json: [UInt8]) throws -> BrowseRequest { try RequestKeys.decode(json) }
 
     /// `--root` and `--partition` exclude each other; neither may be empty (`.invalidArgument`).
     public func validate() throws {

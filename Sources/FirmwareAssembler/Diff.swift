@@ -7,7 +7,7 @@ import Foundation
 /// entry, and their Docker inventories. JSON keys: the tree keys (`BrowseRequest`: disk,
 /// backing_dir, snapshot, no_replay, root, partition; the same for both disks), `other` (the
 /// second disk), `path` (where to start, default "/"), `no_content`.
-public struct DiffRequest: Sendable, Equatable, Codable, FieldListed {
+public struct DiffRequest: Sendable, Equatable, Codable, FlatRequest {
     /// The first disk and how both are read.
     public var tree = BrowseRequest()
     /// The second disk (the CLI's IMAGE_B).
@@ -24,6 +24,10 @@ public struct DiffRequest: Sendable, Equatable, Codable, FieldListed {
         self.noContent = noContent
     }
 
+    public init() { self.init(tree: BrowseRequest()) }
+
+    static let job = "diff"
+
     enum CodingKeys: String, CodingKey, CaseIterable { case other, path, noContent = "no_content" }
 
     public static let keys = BrowseRequest.keys.union(CodingKeys.allCases.map(\.rawValue))
@@ -34,20 +38,11 @@ public struct DiffRequest: Sendable, Equatable, Codable, FieldListed {
         try f.value(&noContent, .noContent)
     }
 
-    public init(from decoder: any Decoder) throws {
-        try RequestKeys.check(decoder, allowed: Self.keys, job: "diff")
-        tree = try BrowseRequest(fields: decoder)
-        try decodeFields(from: decoder)
+    mutating func groups(_ g: RequestGroups) throws {
+        try g.code(&tree)
     }
 
-    public func encode(to encoder: any Encoder) throws {
-        try tree.encode(to: encoder)
-        try encodeFields(to: encoder)
-    }
-
-    public static func decode(_ json: [UInt8]) throws -> DiffRequest {
-        try RequestKeys.decode(DiffRequest.self, json, job: "diff")
-    }
+    public static func decode(_ json: [UInt8]) throws -> DiffRequest { try RequestKeys.decode(json) }
 
     /// The second disk's request: the first's options with `other` as its disk.
     var otherTree: BrowseRequest {

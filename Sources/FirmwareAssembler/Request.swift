@@ -212,15 +212,6 @@ public struct AssembleRequest: Sendable, Equatable, Codable {
         try f.value(&strict, .strict)
     }
 
-    public init(from decoder: any Decoder) throws {
-        self.init()
-        try RequestKeys.decode(&self, from: decoder, job: "assemble")
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        try RequestKeys.encode(self, to: encoder)
-    }
-
     /// The largest `--padding` in MiB: what fits the 2^32 - 1 blocks of 4 KiB of an ext4 without the
     /// 64bit feature, less penguin's 4096 blocks (16 MiB) of slack: 16,777,199 MiB, just under
     /// 16 TiB. The content of the disk comes on top, checked when the image is sized.
@@ -263,9 +254,7 @@ public struct AssembleRequest: Sendable, Equatable, Codable {
     }
 
     /// Decodes a request from JSON (unknown keys and wrong types are `.invalidArgument`).
-    public static func decode(_ json: [UInt8]) throws -> AssembleRequest {
-        try RequestKeys.decode(AssembleRequest.self, json, job: "assemble")
-    }
+    public static func decode(_ json: [UInt8]) throws -> AssembleRequest { try RequestKeys.decode(json) }
 }
 
 /// `extract`: one partition's filesystem as an archive.
@@ -282,6 +271,8 @@ public struct ExtractRequest: Sendable, Equatable, Codable {
         self.output = output
     }
 
+    public init() { self.init(partition: "") }
+
     enum CodingKeys: String, CodingKey, CaseIterable { case partition, strict }
 
     public static let keys = RequestKeys.keys(CodingKeys.self)
@@ -291,18 +282,7 @@ public struct ExtractRequest: Sendable, Equatable, Codable {
         try f.value(&strict, .strict)
     }
 
-    public init(from decoder: any Decoder) throws {
-        self.init()
-        try RequestKeys.decode(&self, from: decoder, job: "extract")
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        try RequestKeys.encode(self, to: encoder)
-    }
-
-    public static func decode(_ json: [UInt8]) throws -> ExtractRequest {
-        try RequestKeys.decode(ExtractRequest.self, json, job: "extract")
-    }
+    public static func decode(_ json: [UInt8]) throws -> ExtractRequest { try RequestKeys.decode(json) }
 
     public func validate() throws -> ResolvedOutput {
         guard !partition.isEmpty else { throw FWError(.invalidArgument, "extract needs a partition (number, GPT name or label)") }
@@ -362,18 +342,7 @@ public struct ExportRequest: Sendable, Equatable, Codable {
         try f.optional(&maxLayerRatio, .maxLayerRatio)
     }
 
-    public init(from decoder: any Decoder) throws {
-        self.init()
-        try RequestKeys.decode(&self, from: decoder, job: "export")
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        try RequestKeys.encode(self, to: encoder)
-    }
-
-    public static func decode(_ json: [UInt8]) throws -> ExportRequest {
-        try RequestKeys.decode(ExportRequest.self, json, job: "export")
-    }
+    public static func decode(_ json: [UInt8]) throws -> ExportRequest { try RequestKeys.decode(json) }
 
     /// The reference and whether it names an image.
     public func validate() throws -> (reference: String, image: Bool, output: ResolvedOutput) {
@@ -439,18 +408,82 @@ extension FieldListed {
     }
 }
 
+/// A request coded as one flat JSON object (assemble, extract, export, browse, diff): unknown
+/// keys are refused, then its groups are coded by their own types from and into the same object,
+/// then its own fields (`FieldListed`).
+protocol FlatRequest: FieldListed, Codable {
+    /// The request with every default.
+    init()
+    /// The job's name in messages: "unknown browse option ...".
+    static var job: String { get }
+    /// Every key of the JSON form: its groups' and its own.
+    static var keys: Set<String> { get }
+    /// Codes its groups (source and output; a diff's first tree) with `g`, in order.
+    mutating func groups(_ g: RequestGroups) throws
+}
+
+extension FlatRequest {
+    public init(from decoder: any Decoder) throws {
+        try RequestKeys.check(decoder, allowed: Self.keys, job: Self.job)
+        try self.init(group: decoder)
+    }
+
+    /// Decodes the groups and the fields without checking for unknown keys (as the group of a
+    /// request that embeds these keys and checks its own set).
+    init(group decoder: any Decoder) throws {
+        self.init()
+        try groups(.decoding(decoder))
+        try decodeFields(from: decoder)
+    }
+
+    /// The groups, then the own fields, as one flat object.
+    public func encode(to encoder: any Encoder) throws {
+        var copy = self   // `groups` takes its values inout, and only reads them when encoding
+        try copy.groups(.encoding(encoder))
+        try encodeFields(to: encoder)
+    }
+}
+
 /// A job's request (assemble, extract, export): a source group, an output group and its own
 /// fields, all keys of one flat JSON object.
-protocol JobRequest: FieldListed, Codable {
-    /// Every key of the JSON form: `RequestKeys.keys(CodingKeys.self)`.
-    static var keys: Set<String> { get }
+protocol JobRequest: FlatRequest {
     var source: SourceRequest { get set }
     var output: OutputRequest { get set }
 }
 
-extension AssembleRequest: JobRequest {}
-extension ExtractRequest: JobRequest {}
-extension ExportRequest: JobRequest {}
+extension JobRequest {
+    mutating func groups(_ g: RequestGroups) throws {
+        try g.code(&source)
+        try g.code(&output)
+    }
+}
+
+extension AssembleRequest: JobRequest { static let job = "assemble" }
+extension ExtractRequest: JobRequest { static let job = "extract" }
+extension ExportRequest: JobRequest { static let job = "export" }
+
+/// A request's groups, read from or written to the request's own object by their own types.
+enum RequestGroups {
+    case decoding(any Decoder)
+    case encoding(any Encoder)
+
+    /// A group that codes itself (source, output).
+    func code<G: Codable>(_ group: inout G) throws {
+        switch self {
+        case .decoding(let d): group = try G(from: d)
+        case .encoding(let e): try group.encode(to: e)
+        }
+    }
+
+    /// A flat request embedded as a group (a diff's first tree): its keys are checked by the
+    /// embedding request.
+    func code<G: FlatRequest>(_ group: inout G) throws {
+        switch self {
+        case .decoding(let d): group = try G(group: d)
+        case .encoding(let e): try group.encode(to: e)
+        }
+    }
+}
 
 /// A request's own fields, read from or written to its keyed container. Decoding keeps a
 /// field's default when its key is missing; encoding writes an optional only when it is set.
@@ -524,20 +557,9 @@ enum RequestKeys {
             + OutputRequest.CodingKeys.allCases.map(\.rawValue))
     }
 
-    /// A job request's JSON object: refuses unknown keys, then decodes the source and output
-    /// groups and the request's own fields from the same object.
-    static func decode<R: JobRequest>(_ request: inout R, from decoder: any Decoder, job: String) throws {
-        try check(decoder, allowed: R.keys, job: job)
-        request.source = try SourceRequest(from: decoder)
-        request.output = try OutputRequest(from: decoder)
-        try request.decodeFields(from: decoder)
-    }
-
-    /// A job request as one flat object: its source and output groups, then its own fields.
-    static func encode<R: JobRequest>(_ request: R, to encoder: any Encoder) throws {
-        try request.source.encode(to: encoder)
-        try request.output.encode(to: encoder)
-        try request.encodeFields(to: encoder)
+    /// A flat request from JSON (unknown keys and wrong types are `.invalidArgument`).
+    static func decode<R: FlatRequest>(_ json: [UInt8]) throws -> R {
+        try decode(R.self, json, job: R.job)
     }
 
     static func check(_ decoder: any Decoder, allowed: Set<String>, job: String) throws {
