@@ -34,7 +34,7 @@ public struct TarEntry: Sendable, Equatable {
     }
 
     /// An attribute as the entry's own: `entry.mtime`.
-    public subscript<T>(dynamicMember field: WritableKeyPath<FileAttributes, T>) -> T {
+    @inlinable public subscript<T>(dynamicMember field: WritableKeyPath<FileAttributes, T>) -> T {
         get { attributes[keyPath: field] }
         set { attributes[keyPath: field] = newValue }
     }

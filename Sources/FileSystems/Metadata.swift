@@ -114,7 +114,7 @@ public struct Metadata: Sendable, Equatable {
     }
 
     /// An attribute as the inode's own: `metadata.uid`.
-    public subscript<T>(dynamicMember field: WritableKeyPath<FileAttributes, T>) -> T {
+    @inlinable public subscript<T>(dynamicMember field: WritableKeyPath<FileAttributes, T>) -> T {
         get { attributes[keyPath: field] }
         set { attributes[keyPath: field] = newValue }
     }
