@@ -9,15 +9,7 @@
 # BENCH_FILE, BENCH_RUNS, BENCH_DOC.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${BENCH_OUT:-bench/out}
-MB=${BENCH_MB:-1500}
-RUNS=${BENCH_RUNS:-3}
-DOC=${BENCH_DOC:-docs/benchmarks.md}
-bin=${BIN:-.build/release/fwassemble}
-[ -x "$bin" ] || { echo "no fwassemble binary at $bin (make release, or set BIN)" >&2; exit 1; }
-mkdir -p "$OUT"
-disk=${BENCH_DISK:-$OUT/haos-bench-$MB.img}
-[ -f "$disk" ] || bash bench/build-disk.sh "$disk" "$MB"
+. bench/lib.sh
 cat "$disk" > /dev/null
 
 best() { # best NAME ARGS...: best wall seconds and highest peak RSS (KiB) of $RUNS runs, stdout to /dev/null

@@ -9,15 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/opt/swift/usr/bin:$PATH
-OUT=${BENCH_OUT:-bench/out}
-MB=${BENCH_MB:-1500}
-RUNS=${BENCH_RUNS:-3}
-DOC=${BENCH_DOC:-docs/benchmarks.md}
-bin=${BIN:-.build/release/fwassemble}
-[ -x "$bin" ] || { echo "no fwassemble binary at $bin (make release, or set BIN)" >&2; exit 1; }
-mkdir -p "$OUT"
-disk=$OUT/haos-bench-$MB.img
-[ -f "$disk" ] || bash bench/build-disk.sh "$disk" "$MB"
+. bench/lib.sh
 cores=$(nproc)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 

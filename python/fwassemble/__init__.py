@@ -399,7 +399,26 @@ def version():
     return _load().fwa_version().decode()
 
 
-class Disk:
+class _Closing:
+    """A handle on the library closed by ``close()``: a context manager, closed when collected."""
+
+    def close(self):
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Disk(_Closing):
     """An open disk image. Use as a context manager, or call :meth:`close`.
 
     ``backing_dir`` (where qcow2 backing files are looked up) and ``snapshot`` (a qcow2 internal
@@ -435,18 +454,6 @@ class Disk:
             if self._handle is not None:
                 self._lib.fwa_close(self._handle)
                 self._handle = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def cancel(self):
         """Stops the assemble, extract or export running on this disk (call it from another
@@ -676,7 +683,7 @@ def _tree_options(root=None, partition=None, no_replay=None):
                      "no_replay": no_replay or None})
 
 
-class Tree:
+class Tree(_Closing):
     """A disk's booted namespace (or, with ``partition=``, one partition's filesystem), looked
     at path by path: :meth:`listdir`, :meth:`scandir`, :meth:`read`, :meth:`stat`, :meth:`walk`.
     Paths are resolved inside the tree: symlinks are followed inside it, never outside. The
@@ -708,18 +715,6 @@ class Tree:
                 self._lib.fwa_tree_close(self._handle)
                 self._handle = None
         self._disk.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def _open_handle(self):
         if self._handle is None:
