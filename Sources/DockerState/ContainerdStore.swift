@@ -245,15 +245,9 @@ final class ContainerdStore {
             guard let e = dir.entry(path), e.metadata.type == .regular else { continue }
             count += 1
             do {
-                let file = try dir.reader.openFile(e.inode)
                 var hash = SHA256()
-                var buffer = [UInt8](repeating: 0, count: 1 << 16)
-                while true {
-                    let n = try buffer.withUnsafeMutableBytes { try file.read(into: $0) }
-                    if n == 0 { break }
-                    hash.update(buffer[0..<n])
-                }
-                let actual = hash.finalize().map { String(format: "%02x", $0) }.joined()
+                try dir.reader.openFile(e.inode).forEachChunk { hash.update($0) }
+                let actual = hash.finalizeHex()
                 if actual != hex { dir.problem(path, "content is sha256:\(actual), not the digest it is named by") }
             } catch {
                 dir.problem(path, "cannot read: \(FWError(error).message)")

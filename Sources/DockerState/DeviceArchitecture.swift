@@ -16,11 +16,9 @@ public struct DeviceArchitecture: Sendable, Equatable {
     public static func detect(in namespace: NamespaceFileSystem) -> DeviceArchitecture? {
         for path in probes {
             guard let (layer, meta) = namespace.locate(NamespacePath(path)), meta.type == .regular else { continue }
-            var header = [UInt8](repeating: 0, count: 20)
+            let header: [UInt8]
             do {
-                let file = try layer.reader.openFile(layer.inode)
-                let n = try header.withUnsafeMutableBytes { try file.read(into: $0) }
-                header = Array(header.prefix(n))
+                header = try layer.reader.openFile(layer.inode).readPrefix(20)
             } catch {
                 continue   // unreadable here: the next probe, as for a missing one
             }
@@ -34,7 +32,7 @@ public struct DeviceArchitecture: Sendable, Equatable {
     static func fromELF(_ h: [UInt8]) -> String? {
         guard h.count >= 20, h[0] == 0x7F, h[1] == 0x45, h[2] == 0x4C, h[3] == 0x46 else { return nil }
         let is64 = h[4] == 2, little = h[5] == 1
-        let machine = little ? UInt16(h[18]) | UInt16(h[19]) << 8 : UInt16(h[18]) << 8 | UInt16(h[19])
+        guard let machine = ByteCursor(h, context: "ELF header").integerIfPresent(at: 18, endianness: little ? .little : .big, as: UInt16.self) else { return nil }
         switch machine {
         case 0x3E: return "amd64"
         case 0x03: return "386"

@@ -59,6 +59,29 @@ public protocol FileContents: AnyObject {
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
 }
 
+extension FileContents {
+    /// Hands the rest of the file to `body` in pieces of at most 1 MiB (never the whole file).
+    public func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        while case let n = try read(into: buffer), n > 0 {
+            try body(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
+        }
+    }
+
+    /// The next `count` bytes, fewer only at the end of the file (short reads are read on).
+    public func readPrefix(_ count: Int) throws -> [UInt8] {
+        var result = [UInt8](repeating: 0, count: count)
+        var filled = 0
+        while filled < count {
+            let n = try result.withUnsafeMutableBytes { try read(into: UnsafeMutableRawBufferPointer(rebasing: $0[filled...])) }
+            if n == 0 { break }
+            filled += n
+        }
+        return Array(result[0..<filled])
+    }
+}
+
 extension FileSystemReader {
     public func entry(named name: [UInt8], in directory: UInt64) throws -> DirectoryEntry? {
         try directoryEntries(of: directory).first { $0.name == name }
@@ -116,14 +139,7 @@ extension FileSystemReader {
         guard file.size <= UInt64(limit) else {
             throw FWError(.limitExceeded, "file of \(file.size) bytes is over the \(limit)-byte limit for configuration files")
         }
-        var result = [UInt8](repeating: 0, count: Int(file.size))
-        var filled = 0
-        while filled < result.count {
-            let n = try result.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[filled...])) }
-            if n == 0 { break }
-            filled += n
-        }
-        return Array(result[0..<filled])
+        return try file.readPrefix(Int(file.size))
     }
 }
 

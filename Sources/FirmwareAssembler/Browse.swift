@@ -197,19 +197,8 @@ public final class DeviceTree {
         }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(Int(file.size))
-        try Self.stream(file) { bytes.append(contentsOf: $0) }
+        try file.forEachChunk { bytes.append(contentsOf: $0) }
         return bytes
-    }
-
-    /// Hands a file's bytes over in chunks of at most 1 MiB.
-    static func stream(_ file: any FileContents, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buffer.deallocate() }
-        while true {
-            let n = try file.read(into: buffer)
-            if n == 0 { return }
-            try body(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
-        }
     }
 
     /// The subtree at `path` (a symlink to a directory followed), walked lazily in the archive's

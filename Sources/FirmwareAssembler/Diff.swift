@@ -170,7 +170,7 @@ public struct TreeDiff: Sequence, IteratorProtocol {
     private mutating func digest(_ entry: AssembledEntry) -> [UInt8]? {
         do {
             var hash = SHA256()
-            try DeviceTree.stream(try entry.openContents()) { hash.update($0) }
+            try entry.openContents().forEachChunk { hash.update($0) }
             return hash.finalize()
         } catch {
             readProblems.append(RunWarning(code: .readError, place: entry.path, message: FWError(error).description))

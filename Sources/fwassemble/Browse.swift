@@ -126,14 +126,9 @@ extension Fwassemble {
         func run() throws {
             let tree = self.tree.open()
             var failed = false
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-            defer { buffer.deallocate() }
             for path in paths {
                 do {
-                    let file = try tree.contents(of: path)
-                    while case let n = try file.read(into: buffer), n > 0 {
-                        Out.bytes(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
-                    }
+                    try tree.contents(of: path).forEachChunk { Out.bytes($0) }
                 } catch {
                     Fwassemble.writeError("fwassemble: \(error)\n")
                     failed = true
