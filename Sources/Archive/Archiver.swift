@@ -1,9 +1,6 @@
 import DiskImage
 import FileSystems
 
-/// A walk the archive loop takes (`EntryWalk`: TreeWalk, RehostWalk).
-public typealias ArchivableWalk = EntryWalk
-
 /// What archiving a walk wrote and what it could not: the one set of counters of `extract`,
 /// `assemble` and the Docker exports.
 public struct ArchiveSummary: Sendable {
@@ -50,7 +47,7 @@ public enum HardlinkMode: String, Sendable, CaseIterable {
 public enum Archiver {
     /// Writes `walk` into `tar`; `dropDevices` leaves device nodes out (listed in the summary);
     /// `written` is called after each member with its entry and what was written.
-    public static func archive<Walk: ArchivableWalk>(
+    public static func archive<Walk: EntryWalk>(
         _ walk: inout Walk, into tar: TarWriter, dropDevices: Bool = false, hardlinks: HardlinkMode = .link,
         written: (WalkEntry, TarWriter.MemberKind) -> Void = { _, _ in }
     ) throws -> ArchiveSummary {

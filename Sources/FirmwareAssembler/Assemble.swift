@@ -82,8 +82,6 @@ public struct AssembleReport: Sendable, Codable {
 /// The tool's version, written into reports.
 public let fwassembleVersion = "0.1.0"
 
-extension RehostWalk: ArchivableWalk {}
-
 extension AssembleReport {
     /// A warning: in `diagnostics` as a value and in `warnings` as its text.
     mutating func warn(_ code: RunWarning.Code, at place: String?, _ message: String) {

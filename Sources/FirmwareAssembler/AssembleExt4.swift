@@ -164,12 +164,13 @@ extension Disk {
             entries += t.reader.entryCount
         }
         let padding = Self.paddingBytes(request)
-        guard let content = tarBytes, var (blocks, inodes) = Ext4ImageGeometry.penguin(tarBytes: content, padding: padding, entries: entries) else {
+        guard let content = tarBytes, let geometry = Ext4ImageGeometry.penguin(tarBytes: content, padding: padding, entries: entries) else {
             throw FWError(.limitExceeded, "the ext4 image would need more than \(Ext4ImageGeometry.maximumBlocks) blocks of 4 KiB "
                           + "(16 TiB, the most an ext4 without the 64bit feature holds) for \(tarBytes.map { "\($0) bytes of content" } ?? "content whose size overflows 64 bits") "
                           + "and \(padding >> 20) MiB of --padding; give --padding smaller")
         }
-        if let n = request.inodes { inodes = n }
+        let blocks = geometry.blocks
+        let inodes = request.inodes ?? geometry.inodes
         var identity = try derivedIdentity()
         if let u = request.uuid.flatMap(UUID.init(uuidString:)) { identity.uuid = withUnsafeBytes(of: u.uuid) { Array($0) } }
         // The root's mtime stamps the superblock; an unreadable root leaves 0 (the walk reports it).
