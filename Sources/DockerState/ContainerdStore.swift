@@ -193,7 +193,7 @@ final class ContainerdStore {
     /// The relative path of a blob, or nil (with a problem) for a digest that is not sha256:<64 hex>.
     func blobPath(_ digest: String) -> String? {
         let hex = digest.hasPrefix("sha256:") ? String(digest.dropFirst(7)) : ""
-        guard hex.count == 64, hex.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else { return nil }
+        guard hex.count == 64, hex.allSatisfy(\.isLowercaseHex) else { return nil }
         return "\(Self.content)/\(hex)"
     }
 
