@@ -72,8 +72,9 @@ public final class Ext4ImageWriter {
     /// Paths written as a copy (a new inode with the same content and metadata) because their
     /// file had `maximumLinks` links already, as the kernel refuses a further link (EMLINK);
     /// the first few of them.
-    public private(set) var linkLimitCopies = 0
-    public private(set) var linkLimitPaths: [String] = []
+    public private(set) var linkLimited = PathSample()
+    public var linkLimitCopies: Int { linkLimited.count }
+    public var linkLimitPaths: [String] { linkLimited.first }
     /// Inodes in use when the image was finished (the reserved ones, lost+found and the journal
     /// included), as `df -i` counts them.
     public private(set) var inodesUsed: UInt32 = 0
@@ -277,8 +278,7 @@ public final class Ext4ImageWriter {
         var inode = ext2_inode()
         try check(ext2fs_read_inode(fs, ino, &inode), "read \(display)")
         guard inode.i_links_count < maximumLinks else {
-            linkLimitCopies += 1
-            if linkLimitPaths.count < 5 { linkLimitPaths.append(display) }
+            linkLimited.add(display)
             return false
         }
         try link(parent, &cname, ino, fileType(of: inode.i_mode), display)

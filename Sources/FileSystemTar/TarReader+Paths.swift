@@ -30,28 +30,23 @@ public struct TarSkips: Sendable {
             }
         }
     }
-    /// How many paths each warning names before "and N more".
-    public static let namedPaths = 5
-    public private(set) var counts: [Reason: Int] = [:]
-    private var firstPaths: [Reason: [String]] = [:]
+    private var samples: [Reason: PathSample] = [:]
+
+    /// How many members each reason took.
+    public var counts: [Reason: Int] { samples.mapValues(\.count) }
 
     mutating func add(_ reason: Reason, _ path: [UInt8]) {
-        counts[reason, default: 0] += 1
-        if firstPaths[reason, default: []].count < Self.namedPaths {
-            firstPaths[reason, default: []].append(String(decoding: path, as: UTF8.self))
-        }
+        samples[reason, default: PathSample()].add(String(decoding: path, as: UTF8.self))
     }
 
     /// Members not written at all (a clamped time is written).
-    public var notWritten: Int { counts.filter { $0.key != .timeClamped }.values.reduce(0, +) }
+    public var notWritten: Int { samples.filter { $0.key != .timeClamped }.values.reduce(0) { $0 + $1.count } }
 
     /// One line per reason: "2 entries not written (...): a/../../x, ../y".
     public var lines: [String] {
         Reason.allCases.compactMap { reason in
-            guard let n = counts[reason] else { return nil }
-            let named = firstPaths[reason] ?? []
-            let more = n > named.count ? " and \(n - named.count) more" : ""
-            return "\(n) \(n == 1 ? "entry" : "entries") \(reason.text): \(named.joined(separator: ", "))\(more)"
+            guard let sample = samples[reason] else { return nil }
+            return "\(sample.count) \(sample.count == 1 ? "entry" : "entries") \(reason.text): \(sample.listed)"
         }
     }
 }

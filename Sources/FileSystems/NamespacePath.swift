@@ -134,3 +134,24 @@ public struct NamespacePath: Hashable, Sendable, Comparable, CustomStringConvert
         name == [0x2E] || name == [0x2E, 0x2E]
     }
 }
+
+/// Paths counted, the first few kept by name: what a warning about skipped or changed entries
+/// says ("a/x, b/y and 3 more"), so nothing is dropped silently and nothing grows with the input.
+public struct PathSample: Sendable, Equatable {
+    /// How many paths a warning names before "and N more".
+    public static let named = 5
+    public private(set) var count = 0
+    public private(set) var first: [String] = []
+
+    public init() {}
+
+    public mutating func add(_ path: String) {
+        count += 1
+        if first.count < Self.named { first.append(path) }
+    }
+
+    /// The named paths, then how many more: "a/x, b/y and 3 more".
+    public var listed: String {
+        first.joined(separator: ", ") + (count > first.count ? " and \(count - first.count) more" : "")
+    }
+}

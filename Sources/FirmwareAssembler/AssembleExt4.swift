@@ -104,9 +104,8 @@ extension Disk {
             }
             try writer.finish()
             if writer.linkLimitCopies > 0 {
-                let more = writer.linkLimitCopies > writer.linkLimitPaths.count ? " and \(writer.linkLimitCopies - writer.linkLimitPaths.count) more" : ""
                 job.report.warn(.linkLimit, at: nil, "\(writer.linkLimitCopies) hardlink path(s) written as a copy of their file, "
-                                + "which had \(writer.maximumLinks) links already (ext4's limit): \(writer.linkLimitPaths.joined(separator: ", "))\(more)")
+                                + "which had \(writer.maximumLinks) links already (ext4's limit): \(writer.linkLimited.listed)")
             }
             job.report.members = tally.members
             job.report.droppedDevices = summary.droppedDevices
