@@ -7,8 +7,10 @@ Fields: path ("." for the root, else relative), type, perm (permission bits incl
 sticky), uid, gid, size (regular files), mtime, mtime_ns, target (symlinks), rdev [major, minor]
 (devices), xattrs {name: hex}, crc32 (regular files: zlib CRC-32 of the content), link (for a
 non-directory with several names: the first path of its inode in walk order).
+A name the kernel lists but cannot stat is left out and printed on standard error as
+"PATH<TAB>ERRNO" (EUCLEAN for an inode the kernel refuses).
 """
-import json, os, stat, sys, zlib
+import errno, json, os, stat, sys, zlib
 
 TYPES = {stat.S_IFREG: "regular", stat.S_IFDIR: "directory", stat.S_IFLNK: "symlink",
          stat.S_IFCHR: "characterDevice", stat.S_IFBLK: "blockDevice", stat.S_IFIFO: "fifo",
@@ -16,8 +18,17 @@ TYPES = {stat.S_IFREG: "regular", stat.S_IFDIR: "directory", stat.S_IFLNK: "syml
 
 def walk(root, rel=b""):
     full = os.path.join(root, rel) if rel else root
-    yield rel, os.lstat(full)
-    if stat.S_ISDIR(os.lstat(full).st_mode):
+    try:
+        st = os.lstat(full)
+    except OSError as e:
+        # A name the kernel lists but cannot stat (a deleted inode still referenced, an inode it
+        # refuses): left out of the manifest, its path on standard error.
+        if not rel:
+            raise
+        print(f"{rel.decode('utf-8', 'backslashreplace')}\t{errno.errorcode.get(e.errno, e.errno)}", file=sys.stderr)
+        return
+    yield rel, st
+    if stat.S_ISDIR(st.st_mode):
         for name in sorted(os.listdir(full)):
             yield from walk(root, os.path.join(rel, name) if rel else name)
 

@@ -42,7 +42,6 @@ struct Ext4Inode: Sendable {
     static let baseSize = 128
     static let inlineDataFlag: UInt32 = 0x1000_0000   // EXT4_INLINE_DATA_FL
     static let hugeFileFlag: UInt32 = 0x0004_0000     // EXT4_HUGE_FILE_FL
-    static let eaInodeFlag: UInt32 = 0x0020_0000      // EXT4_EA_INODE_FL
     static let extentsFlag: UInt32 = 0x0008_0000      // EXT4_EXTENTS_FL
     static let xattrMagic: UInt32 = 0xEA02_0000       // EXT2_EXT_ATTR_MAGIC
 
@@ -130,14 +129,16 @@ struct Ext4Inode: Sendable {
         return DeviceNumber(major: (new & 0xF_FF00) >> 8, minor: (new & 0xFF) | ((new >> 12) & 0xF_FF00))
     }
 
-    /// Whether a symlink keeps its target in i_block (`ext4_inode_is_fast_symlink`): no data
-    /// blocks besides an xattr block, and no inline data.
-    func isFastSymlink(blockSize: Int, clusterRatioBits: Int) -> Bool {
-        if hasInlineData { return false }
-        if flags & Self.eaInodeFlag != 0 {
+    /// Whether a symlink keeps its target in i_block, as the kernel decides it
+    /// (`ext4_inode_is_fast_symlink`): on a filesystem with the ea_inode feature by its size alone
+    /// (1...59 bytes: the xattr block and EA inodes make i_blocks useless there); otherwise when
+    /// it has no data blocks besides an xattr block, and no inline data.
+    func isFastSymlink(blockSize: Int, clusterRatioBits: Int, eaInodeFeature: Bool) -> Bool {
+        if eaInodeFeature {
             let size = self.size(largeDirectories: false)
             return size > 0 && size < 60
         }
+        if hasInlineData { return false }
         let sectorsPerBlock = UInt64(blockSize / 512)
         let used = flags & Self.hugeFileFlag != 0 ? blocks.multipliedReportingOverflow(by: sectorsPerBlock).partialValue : blocks
         let eaSectors: UInt64 = fileACL != 0 ? sectorsPerBlock << UInt64(clusterRatioBits) : 0

@@ -39,9 +39,12 @@ public final class Ext4Reader: FileSystemReader {
     private let inodeCount: UInt32
     private let highIDs: Bool
     private let largeDirectories: Bool
+    /// The ea_inode feature: xattr values may live in inodes of their own, and the kernel tells a
+    /// fast symlink by its size alone (`Ext4Inode.isFastSymlink`).
+    private let eaInodeFeature: Bool
     private let clusterRatioBits: Int
 
-    /// Largest symlink target read (Linux limits them to a page; PATH_MAX is 4096).
+    /// Largest inline-data symlink read (the kernel reads at most a block of any symlink).
     static let maximumSymlinkLength = 65536
     /// Bytes libext2fs is asked for per `ext2fs_file_read` call.
     static let readChunk = 1 << 20
@@ -107,6 +110,7 @@ public final class Ext4Reader: FileSystemReader {
         inodeCount = s.s_inodes_count
         highIDs = s.s_creator_os != UInt32(EXT2_OS_HURD)
         largeDirectories = s.s_feature_incompat & UInt32(EXT4_FEATURE_INCOMPAT_LARGEDIR) != 0
+        eaInodeFeature = s.s_feature_incompat & UInt32(EXT4_FEATURE_INCOMPAT_EA_INODE) != 0
         clusterRatioBits = Int(handle.pointee.cluster_ratio_bits)
         blockSize = Int(handle.pointee.blocksize)
         blocksCount = ext2fs_blocks_count(sb)
@@ -212,14 +216,20 @@ public final class Ext4Reader: FileSystemReader {
         guard let type = raw.fileType else {
             throw FWError(.corrupt, "inode \(inode) has an unknown file type (mode 0o\(String(raw.mode, radix: 8)))", at: place)
         }
+        // A directory entry naming an inode with no links: the kernel's lookup refuses it
+        // ("deleted inode referenced", EUCLEAN). Seen in copies taken while another writer ran.
+        guard raw.linksCount > 0 || inode == rootInode else {
+            throw FWError(.corrupt, "deleted inode referenced: inode \(inode) has a link count of 0 (the kernel refuses it)", at: place)
+        }
+        let (xattrs, xattrProblem) = try readableXattrs(of: inode, raw)
         var meta = Metadata(
             type: type, permissions: raw.permissions, uid: raw.uid, gid: raw.gid,
             size: raw.size(largeDirectories: largeDirectories),
             mtime: Ext4Inode.timestamp(raw.mtime, extra: raw.mtimeExtra),
             atime: Ext4Inode.timestamp(raw.atime, extra: raw.atimeExtra),
             ctime: Ext4Inode.timestamp(raw.ctime, extra: raw.ctimeExtra),
-            linkCount: UInt32(raw.linksCount), inode: inode,
-            xattrs: try extendedAttributes(of: inode, raw))
+            linkCount: UInt32(raw.linksCount), inode: inode, xattrs: xattrs)
+        meta.unreadableXattrs = xattrProblem
         switch type {
         case .regular:
             // A size past what the block mapping can address is a damaged i_size (2^63 bytes would
@@ -239,12 +249,27 @@ public final class Ext4Reader: FileSystemReader {
         return meta
     }
 
+    /// A symlink's target as readlink(2) returns it from Linux 6.13 on. A fast symlink (target in
+    /// i_block) must hold exactly `i_size` bytes before a NUL, else the kernel refuses the inode
+    /// ("invalid fast symlink length", EFSCORRUPTED). Any other target (a data block, inline data)
+    /// is cut at the block size minus one (`nd_terminate_link`) and at its first NUL byte: the
+    /// kernel hands it over as a C string, so a target of NUL bytes reads as an empty one.
     private func symlinkTarget(of inode: UInt64, _ raw: Ext4Inode) throws -> [UInt8] {
         let size = raw.size(largeDirectories: false)
-        guard size <= UInt64(Self.maximumSymlinkLength) else {
-            throw FWError(.limitExceeded, "symlink inode \(inode) has a \(size)-byte target, over \(Self.maximumSymlinkLength)", at: place)
+        if raw.isFastSymlink(blockSize: blockSize, clusterRatioBits: clusterRatioBits, eaInodeFeature: eaInodeFeature) {
+            let length = Int(min(size, 60))
+            guard length > 0, length < raw.block.count, !raw.block[..<length].contains(0), raw.block[length] == 0 else {
+                throw FWError(.corrupt, "invalid fast symlink length \(size) (inode \(inode)); the kernel refuses this inode", at: place)
+            }
+            return Array(raw.block[0..<length])
         }
-        let length = Int(size)
+        let stored = try storedTarget(of: inode, raw, length: Int(min(size, UInt64(blockSize - 1))))
+        return Array(stored.prefix { $0 != 0 })
+    }
+
+    /// The first `length` bytes of a symlink's inline data or of its (extent- or block-mapped)
+    /// data.
+    private func storedTarget(of inode: UInt64, _ raw: Ext4Inode, length: Int) throws -> [UInt8] {
         if raw.hasInlineData {
             let fs = try handle()
             let ino = try inodeNumber(inode)
@@ -262,23 +287,10 @@ public final class Ext4Reader: FileSystemReader {
             }
             return Array(buffer[0..<length])
         }
-        if raw.isFastSymlink(blockSize: blockSize, clusterRatioBits: clusterRatioBits) {
-            guard length < raw.block.count else {
-                throw FWError(.corrupt, "fast symlink inode \(inode) claims a \(length)-byte target (at most 59 fit)", at: place)
-            }
-            return Array(raw.block[0..<length])
-        }
-        // A slow symlink: the target is the content of its (extent- or block-mapped) data.
         let file = try Ext4File(reader: self, inode: inode, raw: raw)
-        var target = [UInt8](repeating: 0, count: length)
-        var filled = 0
-        while filled < length {
-            let n = try target.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[filled...])) }
-            if n == 0 { break }
-            filled += n
-        }
-        guard filled == length else {
-            throw FWError(.corrupt, "symlink inode \(inode): read \(filled) of \(length) target bytes", at: place)
+        let target = try file.readPrefix(length)
+        guard target.count == length else {
+            throw FWError(.corrupt, "symlink inode \(inode): read \(target.count) of \(length) target bytes", at: place)
         }
         return target
     }
@@ -287,6 +299,20 @@ public final class Ext4Reader: FileSystemReader {
 
     private final class XattrCollector {
         var attributes: [ExtendedAttribute] = []
+    }
+
+    /// The xattrs of an inode as listxattr(2) sees them. A damaged xattr block costs the file its
+    /// xattrs, not the file: the kernel checks the block only when the xattrs are read (the file
+    /// and its children stay readable), so the attributes are left out and the reason returned
+    /// for the walk to report. A damaged in-inode area with no block makes the kernel refuse the
+    /// inode itself (`ext4_iget` checks it): that stays an error.
+    private func readableXattrs(of inode: UInt64, _ raw: Ext4Inode) throws -> ([ExtendedAttribute], FWError?) {
+        do {
+            return (try extendedAttributes(of: inode, raw), nil)
+        } catch var error as FWError where raw.fileACL != 0 && error.code == .corrupt {
+            error.message = "xattrs left out (the file is kept, as the kernel serves it): \(error.message)"
+            return ([], error)
+        }
     }
 
     private func extendedAttributes(of inode: UInt64, _ raw: Ext4Inode) throws -> [ExtendedAttribute] {

@@ -34,6 +34,20 @@ public struct ExtendedAttribute: Sendable, Equatable {
         self.name = name
         self.value = value
     }
+
+    /// The attribute as getxattr(2) returns it in the initial user namespace, where fwassemble's
+    /// archive is unpacked. Only file capabilities differ from what is stored
+    /// (`cap_inode_getsecurity`): a version 3 value (`vfs_ns_cap_data`, 24 bytes, with the
+    /// namespace's root uid) whose root uid is 0 comes back as version 2 (`vfs_cap_data`, 20
+    /// bytes: the revision, the effective flag and the same capability sets).
+    public var asReadBack: ExtendedAttribute {
+        guard name == "security.capability", value.count == 24, value[3] == 0x03, value[20..<24].allSatisfy({ $0 == 0 }) else {
+            return self
+        }
+        // magic_etc (little-endian u32): revision in the top byte, VFS_CAP_FLAGS_EFFECTIVE in bit 0.
+        let magic: [UInt8] = [value[0] & 0x01, 0, 0, 0x02]
+        return ExtendedAttribute(name: name, value: magic + value[4..<20])
+    }
 }
 
 /// Device numbers of a character or block device.
@@ -86,7 +100,7 @@ public struct FileAttributes: Sendable, Equatable {
 
 /// Everything a filesystem records about one inode, exactly as stored: its type, identity and
 /// links, and its `attributes` (read as `metadata.permissions`, `metadata.xattrs`, ...; the
-/// xattrs sorted by name).
+/// xattrs sorted by name, each as getxattr(2) returns it: `ExtendedAttribute.asReadBack`).
 @dynamicMemberLookup
 public struct Metadata: Sendable, Equatable {
     public var type: FileType
@@ -99,6 +113,10 @@ public struct Metadata: Sendable, Equatable {
     public var symlinkTarget: [UInt8]?
     /// Only for character and block devices.
     public var device: DeviceNumber?
+    /// Why the xattrs could not be read, when the rest of the inode could (a damaged xattr block,
+    /// which the kernel meets only when asked for the xattrs): `xattrs` is then empty, and the
+    /// walk reports this for the entry's path while keeping the entry.
+    public var unreadableXattrs: FWError?
 
     public init(type: FileType, permissions: UInt16, uid: UInt32, gid: UInt32, size: UInt64,
                 mtime: Timestamp, atime: Timestamp? = nil, ctime: Timestamp? = nil,
@@ -106,7 +124,7 @@ public struct Metadata: Sendable, Equatable {
                 device: DeviceNumber? = nil, xattrs: [ExtendedAttribute] = []) {
         self.type = type
         attributes = FileAttributes(permissions: permissions, uid: uid, gid: gid, size: size, mtime: mtime, atime: atime,
-                                    ctime: ctime, xattrs: xattrs.sorted { $0.name < $1.name })
+                                    ctime: ctime, xattrs: xattrs.map(\.asReadBack).sorted { $0.name < $1.name })
         self.linkCount = linkCount
         self.inode = inode
         self.symlinkTarget = symlinkTarget

@@ -54,7 +54,7 @@ public enum WalkLimits {
 /// above 1, or that the reader says may appear again (a filesystem mounted twice), are
 /// remembered, so memory stays bounded by those and by the open directories on the current path.
 /// Unreadable inodes and directories, cycles and exceeded limits become `problems` and the walk
-/// goes on.
+/// goes on; so do unreadable xattrs (`Metadata.unreadableXattrs`), whose entry is kept.
 public struct TreeWalk: Sequence, IteratorProtocol {
     private let reader: any FileSystemReader
     private var stack: [Frame] = []
@@ -92,6 +92,7 @@ public struct TreeWalk: Sequence, IteratorProtocol {
             started = true
             do {
                 let meta = try reader.metadata(of: startInode)
+                if let lost = meta.unreadableXattrs { record(startPath, lost) }
                 if meta.type == .directory { push(path: startPath, namespacePath: NamespacePath(bytes: startPath), inode: startInode) }
                 return WalkEntry(path: startPath, metadata: meta, reader: reader)
             } catch {
@@ -111,6 +112,7 @@ public struct TreeWalk: Sequence, IteratorProtocol {
             }
             do {
                 let meta = try reader.metadata(of: entry.inode)
+                if let lost = meta.unreadableXattrs { record(path, lost) }
                 if meta.type == .directory {
                     if stack.contains(where: { $0.inode == entry.inode }) || entry.inode == startInode {
                         record(path, FWError(.corrupt, "directory contains itself (inode \(reader.linkIdentity(of: entry.inode).inode)); not descended"))

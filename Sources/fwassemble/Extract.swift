@@ -72,11 +72,13 @@ extension Fwassemble {
                 }
             }
             if !quiet {
+                // Every warning line printed above: the archive's problems and the journal's.
+                let warnings = result.problems.count + (result.journal?.warnings.count ?? 0)
                 let target = output == "-" ? "standard output" : output
                 Fwassemble.writeError("""
                     \(result.partition) (\(result.format)): \(result.members) entries, \(result.files) files, \
                     \(result.hardlinks) hardlinks, \(result.contentBytes) bytes of content -> \(target) \
-                    (\(compression)); \(result.problems.count) warning\(result.problems.count == 1 ? "" : "s")
+                    (\(compression)); \(warnings) warning\(warnings == 1 ? "" : "s")
 
                     """)
             }
