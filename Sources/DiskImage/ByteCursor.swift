@@ -102,6 +102,30 @@ public struct ByteCursor: Sendable {
         try check(position, count)
         position += count
     }
+
+    /// An unsigned LEB128 number (7 bits a byte, low group first, high bit = more follow), as
+    /// DWARF and ELF attribute sections store them; at most 64 bits.
+    public mutating func readULEB128() throws -> UInt64 {
+        var value: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            let byte = try readU8()
+            guard shift < 64, shift < 63 || byte & 0x7E == 0 else { throw FWError.corrupt("\(context): LEB128 number over 64 bits") }
+            value |= UInt64(byte & 0x7F) << shift
+            if byte & 0x80 == 0 { return value }
+            shift += 7
+        }
+    }
+
+    /// A NUL-terminated string (the NUL read and not returned); an error when no NUL is left in
+    /// the record.
+    public mutating func readCString() throws -> [UInt8] {
+        guard let end = bytes[min(position, bytes.endIndex)...].firstIndex(of: 0) else {
+            throw FWError.corrupt("\(context): string without its terminating NUL at \(position)")
+        }
+        defer { position = end + 1 }
+        return Array(bytes[position..<end])
+    }
 }
 
 /// CRC-32 (IEEE 802.3, reflected, as GPT, U-Boot environments and gzip use it).

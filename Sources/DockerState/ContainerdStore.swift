@@ -216,11 +216,17 @@ final class ContainerdStore {
         case .index(let i): index = i
         }
         let usable = index.manifests.filter { $0.platform?.os != "unknown" && $0.digest.map(hasBlob) == true }
-        let native = architecture.flatMap { arch in usable.first { $0.platform?.architecture == arch.name && $0.platform?.os ?? "linux" == "linux" } }
+        // The device's own platform, else the compatible one containerd prefers (the first of
+        // equals, as containerd's stable sort keeps them).
+        let native = architecture.flatMap { arch in
+            usable.compactMap { m in
+                arch.preference(architecture: m.platform?.architecture, variant: m.platform?.variant, os: m.platform?.os).map { (m, $0) }
+            }.min { $0.1 < $1.1 }?.0
+        }
         guard let chosen = native ?? usable.first, let d = chosen.digest, let m = jsonBlob(d, as: OCI.Manifest.self) else { return nil }
         var fallback: String?
-        if native == nil, let arch = architecture, let other = chosen.platform?.architecture, other != arch.name {
-            fallback = "the index has no manifest present for the device's architecture \(arch.name) (ELF header of \(arch.source)); "
+        if native == nil, let arch = architecture, let other = chosen.platform?.architecture {
+            fallback = "the index has no manifest present for the device's architecture \(arch.display) (ELF header of \(arch.source)); "
                 + "the first present, \(chosen.platform?.display ?? other) \(d), is used"
         }
         return (d, chosen.size ?? 0, m, chosen.platform?.display, fallback)
