@@ -6,6 +6,17 @@ source "$IMAGES_DIR/tree.sh"
 # Reproducible mkfs: fixed timestamps where the tools honour it.
 export SOURCE_DATE_EPOCH=1700000000
 
+# require_loop_mounts NAME: recipes whose reference is the kernel's own mount need root and loop
+# devices; without them this writes $OUT/NAME.skipped (the tests skip) and ends the recipe
+# successfully with no image.
+require_loop_mounts() {
+    if [ "$(id -u)" -ne 0 ] || ! losetup -f >/dev/null 2>&1; then
+        echo "$1: needs root and loop devices; no image built" | tee "$OUT/$1.skipped"
+        exit 0
+    fi
+    rm -f "$OUT/$1.skipped"
+}
+
 # --- partition-table helpers (parts) ---------------------------------------------------------
 # put_fs DISK FSIMG START_SECTOR [SECTOR_SIZE]: copy a filesystem image into a disk at a sector,
 # keeping the disk sparse.

@@ -24,11 +24,7 @@
 # Needs root and loop devices; without them the recipe writes a note and no image (tests skip).
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-if [ "$(id -u)" -ne 0 ] || ! losetup -f >/dev/null 2>&1; then
-    echo "ext4-damage: needs root and loop devices; no image built" | tee "$OUT/ext4-damage.skipped"
-    exit 0
-fi
-rm -f "$OUT/ext4-damage.skipped"
+require_loop_mounts ext4-damage
 mnt=$WORK/mnt
 mkdir -p "$mnt"
 trap 'umount "$mnt" 2>/dev/null || true' EXIT

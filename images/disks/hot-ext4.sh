@@ -23,11 +23,7 @@
 # Needs root and loop devices; without them the recipe writes a note and no images (the tests skip).
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-if [ "$(id -u)" -ne 0 ] || ! losetup -f >/dev/null 2>&1; then
-    echo "hot-ext4: needs root and loop devices; no hot snapshots built" | tee "$OUT/hot-ext4.skipped"
-    exit 0
-fi
-rm -f "$OUT/hot-ext4.skipped"
+require_loop_mounts hot-ext4
 
 mnt=$WORK/mnt
 mkdir -p "$mnt"
