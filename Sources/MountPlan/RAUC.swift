@@ -60,10 +60,12 @@ enum RAUCConvention {
     static func decide(_ context: SlotContext, _ found: inout SlotFindings) -> SlotDecision? {
         guard let (config, location, paths) = systemConfig(context, &found) else { return nil }
         let slots = config.slots.filter { $0.parent == nil && $0.bootname != nil }
+        // The slot the bootloader names, or a child slot of it (HAOS: bootname on kernel.0, the
+        // root in rootfs.0 with parent=kernel.0), whose device holds a root.
         func slot(_ bootname: String) -> Int? {
-            guard let device = slots.first(where: { $0.bootname == bootname })?.device, let p = context.partition(device),
-                  context.isCandidate(p) else { return nil }
-            return p
+            guard let named = slots.first(where: { $0.bootname == bootname }) else { return nil }
+            let family = [named] + config.slots.filter { $0.parent == named.name }
+            return family.compactMap { $0.device.flatMap(context.partition) }.first(where: context.isCandidate)
         }
         let backend = config.bootloader ?? "unset"
         var reason = "RAUC (\(location): bootloader=\(backend); "
@@ -77,14 +79,16 @@ enum RAUCConvention {
                 found.warnings.append("\(reason): no U-Boot environment found (no /etc/fw_env.config copy, raw partition or uboot.env file holds one)")
             }
         case "grub":
+            // RAUC's reference grub.cfg boots a slot whose X_OK=1 and X_TRY=0 (it sets X_TRY=1 when it
+            // tries one; `rauc status mark-good` resets it); HAOS's grub.cfg allows three tries.
+            let tries = context.isHAOS ? 2 : 0
+            reason += tries == 0 ? " (RAUC's grub.cfg rule: X_OK=1 and X_TRY=0)" : " (HAOS's grub.cfg rule: X_OK=1 and X_TRY<3)"
             let path = config.grubenv ?? "/boot/grub/grubenv"
             let file = paths.read(path, warnings: &found.warnings)
             if let file, let vars = GrubEnvironment.parse(file.bytes) {
-                // RAUC's reference grub.cfg boots a slot whose X_OK=1 and X_TRY=0 (it sets X_TRY=1 when it
-                // tries one; `rauc status mark-good` resets it).
-                chosen = context.grubOrder(BootState.Environment(variables: vars, location: file.location), maximumTries: 0, slot: slot, &found)
+                chosen = context.grubOrder(BootState.Environment(variables: vars, location: file.location), maximumTries: tries, slot: slot, &found)
             } else if let env = context.state.grub {
-                chosen = context.grubOrder(env, maximumTries: 0, slot: slot, &found)
+                chosen = context.grubOrder(env, maximumTries: tries, slot: slot, &found)
             } else {
                 found.warnings.append("\(reason): grubenv \(path) not found on the disk")
             }

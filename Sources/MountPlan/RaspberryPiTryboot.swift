@@ -29,7 +29,7 @@ enum RaspberryPiTryboot {
     static func decide(_ context: SlotContext, _ found: inout SlotFindings) -> SlotDecision? {
         guard let file = context.state.autoboot else { return nil }
         let autoboot = RaspberryPiAutoboot.parse(Array(file.text.utf8))
-        var facts = "\(file.location): [all] tryboot_a_b=\(autoboot.trybootAB ? 1 : 0) boot_partition=\(autoboot.bootPartition.map(String.init) ?? "unset")"
+        var facts = "Raspberry Pi firmware \(file.location): [all] tryboot_a_b=\(autoboot.trybootAB ? 1 : 0) boot_partition=\(autoboot.bootPartition.map(String.init) ?? "unset")"
         if let t = autoboot.trybootPartition {
             facts += " ([tryboot] boot_partition=\(t) applies only to a trial boot, a flag the firmware keeps in RAM, not on the disk: a normal boot is planned)"
         }

@@ -31,6 +31,9 @@ struct SlotContext {
 
     func isCandidate(_ index: Int) -> Bool { candidates.contains { $0.index == index } }
 
+    /// A Home Assistant OS disk: partitions named `hassos-*`.
+    var isHAOS: Bool { disk.partitions.contains { ($0.name ?? $0.label)?.hasPrefix("hassos-") == true } }
+
     func name(_ index: Int) -> String { disk.partitions.first { $0.index == index }?.displayName ?? "partition \(index)" }
 
     /// A device spec (`/dev/disk/by-partlabel/rootfs-a`, `PARTUUID=...`, `/dev/mmcblk0p3`) as a
@@ -44,8 +47,12 @@ struct SlotContext {
     // MARK: HAOS
 
     /// HAOS: GRUB's `ORDER` with `X_OK=1` and `X_TRY<3` (its grub.cfg counts three tries), else
-    /// U-Boot's `BOOT_ORDER` with `BOOT_X_LEFT>0`; slots by the GPT names `hassos-system0/1`.
+    /// U-Boot's `BOOT_ORDER` with `BOOT_X_LEFT>0`; slots by the GPT names `hassos-system0/1`, else
+    /// by position. A root with a RAUC system.conf leaves the same state to RAUCConvention, which
+    /// knows the slots by their devices.
     func haos(_ found: inout SlotFindings) -> SlotDecision? {
+        var ignored = SlotFindings()
+        if RAUCConvention.systemConfig(self, &ignored) != nil { return nil }
         if let grub = state.grub, grub.variables["ORDER"] != nil || grub.variables["A_OK"] != nil,
            let p = grubOrder(grub, maximumTries: 2, slot: haosSlot, &found) {
             return SlotDecision(convention: "HAOS", partition: p.0, reason: p.1)
@@ -57,30 +64,43 @@ struct SlotContext {
     }
 
     /// The first slot of grubenv's `ORDER` (default "A B") with `X_OK=1` and `X_TRY` at most
-    /// `maximumTries` whose partition holds a root.
+    /// `maximumTries` whose partition holds a root. The reason lists the slots passed over.
     func grubOrder(_ env: BootState.Environment, maximumTries: Int, slot: (String) -> Int?, _ found: inout SlotFindings) -> (Int, String)? {
         let vars = env.variables
         let order = (vars["ORDER"] ?? "A B").split(separator: " ").map(String.init)
-        for name in order {
-            let ok = vars["\(name)_OK"] == "1"
+        return firstSlot(order, in: env, header: "ORDER=\(order.joined(separator: " "))", slot: slot, &found) { name in
             let tries = Int(vars["\(name)_TRY"] ?? "0") ?? 0
-            let facts = "\(env.location): ORDER=\(order.joined(separator: " ")), \(name)_OK=\(vars["\(name)_OK"] ?? "unset"), \(name)_TRY=\(tries)"
-            guard ok, tries <= maximumTries else { found.evidence.append(facts + " (not bootable)"); continue }
-            if let p = slot(name) { return (p, facts) }
-            found.warnings.append("\(facts): slot \(name) has no valid root filesystem; trying the next slot")
+            let facts = "\(name)_OK=\(vars["\(name)_OK"] ?? "unset"), \(name)_TRY=\(tries)"
+            return (vars["\(name)_OK"] == "1" && tries <= maximumTries, facts, "not bootable")
         }
-        return nil
     }
 
     /// The first slot of `BOOT_ORDER` with `BOOT_X_LEFT>0` whose partition holds a root.
     func ubootOrder(_ env: BootState.Environment, slot: (String) -> Int?, _ found: inout SlotFindings) -> (Int, String)? {
         guard let orderText = env.variables["BOOT_ORDER"] else { return nil }
-        for name in orderText.split(separator: " ").map(String.init) {
+        let order = orderText.split(separator: " ").map(String.init)
+        return firstSlot(order, in: env, header: "BOOT_ORDER=\(orderText)", slot: slot, &found) { name in
             let left = Int(env.variables["BOOT_\(name)_LEFT"] ?? "0") ?? 0
-            let facts = "\(env.location): BOOT_ORDER=\(orderText), BOOT_\(name)_LEFT=\(left)"
-            guard left > 0 else { found.evidence.append(facts + " (no tries left)"); continue }
-            if let p = slot(name) { return (p, facts) }
-            found.warnings.append("\(facts): slot \(name) has no valid root filesystem; trying the next slot")
+            return (left > 0, "BOOT_\(name)_LEFT=\(left)", "no tries left")
+        }
+    }
+
+    /// The first slot of `order` that `check` finds bootable and `slot` maps to a root; the
+    /// facts of every slot passed over (and why) stay in the reason, a slot without a root is
+    /// also a warning.
+    private func firstSlot(_ order: [String], in env: BootState.Environment, header: String, slot: (String) -> Int?,
+                           _ found: inout SlotFindings, check: (String) -> (bootable: Bool, facts: String, notBootable: String)) -> (Int, String)? {
+        var reason = "\(env.location): \(header)"
+        for name in order.prefix(16) {
+            let (bootable, facts, why) = check(name)
+            guard bootable else {
+                reason += ", \(facts) (\(why))"
+                found.evidence.append("\(env.location): \(header), \(facts) (\(why))")
+                continue
+            }
+            if let p = slot(name) { return (p, reason + ", \(facts)") }
+            found.warnings.append("\(env.location): \(header), \(facts): slot \(name) has no valid root filesystem; trying the next slot")
+            reason += ", \(facts) (slot \(name) holds no root)"
         }
         return nil
     }
@@ -150,7 +170,7 @@ struct SlotContext {
         for env in [state.configuredUBoot, state.uboot].compactMap({ $0 }) {
             guard let key = ["rootpart", "mmcpart"].first(where: { env.variables[$0] != nil }), let value = env.variables[key] else { continue }
             let vars = env.variables
-            var facts = "\(env.location): \(key)=\(value)"
+            var facts = "SWUpdate (U-Boot double copy) \(env.location): \(key)=\(value)"
             for k in ["ustate", "upgrade_available", "bootcount", "bootlimit"] where vars[k] != nil { facts += ", \(k)=\(vars[k] ?? "")" }
             guard let slot = slotByValue(value) else {
                 found.warnings.append("\(facts) does not name a partition holding a Linux root; ignored")
