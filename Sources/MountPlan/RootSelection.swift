@@ -105,7 +105,7 @@ struct RootSelector {
                 continue
             }
             if let other = decision, other.partition != chosen.partition {
-                warnings.append("\(other.convention) points at \(context.name(other.partition)) (\(other.reason)), but \(chosen.convention) chose \(context.name(chosen.partition)); using \(chosen.convention)'s choice")
+                warnings.append("\(other.convention) points at \(context.name(other.partition)) (\(other.reason)), but \(chosen.convention) chose \(context.name(chosen.partition)); the \(chosen.convention) choice is kept")
             }
         }
         return winner.map { ($0.partition, $0.reason) }
