@@ -143,12 +143,17 @@ struct RootPaths {
     }
 
     /// A small file of the booted namespace (at most 1 MiB): its bytes and "PATH (partition N)",
-    /// nil when it does not exist; an unreadable one is a warning.
-    func read(_ path: String, warnings: inout [String]) -> (bytes: [UInt8], location: String)? {
+    /// nil when it does not exist; an unreadable one is a warning. A symlink with an absolute
+    /// target is followed through the mounts again (Mender's `/etc/fw_env.config ->
+    /// /data/u-boot/fw_env.config`), at most `hops` times.
+    func read(_ path: String, hops: Int = 8, warnings: inout [String]) -> (bytes: [UInt8], location: String)? {
         let (index, inner) = locate(path, warnings: &warnings)
         let name = disk.partitions.first { $0.index == index }?.displayName ?? "partition \(index)"
         let location = index == root ? "\(path) on \(name)" : "\(path) (\(inner) on \(name))"
         guard let target = index == root ? fs : disk.openedFileSystem(index) else { return nil }
+        if hops > 0, let link = ProfilePaths.symlinkTarget(inner, in: target, warnings: &warnings), link.hasPrefix("/") {
+            return read(Planner.normalise(link), hops: hops - 1, warnings: &warnings).map { ($0.bytes, "\(path) -> \($0.location)") }
+        }
         let bytes = ProfilePaths.reading(location, &warnings) { () -> [UInt8]? in
             guard let inode = try target.lookup(Array(inner.utf8), followLast: true) else { return nil }
             return try target.readSmallFile(inode, limit: 1 << 20)

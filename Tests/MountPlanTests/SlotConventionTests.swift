@@ -156,6 +156,27 @@ struct SlotConventionTests {
         #expect(plan.warnings == [])
     }
 
+    /// Mender's layout: /etc/fw_env.config is a symlink into /data (a partition fstab mounts),
+    /// naming an environment in the raw gap before p1; `mender_boot_part=3` there.
+    @Test func fwEnvConfigSymlinkIntoAnotherPartition() throws {
+        let disk = FakeDisk()
+        for index in [2, 3] {
+            let root = linuxRoot("root\(index)")
+            root.addSymlink("/etc/fw_env.config", target: "/data/u-boot/fw_env.config")
+            root.addFile("/etc/fstab", "/dev/mmcblk0p4 /data auto defaults 0 0\n")
+            disk.add(PlanPartition(index: index, fsType: "ext4", size: 16 << 20), fs: root)
+        }
+        let data = MemoryFileSystem(formatName: "ext4")
+        data.addFile("/u-boot/fw_env.config", "/dev/mmcblk0 0x400000 0x4000\n")
+        disk.add(PlanPartition(index: 4, fsType: "ext4", size: 16 << 20), fs: data)
+        disk.wholeDisk = [UInt8](repeating: 0, count: 0x400000)
+            + BootEnvironmentTests.ubootEnv(["mender_boot_part=3", "upgrade_available=0"], size: 0x4000)
+        let plan = try Planner.plan(disk)
+        #expect(plan.root.partition == 3)
+        #expect(plan.root.reason == "U-Boot environment on the disk (/dev/mmcblk0) at 0x400000, named by /etc/fw_env.config -> /data/u-boot/fw_env.config (/u-boot/fw_env.config on partition 4): mender_boot_part=3")
+        #expect(plan.warnings == [])
+    }
+
     /// GPT bits choose B; the boot partition's cmdline.txt names A: the bits win, with a warning.
     @Test func disagreeingConventionsWarn() throws {
         let disk = FakeDisk()
