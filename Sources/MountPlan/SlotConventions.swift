@@ -210,21 +210,40 @@ struct SlotContext {
 
     // MARK: GPT attribute bits
 
-    /// ChromeOS / Flatcar: among the root candidates carrying GPT slot bits, the highest priority
-    /// with `successful=1` or `tries>0`, ties to the first in table order (the rule of GRUB's
-    /// `gptprio.next`, which Flatcar boots with, and of vboot's kernel selection that `cgpt` sets up).
+    /// ChromeOS / Flatcar: among the partitions carrying GPT slot bits, the highest priority with
+    /// `successful=1` or `tries>0`, ties to the first in table order (the rule of GRUB's
+    /// `gptprio.next`, which Flatcar boots with, and of vboot's kernel selection that `cgpt` sets
+    /// up). A ChromeOS kernel slot `KERN-X` boots the root `ROOT-X`; Flatcar's `USR-X` slots are
+    /// its /usr, not a root (the root partition is shared: left to the other rules). A chosen slot
+    /// without a root is passed over with a warning.
     func gptAttributes(_ found: inout SlotFindings) -> SlotDecision? {
-        let slots = candidates.compactMap { p in p.slot.map { (partition: p, bits: $0) } }
+        let slots = disk.partitions.compactMap { p in p.slot.map { (partition: p, bits: $0) } }
         guard !slots.isEmpty else { return nil }
-        let facts = slots.map { "\($0.partition.displayName) \($0.bits)" }.joined(separator: "; ")
-        let bootable = slots.filter { $0.bits.isBootable }
-        guard let best = bootable.max(by: { $0.bits.priority < $1.bits.priority || ($0.bits.priority == $1.bits.priority && $0.partition.index > $1.partition.index) }) else {
-            found.warnings.append("GPT attribute bits: no root slot is bootable (\(facts)): every one has priority 0, or neither successful nor tries left")
+        if slots.allSatisfy({ $0.partition.name?.hasPrefix("USR-") == true }) {
+            found.evidence.append("GPT attribute bits on Flatcar's /usr slots only; the root is not chosen by them")
             return nil
         }
-        let trial = best.bits.successful ? "" : " (a trial boot: gptprio.next decrements its tries)"
-        return SlotDecision(convention: "GPT attribute bits", partition: best.partition.index,
-                            reason: "GPT attribute bits (highest priority with successful=1 or tries>0, as GRUB's gptprio.next and ChromeOS vboot choose): \(facts)\(trial)")
+        var facts = "GPT attribute bits (highest priority with successful=1 or tries>0, as GRUB's gptprio.next and ChromeOS vboot choose): "
+            + slots.map { "\($0.partition.displayName) \($0.bits)" }.joined(separator: "; ")
+        let bootable = slots.filter { $0.bits.isBootable }.enumerated()
+            .sorted { ($0.element.bits.priority, -$0.offset) > ($1.element.bits.priority, -$1.offset) }.map(\.element)
+        for slot in bootable {
+            let trial = slot.bits.successful ? "" : " (a trial boot: gptprio.next decrements its tries)"
+            if isCandidate(slot.partition.index) {
+                return SlotDecision(convention: "GPT attribute bits", partition: slot.partition.index, reason: facts + trial)
+            }
+            if let name = slot.partition.name, name.hasPrefix("KERN-"),
+               let root = disk.partitions.first(where: { $0.name == "ROOT-" + name.dropFirst(5) }), isCandidate(root.index) {
+                return SlotDecision(convention: "GPT attribute bits", partition: root.index,
+                                    reason: facts + trial + "; kernel slot \(name) boots \(root.displayName) (ChromeOS KERN-X/ROOT-X)")
+            }
+            found.warnings.append("\(facts): \(slot.partition.displayName) would boot but holds no Linux root; trying the next slot")
+            facts += "; \(slot.partition.displayName) holds no root"
+        }
+        if bootable.isEmpty {
+            found.warnings.append("\(facts): no slot is bootable (each has priority 0, or neither successful nor tries left)")
+        }
+        return nil
     }
 
     // MARK: Kernel command line

@@ -177,6 +177,21 @@ struct SlotConventionTests {
         #expect(plan.warnings == [])
     }
 
+    /// ChromeOS: the bits sit on KERN-A/KERN-B, the roots are ROOT-A/ROOT-B; a higher-priority
+    /// slot C whose partition holds nothing is passed over with a warning.
+    @Test func chromeOSKernelSlotsBootTheirRoots() throws {
+        let disk = FakeDisk()
+        disk.add(PlanPartition(index: 2, name: "KERN-A", size: 16 << 20, slot: GPTSlotAttributes(priority: 1, tries: 0, successful: true)))
+        disk.add(PlanPartition(index: 3, name: "ROOT-A", fsType: "ext4", size: 64 << 20), fs: linuxRoot("a"))
+        disk.add(PlanPartition(index: 4, name: "KERN-B", size: 16 << 20, slot: GPTSlotAttributes(priority: 2, tries: 6, successful: false)))
+        disk.add(PlanPartition(index: 5, name: "ROOT-B", fsType: "ext4", size: 64 << 20), fs: linuxRoot("b"))
+        disk.add(PlanPartition(index: 6, name: "KERN-C", size: 16 << 20, slot: GPTSlotAttributes(priority: 3, tries: 0, successful: true)))
+        let plan = try Planner.plan(disk)
+        #expect(plan.root.partition == 5)
+        #expect(plan.root.reason.hasSuffix("; partition 6 (KERN-C) holds no root (a trial boot: gptprio.next decrements its tries); kernel slot KERN-B boots partition 5 (ROOT-B) (ChromeOS KERN-X/ROOT-X)"), "\(plan.root.reason)")
+        #expect(plan.warnings.count == 1 && plan.warnings[0].hasSuffix("partition 6 (KERN-C) would boot but holds no Linux root; trying the next slot"), "\(plan.warnings)")
+    }
+
     /// GPT bits choose B; the boot partition's cmdline.txt names A: the bits win, with a warning.
     @Test func disagreeingConventionsWarn() throws {
         let disk = FakeDisk()
