@@ -1,5 +1,6 @@
 import DiskImage
 import FileSystems
+import PartitionTable
 
 /// A slot convention's answer: the root partition and the facts that chose it.
 struct SlotDecision {
@@ -219,14 +220,13 @@ struct SlotContext {
     func gptAttributes(_ found: inout SlotFindings) -> SlotDecision? {
         let slots = disk.partitions.compactMap { p in p.slot.map { (partition: p, bits: $0) } }
         guard !slots.isEmpty else { return nil }
-        if slots.allSatisfy({ $0.partition.name?.hasPrefix("USR-") == true }) {
+        if slots.allSatisfy({ FlatcarProfile.isUsrSlot($0.partition) }) {
             found.evidence.append("GPT attribute bits on Flatcar's /usr slots only; the root is not chosen by them")
             return nil
         }
         var facts = "GPT attribute bits (highest priority with successful=1 or tries>0, as GRUB's gptprio.next and ChromeOS vboot choose): "
             + slots.map { "\($0.partition.displayName) \($0.bits)" }.joined(separator: "; ")
-        let bootable = slots.filter { $0.bits.isBootable }.enumerated()
-            .sorted { ($0.element.bits.priority, -$0.offset) > ($1.element.bits.priority, -$1.offset) }.map(\.element)
+        let bootable = GPTSlotAttributes.bootOrder(slots.map { ($0.partition, $0.bits) }).map { (partition: $0.0, bits: $0.1) }
         for slot in bootable {
             let trial = slot.bits.successful ? "" : " (a trial boot: gptprio.next decrements its tries)"
             if isCandidate(slot.partition.index) {

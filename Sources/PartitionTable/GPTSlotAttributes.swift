@@ -28,6 +28,14 @@ public struct GPTSlotAttributes: Sendable, Equatable, Codable, CustomStringConve
     /// marked successful or with tries left.
     public var isBootable: Bool { priority > 0 && (successful || tries > 0) }
 
+    /// The bootable slots in the order `gptprio.next` / vboot tries them: highest priority
+    /// first, equal priorities in table order (the order of `slots`).
+    public static func bootOrder<T>(_ slots: [(T, GPTSlotAttributes)]) -> [(T, GPTSlotAttributes)] {
+        slots.enumerated().filter { $0.element.1.isBootable }
+            .sorted { ($0.element.1.priority, -$0.offset) > ($1.element.1.priority, -$1.offset) }
+            .map(\.element)
+    }
+
     /// "priority=2 tries=1 successful=0", as `cgpt show` names the fields.
     public var description: String { "priority=\(priority) tries=\(tries) successful=\(successful ? 1 : 0)" }
 }

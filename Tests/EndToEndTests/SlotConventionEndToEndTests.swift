@@ -4,7 +4,7 @@ import TestSupport
 import Testing
 
 /// The A/B slot conventions beyond HAOS on disks whose state the conventions' own tools wrote
-/// (images/disks/rauc-uboot.sh, rauc-grub.sh, swupdate.sh, rpi-tryboot.sh, gpt-prio.sh): each
+/// (images/disks/rauc-uboot.sh, rauc-grub.sh, swupdate.sh, rpi-tryboot.sh, gpt-prio.sh, flatcar.sh): each
 /// disk after an update to slot B, and its `.failed` copy after the update failed (tries
 /// exhausted), planned through `fwassemble plan --json` to the right root, and assembled by
 /// `fwassemble assemble` into an archive whose os-release is that slot's release (read by GNU tar).
@@ -63,6 +63,33 @@ struct SlotConventionEndToEndTests {
         #expect(a.status == 0, "\(a.stderr)")
         let osRelease = String(decoding: try TestImages.run(["tar", "-xzOf", archive, "./usr/lib/os-release"]), as: UTF8.self)
         #expect(osRelease.contains("VERSION_ID=\(e.version)\n"), "\(osRelease)")
+    }
+
+    /// Flatcar: the shared ROOT at /, the /usr slot the GPT bits choose at /usr (read-only), and
+    /// /oem from the unit that lives on that /usr slot and is enabled in ROOT's /etc.
+    @Test(arguments: [("flatcar.img", 4, "2.0", "priority=2 tries=1 successful=0 (a trial boot: gptprio.next decrements its tries)"),
+                      ("flatcar.failed.img", 3, "1.0", "priority=2 tries=0 successful=0")])
+    func flatcarMountsTheChosenUsrSlot(_ image: String, _ usr: Int, _ version: String, _ slotB: String) throws {
+        let path = try TestImages.path(image)
+        let r = try CLI.run(["plan", "--json", path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let plan = try JSONDecoder().decode(Plan.self, from: r.stdout)
+        #expect(plan.profile == "flatcar" && plan.root.partition == 9 && plan.warnings == [])
+        let reason = "Flatcar: /usr slot chosen by GPT attribute bits (highest priority with successful=1 or tries>0, GRUB's gptprio.next): "
+            + "partition 3 (USR-A) priority=1 tries=0 successful=1; partition 4 (USR-B) \(slotB)"
+        #expect(plan.mounts.map { [$0.where, $0.partition.map(String.init) ?? "-", $0.options, $0.declaredBy].joined(separator: " | ") } == [
+            "/ | 9 |  | the only partition holding a Linux root",
+            "/usr | \(usr) | ro | \(reason)",
+            "/oem | 6 |  | /usr/lib/systemd/system/oem.mount",
+        ])
+        let scratch = try ScratchDir()
+        let archive = scratch.path + "/out.rootfs.tar.gz"
+        let a = try CLI.run(["assemble", path, "-o", archive, "--quiet"])
+        #expect(a.status == 0, "\(a.stderr)")
+        let osRelease = String(decoding: try TestImages.run(["tar", "-xzOf", archive, "./usr/lib/os-release"]), as: UTF8.self)
+        #expect(osRelease.contains("ID=flatcar\nVERSION_ID=\(version)\n"), "\(osRelease)")
+        let oem = String(decoding: try TestImages.run(["tar", "-xzOf", archive, "./oem/oem-release"]), as: UTF8.self)
+        #expect(oem == "oem config\n")
     }
 
     /// `inspect --json` shows the attribute bits sgdisk set, decoded (new key `slot_attributes`),
