@@ -63,8 +63,10 @@ struct BootState {
         for c in candidates {
             guard let fs = disk.openedFileSystem(c.index) else { continue }
             let paths = RootPaths(disk: disk, root: c.index, fs: fs)
-            if let env = FwEnvConfig.environment(paths: paths, disk: disk, warnings: &warnings) {
-                state.configuredUBoot = env
+            // The first root with a fw_env.config names the environment (the slots share it).
+            let named = FwEnvConfig.environment(paths: paths, disk: disk, warnings: &warnings)
+            if named.config {
+                state.configuredUBoot = named.environment
                 break
             }
         }
@@ -165,15 +167,16 @@ struct RootPaths {
 extension FwEnvConfig {
     /// The environment a root's `/etc/fw_env.config` names: each copy read from a file of the
     /// booted namespace, a partition, or the whole disk at its offset; of two valid copies the
-    /// newer. Nil when the root has no config or no copy holds a valid environment (then a warning).
-    static func environment(paths: RootPaths, disk: any PlanningDisk, warnings: inout [String]) -> BootState.Environment? {
-        guard let config = paths.read("/etc/fw_env.config", warnings: &warnings) else { return nil }
+    /// newer (`UBootEnvironment.newer`). `config` is false when the root has no fw_env.config;
+    /// a config whose copies hold no valid environment is a warning.
+    static func environment(paths: RootPaths, disk: any PlanningDisk, warnings: inout [String]) -> (config: Bool, environment: BootState.Environment?) {
+        guard let config = paths.read("/etc/fw_env.config", warnings: &warnings) else { return (false, nil) }
         let copies = parse(config.bytes)
         guard !copies.isEmpty else {
             warnings.append("\(config.location): no `DEVICE OFFSET SIZE` line; no U-Boot environment read from it")
-            return nil
+            return (true, nil)
         }
-        var best: (found: UBootEnvironment.Found, location: String)?
+        var valid: [(found: UBootEnvironment.Found, location: String)] = []
         var problems: [String] = []
         for copy in copies {
             let (bytes, location) = read(copy, paths: paths, disk: disk, problems: &problems)
@@ -182,19 +185,22 @@ extension FwEnvConfig {
                 problems.append("\(location): no valid environment (CRC-32 mismatch or empty)")
                 continue
             }
-            if let b = best {
-                let winner = UBootEnvironment.newer(b.found, found)
-                let flags = "flags \(found.flags.map(String.init) ?? "-") vs \(b.found.flags.map(String.init) ?? "-")"
-                best = winner == found ? (found, "\(location) (redundant copy, newer: \(flags))") : (b.found, "\(b.location) (redundant copy, newer: flags \(b.found.flags.map(String.init) ?? "-") vs \(found.flags.map(String.init) ?? "-"))")
-            } else {
-                best = (found, location)
-            }
+            valid.append((found, location))
         }
-        guard let best else {
+        guard var best = valid.first else {
             warnings.append("\(config.location) names no readable U-Boot environment: " + problems.joined(separator: "; "))
-            return nil
+            return (true, nil)
         }
-        return BootState.Environment(variables: best.found.variables, location: "U-Boot environment \(best.location), named by \(config.location)")
+        if valid.count == 2 {
+            let newer = UBootEnvironment.newer(valid[0].found, valid[1].found) == valid[0].found ? 0 : 1
+            best = valid[newer]
+            let other = valid[1 - newer]
+            func flags(_ f: UBootEnvironment.Found) -> String { f.flags.map(String.init) ?? "-" }
+            best.location += " (redundant copy, newer: flags \(flags(best.found)) vs \(flags(other.found)))"
+        } else if copies.count == 2 {
+            best.location += " (the other redundant copy is not valid)"
+        }
+        return (true, BootState.Environment(variables: best.found.variables, location: "U-Boot environment \(best.location), named by \(config.location)"))
     }
 
     /// The bytes of one copy and a description of where they were read.
