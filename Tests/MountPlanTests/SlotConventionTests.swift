@@ -156,6 +156,33 @@ struct SlotConventionTests {
         #expect(plan.warnings == [])
     }
 
+    /// A redundant pair whose newer copy was torn by a power cut (bad CRC): the older copy boots,
+    /// and the reason says the other copy is not valid.
+    @Test func tornRedundantCopyFallsBackToTheOlder() throws {
+        let disk = Self.raucDisk(bootloader: "uboot", fwEnv: "/dev/mmcblk0 0x0 0x2000\n/dev/mmcblk0 0x2000 0x2000\n")
+        var newer = BootEnvironmentTests.ubootEnv(["BOOT_ORDER=B A", "BOOT_A_LEFT=3", "BOOT_B_LEFT=3"], size: 0x2000, redundant: true, flags: 7)
+        newer[0x40] ^= 0xFF
+        disk.wholeDisk = BootEnvironmentTests.ubootEnv(["BOOT_ORDER=A B", "BOOT_A_LEFT=3", "BOOT_B_LEFT=3"], size: 0x2000, redundant: true, flags: 6) + newer
+        let plan = try Planner.plan(disk)
+        #expect(plan.root.partition == 3)
+        #expect(plan.root.reason.contains("on the disk (/dev/mmcblk0) at 0x0 (the other redundant copy is not valid)"), "\(plan.root.reason)")
+    }
+
+    /// SWUpdate: an unconditional `setenv rootpart 2` in altbootcmd names the rollback target.
+    @Test func swupdateRollbackByAltbootcmd() throws {
+        let disk = FakeDisk()
+        let env = BootEnvironmentTests.ubootEnv(["rootpart=3", "upgrade_available=1", "bootcount=4", "bootlimit=3",
+                                                 "altbootcmd=setenv rootpart 2; setenv upgrade_available 0; saveenv; run bootcmd"], size: 0x4000)
+        let boot = MemoryFileSystem(formatName: "vfat")
+        boot.addFile("/uboot.env", env)
+        disk.add(PlanPartition(index: 1, fsType: "vfat", size: 8 << 20), fs: boot)
+        disk.add(PlanPartition(index: 2, fsType: "ext4", size: 16 << 20), fs: linuxRoot("a"))
+        disk.add(PlanPartition(index: 3, fsType: "ext4", size: 16 << 20), fs: linuxRoot("b"))
+        let plan = try Planner.plan(disk)
+        #expect(plan.root.partition == 2)
+        #expect(plan.root.reason == "SWUpdate (U-Boot double copy) /uboot.env on partition 1: rootpart=3, upgrade_available=1, bootcount=4, bootlimit=3: the trial boot failed (bootcount reached bootlimit), so U-Boot runs altbootcmd, which sets rootpart=2")
+    }
+
     /// Mender's layout: /etc/fw_env.config is a symlink into /data (a partition fstab mounts),
     /// naming an environment in the raw gap before p1; `mender_boot_part=3` there.
     @Test func fwEnvConfigSymlinkIntoAnotherPartition() throws {
