@@ -92,6 +92,15 @@ struct SlotConventionEndToEndTests {
         #expect(oem == "oem config\n")
     }
 
+    /// The archive of each slot disk equals the namespace the kernel builds from its plan (the
+    /// chosen slot and the partitions its fstab/units mount, loop-mounted read-only; vfat left
+    /// out), every field but hardlink grouping.
+    @Test(.enabled(if: ["ext4", "ext2"].allSatisfy(TestImages.canLoopMount), "needs root and loop mounts"),
+          arguments: cases.map(\.image) + ["flatcar.img", "flatcar.failed.img"])
+    func archiveEqualsKernelNamespace(_ image: String) throws {
+        try ProfileEndToEndTests.compareWithKernel(image, minimum: 8)
+    }
+
     /// `inspect --json` shows the attribute bits sgdisk set, decoded (new key `slot_attributes`),
     /// beside the raw `attributes` that sgdisk prints as "Attribute flags".
     @Test func inspectShowsTheSlotAttributes() throws {

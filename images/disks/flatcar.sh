@@ -29,7 +29,7 @@ put_fs "$disk" usra.img "$(part_start "$disk" 3)"; put_fs "$disk" usrb.img "$(pa
 mkdir -p oem; printf 'oem config\n' > oem/oem-release
 ext4_img oem.img 2 OEM oem
 put_fs "$disk" oem.img "$(part_start "$disk" 6)"
-mkdir -p root/etc/systemd/system/local-fs.target.wants root/usr root/var root/home
+mkdir -p root/etc/systemd/system/local-fs.target.wants root/usr root/var root/home root/oem
 ln -s ../usr/lib/os-release root/etc/os-release
 ln -s /usr/lib/systemd/system/oem.mount root/etc/systemd/system/local-fs.target.wants/oem.mount
 printf 'flatcar\n' > root/etc/hostname

@@ -58,7 +58,7 @@ bundle.version=2.0
 status=ok
 installed.timestamp=2023-11-20T08:00:00Z
 STATUS
-ext4_img data.img 4 data data
+ext4_img data.img 2 data data
 put_fs "$disk" data.img "$(part_start "$disk" 4)"
 # The ESP: RAUC's reference grub.cfg and the grubenv as `rauc install` leaves it for slot B.
 mkdir -p esp/EFI/BOOT

@@ -60,7 +60,7 @@ status=ok
 installed.timestamp=2023-11-20T08:00:00Z
 installed.count=1
 STATUS
-ext4_img data.img 4 data data
+ext4_img data.img 2 data data
 put_fs "$disk" data.img "$(part_start "$disk" 5)"
 # The environments, by fw_setenv (libubootenv) on the image itself: the defaults (A first), then
 # what `rauc install` sets for slot B (copy generation 2, in the other half of the pair).
