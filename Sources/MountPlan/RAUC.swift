@@ -74,7 +74,7 @@ enum RAUCConvention {
         switch backend {
         case "uboot":
             if let env = context.state.configuredUBoot ?? context.state.uboot {
-                chosen = context.ubootOrder(env, slot: slot, &found)
+                chosen = context.ubootOrder(env, slot: slot, &found) ?? exhausted(env, slot: slot, &found)
             } else {
                 found.warnings.append("\(reason): no U-Boot environment found (no /etc/fw_env.config copy, raw partition or uboot.env file holds one)")
             }
@@ -104,6 +104,17 @@ enum RAUCConvention {
         reason += ": " + facts
         if let status = status(config, paths: paths, &found) { reason += "; " + status }
         return SlotDecision(convention: "RAUC", partition: partition, reason: reason)
+    }
+
+    /// Every slot of `BOOT_ORDER` out of tries: RAUC's example boot script sets every
+    /// `BOOT_<x>_LEFT` back to 3, saves the environment and boots the first slot of the order
+    /// (a warning: the device is in that recovery path).
+    static func exhausted(_ env: BootState.Environment, slot: (String) -> Int?, _ found: inout SlotFindings) -> (Int, String)? {
+        guard let order = env.variables["BOOT_ORDER"], let first = order.split(separator: " ").first.map(String.init),
+              let p = slot(first) else { return nil }
+        let facts = "\(env.location): BOOT_ORDER=\(order) with no tries left on any slot: RAUC's example boot script resets the counters and boots the first slot, \(first)"
+        found.warnings.append(facts)
+        return (p, facts)
     }
 
     /// The first root candidate's `/etc/rauc/system.conf` with the paths of that root.

@@ -143,6 +143,15 @@ struct SlotConventionTests {
         #expect(plan.warnings.contains { $0.contains("slot B has no valid root filesystem") }, "\(plan.warnings)")
     }
 
+    /// Both slots out of tries: RAUC's boot script resets the counters and boots the first of
+    /// BOOT_ORDER, with a warning.
+    @Test func allSlotsExhaustedBootsTheFirstOfTheOrder() throws {
+        let env = BootEnvironmentTests.ubootEnv(["BOOT_ORDER=B A", "BOOT_A_LEFT=0", "BOOT_B_LEFT=0"], size: 0x4000)
+        let plan = try Planner.plan(Self.raucDisk(bootloader: "uboot", env: env))
+        #expect(plan.root.partition == 4)
+        #expect(plan.warnings.contains { $0.hasSuffix("BOOT_ORDER=B A with no tries left on any slot: RAUC's example boot script resets the counters and boots the first slot, B") }, "\(plan.warnings)")
+    }
+
     /// fw_env.config naming the whole disk (the raw gap before the first partition), a redundant
     /// pair: the newer copy (flags 5 over 4) is read.
     @Test func fwEnvConfigReadsTheRawGap() throws {
