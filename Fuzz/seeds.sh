@@ -51,6 +51,11 @@ env = b"BOOT_ORDER=B A\x00BOOT_A_LEFT=3\x00BOOT_B_LEFT=3\x00bootcmd=run x\x00\x0
 body = env + b"\x00" * (4096 - 4 - len(env))
 save("boot-environment", "uboot", struct.pack("<I", zlib.crc32(body)) + body)
 save("boot-environment", "uenv", b"# uEnv\nrootfs=/dev/mmcblk0p2\nbootargs=console=ttyS0\n")
+save("boot-environment", "rauc-system-conf", b"[system]\ncompatible=board\nbootloader=uboot\nstatusfile=/data/rauc.status\n\n"
+     b"[slot.kernel.0]\ndevice=/dev/disk/by-partlabel/kernel-a\nbootname=A\n[slot.rootfs.0]\ndevice=/dev/mmcblk0p3\nparent=kernel.0\n")
+save("boot-environment", "rauc-status", b"[system]\nboot-id=x\n[slot.rootfs.1]\nbundle.version=2.0\nstatus=ok\ninstalled.timestamp=2023-11-20T08:00:00Z\n")
+save("boot-environment", "autoboot", b"[all]\ntryboot_a_b=1\nboot_partition=2\n[pi4]\nboot_partition=4\n[tryboot]\nboot_partition=3\n")
+save("boot-environment", "fw-env-config", b"# device offset size\n/dev/mmcblk0 0x400000 0x4000 0x200 2\n/boot/uboot.env 16384 0x4000\n")
 PY
 # bbolt: the files Debian's containerd wrote (containerd-root recipe) and the committed regressions
 cp "$imgs/containerd-root.facts/meta.db" "$out/bolt/containerd-meta.db"

@@ -133,6 +133,35 @@ PY
     rm -rf "$w"
 }
 
+# --- A/B slot disks (RAUC, SWUpdate, tryboot, GPT attribute bits) -----------------------------
+# slot_root DIR VERSION: a small root of one A/B slot: os-release VERSION_ID=VERSION, /sbin/init,
+# an empty /etc/fstab for the caller to fill; times fixed.
+slot_root() {
+    local d=$1 version=$2
+    minimal_root "$d"; mkdir -p "$d/sbin" "$d/data" "$d/boot"
+    printf 'ID=poky\nNAME="Poky"\nVERSION_ID=%s\n' "$version" > "$d/usr/lib/os-release"
+    printf '#!/bin/sh\n' > "$d/sbin/init"; chmod 755 "$d/sbin/init"
+    : > "$d/etc/fstab"
+}
+
+# ext4_img IMG MB LABEL DIR: an ext4 filesystem image of MB MiB from DIR (times fixed first).
+ext4_img() {
+    find "$4" -exec touch -h -d @"$SOURCE_DATE_EPOCH" {} +
+    rm -f "$1"; truncate -s "${2}M" "$1"
+    mkfs.ext4 -q -F -L "$3" -E root_owner=0:0 -d "$4" "$1"
+}
+
+# vfat_img IMG MB LABEL FILE...: a FAT filesystem image of MB MiB holding FILEs (files or
+# directories, copied to its root with mcopy).
+vfat_img() {
+    local img=$1 mb=$2 label=$3; shift 3
+    rm -f "$img"; truncate -s "${mb}M" "$img"; mkfs.vfat -n "$label" "$img" >/dev/null
+    [ $# -eq 0 ] || mcopy -s -i "$img" "$@" ::/
+}
+
+# part_start DISK N: the first sector of partition N (sfdisk's view, GPT or MBR).
+part_start() { sfdisk -d "$1" | awk -v p="$1$2" '$1 == p { sub(",", "", $4); print $4 }'; }
+
 # --- realistic firmware content (e2e) ---------------------------------------------------------
 # make_docker_root DIR: a hand-made Docker data-root (overlay2 storage driver, as dockerd 20-26
 # lays it out) in DIR, deterministic. Needs root (mknod, chown, trusted.* xattrs).

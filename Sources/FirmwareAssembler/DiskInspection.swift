@@ -81,6 +81,9 @@ public struct DiskInspection: Sendable, Equatable, Codable {
         public var bootable: Bool
         /// GPT attribute bits.
         public var attributes: UInt64?
+        /// Bits 48-56 of `attributes` as ChromeOS and Flatcar read them (priority, tries,
+        /// successful); absent when those bits are all zero (JSON "slot_attributes").
+        public var slotAttributes: GPTSlotAttributes?
         /// An MBR extended partition (container of logical partitions).
         public var extended: Bool
         public var logical: Bool
@@ -90,7 +93,7 @@ public struct DiskInspection: Sendable, Equatable, Codable {
 
         enum CodingKeys: String, CodingKey {
             case index, start, size, type, typeName = "type_name", name, uuid, bootable, attributes,
-                 extended, logical, withinImage = "within_image", filesystem
+                 slotAttributes = "slot_attributes", extended, logical, withinImage = "within_image", filesystem
         }
 
         init(_ p: Partition, kind: PartitionTable.Kind, filesystem fs: FilesystemSignature?) {
@@ -103,6 +106,7 @@ public struct DiskInspection: Sendable, Equatable, Codable {
             uuid = p.uuid
             bootable = p.bootable
             attributes = p.attributes
+            slotAttributes = p.slotAttributes
             extended = p.isExtended
             logical = p.isLogical
             withinImage = p.withinImage
@@ -120,6 +124,7 @@ public struct DiskInspection: Sendable, Equatable, Codable {
             try c.encode(uuid, forKey: .uuid)
             try c.encode(bootable, forKey: .bootable)
             try c.encodeIfPresent(attributes, forKey: .attributes)
+            try c.encodeIfPresent(slotAttributes, forKey: .slotAttributes)
             try c.encode(extended, forKey: .extended)
             try c.encode(logical, forKey: .logical)
             try c.encode(withinImage, forKey: .withinImage)

@@ -37,7 +37,8 @@ final class PartitionFileSystems: PlanningDisk {
         self.inspection = try disk.inspect()
         self.partitions = inspection.partitions.filter { !$0.extended }.map { p in
             PlanPartition(index: p.index, name: p.name, partUUID: p.uuid, typeID: p.type, fsType: p.filesystem?.type,
-                          label: p.filesystem?.label, fsUUID: p.filesystem?.uuid, size: p.withinImage ? p.size : 0)
+                          label: p.filesystem?.label, fsUUID: p.filesystem?.uuid, size: p.withinImage ? p.size : 0,
+                          slot: p.slotAttributes)
         }
     }
 
@@ -117,6 +118,11 @@ final class PartitionFileSystems: PlanningDisk {
         let n = Int(min(UInt64(count), p.size))
         let (slice, _) = try disk.partitionSource(.number(index))
         return try slice.bytes(at: 0, count: n)
+    }
+
+    func rawDiskBytes(at offset: UInt64, count: Int) throws -> [UInt8] {
+        guard offset < disk.source.size else { return [] }
+        return try disk.source.bytes(at: offset, count: Int(min(UInt64(count), disk.source.size - offset)))
     }
 }
 

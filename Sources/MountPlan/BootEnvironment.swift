@@ -61,16 +61,19 @@ public enum UBootEnvironment {
         for size in candidateSizes where size <= bytes.count {
             for copyOffset in [0, size] where copyOffset + size <= bytes.count {
                 guard let f = parse(bytes, offset: copyOffset, size: size) else { continue }
-                if let b = best {
-                    // Two copies of a redundant environment: the newer (higher flags) wins.
-                    if b.size == f.size, let bf = b.flags, let ff = f.flags, ff &- bf < 128, ff != bf { best = f }
-                } else {
-                    best = f
-                }
+                best = best.map { $0.size == f.size ? newer($0, f) : $0 } ?? f
             }
             if best != nil { return best }
         }
         return best
+    }
+
+    /// Of two valid copies of a redundant environment, the one U-Boot and libubootenv use: the
+    /// higher flags byte, counted modulo 256 (a flags value just past 255 is newer than 255);
+    /// the first on a tie or when a copy is not redundant.
+    public static func newer(_ a: Found, _ b: Found) -> Found {
+        guard let fa = a.flags, let fb = b.flags, fa != fb else { return a }
+        return fb &- fa < 128 ? b : a
     }
 
     static func parse(_ bytes: [UInt8], offset: Int, size: Int) -> Found? {
@@ -104,6 +107,37 @@ public enum UBootEnvironment {
             vars[String(t[..<eq]).trimmingCharacters(in: " \t")] = String(t[t.index(after: eq)...]).trimmingCharacters(in: " \t")
         }
         return vars
+    }
+}
+
+/// `/etc/fw_env.config` (libubootenv, u-boot-tools): where the U-Boot environment lives, one
+/// copy per line, `DEVICE OFFSET SIZE [SECTOR-SIZE [SECTORS]]`, `#` comments; a second line is
+/// the redundant copy.
+public enum FwEnvConfig {
+    public struct Copy: Sendable, Equatable {
+        /// A file path, a partition (`/dev/mmcblk0p3`, `/dev/disk/by-partlabel/uboot-env`) or the
+        /// whole disk (`/dev/mmcblk0`).
+        public var device: String
+        public var offset: UInt64
+        public var size: Int
+    }
+
+    /// The copies a config names (at most two, as U-Boot reads), lines that do not parse skipped.
+    public static func parse(_ bytes: [UInt8]) -> [Copy] {
+        var copies: [Copy] = []
+        for line in String(decoding: bytes.prefix(64 * 1024), as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard words.count >= 3, !words[0].hasPrefix("#"),
+                  let offset = number(words[1]), let size = number(words[2]), size > 5, size <= 1 << 20 else { continue }
+            copies.append(Copy(device: String(words[0]), offset: offset, size: Int(size)))
+            if copies.count == 2 { break }
+        }
+        return copies
+    }
+
+    /// `0x4000` or `16384`.
+    static func number(_ word: Substring) -> UInt64? {
+        word.hasPrefix("0x") || word.hasPrefix("0X") ? UInt64(word.dropFirst(2), radix: 16) : UInt64(word)
     }
 }
 

@@ -10,6 +10,7 @@ public enum FirmwareFamily: String, Sendable, CaseIterable {
     case openwrt
     case raspberrypiOS = "raspberrypi-os"
     case mender
+    case flatcar
     case generic
 }
 
@@ -28,6 +29,7 @@ struct FirmwareProfile {
         // Except /etc/os-release, which systemd reads at boot: an unreadable one is a warning.
         var warnings: [String] = []
         if names.contains(where: { $0.hasPrefix("hassos-") }) { return FirmwareProfile(family: .haos) }
+        if FlatcarProfile.detect(disk) { return FirmwareProfile(family: .flatcar) }
         if names.contains(where: { $0.hasPrefix("resin-") || $0.hasPrefix("balena-") }) || exists("/balena") {
             return FirmwareProfile(family: .balenaos)
         }
@@ -57,6 +59,7 @@ struct FirmwareProfile {
         case .balenaos: found = BalenaProfile.bootedRoot(root: root, physical: physical)
         case .ostree: found = OSTreeProfile.bootedRoot(root: root, physical: physical)
         case .openwrt: found = OpenWrtProfile.bootedRoot(disk: disk, root: root, physical: physical)
+        case .flatcar: found = FlatcarProfile.bootedRoot(disk: disk, root: root, physical: physical)
         case .haos, .raspberrypiOS, .mender, .generic: return plain
         }
         return (found.root ?? plain).with(warnings: found.warnings)

@@ -1,4 +1,5 @@
 import FileSystems
+import PartitionTable
 
 /// What the planner knows about one partition of the disk (filled in by the facade from the
 /// partition table and libblkid probing).
@@ -16,9 +17,11 @@ public struct PlanPartition: Sendable, Equatable {
     public var label: String?
     public var fsUUID: String?
     public var size: UInt64
+    /// The GPT entry's ChromeOS/Flatcar slot bits (priority, tries, successful), nil when unset.
+    public var slot: GPTSlotAttributes?
 
     public init(index: Int, name: String? = nil, partUUID: String? = nil, typeID: String? = nil, fsType: String? = nil,
-                label: String? = nil, fsUUID: String? = nil, size: UInt64 = 0) {
+                label: String? = nil, fsUUID: String? = nil, size: UInt64 = 0, slot: GPTSlotAttributes? = nil) {
         self.index = index
         self.name = name
         self.partUUID = partUUID
@@ -27,6 +30,7 @@ public struct PlanPartition: Sendable, Equatable {
         self.label = label
         self.fsUUID = fsUUID
         self.size = size
+        self.slot = slot
     }
 
     /// "partition 3 (hassos-system0)" for messages.
@@ -44,6 +48,9 @@ public protocol PlanningDisk: AnyObject {
     func fileSystem(partition index: Int) throws -> (any FileSystemReader)?
     /// Up to `count` raw bytes from the start of a partition (bootloader environments).
     func rawBytes(partition index: Int, count: Int) throws -> [UInt8]
+    /// Up to `count` raw bytes of the whole disk from byte `offset` (a U-Boot environment in the
+    /// gap before the first partition, named by `fw_env.config`). The default reads nothing.
+    func rawDiskBytes(at offset: UInt64, count: Int) throws -> [UInt8]
     /// The filesystem starting `offset` bytes into a partition (OpenWrt's rootfs_data after the
     /// squashfs), nil when there is none. The default finds none.
     func fileSystem(partition index: Int, offset: UInt64) throws -> (any FileSystemReader)?
@@ -55,6 +62,8 @@ public protocol PlanningDisk: AnyObject {
 
 extension PlanningDisk {
     public func unreadableReason(partition index: Int) -> String? { nil }
+
+    public func rawDiskBytes(at offset: UInt64, count: Int) throws -> [UInt8] { [] }
 
     public func fileSystem(partition index: Int, offset: UInt64) throws -> (any FileSystemReader)? {
         offset == 0 ? try fileSystem(partition: index) : nil

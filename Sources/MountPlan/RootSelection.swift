@@ -88,142 +88,27 @@ struct RootSelector {
 
     // MARK: Bootloader state
 
-    /// Files on boot partitions that record which root boots.
-    static let bootFiles = ["/EFI/BOOT/grubenv", "/boot/grub/grubenv", "/grub/grubenv", "/grubenv", "/EFI/BOOT/grub/grubenv",
-                            "/cmdline.txt", "/resinOS_uEnv.txt", "/bootenv", "/uEnv.txt", "/uboot.env", "/boot.env"]
-
+    /// The slot conventions in order (`SlotContext.conventions`): the first with an answer
+    /// chooses; its warnings and those of the conventions before it are kept, and every later
+    /// convention that points at another partition adds a warning (two conventions disagree).
     private mutating func bootloaderChoice(candidates: [PlanPartition]) throws -> (Int, String)? {
-        var grub: [String: String]?
-        var grubFile = ""
-        var cmdline: String?
-        var textEnv: [String: String] = [:]
-        var textEnvFile = ""
-        var uboot: [String: String]?
-        var ubootWhere = ""
-
-        for p in disk.partitions {
-            if candidates.contains(where: { $0.index == p.index }) { continue }
-            if p.fsType == nil, p.size > 0 {
-                // A raw partition may hold a U-Boot environment (HAOS hassos-bootstate).
-                do {
-                    if let found = UBootEnvironment.find(in: try disk.rawBytes(partition: p.index, count: 0x80000)) {
-                        uboot = found.variables
-                        ubootWhere = "U-Boot environment in \(p.displayName)"
-                    }
-                } catch {
-                    warnings.append("\(p.displayName): unreadable (\(FWError(error).message)); no U-Boot environment looked for in it")
-                }
+        let context = SlotContext(disk: disk, candidates: candidates,
+                                  state: BootState.collect(disk: disk, candidates: candidates, warnings: &warnings))
+        var winner: SlotDecision?
+        for decide in SlotContext.conventions {
+            var found = SlotFindings()
+            let decision = decide(context, &found)
+            guard let chosen = winner else {
+                warnings += found.warnings
+                evidence += found.evidence
+                winner = decision
                 continue
             }
-            guard let fs = disk.openedFileSystem(p.index) else { continue }
-            for path in Self.bootFiles {
-                let label = "\(path) on \(p.displayName)"
-                let bytes: [UInt8]
-                do {
-                    guard let inode = try fs.lookup(path) else { continue }
-                    bytes = try fs.readSmallFile(inode, limit: 1 << 20)
-                } catch {
-                    // The bootloader would not read it either; say so rather than choose silently.
-                    warnings.append("\(label): unreadable (\(FWError(error).message)); not used for the root choice")
-                    continue
-                }
-                if path.hasSuffix("grubenv"), grub == nil, let env = GrubEnvironment.parse(bytes) {
-                    grub = env; grubFile = label
-                } else if path == "/cmdline.txt", cmdline == nil {
-                    cmdline = String(decoding: bytes, as: UTF8.self)
-                } else if path.hasSuffix(".env"), uboot == nil, let found = UBootEnvironment.find(in: bytes) {
-                    uboot = found.variables; ubootWhere = label
-                } else if ["/resinOS_uEnv.txt", "/bootenv", "/uEnv.txt"].contains(path) {
-                    textEnv.merge(UBootEnvironment.parseText(bytes)) { a, _ in a }
-                    textEnvFile = label
-                }
+            if let other = decision, other.partition != chosen.partition {
+                warnings.append("\(other.convention) points at \(context.name(other.partition)) (\(other.reason)), but \(chosen.convention) chose \(context.name(chosen.partition)); the \(chosen.convention) choice is kept")
             }
         }
-
-        // HAOS: A/B slots named by RAUC.
-        if let env = grub, env["ORDER"] != nil || env["A_OK"] != nil {
-            let order = (env["ORDER"] ?? "A B").split(separator: " ").map(String.init)
-            for slot in order {
-                let ok = env["\(slot)_OK"] == "1"
-                let tries = Int(env["\(slot)_TRY"] ?? "0") ?? 0
-                let facts = "\(grubFile): ORDER=\(order.joined(separator: " ")), \(slot)_OK=\(env["\(slot)_OK"] ?? "unset"), \(slot)_TRY=\(tries)"
-                guard ok, tries < 3 else { evidence.append(facts + " (not bootable)"); continue }
-                if let p = haosSlot(slot, candidates: candidates) { return (p, facts) }
-                warnings.append("\(facts): slot \(slot) has no valid root filesystem; trying the next slot")
-            }
-        }
-        if let env = uboot, let orderText = env["BOOT_ORDER"] {
-            for slot in orderText.split(separator: " ").map(String.init) {
-                let left = Int(env["BOOT_\(slot)_LEFT"] ?? "0") ?? 0
-                let facts = "\(ubootWhere): BOOT_ORDER=\(orderText), BOOT_\(slot)_LEFT=\(left)"
-                guard left > 0 else { evidence.append(facts + " (no tries left)"); continue }
-                if let p = haosSlot(slot, candidates: candidates) { return (p, facts) }
-                warnings.append("\(facts): slot \(slot) has no valid root filesystem; trying the next slot")
-            }
-        }
-        // Mender and balena record a partition number.
-        for (env, source) in [(uboot ?? [:], ubootWhere), (grub ?? [:], grubFile), (textEnv, textEnvFile)] {
-            for key in ["mender_boot_part", "resin_root_part"] {
-                guard let value = env[key] else { continue }
-                let facts = "\(source): \(key)=\(value)"
-                if let p = slotByValue(value, candidates: candidates) { return (p, facts) }
-                warnings.append("\(facts) does not name a partition holding a Linux root; ignored")
-            }
-        }
-        if let cmd = cmdline {
-            if let slot = KernelCommandLine.value("rauc.slot", in: cmd), let p = haosSlot(slot, candidates: candidates) {
-                return (p, "cmdline.txt rauc.slot=\(slot)")
-            }
-            if let root = KernelCommandLine.value("root", in: cmd) {
-                let resolver = DeviceResolver(partitions: disk.partitions, rootPartition: nil)
-                if case .partition(let p, _) = resolver.resolve(DeviceSpec(parsing: root)), candidates.contains(where: { $0.index == p }) {
-                    return (p, "cmdline.txt root=\(root)")
-                }
-                warnings.append("cmdline.txt root=\(root) does not name a partition holding a Linux root; ignored")
-            }
-        }
-        return nil
-    }
-
-    /// HAOS slot letter -> partition: by GPT name `hassos-system0/1`, else the first/second root
-    /// slot candidate in partition order (MBR boards have no names).
-    private func haosSlot(_ slot: String, candidates: [PlanPartition]) -> Int? {
-        let number: Int
-        switch slot.uppercased() {
-        case "A": number = 0
-        case "B": number = 1
-        default: return nil
-        }
-        if let named = disk.partitions.first(where: { $0.name == "hassos-system\(number)" }) {
-            return candidates.contains(where: { $0.index == named.index }) ? named.index : nil
-        }
-        // Without names: the slots are the partitions of the same size holding (or meant to hold)
-        // a root; slot A is the first of them.
-        let slots = slotPartitions(candidates: candidates)
-        guard number < slots.count else { return nil }
-        let index = slots[number]
-        return candidates.contains(where: { $0.index == index }) ? index : nil
-    }
-
-    /// A/B slot partitions when the table has no names: the first candidate and the partitions of
-    /// the same size after it (an empty slot B still takes its place).
-    private func slotPartitions(candidates: [PlanPartition]) -> [Int] {
-        guard let first = candidates.first else { return [] }
-        return disk.partitions.filter { $0.size == first.size && $0.index >= first.index && ($0.fsType == nil || $0.fsType == first.fsType || candidates.contains($0)) }
-            .filter { p in !(p.fsType == nil && p.size == 0) }
-            .map(\.index)
-    }
-
-    /// `mender_boot_part=3` / `resin_root_part=2` (hex for balena's U-Boot) / `A|B`.
-    private func slotByValue(_ value: String, candidates: [PlanPartition]) -> Int? {
-        if value == "A" || value == "B" {
-            let slots = candidates.map(\.index)
-            let i = value == "A" ? 0 : 1
-            return i < slots.count ? slots[i] : nil
-        }
-        let n = Int(value) ?? Int(value, radix: 16)
-        guard let n, candidates.contains(where: { $0.index == n }) else { return nil }
-        return n
+        return winner.map { ($0.partition, $0.reason) }
     }
 
     // MARK: Discoverable Partitions Specification

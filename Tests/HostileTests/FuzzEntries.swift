@@ -38,6 +38,13 @@ public enum FuzzEntries {
             _ = GrubEnvironment.parse(data)
             _ = UBootEnvironment.find(in: data)
             _ = UBootEnvironment.parseText(data)
+            // The slot conventions' text formats (RAUC system.conf and status, autoboot.txt,
+            // fw_env.config, kernel command lines).
+            _ = RAUCSystemConfig.parse(data)
+            _ = RAUCStatus.summary(data, file: "fuzz")
+            _ = RaspberryPiAutoboot.parse(data)
+            _ = FwEnvConfig.parse(data)
+            _ = KernelCommandLine.parse(String(decoding: data, as: UTF8.self))
         case "bolt": bolt(data)
         case "tar":
             // A gzip input is decompressed first (the seeds: 10,000-deep and 100,000-wide trees).

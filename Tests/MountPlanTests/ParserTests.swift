@@ -112,7 +112,7 @@ struct BootEnvironmentTests {
         #expect(GrubEnvironment.parse(Array(repeating: 0, count: 1024)) == nil)
     }
 
-    private func ubootEnv(_ pairs: [String], size: Int, redundant: Bool = false, flags: UInt8 = 1) -> [UInt8] {
+    static func ubootEnv(_ pairs: [String], size: Int, redundant: Bool = false, flags: UInt8 = 1) -> [UInt8] {
         var data: [UInt8] = []
         for p in pairs { data += Array(p.utf8) + [0] }
         data.append(0)
@@ -125,7 +125,7 @@ struct BootEnvironmentTests {
     }
 
     @Test func findsUBootEnvironment() throws {
-        let env = ubootEnv(["BOOT_ORDER=B A", "BOOT_A_LEFT=3", "BOOT_B_LEFT=0"], size: 0x4000)
+        let env = Self.ubootEnv(["BOOT_ORDER=B A", "BOOT_A_LEFT=3", "BOOT_B_LEFT=0"], size: 0x4000)
         let found = try #require(UBootEnvironment.find(in: env + [UInt8](repeating: 0, count: 0x10000)))
         #expect(found.size == 0x4000)
         #expect(found.variables["BOOT_ORDER"] == "B A")
@@ -133,8 +133,8 @@ struct BootEnvironmentTests {
     }
 
     @Test func redundantEnvironmentNewerCopyWins() throws {
-        let old = ubootEnv(["mender_boot_part=2"], size: 0x2000, redundant: true, flags: 4)
-        let new = ubootEnv(["mender_boot_part=3"], size: 0x2000, redundant: true, flags: 5)
+        let old = Self.ubootEnv(["mender_boot_part=2"], size: 0x2000, redundant: true, flags: 4)
+        let new = Self.ubootEnv(["mender_boot_part=3"], size: 0x2000, redundant: true, flags: 5)
         let found = try #require(UBootEnvironment.find(in: old + new))
         #expect(found.variables["mender_boot_part"] == "3")
         let found2 = try #require(UBootEnvironment.find(in: new + old))
@@ -143,7 +143,7 @@ struct BootEnvironmentTests {
 
     @Test func zeroedOrCorruptEnvironmentIsNotFound() {
         #expect(UBootEnvironment.find(in: [UInt8](repeating: 0, count: 0x10000)) == nil)
-        var env = ubootEnv(["BOOT_ORDER=A B"], size: 0x2000)
+        var env = Self.ubootEnv(["BOOT_ORDER=A B"], size: 0x2000)
         env[10] ^= 0xFF
         #expect(UBootEnvironment.find(in: env) == nil)
     }

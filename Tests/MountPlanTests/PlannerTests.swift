@@ -18,6 +18,14 @@ final class FakeDisk: PlanningDisk {
     func fileSystem(partition index: Int) throws -> (any FileSystemReader)? { filesystems[index] }
 
     func rawBytes(partition index: Int, count: Int) throws -> [UInt8] { Array((raw[index] ?? []).prefix(count)) }
+
+    /// The whole disk's bytes for `rawDiskBytes` (the gap before the first partition).
+    var wholeDisk: [UInt8] = []
+
+    func rawDiskBytes(at offset: UInt64, count: Int) throws -> [UInt8] {
+        guard offset < UInt64(wholeDisk.count) else { return [] }
+        return Array(wholeDisk[Int(offset)...].prefix(count))
+    }
 }
 
 func linuxRoot(_ name: String) -> MemoryFileSystem {
