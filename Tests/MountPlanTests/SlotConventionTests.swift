@@ -192,6 +192,22 @@ struct SlotConventionTests {
         #expect(plan.root.reason == "SWUpdate (U-Boot double copy) /uboot.env on partition 1: rootpart=3, upgrade_available=1, bootcount=4, bootlimit=3: the trial boot failed (bootcount reached bootlimit), so U-Boot runs altbootcmd, which sets rootpart=2")
     }
 
+    /// Mender during a trial boot that already used its one try (bootlimit=1): the next boot runs
+    /// altbootcmd (Mender's is conditional), back to the other root.
+    @Test func menderTrialRollsBack() throws {
+        let disk = FakeDisk()
+        let env = BootEnvironmentTests.ubootEnv(["mender_boot_part=3", "upgrade_available=1", "bootcount=1", "bootlimit=1",
+                                                 "altbootcmd=run mender_altbootcmd; run bootcmd"], size: 0x4000)
+        let boot = MemoryFileSystem(formatName: "vfat")
+        boot.addFile("/uboot.env", env)
+        disk.add(PlanPartition(index: 1, fsType: "vfat", size: 8 << 20), fs: boot)
+        disk.add(PlanPartition(index: 2, fsType: "ext4", size: 16 << 20), fs: linuxRoot("a"))
+        disk.add(PlanPartition(index: 3, fsType: "ext4", size: 16 << 20), fs: linuxRoot("b"))
+        let plan = try Planner.plan(disk)
+        #expect(plan.root.partition == 2)
+        #expect(plan.root.reason == "/uboot.env on partition 1: mender_boot_part=3, upgrade_available=1, bootcount=1, bootlimit=1: the trial boot failed (bootcount reached bootlimit), so U-Boot runs altbootcmd (switching to the other copy, partition 2, as the double-copy integrations do)")
+    }
+
     /// Mender's layout: /etc/fw_env.config is a symlink into /data (a partition fstab mounts),
     /// naming an environment in the raw gap before p1; `mender_boot_part=3` there.
     @Test func fwEnvConfigSymlinkIntoAnotherPartition() throws {
