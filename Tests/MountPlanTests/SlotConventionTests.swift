@@ -208,6 +208,17 @@ struct SlotConventionTests {
         #expect(plan.root.reason == "/uboot.env on partition 1: mender_boot_part=3, upgrade_available=1, bootcount=1, bootlimit=1: the trial boot failed (bootcount reached bootlimit), so U-Boot runs altbootcmd (switching to the other copy, partition 2, as the double-copy integrations do)")
     }
 
+    /// Hostile fw_env.config lines: an offset that overflows, a copy past a partition's end, an
+    /// MTD device: no crash, no allocation beyond the copy size, one warning naming each problem.
+    @Test func hostileFwEnvConfigIsAWarning() throws {
+        let config = "/dev/disk/by-partlabel/uboot-env 0xFFFFFFFFFFFFF000 0x4000\n/dev/mtd3 0x0 0x4000\n"
+        let disk = Self.raucDisk(bootloader: "uboot", fwEnv: config)
+        let plan = try Planner.plan(disk)
+        let warning = try #require(plan.warnings.first { $0.hasPrefix("/etc/fw_env.config on partition 3 (rootfs-a) names no readable U-Boot environment") })
+        #expect(warning.hasSuffix("partition 2 (uboot-env) at 0xfffffffffffff000: more than 64 MiB into the partition, not read; /dev/mtd3: not a partition or the whole disk of this image"), "\(warning)")
+        #expect(plan.warnings.contains { $0.contains("no U-Boot environment found") }, "\(plan.warnings)")
+    }
+
     /// Mender's layout: /etc/fw_env.config is a symlink into /data (a partition fstab mounts),
     /// naming an environment in the raw gap before p1; `mender_boot_part=3` there.
     @Test func fwEnvConfigSymlinkIntoAnotherPartition() throws {
