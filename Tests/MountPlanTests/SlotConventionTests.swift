@@ -255,6 +255,27 @@ struct SlotConventionTests {
         #expect(plan.warnings.count == 1 && plan.warnings[0].hasSuffix("partition 6 (KERN-C) would boot but holds no Linux root; trying the next slot"), "\(plan.warnings)")
     }
 
+    /// autoboot.txt without boot_partition: the firmware stays on its own partition, whose
+    /// cmdline.txt names the root; a boot partition without cmdline.txt is a warning.
+    @Test func autobootWithoutBootPartition() throws {
+        func disk(_ autoboot: String) -> FakeDisk {
+            let disk = FakeDisk()
+            let boot = MemoryFileSystem(formatName: "vfat")
+            boot.addFile("/autoboot.txt", autoboot)
+            boot.addFile("/cmdline.txt", "root=/dev/mmcblk0p3 rootwait\n")
+            disk.add(PlanPartition(index: 1, fsType: "vfat", size: 8 << 20), fs: boot)
+            disk.add(PlanPartition(index: 2, fsType: "ext4", size: 16 << 20), fs: linuxRoot("a"))
+            disk.add(PlanPartition(index: 3, fsType: "ext4", size: 16 << 20), fs: linuxRoot("b"))
+            return disk
+        }
+        let plan = try Planner.plan(disk("[all]\ntryboot_a_b=1\n"))
+        #expect(plan.root.partition == 3)
+        #expect(plan.root.reason == "Raspberry Pi firmware /autoboot.txt on partition 1: [all] tryboot_a_b=1 boot_partition=unset (no boot_partition: the firmware boots from partition 1); /cmdline.txt on partition 1: root=/dev/mmcblk0p3")
+
+        let other = try Planner.plan(disk("[all]\nboot_partition=2\n"))
+        #expect(other.warnings.first?.hasSuffix("partition 2 has no cmdline.txt; the root is not known from it") == true, "\(other.warnings)")
+    }
+
     /// GPT bits choose B; the boot partition's cmdline.txt names A: the bits win, with a warning.
     @Test func disagreeingConventionsWarn() throws {
         let disk = FakeDisk()
