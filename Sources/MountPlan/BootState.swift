@@ -206,35 +206,34 @@ extension FwEnvConfig {
     /// The bytes of one copy and a description of where they were read.
     private static func read(_ copy: Copy, paths: RootPaths, disk: any PlanningDisk, problems: inout [String]) -> ([UInt8]?, String) {
         let at = "0x\(String(copy.offset, radix: 16))"
+        func fail(_ what: String, _ why: String) -> ([UInt8]?, String) {
+            problems.append("\(what): \(why)")
+            return (nil, what)
+        }
         let spec = DeviceSpec(parsing: copy.device)
         if case .other(let path) = spec {
-            guard let file = paths.read(path, warnings: &problems) else {
-                problems.append("\(path): not found")
-                return (nil, path)
-            }
+            guard let file = paths.read(path, warnings: &problems) else { return fail(path, "not found") }
             let start = Int(clamping: copy.offset)
-            guard start < file.bytes.count else { return (nil, file.location) }
-            let bytes = Array(file.bytes[start..<min(file.bytes.count, start + copy.size)])
-            return (bytes.count == copy.size ? bytes : nil, "\(file.location) at \(at)")
+            guard start < file.bytes.count, file.bytes.count - start >= copy.size else {
+                return fail("\(file.location) at \(at)", "the file (\(file.bytes.count) bytes) ends before the copy does")
+            }
+            return (Array(file.bytes[start..<(start + copy.size)]), "\(file.location) at \(at)")
         }
         do {
             if case .partition(let index, _) = DeviceResolver(partitions: disk.partitions, rootPartition: paths.root).resolve(spec) {
                 let name = disk.partitions.first { $0.index == index }?.displayName ?? "partition \(index)"
                 let (end, overflow) = copy.offset.addingReportingOverflow(UInt64(copy.size))
-                guard !overflow, end <= 64 << 20 else { return (nil, "\(name) at \(at) (too far into the partition)") }
+                guard !overflow, end <= 64 << 20 else { return fail("\(name) at \(at)", "more than 64 MiB into the partition, not read") }
                 let bytes = try disk.rawBytes(partition: index, count: Int(end))
-                guard bytes.count == Int(end) else { return (nil, "\(name) at \(at) (past its end)") }
+                guard bytes.count == Int(end) else { return fail("\(name) at \(at)", "past the end of the partition") }
                 return (Array(bytes[Int(copy.offset)...]), "in \(name) at \(at)")
             }
-            guard isWholeDisk(copy.device) else {
-                problems.append("\(copy.device): not a partition or the whole disk of this image")
-                return (nil, copy.device)
-            }
+            guard isWholeDisk(copy.device) else { return fail(copy.device, "not a partition or the whole disk of this image") }
             let bytes = try disk.rawDiskBytes(at: copy.offset, count: copy.size)
-            return (bytes.count == copy.size ? bytes : nil, "on the disk (\(copy.device)) at \(at)")
+            guard bytes.count == copy.size else { return fail("\(copy.device) at \(at)", "past the end of the disk") }
+            return (bytes, "on the disk (\(copy.device)) at \(at)")
         } catch {
-            problems.append("\(copy.device) at \(at): unreadable (\(FWError(error).message))")
-            return (nil, copy.device)
+            return fail("\(copy.device) at \(at)", "unreadable (\(FWError(error).message))")
         }
     }
 

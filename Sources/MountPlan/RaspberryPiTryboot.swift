@@ -36,10 +36,9 @@ enum RaspberryPiTryboot {
         if !autoboot.otherSections.isEmpty {
             facts += " (sections [\(autoboot.otherSections.joined(separator: "], ["))] are board filters, not applied)"
         }
-        guard let boot = autoboot.bootPartition else {
-            found.evidence.append(facts + ": no boot partition")
-            return nil
-        }
+        // Without boot_partition the firmware stays on the partition holding autoboot.txt.
+        let boot = autoboot.bootPartition ?? file.partition
+        if autoboot.bootPartition == nil { facts += " (no boot_partition: the firmware boots from \(context.name(boot)))" }
         guard let cmdline = context.state.cmdlines.first(where: { $0.partition == boot }) else {
             found.warnings.append("\(facts): \(context.name(boot)) has no cmdline.txt; the root is not known from it")
             return nil

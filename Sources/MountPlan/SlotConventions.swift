@@ -144,7 +144,11 @@ struct SlotContext {
                 guard let value = env.variables[key] else { continue }
                 let facts = "\(env.location): \(key)=\(value)"
                 if let p = slotByValue(value) {
-                    return SlotDecision(convention: key.hasPrefix("mender") ? "Mender" : "balenaOS", partition: p, reason: facts)
+                    guard key == "mender_boot_part", env.variables["upgrade_available"] == "1" else {
+                        return SlotDecision(convention: key.hasPrefix("mender") ? "Mender" : "balenaOS", partition: p, reason: facts)
+                    }
+                    let (chosen, reason) = bootCountRollback(env.variables, key: key, slot: p, facts: facts, &found)
+                    return SlotDecision(convention: "Mender", partition: chosen, reason: reason)
                 }
                 found.warnings.append("\(facts) does not name a partition holding a Linux root; ignored")
             }
@@ -165,37 +169,43 @@ struct SlotContext {
     // MARK: SWUpdate
 
     /// SWUpdate's double-copy U-Boot convention: the root partition number in `rootpart` or
-    /// `mmcpart`; during a trial (`upgrade_available=1`) U-Boot counts `bootcount` and, once it
-    /// passes `bootlimit`, runs `altbootcmd`, which switches to the other copy.
+    /// `mmcpart`, subject to U-Boot's bootcount rollback (`bootCountRollback`).
     func swupdate(_ found: inout SlotFindings) -> SlotDecision? {
         for env in [state.configuredUBoot, state.uboot].compactMap({ $0 }) {
             guard let key = ["rootpart", "mmcpart"].first(where: { env.variables[$0] != nil }), let value = env.variables[key] else { continue }
-            let vars = env.variables
-            var facts = "SWUpdate (U-Boot double copy) \(env.location): \(key)=\(value)"
-            for k in ["ustate", "upgrade_available", "bootcount", "bootlimit"] where vars[k] != nil { facts += ", \(k)=\(vars[k] ?? "")" }
+            let facts = "SWUpdate (U-Boot double copy) \(env.location): \(key)=\(value)"
             guard let slot = slotByValue(value) else {
                 found.warnings.append("\(facts) does not name a partition holding a Linux root; ignored")
                 continue
             }
-            let count = Int(vars["bootcount"] ?? "0") ?? 0
-            let limit = Int(vars["bootlimit"] ?? "0") ?? 0
-            guard vars["upgrade_available"] == "1", limit > 0, count >= limit else {
-                return SlotDecision(convention: "SWUpdate", partition: slot, reason: facts)
-            }
-            // The next boot counts bootcount+1 > bootlimit: U-Boot runs altbootcmd.
-            facts += ": the trial boot failed (bootcount reached bootlimit), so U-Boot runs altbootcmd"
-            if let target = altbootTarget(vars["altbootcmd"] ?? "", key: key), isCandidate(target) {
-                return SlotDecision(convention: "SWUpdate", partition: target, reason: facts + ", which sets \(key)=\(target)")
-            }
-            let pair = slotPartitions()
-            guard pair.count == 2, let other = pair.first(where: { $0 != slot }), isCandidate(other) else {
-                found.warnings.append("\(facts); the other copy is not known (no A/B pair of root partitions); \(name(slot)) kept")
-                return SlotDecision(convention: "SWUpdate", partition: slot, reason: facts + "; the other copy is not known")
-            }
-            return SlotDecision(convention: "SWUpdate", partition: other,
-                                reason: facts + " (switching to the other copy, \(name(other)), as SWUpdate's double-copy examples do)")
+            let (p, reason) = bootCountRollback(env.variables, key: key, slot: slot, facts: facts, &found)
+            return SlotDecision(convention: "SWUpdate", partition: p, reason: reason)
         }
         return nil
+    }
+
+    /// U-Boot's boot counter (CONFIG_BOOTCOUNT_ENV): during a trial (`upgrade_available=1`) each
+    /// boot increments `bootcount` and, once it passes `bootlimit`, runs `altbootcmd`, which
+    /// SWUpdate's and Mender's integrations use to switch to the other copy. A stored
+    /// `bootcount>=bootlimit>0` means the next boot rolls back: to the partition an unconditional
+    /// `setenv KEY N` in `altbootcmd` names, else to the other of the two root copies.
+    func bootCountRollback(_ vars: [String: String], key: String, slot: Int, facts: String, _ found: inout SlotFindings) -> (Int, String) {
+        var facts = facts
+        for k in ["ustate", "upgrade_available", "bootcount", "bootlimit"] where vars[k] != nil { facts += ", \(k)=\(vars[k] ?? "")" }
+        let count = Int(vars["bootcount"] ?? "0") ?? 0
+        let limit = Int(vars["bootlimit"] ?? "0") ?? 0
+        guard vars["upgrade_available"] == "1", limit > 0, count >= limit else { return (slot, facts) }
+        // The next boot counts bootcount+1 > bootlimit: U-Boot runs altbootcmd.
+        facts += ": the trial boot failed (bootcount reached bootlimit), so U-Boot runs altbootcmd"
+        if let target = altbootTarget(vars["altbootcmd"] ?? "", key: key), isCandidate(target) {
+            return (target, facts + ", which sets \(key)=\(target)")
+        }
+        let pair = slotPartitions()
+        guard pair.count == 2, let other = pair.first(where: { $0 != slot }), isCandidate(other) else {
+            found.warnings.append("\(facts); the other copy is not known (no A/B pair of root partitions); \(name(slot)) kept")
+            return (slot, facts + "; the other copy is not known")
+        }
+        return (other, facts + " (switching to the other copy, \(name(other)), as the double-copy integrations do)")
     }
 
     /// The partition an unconditional `setenv rootpart N` in `altbootcmd` sets; nil when the

@@ -36,7 +36,7 @@ struct SlotConventionEndToEndTests {
         Expected(image: "rauc-grub.failed.img", root: 2, version: "1.0", reason: [raucGrub + "B_OK=1, B_TRY=1 (not bootable), A_OK=1, A_TRY=0; RAUC status"]),
         Expected(image: "swupdate.img", root: 3, version: "2.0", reason: [swupdate + "bootcount=1, bootlimit=3"]),
         Expected(image: "swupdate.failed.img", root: 2, version: "1.0", reason: [
-            swupdate + "bootcount=3, bootlimit=3: the trial boot failed (bootcount reached bootlimit), so U-Boot runs altbootcmd (switching to the other copy, partition 2 (rootfs2), as SWUpdate's double-copy examples do)"]),
+            swupdate + "bootcount=3, bootlimit=3: the trial boot failed (bootcount reached bootlimit), so U-Boot runs altbootcmd (switching to the other copy, partition 2 (rootfs2), as the double-copy integrations do)"]),
         Expected(image: "rpi-tryboot.img", root: 6, version: "2.0", reason: [
             tryboot + "boot_partition=3 ([tryboot] boot_partition=2 applies only to a trial boot", "/cmdline.txt on partition 3 (BOOT-B): root=PARTUUID=7e57b007-06"]),
         Expected(image: "rpi-tryboot.failed.img", root: 5, version: "1.0", reason: [

@@ -192,6 +192,33 @@ struct SlotConventionTests {
         #expect(plan.root.reason == "SWUpdate (U-Boot double copy) /uboot.env on partition 1: rootpart=3, upgrade_available=1, bootcount=4, bootlimit=3: the trial boot failed (bootcount reached bootlimit), so U-Boot runs altbootcmd, which sets rootpart=2")
     }
 
+    /// Mender during a trial boot that already used its one try (bootlimit=1): the next boot runs
+    /// altbootcmd (Mender's is conditional), back to the other root.
+    @Test func menderTrialRollsBack() throws {
+        let disk = FakeDisk()
+        let env = BootEnvironmentTests.ubootEnv(["mender_boot_part=3", "upgrade_available=1", "bootcount=1", "bootlimit=1",
+                                                 "altbootcmd=run mender_altbootcmd; run bootcmd"], size: 0x4000)
+        let boot = MemoryFileSystem(formatName: "vfat")
+        boot.addFile("/uboot.env", env)
+        disk.add(PlanPartition(index: 1, fsType: "vfat", size: 8 << 20), fs: boot)
+        disk.add(PlanPartition(index: 2, fsType: "ext4", size: 16 << 20), fs: linuxRoot("a"))
+        disk.add(PlanPartition(index: 3, fsType: "ext4", size: 16 << 20), fs: linuxRoot("b"))
+        let plan = try Planner.plan(disk)
+        #expect(plan.root.partition == 2)
+        #expect(plan.root.reason == "/uboot.env on partition 1: mender_boot_part=3, upgrade_available=1, bootcount=1, bootlimit=1: the trial boot failed (bootcount reached bootlimit), so U-Boot runs altbootcmd (switching to the other copy, partition 2, as the double-copy integrations do)")
+    }
+
+    /// Hostile fw_env.config lines: an offset that overflows, a copy past a partition's end, an
+    /// MTD device: no crash, no allocation beyond the copy size, one warning naming each problem.
+    @Test func hostileFwEnvConfigIsAWarning() throws {
+        let config = "/dev/disk/by-partlabel/uboot-env 0xFFFFFFFFFFFFF000 0x4000\n/dev/mtd3 0x0 0x4000\n"
+        let disk = Self.raucDisk(bootloader: "uboot", fwEnv: config)
+        let plan = try Planner.plan(disk)
+        let warning = try #require(plan.warnings.first { $0.hasPrefix("/etc/fw_env.config on partition 3 (rootfs-a) names no readable U-Boot environment") })
+        #expect(warning.hasSuffix("partition 2 (uboot-env) at 0xfffffffffffff000: more than 64 MiB into the partition, not read; /dev/mtd3: not a partition or the whole disk of this image"), "\(warning)")
+        #expect(plan.warnings.contains { $0.contains("no U-Boot environment found") }, "\(plan.warnings)")
+    }
+
     /// Mender's layout: /etc/fw_env.config is a symlink into /data (a partition fstab mounts),
     /// naming an environment in the raw gap before p1; `mender_boot_part=3` there.
     @Test func fwEnvConfigSymlinkIntoAnotherPartition() throws {
@@ -226,6 +253,27 @@ struct SlotConventionTests {
         #expect(plan.root.partition == 5)
         #expect(plan.root.reason.hasSuffix("; partition 6 (KERN-C) holds no root (a trial boot: gptprio.next decrements its tries); kernel slot KERN-B boots partition 5 (ROOT-B) (ChromeOS KERN-X/ROOT-X)"), "\(plan.root.reason)")
         #expect(plan.warnings.count == 1 && plan.warnings[0].hasSuffix("partition 6 (KERN-C) would boot but holds no Linux root; trying the next slot"), "\(plan.warnings)")
+    }
+
+    /// autoboot.txt without boot_partition: the firmware stays on its own partition, whose
+    /// cmdline.txt names the root; a boot partition without cmdline.txt is a warning.
+    @Test func autobootWithoutBootPartition() throws {
+        func disk(_ autoboot: String) -> FakeDisk {
+            let disk = FakeDisk()
+            let boot = MemoryFileSystem(formatName: "vfat")
+            boot.addFile("/autoboot.txt", autoboot)
+            boot.addFile("/cmdline.txt", "root=/dev/mmcblk0p3 rootwait\n")
+            disk.add(PlanPartition(index: 1, fsType: "vfat", size: 8 << 20), fs: boot)
+            disk.add(PlanPartition(index: 2, fsType: "ext4", size: 16 << 20), fs: linuxRoot("a"))
+            disk.add(PlanPartition(index: 3, fsType: "ext4", size: 16 << 20), fs: linuxRoot("b"))
+            return disk
+        }
+        let plan = try Planner.plan(disk("[all]\ntryboot_a_b=1\n"))
+        #expect(plan.root.partition == 3)
+        #expect(plan.root.reason == "Raspberry Pi firmware /autoboot.txt on partition 1: [all] tryboot_a_b=1 boot_partition=unset (no boot_partition: the firmware boots from partition 1); /cmdline.txt on partition 1: root=/dev/mmcblk0p3")
+
+        let other = try Planner.plan(disk("[all]\nboot_partition=2\n"))
+        #expect(other.warnings.first?.hasSuffix("partition 2 has no cmdline.txt; the root is not known from it") == true, "\(other.warnings)")
     }
 
     /// GPT bits choose B; the boot partition's cmdline.txt names A: the bits win, with a warning.
