@@ -44,6 +44,8 @@ enum JBD2 {
     /// Distinct revoked blocks kept (a real journal revokes a few thousand; this bounds the
     /// table to about 64 MiB whatever a damaged journal says).
     static let maximumRevokedBlocks = 1 << 21
+    /// sizeof(struct commit_header): h_commit_nsec ends at 60, padded to 64 by the 8-byte h_commit_sec.
+    static let commitHeaderBytes = 64
 
     // Block tag flags (t_flags).
     static let flagEscape: UInt32 = 1
@@ -216,6 +218,19 @@ enum JBD2 {
             return JBD2.crc32c(seed, copy) == stored
         }
 
+        /// jbd2_commit_block_csum_verify_partial: the checksum of a block holding only the commit
+        /// block's 64-byte `struct commit_header` (h_chksum[0] zeroed), zeros after it. jbd2 writes
+        /// commit blocks zero-filled past the header, so a torn write that kept the header but
+        /// overwrote the tail still passes this check.
+        func partialCommitChecksumOK(_ b: [UInt8]) -> Bool {
+            guard sb.csumV2or3, b.count >= JBD2.commitHeaderBytes,
+                  let stored = ByteCursor(b).integerIfPresent(at: 16, endianness: .big, as: UInt32.self) else { return false }
+            var copy = [UInt8](repeating: 0, count: b.count)
+            copy.replaceSubrange(0..<JBD2.commitHeaderBytes, with: b[0..<JBD2.commitHeaderBytes])
+            for i in 16..<20 { copy[i] = 0 }
+            return JBD2.crc32c(seed, copy) == stored
+        }
+
         /// jbd2_block_tag_csum_verify: crc32c over the big-endian sequence, then the block.
         func tagChecksumOK(_ tag: Tag, data: [UInt8], sequence: UInt32) -> Bool {
             guard sb.csumV2or3 else { return true }
@@ -266,7 +281,7 @@ enum JBD2 {
                     if !tailChecksumOK(b) { needCheckCommitTime = true }
                     let tags = tags(b)
                     if let bad = tags.first(where: { $0.block >= fsBlocks }) {
-                        warnings.append("journal transaction \(next) writes block \(bad.block), outside the \(fsBlocks)-block filesystem; replay ends before it")
+                        warnings.append("journal transaction \(next) writes block \(bad.block), outside the \(fsBlocks) blocks of the device; replay ends before it")
                         endTransaction = next
                         break scan
                     }
@@ -317,7 +332,11 @@ enum JBD2 {
                         if !ok { checksumFailed = true }
                         crcSum = ~0
                     }
-                    if checksumFailed || !commitChecksumOK(b) {
+                    if !checksumFailed, !commitChecksumOK(b), partialCommitChecksumOK(b) {
+                        // The kernel's "Find incomplete commit block": the transaction counts, and
+                        // so do the ones after it.
+                        warnings.append("journal transaction \(next) has an incomplete commit block (header intact, tail overwritten, as a torn write leaves it); replayed as the kernel does")
+                    } else if checksumFailed || !commitChecksumOK(b) {
                         if commitTime < lastCommitTime { break scan }   // stale block from an older lap
                         warnings.append("journal transaction \(next) fails its commit checksum; it and later transactions are not replayed")
                         endTransaction = next

@@ -1,0 +1,140 @@
+import DiskImage
+@testable import FileSystemExt4
+import FileSystems
+import Foundation
+import Testing
+import TestSupport
+
+/// The snapshots of images/disks/hot-ext4-power.sh (the journal cases real power loss makes), each
+/// with the kernel's view of a writable copy (NAME.manifest) and what the recipe did (NAME.info).
+enum PowerLossImages {
+    static var available: Bool { HotImages.path("hot-ext4-torn.img") != nil }
+
+    /// NAME.info: lines "key value...".
+    static func info(_ image: String) throws -> [[String]] {
+        let path = try #require(HotImages.path(image.replacingOccurrences(of: ".img", with: ".info")))
+        return try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+    }
+
+    /// The reader's walk compared with the kernel's view, every field.
+    static func compare(_ image: String, _ reader: Ext4Reader, expected: [ManifestEntry]? = nil) throws -> [String] {
+        let (actual, problems) = try Manifest.of(reader)
+        #expect(problems.isEmpty, "\(problems)")
+        return Manifest.differences(expected: try expected ?? HotImages.manifest(image), actual: actual)
+    }
+}
+
+@Suite("Ext4 journal replay: power-loss cases made by the kernel", .enabled(if: PowerLossImages.available,
+    "hot-ext4-power snapshots not built (images/disks/hot-ext4-power.sh needs root and loop devices)"))
+struct Ext4PowerLossTests {
+    @Test("torn commit blocks (header intact, tail overwritten): replayed with the later transactions, as the kernel does")
+    func tornCommit() throws {
+        let torn = try PowerLossImages.info("hot-ext4-torn.img").filter { $0.first == "torn" }.compactMap { UInt32($0[1]) }
+        #expect(torn.count == 2)
+        let reader = try HotImages.open("hot-ext4-torn.img")
+        let journal = try #require(reader.journal)
+        for sequence in torn {
+            #expect(journal.warnings.contains { $0.contains("transaction \(sequence) has an incomplete commit block") }, "\(journal.warnings)")
+        }
+        #expect(!journal.warnings.contains { $0.contains("fails") }, "\(journal.warnings)")
+        #expect(journal.warnings.count == torn.count)
+        let expected = try HotImages.manifest("hot-ext4-torn.img")
+        // What the torn transactions carry is in the kernel's view (the comparison is not vacuous).
+        #expect(expected.contains { $0.path == "t3/f10" } && expected.contains { $0.path == "t2/f10" })
+        let diffs = try PowerLossImages.compare("hot-ext4-torn.img", reader, expected: expected)
+        #expect(diffs.isEmpty, "\(diffs.prefix(20).joined(separator: "\n"))")
+    }
+
+    @Test("a torn commit block whose header is damaged too: replay ends before that transaction")
+    func tornHeader() throws {
+        let torn = try PowerLossImages.info("hot-ext4-torn.img").filter { $0.first == "torn" }
+        let first = try #require(torn.first.flatMap { UInt32($0[1]) })
+        let block = try #require(torn.first.flatMap { Int($0[2]) })
+        let (reader, error) = try Ext4JournalCorruptionTests.damaged("hot-ext4-torn.img") { b, l in
+            b[l.offset(block) + 14] ^= 0x01   // h_padding, inside the 64-byte header (not the commit time)
+        }
+        let r = try #require(reader, "\(String(describing: error))")
+        let journal = try #require(r.journal)
+        #expect(journal.warnings.contains { $0.contains("transaction \(first) fails its commit checksum") }, "\(journal.warnings)")
+        let (actual, _) = try Manifest.of(r, readContents: false)
+        #expect(!actual.contains { $0.path == "t3/f10" })
+    }
+
+    @Test("orphans at the copy: an unlinked open file and a truncate in progress, as the kernel leaves them",
+          arguments: ["hot-ext4-trunc.img", "hot-ext4-orphanfile.img"])
+    func orphans(image: String) throws {
+        let reader = try HotImages.open(image)
+        let journal = try #require(reader.journal)
+        #expect(journal.warnings.isEmpty, "\(journal.warnings)")
+        let info = try PowerLossImages.info(image)
+        let truncating = info.first { $0.first == "truncating" && $0.count == 3 }
+        // The recipe checked the kernel's log: one orphan deleted (and one truncate cleaned up).
+        #expect(journal.orphans == (truncating == nil ? 1 : 2))
+        if image == "hot-ext4-orphanfile.img" {
+            // The orphans are in the orphan file, not on the list.
+            let sb = try ByteCursor(try reader.source.bytes(at: 1024, count: 1024))
+            #expect(try sb.u32le(at: 0xE8) == 0, "s_last_orphan")
+        }
+        var expected = try HotImages.manifest(image)
+        #expect(!expected.contains { $0.path == "var/orphan" })
+        if let truncating {
+            let path = truncating[1]
+            let index = try #require(expected.firstIndex { $0.path == path })
+            #expect(expected[index].size == UInt64(truncating[2]))
+            // The kernel stamps mtime/ctime with the time of its mount when it finishes the
+            // truncate; the archive keeps the inode's stored times (those of the truncate call).
+            let (actual, _) = try Manifest.of(reader, readContents: false)
+            let mine = try #require(actual.first { $0.path == path })
+            #expect((mine.mtime, mine.mtime_ns) < (expected[index].mtime, expected[index].mtime_ns))
+            expected[index].mtime = mine.mtime
+            expected[index].mtime_ns = mine.mtime_ns
+        }
+        let diffs = try PowerLossImages.compare(image, reader, expected: expected)
+        #expect(diffs.isEmpty, "\(diffs.prefix(20).joined(separator: "\n"))")
+    }
+
+    @Test("after an online grow the journal writes past the on-disk block count: all replayed, as the kernel does")
+    func grow() throws {
+        guard HotImages.path("hot-ext4-grow.img") != nil else {
+            // The recipe says why (online resize needs CAP_SYS_RESOURCE); `staleBlockCount` covers the rule.
+            return
+        }
+        let info = try PowerLossImages.info("hot-ext4-grow.img")
+        let before = try #require(info.first { $0.first == "blocks_on_disk" }.flatMap { UInt64($0[1]) })
+        let after = try #require(info.first { $0.first == "blocks_after" }.flatMap { UInt64($0[1]) })
+        let reader = try HotImages.open("hot-ext4-grow.img")
+        #expect(try HotImages.open("hot-ext4-grow.img", replay: false).blocksCount == before)
+        #expect(reader.blocksCount == after)
+        let diffs = try PowerLossImages.compare("hot-ext4-grow.img", reader)
+        #expect(diffs.isEmpty, "\(diffs.prefix(20).joined(separator: "\n"))")
+    }
+
+    @Test("a superblock block count below the blocks the journal writes (a stale count): replay is bounded by the device")
+    func staleBlockCount() throws {
+        let image = "hot-ext4-trunc.img"
+        let path = try #require(HotImages.path(image))
+        let layout = try JournalLayout(image: path)
+        let source = try FileSource(path: path)
+        var journalBytes: [UInt8] = []
+        for i in 0..<Int(layout.blocks) { journalBytes += try source.bytes(at: UInt64(layout.offset(i)), count: layout.blockSize) }
+        let written = JournalParser.replay(journal: journalBytes).blocks.keys
+        let highest = try #require(written.max())
+        #expect(written.contains(0), "the journal carries the superblock")
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("stale-\(UUID().uuidString).img").path
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        try FileManager.default.copyItem(atPath: path, toPath: copy)
+        // The on-disk count set below the highest journalled block, as after an online grow (-n:
+        // the stale bitmaps fail their checksums until the journal is replayed).
+        try TestImages.run(["debugfs", "-w", "-n", "-R", "ssv blocks_count \(highest - 1)", copy])
+        let stale = try Ext4Reader(source: FileSource(path: copy), name: "stale")
+        let original = try HotImages.open(image)
+        #expect(try Ext4Reader(source: FileSource(path: copy), name: "stale", replayJournal: false).blocksCount == highest - 1)
+        #expect(stale.journal?.transactions == original.journal?.transactions)
+        #expect(stale.journal?.blocks == original.journal?.blocks)
+        #expect(stale.journal?.warnings == original.journal?.warnings)
+        #expect(stale.blocksCount == original.blocksCount)
+        let (a, _) = try Manifest.of(stale)
+        let (b, _) = try Manifest.of(original)
+        #expect(Manifest.differences(expected: b, actual: a).isEmpty)
+    }
+}
