@@ -56,8 +56,24 @@ extension Ext4Reader {
         // on-disk count is stale and the journal writes the new groups (and the new count). So
         // the bound is the device, the source, when it is larger than the on-disk count.
         let deviceBlocks = max(blocksCount, source.size / UInt64(blockSize))
-        return try JBD2.replay(journalBlocks: journalBlocks, blockSize: blockSize, fsBlocks: deviceBlocks, read: read,
-                               progress: progress)
+        let inodeSize = sb.s_rev_level == 0 ? 128 : Int(sb.s_inode_size)
+        var (overlay, replay, fastCommits) = try JBD2.replay(journalBlocks: journalBlocks, blockSize: blockSize, fsBlocks: deviceBlocks,
+                                                             read: read, maximumInodeSize: inodeSize, progress: progress)
+        if !fastCommits.isEmpty {
+            let target = overlay ?? BlockOverlay(blockSize: blockSize)
+            do {
+                replay.fastCommits = try FastCommitReplay.apply(fastCommits, source: source, overlay: target, place: source.place)
+            } catch let failure as FastCommitReplay.Failure {
+                replay.warnings.append("fast-commit replay stopped: \(failure.message) (the kernel would refuse to mount); the records before it are applied")
+            } catch {
+                replay.warnings.append("fast-commit replay stopped: \(FWError(error).message); the records before it are applied")
+            }
+            if target.count > 0 {
+                overlay = target
+                replay.replayed = true
+            }
+        }
+        return (overlay, replay)
     }
 
     /// The orphans the kernel finds when it mounts after recovery (ext4_orphan_cleanup): the

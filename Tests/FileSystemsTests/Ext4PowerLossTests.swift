@@ -72,7 +72,7 @@ struct Ext4PowerLossTests {
         #expect(journal.orphans == (truncating == nil ? 1 : 2))
         if image == "hot-ext4-orphanfile.img" {
             // The orphans are in the orphan file, not on the list.
-            let sb = try ByteCursor(try reader.source.bytes(at: 1024, count: 1024))
+            let sb = ByteCursor(try reader.source.bytes(at: 1024, count: 1024))
             #expect(try sb.u32le(at: 0xE8) == 0, "s_last_orphan")
         }
         var expected = try HotImages.manifest(image)
@@ -136,5 +136,86 @@ struct Ext4PowerLossTests {
         let (a, _) = try Manifest.of(stale)
         let (b, _) = try Manifest.of(original)
         #expect(Manifest.differences(expected: b, actual: a).isEmpty)
+    }
+}
+
+/// e2fsprogs' own fast-commit test image (tests/j_recover_fast_commit: image.gz and what e2fsck
+/// and debugfs show after its replay, `expect`), fetched at test time by
+/// images/fetch-e2fsprogs-source.sh (GPL test data, never committed).
+enum E2fsprogsFastCommit {
+    static let directory = "/tmp/fwassemble-e2fsprogs-src"
+    static let available: Bool = {
+        let script = TestImages.repositoryRoot.appendingPathComponent("images/fetch-e2fsprogs-source.sh").path
+        return (try? TestImages.run(["bash", script, directory])) != nil   // no network: the test skips
+    }()
+    static var test: String { directory + "/tests/j_recover_fast_commit" }
+
+    /// The (inode, name) pairs debugfs's `ls DIR` printed in the expect file, "." and ".." left out.
+    static func listing(_ dir: String) throws -> [(UInt64, String)] {
+        let expect = try String(contentsOfFile: test + "/expect", encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+        let index = try #require(expect.firstIndex { $0 == "debugfs: ls\(dir.isEmpty ? "" : " " + dir)" })
+        let line = String(expect[index + 1])
+        let regex = try NSRegularExpression(pattern: #"(\d+)\s+\(\d+\)\s+(\S+)"#)
+        return regex.matches(in: line, range: NSRange(line.startIndex..., in: line)).compactMap { m in
+            guard let i = Range(m.range(at: 1), in: line), let n = Range(m.range(at: 2), in: line),
+                  let ino = UInt64(line[i]), line[n] != ".", line[n] != ".." else { return nil }
+            return (ino, String(line[n]))
+        }
+    }
+}
+
+@Suite("Ext4 fast-commit replay: e2fsprogs' j_recover_fast_commit image", .enabled(if: E2fsprogsFastCommit.available,
+    "e2fsprogs' source package could not be fetched (no network?)"))
+struct Ext4FastCommitImageTests {
+    @Test("the replayed view has what e2fsck's expect file and the kernel's replayed mount show")
+    func matches() throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("fc-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let image = scratch + "/image"
+        try TestImages.run(["sh", "-c", "gunzip < \"$1\" > \"$2\"", "sh", E2fsprogsFastCommit.test + "/image.gz", image])
+        let reader = try Ext4Reader(source: FileSource(path: image), name: "j_recover_fast_commit")
+        let journal = try #require(reader.journal)
+        #expect(journal.fastCommits > 0 && journal.warnings.isEmpty, "\(journal.warnings)")
+        // debugfs's listings after e2fsck's replay: names and inode numbers.
+        func entries(_ inode: UInt64) throws -> [String] {
+            try reader.directoryEntries(of: inode).map { "\($0.inode) \(String(decoding: $0.name, as: UTF8.self))" }.sorted()
+        }
+        let root = try E2fsprogsFastCommit.listing("")
+        #expect(try entries(2) == root.map { "\($0.0) \($0.1)" }.sorted())
+        let a = try #require(root.first { $0.1 == "a" }?.0)
+        let inA = try E2fsprogsFastCommit.listing("a/")
+        #expect(inA.map(\.1).sorted() == ["data", "new"])
+        #expect(try entries(a) == inA.map { "\($0.0) \($0.1)" }.sorted())
+        // Without the fast commits the two files are not there.
+        let stale = try Ext4Reader(source: FileSource(path: image), name: "stale", replayJournal: false)
+        #expect(try stale.directoryEntries(of: a).count < 2)
+        // The kernel's own replay, where loop mounts work: every field.
+        guard TestImages.canLoopMount("ext4") else { return }
+        let copy = scratch + "/kernel.img"
+        try FileManager.default.copyItem(atPath: image, toPath: copy)
+        let mountPoint = scratch + "/mnt"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let mounted = Date()
+        try TestImages.run(["mount", "-o", "loop", copy, mountPoint])
+        var expected: [ManifestEntry]
+        do {
+            expected = try Manifest.ofDirectory(mountPoint)
+            _ = try? TestImages.run(["umount", mountPoint])
+        } catch {
+            _ = try? TestImages.run(["umount", mountPoint])
+            throw error
+        }
+        let (actual, problems) = try Manifest.of(reader)
+        #expect(problems.isEmpty, "\(problems)")
+        // The kernel's replay of the new entries stamps "a" with the time of its mount
+        // (__ext4_link); the archive keeps the directory's stored mtime.
+        let ka = try #require(expected.firstIndex { $0.path == "a" })
+        #expect(expected[ka].mtime >= Int64(mounted.timeIntervalSince1970) - 1)
+        let mine = try #require(actual.first { $0.path == "a" })
+        expected[ka].mtime = mine.mtime
+        expected[ka].mtime_ns = mine.mtime_ns
+        let diffs = Manifest.differences(expected: expected, actual: actual)
+        #expect(diffs.isEmpty, "\(diffs.joined(separator: "\n"))")
     }
 }
