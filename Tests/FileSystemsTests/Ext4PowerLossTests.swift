@@ -219,3 +219,24 @@ struct Ext4FastCommitImageTests {
         #expect(diffs.isEmpty, "\(diffs.joined(separator: "\n"))")
     }
 }
+
+@Suite("Ext4 fast-commit replay: a damaged fast-commit area", .enabled(if: HotImages.path("hot-ext4-fc.img") != nil,
+    "hot snapshots not built (images/disks/hot-ext4.sh needs root and loop devices)"))
+struct Ext4FastCommitDamageTests {
+    @Test("a flipped byte in the fast commit: nothing of it applied, a warning, the full commits replayed")
+    func damagedArea() throws {
+        let (reader, error) = try Ext4JournalCorruptionTests.damaged("hot-ext4-fc.img") { b, l in
+            let sb = ByteCursor(Array(b[l.offset(0)..<(l.offset(0) + 1024)]))
+            let maxlen = Int(try sb.u32be(at: 16))
+            let fc = Int(try sb.u32be(at: 84))
+            let first = maxlen - (fc == 0 ? 256 : fc) + 1
+            b[l.offset(first) + 20] ^= 0x40   // inside the record after the 12-byte head
+        }
+        let r = try #require(reader, "\(String(describing: error))")
+        let journal = try #require(r.journal)
+        #expect(journal.fastCommits == 0 && journal.transactions > 0)
+        #expect(journal.warnings.contains { $0.contains("fast-commit area") }, "\(journal.warnings)")
+        let (actual, _) = try Manifest.of(r, readContents: false)
+        #expect(!actual.contains { $0.path == "etc/fc-file" })
+    }
+}
