@@ -20,6 +20,11 @@
 #                          (its extent blocks are read at 1 KiB/s), so it is still running when
 #                          the copy is made; the kernel's mount must say "1 truncate cleaned up".
 #   hot-ext4-orphanfile.img the same with -O orphan_file (the orphans are in the orphan file).
+#   hot-ext4-fc2.img       ext4 with fast_commit mounted commit=60: after a full commit (syncfs), an
+#                          append, a punched hole, a truncate, a hardlink, an unlink, a create and
+#                          a rename, then one fsync: a fast commit carrying every kind of record
+#                          (the recipe checks debugfs logdump shows ADD_RANGE, DEL_RANGE,
+#                          CREAT_DENTRY, ADD_ENTRY, DEL_ENTRY and INODE tags), copied at once.
 #   NAME.info              lines "key value" the tests check against: the torn transactions,
 #                          the block counts before and after the grow, the truncated file.
 # Needs root, loop devices and (for the truncate) the cgroup v1 blkio controller; without root or
@@ -221,6 +226,36 @@ make_orphans() {
     hot_reference "$name" "1 orphan inode deleted"
 }
 
+# --- a fast commit with every kind of record --------------------------------------------------
+make_fast_commit() {
+    local name=hot-ext4-fc2 tags kind
+    hot_tree "$WORK/src-$name"
+    head -c 100000 /dev/urandom > "$WORK/src-$name/var/punch"
+    printf 'gone\n' > "$WORK/src-$name/var/gone"
+    rm -f "$WORK/$name.live"; truncate -s 64M "$WORK/$name.live"
+    mke2fs -F -q -E root_owner=0:0 -d "$WORK/src-$name" -t ext4 -b 4096 -O fast_commit "$WORK/$name.live"
+    mount -o loop,commit=60 "$WORK/$name.live" "$mnt"
+    sync -f "$mnt"   # a full commit: what follows is in the fast commit only
+    head -c 30000 /dev/urandom >> "$mnt/var/big"
+    fallocate -p -o 8192 -l 16384 "$mnt/var/punch"
+    truncate -s 50000 "$mnt/var/punch"
+    ln "$mnt/var/big" "$mnt/var/big-link"
+    rm "$mnt/var/gone"
+    printf 'new\n' > "$mnt/var/new"
+    mv "$mnt/var/new" "$mnt/var/renamed"
+    chmod 0600 "$mnt/var/punch"
+    sync "$mnt/var/big"
+    hot_copy "$name"
+    umount "$mnt"
+    tags=$(debugfs -c -R logdump "$OUT/$name.img" 2>/dev/null | awk '/^ *tag / { print $2 }' | tr -d , | sort -u | tr '\n' ' ')
+    for kind in ADD_RANGE DEL_RANGE CREAT_DENTRY ADD_ENTRY DEL_ENTRY INODE; do
+        grep -qw "$kind" <<< "$tags" || { echo "$name: no $kind tag in the fast commit (tags: $tags)" >&2; exit 1; }
+    done
+    echo "tags $tags" > "$OUT/$name.info"
+    hot_reference "$name"
+}
+
+make_fast_commit
 make_torn
 make_grow
 make_orphans hot-ext4-trunc -O ^orphan_file
