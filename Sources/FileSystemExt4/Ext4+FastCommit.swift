@@ -18,7 +18,7 @@ import DiskImage
 /// excluded regions).
 enum FastCommitReplay {
     /// Blocks mapped by ADD_RANGE records at most (each is a libext2fs mapping call).
-    static let maximumMappedBlocks = 1 << 22
+    static let maximumMappedBlocks = 1 << 20
 
     struct Failure: Error { var message: String }
 
