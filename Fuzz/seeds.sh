@@ -7,9 +7,10 @@ out=${1:?usage: Fuzz/seeds.sh OUTDIR}
 imgs=$root/images/out
 bash "$root/images/build.sh" "$imgs" haos-full rpi-full haos-mbr-full debian-gpt fs-squashfs fs-erofs fs-fat containerd-root podman-root >/dev/null
 mkdir -p "$out"/{partition-table,squashfs,erofs,fat,fstab,unit-file,boot-environment,bolt,tar,jbd2,ext4-writer,containerd-store,podman-store,layer-export}
-# jbd2: the journals of the hot snapshots (built only as root with loop devices; images/disks/hot-ext4.sh)
+# jbd2: the journals of the hot snapshots (built only as root with loop devices; images/disks/hot-ext4.sh;
+# hot-ext4-fc carries a fast-commit area)
 bash "$root/images/build.sh" "$imgs" hot-ext4 >/dev/null || true
-for n in hot-ext4-wrap hot-ext4-32; do
+for n in hot-ext4-wrap hot-ext4-32 hot-ext4-fc; do
     [ -f "$imgs/$n.img" ] && debugfs -c -R "dump <8> $out/jbd2/$n" "$imgs/$n.img" >/dev/null 2>&1 || true
 done
 cp "$root"/Tests/Corpus/jbd2/* "$out/jbd2/"

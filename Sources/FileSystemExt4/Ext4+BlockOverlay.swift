@@ -109,8 +109,9 @@ final class BlockOverlay {
 /// A filesystem's bytes with replayed journal blocks laid over them (copy-on-write view; the
 /// base is only read).
 ///
-/// `@unchecked Sendable`: the overlay is filled before this source is made and never changed
-/// afterwards; reads from its temporary file use pread.
+/// `@unchecked Sendable`: the overlay is filled before a reader uses this source (the journal
+/// replay, then the fast-commit replay writing through a channel on the opening thread) and never
+/// changed afterwards; reads from its temporary file use pread.
 final class OverlaySource: ByteSource, @unchecked Sendable {
     let base: any ByteSource
     private let overlay: BlockOverlay

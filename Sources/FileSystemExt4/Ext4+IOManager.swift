@@ -13,7 +13,8 @@ import Musl
 /// libext2fs opens a channel by name; `register` hands out names of the form
 /// `fwassemble-source:<token>` and keeps the source under that token until the manager's `open`
 /// has moved it into the channel's `private_data`. Read-only: every write entry point fails with
-/// `EXT2_ET_RO_FILSYS`.
+/// `EXT2_ET_RO_FILSYS`, except on a channel whose state has a `writeOverlay` (the fast-commit
+/// replay): its writes go into that overlay, never to the source.
 enum SourceIOManager {
     /// The one manager structure, allocated once and never freed (libext2fs keeps pointers to it).
     static let manager = ManagerPointer()
@@ -75,6 +76,9 @@ enum SourceIOManager {
 /// the reader touches it (readers are used from one thread at a time).
 final class ChannelState: @unchecked Sendable {
     let source: any ByteSource
+    /// Where writes go (copy-on-write, whole blocks of the overlay's size); nil: read-only.
+    /// `source` must read this overlay first (an `OverlaySource` over it).
+    let writeOverlay: BlockOverlay?
     private var lastError: FWError?
 
     /// A small direct-mapped cache of single-block reads: libext2fs re-reads the same inode-table,
@@ -82,10 +86,11 @@ final class ChannelState: @unchecked Sendable {
     private static let cacheSlots = 64
     private var cacheKeys: [UInt64?]
     private var cacheData: [[UInt8]]
-    private var cacheBlockSize = 0
+    fileprivate var cacheBlockSize = 0
 
-    init(source: any ByteSource) {
+    init(source: any ByteSource, writeOverlay: BlockOverlay? = nil) {
         self.source = source
+        self.writeOverlay = writeOverlay
         cacheKeys = Array(repeating: nil, count: Self.cacheSlots)
         cacheData = Array(repeating: [], count: Self.cacheSlots)
     }
@@ -141,6 +146,38 @@ final class ChannelState: @unchecked Sendable {
     }
 }
 
+extension ChannelState {
+    /// Writes `byteCount` bytes at `block * blockSize` into the overlay: each overlay block the
+    /// range touches is read (overlay first, then the source), patched and kept.
+    func write(block: UInt64, blockSize: Int, byteCount: Int, from data: UnsafeRawPointer) -> errcode_t {
+        guard let overlay = writeOverlay else { return errcode_t(EXT2_ET_RO_FILSYS) }
+        let (offset, overflow) = block.multipliedReportingOverflow(by: UInt64(blockSize))
+        guard !overflow, offset.addingReportingOverflow(UInt64(byteCount)).overflow == false,
+              offset + UInt64(byteCount) <= source.size else { return errcode_t(EXT2_ET_LLSEEK_FAILED) }
+        let size = UInt64(overlay.blockSize)
+        var position = offset
+        let end = offset + UInt64(byteCount)
+        do {
+            while position < end {
+                let target = position / size
+                let within = Int(position % size)
+                let count = min(Int(size) - within, Int(end - position))
+                var bytes = try source.bytes(at: target * size, count: Int(size))
+                bytes.withUnsafeMutableBytes { raw in
+                    raw.baseAddress!.advanced(by: within).copyMemory(from: data.advanced(by: Int(position - offset)), byteCount: count)
+                }
+                try overlay.set(target, bytes)
+                position += UInt64(count)
+            }
+        } catch {
+            if lastError == nil { lastError = FWError(error).within(source.place) }
+            return errcode_t(EIO)
+        }
+        invalidateCache(blockSize: cacheBlockSize)
+        return 0
+    }
+}
+
 // MARK: - The C entry points (no captures: the state travels in the channel's private_data).
 
 private func state(of channel: io_channel?) -> ChannelState? {
@@ -150,8 +187,8 @@ private func state(of channel: io_channel?) -> ChannelState? {
 
 private func sourceOpen(_ name: UnsafePointer<CChar>?, _ flags: Int32, _ out: UnsafeMutablePointer<io_channel?>?) -> errcode_t {
     guard let name, let out else { return errcode_t(EXT2_ET_BAD_DEVICE_NAME) }
-    if flags & Int32(IO_FLAG_RW) != 0 { return errcode_t(EXT2_ET_RO_FILSYS) }
     guard let state = SourceIOManager.lookup(String(cString: name)) else { return errcode_t(EXT2_ET_BAD_DEVICE_NAME) }
+    if flags & Int32(IO_FLAG_RW) != 0, state.writeOverlay == nil { return errcode_t(EXT2_ET_RO_FILSYS) }
     let channel = UnsafeMutablePointer<struct_io_channel>.allocate(capacity: 1)
     channel.initialize(to: struct_io_channel())
     channel.pointee.magic = errcode_t(EXT2_ET_MAGIC_IO_CHANNEL)
@@ -199,11 +236,16 @@ private func sourceReadBlock(_ channel: io_channel?, _ block: UInt, _ count: Int
 }
 
 private func sourceWriteBlock(_ channel: io_channel?, _ block: UInt, _ count: Int32, _ data: UnsafeRawPointer?) -> errcode_t {
-    errcode_t(EXT2_ET_RO_FILSYS)
+    sourceWriteBlock64(channel, UInt64(block), count, data)
 }
 
 private func sourceWriteBlock64(_ channel: io_channel?, _ block: UInt64, _ count: Int32, _ data: UnsafeRawPointer?) -> errcode_t {
-    errcode_t(EXT2_ET_RO_FILSYS)
+    guard let channel, let data, let state = state(of: channel) else { return errcode_t(EXT2_ET_BAD_DEVICE_NAME) }
+    guard state.writeOverlay != nil else { return errcode_t(EXT2_ET_RO_FILSYS) }
+    let blockSize = Int(channel.pointee.block_size)
+    let (bytes, overflow) = count < 0 ? (Int(-Int64(count)), false) : Int(count).multipliedReportingOverflow(by: blockSize)
+    guard !overflow, bytes <= maximumSingleRead else { return errcode_t(EXT2_ET_INVALID_ARGUMENT) }
+    return state.write(block: block, blockSize: blockSize, byteCount: bytes, from: data)
 }
 
 private func sourceFlush(_ channel: io_channel?) -> errcode_t { 0 }

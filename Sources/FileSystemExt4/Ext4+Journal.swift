@@ -51,15 +51,100 @@ extension Ext4Reader {
             guard !overflow else { throw FWError(.corrupt, "journal block \(index) maps past any byte offset") }
             return try source.bytes(at: offset, count: blockSize)
         }
-        return try JBD2.replay(journalBlocks: journalBlocks, blockSize: blockSize, fsBlocks: blocksCount, read: read,
-                               progress: progress)
+        // The kernel writes each journalled block to the block device with no check against the
+        // superblock's block count (recovery.c: __getblk on j_fs_dev): after an online grow the
+        // on-disk count is stale and the journal writes the new groups (and the new count). So
+        // the bound is the device, the source, when it is larger than the on-disk count.
+        let deviceBlocks = max(blocksCount, source.size / UInt64(blockSize))
+        let inodeSize = sb.s_rev_level == 0 ? 128 : Int(sb.s_inode_size)
+        var (overlay, replay, fastCommits) = try JBD2.replay(journalBlocks: journalBlocks, blockSize: blockSize, fsBlocks: deviceBlocks,
+                                                             read: read, maximumInodeSize: inodeSize, progress: progress)
+        if !fastCommits.isEmpty {
+            let target = overlay ?? BlockOverlay(blockSize: blockSize)
+            do {
+                replay.fastCommits = try FastCommitReplay.apply(fastCommits, source: source, overlay: target, place: source.place)
+            } catch let failure as FastCommitReplay.Failure {
+                replay.warnings.append("fast-commit replay stopped: \(failure.message) (the kernel would refuse to mount); the records before it are applied")
+            } catch {
+                replay.warnings.append("fast-commit replay stopped: \(FWError(error).message); the records before it are applied")
+            }
+            if target.count > 0 {
+                overlay = target
+                replay.replayed = true
+            }
+        }
+        return (overlay, replay)
     }
 
-    /// The orphan list (s_last_orphan, chained through i_dtime) as the kernel finds it when it
-    /// mounts after recovery: inodes with no links are deleted, the others truncated to i_size.
-    /// Neither changes what a walk sees (a deleted orphan is in no directory; the reader reads a
-    /// file only up to i_size), so this counts them and checks the chain.
+    /// The orphans the kernel finds when it mounts after recovery (ext4_orphan_cleanup): the
+    /// orphan list (s_last_orphan, chained through i_dtime), then the orphan file's entries.
+    /// Inodes with no links are deleted, the others truncated to i_size (a truncate that was in
+    /// progress). Neither changes what a walk sees (a deleted orphan is in no directory; the
+    /// reader reads a file only up to i_size), so this counts them and checks their records.
     static func orphanCount(_ fs: ext2_filsys, warnings: inout [String]) -> Int {
+        orphanListCount(fs, warnings: &warnings) + orphanFileCount(fs, warnings: &warnings)
+    }
+
+    /// Blocks of an orphan file read at most (mke2fs makes 1/4096 of the filesystem, at most
+    /// 512 blocks by default; the kernel reads the file whole).
+    static let maximumOrphanFileBlocks: UInt64 = 1 << 16
+
+    /// The orphan file (COMPAT_ORPHAN_FILE, inode s_orphan_file_inum; fs/ext4/orphan.c): each
+    /// block holds little-endian inode numbers (0 = free slot) and ends with an 8-byte tail,
+    /// ob_magic 0x0b10ca04 then ob_checksum (metadata_csum). The kernel refuses to mount when a
+    /// block has a bad magic or checksum; here that block's entries are not counted, with a warning.
+    static func orphanFileCount(_ fs: ext2_filsys, warnings: inout [String]) -> Int {
+        guard let sb = fs.pointee.super?.pointee,
+              sb.s_feature_compat & UInt32(EXT4_FEATURE_COMPAT_ORPHAN_FILE) != 0 else { return 0 }
+        let ino = sb.s_orphan_file_inum
+        guard ino >= 1, ino <= sb.s_inodes_count else {
+            warnings.append("the orphan file is inode \(ino), outside the inode table; its orphans are not processed")
+            return 0
+        }
+        var inode = ext2_inode()
+        guard ext2fs_read_inode(fs, ino, &inode) == 0 else {
+            warnings.append("the orphan file (inode \(ino)) cannot be read; its orphans are not processed")
+            return 0
+        }
+        let blockSize = UInt64(fs.pointee.blocksize)
+        let size = UInt64(inode.i_size) | UInt64(inode.i_size_high) << 32
+        guard size % blockSize == 0, size / blockSize <= maximumOrphanFileBlocks else {
+            warnings.append("the orphan file (inode \(ino)) has an invalid size of \(size) bytes; its orphans are not processed")
+            return 0
+        }
+        let csum = sb.s_feature_ro_compat & UInt32(EXT4_FEATURE_RO_COMPAT_METADATA_CSUM) != 0
+        let slots = (Int(blockSize) - 8) / 4   // ext4_inodes_per_orphan_block
+        var block = [UInt8](repeating: 0, count: Int(blockSize))
+        var seen = Set<UInt32>()
+        for index in 0..<(size / blockSize) {
+            var physical: UInt64 = 0
+            var copy = inode
+            guard ext2fs_bmap2(fs, ino, &copy, nil, 0, index, nil, &physical) == 0, physical != 0,
+                  physical < ext2fs_blocks_count(fs.pointee.super) else {
+                warnings.append("block \(index) of the orphan file (inode \(ino)) is not mapped inside the filesystem; its orphans are not processed")
+                continue
+            }
+            let code = block.withUnsafeMutableBytes { io_channel_read_blk64(fs.pointee.io, physical, 1, $0.baseAddress) }
+            let c = ByteCursor(block, context: "orphan file block")
+            guard code == 0, c.integerIfPresent(at: Int(blockSize) - 8, endianness: .little, as: UInt32.self) == 0x0B10_CA04,
+                  !csum || block.withUnsafeMutableBytes({ ext2fs_orphan_file_block_csum_verify(fs, ino, physical, $0.baseAddress) }) != 0 else {
+                warnings.append("block \(index) of the orphan file (inode \(ino)) is unreadable or fails its magic or checksum (the kernel would refuse to mount); its orphans are not processed")
+                continue
+            }
+            for slot in 0..<slots {
+                guard let n = c.integerIfPresent(at: slot * 4, endianness: .little, as: UInt32.self), n != 0 else { continue }
+                guard n <= sb.s_inodes_count else {
+                    warnings.append("the orphan file names inode \(n), outside the inode table; skipped")
+                    continue
+                }
+                seen.insert(n)
+            }
+        }
+        return seen.count
+    }
+
+    /// The classic orphan list: s_last_orphan, chained through i_dtime.
+    static func orphanListCount(_ fs: ext2_filsys, warnings: inout [String]) -> Int {
         guard let sb = fs.pointee.super?.pointee else { return 0 }
         var next = sb.s_last_orphan
         var seen = Set<UInt32>()

@@ -134,13 +134,15 @@ public final class Ext4Reader: FileSystemReader {
         fs = owner
     }
 
-    /// Opens a libext2fs handle read-only over `source` through `SourceIOManager`.
-    static func open(_ source: any ByteSource, place: FWError.Place) throws -> (ChannelState, FileSystemHandle) {
-        let state = ChannelState(source: source)
+    /// Opens a libext2fs handle read-only over `source` through `SourceIOManager` (read-write with
+    /// `writesTo`, whose writes go into that overlay only: the fast-commit replay).
+    static func open(_ source: any ByteSource, place: FWError.Place, writesTo overlay: BlockOverlay? = nil) throws -> (ChannelState, FileSystemHandle) {
+        let state = ChannelState(source: source, writeOverlay: overlay)
         let channelName = SourceIOManager.register(state)
         defer { SourceIOManager.unregister(channelName) }
         var handle: ext2_filsys?
-        let flags = Int32(EXT2_FLAG_64BITS | EXT2_FLAG_SKIP_MMP)   // read-only: no EXT2_FLAG_RW
+        // Read-only: no EXT2_FLAG_RW unless writes go to an overlay.
+        let flags = Int32(EXT2_FLAG_64BITS | EXT2_FLAG_SKIP_MMP | (overlay == nil ? 0 : EXT2_FLAG_RW))
         let code = ext2fs_open2(channelName, nil, flags, 0, 0, SourceIOManager.manager.pointer, &handle)
         if code != 0 {
             // ext2fs_open2 frees its partial handle on failure.

@@ -14,10 +14,14 @@ public struct JournalReplay: Sendable, Equatable, Codable {
     public var blocks: Int = 0
     /// Journalled block writes skipped because a later revoke record cancelled them.
     public var revoked: Int = 0
-    /// Inodes on the orphan list after replay (removed or truncated in the view, as on mount).
+    /// Inodes on the orphan list or in the orphan file after replay (removed or truncated in
+    /// the view, as on mount).
     public var orphans: Int = 0
+    /// Fast-commit records applied (ext4 `fast_commit`: the inode, block-range and directory-entry
+    /// records of the fast commits after the last full commit), head, pad and tail records included.
+    public var fastCommits: Int = 0
     /// What the kernel would have logged: the journal could not be trusted past a point, an
-    /// external journal, a fast-commit tail not applied.
+    /// external journal, a damaged fast-commit area.
     public var warnings: [String] = []
 
     public init() {}
@@ -44,6 +48,8 @@ enum JBD2 {
     /// Distinct revoked blocks kept (a real journal revokes a few thousand; this bounds the
     /// table to about 64 MiB whatever a damaged journal says).
     static let maximumRevokedBlocks = 1 << 21
+    /// sizeof(struct commit_header): h_commit_nsec ends at 60, padded to 64 by the 8-byte h_commit_sec.
+    static let commitHeaderBytes = 64
 
     // Block tag flags (t_flags).
     static let flagEscape: UInt32 = 1
@@ -216,6 +222,19 @@ enum JBD2 {
             return JBD2.crc32c(seed, copy) == stored
         }
 
+        /// jbd2_commit_block_csum_verify_partial: the checksum of a block holding only the commit
+        /// block's 64-byte `struct commit_header` (h_chksum[0] zeroed), zeros after it. jbd2 writes
+        /// commit blocks zero-filled past the header, so a torn write that kept the header but
+        /// overwrote the tail still passes this check.
+        func partialCommitChecksumOK(_ b: [UInt8]) -> Bool {
+            guard sb.csumV2or3, b.count >= JBD2.commitHeaderBytes,
+                  let stored = ByteCursor(b).integerIfPresent(at: 16, endianness: .big, as: UInt32.self) else { return false }
+            var copy = [UInt8](repeating: 0, count: b.count)
+            copy.replaceSubrange(0..<JBD2.commitHeaderBytes, with: b[0..<JBD2.commitHeaderBytes])
+            for i in 16..<20 { copy[i] = 0 }
+            return JBD2.crc32c(seed, copy) == stored
+        }
+
         /// jbd2_block_tag_csum_verify: crc32c over the big-endian sequence, then the block.
         func tagChecksumOK(_ tag: Tag, data: [UInt8], sequence: UInt32) -> Bool {
             guard sb.csumV2or3 else { return true }
@@ -266,7 +285,7 @@ enum JBD2 {
                     if !tailChecksumOK(b) { needCheckCommitTime = true }
                     let tags = tags(b)
                     if let bad = tags.first(where: { $0.block >= fsBlocks }) {
-                        warnings.append("journal transaction \(next) writes block \(bad.block), outside the \(fsBlocks)-block filesystem; replay ends before it")
+                        warnings.append("journal transaction \(next) writes block \(bad.block), outside the \(fsBlocks) blocks of the device; replay ends before it")
                         endTransaction = next
                         break scan
                     }
@@ -317,7 +336,11 @@ enum JBD2 {
                         if !ok { checksumFailed = true }
                         crcSum = ~0
                     }
-                    if checksumFailed || !commitChecksumOK(b) {
+                    if !checksumFailed, !commitChecksumOK(b), partialCommitChecksumOK(b) {
+                        // The kernel's "Find incomplete commit block": the transaction counts, and
+                        // so do the ones after it.
+                        warnings.append("journal transaction \(next) has an incomplete commit block (header intact, tail overwritten, as a torn write leaves it); replayed as the kernel does")
+                    } else if checksumFailed || !commitChecksumOK(b) {
                         if commitTime < lastCommitTime { break scan }   // stale block from an older lap
                         warnings.append("journal transaction \(next) fails its commit checksum; it and later transactions are not replayed")
                         endTransaction = next
@@ -461,28 +484,30 @@ enum JBD2 {
     /// Replays the journal read by `read` (a journal of `journalBlocks` blocks) over a filesystem of
     /// `fsBlocks` blocks of `blockSize` bytes. Returns the overlay (nil when nothing is to be
     /// replayed) and what was done. Never throws for a damaged journal: it warns and stops.
+    /// The fast-commit records to apply come third (empty without `fast_commit` or when none is
+    /// valid); `maximumInodeSize` bounds their raw inodes (the filesystem's inode size).
     static func replay(journalBlocks: UInt32, blockSize: Int, fsBlocks: UInt64, read: @escaping ReadBlock,
-                       memoryLimit: Int = BlockOverlay.defaultMemoryLimit,
-                       progress: ((Int, Int) -> Void)? = nil) throws -> (BlockOverlay?, JournalReplay) {
+                       memoryLimit: Int = BlockOverlay.defaultMemoryLimit, maximumInodeSize: Int = 1024,
+                       progress: ((Int, Int) -> Void)? = nil) throws -> (BlockOverlay?, JournalReplay, [FastCommitTag]) {
         var result = JournalReplay()
         guard journalBlocks >= 2 else {
             result.warnings.append("the journal has \(journalBlocks) blocks; not replayed")
-            return (nil, result)
+            return (nil, result, [])
         }
         let sb: Superblock
         do {
             sb = try Superblock(try read(0))
         } catch {
             result.warnings.append("the journal superblock cannot be used (\(FWError(error).message)); not replayed")
-            return (nil, result)
+            return (nil, result, [])
         }
         guard sb.blockSize == blockSize else {
             result.warnings.append("the journal's block size \(sb.blockSize) differs from the filesystem's \(blockSize); not replayed")
-            return (nil, result)
+            return (nil, result, [])
         }
         if sb.incompat & ~JBD2.knownIncompat != 0 {
             result.warnings.append("the journal has unknown incompatible features 0x\(String(sb.incompat, radix: 16)); not replayed")
-            return (nil, result)
+            return (nil, result, [])
         }
         if sb.csumV2or3 {
             var copy = try read(0)
@@ -490,52 +515,40 @@ enum JBD2 {
             // jbd2_superblock_csum: crc32c(~0) over the 1024-byte journal_superblock_t.
             if crc32c(~0, Array(copy.prefix(1024))) != sb.checksum {
                 result.warnings.append("the journal superblock fails its checksum (the kernel would refuse to mount); not replayed")
-                return (nil, result)
+                return (nil, result, [])
             }
         }
-        guard sb.start != 0 else { return (nil, result) }   // clean: nothing to replay
+        guard sb.start != 0 else { return (nil, result, []) }   // clean: nothing to replay
         guard sb.maxLength <= journalBlocks else {
             // journal_load refuses it ("journal file too short").
             result.warnings.append("the journal superblock claims \(sb.maxLength) blocks, which does not fit the journal's \(journalBlocks) blocks; not replayed")
-            return (nil, result)
+            return (nil, result, [])
         }
         let ring = sb.maxLength
         guard sb.first >= 1, sb.first < ring, sb.start >= sb.first, sb.start < ring else {
             result.warnings.append("the journal's log bounds (first \(sb.first), start \(sb.start), length \(sb.maxLength)) do not fit its \(journalBlocks) blocks; not replayed")
-            return (nil, result)
+            return (nil, result, [])
         }
         var recovery = Recovery(superblock: sb, journalBlocks: journalBlocks, fsBlocks: fsBlocks, read: read)
         guard recovery.last > sb.first, sb.start < recovery.last else {
             result.warnings.append("the journal's fast-commit area leaves no room for its log; not replayed")
-            return (nil, result)
+            return (nil, result, [])
         }
         let overlay = BlockOverlay(blockSize: blockSize, memoryLimit: memoryLimit)
         recovery.progress = progress
         try recovery.run(into: overlay, &result)
-        // ext4_fc_replay_scan applies the fast-commit area only when its head names the
-        // transaction after the last full commit replayed.
+        // The fast-commit area (fc_do_one_pass): scanned for the transaction after the last full
+        // commit replayed; its records are applied to the filesystem by the caller.
         // jbd2 leaves block j_last unused: the area starts at j_fc_first = j_last + 1.
+        var fastCommits: [FastCommitTag] = []
         if sb.hasFastCommit {
-            do {
-                let head = try read(recovery.last + 1)
-                if fastCommitHead(head) == sb.sequence &+ UInt32(truncatingIfNeeded: result.transactions) {
-                    result.warnings.append("the journal has a fast-commit area in use: the fast-commit tail was not applied (only full commits are replayed)")
-                }
-            } catch {
-                result.warnings.append("the journal's fast-commit area cannot be read (\(FWError(error).message)); whether it holds a tail is unknown")
-            }
+            let expected = sb.sequence &+ UInt32(truncatingIfNeeded: result.transactions)
+            fastCommits = FastCommitScan.scan(first: recovery.last + 1, end: sb.maxLength, expectedTid: expected,
+                                              blockSize: blockSize, maximumInodeSize: maximumInodeSize, read: read,
+                                              warnings: &result.warnings)
         }
         result.replayed = overlay.count > 0
-        return (overlay.count > 0 ? overlay : nil, result)
-    }
-
-    /// The tid of an ext4 fast-commit area's head tag (EXT4_FC_TAG_HEAD = 9, little-endian
-    /// fc_tag/fc_len then fc_features, fc_tid), or nil when the area does not start with one.
-    static func fastCommitHead(_ b: [UInt8]) -> UInt32? {
-        let c = ByteCursor(b, context: "fast commit block")
-        guard c.integerIfPresent(at: 0, endianness: .little, as: UInt16.self) == 9,
-              c.integerIfPresent(at: 2, endianness: .little, as: UInt16.self) == 8 else { return nil }
-        return c.integerIfPresent(at: 8, endianness: .little, as: UInt32.self)
+        return (overlay.count > 0 ? overlay : nil, result, fastCommits)
     }
 }
 
@@ -560,8 +573,9 @@ public enum JournalParser {
             return Array(bytes[start..<(start + blockSize)])
         }
         do {
-            let (overlay, result) = try JBD2.replay(journalBlocks: count, blockSize: blockSize, fsBlocks: filesystemBlocks,
-                                                    read: read, memoryLimit: memoryLimit)
+            var (overlay, result, fastCommits) = try JBD2.replay(journalBlocks: count, blockSize: blockSize,
+                                                                 fsBlocks: filesystemBlocks, read: read, memoryLimit: memoryLimit)
+            result.fastCommits = fastCommits.count   // scanned: no filesystem to apply them to
             var blocks: [UInt64: [UInt8]] = [:]
             if let overlay {
                 for n in overlay.blockNumbers {
