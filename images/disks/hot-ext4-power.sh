@@ -88,11 +88,15 @@ hot_copy() {
 # hot_reference NAME [KERNEL-LOG-PATTERN...]: the kernel's view of a writable copy; each pattern
 # must appear in what the kernel logged while mounting it.
 hot_reference() {
-    local name=$1 log lines; shift
+    local name=$1 log last; shift
     cp --sparse=always "$OUT/$name.img" "$WORK/$name.ref"
-    lines=$(dmesg 2>/dev/null | wc -l)
+    # What the kernel logs from here on: the lines after the last one logged before the mount
+    # (each starts with its timestamp). Not a line count: once the ring buffer is full, old lines
+    # go as new ones come. When the marker itself has gone, the whole buffer.
+    last=$(dmesg 2>/dev/null | tail -1)
     mount -o loop "$WORK/$name.ref" "$mnt"
-    log=$(dmesg 2>/dev/null | tail -n +$((lines + 1)))
+    log=$(dmesg 2>/dev/null | awk -v last="$last" 'seen { print } $0 == last { seen = 1 }')
+    [ -n "$log" ] || log=$(dmesg 2>/dev/null)
     python3 "$IMAGES_DIR/manifest.py" "$mnt" > "$OUT/$name.manifest"
     umount "$mnt"
     rm -f "$WORK/$name.ref" "$WORK/$name.live"
