@@ -171,6 +171,8 @@ public struct DiskInspection: Sendable, Equatable, Codable {
             }
             lines.append("  " + cells.joined(separator: "  "))
         }
+        let slots = partitions.compactMap { p in p.slotAttributes.map { "\(p.index) (\(p.name ?? "-")) \($0)" } }
+        if !slots.isEmpty { lines.append("GPT slot attribute bits: " + slots.joined(separator: "; ")) }
         if let hybrid = table.hybridMBR, !hybrid.isEmpty {
             lines.append("hybrid MBR entries (the GPT is used): " + hybrid.map {
                 "\($0.index): \($0.type ?? "?") at \(Self.human($0.start)), \(Self.human($0.size))"

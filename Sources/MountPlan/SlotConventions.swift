@@ -54,12 +54,13 @@ struct SlotContext {
     func haos(_ found: inout SlotFindings) -> SlotDecision? {
         var ignored = SlotFindings()
         if RAUCConvention.systemConfig(self, &ignored) != nil { return nil }
+        let label = isHAOS ? "HAOS" : "the A/B slot order (RAUC-style state without a system.conf)"
         if let grub = state.grub, grub.variables["ORDER"] != nil || grub.variables["A_OK"] != nil,
            let p = grubOrder(grub, maximumTries: 2, slot: haosSlot, &found) {
-            return SlotDecision(convention: "HAOS", partition: p.0, reason: p.1)
+            return SlotDecision(convention: label, partition: p.0, reason: p.1)
         }
         if let env = state.uboot, env.variables["BOOT_ORDER"] != nil, let p = ubootOrder(env, slot: haosSlot, &found) {
-            return SlotDecision(convention: "HAOS", partition: p.0, reason: p.1)
+            return SlotDecision(convention: label, partition: p.0, reason: p.1)
         }
         return nil
     }

@@ -119,5 +119,8 @@ struct SlotConventionEndToEndTests {
         }
         let esp = try #require(partitions.first { $0["index"] as? Int == 1 })
         #expect(esp["slot_attributes"] == nil)
+        let text = try CLI.run(["inspect", path])
+        #expect(String(decoding: text.stdout, as: UTF8.self).contains(
+            "\nGPT slot attribute bits: 2 (ROOT-A) priority=1 tries=0 successful=1; 3 (ROOT-B) priority=2 tries=1 successful=0"))
     }
 }
