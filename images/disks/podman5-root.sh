@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# A disk whose containers live in Podman 5's store, written by Debian trixie's real podman (5.4)
+# with its SQLite state (db.sql at the graph root), run rootful and offline in a trixie root made with
+# mmdebstrap (--variant=minbase + podman, crun, conmon, busybox-static; cached in
+# ${FWA_CACHE:-$OUT/.cache}/trixie-podman5 and reused), entered through an overlay so the cache
+# stays clean. In it: the OCI archives of make_oci_archives loaded with `podman load`, a busybox
+# image made with `podman import` (localhost/tool:latest, found by its short name `tool`), and
+# containers in podman's states: web and job created (`podman create`, files changed through
+# `podman mount`), ready initialised (`podman init`), failed exited with code 3, sleeper running,
+# held paused (when the sandbox's cgroup freezer allows it), late created while `podman wait`
+# holds the database open (so its record is only in db.sql-wal). The store is copied while
+# sleeper runs (a hot copy: db.sql with its WAL beside it) to /var/lib/containers/storage.
+#   podman5-root.img     p1 vfat boot, p2 ext4 root with /var/lib/containers/storage.
+# Beside it: podman5-root.facts/ (podman images/ps -a --format json while it ran, the layer
+# chains, wal-present when db.sql-wal was copied, paused when held could be paused).
+# When mmdebstrap cannot run (no network) or podman cannot run here, podman5-root.skipped says why
+# and no disk is written (the tests skip, saying so).
+source "$(dirname "$0")/../lib.sh"
+facts="$OUT/podman5-root.facts"
+note="$OUT/podman5-root.skipped"
+rm -rf "$facts" "$note" "$OUT/podman5-root.img"; mkdir -p "$facts"
+skip() { printf '%s\n' "$*" > "$note"; echo "skipped: $*"; exit 0; }
+cache="${FWA_CACHE:-$OUT/.cache}/trixie-podman5"
+packages=podman,crun,conmon,busybox-static
+if [ ! -f "$cache/.complete" ] || [ "$(cat "$cache/.complete")" != "$packages" ]; then
+    command -v mmdebstrap >/dev/null || skip "mmdebstrap is not installed (make deps)"
+    rm -rf "$cache" "$cache.tmp"; mkdir -p "$(dirname "$cache")"
+    mmdebstrap --variant=minbase --include="$packages" trixie "$cache.tmp" http://deb.debian.org/debian \
+        || { rm -rf "$cache.tmp"; skip "mmdebstrap of trixie failed (no network?)"; }
+    printf '%s' "$packages" > "$cache.tmp/.complete"; mv "$cache.tmp" "$cache"
+fi
+
+# The root, through an overlay (upper on a tmpfs), with /proc /sys /dev, the store and the runroot
+# on tmpfs (podman's overlay driver cannot sit on overlayfs). Everything mounted is unmounted by the trap.
+mkdir -p t r
+mount -t tmpfs -o size=512m tmpfs t
+mkdir -p t/upper t/work
+R=$PWD/r
+cleanup() {
+    pids=$(cat t/pids 2>/dev/null || true)
+    for p in $pids; do kill "$p" 2>/dev/null || true; done
+    # every podman process of this run (conmon, crun, sleeper, the `wait`) dies with its root
+    for d in /proc/[0-9]*; do
+        [ "$(readlink "$d/root" 2>/dev/null)" = "$R" ] && kill -9 "${d#/proc/}" 2>/dev/null || true
+    done
+    sleep 1
+    for m in $(awk -v r="$R" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r); do umount -l "$m" 2>/dev/null || true; done
+    umount "$R" 2>/dev/null || true
+    umount t 2>/dev/null || true
+}
+trap cleanup EXIT
+mount -t overlay overlay -o "lowerdir=$cache,upperdir=$PWD/t/upper,workdir=$PWD/t/work" "$R"
+mount -t proc proc "$R/proc"
+# /sys with the host's cgroup v1 controllers only: crun refuses a hybrid v1 + v2 hierarchy.
+mount -t sysfs sysfs "$R/sys"
+mount -t tmpfs -o size=1m cgroup "$R/sys/fs/cgroup"
+for c in /sys/fs/cgroup/*; do
+    [ "$(stat -f -c %T "$c")" = cgroupfs ] || continue
+    mkdir -p "$R$c"; mount --bind "$c" "$R$c"
+done
+mount --rbind /dev "$R/dev"; mount --make-rslave "$R/dev"
+mkdir -p "$R/pm" "$R/run/pm"
+mount -t tmpfs -o size=256m tmpfs "$R/pm"
+mount -t tmpfs -o size=64m tmpfs "$R/run/pm"
+mkdir -p "$R/pm/root" "$R/pm/tmp" "$R/etc/containers"
+printf '[engine]\ndatabase_backend = "sqlite"\n' > "$R/etc/containers/containers.conf"
+P() { chroot "$R" podman --root /pm/root --runroot /run/pm --tmpdir /pm/tmp --storage-driver overlay \
+        --cgroup-manager cgroupfs --events-backend none "$@"; }
+P --version > "$facts/version" || skip "podman 5 does not start in the trixie root"
+
+make_oci_archives "$R/pm/oci" "$facts/layers.json"
+P load -i /pm/oci/web.tar
+P load -i /pm/oci/job.tar
+mkdir -p tool/bin tool/etc tool/tmp
+cp "$R/usr/bin/busybox" tool/bin/busybox
+ln -s busybox tool/bin/sh; ln -s busybox tool/bin/sleep
+printf 'NAME=tool\n' > tool/etc/os-release
+tar -C tool --numeric-owner --owner=0 --group=0 -cf "$R/pm/tool.tar" .
+P import --change 'CMD=["/bin/sh"]' /pm/tool.tar tool
+
+P create --name web --label role=web docker.io/example/web:1.0
+P create --name job --label role=job docker.io/example/job:2.0
+m=$(P mount web); m=$R$m
+mkdir -p "$m/run"; printf '42\n' > "$m/run/web.pid"; rm "$m/etc/os-release"; rm -r "$m/etc/app"; mkdir "$m/etc/app"
+printf 'fresh\n' > "$m/etc/app/new.conf"; printf 'patched\n' >> "$m/srv/index.html"
+P umount web
+m=$(P mount job); m=$R$m
+mkdir -p "$m/var/log"; printf 'failed\n' > "$m/var/log/job.log"; rm "$m/usr/local/bin/job-alias"
+P umount job
+runs=yes
+P create --name ready --network none tool sleep 5
+P init ready || runs=no
+if [ $runs = yes ]; then
+    set +e; P run --name failed --network none --label role=exit tool sh -c 'exit 3'; code=$?; set -e
+    [ $code = 3 ] || skip "podman run does not run a container here (exit $code)"
+    P run -d --name sleeper --network none tool sleep 100000
+    P run -d --name held --network none tool sleep 100000
+    if P pause held; then touch "$facts/paused"; fi
+    # A podman process that keeps the database open: the next changes stay in db.sql-wal.
+    chroot "$R" podman --root /pm/root --runroot /run/pm --tmpdir /pm/tmp --storage-driver overlay \
+        --cgroup-manager cgroupfs --events-backend none wait sleeper > /dev/null 2>&1 &
+    echo $! >> t/pids
+    sleep 3
+else
+    skip "podman init cannot create a container in the OCI runtime here"
+fi
+P create --name late --label role=late tool
+P images --format json > "$facts/images.json"
+P ps -a --format json > "$facts/ps.json"
+cp "$R/pm/root/overlay-layers/layers.json" "$facts/layers-store.json"
+
+rm -rf root; minimal_root root
+mkdir -p root/var/lib/containers
+cp -a "$R/pm/root" root/var/lib/containers/storage     # the hot copy, while sleeper runs and wait holds the db
+rm -rf root/var/lib/containers/storage/tmp
+ls -la root/var/lib/containers/storage root/var/lib/containers/storage/libpod > "$facts/store.ls"
+[ -s root/var/lib/containers/storage/db.sql-wal ] && touch "$facts/wal-present"
+printf 'PARTUUID=c0de0023-02 / ext4 defaults 0 1\n' > root/etc/fstab
+boot_root_disk "$OUT/podman5-root.img" c0de0023 64 46 "-I 256"
