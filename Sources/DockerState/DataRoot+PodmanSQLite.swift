@@ -99,7 +99,9 @@ extension DataRoot {
                 result.containers[id] = (configs[id] ?? PodmanJSON.ContainerConfig(), PodmanJSON.ContainerState())
             }
         } catch {
-            problem(relative, "libpod's state cannot be read (containers show as created): \(FWError(error).message)")
+            let e = FWError(error)
+            let place = e.place.description.isEmpty ? "" : " (\(e.place))"
+            problem(relative, "libpod's state cannot be read\(place), containers show as created: \(e.message)")
         }
         return result
     }

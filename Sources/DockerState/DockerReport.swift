@@ -59,6 +59,10 @@ public struct LibpodStateInfo: Sendable, Codable, Equatable {
     /// db.sql-wal was present and its committed frames were read.
     public var walRead: Bool = false
 
+    public init(file: String?, backend: String, journalRolledBack: Bool = false, walRead: Bool = false) {
+        (self.file, self.backend, self.journalRolledBack, self.walRead) = (file, backend, journalRolledBack, walRead)
+    }
+
     enum CodingKeys: String, CodingKey {
         case file, backend, journalRolledBack = "journal_rolled_back", walRead = "wal_read"
     }

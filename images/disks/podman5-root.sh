@@ -10,7 +10,8 @@
 # held paused (when the sandbox's cgroup freezer allows it), late created while `podman wait`
 # holds the database open (so its record is only in db.sql-wal). The store is copied while
 # sleeper runs (a hot copy: db.sql with its WAL beside it) to /var/lib/containers/storage.
-#   podman5-root.img     p1 vfat boot, p2 ext4 root with /var/lib/containers/storage.
+#   podman5-root.img     p1 vfat boot, p2 ext4 root with /var/lib/containers/storage;
+#   podman5-root-{hot,wal,truncated,garbage}.img  the same with db.sql changed (see the variants below).
 # Beside it: podman5-root.facts/ (podman images/ps -a --format json while it ran, the layer
 # chains, wal-present when db.sql-wal was copied, paused when held could be paused).
 # When mmdebstrap cannot run (no network) or podman cannot run here, podman5-root.skipped says why
@@ -117,3 +118,57 @@ ls -la root/var/lib/containers/storage root/var/lib/containers/storage/libpod > 
 [ -s root/var/lib/containers/storage/db.sql-wal ] && touch "$facts/wal-present"
 printf 'PARTUUID=c0de0023-02 / ext4 defaults 0 1\n' > root/etc/fstab
 boot_root_disk "$OUT/podman5-root.img" c0de0023 64 46 "-I 256"
+
+# Variants of db.sql, each on a disk of its own (the store otherwise the same), made by the real
+# SQLite (python3's sqlite3 module) on a copy of podman's db.sql:
+#   -hot        a copy taken inside an open transaction that sets every container's state to 3
+#               (running) with the page cache so small that SQLite has written the changed pages
+#               into db.sql: db.sql-journal is hot (the device's SQLite rolls it back at next open).
+#   -wal        db.sql in WAL mode with a committed change still only in db.sql-wal: container
+#               late exited with code 42 (copied while the writer holds the database open).
+#   -truncated  db.sql cut to its first 3 pages.
+#   -garbage    the root page of the ContainerConfig table overwritten with random bytes.
+store=root/var/lib/containers/storage
+cp "$store/db.sql" db.sql.orig
+variant() {
+    local name=$1
+    rm -f "$store"/db.sql*
+    python3 - "$name" db.sql.orig "$store" <<'PY'
+import os, random, shutil, sqlite3, sys, filecmp
+name, orig, store = sys.argv[1:]
+db = os.path.join(store, "db.sql")
+shutil.copy(orig, "work.sql")
+for extra in ("work.sql-journal", "work.sql-wal"):
+    if os.path.exists(extra): os.remove(extra)
+if name == "hot":
+    c = sqlite3.connect("work.sql", isolation_level=None)
+    c.execute("PRAGMA cache_size=2")
+    c.execute("BEGIN")
+    c.execute("UPDATE ContainerState SET JSON=json_set(JSON, '$.state', 3, '$.pad', hex(randomblob(3000)))")
+    shutil.copy("work.sql", db); shutil.copy("work.sql-journal", db + "-journal")
+    c.execute("ROLLBACK")
+    assert not filecmp.cmp(orig, db, shallow=False), "SQLite did not spill the transaction into db.sql"
+elif name == "wal":
+    c = sqlite3.connect("work.sql", isolation_level=None)
+    assert c.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+    c.execute("PRAGMA wal_autocheckpoint=0")
+    c.execute("UPDATE ContainerState SET JSON=json_set(JSON, '$.exitCode', 42, '$.state', 6) "
+              "WHERE ID IN (SELECT ID FROM ContainerConfig WHERE Name='late')")
+    shutil.copy("work.sql", db); shutil.copy("work.sql-wal", db + "-wal")
+    c.close()
+elif name == "truncated":
+    data = open(orig, "rb").read()
+    open(db, "wb").write(data[:3 * 4096])
+elif name == "garbage":
+    c = sqlite3.connect(orig)
+    page = c.execute("SELECT rootpage FROM sqlite_schema WHERE name='ContainerConfig'").fetchone()[0]
+    size = c.execute("PRAGMA page_size").fetchone()[0]
+    c.close()
+    data = bytearray(open(orig, "rb").read())
+    rnd = random.Random(23)
+    data[(page - 1) * size:page * size] = bytes(rnd.randrange(256) for _ in range(size))
+    open(db, "wb").write(data)
+PY
+    boot_root_disk "$OUT/podman5-root-$name.img" c0de0023 64 46 "-I 256"
+}
+for v in hot wal truncated garbage; do variant $v; done
