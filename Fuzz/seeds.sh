@@ -74,6 +74,11 @@ cp "$root"/Tests/Corpus/tar/* "$out/tar/"
 # regressions of Tests/Corpus/, and the content store's layer blobs (tar, gzip, zstd)
 python3 "$root/Fuzz/store-seed.py" containerd "$imgs" "$out/containerd-store/containerd-root.tar"
 python3 "$root/Fuzz/store-seed.py" podman "$imgs" "$out/podman-store/podman-root.tar"
+# Podman 5's store (SQLite db.sql): its seed is committed (Tests/Corpus/podman-store/podman5-root.tar),
+# remade here when the podman5-root recipe could run (it needs mmdebstrap and the network).
+if bash "$root/images/build.sh" "$imgs" podman5-root >/dev/null && [ -f "$imgs/podman5-root.img" ]; then
+    python3 "$root/Fuzz/store-seed.py" podman5 "$imgs" "$out/podman-store/podman5-root-fresh.tar"
+fi
 for t in containerd-store podman-store layer-export; do cp "$root"/Tests/Corpus/$t/* "$out/$t/"; done
 # tar and ext4-writer: a 10,000-deep and a 100,000-wide tree, gzip-compressed (issue 22), and the
 # committed regressions of ext4-writer

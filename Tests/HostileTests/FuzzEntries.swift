@@ -122,7 +122,8 @@ public enum FuzzEntries {
 
     /// The bytes as a tar of a store's files (paths from the namespace root: a containerd root
     /// with its meta.db, snapshotter metadata.db, content blobs and snapshot directories, or
-    /// Podman's containers/storage with its JSON records and libpod's bolt_state.db), mounted at
+    /// Podman's containers/storage with its JSON records and libpod's bolt_state.db or Podman 5's
+    /// SQLite db.sql), mounted at
     /// "/": the data-roots are located and inspected as `docker --json` does, and every image and
     /// container is exported (layers resolved, merged, walked).
     /// Returns what it found (for the seeds' own test): data-roots, images, containers, exports.

@@ -112,7 +112,9 @@ cp "$R/pm/root/overlay-layers/layers.json" "$facts/layers-store.json"
 
 rm -rf root; minimal_root root
 mkdir -p root/var/lib/containers
-cp -a "$R/pm/root" root/var/lib/containers/storage     # the hot copy, while sleeper runs and wait holds the db
+# the hot copy, while sleeper and held run: the filesystem as a disk copy holds it (the containers'
+# overlay mounts on merged/ and the shm tmpfs are other filesystems: their mount points stay empty)
+cp -a --one-file-system "$R/pm/root" root/var/lib/containers/storage
 rm -rf root/var/lib/containers/storage/tmp
 ls -la root/var/lib/containers/storage root/var/lib/containers/storage/libpod > "$facts/store.ls"
 [ -s root/var/lib/containers/storage/db.sql-wal ] && touch "$facts/wal-present"
