@@ -59,6 +59,9 @@ struct PodmanState {
 }
 
 extension DataRoot {
+    /// The largest db.sql (and -journal, -wal) read: libpod's state is a few KiB a container.
+    static let maximumStateDatabase: UInt64 = 256 << 20
+
     /// Podman 5's db.sql: `ContainerConfig(ID, Name, PodID, JSON)` and `ContainerState(ID, State,
     /// ExitCode, JSON)`, read through SQLite with its hot journal rolled back or its WAL read (in
     /// memory). The JSON columns are libpod's config and state, as in bolt_state.db; the `State`
@@ -70,6 +73,12 @@ extension DataRoot {
         var result = PodmanState(backend: .sqlite)
         guard let e = entry(relative) else { return result }
         let name = "\(path)/\(relative)"
+        for (file, size) in [(relative, e.metadata.size)] + [relative + "-journal", relative + "-wal"].compactMap({ f in entry(f).map { (f, $0.metadata.size) } })
+        where size > Self.maximumStateDatabase {
+            // Read through a forward stream (FileByteSource): a huge file would be re-read again and again.
+            problem(file, "is \(size) bytes, over the \(Self.maximumStateDatabase >> 20) MiB read for libpod's state; not read, containers show as created")
+            return result
+        }
         do {
             let db = try SQLite.Database(source: try FileByteSource(reader: reader, inode: e.inode, name: name), name: name,
                                          journal: try companion(relative + "-journal"), wal: try companion(relative + "-wal"))
