@@ -10,7 +10,8 @@ import Foundation
 /// `overlay-images/<id>/=<base64 of the key>` (the config under its digest), 
 /// `overlay-containers/containers.json` (id, names, image, layer = the rw layer, metadata), layer
 /// contents in `overlay/<id>/diff`, and libpod's state in `libpod/bolt_state.db` (bbolt:
-/// `ctr/<id>/{config, state}` JSON).
+/// `ctr/<id>/{config, state}` JSON, Podman 4) or `db.sql` (SQLite, Podman 5:
+/// DataRoot+PodmanSQLite.swift); one inventory and export path, two state readers.
 extension DataRoot {
     /// A JSON array file (containers/storage's records) with the elements that are not `T`
     /// objects left out (each a problem), each with its position, or nil with a problem when it is
