@@ -38,13 +38,22 @@ mount -t tmpfs -o size=512m tmpfs t
 mkdir -p t/upper t/work
 R=$PWD/r
 cleanup() {
-    pids=$(cat t/pids 2>/dev/null || true)
-    for p in $pids; do kill "$p" 2>/dev/null || true; done
-    # every podman process of this run (conmon, crun, sleeper, the `wait`) dies with its root
+    # podman removes its containers (held is unpaused first: a frozen process ignores SIGKILL),
+    # which ends their processes (they live in mount namespaces of their own) and their cgroups.
+    if [ -x "$R/usr/bin/podman" ] && mountpoint -q "$R/pm"; then
+        P unpause --all >/dev/null 2>&1 || true
+        P rm -f -t 0 --all >/dev/null 2>&1 || true
+    fi
+    for p in $(cat t/pids 2>/dev/null || true); do kill "$p" 2>/dev/null || true; done
+    # what is left in the root (the `wait`, a conmon) dies with it
     for d in /proc/[0-9]*; do
         [ "$(readlink "$d/root" 2>/dev/null)" = "$R" ] && kill -9 "${d#/proc/}" 2>/dev/null || true
     done
     sleep 1
+    for c in /sys/fs/cgroup/*/libpod_parent; do
+        for d in "$c"/libpod-* "$c"/conmon; do [ -d "$d" ] && rmdir "$d" 2>/dev/null || true; done
+        rmdir "$c" 2>/dev/null || true
+    done
     for m in $(awk -v r="$R" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r); do umount -l "$m" 2>/dev/null || true; done
     umount "$R" 2>/dev/null || true
     umount t 2>/dev/null || true
