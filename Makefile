@@ -102,7 +102,7 @@ bench-batch: native images venv
 # Fuzzing (docs/fuzzing.md): one libFuzzer binary per target in .build-fuzz, FUZZ_SECONDS each;
 # crashing inputs are copied to Tests/Corpus/<target>/, which make test replays.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= partition-table squashfs erofs fat fstab unit-file boot-environment bolt tar jbd2 ext4-writer containerd-store podman-store layer-export
+FUZZ_TARGETS ?= partition-table squashfs erofs fat fstab unit-file boot-environment bolt tar jbd2 ext4-writer containerd-store podman-store podman-db layer-export
 fuzz: deps
 	bash Fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
