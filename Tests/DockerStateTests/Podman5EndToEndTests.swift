@@ -81,6 +81,26 @@ struct Podman5EndToEndTests {
         #expect(root.summary.running == 1 && root.summary.exitedNonzero == 1)
     }
 
+    /// docs/docker.md's account of a snapshot of a running device: the report keeps the stored
+    /// states; podman after a reboot (the recipe's power loss: processes killed, runroot, tmpdir and
+    /// /dev/shm emptied) shows running, paused and exited containers as exited (exit codes kept),
+    /// created and initialized ones as created.
+    @Test("After a reboot podman shows the documented reset; the report keeps what was stored")
+    func afterReboot() throws {
+        let before = Dictionary(uniqueKeysWithValues: try Podman5Disk.facts("ps.json").map { (Podman5Disk.name($0), $0) })
+        let after = try Podman5Disk.facts("ps-after-reboot.json")
+        #expect(after.count == before.count)
+        let root = try Podman5Disk.root("podman5-root.img")
+        for p in after {
+            let name = Podman5Disk.name(p)
+            let stored = try #require(before[name]?["State"] as? String)
+            let reset = ["running": "exited", "paused": "exited", "stopping": "exited", "stopped": "exited", "initialized": "created"][stored] ?? stored
+            #expect(p["State"] as? String == reset, "\(name): \(stored)")
+            #expect(p["ExitCode"] as? Int == before[name]?["ExitCode"] as? Int, "\(name)")
+            #expect(root.containers.first { $0.name == name }?.state == stored, "\(name)")
+        }
+    }
+
     @Test("A hot db.sql-journal is rolled back (in memory) as SQLite on the device would: podman's states, not the unfinished write")
     func hotJournal() throws {
         let root = try Podman5Disk.root("podman5-root-hot.img")
