@@ -14,7 +14,8 @@
 #   podman5-root.img     p1 vfat boot, p2 ext4 root with /var/lib/containers/storage;
 #   podman5-root-{hot,wal,truncated,garbage}.img  the same with db.sql changed (see the variants below).
 # Beside it: podman5-root.facts/ (podman images/ps -a --format json while it ran, the layer
-# chains, the store's listing, wal-present if podman had left a db.sql-wal, paused when held could be paused).
+# chains, the store's listing, wal-present if podman had left a db.sql-wal, paused when held could be
+# paused, ps-after-reboot.json: podman ps -a after a simulated power loss and boot).
 # When mmdebstrap cannot run (no network) or podman cannot run here, podman5-root.skipped says why
 # and no disk is written (the tests skip, saying so); images/build.sh then counts the recipe as
 # built: remove OUT/.podman5-root.done to try again.
