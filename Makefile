@@ -6,7 +6,7 @@ export PATH := /opt/swift/usr/bin:$(PATH)
 APT_PACKAGES := pkg-config libblkid-dev libext2fs-dev zlib1g-dev libdeflate-dev liblz4-dev libzstd-dev liblzma-dev \
 	liblzo2-dev e2fsprogs fdisk binutils-arm-linux-gnueabihf gdisk util-linux squashfs-tools erofs-utils dosfstools mtools attr libcap2-bin \
 	pigz libarchive-tools xz-utils zstd golang-go python3 f2fs-tools btrfs-progs xfsprogs gcc g++ binutils qemu-utils zip unzip \
-	containerd podman libubootenv-tool grub-common
+	containerd podman libubootenv-tool grub-common mmdebstrap libsqlite3-dev
 
 SWIFT_FLAGS ?=
 BIN := .build/debug/fwassemble
@@ -102,7 +102,7 @@ bench-batch: native images venv
 # Fuzzing (docs/fuzzing.md): one libFuzzer binary per target in .build-fuzz, FUZZ_SECONDS each;
 # crashing inputs are copied to Tests/Corpus/<target>/, which make test replays.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= partition-table squashfs erofs fat fstab unit-file boot-environment bolt tar jbd2 ext4-writer containerd-store podman-store layer-export
+FUZZ_TARGETS ?= partition-table squashfs erofs fat fstab unit-file boot-environment bolt tar jbd2 ext4-writer containerd-store podman-store podman-db layer-export
 fuzz: deps
 	bash Fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 

@@ -31,6 +31,7 @@ let package = Package(
         cLibrary("CZstd", pkgConfig: "libzstd", apt: "libzstd-dev"),
         cLibrary("CLZMA", pkgConfig: "liblzma", apt: "liblzma-dev"),
         cLibrary("CLZO", pkgConfig: "lzo2", apt: "liblzo2-dev"),
+        cLibrary("CSQLite", pkgConfig: "sqlite3", apt: "libsqlite3-dev"),
 
         // 1. Bytes: raw image files and partition slices, read with pread.
         .target(name: "DiskImage"),
@@ -57,9 +58,12 @@ let package = Package(
         .target(name: "MountPlan", dependencies: ["FileSystems", "Assembly", "DiskImage", "PartitionTable"]),
         // 6a. bbolt files (containerd's meta.db and snapshotter metadata.db), read-only from a ByteSource.
         .target(name: "BoltDB", dependencies: ["DiskImage"]),
+        // 6a'. SQLite files (Podman 5's db.sql) through the system SQLite, read-only from a ByteSource
+        //      (a VFS over it with an in-memory overlay: hot journals and WALs applied, nothing written).
+        .target(name: "SQLiteDB", dependencies: ["DiskImage", "CSQLite"]),
         // 6b. Docker data-roots read from the assembled namespace (inventory, integrity, export):
-        //     overlay2, and the containerd store through BoltDB.
-        .target(name: "DockerState", dependencies: ["FileSystems", "Assembly", "DiskImage", "DiskFormats", "BoltDB", "FileSystemTar"]),
+        //     overlay2, the containerd store through BoltDB, Podman's store (BoltDB or SQLite state).
+        .target(name: "DockerState", dependencies: ["FileSystems", "Assembly", "DiskImage", "DiskFormats", "BoltDB", "SQLiteDB", "FileSystemTar"]),
         // 7. Archive: streaming tar writer and parallel gzip.
         .target(name: "Archive", dependencies: ["FileSystems", "DiskImage", "CDeflate", "CZstd"]),
         // 7b. The booted namespace written as an ext4 filesystem image through libext2fs.
@@ -88,14 +92,14 @@ let package = Package(
         .testTarget(name: "ArchiveTests", dependencies: ["Archive", "FileSystems", "DiskImage", "TestSupport"]),
         .testTarget(name: "BoltDBTests", dependencies: ["BoltDB", "DiskImage", "TestSupport"]),
         .testTarget(name: "DockerStateTests", dependencies: [
-            "DockerState", "BoltDB", "Assembly", "MountPlan", "FileSystems", "DiskImage", "FirmwareAssembler", "TestSupport",
+            "DockerState", "BoltDB", "SQLiteDB", "Assembly", "MountPlan", "FileSystems", "DiskImage", "FirmwareAssembler", "TestSupport",
         ]),
         .testTarget(name: "CLITests", dependencies: ["FirmwareAssembler", "DiskImage", "TestSupport"]),
         .testTarget(name: "CAPITests", dependencies: ["CFwassemble", "FirmwareAssembler", "DiskImage", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["FirmwareAssembler", "TestSupport"]),
         .testTarget(name: "HostileTests", dependencies: [
             "TestSupport", "DiskImage", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
-            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Archive", "BoltDB", "FileSystemTar", "Ext4Image", "Assembly", "DockerState",
+            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Archive", "BoltDB", "SQLiteDB", "FileSystemTar", "Ext4Image", "Assembly", "DockerState",
         ]),
         .target(name: "TestSupport", dependencies: ["FileSystems", "CZlib"], path: "Tests/TestSupport"),
     ]

@@ -10,8 +10,8 @@ cd "$root"
 export PATH=/opt/swift/usr/bin:$PATH
 scratch=.build-fuzz
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(partition-table squashfs erofs fat fstab unit-file boot-environment bolt tar jbd2 ext4-writer containerd-store podman-store layer-export)
-modules=(DiskImage PartitionTable Codecs DiskFormats FileSystems FileSystemExt4 FileSystemSquashFS FileSystemEROFS FileSystemFAT Assembly MountPlan BoltDB FileSystemTar Ext4Image DockerState)
+[ ${#targets[@]} -gt 0 ] || targets=(partition-table squashfs erofs fat fstab unit-file boot-environment bolt tar jbd2 ext4-writer containerd-store podman-store podman-db layer-export)
+modules=(DiskImage PartitionTable Codecs DiskFormats FileSystems FileSystemExt4 FileSystemSquashFS FileSystemEROFS FileSystemFAT Assembly MountPlan BoltDB SQLiteDB FileSystemTar Ext4Image DockerState)
 sanitize=(-Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address)
 for m in "${modules[@]}"; do
     swift build --scratch-path "$scratch" --target "$m" "${sanitize[@]}" 2>&1 | grep -E "error|Compiling|Build complete" | grep -v "^\[" || true
@@ -24,7 +24,7 @@ done
 cflags=()
 for c in Sources/C*/module.modulemap; do cflags+=(-Xcc "-fmodule-map-file=$root/$c" -I "$(dirname "$c")"); done
 libs=()
-for pc in blkid ext2fs com_err zlib liblz4 libzstd liblzma lzo2; do
+for pc in blkid ext2fs com_err zlib liblz4 libzstd liblzma lzo2 sqlite3; do
     for f in $(pkg-config --libs --cflags "$pc"); do
         case "$f" in -I*) libs+=(-Xcc "$f") ;; *) libs+=("$f") ;; esac
     done

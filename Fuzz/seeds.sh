@@ -6,7 +6,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:?usage: Fuzz/seeds.sh OUTDIR}
 imgs=$root/images/out
 bash "$root/images/build.sh" "$imgs" haos-full rpi-full haos-mbr-full debian-gpt fs-squashfs fs-erofs fs-fat containerd-root podman-root >/dev/null
-mkdir -p "$out"/{partition-table,squashfs,erofs,fat,fstab,unit-file,boot-environment,bolt,tar,jbd2,ext4-writer,containerd-store,podman-store,layer-export}
+mkdir -p "$out"/{partition-table,squashfs,erofs,fat,fstab,unit-file,boot-environment,bolt,tar,jbd2,ext4-writer,containerd-store,podman-store,podman-db,layer-export}
 # jbd2: the journals of the hot snapshots (built only as root with loop devices; images/disks/hot-ext4.sh;
 # hot-ext4-fc carries a fast-commit area)
 bash "$root/images/build.sh" "$imgs" hot-ext4 >/dev/null || true
@@ -80,7 +80,12 @@ cp "$root"/Tests/Corpus/tar/* "$out/tar/"
 # regressions of Tests/Corpus/, and the content store's layer blobs (tar, gzip, zstd)
 python3 "$root/Fuzz/store-seed.py" containerd "$imgs" "$out/containerd-store/containerd-root.tar"
 python3 "$root/Fuzz/store-seed.py" podman "$imgs" "$out/podman-store/podman-root.tar"
-for t in containerd-store podman-store layer-export; do cp "$root"/Tests/Corpus/$t/* "$out/$t/"; done
+# Podman 5's store (SQLite db.sql): its seed is committed (Tests/Corpus/podman-store/podman5-root.tar),
+# remade here when the podman5-root recipe could run (it needs mmdebstrap and the network).
+if bash "$root/images/build.sh" "$imgs" podman5-root >/dev/null && [ -f "$imgs/podman5-root.img" ]; then
+    python3 "$root/Fuzz/store-seed.py" podman5 "$imgs" "$out/podman-store/podman5-root-fresh.tar"
+fi
+for t in containerd-store podman-store podman-db layer-export; do cp "$root"/Tests/Corpus/$t/* "$out/$t/"; done
 # tar and ext4-writer: a 10,000-deep and a 100,000-wide tree, gzip-compressed (issue 22), and the
 # committed regressions of ext4-writer
 mkdir -p "$out/ext4-writer"

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Fuzz/store-seed.py containerd|podman IMAGES_DIR OUT.tar: the seed of the containerd-store or
+"""Fuzz/store-seed.py containerd|podman|podman5 IMAGES_DIR OUT.tar: the seed of the containerd-store or
 podman-store fuzz target (Tests/Corpus/<target>/), from the disk the real daemon's recipe made
-(images/disks/containerd-root.sh, podman-root.sh): the store copied out of the data partition with
+(images/disks/containerd-root.sh, podman-root.sh, podman5-root.sh: Podman 5's SQLite db.sql; its
+busybox binary, the one file over 64 KiB in a layer, is stored empty to keep the seed under
+libFuzzer's 1 MiB): the store copied out of the data partition with
 `debugfs rdump`, written as a tar at its default path in the namespace (/var/lib/docker with
 the HAOS flag file for containerd, /var/lib/containers/storage for Podman). bbolt files are cut at
 their high-water mark (the pages past it are unused) and runtime files are left out, so the seed
@@ -22,7 +24,7 @@ def hwm(data):
     return data[:pgid * psz]
 
 
-def build(src, prefix, out, extra=()):
+def build(src, prefix, out, extra=(), layer_file_limit=None):
     entries = []
     for dirpath, dirs, files in os.walk(src):
         dirs.sort()
@@ -49,6 +51,8 @@ def build(src, prefix, out, extra=()):
                 t.addfile(i)
             elif os.path.isfile(path):
                 data = hwm(open(path, 'rb').read())
+                if layer_file_limit is not None and '/diff/' in arc and len(data) > layer_file_limit:
+                    data = b''
                 i.size = len(data)
                 t.addfile(i, io.BytesIO(data))
             else:  # overlay whiteouts (0:0 character devices)
@@ -67,13 +71,15 @@ def main():
         'containerd': ('containerd-root.img', 3, '/docker', 'var/lib/docker',
                        [('var/lib/.docker-use-containerd-snapshotter', b'')]),
         'podman': ('podman-root.img', 2, '/var/lib/containers/storage', 'var/lib/containers/storage', []),
+        'podman5': ('podman5-root.img', 2, '/var/lib/containers/storage', 'var/lib/containers/storage', []),
     }[kind]
     img = os.path.join(images, disk)
     table = json.loads(subprocess.check_output(['sfdisk', '-J', img]))['partitiontable']
     start = table['partitions'][part - 1]['start'] * 512
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(['debugfs', '-R', f'rdump {fs_path} {tmp}', f'{img}?offset={start}'], check=True, capture_output=True)
-        build(os.path.join(tmp, os.path.basename(fs_path)), prefix, out, extra)
+        build(os.path.join(tmp, os.path.basename(fs_path)), prefix, out, extra,
+              layer_file_limit=65536 if kind == 'podman5' else None)
 
 
 if __name__ == '__main__':

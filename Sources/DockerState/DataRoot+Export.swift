@@ -7,7 +7,7 @@ extension DataRoot {
     /// prefix of 4+ hex digits); `limits` bound the layer blobs decompressed when a containerd
     /// image's snapshots are gone.
     public func imageLayers(_ reference: String, limits: LayerLimits = LayerLimits()) throws -> (id: String, layers: [Layer]) {
-        switch ImageLookup.find(reference, in: inspect(countMarkers: false).images) {
+        switch ImageLookup.find(reference, in: inspect(countMarkers: false).images, podmanShortNames: store == .podman) {
         case .found(let image):
             return (image.id, try imageStore.layers(ofImage: image, reference: reference, limits: limits))
         case .notFound:

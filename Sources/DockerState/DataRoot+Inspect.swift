@@ -25,7 +25,7 @@ extension DataRoot {
                               integrity: Integrity(ok: problems.isEmpty, problems: problems, whiteouts: inventory.whiteouts,
                                                    opaqueDirectories: inventory.opaque, layers: inventory.layers),
                               summary: summary, store: store.rawValue, containerdRoot: store == .containerd ? containerdRoot?.path : nil,
-                              namespaces: inventory.namespaces)
+                              namespaces: inventory.namespaces, libpodState: inventory.libpodState)
     }
 
     /// Whiteouts and opaque directories below each of `directories` (bounded walk).

@@ -10,7 +10,8 @@ import Foundation
 /// `overlay-images/<id>/=<base64 of the key>` (the config under its digest), 
 /// `overlay-containers/containers.json` (id, names, image, layer = the rw layer, metadata), layer
 /// contents in `overlay/<id>/diff`, and libpod's state in `libpod/bolt_state.db` (bbolt:
-/// `ctr/<id>/{config, state}` JSON).
+/// `ctr/<id>/{config, state}` JSON, Podman 4) or `db.sql` (SQLite, Podman 5:
+/// DataRoot+PodmanSQLite.swift); one inventory and export path, two state readers.
 extension DataRoot {
     /// A JSON array file (containers/storage's records) with the elements that are not `T`
     /// objects left out (each a problem), each with its position, or nil with a problem when it is
@@ -107,11 +108,26 @@ extension DataRoot {
         return result
     }
 
-    /// libpod's bolt_state.db: container id -> (config, state).
-    func podmanStates() -> [String: (config: PodmanJSON.ContainerConfig, state: PodmanJSON.ContainerState)] {
-        let relative = "libpod/bolt_state.db"
-        guard let e = entry(relative), e.metadata.type == .regular else { return [:] }
-        var result: [String: (config: PodmanJSON.ContainerConfig, state: PodmanJSON.ContainerState)] = [:]
+    /// libpod's state of each container: config and state JSON by container id, from the
+    /// backend libpod itself would open (`PodmanState.backend`), with the state names of that
+    /// Podman generation.
+    func podmanStates() -> PodmanState {
+        let bolt = entry(PodmanState.boltFile).map { $0.metadata.type == .regular } == true
+        let sqlite = entry(PodmanState.sqliteFile).map { $0.metadata.type == .regular } == true
+        if bolt && sqlite {
+            problem(PodmanState.sqliteFile, "is not read: \(PodmanState.boltFile) is present too, and libpod keeps using BoltDB when it exists "
+                    + "(unless containers.conf sets database_backend, which is not read)")
+        }
+        if bolt { return podmanBoltStates() }
+        if sqlite { return podmanSQLiteStates() }
+        return PodmanState(backend: .none)
+    }
+
+    /// libpod's bolt_state.db (Podman 4, and Podman 5 upgraded from it): `ctr/<id>/{config, state}`.
+    func podmanBoltStates() -> PodmanState {
+        let relative = PodmanState.boltFile
+        var result = PodmanState(backend: .bolt)
+        guard let e = entry(relative) else { return result }
         do {
             let db = try Bolt.Database(source: try FileByteSource(reader: reader, inode: e.inode, name: "\(path)/\(relative)"),
                                        name: "\(path)/\(relative)")
@@ -121,15 +137,8 @@ extension DataRoot {
                     continue
                 }
                 let v = try bucket.values()
-                func object<T: Decodable>(_ key: String, _ empty: T) -> T {
-                    guard let bytes = v[key] else { return empty }
-                    guard let value = decoded(bytes, as: T.self) else {
-                        problem(relative, "ctr/\(id)/\(key) is not a JSON object; container \(key) left empty")
-                        return empty
-                    }
-                    return value
-                }
-                result[id] = (object("config", PodmanJSON.ContainerConfig()), object("state", PodmanJSON.ContainerState()))
+                result.containers[id] = (podmanJSON(v["config"], PodmanJSON.ContainerConfig(), at: relative, "ctr/\(id)/config"),
+                                         podmanJSON(v["state"], PodmanJSON.ContainerState(), at: relative, "ctr/\(id)/state"))
             }
         } catch {
             problem(relative, FWError(error).message)
@@ -137,11 +146,23 @@ extension DataRoot {
         return result
     }
 
+    /// A libpod JSON record (config or state), `empty` when absent or not a JSON object (a problem).
+    func podmanJSON<T: Decodable>(_ bytes: [UInt8]?, _ empty: T, at relative: String, _ place: String) -> T {
+        guard let bytes else { return empty }
+        guard let value = decoded(bytes, as: T.self) else {
+            problem(relative, "\(place) is not a JSON object; container \(place.split(separator: "/").last ?? "") left empty")
+            return empty
+        }
+        return value
+    }
+
     func podmanInventory(countMarkers: Bool) -> StoreInventory {
         var result = StoreInventory()
         let layers = podmanLayers()
         result.images = podmanImages(layers)
-        result.containers = podmanContainers(layers, images: result.images)
+        let states = podmanStates()
+        result.containers = podmanContainers(layers, images: result.images, states: states)
+        result.libpodState = states.info
         result.layers = layers.count
         if countMarkers {
             (result.whiteouts, result.opaque) = countOverlayMarkers(in: layers.keys.sorted().compactMap { id in
@@ -192,8 +213,7 @@ extension DataRoot {
     }
 
     /// `overlay-containers/containers.json` with libpod's state; each one's image and layer chain checked.
-    func podmanContainers(_ layers: [String: PodmanJSON.Layer], images: [ImageInfo]) -> [ContainerInfo] {
-        let states = podmanStates()
+    func podmanContainers(_ layers: [String: PodmanJSON.Layer], images: [ImageInfo], states: PodmanState) -> [ContainerInfo] {
         var containers: [ContainerInfo] = []
         for (id, record) in podmanRecords("overlay-containers/containers.json", of: PodmanJSON.Container.self, what: "container", id: \.id) {
             let name = record.names?.first?.wrappedValue ?? id
@@ -206,9 +226,8 @@ extension DataRoot {
                 }
                 return json
             }
-            let (config, state) = states[id] ?? (PodmanJSON.ContainerConfig(), PodmanJSON.ContainerState())
-            // libpod's ContainerStatus: 1 configured, 2 created, 3 running, 4 stopped, 5 paused, 6 exited, 7 removing, 8 stopping.
-            let stateName = [3: "running", 4: "exited", 5: "paused", 6: "exited", 7: "dead", 8: "running"][state.state ?? 2] ?? "created"
+            let (config, state) = states.containers[id] ?? (PodmanJSON.ContainerConfig(), PodmanJSON.ContainerState())
+            let stateName = states.backend.stateName(state.state)
             let args = config.args
             var info = ContainerInfo(id: id, name: name, image: imageID.isEmpty ? "" : "sha256:" + imageID,
                                      imageTag: metadata?.imageName ?? config.rootfsImageName,

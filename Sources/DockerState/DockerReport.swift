@@ -37,10 +37,34 @@ public struct DataRootReport: Sendable, Codable, Equatable {
     public var containerdRoot: String? = nil
     /// A containerd store's namespaces, as `ctr -n NS images ls / snapshots ls / content ls` list them.
     public var namespaces: [NamespaceInfo]? = nil
+    /// Podman's libpod state: which database the container states come from (absent for the other stores).
+    public var libpodState: LibpodStateInfo? = nil
 
     enum CodingKeys: String, CodingKey {
         case path, foundVia = "found_via", driver, engine, images, containers, volumes, integrity, summary
-        case store, containerdRoot = "containerd_root", namespaces
+        case store, containerdRoot = "containerd_root", namespaces, libpodState = "libpod_state"
+    }
+}
+
+/// Where Podman's container states were read: `libpod/bolt_state.db` (BoltDB, Podman 4) or
+/// `db.sql` (SQLite, Podman 5), and what a hot copy of db.sql left beside it.
+public struct LibpodStateInfo: Sendable, Codable, Equatable {
+    /// The file, relative to the store ("db.sql", "libpod/bolt_state.db"); nil when neither exists.
+    public var file: String?
+    /// "sqlite", "boltdb" or "none".
+    public var backend: String
+    /// db.sql-journal was hot (a write was under way when the disk was copied) and was rolled back
+    /// in memory, as the device's SQLite would at its next open.
+    public var journalRolledBack: Bool = false
+    /// db.sql-wal was present and its committed frames were read.
+    public var walRead: Bool = false
+
+    public init(file: String?, backend: String, journalRolledBack: Bool = false, walRead: Bool = false) {
+        (self.file, self.backend, self.journalRolledBack, self.walRead) = (file, backend, journalRolledBack, walRead)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case file, backend, journalRolledBack = "journal_rolled_back", walRead = "wal_read"
     }
 }
 

@@ -40,7 +40,11 @@ public enum DockerImageNames {
 ///    with a digest also matches an image whose target digest (the manifest a RepoDigest names)
 ///    is that digest under one of its repositories; a tag that does not parse matches as written;
 /// 3. a unique prefix of its id of at least 4 hex digits (`sha256:` optional), as dockerd's
-///    `checkTruncatedID` allows; a prefix of several images is ambiguous, not a match.
+///    `checkTruncatedID` allows; a prefix of several images is ambiguous, not a match;
+/// 4. on Podman's store (`podmanShortNames`), a short name as libimage's `LookupImage` finds it:
+///    `localhost/<name>` first, then any image with a name whose repository ends in `/<name>`
+///    (`tool` is `localhost/tool:latest`, `web:1.0` is `docker.io/example/web:1.0`), the tag
+///    (`latest` implied) or digest equal; several such images are ambiguous.
 public enum ImageLookup {
     public enum Outcome: Equatable, Sendable {
         case found(ImageInfo)
@@ -51,7 +55,7 @@ public enum ImageLookup {
 
     public static let minimumPrefix = 4
 
-    public static func find(_ reference: String, in images: [ImageInfo]) -> Outcome {
+    public static func find(_ reference: String, in images: [ImageInfo], podmanShortNames: Bool = false) -> Outcome {
         let hex = reference.hasPrefix("sha256:") ? String(reference.dropFirst(7)) : reference
         let isHex = !hex.isEmpty && hex.count <= 64 && hex.allSatisfy(\.isLowercaseHex)
         if isHex, hex.count == 64, let image = images.first(where: { $0.id == "sha256:" + hex }) { return .found(image) }
@@ -60,14 +64,34 @@ public enum ImageLookup {
             image.tags.contains(reference) || image.repoDigests?.contains(reference) == true || wanted.map { keys(of: image).contains($0) } == true
         }
         if let outcome = unique(named) { return outcome }
-        guard isHex, hex.count >= minimumPrefix else { return .notFound }
-        return unique(images.filter { $0.id.hasPrefix("sha256:" + hex) }) ?? .notFound
+        if isHex, hex.count >= minimumPrefix, let outcome = unique(images.filter({ $0.id.hasPrefix("sha256:" + hex) })) { return outcome }
+        guard podmanShortNames else { return .notFound }
+        return podmanShortName(reference, in: images) ?? .notFound
+    }
+
+    /// Step 4: `reference` as a Podman short name (written without a registry: its first
+    /// component has no `.` or `:` and is not `localhost`), nil when it is not one or nothing matches.
+    static func podmanShortName(_ reference: String, in images: [ImageInfo]) -> Outcome? {
+        guard let ref = ImageReference(reference) else { return nil }
+        var written = Substring(reference.split(separator: "@", maxSplits: 1).first ?? "")
+        if let colon = written.lastIndex(of: ":"), !written[colon...].contains("/") { written = written[..<colon] }
+        let first = written.split(separator: "/").first ?? ""
+        guard !written.isEmpty, !first.contains("."), !first.contains(":"), first != "localhost" else { return nil }
+        func matches(_ image: ImageInfo, localOnly: Bool) -> Bool {
+            image.tags.contains { name in
+                guard let n = ImageReference(name) else { return false }
+                guard localOnly ? (n.domain == "localhost" && n.path == written) : (n.path == written || n.path.hasSuffix("/" + written)) else { return false }
+                if let digest = ref.digest { return image.targetDigest == digest || image.repoDigests?.contains { $0.hasSuffix("@" + digest) } == true }
+                return (n.tag ?? "latest") == (ref.tag ?? "latest")
+            }
+        }
+        return unique(images.filter { matches($0, localOnly: true) }) ?? unique(images.filter { matches($0, localOnly: false) })
     }
 
     /// Whether `container` runs the image `reference` names: its `Config.Image` as written (or the
     /// same name fully qualified), or the image `find` resolves `reference` to is the container's
     /// (an image missing from `images` is still known by its id).
-    public static func container(_ container: ContainerInfo, runs reference: String, images: [ImageInfo]) -> Bool {
+    public static func container(_ container: ContainerInfo, runs reference: String, images: [ImageInfo], podmanShortNames: Bool = false) -> Bool {
         if let written = container.imageTag {
             if written == reference { return true }
             if let a = ImageReference(written), let b = ImageReference(reference), key(a) == key(b) { return true }
@@ -77,7 +101,7 @@ public enum ImageLookup {
             candidates.append(ImageInfo(id: container.image, tags: [], created: nil, layers: 0, size: nil, cmd: nil, entrypoint: nil,
                                         diffIDs: [], chainIDs: []))
         }
-        if case .found(let image) = find(reference, in: candidates) { return image.id == container.image }
+        if case .found(let image) = find(reference, in: candidates, podmanShortNames: podmanShortNames) { return image.id == container.image }
         return false
     }
 

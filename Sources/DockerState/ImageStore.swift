@@ -20,6 +20,8 @@ struct StoreInventory {
     var containers: [ContainerInfo] = []
     /// containerd's namespaces (nil for the other stores: the key is absent from the report).
     var namespaces: [NamespaceInfo]?
+    /// Podman's state database (nil for the other stores: the key is absent from the report).
+    var libpodState: LibpodStateInfo?
     var layers = 0
     var whiteouts = 0
     var opaque = 0

@@ -51,7 +51,7 @@ extension DockerReport {
                 continue
             }
             matched.insert(c.id)
-            if let image = object["image"] as? String, !ImageLookup.container(c, runs: image, images: root.images) {
+            if let image = object["image"] as? String, !ImageLookup.container(c, runs: image, images: root.images, podmanShortNames: root.store == StoreKind.podman.rawValue) {
                 mismatches.append("container \(wanted) runs image \(c.imageTag ?? c.image) (\(c.image)), expected \(image)")
             }
         }

@@ -116,6 +116,10 @@ extension Fwassemble {
             if report.dataRoots.isEmpty { print("no Docker data-root found") }
             for root in report.dataRoots {
                 print("data-root \(root.path) (\(root.engine), \(root.driver))" + (root.foundVia.count > 1 || root.foundVia.first != root.path ? ", found via \(root.foundVia.joined(separator: ", "))" : ""))
+                if let state = root.libpodState {
+                    let extras = [state.journalRolledBack ? "its hot journal rolled back in memory" : nil, state.walRead ? "its WAL read" : nil].compactMap { $0 }
+                    print("libpod state: \(state.file ?? "none") (\(state.backend))" + (extras.isEmpty ? "" : ", " + extras.joined(separator: ", ")))
+                }
                 print("")
                 print("IMAGES (\(root.images.count))")
                 table([["ID", "TAGS", "CREATED", "LAYERS", "SIZE", "CMD"]] + root.images.map { i in

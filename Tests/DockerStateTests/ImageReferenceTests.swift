@@ -109,6 +109,29 @@ struct ImageReferenceTests {
         }
     }
 
+    /// Podman's short names, on Podman's store only: `localhost/<name>` first, then a repository
+    /// ending in `/<name>`; several such images are ambiguous; a name with a registry is never short.
+    @Test("Podman short names (libimage's local lookup)")
+    func podmanShortNames() {
+        let web = Self.image("sha256:3333" + String(repeating: "0", count: 60), tags: ["docker.io/example/web:1.0"])
+        let localWeb = Self.image("sha256:4444" + String(repeating: "0", count: 60), tags: ["localhost/web:1.0"])
+        let quayWeb = Self.image("sha256:5555" + String(repeating: "0", count: 60), tags: ["quay.io/other/web:1.0"])
+        let images = Self.all + [web]
+        for (reference, id) in [("tool:2", Self.podman.id), ("tool@\(Self.d2)", Self.podman.id), ("web:1.0", web.id),
+                                ("example/web:1.0", web.id), ("tool", nil), ("web:2.0", nil), ("eb:1.0", nil),
+                                ("localhost/web:1.0", nil), ("quay.io/web:1.0", nil)] as [(String, String?)] {
+            let found = ImageLookup.find(reference, in: images, podmanShortNames: true)
+            #expect(found == (id.flatMap { i in images.first { $0.id == i } }.map { .found($0) } ?? .notFound), "\(reference)")
+            if id != nil, !reference.hasPrefix("example/") {
+                #expect(ImageLookup.find(reference, in: images) == .notFound, "\(reference) is not a Docker name")
+            }
+        }
+        #expect(ImageLookup.find("web:1.0", in: [web, localWeb], podmanShortNames: true) == .found(localWeb))
+        #expect(ImageLookup.find("web:1.0", in: [web, quayWeb], podmanShortNames: true) == .ambiguous([web.id, quayWeb.id]))
+        // A name Docker's rules find is not searched again: `web` (docker.io/library/web:latest) stays the containerd image.
+        #expect(ImageLookup.find("web", in: Self.all + [web], podmanShortNames: true) == .found(Self.containerd))
+    }
+
     @Test("A prefix of several images is ambiguous, never the first")
     func ambiguous() {
         #expect(ImageLookup.find("sha256:1111", in: Self.all) == .found(Self.overlay2))

@@ -22,7 +22,7 @@ import Glibc
 public enum FuzzEntries {
     /// Target names, as used for Fuzz/<name>.swift, .build-fuzz/<name> and Tests/Corpus/<name>/.
     public static let targets = ["partition-table", "squashfs", "erofs", "fat", "fstab", "unit-file", "boot-environment", "bolt", "tar", "jbd2",
-                                 "ext4-writer", "containerd-store", "podman-store", "layer-export"]
+                                 "ext4-writer", "containerd-store", "podman-store", "podman-db", "layer-export"]
 
     /// Runs one input through the named target. Errors thrown by the parsers are the expected
     /// outcome for most inputs; a crash, a hang or an unbounded allocation is the bug.
@@ -51,6 +51,7 @@ public enum FuzzEntries {
             fileSystem(gunzipped(data)) { try TarReader(source: $0, name: "fuzz", ociWhiteouts: true) }
         case "ext4-writer": _ = ext4Writer(data)
         case "containerd-store", "podman-store": store(data)
+        case "podman-db": store(podmanStore(dbSQL: data))
         case "layer-export": layerExport(data)
         case "jbd2":
             // The journal parser alone (scan, revoke and replay passes); a small memory limit so
@@ -129,7 +130,8 @@ public enum FuzzEntries {
 
     /// The bytes as a tar of a store's files (paths from the namespace root: a containerd root
     /// with its meta.db, snapshotter metadata.db, content blobs and snapshot directories, or
-    /// Podman's containers/storage with its JSON records and libpod's bolt_state.db), mounted at
+    /// Podman's containers/storage with its JSON records and libpod's bolt_state.db or Podman 5's
+    /// SQLite db.sql), mounted at
     /// "/": the data-roots are located and inspected as `docker --json` does, and every image and
     /// container is exported (layers resolved, merged, walked).
     /// Returns what it found (for the seeds' own test): data-roots, images, containers, exports.
@@ -157,6 +159,41 @@ public enum FuzzEntries {
             }
         }
         return found
+    }
+
+    /// A Podman 5 store holding `dbSQL` as its db.sql (and empty containers/storage records), as a
+    /// tar for `store`: the whole input reaches SQLite through SQLiteDB's VFS and libpod's state reader.
+    static func podmanStore(dbSQL: [UInt8]) -> [UInt8] {
+        let root = "var/lib/containers/storage"
+        var tar: [UInt8] = []
+        for dir in ["var", "var/lib", "var/lib/containers", root, root + "/overlay-layers", root + "/overlay-containers"] {
+            tar += ustar(dir + "/", type: "5", [])
+        }
+        tar += ustar(root + "/overlay-layers/layers.json", type: "0", Array("[]".utf8))
+        tar += ustar(root + "/overlay-containers/containers.json", type: "0", Array("[]".utf8))
+        tar += ustar(root + "/db.sql", type: "0", dbSQL)
+        return tar + [UInt8](repeating: 0, count: 1024)
+    }
+
+    /// One ustar member (name under 100 bytes, mode 0644/0755, owner 0, mtime 0), padded to 512.
+    static func ustar(_ name: String, type: Character, _ body: [UInt8]) -> [UInt8] {
+        var h = [UInt8](repeating: 0, count: 512)
+        func put(_ text: String, at offset: Int) {
+            for (i, b) in text.utf8.enumerated() { h[offset + i] = b }
+        }
+        put(name, at: 0)
+        put(type == "5" ? "0000755" : "0000644", at: 100)
+        put("0000000", at: 108)
+        put("0000000", at: 116)
+        put(String(body.count, radix: 8).leftPadded(to: 11), at: 124)
+        put("00000000000", at: 136)
+        put("        ", at: 148)
+        put(String(type), at: 156)
+        put("ustar", at: 257)
+        put("00", at: 263)
+        put(String(h.reduce(0) { $0 + Int($1) }, radix: 8).leftPadded(to: 6), at: 148)
+        h[154] = 0
+        return h + body + [UInt8](repeating: 0, count: (512 - body.count % 512) % 512)
     }
 
     /// The bytes as a content-store layer blob (tar, tar+gzip, tar+zstd) named by its own digest:
@@ -209,5 +246,12 @@ public enum FuzzEntries {
                 total += n
             }
         }
+    }
+}
+
+extension String {
+    /// Zero-padded on the left to `width` characters (tar's octal fields).
+    fileprivate func leftPadded(to width: Int) -> String {
+        String(repeating: "0", count: max(0, width - count)) + self
     }
 }
