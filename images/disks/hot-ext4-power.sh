@@ -41,6 +41,10 @@ mnt=$WORK/mnt
 slow=/sys/fs/cgroup/blkio/fwassemble-hot-$$
 mkdir -p "$mnt"
 cleanup() {
+    # A failed step may leave the throttled truncate running and the orphan's descriptor open:
+    # wait for the one, close the other, then unmount and remove the cgroup.
+    wait 2>/dev/null || true
+    exec 9>&- 2>/dev/null || true
     mountpoint -q "$mnt" && umount "$mnt"
     [ -d "$slow" ] && rmdir "$slow"
     return 0
