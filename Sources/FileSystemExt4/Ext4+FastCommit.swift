@@ -20,17 +20,15 @@ enum FastCommitReplay {
     /// Blocks mapped by ADD_RANGE records at most (each is a libext2fs mapping call).
     static let maximumMappedBlocks = 1 << 20
 
-    struct Failure: Error { var message: String }
-
     /// Applies `tags` (in order) over `source` with writes into `overlay`; returns the records
-    /// applied. Throws a `Failure` naming the record that could not be applied: what came before
-    /// it stays applied (the kernel's replay also stops there, and refuses the mount).
+    /// applied. Throws an `FWError` naming the record that could not be applied: what came before
+    /// it stays applied (the kernel's replay also stops at a record it fails on).
     static func apply(_ tags: [FastCommitTag], source: any ByteSource, overlay: BlockOverlay, place: FWError.Place) throws -> Int {
-        let (_, owner) = try Ext4Reader.open(OverlaySource(base: source, overlay: overlay), place: place, writesTo: overlay)
+        let (state, owner) = try Ext4Reader.open(OverlaySource(base: source, overlay: overlay), place: place, writesTo: overlay)
         let fs = owner.pointer
         fs.pointee.flags |= Int32(EXT2_FLAG_IGNORE_CSUM_ERRORS)
-        guard ext2fs_read_bitmaps(fs) == 0 else { throw Failure(message: "the allocation bitmaps cannot be read") }
-        var applier = Applier(fs: fs)
+        var applier = Applier(fs: fs, channel: state, place: place)
+        try applier.check(ext2fs_read_bitmaps(fs), "the allocation bitmaps cannot be read")
         try applier.excludeAddedRanges(tags)
         var applied = 0
         for tag in tags {
@@ -46,23 +44,22 @@ enum FastCommitReplay {
 
     private struct Applier {
         let fs: ext2_filsys
+        let channel: ChannelState
+        let place: FWError.Place
         var mapped = 0
         var inodeSize: Int { Int(fs.pointee.super.pointee.s_inode_size) }
         var inodeCount: UInt32 { fs.pointee.super.pointee.s_inodes_count }
         var blocksCount: UInt64 { ext2fs_blocks_count(fs.pointee.super) }
 
-        init(fs: ext2_filsys) { self.fs = fs }
-
         func check(_ code: errcode_t, _ what: @autoclosure () -> String) throws {
-            guard code == 0 else {
-                let text = error_message(code).map { String(cString: $0) } ?? "error \(code)"
-                throw Failure(message: "\(what()): \(text)")
-            }
+            guard code == 0 else { throw Ext4Reader.error(code, what(), source: place, channel: channel) }
         }
+
+        func failure(_ message: String) -> FWError { FWError(.corrupt, message, at: place) }
 
         func inodeNumber(_ c: ByteCursor, at offset: Int) throws -> ext2_ino_t {
             guard let n = c.integerIfPresent(at: offset, endianness: .little, as: UInt32.self), n >= 1, n <= inodeCount else {
-                throw Failure(message: "a record names an inode outside the inode table")
+                throw failure("a record names an inode outside the inode table")
             }
             return n
         }
@@ -74,7 +71,7 @@ enum FastCommitReplay {
             var raw = Array(value[4..<16])
             try check(raw.withUnsafeMutableBytes { ext2fs_decode_extent(&e, $0.baseAddress, 12) }, "an ADD_RANGE record has a bad extent")
             guard e.e_len > 0, e.e_pblk < blocksCount, UInt64(e.e_len) <= blocksCount - e.e_pblk else {
-                throw Failure(message: "an ADD_RANGE record of inode \(ino) maps blocks outside the filesystem")
+                throw failure("an ADD_RANGE record of inode \(ino) maps blocks outside the filesystem")
             }
             return (ino, e)
         }
@@ -146,7 +143,7 @@ enum FastCommitReplay {
             let (ino, e) = try extent(value)
             mapped += Int(e.e_len)
             guard mapped <= FastCommitReplay.maximumMappedBlocks else {
-                throw Failure(message: "the fast commits map more than \(FastCommitReplay.maximumMappedBlocks) blocks")
+                throw failure("the fast commits map more than \(FastCommitReplay.maximumMappedBlocks) blocks")
             }
             let flags = Int32(BMAP_SET) | (e.e_flags & UInt32(EXT2_EXTENT_FLAGS_UNINIT) != 0 ? Int32(BMAP_UNINIT) : 0)
             for i in 0..<UInt64(e.e_len) {
@@ -173,7 +170,7 @@ enum FastCommitReplay {
             let ino = try inodeNumber(c, at: 4)
             let name = value[8...]
             guard !name.contains(0), !name.contains(0x2F) else {
-                throw Failure(message: "a directory-entry record of inode \(ino) has a name with a NUL or '/'")
+                throw failure("a directory-entry record of inode \(ino) has a name with a NUL or '/'")
             }
             return (parent, ino, name.map { CChar(bitPattern: $0) } + [0])
         }
@@ -194,7 +191,7 @@ enum FastCommitReplay {
             case 0o120000: type = EXT2_FT_SYMLINK
             case 0o010000: type = EXT2_FT_FIFO
             case 0o140000: type = EXT2_FT_SOCK
-            default: throw Failure(message: "inode \(ino) has no file type to link")
+            default: throw failure("inode \(ino) has no file type to link")
             }
             var code = ext2fs_link(fs, parent, name, ino, type)
             if code == errcode_t(EXT2_ET_DIR_NO_SPACE) {

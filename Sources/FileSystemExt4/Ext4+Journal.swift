@@ -63,8 +63,6 @@ extension Ext4Reader {
             let target = overlay ?? BlockOverlay(blockSize: blockSize)
             do {
                 replay.fastCommits = try FastCommitReplay.apply(fastCommits, source: source, overlay: target, place: source.place)
-            } catch let failure as FastCommitReplay.Failure {
-                replay.warnings.append("fast-commit replay stopped: \(failure.message) (the kernel would refuse to mount); the records before it are applied")
             } catch {
                 replay.warnings.append("fast-commit replay stopped: \(FWError(error).message); the records before it are applied")
             }

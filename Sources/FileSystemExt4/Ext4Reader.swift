@@ -155,7 +155,7 @@ public final class Ext4Reader: FileSystemReader {
     // MARK: Errors
 
     /// libext2fs's own message for `code`, with the source error behind it if a read failed.
-    private static func error(_ code: errcode_t, _ what: String, source: FWError.Place, channel: ChannelState, path: String? = nil) -> FWError {
+    static func error(_ code: errcode_t, _ what: String, source: FWError.Place, channel: ChannelState, path: String? = nil) -> FWError {
         if let underlying = channel.takeError() {
             var e = underlying
             e.message = "\(what): \(underlying.message)"

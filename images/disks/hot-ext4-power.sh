@@ -41,6 +41,10 @@ mnt=$WORK/mnt
 slow=/sys/fs/cgroup/blkio/fwassemble-hot-$$
 mkdir -p "$mnt"
 cleanup() {
+    # A failed step may leave the throttled truncate running and the orphan's descriptor open:
+    # wait for the one, close the other, then unmount and remove the cgroup.
+    wait 2>/dev/null || true
+    exec 9>&- 2>/dev/null || true
     mountpoint -q "$mnt" && umount "$mnt"
     [ -d "$slow" ] && rmdir "$slow"
     return 0
@@ -88,17 +92,19 @@ hot_copy() {
 # hot_reference NAME [KERNEL-LOG-PATTERN...]: the kernel's view of a writable copy; each pattern
 # must appear in what the kernel logged while mounting it.
 hot_reference() {
-    local name=$1 log last; shift
+    local name=$1 log since dev; shift
     cp --sparse=always "$OUT/$name.img" "$WORK/$name.ref"
-    # What the kernel logs from here on: the lines after the last one logged before the mount
-    # (each starts with its timestamp). Not a line count: once the ring buffer is full, old lines
-    # go as new ones come. When the marker itself has gone, the whole buffer.
-    last=$(dmesg 2>/dev/null | tail -1)
-    mount -o loop "$WORK/$name.ref" "$mnt"
-    log=$(dmesg 2>/dev/null | awk -v last="$last" 'seen { print } $0 == last { seen = 1 }')
-    [ -n "$log" ] || log=$(dmesg 2>/dev/null)
+    # The kernel's lines about this mount: after the last timestamp logged before it, naming its
+    # loop device or from jbd2 (whose recovery notices name no device); counting lines fails
+    # once the ring buffer is full.
+    since=$(dmesg 2>/dev/null | tail -1 | sed -n 's/^\[ *\([0-9.]*\)\].*/\1/p')
+    dev=$(losetup -f --show "$WORK/$name.ref")
+    mount "$dev" "$mnt"
+    log=$(dmesg 2>/dev/null | awk -v t="${since:-0}" -v d="($(basename "$dev"))" '
+        { s = $0; sub(/^\[ */, "", s); sub(/\].*/, "", s); if (s + 0 > t + 0 && (index($0, d) || index($0, "JBD2:"))) print }')
     python3 "$IMAGES_DIR/manifest.py" "$mnt" > "$OUT/$name.manifest"
     umount "$mnt"
+    losetup -d "$dev"
     rm -f "$WORK/$name.ref" "$WORK/$name.live"
     for pattern in "$@"; do
         grep -q -- "$pattern" <<< "$log" || { echo "$name: the kernel did not log '$pattern':" >&2; echo "$log" >&2; exit 1; }
