@@ -31,11 +31,7 @@
 # loop devices the recipe writes a note and no images (the tests skip).
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-if [ "$(id -u)" -ne 0 ] || ! losetup -f >/dev/null 2>&1; then
-    echo "hot-ext4-power: needs root and loop devices; no hot snapshots built" | tee "$OUT/hot-ext4-power.skipped"
-    exit 0
-fi
-rm -f "$OUT/hot-ext4-power.skipped"
+require_loop_mounts hot-ext4-power
 
 mnt=$WORK/mnt
 slow=/sys/fs/cgroup/blkio/fwassemble-hot-$$
