@@ -257,10 +257,7 @@ struct ContainerdEndToEndTests {
         let path = try TestImages.path(disk)
         let dir = try DockerScratch.directory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let out = dir.appendingPathComponent("export.tar").path
-        let result = try Disk(path: path).export(.of(reference, image: image, to: out))
-        #expect(result.problems.isEmpty, "\(result.problems)")
-        let exported = try DockerScratch.tarManifest(out)
+        let (result, exported) = try DockerScratch.export(reference, image: image, of: path, into: dir)
         #expect(!exported.contains { $0.type == "characterDevice" && $0.rdev == [0, 0] })
         #expect(!exported.contains { $0.path.contains(".wh.") })
         guard TestImages.canLoopMount("ext4"), TestImages.canLoopMount("overlay") else { return }

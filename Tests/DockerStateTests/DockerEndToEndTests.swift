@@ -25,6 +25,16 @@ enum DockerScratch {
         return url
     }
 
+    /// Exports a container (or, with `image`, an image) of the disk at `path` into `dir` and
+    /// returns what it did and the archive's manifest, expecting no problems.
+    static func export(_ reference: String, image: Bool, of path: String, into dir: URL) throws
+        -> (result: DockerExportResult, manifest: [ManifestEntry]) {
+        let out = dir.appendingPathComponent("export.tar").path
+        let result = try Disk(path: path).export(.of(reference, image: image, to: out))
+        #expect(result.problems.isEmpty, "\(result.problems)")
+        return (result, try tarManifest(out))
+    }
+
     static func tarManifest(_ path: String) throws -> [ManifestEntry] {
         let script = TestImages.repositoryRoot.appendingPathComponent("images/tar_manifest.py").path
         let data = try TestImages.run(["python3", script, "--check", path])

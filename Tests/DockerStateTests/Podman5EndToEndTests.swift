@@ -182,10 +182,7 @@ struct Podman5EndToEndTests {
         }
         let dir = try DockerScratch.directory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let out = dir.appendingPathComponent("export.tar").path
-        let result = try Disk(path: path).export(.of(reference, image: image, to: out))
-        #expect(result.problems.isEmpty, "\(result.problems)")
-        let exported = try DockerScratch.tarManifest(out)
+        let (result, exported) = try DockerScratch.export(reference, image: image, of: path, into: dir)
         guard TestImages.canLoopMount("ext4"), TestImages.canLoopMount("overlay") else { return }
         var padded = 0
         let (kernel, layerCount) = try DockerScratch.kernelOverlay(of: path, partition: 2, in: dir) { data in
