@@ -42,6 +42,9 @@ public final class EROFSReader: FileSystemReader {
     static let maximumSymlinkLength = 4096
 
     /// Opens the EROFS filesystem that `source` holds (a partition slice or an image file).
+    /// The superblock's `blocks` count of the block size.
+    public var declaredSize: UInt64? { UInt64(superBlock.blocks) << blockSizeBits }
+
     public init(source: any ByteSource, name: String) throws {
         self.source = source
         self.sourceName = name

@@ -53,6 +53,12 @@ public final class Ext4Reader: FileSystemReader {
     /// `error_message()` returns libext2fs's own texts.
     private static let errorTable: Void = { initialize_ext2_error_table() }()
 
+    /// s_blocks_count blocks of the block size (saturating: a damaged count is then simply large).
+    public var declaredSize: UInt64? {
+        let (bytes, overflow) = blocksCount.multipliedReportingOverflow(by: UInt64(blockSize))
+        return overflow ? .max : bytes
+    }
+
     /// Opens the filesystem in `source`. `name` is used in messages ("disk.img partition 7
     /// (hassos-overlay)"); it defaults to the source's name. With `replayJournal` (the default) a
     /// filesystem that needs recovery is read as the kernel would mount it: journal replayed and

@@ -15,6 +15,8 @@ public final class FATReader: FileSystemReader {
     public let bootSector: FAT.BootSector
     public let options: FATMountOptions
     public var kind: FAT.Kind { bootSector.kind }
+    /// The boot sector's total sectors of its sector size.
+    public var declaredSize: UInt64? { bootSector.totalSectors * UInt64(bootSector.bytesPerSector) }
 
     let source: any ByteSource
     /// Paths of the entries listed so far, for error messages.

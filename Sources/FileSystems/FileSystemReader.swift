@@ -34,6 +34,10 @@ public protocol FileSystemReader: AnyObject {
     /// (a bind of a directory is a view of its own); in a plain filesystem always 0. Tells a file
     /// met again through another mount from a hardlink met again in the same mount.
     func view(of inode: UInt64) -> Int
+    /// The bytes the filesystem says it spans (from its superblock), nil where the format keeps
+    /// no such size. A partition smaller than this holds the filesystem cut short: the planner
+    /// warns (the kernel refuses to mount such an ext4). The default is nil.
+    var declaredSize: UInt64? { get }
     /// True for a directory the filesystem shows without a record of its own (a tar's parent
     /// directory that no member lists): its metadata is a default, so a merge (an overlay, a tar
     /// added into an image) keeps the metadata of a directory already there. The default is false.
@@ -83,6 +87,8 @@ extension FileContents {
 }
 
 extension FileSystemReader {
+    public var declaredSize: UInt64? { nil }
+
     public func entry(named name: [UInt8], in directory: UInt64) throws -> DirectoryEntry? {
         try directoryEntries(of: directory).first { $0.name == name }
     }

@@ -22,6 +22,8 @@ final class PartitionFileSystems: PlanningDisk {
     private var readers: [Int: [(fat: FATMountOptions?, reader: (any FileSystemReader)?)]] = [:]
     /// Partitions that could not be opened, with the error (reported once each).
     private(set) var openFailures: [Int: FWError] = [:]
+    /// Partitions whose filesystem claims more bytes than the partition holds, with the warning.
+    private(set) var cutShort: [Int: String] = [:]
     /// Replay the journal of ext3/ext4 filesystems that need recovery (false: `--no-replay`).
     let replayJournal: Bool
     /// What journal replay did, by partition, for the filesystems that needed recovery.
@@ -62,6 +64,11 @@ final class PartitionFileSystems: PlanningDisk {
                     if let ext4 = reader as? Ext4Reader, let journal = ext4.journal, journals[index] == nil {
                         journals[index] = (description, journal)
                     }
+                }
+                if let reader, let claimed = reader.declaredSize, claimed > slice.size {
+                    cutShort[index] = "partition \(index): its \(reader.formatName) filesystem spans \(claimed) bytes, more than the "
+                        + "partition's \(slice.size): what lies past the partition's end cannot be read"
+                        + (reader is Ext4Reader ? " (the kernel refuses to mount it)" : "")
                 }
             } catch {
                 openFailures[index] = FWError(error)
@@ -147,6 +154,7 @@ extension Disk {
             for (index, why) in partitions.openFailures.sorted(by: { $0.key < $1.key }) {
                 plan.warnings.append("partition \(index): cannot read its filesystem: \(why.description)")
             }
+            plan.warnings += partitions.cutShort.sorted { $0.key < $1.key }.map(\.value)
             return plan
         } catch let e as FWError {
             throw e.within(disk: path)

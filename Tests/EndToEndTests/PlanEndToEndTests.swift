@@ -162,6 +162,26 @@ import Testing
         #expect(plan.warnings.contains { $0.contains("slot B has no valid root filesystem") }, "\(plan.warnings)")
     }
 
+    /// A 4 MiB ext4 root (mkfs.ext4 -d) in a partition sfdisk made 200 KiB smaller: the plan still
+    /// mounts it and warns that the filesystem is cut short, as the kernel refuses it.
+    @Test func filesystemLargerThanItsPartitionIsWarnedAbout() throws {
+        let scratch = try ScratchDir()
+        let lib = TestImages.repositoryRoot.appendingPathComponent("images/lib.sh").path
+        try TestImages.run(["bash", "-c", """
+            set -e; OUT=$1 WORK=$1; source "$2"; cd "$1"; minimal_root r
+            truncate -s 4M fs.img; mkfs.ext4 -q -F -d r fs.img
+            truncate -s 8M disk.img; printf 'start=2048, size=7800, type=83\n' | sfdisk -q disk.img
+            dd if=fs.img of=disk.img bs=512 seek=2048 count=7800 conv=notrunc status=none
+            """, "cut", scratch.path, lib])
+        let plan = try Disk(path: scratch.path + "/disk.img").plan()
+        #expect(plan.root.partition == 1)
+        #expect(plan.warnings.contains("partition 1: its ext4 filesystem spans 4194304 bytes, more than the partition's 3993600: "
+                                       + "what lies past the partition's end cannot be read (the kernel refuses to mount it)"), "\(plan.warnings)")
+        // The same filesystem in a partition that holds it: no warning.
+        let fits = try Disk(path: try TestImages.path("sample.img")).plan()
+        #expect(!fits.warnings.contains { $0.contains("more than the partition's") }, "\(fits.warnings)")
+    }
+
     /// Replaces byte strings (each found exactly once, same length) inside partition 1 of a disk.
     static func patchBootPartition(_ path: String, _ replacements: [String: String]) throws {
         let boot = try #require(try Disk(path: path).inspect().partitions.first { $0.index == 1 })
