@@ -1,0 +1,135 @@
+import DiskImage
+import FileSystemBtrfs
+import FileSystems
+import Foundation
+import Testing
+import TestSupport
+
+/// The images of images/disks/fs-btrfs.sh: filled by the kernel through a read-write mount.
+enum BtrfsFixtures {
+    /// Single-device images by their checksum algorithm / layout.
+    static let variants = ["fs-btrfs", "fs-btrfs-xxhash", "fs-btrfs-sha256", "fs-btrfs-blake2"]
+
+    static func image(_ name: String) throws -> String { try TestImages.path("\(name).img") }
+
+    static func open(_ name: String, _ subvolume: BtrfsSubvolume = .default) throws -> BtrfsReader {
+        let path = try image(name)
+        return try BtrfsReader(source: try FileSource(path: path), name: path, subvolume: subvolume)
+    }
+
+    /// The kernel's manifest of `image` mounted read-only with `options` (loop devices set up
+    /// by the caller for multi-device filesystems); nil where the kernel cannot mount btrfs.
+    static func kernelManifest(_ image: String, options: String = "") throws -> [ManifestEntry]? {
+        guard TestImages.canLoopMount("btrfs") else { return nil }
+        let mountPoint = FileManager.default.temporaryDirectory.appendingPathComponent("btrfs-test-\(getpid())-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: mountPoint) }
+        let loop = String(decoding: try TestImages.run(["losetup", "-f", "--show", "-r", image]), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { _ = try? TestImages.run(["losetup", "-d", loop]) }   // cleanup: nothing to report
+        try TestImages.run(["mount", "-t", "btrfs", "-o", "ro" + (options.isEmpty ? "" : "," + options), loop, mountPoint])
+        defer { _ = try? TestImages.run(["umount", mountPoint]) }   // cleanup: nothing to report
+        return try Manifest.ofDirectory(mountPoint)
+    }
+
+    /// The reader's manifest equals the kernel's, every field.
+    static func expectSame(_ reader: BtrfsReader, _ kernel: [ManifestEntry], minimum: Int = 40) throws {
+        let (entries, problems) = try Manifest.of(reader)
+        #expect(problems.isEmpty, "\(problems)")
+        #expect(kernel.count >= minimum)
+        let diffs = Manifest.differences(expected: kernel, actual: entries)
+        #expect(diffs.isEmpty, "\(diffs.prefix(20).joined(separator: "\n"))")
+    }
+}
+
+/// Mounting needs exclusive use of a filesystem's fsid (the kernel refuses a second device
+/// with the same one), so the kernel comparisons run one at a time.
+@Suite("btrfs reader", .serialized)
+struct BtrfsReaderTests {
+    @Test("the top level (subvolid=5), nested subvolumes included, equals the kernel's mount", arguments: BtrfsFixtures.variants)
+    func topLevelMatchesKernel(name: String) throws {
+        let reader = try BtrfsFixtures.open(name, .id(5))
+        guard let kernel = try BtrfsFixtures.kernelManifest(try BtrfsFixtures.image(name), options: "subvolid=5") else { return }
+        try BtrfsFixtures.expectSame(reader, kernel, minimum: 4000)
+        #expect(reader.checksumsVerified == (name != "fs-btrfs-blake2"))
+    }
+
+    @Test("without options the default subvolume (set-default) is the root, as the kernel mounts it")
+    func defaultSubvolume() throws {
+        let reader = try BtrfsFixtures.open("fs-btrfs")
+        #expect(try reader.defaultSubvolumeID() == 260)
+        #expect(reader.rootSubvolumeID == 260)
+        #expect(try reader.lookup("etc-release") != nil)
+        guard let kernel = try BtrfsFixtures.kernelManifest(try BtrfsFixtures.image("fs-btrfs")) else { return }
+        try BtrfsFixtures.expectSame(reader, kernel, minimum: 3)
+    }
+
+    @Test("subvol= by path and subvolid= by id select the subvolume the kernel mounts",
+          arguments: [("subvol=subvol", BtrfsSubvolume.path("subvol")), ("subvol=/snap", .path("/snap")),
+                      ("subvolid=258", .id(258)), ("subvol=@/.snapshots/1/snapshot", .path("@/.snapshots/1/snapshot"))])
+    func selectedSubvolume(option: String, subvolume: BtrfsSubvolume) throws {
+        let reader = try BtrfsFixtures.open("fs-btrfs", subvolume)
+        guard let kernel = try BtrfsFixtures.kernelManifest(try BtrfsFixtures.image("fs-btrfs"), options: option) else { return }
+        try BtrfsFixtures.expectSame(reader, kernel, minimum: 2)
+    }
+
+    @Test("a path that is not a subvolume, and a missing id, are refused")
+    func badSubvolume() throws {
+        #expect(throws: FWError.self) { try BtrfsFixtures.open("fs-btrfs", .path("etc")) }
+        #expect(throws: FWError.self) { try BtrfsFixtures.open("fs-btrfs", .path("no/such")) }
+        #expect(throws: FWError.self) { try BtrfsFixtures.open("fs-btrfs", .id(999)) }
+    }
+
+    @Test("the snapshot keeps the file as it was; nested subvolumes lead into their own tree")
+    func snapshotContent() throws {
+        let reader = try BtrfsFixtures.open("fs-btrfs", .id(5))
+        let old = try #require(try reader.lookup("snap/changed.txt"))
+        #expect(String(decoding: try reader.readSmallFile(old), as: UTF8.self) == "before the snapshot\n")
+        let new = try #require(try reader.lookup("subvol/changed.txt"))
+        #expect(String(decoding: try reader.readSmallFile(new), as: UTF8.self) == "after the snapshot\n")
+        let nested = try #require(try reader.lookup("subvol/nested/deep.txt"))
+        #expect(String(decoding: try reader.readSmallFile(nested), as: UTF8.self) == "nested\n")
+        #expect(try reader.lookup("snap/nested") == nil)
+    }
+
+    @Test("RAID1 over two devices: either device alone reads like the kernel's mount of both")
+    func raid1() throws {
+        let a = try BtrfsFixtures.image("fs-btrfs-raid1-a"), b = try BtrfsFixtures.image("fs-btrfs-raid1-b")
+        let readers = try [a, b].map { try BtrfsReader(source: try FileSource(path: $0), name: $0) }
+        #expect(readers[0].superBlock.deviceCount == 2)
+        guard TestImages.canLoopMount("btrfs") else { return }
+        let loopB = String(decoding: try TestImages.run(["losetup", "-f", "--show", "-r", b]), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { _ = try? TestImages.run(["losetup", "-d", loopB]) }   // cleanup: nothing to report
+        let kernel = try #require(try BtrfsFixtures.kernelManifest(a, options: "device=\(loopB)"))
+        for reader in readers { try BtrfsFixtures.expectSame(reader, kernel) }
+    }
+
+    @Test("superblock mirrors: the 64 MiB copy is checked on a 300 MiB device")
+    func mirrors() throws {
+        let reader = try BtrfsFixtures.open("fs-btrfs")
+        #expect(reader.superBlockCopies.map(\.name) == ["primary", "mirror 1 at 67108864"])
+        #expect(reader.superBlockCopies.allSatisfy { $0.status.hasPrefix("ok") }, "\(reader.superBlockCopies)")
+    }
+
+    @Test("a damaged primary superblock falls back to the mirror; a damaged tree block is an error naming it")
+    func damage() throws {
+        let path = try BtrfsFixtures.image("fs-btrfs")
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped).prefix(80 << 20))
+        bytes[0x10000 + 0x100] ^= 0xFF
+        let reader = try BtrfsReader(source: MemorySource(bytes), name: "damaged")
+        #expect(reader.superBlockCopies.first?.status.contains("checksum mismatch") == true)
+        // Every copy of the root tree's block damaged (DUP keeps two): the error names the block.
+        let root = reader.superBlock.rootTree
+        for copy in 0..<2 {
+            let physical = try #require(try reader.physicalOffset(root, mirror: copy))
+            bytes[Int(physical) + 200] ^= 0xFF
+        }
+        bytes[0x10000 + 0x100] ^= 0xFF
+        #expect {
+            _ = try BtrfsReader(source: MemorySource(bytes), name: "damaged")
+        } throws: { error in
+            "\(error)".contains("tree block at \(root)") && "\(error)".contains("checksum mismatch")
+        }
+    }
+}
