@@ -35,17 +35,26 @@ public enum FileSystemKind: String, Sendable, CaseIterable {
         }
     }
 
+    /// Magics from this offset on (btrfs's at 64 KiB) lose to a FAT boot sector: mkfs.btrfs
+    /// zeroes the start of its device, while mkfs.fat writes only the first sectors and leaves an
+    /// older superblock further in, so a boot sector next to such a magic is the newer filesystem.
+    static let fatOverridesFrom = 0x10000
+
+    /// Where this kind's magic sits in the head.
+    var magicOffset: Int { Self.table.first { $0.kind == self }?.offset ?? 0 }
+
     /// Whether `head` (the first bytes of a filesystem) holds this kind's superblock magic.
     public func hasMagic(in head: [UInt8]) -> Bool {
         Self.table.contains { $0.kind == self && Self.matches(head, $0.offset, $0.bytes) }
     }
 
     /// The filesystem whose magic `head` holds (the first bytes of a filesystem, `headSize` of
-    /// them to see them all): the readable kinds by magic, then a FAT boot sector, then the kinds
-    /// fwassemble only recognises. Nil when none matches (or `head` is shorter than a sector).
+    /// them to see them all): the readable kinds by magic in the first 64 KiB, then a FAT boot
+    /// sector, then btrfs and the kinds fwassemble only recognises. Nil when none matches (or
+    /// `head` is shorter than a sector).
     public static func detect(_ head: [UInt8]) -> FileSystemKind? {
         guard head.count >= 512 else { return nil }
-        if let kind = superblockMagic(in: head), kind.isRead { return kind }
+        if let kind = superblockMagic(in: head), kind.isRead, kind.magicOffset < fatOverridesFrom { return kind }
         if isFATBootSector(head) { return .vfat }
         return superblockMagic(in: head)
     }
