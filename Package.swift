@@ -55,7 +55,7 @@ let package = Package(
         .target(name: "Assembly", dependencies: ["FileSystems", "DiskImage"]),
         // 6. Mount plan: root slot from bootloader state, fstab, systemd units, firmware profiles;
         //    reads configuration through the namespace engine.
-        .target(name: "MountPlan", dependencies: ["FileSystems", "Assembly", "DiskImage"]),
+        .target(name: "MountPlan", dependencies: ["FileSystems", "FileSystemBtrfs", "Assembly", "DiskImage"]),
         // 6a. bbolt files (containerd's meta.db and snapshotter metadata.db), read-only from a ByteSource.
         .target(name: "BoltDB", dependencies: ["DiskImage"]),
         // 6b. Docker data-roots read from the assembled namespace (inventory, integrity, export):

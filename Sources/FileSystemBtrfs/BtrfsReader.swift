@@ -83,6 +83,23 @@ public final class BtrfsReader: FileSystemReader {
         }
     }
 
+    /// Another view of `other`'s filesystem (`view(_:)`).
+    init(sharing other: BtrfsReader, subvolume: BtrfsSubvolume) throws {
+        sourceName = other.sourceName
+        place = other.place
+        superBlock = other.superBlock
+        checksumType = other.checksumType
+        superBlockCopies = other.superBlockCopies
+        trees = other.trees
+        rootTree = other.rootTree
+        treeRoots = other.treeRoots
+        do {
+            try select(subvolume)
+        } catch let error as FWError {
+            throw error.within(place)
+        }
+    }
+
     /// Reads and checks the primary superblock and the mirrors the device is large enough for.
     /// The primary is used, as the kernel does; when it is damaged a valid mirror with the highest
     /// generation is used instead (as `btrfs rescue super-recover` would) and the copies say so.

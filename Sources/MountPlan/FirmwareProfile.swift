@@ -1,5 +1,6 @@
 import Assembly
 import DiskImage
+import FileSystemBtrfs
 import FileSystems
 
 /// The firmware families fwassemble recognises; the raw value is the plan's `profile` (JSON).
@@ -10,6 +11,9 @@ public enum FirmwareFamily: String, Sendable, CaseIterable {
     case openwrt
     case raspberrypiOS = "raspberrypi-os"
     case mender
+    /// openSUSE MicroOS / SLE Micro: the booted root is a snapper snapshot of a btrfs root, the
+    /// default subvolume.
+    case microos
     case generic
 }
 
@@ -43,21 +47,26 @@ struct FirmwareProfile {
                 return FirmwareProfile(family: .raspberrypiOS)
             }
         }
+        if let btrfs = root as? BtrfsReader, let path = try? btrfs.rootSubvolumePath,   // a probe: unreadable is no snapshot
+           SnapperSnapshot(subvolumePath: path) != nil {
+            return FirmwareProfile(family: .microos, warnings: warnings)
+        }
         return FirmwareProfile(family: exists("/etc/mender") || exists("/data/mender") ? .mender : .generic, warnings: warnings)
     }
 
     /// The booted root: the mounts that make "/" (the root partition first) and the view of it
     /// the booted system's fstab and units are read from.
-    func bootedRoot(disk: any PlanningDisk, root: RootChoice, physical: any FileSystemReader) -> BootedRoot {
+    /// `options`: the root mount's (a btrfs root's `subvol=`).
+    func bootedRoot(disk: any PlanningDisk, root: RootChoice, physical: any FileSystemReader, options: String = "") -> BootedRoot {
         let plain = BootedRoot(mounts: [PlannedMount(where: "/", kind: .partition, partition: root.partition, fstype: root.filesystem,
-                                                     options: "", source: .other(root.reason))],
+                                                     options: options, source: .other(root.reason))],
                                config: physical)
         let found: (root: BootedRoot?, warnings: [String])
         switch family {
         case .balenaos: found = BalenaProfile.bootedRoot(root: root, physical: physical)
         case .ostree: found = OSTreeProfile.bootedRoot(root: root, physical: physical)
         case .openwrt: found = OpenWrtProfile.bootedRoot(disk: disk, root: root, physical: physical)
-        case .haos, .raspberrypiOS, .mender, .generic: return plain
+        case .haos, .raspberrypiOS, .mender, .microos, .generic: return plain
         }
         return (found.root ?? plain).with(warnings: found.warnings)
     }

@@ -1,0 +1,53 @@
+import FirmwareAssembler
+import Foundation
+import TestSupport
+import Testing
+
+/// btrfs roots through plan and assemble: microos.img (images/disks/microos.sh), a MicroOS-style
+/// disk whose default subvolume is snapper snapshot 2 and whose fstab mounts /var, /home, /root
+/// and /.snapshots as subvolumes.
+@Suite("btrfs roots: plan and assemble", .serialized)
+struct BtrfsEndToEndTests {
+    @Test("microos: the default subvolume (snapshot 2) is the root, named with its info.xml; fstab's subvol= mounts are planned")
+    func microosPlan() throws {
+        let plan = try Disk(path: try TestImages.path("microos.img")).plan()
+        #expect(plan.profile == "microos")
+        #expect(plan.root.partition == 2)
+        #expect(plan.root.reason.contains("btrfs default subvolume"))
+        #expect(plan.root.reason.contains("(@/.snapshots/2/snapshot), snapper snapshot 2"))
+        #expect(plan.root.reason.contains("/@/.snapshots/2/info.xml: type single"))
+        #expect(plan.root.reason.contains("read-only"))
+        let btrfs = plan.mounts.filter { $0.fstype == "btrfs" }
+        #expect(btrfs.map(\.where) == ["/", "/var", "/home", "/root", "/.snapshots"])
+        #expect(btrfs.map(\.options) == ["", "subvol=/@/var,x-initrd.mount", "subvol=/@/home", "subvol=/@/root", "subvol=/@/.snapshots"])
+        #expect(plan.skipped.allSatisfy { !$0.reason.contains("subvol") }, "\(plan.skipped)")
+        #expect(plan.warnings.isEmpty, "\(plan.warnings)")
+    }
+
+    @Test("microos: the assembled archive equals the kernel's mounts (default subvolume, then fstab's subvolumes) in every field")
+    func microosAssemble() throws {
+        let path = try TestImages.path("microos.img")
+        let scratch = try ScratchDir()
+        let out = scratch.path + "/microos.tar"
+        let r = try CLI.run(["assemble", "--quiet", path, "-o", out, "--compression", "none"])
+        try #require(r.status == 0, "\(r.stderr)")
+        let archive = try TarView.manifest(out)
+        #expect(archive.contains { $0.path == "usr/bin/added-in-2" })
+        #expect(archive.contains { $0.path == "var/lib/misc/state" })
+        #expect(archive.contains { $0.path == "root/.bashrc" && $0.perm == 0o600 })
+        #expect(archive.contains { $0.path == ".snapshots/1/snapshot/usr/lib/os-release" })
+        #expect(!archive.contains { $0.path == "marker" })
+        guard TestImages.canLoopMount("btrfs") else { return }
+        let plan = try Disk(path: path).plan()
+        let kernel = try KernelNamespace(image: path, plan: plan, inspection: try Disk(path: path).inspect())
+        defer { kernel.unmount() }
+        let expected = try kernel.manifest()
+        let actual = archive.filter { !kernel.isExcluded($0.path) }
+        #expect(expected.count > 40)
+        #expect(expected.contains { $0.xattrs["security.capability"] != nil })
+        // Links left out: the snapshots hold the same files in other subvolumes, which the
+        // kernel shows as separate inodes, as the archive does (no hardlink across subvolumes).
+        let diffs = Manifest.differences(expected: expected, actual: actual, ignoring: [.links])
+        #expect(diffs.isEmpty, "\(diffs.prefix(20).joined(separator: "\n"))")
+    }
+}
