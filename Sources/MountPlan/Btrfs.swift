@@ -112,7 +112,7 @@ public enum BtrfsMounts {
                        case .partition(let index, _) = resolver.resolve(DeviceSpec(parsing: root)), index != partition {
                         continue
                     }
-                    return ("\(p.displayName) \(entry.file)", flags)
+                    return ("partition \(p.index) \(entry.file)", flags)
                 }
             }
         }

@@ -50,4 +50,35 @@ struct BtrfsEndToEndTests {
         let diffs = Manifest.differences(expected: expected, actual: actual, ignoring: [.links])
         #expect(diffs.isEmpty, "\(diffs.prefix(20).joined(separator: "\n"))")
     }
+
+    @Test("fedora: rootflags=subvol=root of the /boot partition's boot entry picks the root; fstab mounts subvol=home")
+    func fedoraPlan() throws {
+        let plan = try Disk(path: try TestImages.path("fedora-btrfs.img")).plan()
+        #expect(plan.root.partition == 3)
+        #expect(plan.root.reason.contains("btrfs subvolume 256 (root) from partition 2 /loader/entries/0123-6.8.5-301.fc40.x86_64.conf rootflags=subvol=root"))
+        let btrfs = plan.mounts.filter { $0.fstype == "btrfs" }
+        #expect(btrfs.map(\.where) == ["/", "/home"])
+        #expect(btrfs.map(\.options) == ["subvol=root", "subvol=home,compress=zstd:1"])
+        #expect(plan.warnings.isEmpty, "\(plan.warnings)")
+    }
+
+    @Test("fedora: the assembled archive equals the kernel's mounts in every field")
+    func fedoraAssemble() throws {
+        let path = try TestImages.path("fedora-btrfs.img")
+        let scratch = try ScratchDir()
+        let out = scratch.path + "/fedora.tar"
+        let r = try CLI.run(["assemble", "--quiet", path, "-o", out, "--compression", "none"])
+        try #require(r.status == 0, "\(r.stderr)")
+        let archive = try TarView.manifest(out)
+        #expect(archive.contains { $0.path == "home/fedora/notes.txt" && $0.uid == 1000 })
+        #expect(archive.contains { $0.path == "boot/loader/entries/0123-6.8.5-301.fc40.x86_64.conf" })
+        guard TestImages.canLoopMount("btrfs") else { return }
+        let plan = try Disk(path: path).plan()
+        let kernel = try KernelNamespace(image: path, plan: plan, inspection: try Disk(path: path).inspect())
+        defer { kernel.unmount() }
+        let expected = try kernel.manifest()
+        #expect(expected.count > 20)
+        let diffs = Manifest.differences(expected: expected, actual: archive.filter { !kernel.isExcluded($0.path) })
+        #expect(diffs.isEmpty, "\(diffs.prefix(20).joined(separator: "\n"))")
+    }
 }
