@@ -81,4 +81,30 @@ struct BtrfsEndToEndTests {
         let diffs = Manifest.differences(expected: expected, actual: archive.filter { !kernel.isExcluded($0.path) })
         #expect(diffs.isEmpty, "\(diffs.prefix(20).joined(separator: "\n"))")
     }
+
+    @Test("inspect --json lists a btrfs filesystem's subvolumes (id, path, read_only, default) and features")
+    func inspectSubvolumes() throws {
+        let r = try CLI.run(["inspect", "--json", try TestImages.path("microos.img")])
+        try #require(r.status == 0, "\(r.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: r.stdout) as? [String: Any])
+        let partitions = try #require(json["partitions"] as? [[String: Any]])
+        let fs = try #require(partitions.last?["filesystem"] as? [String: Any])
+        #expect(fs["type"] as? String == "btrfs")
+        let btrfs = try #require(fs["btrfs"] as? [String: Any])
+        #expect(btrfs["checksum"] as? String == "crc32c")
+        #expect(btrfs["checksums_verified"] as? Bool == true)
+        #expect((btrfs["features"] as? [String])?.contains("no_holes") == true)
+        let subvolumes = try #require(btrfs["subvolumes"] as? [[String: Any]])
+        let rows: [String] = subvolumes.map { (s: [String: Any]) -> String in
+            let id = s["id"] as? Int ?? -1, path = s["path"] as? String ?? "?"
+            let readOnly = s["read_only"] as? Bool ?? false, isDefault = s["default"] as? Bool ?? false
+            return "\(id) \(path) \(readOnly) \(isDefault)"
+        }
+        #expect(rows == ["5  false false", "256 @ false false", "257 @/.snapshots false false", "258 @/.snapshots/1/snapshot true false",
+                         "259 @/var false false", "260 @/home false false", "261 @/root false false",
+                         "262 @/.snapshots/2/snapshot true true"], "\(rows)")
+        // The other filesystems carry no "btrfs" key.
+        let efi = try #require(partitions.first?["filesystem"] as? [String: Any])
+        #expect(efi["btrfs"] == nil)
+    }
 }
