@@ -59,11 +59,13 @@ public final class BtrfsReader: FileSystemReader {
     static let maximumSymlinkLength = 4096
 
     /// Opens the btrfs filesystem on `source` and shows `subvolume` as its root.
-    public init(source: any ByteSource, name: String, subvolume: BtrfsSubvolume = .default) throws {
+    /// `verifyChecksums: false` reads metadata whose checksums do not match (fuzzing, a damaged
+    /// filesystem read as far as it goes); every other check still applies.
+    public init(source: any ByteSource, name: String, subvolume: BtrfsSubvolume = .default, verifyChecksums: Bool = true) throws {
         sourceName = name
         place = FWError.Place(source: source, name: name)
         do {
-            let (sb, copies) = try Self.readSuperBlock(source)
+            let (sb, copies) = try Self.readSuperBlock(source, verifyChecksums: verifyChecksums)
             superBlock = sb
             superBlockCopies = copies
             guard let type = Btrfs.ChecksumType(rawValue: sb.checksumTypeValue) else {
@@ -74,7 +76,7 @@ public final class BtrfsReader: FileSystemReader {
             for chunk in try Btrfs.systemChunks(sb.systemChunkArray, size: sb.systemChunkArraySize) {
                 try chunks.insert(chunk)
             }
-            trees = Btrfs.TreeReader(source: source, superBlock: sb, checksumType: type, chunks: chunks)
+            trees = Btrfs.TreeReader(source: source, superBlock: sb, checksumType: type, chunks: chunks, verifyChecksums: verifyChecksums)
             rootTree = Btrfs.TreeRoot(id: Btrfs.rootTreeID, byteNumber: sb.rootTree, level: sb.rootLevel)
             try readChunkTree()
             try select(subvolume)
@@ -103,7 +105,7 @@ public final class BtrfsReader: FileSystemReader {
     /// Reads and checks the primary superblock and the mirrors the device is large enough for.
     /// The primary is used, as the kernel does; when it is damaged a valid mirror with the highest
     /// generation is used instead (as `btrfs rescue super-recover` would) and the copies say so.
-    static func readSuperBlock(_ source: any ByteSource) throws -> (Btrfs.SuperBlock, [(name: String, status: String)]) {
+    static func readSuperBlock(_ source: any ByteSource, verifyChecksums: Bool = true) throws -> (Btrfs.SuperBlock, [(name: String, status: String)]) {
         var copies: [(name: String, status: String)] = []
         var valid: [Btrfs.SuperBlock] = []
         var primaryProblem: String?
@@ -111,7 +113,7 @@ public final class BtrfsReader: FileSystemReader {
             guard source.size >= offset + UInt64(Btrfs.superBlockSize) else { continue }
             let name = i == 0 ? "primary" : "mirror \(i) at \(offset)"
             do {
-                let sb = try superBlock(at: offset, in: source)
+                let sb = try superBlock(at: offset, in: source, verifyChecksum: verifyChecksums)
                 if let first = valid.first, first.fsid != sb.fsid {
                     copies.append((name, "belongs to another filesystem"))
                     continue
@@ -133,7 +135,7 @@ public final class BtrfsReader: FileSystemReader {
         return (primary, copies)
     }
 
-    static func superBlock(at offset: UInt64, in source: any ByteSource) throws -> Btrfs.SuperBlock {
+    static func superBlock(at offset: UInt64, in source: any ByteSource, verifyChecksum: Bool = true) throws -> Btrfs.SuperBlock {
         let bytes = try source.bytes(at: offset, count: Btrfs.superBlockSize)
         let c = ByteCursor(bytes, context: "btrfs superblock at \(offset)")
         guard c.matches(Btrfs.magic, at: 0x40) else { throw FWError.corrupt("no btrfs magic at \(offset)") }
@@ -141,7 +143,7 @@ public final class BtrfsReader: FileSystemReader {
         guard sb.byteNumber == offset else {
             throw FWError.corrupt("btrfs superblock at \(offset) says it is at \(sb.byteNumber)")
         }
-        if let type = Btrfs.ChecksumType(rawValue: sb.checksumTypeValue), !type.verify(bytes) {
+        if verifyChecksum, let type = Btrfs.ChecksumType(rawValue: sb.checksumTypeValue), !type.verify(bytes) {
             throw FWError.corrupt("btrfs superblock at \(offset): \(type.name) checksum mismatch")
         }
         let sector = sb.sectorSize, node = sb.nodeSize
@@ -318,6 +320,10 @@ public final class BtrfsReader: FileSystemReader {
             return false
         }
         guard let found else { throw FWError(.notFound, "btrfs inode \(object) of subvolume \(root.id) does not exist") }
+        // Linux's MAX_LFS_FILESIZE: a larger i_size is negative to the kernel.
+        guard found.size <= UInt64(Int64.max) else {
+            throw FWError.corrupt("btrfs inode \(object) of subvolume \(root.id) has a size of \(found.size) bytes, over 2^63-1")
+        }
         return found
     }
 
