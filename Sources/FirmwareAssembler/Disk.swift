@@ -108,7 +108,7 @@ public final class Disk: Sendable {
     static func btrfsDetails(_ reader: BtrfsReader) throws -> DiskInspection.BtrfsDetails {
         DiskInspection.BtrfsDetails(
             features: reader.featureNames, checksum: reader.checksumType.name, checksumsVerified: reader.checksumsVerified,
-            devices: reader.superBlock.deviceCount,
+            devices: reader.superBlock.deviceCount, logTree: reader.superBlock.logTree != 0,
             subvolumes: try reader.subvolumes().map { .init(id: $0.id, path: $0.path, readOnly: $0.isReadOnly, isDefault: $0.isDefault) },
             superblocks: Dictionary(reader.superBlockCopies.map { ($0.name, $0.status) }, uniquingKeysWith: { a, _ in a }))
     }

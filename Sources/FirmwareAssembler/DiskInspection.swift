@@ -90,12 +90,15 @@ public struct DiskInspection: Sendable, Equatable, Codable {
         public var checksumsVerified: Bool
         /// Devices of the filesystem (`num_devices`); fwassemble reads this one.
         public var devices: UInt64
+        /// A log tree (data fsync'd after the last commit) that the kernel replays at mount and
+        /// fwassemble does not: its changes are missing from what is read.
+        public var logTree: Bool
         public var subvolumes: [Subvolume]
         /// Each superblock copy on the device and what was found there ("ok, generation N" or the problem).
         public var superblocks: [String: String]
 
         enum CodingKeys: String, CodingKey {
-            case features, checksum, checksumsVerified = "checksums_verified", devices, subvolumes, superblocks
+            case features, checksum, checksumsVerified = "checksums_verified", devices, logTree = "log_tree", subvolumes, superblocks
         }
     }
 

@@ -1,3 +1,4 @@
+import FileSystemBtrfs
 import Foundation
 import TestSupport
 import Testing
@@ -108,5 +109,20 @@ struct BtrfsProgsImageTests {
         let files = entries.filter { $0.type == "regular" }
         #expect(files.map(\.path).sorted() == ["lzo", "zlib", "zstd"])
         for f in files { #expect(f.size == 204_800 && f.crc32 == zeros, "\(f.path)") }
+    }
+}
+
+@Suite("btrfs fuzz target")
+struct BtrfsFuzzSeedTests {
+    /// The committed seed (a small filesystem the kernel filled: zlib/lzo/zstd files, a
+    /// subvolume) reaches the files through the sparse image, so the fuzzer starts from inputs
+    /// that read.
+    @Test func seedReads() throws {
+        let url = FuzzCorpusTests.corpusRoot.appendingPathComponent("btrfs/kernel-small")
+        let source = try #require(SparseSource([UInt8](try Data(contentsOf: url))))
+        let reader = try BtrfsReader(source: source, name: "kernel-small")
+        let text = try #require(try reader.lookup("/zstd/text"))
+        #expect(try reader.readSmallFile(text).count == Array(1...3000).map { "\($0)\n" }.joined().utf8.count)
+        #expect(try reader.subvolumes().map(\.path) == ["", "sub"])
     }
 }
