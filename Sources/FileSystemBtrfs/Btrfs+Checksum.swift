@@ -1,13 +1,11 @@
 import DiskImage
 
 extension Btrfs.ChecksumType {
-    /// Whether this reader can verify the algorithm (blake2b is not implemented: its blocks are
-    /// read unverified and `BtrfsReader.checksumsVerified` says so).
-    public var isVerified: Bool { self != .blake2b }
+    /// Whether this reader verifies the algorithm (all four are).
+    public var isVerified: Bool { true }
 
     /// The checksum of `bytes` as btrfs stores it in the first bytes of the 32-byte `csum`
-    /// field: crc32c as le32, xxhash64 (seed 0) as le64, sha256 as its 32 bytes. Nil for
-    /// blake2b.
+    /// field: crc32c as le32, xxhash64 (seed 0) as le64, sha256 and blake2b-256 as their 32 bytes.
     func digest(_ bytes: UnsafeRawBufferPointer) -> [UInt8]? {
         switch self {
         case .crc32c:
@@ -19,7 +17,7 @@ extension Btrfs.ChecksumType {
             hash.update(bytes)
             return hash.finalize()
         case .blake2b:
-            return nil
+            return BLAKE2b.hash(bytes, outputLength: 32)
         }
     }
 
@@ -102,5 +100,68 @@ enum XXHash64 {
         h = h &* p3
         h ^= h >> 32
         return h
+    }
+}
+
+/// BLAKE2b (RFC 7693) without a key, as btrfs uses it with a 32-byte digest (`csum_type` 3).
+enum BLAKE2b {
+    private static let iv: [UInt64] = [
+        0x6A09_E667_F3BC_C908, 0xBB67_AE85_84CA_A73B, 0x3C6E_F372_FE94_F82B, 0xA54F_F53A_5F1D_36F1,
+        0x510E_527F_ADE6_82D1, 0x9B05_688C_2B3E_6C1F, 0x1F83_D9AB_FB41_BD6B, 0x5BE0_CD19_137E_2179,
+    ]
+    private static let sigma: [[Int]] = [
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3],
+        [11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4], [7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8],
+        [9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13], [2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9],
+        [12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11], [13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10],
+        [6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5], [10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0],
+    ]
+
+    /// The `outputLength`-byte digest (1...64) of `bytes`.
+    static func hash(_ bytes: UnsafeRawBufferPointer, outputLength: Int = 32) -> [UInt8] {
+        var h = iv
+        h[0] ^= 0x0101_0000 ^ UInt64(outputLength)
+        var counter: UInt64 = 0
+        var position = 0
+        let n = bytes.count
+        // Every full block but the last is compressed as it comes; the last (possibly partial or
+        // empty) is padded with zeros and marked final.
+        while n - position > 128 {
+            counter &+= 128
+            compress(&h, block(bytes, position, 128), counter, final: false)
+            position += 128
+        }
+        counter &+= UInt64(n - position)
+        compress(&h, block(bytes, position, n - position), counter, final: true)
+        var out: [UInt8] = []
+        for word in h { for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: word >> (8 * UInt64(i)))) } }
+        return Array(out.prefix(outputLength))
+    }
+
+    private static func block(_ bytes: UnsafeRawBufferPointer, _ at: Int, _ count: Int) -> [UInt64] {
+        var padded = [UInt8](repeating: 0, count: 128)
+        for i in 0..<count { padded[i] = bytes[at + i] }
+        return (0..<16).map { w in (0..<8).reduce(UInt64(0)) { $0 | UInt64(padded[8 * w + $1]) << (8 * UInt64($1)) } }
+    }
+
+    private static func compress(_ h: inout [UInt64], _ m: [UInt64], _ counter: UInt64, final: Bool) {
+        var v = h + iv
+        v[12] ^= counter
+        if final { v[14] = ~v[14] }
+        func rotr(_ x: UInt64, _ n: UInt64) -> UInt64 { (x >> n) | (x << (64 - n)) }
+        func g(_ a: Int, _ b: Int, _ c: Int, _ d: Int, _ x: UInt64, _ y: UInt64) {
+            v[a] = v[a] &+ v[b] &+ x; v[d] = rotr(v[d] ^ v[a], 32)
+            v[c] = v[c] &+ v[d]; v[b] = rotr(v[b] ^ v[c], 24)
+            v[a] = v[a] &+ v[b] &+ y; v[d] = rotr(v[d] ^ v[a], 16)
+            v[c] = v[c] &+ v[d]; v[b] = rotr(v[b] ^ v[c], 63)
+        }
+        for round in 0..<12 {
+            let s = sigma[round % 10]
+            g(0, 4, 8, 12, m[s[0]], m[s[1]]); g(1, 5, 9, 13, m[s[2]], m[s[3]])
+            g(2, 6, 10, 14, m[s[4]], m[s[5]]); g(3, 7, 11, 15, m[s[6]], m[s[7]])
+            g(0, 5, 10, 15, m[s[8]], m[s[9]]); g(1, 6, 11, 12, m[s[10]], m[s[11]])
+            g(2, 7, 8, 13, m[s[12]], m[s[13]]); g(3, 4, 9, 14, m[s[14]], m[s[15]])
+        }
+        for i in 0..<8 { h[i] ^= v[i] ^ v[i + 8] }
     }
 }

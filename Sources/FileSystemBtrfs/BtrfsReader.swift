@@ -34,8 +34,9 @@ public final class BtrfsReader: FileSystemReader {
     public let place: FWError.Place
     public let superBlock: Btrfs.SuperBlock
     public let checksumType: Btrfs.ChecksumType
-    /// False when the metadata checksum algorithm is one this reader cannot verify (blake2b).
-    public var checksumsVerified: Bool { checksumType.isVerified }
+    /// Whether metadata checksums are verified (true for the four algorithms btrfs defines;
+    /// false only when opened with `verifyChecksums: false`).
+    public var checksumsVerified: Bool { trees.verifyChecksums && checksumType.isVerified }
     /// What the superblock mirrors said: ("primary", "ok"), ("mirror 1 at 67108864", "ok" or a
     /// problem); mirrors past the end of the device are left out.
     public private(set) var superBlockCopies: [(name: String, status: String)] = []

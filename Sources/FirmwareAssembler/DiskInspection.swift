@@ -86,7 +86,7 @@ public struct DiskInspection: Sendable, Equatable, Codable {
         public var features: [String]
         /// Metadata checksum algorithm: crc32c, xxhash64, sha256, blake2b.
         public var checksum: String
-        /// False when fwassemble cannot verify that algorithm (blake2b): metadata is read unchecked.
+        /// Whether fwassemble verifies that algorithm on the metadata (all four today).
         public var checksumsVerified: Bool
         /// Devices of the filesystem (`num_devices`); fwassemble reads this one.
         public var devices: UInt64
