@@ -6,7 +6,9 @@ import Testing
 /// btrfs roots through plan and assemble: microos.img (images/disks/microos.sh), a MicroOS-style
 /// disk whose default subvolume is snapper snapshot 2 and whose fstab mounts /var, /home, /root
 /// and /.snapshots as subvolumes.
-@Suite("btrfs roots: plan and assemble", .serialized)
+@Suite("btrfs roots: plan and assemble", .serialized,
+       .enabled(if: (try? TestImages.path("microos.img")) != nil && (try? TestImages.path("fedora-btrfs.img")) != nil && CLI.path != nil,
+                "microos.img / fedora-btrfs.img not built (they need root, loop devices and btrfs) or the CLI not built"))
 struct BtrfsEndToEndTests {
     @Test("microos: the default subvolume (snapshot 2) is the root, named with its info.xml; fstab's subvol= mounts are planned")
     func microosPlan() throws {

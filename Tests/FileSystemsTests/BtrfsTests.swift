@@ -12,6 +12,10 @@ enum BtrfsFixtures {
 
     static func image(_ name: String) throws -> String { try TestImages.path("\(name).img") }
 
+    /// images/disks/fs-btrfs.sh builds the images only as root with loop devices and the
+    /// kernel's btrfs (it writes fs-btrfs.skipped otherwise).
+    static var available: Bool { (try? image("fs-btrfs")) != nil }   // missing: the suite skips
+
     static func open(_ name: String, _ subvolume: BtrfsSubvolume = .default) throws -> BtrfsReader {
         let path = try image(name)
         return try BtrfsReader(source: try FileSource(path: path), name: path, subvolume: subvolume)
@@ -44,7 +48,7 @@ enum BtrfsFixtures {
 
 /// Mounting needs exclusive use of a filesystem's fsid (the kernel refuses a second device
 /// with the same one), so the kernel comparisons run one at a time.
-@Suite("btrfs reader", .serialized)
+@Suite("btrfs reader", .serialized, .enabled(if: BtrfsFixtures.available, "fs-btrfs.img not built (needs root, loop devices and btrfs)"))
 struct BtrfsReaderTests {
     @Test("the top level (subvolid=5), nested subvolumes included, equals the kernel's mount", arguments: BtrfsFixtures.variants)
     func topLevelMatchesKernel(name: String) throws {
@@ -164,5 +168,22 @@ struct BtrfsReaderTests {
         #expect(hex([UInt8](repeating: 0, count: 128).withUnsafeBytes { BLAKE2b.hash($0) }) == "378d0caaaa3855f1b38693c1d6ef004fd118691c95c959d4efa950d6d6fcf7c1")
         let long = (0..<768).map { UInt8($0 % 256) }
         #expect(hex(long.withUnsafeBytes { BLAKE2b.hash($0) }) == "b8007121274217790e2923e0ad7027986e5a99d5531ef6ae7d294140fc81615d")
+    }
+
+    @Test("subvolumes() lists what `btrfs subvolume list -a` lists (id and path), the top level first")
+    func subvolumeList() throws {
+        let reader = try BtrfsFixtures.open("fs-btrfs")
+        let listed = try String(contentsOfFile: try TestImages.path("fs-btrfs.info"), encoding: .utf8)
+            .split(separator: "\n").compactMap { line -> String? in
+                // "ID 256 gen 12 parent 5 top level 5 path <FS_TREE>/subvol"
+                let words = line.split(separator: " ")
+                guard words.count >= 9, let path = line.range(of: " path <FS_TREE>/") else { return nil }
+                return "\(words[1]) \(line[path.upperBound...])"
+            }
+        let mine = try reader.subvolumes()
+        #expect(mine.first?.id == 5 && mine.first?.path == "")
+        #expect(mine.dropFirst().map { "\($0.id) \($0.path)" } == listed)
+        #expect(mine.filter(\.isDefault).map(\.path) == ["@/.snapshots/1/snapshot"])
+        #expect(mine.filter(\.isReadOnly).map(\.path) == ["snap"])
     }
 }
