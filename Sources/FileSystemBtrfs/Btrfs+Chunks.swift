@@ -128,7 +128,20 @@ extension Btrfs {
             var stripeOffset: UInt64
             var contiguous: UInt64
             if p.contains(.raid5) || p.contains(.raid6) {
-                throw FWError.unsupported("btrfs \(p.name) chunk at logical \(chunk.logical): RAID5/6 is not read yet")
+                // Data stripes rotate with the parity (`btrfs_map_block`, mirror 0): the data
+                // stripe stripe_nr % data_stripes of row stripe_nr / data_stripes sits on device
+                // slot (row + index) % num_stripes. Only the data is read (no reconstruction).
+                let parity: UInt64 = p.contains(.raid6) ? 2 : 1
+                guard n > parity else {
+                    throw FWError.corrupt("btrfs \(p.name) chunk at logical \(chunk.logical): \(n) stripes")
+                }
+                let dataStripes = n - parity
+                let stripeNumber = within / chunk.stripeLength
+                let row = stripeNumber / dataStripes
+                candidates = [Int((row + stripeNumber % dataStripes) % n)]
+                let inStripe = within % chunk.stripeLength
+                stripeOffset = row * chunk.stripeLength + inStripe
+                contiguous = chunk.stripeLength - inStripe
             } else if p.contains(.raid0) || p.contains(.raid10) {
                 let sub = p.contains(.raid10) ? UInt64(max(chunk.subStripes, 1)) : 1
                 guard n >= sub, n % sub == 0 else {
@@ -151,7 +164,8 @@ extension Btrfs {
             guard mirror < here.count else {
                 if mirror == 0 {
                     let devices = Set(candidates.map { chunk.stripes[$0].deviceID }).sorted()
-                    throw FWError.unsupported("btrfs logical address \(logical) (\(p.name) chunk) lives on device(s) \(devices), not on this device (id \(deviceID)); reading a multi-device btrfs from its other devices is not supported yet")
+                    let what = p.contains(.raid5) || p.contains(.raid6) ? " (rebuilding it from parity is not supported)" : ""
+                    throw FWError.unsupported("btrfs logical address \(logical) (\(p.name) chunk) lives on device(s) \(devices), not on this device (id \(deviceID))\(what); reading a multi-device btrfs from its other devices is not supported yet")
                 }
                 return nil
             }

@@ -186,4 +186,32 @@ struct BtrfsReaderTests {
         #expect(mine.filter(\.isDefault).map(\.path) == ["@/.snapshots/1/snapshot"])
         #expect(mine.filter(\.isReadOnly).map(\.path) == ["snap"])
     }
+
+    @Test("RAID5 over three devices: each file's data stripe is read from the device that holds it, equal to the kernel's")
+    func raid5() throws {
+        let paths = try ["a", "b", "c"].map { try BtrfsFixtures.image("fs-btrfs-raid5-\($0)") }
+        let readers = try paths.map { try BtrfsReader(source: try FileSource(path: $0), name: $0) }
+        guard TestImages.canLoopMount("btrfs") else { return }
+        let loops = try paths.dropFirst().map {
+            String(decoding: try TestImages.run(["losetup", "-f", "--show", "-r", $0]), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        defer { for loop in loops { _ = try? TestImages.run(["losetup", "-d", loop]) } }   // cleanup: nothing to report
+        let kernel = try #require(try BtrfsFixtures.kernelManifest(paths[0], options: loops.map { "device=\($0)" }.joined(separator: ",")))
+        let files = kernel.filter { $0.type == "regular" && $0.path.hasPrefix("files/") }
+        #expect(files.count == 60)
+        var readFrom = [0, 0, 0]
+        for file in files {
+            var found = false
+            for (index, reader) in readers.enumerated() {
+                guard let inode = try reader.lookup(file.path), let bytes = try? reader.readSmallFile(inode) else { continue }   // on another device
+                #expect(bytes.count == 4096 && CRC32.checksum(bytes) == file.crc32, "\(file.path) from device \(index)")
+                readFrom[index] += 1
+                found = true
+                break
+            }
+            #expect(found, "\(file.path) read from no device")
+        }
+        // The data stripes rotate over all three devices.
+        #expect(readFrom.allSatisfy { $0 > 0 }, "\(readFrom)")
+    }
 }

@@ -8,6 +8,8 @@
 #   fs-btrfs-sha256.img    --csum sha256, -O ^no-holes (explicit hole extents)
 #   fs-btrfs-blake2.img    --csum blake2 (metadata read unverified)
 #   fs-btrfs-raid1-a.img + fs-btrfs-raid1-b.img: one filesystem, -m raid1 -d raid1 on two devices
+#   fs-btrfs-raid5-{a,b,c}.img: one filesystem, -m raid1c3 -d raid5 on three devices (files/: 60
+#                          4 KiB files)
 # Each holds the shared tree (make_tree: every file type, setuid/setgid/sticky, numeric owners,
 # ns mtimes, xattrs incl. security.capability, hardlinks across directories, a sparse 1 GiB file)
 # at the top level, plus:
@@ -114,4 +116,18 @@ cp -a "$src/." "$mnt/"
 mkdir "$mnt/zstd"; btrfs property set "$mnt/zstd" compression zstd; text "$mnt/zstd/text.txt" 300000
 umount "$mnt"
 losetup -d "$la" "$lb"
+
+# Three devices, RAID5 data (RAID1C3 metadata, so each device holds every tree): 4 KiB files (one
+# sector-aligned block each, never across a 64 KiB stripe), each read whole from the device that
+# holds its data stripe.
+r=()
+for x in a b c; do rm -f "$OUT/fs-btrfs-raid5-$x.img"; truncate -s 300M "$OUT/fs-btrfs-raid5-$x.img"; r+=("$OUT/fs-btrfs-raid5-$x.img"); done
+mkfs.btrfs -q -f -L raid5 -m raid1c3 -d raid5 "${r[@]}" 2>/dev/null
+l=(); for f in "${r[@]}"; do l+=("$(losetup -f --show "$f")"); done
+trap 'umount "$mnt" 2>/dev/null || true; losetup -d "${l[@]}" 2>/dev/null || true' EXIT
+mount -o "device=${l[0]},device=${l[1]},device=${l[2]}" "${l[0]}" "$mnt"
+mkdir "$mnt/files"
+for i in $(seq 1 60); do head -c 4096 /dev/urandom > "$mnt/files/f$i"; done
+umount "$mnt"
+losetup -d "${l[@]}"
 ls -l "$OUT"/fs-btrfs*.img
