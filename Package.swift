@@ -48,6 +48,7 @@ let package = Package(
         .target(name: "FileSystemSquashFS", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
         .target(name: "FileSystemEROFS", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
         .target(name: "FileSystemFAT", dependencies: ["FileSystems", "DiskImage"]),
+        .target(name: "FileSystemBtrfs", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
         // Tar archives (OCI image layers) as read-only filesystems.
         .target(name: "FileSystemTar", dependencies: ["FileSystems", "DiskImage"]),
         // 5. The namespace engine: filesystems mounted at paths, binds, overlays (OverlayMerge),
@@ -55,7 +56,7 @@ let package = Package(
         .target(name: "Assembly", dependencies: ["FileSystems", "DiskImage"]),
         // 6. Mount plan: root slot from bootloader state, fstab, systemd units, firmware profiles;
         //    reads configuration through the namespace engine.
-        .target(name: "MountPlan", dependencies: ["FileSystems", "Assembly", "DiskImage", "PartitionTable"]),
+        .target(name: "MountPlan", dependencies: ["FileSystems", "FileSystemBtrfs", "Assembly", "DiskImage", "PartitionTable"]),
         // 6a. bbolt files (containerd's meta.db and snapshotter metadata.db), read-only from a ByteSource.
         .target(name: "BoltDB", dependencies: ["DiskImage"]),
         // 6a'. SQLite files (Podman 5's db.sql) through the system SQLite, read-only from a ByteSource
@@ -71,7 +72,7 @@ let package = Package(
         // 8. The facade: everything the CLI does goes through it.
         .target(name: "FirmwareAssembler", dependencies: [
             "DiskImage", "DiskFormats", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
-            "FileSystemEROFS", "FileSystemFAT", "FileSystemTar", "MountPlan", "Assembly", "Archive", "DockerState", "Ext4Image",
+            "FileSystemEROFS", "FileSystemFAT", "FileSystemBtrfs", "FileSystemTar", "MountPlan", "Assembly", "Archive", "DockerState", "Ext4Image",
         ]),
         // 9. The C ABI over the facade: @_cdecl functions, no Swift types cross it.
         .target(name: "CFwassemble", dependencies: ["FirmwareAssembler", "DiskImage"]),
@@ -85,7 +86,7 @@ let package = Package(
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "DiskImage", "CLZ4", "CLZMA", "TestSupport"]),
         .testTarget(name: "FileSystemsTests", dependencies: [
             "FileSystems", "FileSystemExt4", "FileSystemSquashFS", "FileSystemEROFS", "FileSystemFAT",
-            "DiskImage", "TestSupport",
+            "FileSystemBtrfs", "DiskImage", "TestSupport",
         ]),
         .testTarget(name: "MountPlanTests", dependencies: ["MountPlan", "Assembly", "FileSystems", "DiskImage"]),
         .testTarget(name: "AssemblyTests", dependencies: ["Assembly", "MountPlan", "FileSystems", "FileSystemFAT", "DiskImage", "TestSupport"]),
@@ -99,7 +100,7 @@ let package = Package(
         .testTarget(name: "EndToEndTests", dependencies: ["FirmwareAssembler", "TestSupport"]),
         .testTarget(name: "HostileTests", dependencies: [
             "TestSupport", "DiskImage", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
-            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Archive", "BoltDB", "SQLiteDB", "FileSystemTar", "Ext4Image", "Assembly", "DockerState",
+            "FileSystemEROFS", "FileSystemFAT", "FileSystemBtrfs", "MountPlan", "Archive", "BoltDB", "SQLiteDB", "FileSystemTar", "Ext4Image", "Assembly", "DockerState",
         ]),
         .target(name: "TestSupport", dependencies: ["FileSystems", "CZlib"], path: "Tests/TestSupport"),
     ]

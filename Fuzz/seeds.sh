@@ -93,3 +93,55 @@ python3 "$root/Fuzz/tree-tars.py" "$out/tar"
 cp "$out"/tar/tree-* "$out"/tar/layer-* "$out/ext4-writer/" 2>/dev/null || true
 cp "$root"/Tests/Corpus/ext4-writer/* "$out/ext4-writer/"
 for t in "$out"/*; do [ -n "$(ls -A "$t")" ] || echo "no seeds for $(basename "$t")" >&2; done
+# btrfs: sparse images (FuzzEntries.SparseSource: le64 size, then le64 offset + le32 length + bytes
+# for each run of non-zero 4 KiB blocks) of small filesystems: one mkfs.btrfs --rootdir made from
+# the shared tree (4 KiB nodes), one the kernel filled through a loop mount with zlib, lzo and
+# zstd files and a subvolume (root and btrfs in /proc/filesystems only), and btrfs-progs' own
+# fuzz images when images/fetch-btrfs-progs.sh can fetch them; each kept when under 1 MiB.
+mkdir -p "$out/btrfs"
+sparse() {   # sparse IMAGE OUT
+    python3 - "$1" "$2" <<'PY'
+import os, struct, sys
+src, dst = sys.argv[1:3]
+size = os.path.getsize(src)
+out, runs = [struct.pack("<Q", size)], []
+with open(src, "rb") as f:
+    off = 0
+    while True:
+        block = f.read(4096)
+        if not block: break
+        if block.strip(b"\0"):
+            if runs and runs[-1][0] + len(runs[-1][1]) == off: runs[-1][1].extend(block)
+            else: runs.append([off, bytearray(block)])
+        off += len(block)
+for o, b in runs: out.append(struct.pack("<QI", o, len(b)) + bytes(b))
+data = b"".join(out)
+if len(data) <= 1 << 20: open(dst, "wb").write(data)
+PY
+}
+tmp=$(mktemp -d)
+( source "$root/images/tree.sh"; make_tree "$tmp/tree" no ) >/dev/null 2>&1 || mkdir -p "$tmp/tree"
+rm -rf "$tmp/tree/deep" "$tmp/tree/usr/lib/libbig.so"
+truncate -s 128M "$tmp/rootdir.img"
+mkfs.btrfs -q -f --nodesize 4096 -r "$tmp/tree" "$tmp/rootdir.img" >/dev/null 2>&1 && sparse "$tmp/rootdir.img" "$out/btrfs/rootdir"
+if [ "$(id -u)" = 0 ] && grep -qw btrfs /proc/filesystems; then
+    truncate -s 128M "$tmp/kernel.img"
+    mkfs.btrfs -q -f --nodesize 4096 -m single "$tmp/kernel.img" >/dev/null 2>&1
+    mkdir -p "$tmp/mnt"
+    if mount -o loop "$tmp/kernel.img" "$tmp/mnt"; then
+        for alg in zlib lzo zstd; do
+            mkdir "$tmp/mnt/$alg"; btrfs property set "$tmp/mnt/$alg" compression "$alg"
+            seq 1 3000 > "$tmp/mnt/$alg/text"; seq 1 200 > "$tmp/mnt/$alg/inline"
+        done
+        btrfs -q subvolume create "$tmp/mnt/sub"; printf 'x\n' > "$tmp/mnt/sub/f"; ln -s f "$tmp/mnt/sub/l"
+        setfattr -n user.a -v b "$tmp/mnt/sub/f"; fallocate -l 64K "$tmp/mnt/sub/pre"
+        umount "$tmp/mnt"
+        sparse "$tmp/kernel.img" "$out/btrfs/kernel"
+    fi
+fi
+if bash "$root/images/fetch-btrfs-progs.sh" >/dev/null 2>&1; then
+    for x in /tmp/fwassemble-btrfs-progs/tests/fuzz-tests/images/*.raw.xz; do
+        xz -dc "$x" > "$tmp/f.raw" 2>/dev/null && sparse "$tmp/f.raw" "$out/btrfs/$(basename "$x" .raw.xz)"
+    done
+fi
+rm -rf "$tmp"

@@ -9,8 +9,13 @@ import DiskImage
 /// Adler-32 checksum.
 public struct Zlib: Decompressor {
     public let name = "gzip"
+    /// Whether bytes after the end of the stream are ignored (btrfs pads a compressed extent to
+    /// its sector size) instead of being an error.
+    public let allowsTrailingData: Bool
 
-    public init() {}
+    public init(allowsTrailingData: Bool = false) {
+        self.allowsTrailingData = allowsTrailingData
+    }
 
     public func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> Int {
         let (src, dst) = try buffers(input, output)
@@ -21,7 +26,7 @@ public struct Zlib: Decompressor {
                               src.assumingMemoryBound(to: Bytef.self), &sourceLen)
         switch ret {
         case Z_OK:
-            guard sourceLen == inputLength else {
+            guard sourceLen == inputLength || allowsTrailingData else {
                 throw FWError.corrupt("gzip: \(inputLength - sourceLen) bytes of garbage after the end of the compressed block")
             }
             return Int(destLen)

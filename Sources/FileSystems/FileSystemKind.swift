@@ -3,8 +3,8 @@
 /// batch (is a decoded head a disk?) read. The raw values are libblkid's TYPE names, except that
 /// ext2, ext3 and ext4 are all "ext4" (one reader reads the three).
 public enum FileSystemKind: String, Sendable, CaseIterable {
-    case ext4, squashfs, erofs, vfat
-    case f2fs, xfs, btrfs
+    case ext4, squashfs, erofs, vfat, btrfs
+    case f2fs, xfs
 
     /// Superblock magics, in the order they are tried (the first match wins). FAT has no magic
     /// number and is recognised by its boot sector (`isFATBootSector`) after the formats
@@ -27,13 +27,21 @@ public enum FileSystemKind: String, Sendable, CaseIterable {
     /// How many bytes from the start of a filesystem `detect` needs to see every magic.
     public static let headSize = 0x10048
 
-    /// Whether fwassemble has a reader for this kind (f2fs, xfs and btrfs are only recognised).
+    /// Whether fwassemble has a reader for this kind (f2fs and xfs are only recognised).
     public var isRead: Bool {
         switch self {
-        case .ext4, .squashfs, .erofs, .vfat: true
-        case .f2fs, .xfs, .btrfs: false
+        case .ext4, .squashfs, .erofs, .vfat, .btrfs: true
+        case .f2fs, .xfs: false
         }
     }
+
+    /// Magics from this offset on (btrfs's at 64 KiB) lose to a FAT boot sector: mkfs.btrfs
+    /// zeroes the start of its device, while mkfs.fat writes only the first sectors and leaves an
+    /// older superblock further in, so a boot sector next to such a magic is the newer filesystem.
+    static let fatOverridesFrom = 0x10000
+
+    /// Where this kind's magic sits in the head.
+    var magicOffset: Int { Self.table.first { $0.kind == self }?.offset ?? 0 }
 
     /// Whether `head` (the first bytes of a filesystem) holds this kind's superblock magic.
     public func hasMagic(in head: [UInt8]) -> Bool {
@@ -41,11 +49,12 @@ public enum FileSystemKind: String, Sendable, CaseIterable {
     }
 
     /// The filesystem whose magic `head` holds (the first bytes of a filesystem, `headSize` of
-    /// them to see them all): the readable kinds by magic, then a FAT boot sector, then the kinds
-    /// fwassemble only recognises. Nil when none matches (or `head` is shorter than a sector).
+    /// them to see them all): the readable kinds by magic in the first 64 KiB, then a FAT boot
+    /// sector, then btrfs and the kinds fwassemble only recognises. Nil when none matches (or
+    /// `head` is shorter than a sector).
     public static func detect(_ head: [UInt8]) -> FileSystemKind? {
         guard head.count >= 512 else { return nil }
-        if let kind = superblockMagic(in: head), kind.isRead { return kind }
+        if let kind = superblockMagic(in: head), kind.isRead, kind.magicOffset < fatOverridesFrom { return kind }
         if isFATBootSector(head) { return .vfat }
         return superblockMagic(in: head)
     }

@@ -42,9 +42,9 @@ struct BootedNamespace {
             namespace = try NamespaceFileSystem(plan: plan, name: "\(disk.path) booted namespace") { m in
                 guard let number = m.partition else { return nil }
                 if let offset = m.offset, offset != 0 {
-                    return try partitions.fileSystem(partition: number, offset: offset)
+                    return try partitions.fileSystem(partition: number, offset: offset).map { try BtrfsMounts.view($0, options: m.options) }
                 }
-                return try partitions.fileSystem(partition: number, fat: fatOptions[m.where])
+                return try partitions.fileSystem(partition: number, fat: fatOptions[m.where]).map { try BtrfsMounts.view($0, options: m.options) }
             }
         } catch let e as FWError {
             throw e.within(disk: disk.path)

@@ -1,4 +1,5 @@
 import DiskImage
+import FileSystemBtrfs
 import DiskFormats
 import PartitionTable
 import Synchronization
@@ -103,6 +104,15 @@ public final class Disk: Sendable {
         return sb[0x60] & 0x4 != 0
     }
 
+    /// A btrfs filesystem's subvolumes, features, checksum and superblock copies for `inspect`.
+    static func btrfsDetails(_ reader: BtrfsReader) throws -> DiskInspection.BtrfsDetails {
+        DiskInspection.BtrfsDetails(
+            features: reader.featureNames, checksum: reader.checksumType.name, checksumsVerified: reader.checksumsVerified,
+            devices: reader.superBlock.deviceCount, logTree: reader.superBlock.logTree != 0,
+            subvolumes: try reader.subvolumes().map { .init(id: $0.id, path: $0.path, readOnly: $0.isReadOnly, isDefault: $0.isDefault) },
+            superblocks: Dictionary(reader.superBlockCopies.map { ($0.name, $0.status) }, uniquingKeysWith: { a, _ in a }))
+    }
+
     /// Parses the partition table and probes every partition with libblkid. Problems that leave
     /// the rest usable are returned as `table.warnings`; the rest throw `FWError` naming the image.
     public func inspect() throws -> DiskInspection {
@@ -123,6 +133,15 @@ public final class Disk: Sendable {
             var info = DiskInspection.PartitionInfo(p, kind: table.kind, filesystem: fs)
             if info.filesystem != nil {
                 info.filesystem?.needsRecovery = needsRecovery(at: table.kind == .none ? 0 : p.start, type: fs?.type)
+            }
+            if fs?.type == "btrfs", p.withinImage {
+                do {
+                    let offset = table.kind == .none ? 0 : p.start
+                    let slice = try source.slice(offset: offset, length: min(p.size, source.size - offset), name: "partition \(p.index)")
+                    info.filesystem?.btrfs = try Self.btrfsDetails(BtrfsReader(source: slice, name: "partition \(p.index)"))
+                } catch {
+                    table.warnings.append("partition \(p.index): btrfs: \(FWError(error).message)")
+                }
             }
             partitions.append(info)
         }

@@ -50,9 +50,11 @@ public struct DiskInspection: Sendable, Equatable, Codable {
         /// unclean shutdown): its journal holds changes not yet written home, which extract and
         /// assemble replay unless told `--no-replay`. False for every other filesystem.
         public var needsRecovery: Bool?
+        /// btrfs only (JSON key "btrfs", absent for other filesystems): its subvolumes and features.
+        public var btrfs: BtrfsDetails?
 
         enum CodingKeys: String, CodingKey {
-            case type, label, uuid, version, needsRecovery = "needs_recovery"
+            case type, label, uuid, version, needsRecovery = "needs_recovery", btrfs
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -62,6 +64,41 @@ public struct DiskInspection: Sendable, Equatable, Codable {
             try c.encode(uuid, forKey: .uuid)
             try c.encode(version, forKey: .version)
             try c.encode(needsRecovery ?? false, forKey: .needsRecovery)
+            try c.encodeIfPresent(btrfs, forKey: .btrfs)
+        }
+    }
+
+    /// What `inspect` reports of a btrfs filesystem.
+    public struct BtrfsDetails: Sendable, Equatable, Codable {
+        public struct Subvolume: Sendable, Equatable, Codable {
+            public var id: UInt64
+            /// From the top level ("" for the top level itself, id 5).
+            public var path: String
+            public var readOnly: Bool
+            public var isDefault: Bool
+
+            enum CodingKeys: String, CodingKey {
+                case id, path, readOnly = "read_only", isDefault = "default"
+            }
+        }
+
+        /// Incompatible and read-only compatible features, as `btrfs inspect-internal dump-super` names them.
+        public var features: [String]
+        /// Metadata checksum algorithm: crc32c, xxhash64, sha256, blake2b.
+        public var checksum: String
+        /// Whether fwassemble verifies that algorithm on the metadata (all four today).
+        public var checksumsVerified: Bool
+        /// Devices of the filesystem (`num_devices`); fwassemble reads this one.
+        public var devices: UInt64
+        /// A log tree (data fsync'd after the last commit) that the kernel replays at mount and
+        /// fwassemble does not: its changes are missing from what is read.
+        public var logTree: Bool
+        public var subvolumes: [Subvolume]
+        /// Each superblock copy on the device and what was found there ("ok, generation N" or the problem).
+        public var superblocks: [String: String]
+
+        enum CodingKeys: String, CodingKey {
+            case features, checksum, checksumsVerified = "checksums_verified", devices, logTree = "log_tree", subvolumes, superblocks
         }
     }
 

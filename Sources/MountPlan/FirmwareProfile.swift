@@ -1,5 +1,6 @@
 import Assembly
 import DiskImage
+import FileSystemBtrfs
 import FileSystems
 
 /// The firmware families fwassemble recognises; the raw value is the plan's `profile` (JSON).
@@ -11,6 +12,9 @@ public enum FirmwareFamily: String, Sendable, CaseIterable {
     case raspberrypiOS = "raspberrypi-os"
     case mender
     case flatcar
+    /// openSUSE MicroOS / SLE Micro: the booted root is a snapper snapshot of a btrfs root, the
+    /// default subvolume.
+    case microos
     case generic
 }
 
@@ -45,14 +49,19 @@ struct FirmwareProfile {
                 return FirmwareProfile(family: .raspberrypiOS)
             }
         }
+        if let btrfs = root as? BtrfsReader, let path = try? btrfs.rootSubvolumePath,   // a probe: unreadable is no snapshot
+           SnapperSnapshot(subvolumePath: path) != nil {
+            return FirmwareProfile(family: .microos, warnings: warnings)
+        }
         return FirmwareProfile(family: exists("/etc/mender") || exists("/data/mender") ? .mender : .generic, warnings: warnings)
     }
 
     /// The booted root: the mounts that make "/" (the root partition first) and the view of it
     /// the booted system's fstab and units are read from.
-    func bootedRoot(disk: any PlanningDisk, root: RootChoice, physical: any FileSystemReader) -> BootedRoot {
+    /// `options`: the root mount's (a btrfs root's `subvol=`).
+    func bootedRoot(disk: any PlanningDisk, root: RootChoice, physical: any FileSystemReader, options: String = "") -> BootedRoot {
         let plain = BootedRoot(mounts: [PlannedMount(where: "/", kind: .partition, partition: root.partition, fstype: root.filesystem,
-                                                     options: "", source: .other(root.reason))],
+                                                     options: options, source: .other(root.reason))],
                                config: physical)
         let found: (root: BootedRoot?, warnings: [String])
         switch family {
@@ -60,7 +69,7 @@ struct FirmwareProfile {
         case .ostree: found = OSTreeProfile.bootedRoot(root: root, physical: physical)
         case .openwrt: found = OpenWrtProfile.bootedRoot(disk: disk, root: root, physical: physical)
         case .flatcar: found = FlatcarProfile.bootedRoot(disk: disk, root: root, physical: physical)
-        case .haos, .raspberrypiOS, .mender, .generic: return plain
+        case .haos, .raspberrypiOS, .mender, .microos, .generic: return plain
         }
         return (found.root ?? plain).with(warnings: found.warnings)
     }

@@ -14,19 +14,37 @@ enum OSTreeProfile {
     /// Boot loader entries (`/boot/loader/entries/*.conf`, Boot Loader Specification) with an
     /// `ostree=` kernel argument, the one that boots first: highest `version`, then file name.
     static func entries(in fs: any FileSystemReader, warnings: inout [String]) -> [Entry] {
+        BootLoaderEntries.read(in: fs, directory: "/boot/loader/entries", warnings: &warnings).compactMap { e in
+            KernelCommandLine.value("ostree", in: e.options).map { Entry(file: e.file, version: e.version, ostree: $0) }
+        }
+    }
+
+}
+
+/// Boot Loader Specification entries (`*.conf` in a `loader/entries` directory): the kernel
+/// command line (`options`) of each, in boot order.
+enum BootLoaderEntries {
+    struct Entry {
+        var file: String
+        var version: String
+        /// The `options` lines joined (the kernel command line without the `linux` path).
+        var options: String
+    }
+
+    /// The entries in `directory`, the one that boots first first: highest `version`, then file name.
+    static func read(in fs: any FileSystemReader, directory: String, warnings: inout [String]) -> [Entry] {
         var result: [Entry] = []
-        let directory = "/boot/loader/entries"
         for name in ProfilePaths.names(in: directory, of: fs, warnings: &warnings) where name.hasSuffix(".conf") {
             let file = "\(directory)/\(name)"
             guard let text = ProfilePaths.text(file, in: fs, limit: 1 << 20, warnings: &warnings) else { continue }
             var version = ""
-            var ostree: String?
+            var options: [String] = []
             for line in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
                 let t = line.trimmingCharacters(in: " \t")
                 if t.hasPrefix("version ") { version = t.dropFirst(8).trimmingCharacters(in: " \t") }
-                if t.hasPrefix("options ") { ostree = KernelCommandLine.value("ostree", in: String(t.dropFirst(8))) ?? ostree }
+                if t.hasPrefix("options ") { options.append(String(t.dropFirst(8))) }
             }
-            if let ostree { result.append(Entry(file: file, version: version, ostree: ostree)) }
+            result.append(Entry(file: file, version: version, options: options.joined(separator: " ")))
         }
         return result.sorted { a, b in
             let c = compareVersions(a.version, b.version)
@@ -66,7 +84,9 @@ enum OSTreeProfile {
     }
 
     enum Either { case number(Int), text(String) }
+}
 
+extension OSTreeProfile {
     static func bootedRoot(root: RootChoice, physical fs: any FileSystemReader) -> (root: BootedRoot?, warnings: [String]) {
         var warnings: [String] = []
         func fail(_ why: String) -> (root: BootedRoot?, warnings: [String]) {

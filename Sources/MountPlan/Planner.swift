@@ -1,5 +1,6 @@
 import Assembly
 import DiskImage
+import FileSystemBtrfs
 import FileSystems
 
 /// Works out, deterministically, the mounts the booted device performs: the root slot, then
@@ -9,16 +10,24 @@ public enum Planner {
     /// warnings and skipped mounts.
     public static func plan(_ disk: any PlanningDisk, options: PlanOptions = PlanOptions()) throws -> Plan {
         var selector = RootSelector(disk: disk)
-        let root = try selector.choose(options: options)
+        var root = try selector.choose(options: options)
         var found = Findings(warnings: selector.warnings)
-        guard let rootFS = try disk.fileSystem(partition: root.partition) else {
+        guard var rootFS = try disk.fileSystem(partition: root.partition) else {
             throw FWError(.unsupported, "the root partition \(root.partition) has no filesystem fwassemble can read")
+        }
+        // btrfs: the subvolume mounted as "/" (rootflags=subvol=, else the default subvolume).
+        var rootOptions = ""
+        if let btrfs = rootFS as? BtrfsReader, let subvolume = BtrfsMounts.bootedRoot(disk: disk, partition: root.partition, reader: btrfs) {
+            rootFS = subvolume.view
+            rootOptions = subvolume.options
+            root.reason += "; " + subvolume.reason
+            found.warnings += subvolume.warnings
         }
         let profile = FirmwareProfile.detect(disk: disk, root: rootFS)
         found.warnings += profile.warnings
         // The booted root (a balenaOS hostapp overlay, an OSTree deployment, or the root
         // partition itself) and the view its configuration is read from.
-        let booted = profile.bootedRoot(disk: disk, root: root, physical: rootFS)
+        let booted = profile.bootedRoot(disk: disk, root: root, physical: rootFS, options: rootOptions)
         found.warnings += booted.warnings
 
         found.readFstab(booted.config)
@@ -144,7 +153,8 @@ public enum Planner {
             let view = NamespaceFileSystem(name: "plan")
             let open = { (m: PlannedMount) throws -> (any FileSystemReader)? in
                 guard let index = m.partition else { return nil }
-                return try m.offset.map { try disk.fileSystem(partition: index, offset: $0) } ?? disk.fileSystem(partition: index)
+                let fs = try m.offset.map { try disk.fileSystem(partition: index, offset: $0) } ?? disk.fileSystem(partition: index)
+                return try fs.map { try BtrfsMounts.view($0, options: m.options) }
             }
             // A partition that cannot be opened is reported by the caller that opens it for the
             // archive (the facade's plan warnings); here it simply provides no paths.
@@ -202,9 +212,6 @@ public enum Planner {
             guard !lower.isEmpty else { return .skip("overlay without lowerdir=", warn: true) }
             return .mount(PlannedMount(where: key, kind: .overlay, fstype: "overlay", options: optionString, lower: lower, upper: upper,
                                        source: c.source), note: nil)
-        }
-        if type == "btrfs", c.options.contains(where: { $0.hasPrefix("subvol=") || $0.hasPrefix("subvolid=") }) {
-            return .skip("btrfs subvol= is not supported yet", warn: true)
         }
         let spec = DeviceSpec(parsing: c.what)
         switch resolver.resolve(spec) {

@@ -1,4 +1,5 @@
 import DiskImage
+import FileSystemBtrfs
 import FileSystems
 
 /// Chooses the root filesystem: `--root`, bootloader state on the disk (GRUB grubenv, U-Boot
@@ -21,6 +22,14 @@ struct RootSelector {
     func isLinuxRoot(_ index: Int) -> Bool {
         // A probe: a path that cannot be read answers no, as a missing one.
         guard let fs = disk.openedFileSystem(index) else { return false }
+        if Self.looksLikeRoot(fs) { return true }
+        // btrfs: the subvolume the kernel would mount as "/" (rootflags=, a root subvolume name).
+        if let btrfs = fs as? BtrfsReader, BtrfsMounts.bootedRoot(disk: disk, partition: index, reader: btrfs) != nil { return true }
+        return false
+    }
+
+    /// Whether a filesystem (or a btrfs subvolume) looks like a Linux root (see `isLinuxRoot`).
+    static func looksLikeRoot(_ fs: any FileSystemReader) -> Bool {
         func isDirectory(_ path: String) -> Bool { fs.probeMetadata(path)?.type == .directory }
         func exists(_ path: String) -> Bool { fs.probe(path) != nil }
         if isDirectory("/balena"), exists("/current") || exists("/sbin/init") { return true }

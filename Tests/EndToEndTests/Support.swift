@@ -51,6 +51,9 @@ final class KernelNamespace {
     let root: String
     private(set) var mounted: [String] = []
     private(set) var excluded: [String] = []
+    /// Read-only loop devices of the btrfs partitions, one per partition: btrfs mounts one device
+    /// several times (one subvolume each) but refuses a second loop device with the same fsid.
+    private(set) var loops: [Int: String] = [:]
 
     init(image: String, plan: Plan, inspection: DiskInspection) throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-ns-\(UUID().uuidString)").path
@@ -64,6 +67,16 @@ final class KernelNamespace {
                     let p = try #require(inspection.partitions.first { $0.index == m.partition })
                     let fstype = try #require(m.fstype)
                     if fstype == "vfat" { excluded.append(m.where); continue }
+                    if fstype == "btrfs" {
+                        let loop = try loops[p.index] ?? String(decoding: TestImages.run(["losetup", "-f", "--show", "-r", "-o", "\(p.start)",
+                                                                                           "--sizelimit", "\(p.size)", image]), as: UTF8.self)
+                            .trimmingCharacters(in: .whitespacesAndNewlines)
+                        loops[p.index] = loop
+                        let subvolume = m.options.split(separator: ",").filter { $0.hasPrefix("subvol") }
+                        try TestImages.run(["mount", "-t", "btrfs", "-o", (["ro"] + subvolume).joined(separator: ","), loop, target])
+                        mounted.append(target)
+                        continue
+                    }
                     try TestImages.run(["mount", "-t", fstype, "-o", "loop,ro,offset=\(p.start),sizelimit=\(p.size)", image, target])
                     mounted.append(target)
                 case .bind:
@@ -86,6 +99,8 @@ final class KernelNamespace {
             _ = try? TestImages.run(["umount", target])
         }
         mounted = []
+        for loop in loops.values { _ = try? TestImages.run(["losetup", "-d", loop]) }   // cleanup: nothing to report
+        loops = [:]
         try? FileManager.default.removeItem(atPath: root)
     }
 

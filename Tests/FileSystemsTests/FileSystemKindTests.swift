@@ -25,7 +25,7 @@ struct FileSystemKindTests {
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let named = blkid.hasPrefix("ext") ? "ext4" : blkid
         if let kind { #expect(kind.rawValue == named) }
-        #expect(kind?.isRead == (expected.map { [.ext4, .squashfs, .erofs, .vfat].contains($0) }))
+        #expect(kind?.isRead == (expected.map { [.ext4, .squashfs, .erofs, .vfat, .btrfs].contains($0) }))
         // The superblock magics alone (a decoded head): every kind but FAT, which has none.
         #expect(FileSystemKind.superblockMagic(in: head) == (expected == .vfat ? nil : expected))
     }
@@ -34,7 +34,9 @@ struct FileSystemKindTests {
     func order() {
         #expect(FileSystemKind.detect([UInt8](repeating: 0, count: 511)) == nil)
         var head = [UInt8](repeating: 0, count: FileSystemKind.headSize)
-        // A FAT boot sector (mkfs.fat's first bytes) that also holds the btrfs magic at 64 KiB.
+        // A FAT boot sector (mkfs.fat's first bytes) that also holds the btrfs magic at 64 KiB:
+        // btrfs is read, but a magic that far in loses to the boot sector (mkfs.btrfs zeroes the
+        // start of its device, so the boot sector was written after it).
         head[0] = 0xEB; head[1] = 0x3C; head[2] = 0x90
         head[11] = 0x00; head[12] = 0x02; head[13] = 4; head[14] = 4; head[16] = 2; head[19] = 0x00; head[20] = 0x50
         head[510] = 0x55; head[511] = 0xAA

@@ -7,6 +7,7 @@ import Codecs
 import DiskImage
 import DockerState
 import Ext4Image
+import FileSystemBtrfs
 import FileSystemEROFS
 import FileSystemExt4
 import FileSystemFAT
@@ -22,7 +23,7 @@ import Glibc
 public enum FuzzEntries {
     /// Target names, as used for Fuzz/<name>.swift, .build-fuzz/<name> and Tests/Corpus/<name>/.
     public static let targets = ["partition-table", "squashfs", "erofs", "fat", "fstab", "unit-file", "boot-environment", "bolt", "tar", "jbd2",
-                                 "ext4-writer", "containerd-store", "podman-store", "podman-db", "layer-export"]
+                                 "ext4-writer", "containerd-store", "podman-store", "podman-db", "layer-export", "btrfs"]
 
     /// Runs one input through the named target. Errors thrown by the parsers are the expected
     /// outcome for most inputs; a crash, a hang or an unbounded allocation is the bug.
@@ -32,6 +33,7 @@ public enum FuzzEntries {
         case "squashfs": fileSystem(data) { try SquashFSReader(source: $0, name: "fuzz") }
         case "erofs": fileSystem(data) { try EROFSReader(source: $0, name: "fuzz") }
         case "fat": fileSystem(data) { try FATReader(source: $0, name: "fuzz") }
+        case "btrfs": btrfs(data)
         case "fstab": _ = Fstab.parse(data)
         case "unit-file": _ = UnitFile.parse(data, file: "/etc/systemd/system/fuzz.mount")
         case "boot-environment":
@@ -215,6 +217,18 @@ public enum FuzzEntries {
         walk(merged)
     }
 
+    /// btrfs: the input is a sparse image (`SparseSource`: a btrfs needs 100+ MiB, of which a few
+    /// hundred KiB are not zero), read without checksum verification so mutations reach the
+    /// trees; its subvolumes listed, the default and the top-level views walked.
+    static func btrfs(_ data: [UInt8]) {
+        guard let source = SparseSource(data),
+              let reader = try? BtrfsReader(source: source, name: "fuzz", verifyChecksums: false) else { return }
+        walk(reader, entryBudget: 2048)
+        _ = try? reader.subvolumes()
+        if let top = try? reader.view(.id(5)) { walk(top, entryBudget: 2048) }
+        _ = try? reader.lookup(Array("/etc/fstab".utf8), followLast: true)
+    }
+
     static func partitionTable(_ data: [UInt8]) {
         guard let table = try? PartitionTable.read(from: MemorySource(data, name: "fuzz")) else { return }
         for p in table.partitions { _ = p.firstSector; _ = p.sectorCount }
@@ -253,5 +267,48 @@ extension String {
     /// Zero-padded on the left to `width` characters (tar's octal fields).
     fileprivate func leftPadded(to width: Int) -> String {
         String(repeating: "0", count: max(0, width - count)) + self
+    }
+}
+
+/// A large image given by its non-zero pieces (fuzzing filesystems that need a large device):
+/// le64 size (at most 1 TiB), then records of le64 offset, le32 length and that many bytes; the
+/// rest reads as zeros. A later record overrides an earlier one where they overlap.
+final class SparseSource: ByteSource {
+    let size: UInt64
+    let name = "fuzz"
+    private let pieces: [(offset: UInt64, bytes: ArraySlice<UInt8>)]
+
+    init?(_ data: [UInt8]) {
+        let c = ByteCursor(data, context: "sparse image")
+        guard let size = try? c.u64le(at: 0), size <= 1 << 40 else { return nil }
+        self.size = size
+        var pieces: [(UInt64, ArraySlice<UInt8>)] = []
+        var position = 8
+        while let offset = try? c.u64le(at: position), let length = try? c.u32le(at: position + 8) {
+            let start = position + 12
+            let end = min(data.count, start + Int(length))
+            pieces.append((offset, data[start..<end]))
+            position = end
+        }
+        self.pieces = pieces
+    }
+
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        guard offset < size else { return 0 }
+        let count = Int(min(UInt64(buffer.count), size - offset))
+        let out = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])
+        out.initializeMemory(as: UInt8.self, repeating: 0)
+        let end = offset + UInt64(count)
+        for piece in pieces {
+            let pieceEnd = piece.offset.addingReportingOverflow(UInt64(piece.bytes.count))
+            guard !pieceEnd.overflow, piece.offset < end, pieceEnd.partialValue > offset else { continue }
+            let from = max(offset, piece.offset), to = min(end, pieceEnd.partialValue)
+            let source = piece.bytes.startIndex + Int(from - piece.offset)
+            piece.bytes.withUnsafeBytes { raw in
+                let base = raw.baseAddress! + (source - piece.bytes.startIndex)
+                (out.baseAddress! + Int(from - offset)).copyMemory(from: base, byteCount: Int(to - from))
+            }
+        }
+        return count
     }
 }

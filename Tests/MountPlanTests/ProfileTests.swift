@@ -204,9 +204,9 @@ struct ProfileTests {
     }
 
     @Test func ostreeVersionOrderAndBrokenEntries() {
-        #expect(OSTreeProfile.compareVersions("10", "9") > 0)
-        #expect(OSTreeProfile.compareVersions("1.10", "1.9") > 0)
-        #expect(OSTreeProfile.compareVersions("2", "2") == 0)
+        #expect(BootLoaderEntries.compareVersions("10", "9") > 0)
+        #expect(BootLoaderEntries.compareVersions("1.10", "1.9") > 0)
+        #expect(BootLoaderEntries.compareVersions("2", "2") == 0)
         // A dangling ostree= target: the physical root (no fstab of its own) with a warning.
         let broken = Self.ostreeDisk(entries: [("a.conf", "version 1\noptions ostree=/ostree/boot.1/tor/nope/0\n")])
         let plan = try? Planner.plan(broken)
