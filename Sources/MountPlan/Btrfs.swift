@@ -152,11 +152,16 @@ struct SnapperSnapshot {
     var infoPath: String { "\(prefix).snapshots/\(number)/info.xml" }
 
     /// "/@/.snapshots/2/info.xml: type single, date 2024-01-01 00:00:00, description ...", nil
-    /// when there is none or it cannot be read (it only adds to the plan's reason).
+    /// when there is none; one that cannot be read is said so (it only adds to the plan's reason).
     func info(in view: BtrfsReader) -> String? {
-        guard let top = try? view.view(.id(5)),   // the info.xml is a note in the reason; unreadable leaves it out
-              let inode = try? top.lookup(Array(infoPath.utf8), followLast: true),
-              let bytes = try? top.readSmallFile(inode, limit: 1 << 16) else { return nil }
+        let bytes: [UInt8]
+        do {
+            let top = try view.view(.id(5))
+            guard let inode = try top.lookup(Array(infoPath.utf8), followLast: true) else { return nil }
+            bytes = try top.readSmallFile(inode, limit: 1 << 16)
+        } catch {
+            return "/\(infoPath): cannot be read (\(FWError(error).message))"
+        }
         let xml = String(decoding: bytes, as: UTF8.self)
         func tag(_ name: String) -> String? {
             guard let open = xml.firstRange(of: "<\(name)>"), let close = xml[open.upperBound...].firstRange(of: "</\(name)>") else { return nil }
