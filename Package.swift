@@ -47,6 +47,7 @@ let package = Package(
         .target(name: "FileSystemSquashFS", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
         .target(name: "FileSystemEROFS", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
         .target(name: "FileSystemFAT", dependencies: ["FileSystems", "DiskImage"]),
+        .target(name: "FileSystemF2FS", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
         // Tar archives (OCI image layers) as read-only filesystems.
         .target(name: "FileSystemTar", dependencies: ["FileSystems", "DiskImage"]),
         // 5. The namespace engine: filesystems mounted at paths, binds, overlays (OverlayMerge),
@@ -67,7 +68,7 @@ let package = Package(
         // 8. The facade: everything the CLI does goes through it.
         .target(name: "FirmwareAssembler", dependencies: [
             "DiskImage", "DiskFormats", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
-            "FileSystemEROFS", "FileSystemFAT", "FileSystemTar", "MountPlan", "Assembly", "Archive", "DockerState", "Ext4Image",
+            "FileSystemEROFS", "FileSystemFAT", "FileSystemF2FS", "FileSystemTar", "MountPlan", "Assembly", "Archive", "DockerState", "Ext4Image",
         ]),
         // 9. The C ABI over the facade: @_cdecl functions, no Swift types cross it.
         .target(name: "CFwassemble", dependencies: ["FirmwareAssembler", "DiskImage"]),
@@ -80,7 +81,7 @@ let package = Package(
         .testTarget(name: "PartitionTableTests", dependencies: ["PartitionTable", "DiskImage", "TestSupport"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "DiskImage", "CLZ4", "CLZMA", "TestSupport"]),
         .testTarget(name: "FileSystemsTests", dependencies: [
-            "FileSystems", "FileSystemExt4", "FileSystemSquashFS", "FileSystemEROFS", "FileSystemFAT",
+            "FileSystems", "FileSystemExt4", "FileSystemSquashFS", "FileSystemEROFS", "FileSystemFAT", "FileSystemF2FS",
             "DiskImage", "TestSupport",
         ]),
         .testTarget(name: "MountPlanTests", dependencies: ["MountPlan", "Assembly", "FileSystems", "DiskImage"]),
@@ -95,7 +96,7 @@ let package = Package(
         .testTarget(name: "EndToEndTests", dependencies: ["FirmwareAssembler", "TestSupport"]),
         .testTarget(name: "HostileTests", dependencies: [
             "TestSupport", "DiskImage", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
-            "FileSystemEROFS", "FileSystemFAT", "MountPlan", "Archive", "BoltDB", "FileSystemTar", "Ext4Image", "Assembly", "DockerState",
+            "FileSystemEROFS", "FileSystemFAT", "FileSystemF2FS", "MountPlan", "Archive", "BoltDB", "FileSystemTar", "Ext4Image", "Assembly", "DockerState",
         ]),
         .target(name: "TestSupport", dependencies: ["FileSystems", "CZlib"], path: "Tests/TestSupport"),
     ]
