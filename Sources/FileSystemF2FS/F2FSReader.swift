@@ -64,6 +64,11 @@ public final class F2FSReader: FileSystemReader {
 
     // MARK: Superblock and checkpoint
 
+    /// The superblock alone (the first valid copy), for `inspect`.
+    public static func superBlock(of source: any ByteSource) throws -> F2FS.SuperBlock {
+        try readSuperBlock(source).0
+    }
+
     /// The first of the two copies (blocks 0 and 1) that passes its checks, as Linux's
     /// `read_raw_super_block`; the first copy's error when neither does.
     static func readSuperBlock(_ source: any ByteSource) throws -> (F2FS.SuperBlock, Int) {

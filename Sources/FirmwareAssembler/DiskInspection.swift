@@ -50,9 +50,12 @@ public struct DiskInspection: Sendable, Equatable, Codable {
         /// unclean shutdown): its journal holds changes not yet written home, which extract and
         /// assemble replay unless told `--no-replay`. False for every other filesystem.
         public var needsRecovery: Bool?
+        /// The features the superblock declares, by mkfs's names (f2fs only: "extra_attr",
+        /// "inode_checksum", "compression", ...); nil for other filesystems.
+        public var features: [String]?
 
         enum CodingKeys: String, CodingKey {
-            case type, label, uuid, version, needsRecovery = "needs_recovery"
+            case type, label, uuid, version, needsRecovery = "needs_recovery", features
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -62,6 +65,7 @@ public struct DiskInspection: Sendable, Equatable, Codable {
             try c.encode(uuid, forKey: .uuid)
             try c.encode(version, forKey: .version)
             try c.encode(needsRecovery ?? false, forKey: .needsRecovery)
+            try c.encodeIfPresent(features, forKey: .features)
         }
     }
 
@@ -165,6 +169,11 @@ public struct DiskInspection: Sendable, Equatable, Codable {
                 i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
             }
             lines.append("  " + cells.joined(separator: "  "))
+        }
+        for p in partitions {
+            if let fs = p.filesystem, let features = fs.features {
+                lines.append("partition \(p.index): \(fs.type) features: \(features.isEmpty ? "none" : features.joined(separator: ","))")
+            }
         }
         if let hybrid = table.hybridMBR, !hybrid.isEmpty {
             lines.append("hybrid MBR entries (the GPT is used): " + hybrid.map {
