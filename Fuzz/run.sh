@@ -26,6 +26,7 @@ for t in "${targets[@]}"; do
     case "$t" in
         tar|ext4-writer) max_len=1048576; extra=(-detect_leaks=0) ;;
         containerd-store|podman-store) max_len=1048576 ;;
+        f2fs) max_len=524288 ;;   # a sparse image (Fuzz/f2fs-seed.py): the seed is about 50 KiB
     esac
     ASAN_OPTIONS=${ASAN_OPTIONS:-malloc_context_size=0} \
     ".build-fuzz/$t" "$work/corpus/$t" "$work/seeds/$t" -max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-25}" -rss_limit_mb=2048 \

@@ -6,7 +6,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:?usage: Fuzz/seeds.sh OUTDIR}
 imgs=$root/images/out
 bash "$root/images/build.sh" "$imgs" haos-full rpi-full haos-mbr-full debian-gpt fs-squashfs fs-erofs fs-fat containerd-root podman-root >/dev/null
-mkdir -p "$out"/{partition-table,squashfs,erofs,fat,fstab,unit-file,boot-environment,bolt,tar,jbd2,ext4-writer,containerd-store,podman-store,layer-export}
+mkdir -p "$out"/{partition-table,squashfs,erofs,fat,fstab,unit-file,boot-environment,bolt,tar,jbd2,ext4-writer,containerd-store,podman-store,layer-export,f2fs,uci-fstab}
 # jbd2: the journals of the hot snapshots (built only as root with loop devices; images/disks/hot-ext4.sh)
 bash "$root/images/build.sh" "$imgs" hot-ext4 >/dev/null || true
 for n in hot-ext4-wrap hot-ext4-32; do
@@ -52,6 +52,20 @@ body = env + b"\x00" * (4096 - 4 - len(env))
 save("boot-environment", "uboot", struct.pack("<I", zlib.crc32(body)) + body)
 save("boot-environment", "uenv", b"# uEnv\nrootfs=/dev/mmcblk0p2\nbootargs=console=ttyS0\n")
 PY
+# f2fs: a small image mkfs.f2fs + sload.f2fs write (a few files, a symlink, a 40-entry directory,
+# inline and block data), in the sparse form of Fuzz/f2fs-seed.py; the committed regressions.
+tmp=$(mktemp -d)
+mkdir -p "$tmp/t/etc" "$tmp/t/usr/bin" "$tmp/t/d"
+printf 'hi\n' > "$tmp/t/etc/a"; seq 1 3000 > "$tmp/t/etc/b"; ln -s a "$tmp/t/etc/l"; printf 'x\n' > "$tmp/t/usr/bin/x"
+for i in $(seq 1 40); do printf '%s\n' "$i" > "$tmp/t/d/file-$i"; done
+head -c 20000 /dev/zero | tr '\0' 'z' > "$tmp/t/big"
+truncate -s 64M "$tmp/f2fs.img"
+mkfs.f2fs -q -f -O extra_attr,inode_checksum,sb_checksum,inode_crtime "$tmp/f2fs.img"
+sload.f2fs -f "$tmp/t" -P "$tmp/f2fs.img" >/dev/null 2>&1 || true   # its closing fsck repairs and exits non-zero
+python3 "$root/Fuzz/f2fs-seed.py" "$tmp/f2fs.img" "$out/f2fs/sload-small"
+rm -rf "$tmp"
+cp "$root"/Tests/Corpus/f2fs/* "$out/f2fs/"
+cp "$root"/Tests/Corpus/uci-fstab/* "$out/uci-fstab/"
 # bbolt: the files Debian's containerd wrote (containerd-root recipe) and the committed regressions
 cp "$imgs/containerd-root.facts/meta.db" "$out/bolt/containerd-meta.db"
 cp "$imgs/containerd-root.facts/metadata.db" "$out/bolt/containerd-metadata.db"

@@ -5,24 +5,24 @@ import FileSystems
 /// ('...' verbatim, "..." with backslash escapes, a backslash escaping the next character in a
 /// bare word), `#` comments. A line that does not parse is skipped with a warning, as `uci`
 /// reports it. Bounded: 4096 sections, 64 KiB lines (the file itself is read with a size cap).
-struct UCIConfig {
-    struct Section: Equatable {
-        var type: String
-        var name: String?
+public struct UCIConfig: Sendable {
+    public struct Section: Sendable, Equatable {
+        public var type: String
+        public var name: String?
         /// The line of its `config` statement.
-        var line: Int
-        var options: [String: String] = [:]
-        var optionLines: [String: Int] = [:]
-        var lists: [String: [String]] = [:]
+        public var line: Int
+        public var options: [String: String] = [:]
+        public var optionLines: [String: Int] = [:]
+        public var lists: [String: [String]] = [:]
     }
 
     static let maximumSections = 4096
     static let maximumLineLength = 64 * 1024
 
-    var sections: [Section] = []
-    var warnings: [ConfigWarning] = []
+    public var sections: [Section] = []
+    public var warnings: [ConfigWarning] = []
 
-    init(_ bytes: [UInt8], file: String) {
+    public init(_ bytes: [UInt8], file: String) {
         var lineNumber = 0
         for raw in bytes.split(separator: 0x0A, omittingEmptySubsequences: false) {
             lineNumber += 1
@@ -108,28 +108,28 @@ struct UCIConfig {
 /// mount` and `config swap` sections naming a device by `uuid`, `label` or `device` (matched in
 /// that order, as `find_block_info`), `enabled` ('1' unless '0'), `options`, `fstype`, and the
 /// mount's `target`; a mount whose target is /overlay (or with `is_rootfs '1'`) is the extroot.
-struct UCIFstab {
-    static let file = "/etc/config/fstab"
+public struct UCIFstab: Sendable {
+    public static let file = "/etc/config/fstab"
 
-    struct Entry: Equatable {
-        enum Kind: Equatable { case mount, swap }
-        var kind: Kind
-        var target: String?
+    public struct Entry: Sendable, Equatable {
+        public enum Kind: Sendable, Equatable { case mount, swap }
+        public var kind: Kind
+        public var target: String?
         /// The device as an fstab spec: UUID=..., LABEL=... or a /dev path; nil when none given.
-        var device: String?
-        var enabled: Bool
-        var options: [String]
-        var fstype: String?
-        var line: Int
+        public var device: String?
+        public var enabled: Bool
+        public var options: [String]
+        public var fstype: String?
+        public var line: Int
 
-        var isExtroot: Bool { kind == .mount && target.map(Planner.normalise) == "/overlay" }
-        var source: MountSource { .fstab(file: UCIFstab.file, line: line) }
+        public var isExtroot: Bool { kind == .mount && target.map(Planner.normalise) == "/overlay" }
+        public var source: MountSource { .fstab(file: UCIFstab.file, line: line) }
     }
 
-    var entries: [Entry] = []
-    var warnings: [ConfigWarning]
+    public var entries: [Entry] = []
+    public var warnings: [ConfigWarning]
 
-    init(_ bytes: [UInt8]) {
+    public init(_ bytes: [UInt8]) {
         let config = UCIConfig(bytes, file: Self.file)
         warnings = config.warnings
         for s in config.sections where s.type == "mount" || s.type == "swap" {

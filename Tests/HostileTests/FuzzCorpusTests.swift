@@ -1,3 +1,5 @@
+import FileSystemF2FS
+import FileSystems
 import Foundation
 import TestSupport
 import Testing
@@ -38,6 +40,17 @@ struct FuzzCorpusTests {
         let found = FuzzEntries.store(data)
         #expect(found.roots == 1 && found.images == images && found.containers == containers, "\(found)")
         #expect(found.exports == images + containers, "\(found)")
+    }
+
+    /// The f2fs seed (a small image mkfs.f2fs + sload.f2fs wrote, in the sparse form of
+    /// Fuzz/f2fs-seed.py) opens and walks whole, so the fuzzer starts from a readable image.
+    @Test func f2fsSeedIsRead() throws {
+        let data = [UInt8](try Data(contentsOf: Self.corpusRoot.appendingPathComponent("f2fs/sload-small-seed")))
+        let source = try #require(SparseSource(data))
+        let reader = try F2FSReader(source: source, name: "seed")
+        let (entries, problems) = try Manifest.of(reader)
+        #expect(problems.isEmpty && entries.count > 60, "\(entries.count) entries, \(problems)")
+        #expect(entries.contains { $0.path == "etc/l" && $0.target == "a" })
     }
 
     /// The ext4-writer inputs again, each image it finishes checked by `e2fsck -fn` before it is

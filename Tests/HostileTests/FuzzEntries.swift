@@ -9,6 +9,7 @@ import DockerState
 import Ext4Image
 import FileSystemEROFS
 import FileSystemExt4
+import FileSystemF2FS
 import FileSystemFAT
 import FileSystemSquashFS
 import FileSystemTar
@@ -22,7 +23,7 @@ import Glibc
 public enum FuzzEntries {
     /// Target names, as used for Fuzz/<name>.swift, .build-fuzz/<name> and Tests/Corpus/<name>/.
     public static let targets = ["partition-table", "squashfs", "erofs", "fat", "fstab", "unit-file", "boot-environment", "bolt", "tar", "jbd2",
-                                 "ext4-writer", "containerd-store", "podman-store", "layer-export"]
+                                 "ext4-writer", "containerd-store", "podman-store", "layer-export", "f2fs", "uci-fstab"]
 
     /// Runs one input through the named target. Errors thrown by the parsers are the expected
     /// outcome for most inputs; a crash, a hang or an unbounded allocation is the bug.
@@ -32,7 +33,11 @@ public enum FuzzEntries {
         case "squashfs": fileSystem(data) { try SquashFSReader(source: $0, name: "fuzz") }
         case "erofs": fileSystem(data) { try EROFSReader(source: $0, name: "fuzz") }
         case "fat": fileSystem(data) { try FATReader(source: $0, name: "fuzz") }
+        case "f2fs":
+            guard let source = SparseSource(data) else { return }
+            fileSystem(source) { try F2FSReader(source: $0, name: "fuzz") }
         case "fstab": _ = Fstab.parse(data)
+        case "uci-fstab": _ = UCIFstab(data)
         case "unit-file": _ = UnitFile.parse(data, file: "/etc/systemd/system/fuzz.mount")
         case "boot-environment":
             _ = GrubEnvironment.parse(data)
@@ -179,7 +184,11 @@ public enum FuzzEntries {
     /// Opens the bytes as a filesystem, walks at most `entryBudget` entries, reads the first
     /// 64 KiB of each regular file and resolves a few paths (symlinks included).
     static func fileSystem(_ data: [UInt8], entryBudget: Int = 4096, open: (MemorySource) throws -> any FileSystemReader) {
-        guard let reader = try? open(MemorySource(data, name: "fuzz")) else { return }
+        fileSystem(MemorySource(data, name: "fuzz"), entryBudget: entryBudget, open: open)
+    }
+
+    static func fileSystem<Source: ByteSource>(_ source: Source, entryBudget: Int = 4096, open: (Source) throws -> any FileSystemReader) {
+        guard let reader = try? open(source) else { return }
         walk(reader, entryBudget: entryBudget)
         for path in ["/etc/fstab", "/etc/os-release", "/a/b/c/d"] {
             _ = try? reader.lookup(Array(path.utf8), followLast: true)
@@ -204,3 +213,55 @@ public enum FuzzEntries {
         }
     }
 }
+
+/// An image in the f2fs target's sparse form (Fuzz/f2fs-seed.py; an f2fs is megabytes of mostly
+/// zeros, larger than a fuzz input): le32 size in 4 KiB blocks (at most 2^20), then records of
+/// le32 byte offset, le16 length and that many bytes, written over zeros in order (a record
+/// past the end or cut short ends the list).
+final class SparseSource: ByteSource {
+    let size: UInt64
+    let name = "fuzz"
+    private let blocks: [UInt64: [UInt8]]
+
+    init?(_ data: [UInt8]) {
+        guard data.count >= 4 else { return nil }
+        func u32(_ at: Int) -> UInt64 { (0..<4).reduce(UInt64(0)) { $0 | UInt64(data[at + $1]) << (8 * UInt64($1)) } }
+        let count = u32(0)
+        guard count >= 2, count <= 1 << 20 else { return nil }
+        size = count * 4096
+        var blocks: [UInt64: [UInt8]] = [:]
+        var at = 4
+        while data.count - at >= 6 {
+            let offset = u32(at)
+            let length = Int(data[at + 4]) | Int(data[at + 5]) << 8
+            at += 6
+            guard data.count - at >= length, offset + UInt64(length) <= size else { break }
+            for (k, byte) in data[at..<(at + length)].enumerated() {
+                let position = offset + UInt64(k)
+                blocks[position / 4096, default: [UInt8](repeating: 0, count: 4096)][Int(position % 4096)] = byte
+            }
+            at += length
+        }
+        self.blocks = blocks
+    }
+
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        guard offset < size else { return 0 }
+        let n = Int(min(UInt64(buffer.count), size - offset))
+        var done = 0
+        while done < n {
+            let position = offset + UInt64(done)
+            let within = Int(position % 4096)
+            let k = min(n - done, 4096 - within)
+            let destination = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + k)])
+            if let block = blocks[position / 4096] {
+                block[within..<(within + k)].withUnsafeBytes { destination.copyMemory(from: $0) }
+            } else {
+                destination.initializeMemory(as: UInt8.self, repeating: 0)
+            }
+            done += k
+        }
+        return n
+    }
+}
+
