@@ -14,6 +14,8 @@ extension F2FS {
         public var gid: UInt32
         public var links: UInt32
         public var size: UInt64
+        /// 24 `i_blocks`: 512-byte sectors allocated (a sparse file has fewer than its size).
+        public var blocks: UInt64
         /// 32 `i_atime`, 40 `i_ctime`, 48 `i_mtime` with 56/60/64 `i_*time_nsec`.
         public var atime: Timestamp
         public var ctime: Timestamp
@@ -55,6 +57,7 @@ extension F2FS {
             gid = try c.u32le(at: 8)
             links = try c.u32le(at: 12)
             size = try c.u64le(at: 16)
+            blocks = try c.u64le(at: 24)
             atime = try Self.time(c, 32, 56)
             ctime = try Self.time(c, 40, 60)
             mtime = try Self.time(c, 48, 64)

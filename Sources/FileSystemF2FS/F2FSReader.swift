@@ -37,6 +37,8 @@ public final class F2FSReader: FileSystemReader {
     let checksumSeed: UInt32?
     private var natCache: [UInt32: [UInt8]] = [:]
     private var nodeCache: [UInt32: [UInt8]] = [:]
+    /// Decoded and checksum-verified inodes (metadata, lookups and opens ask for one repeatedly).
+    private var inodeCache: [UInt32: F2FS.Inode] = [:]
     static let cacheLimit = 256
 
     /// Longest symlink target accepted (Linux's PATH_MAX).
@@ -106,7 +108,8 @@ public final class F2FSReader: FileSystemReader {
                 guard F2FS.Checkpoint.checksumIsValid(tail) else { throw FWError.corrupt("tail CRC mismatch") }
                 let tailVersion = try ByteCursor(tail, context: "f2fs checkpoint").u64le(at: 0)
                 guard tailVersion == cp.version else { throw FWError.corrupt("tail version \(tailVersion) is not \(cp.version)") }
-                if best.map({ cp.version > $0.version }) ?? true { best = cp }
+                // `ver_after`: newer by the signed difference, so a wrapped counter still compares.
+                if best.map({ Int64(bitPattern: cp.version &- $0.version) > 0 }) ?? true { best = cp }
             } catch let error as FWError {
                 reasons.append("pack \(pack + 1): \(error.message)")
             }
@@ -251,6 +254,7 @@ public final class F2FSReader: FileSystemReader {
     /// Inode `nid`: a node whose footer names itself as its inode, decoded and (with
     /// inode_checksum) checksum-verified as Linux's `f2fs_inode_chksum_verify`.
     func inode(_ nid: UInt32) throws -> F2FS.Inode {
+        if let cached = inodeCache[nid] { return cached }
         let block = try node(nid, owner: nid)
         let flag = try ByteCursor(block, context: "f2fs inode \(nid)").u32le(at: F2FS.footerOffset + 8)
         guard flag >> 3 == 0 else {
@@ -260,6 +264,8 @@ public final class F2FSReader: FileSystemReader {
         if let checksumSeed, ino.extraSize >= 12, !(try ino.checksumIsValid(seed: checksumSeed)) {
             throw FWError.corrupt("f2fs inode \(nid): inode checksum mismatch")
         }
+        if inodeCache.count >= Self.cacheLimit { inodeCache.removeAll(keepingCapacity: true) }
+        inodeCache[nid] = ino
         return ino
     }
 

@@ -131,3 +131,60 @@ struct F2FSReaderTests {
         }
     }
 }
+
+/// f2fs images Linux itself wrote (images/disks/fs-f2fs-kernel.sh: Debian's kernel under QEMU
+/// copied the source tree in with `cp -a`, then deleted and renamed entries, with lz4, lzo or
+/// zstd compression of *.txt files): every field of every entry equals the source tree's after
+/// the same changes, nanoseconds, xattrs, devices, FIFOs, sockets and hardlinks included.
+@Suite("f2fs reader: kernel-written images", .enabled(if: F2FSKernelFixtures.available, "no kernel-written f2fs image (fs-f2fs-kernel.skipped says why)"))
+struct F2FSKernelTests {
+    @Test("every field matches the source tree after the guest's deletes and renames", arguments: F2FSKernelFixtures.variants)
+    func matchesSource(variant: (name: String, algorithm: F2FS.Algorithm)) throws {
+        let reader = try F2FSFixtures.open(variant.name)
+        let (entries, problems) = try Manifest.of(reader)
+        #expect(problems.isEmpty, "\(problems)")
+        let text = try String(contentsOfFile: try TestImages.path("fs-f2fs-kernel.manifest"), encoding: .utf8)
+        let expected = try text.split(separator: "\n").map { try JSONDecoder().decode(ManifestEntry.self, from: Data($0.utf8)) }
+        #expect(expected.count > 2500)
+        func rootless(_ list: [ManifestEntry]) -> [ManifestEntry] {
+            list.map { e in
+                var e = e
+                if e.path == "." { e.mtime = 0; e.mtime_ns = 0 }
+                return e
+            }
+        }
+        let diffs = Manifest.differences(expected: rootless(expected), actual: rootless(entries))
+        #expect(diffs.isEmpty, "\(diffs.prefix(20).joined(separator: "\n"))")
+        #expect(!entries.contains { $0.path == "etc/delete-me" || $0.path == "etc/rename-me" || $0.path.hasPrefix("srv/olddir") })
+        #expect(entries.contains { $0.path == "srv/newdir/inner/file" } && entries.contains { $0.path == "etc/renamed" })
+    }
+
+    @Test("the kernel's layouts are all there: compressed clusters, holes, inline dentries, an xattr node, new-encoding devices", arguments: F2FSKernelFixtures.variants)
+    func layouts(variant: (name: String, algorithm: F2FS.Algorithm)) throws {
+        let reader = try F2FSFixtures.open(variant.name)
+        func details(_ path: String) throws -> F2FS.Inode {
+            try reader.inodeDetails(try #require(try reader.lookup(path), "\(path)"))
+        }
+        for name in ["large.txt", "medium.txt", "mixed.txt"] {
+            let ino = try details("/usr/share/doc/\(name)")
+            #expect(ino.isCompressed && ino.compressionAlgorithm == variant.algorithm.rawValue, "\(name)")
+            #expect(ino.blocks * 512 < ino.size, "\(name): some clusters compressed")
+        }
+        #expect(try !details("/etc/passwd").isCompressed)
+        let holes = try details("/var/holes.img")
+        #expect(holes.size == 24 << 20 && holes.blocks * 512 < 1 << 20, "sparse: \(holes.blocks) sectors")
+        #expect(try details("/etc/small").usesInlineDentries)
+        #expect(try details("/etc/passwd").xattrNid != 0, "user.big does not fit inline")
+        #expect(try details("/etc/hostname").usesInlineData)
+        let many = try details("/usr/share/many")
+        #expect(!many.usesInlineDentries && many.currentDepth > 1)
+    }
+}
+
+enum F2FSKernelFixtures {
+    static let variants: [(name: String, algorithm: F2FS.Algorithm)] = [
+        ("fs-f2fs-kernel", .lz4), ("fs-f2fs-kernel-lzo", .lzo), ("fs-f2fs-kernel-zstd", .zstd),
+    ]
+    static var available: Bool { (try? TestImages.path("fs-f2fs-kernel.img")) != nil }   // absent: the suite is skipped
+}
+

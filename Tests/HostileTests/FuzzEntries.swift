@@ -236,9 +236,14 @@ final class SparseSource: ByteSource {
             let length = Int(data[at + 4]) | Int(data[at + 5]) << 8
             at += 6
             guard data.count - at >= length, offset + UInt64(length) <= size else { break }
-            for (k, byte) in data[at..<(at + length)].enumerated() {
-                let position = offset + UInt64(k)
-                blocks[position / 4096, default: [UInt8](repeating: 0, count: 4096)][Int(position % 4096)] = byte
+            var done = 0
+            while done < length {
+                let position = offset + UInt64(done)
+                let within = Int(position % 4096)
+                let k = min(length - done, 4096 - within)
+                blocks[position / 4096, default: [UInt8](repeating: 0, count: 4096)]
+                    .replaceSubrange(within..<(within + k), with: data[(at + done)..<(at + done + k)])
+                done += k
             }
             at += length
         }
