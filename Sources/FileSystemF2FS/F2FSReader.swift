@@ -27,6 +27,10 @@ public final class F2FSReader: FileSystemReader {
     public let checkpoint: F2FS.Checkpoint
     public var rootInode: UInt64 { UInt64(superBlock.rootInode) }
     public var features: F2FS.Features { superBlock.features }
+    /// False when the checkpoint in effect was not written by an unmount (`CP_UMOUNT_FLAG`): the
+    /// device was running, and data fsync'd after this checkpoint (which Linux rolls forward at
+    /// mount) is not read.
+    public var wasCleanlyUnmounted: Bool { checkpoint.flags & F2FS.CheckpointFlag.unmount != 0 }
 
     let source: any ByteSource
     /// `nat_bitmap`: bit n set means NAT block n is in its second copy.

@@ -181,6 +181,27 @@ struct F2FSKernelTests {
     }
 }
 
+extension F2FSKernelTests {
+    @Test("not checkpointed: the last checkpoint's state is read (no roll-forward), and the reader says so")
+    func notCheckpointed() throws {
+        let reader = try F2FSFixtures.open("fs-f2fs-kernel-fsync")
+        #expect(!reader.wasCleanlyUnmounted)
+        #expect(try F2FSFixtures.open("fs-f2fs-kernel").wasCleanlyUnmounted)
+        let (entries, problems) = try Manifest.of(reader)
+        #expect(problems.isEmpty, "\(problems)")
+        // Written and synced before the power cut: there, as the checkpoint has them. The rename
+        // after it is lost (as Linux loses it: nothing persisted it). The fsync'd overwrite went
+        // in place (f2fs's IPU on fsync), so the checkpoint's block holds the new bytes, which
+        // is also what Linux shows after its roll-forward; data that fsync appends to new
+        // blocks would not be seen (docs/readers-f2fs.md).
+        #expect(entries.map(\.path).sorted() == [".", "d", "d/checkpointed", "d/old-name"], "\(entries.map(\.path))")
+        let file = try #require(entries.first { $0.path == "d/checkpointed" })
+        var expected = Array("FSYNCED-ONLY\n".utf8)
+        expected += [UInt8](repeating: 0, count: 16384 - expected.count)
+        #expect(file.size == 16384 && file.crc32 == CRC32.checksum(expected))
+    }
+}
+
 enum F2FSKernelFixtures {
     static let variants: [(name: String, algorithm: F2FS.Algorithm)] = [
         ("fs-f2fs-kernel", .lz4), ("fs-f2fs-kernel-lzo", .lzo), ("fs-f2fs-kernel-zstd", .zstd),

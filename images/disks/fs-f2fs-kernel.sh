@@ -13,6 +13,10 @@
 #                           compress_extension=txt (*.txt files compressed)
 #   fs-f2fs-kernel-lzo.img  the same with compress_algorithm=lzo
 #   fs-f2fs-kernel-zstd.img the same with compress_algorithm=zstd
+#   fs-f2fs-kernel-fsync.img not checkpointed: d/checkpointed (16 KiB of zeros) and d/old-name
+#                           written and synced (a checkpoint), then d/checkpointed overwritten
+#                           and fsync'd only (roll-forward data), d/old-name renamed to
+#                           d/new-name, and the power cut with the filesystem mounted
 # fs-f2fs-kernel.manifest is the source tree after the same deletes and renames (images/manifest.py).
 # Without qemu-system-x86_64, the network (apt-get download) or a bootable guest, no image is
 # made: fs-f2fs-kernel.skipped says why and the tests skip.
@@ -130,12 +134,25 @@ for pair in "$@"; do
     umount /mnt && echo "F2FS-GUEST: $dev $alg done"
 done
 umount /src
-poweroff -f
+# Not checkpointed: two files written and synced (sync(2) writes a checkpoint); then the 16 KiB
+# one overwritten in place and fsync'd (an existing file: f2fs logs it for roll-forward recovery
+# instead of checkpointing), the other renamed (nothing persists it), and the power cut with
+# the filesystem still mounted.
+if mount -t f2fs /dev/vde /mnt; then
+    mkdir /mnt/d
+    dd if=/dev/zero of=/mnt/d/checkpointed bs=4096 count=4 2>/dev/null
+    echo renamed later > /mnt/d/old-name
+    sync
+    echo FSYNCED-ONLY > /src-fsynced
+    dd if=/src-fsynced of=/mnt/d/checkpointed conv=notrunc,fsync 2>/dev/null && echo "F2FS-GUEST: /dev/vde fsynced"
+    mv /mnt/d/old-name /mnt/d/new-name
+fi
+poweroff -f -n   # -n: no sync(2), which would write a checkpoint
 INIT
 chmod 755 "$rd/init"
 ( cd "$rd" && find . | "$WORK/deb/bin/busybox" cpio -o -H newc ) 2>/dev/null | gzip -1 > initramfs.gz   # busybox's cpio: Debian has none by default
 
-for name in fs-f2fs-kernel fs-f2fs-kernel-lzo fs-f2fs-kernel-zstd; do
+for name in fs-f2fs-kernel fs-f2fs-kernel-lzo fs-f2fs-kernel-zstd fs-f2fs-kernel-fsync; do
     truncate -s 256M "$name.img"
     mkfs.f2fs -q -f -l "$name" -O extra_attr,inode_checksum,sb_checksum,flexible_inline_xattr,inode_crtime,compression "$name.img"
 done
@@ -146,12 +163,14 @@ timeout 900 qemu-system-x86_64 -machine accel=tcg -m 1024 -nographic -no-reboot 
     -drive file=tree.img,if=virtio,format=raw,readonly=on \
     -drive file=fs-f2fs-kernel.img,if=virtio,format=raw \
     -drive file=fs-f2fs-kernel-lzo.img,if=virtio,format=raw \
-    -drive file=fs-f2fs-kernel-zstd.img,if=virtio,format=raw > guest.log 2>&1 || true
+    -drive file=fs-f2fs-kernel-zstd.img,if=virtio,format=raw \
+    -drive file=fs-f2fs-kernel-fsync.img,if=virtio,format=raw > guest.log 2>&1 || true
 grep "F2FS-GUEST" guest.log || true
 for alg in lz4 lzo zstd; do
     grep -q "F2FS-GUEST: .* $alg done" guest.log || skip "the guest did not finish the $alg image: $(grep -a F2FS-GUEST guest.log | tail -1)"
 done
-for name in fs-f2fs-kernel fs-f2fs-kernel-lzo fs-f2fs-kernel-zstd; do
+grep -q "F2FS-GUEST: /dev/vde fsynced" guest.log || skip "the guest did not write the fsync image"
+for name in fs-f2fs-kernel fs-f2fs-kernel-lzo fs-f2fs-kernel-zstd fs-f2fs-kernel-fsync; do
     fsck.f2fs -f --dry-run "$name.img" > "$OUT/$name.fsck" 2>&1 || true
     cp --sparse=always "$name.img" "$OUT/$name.img"
 done
