@@ -42,7 +42,8 @@ extension F2FSReader {
             try parseDentries(ino.block, layout, directory: ino.nid, into: &entries)
             return entries
         }
-        let blocks = (ino.size + UInt64(F2FS.blockSize) - 1) / UInt64(F2FS.blockSize)
+        let blockSize = UInt64(F2FS.blockSize)
+        let blocks = ino.size / blockSize + (ino.size % blockSize == 0 ? 0 : 1)   // no overflow for a hostile i_size
         try BlockMap(reader: self, inode: ino).forEachMappedBlock(below: blocks) { index, address in
             guard isInMainArea(address) else {
                 throw FWError.corrupt("f2fs directory \(ino.nid): block \(index) points outside the main area (block \(address))")

@@ -155,15 +155,16 @@ extension F2FS {
 
         /// The inode checksum (`f2fs_inode_chksum`): seeded by the CRC of the uuid, then the
         /// footer's ino and `i_generation`, over the block with the checksum field as zeros.
-        func checksumIsValid(seed: UInt32) throws -> Bool {
-            let c = ByteCursor(block, context: "f2fs inode \(nid)")
-            let stored = try c.u32le(at: 368)
+        func checksum(seed: UInt32) -> UInt32 {
             var crc = F2FS.crc(block[(F2FS.footerOffset + 4)..<(F2FS.footerOffset + 8)], seed: seed)
             crc = F2FS.crc(block[68..<72], seed: crc)
             crc = F2FS.crc(block[0..<368], seed: crc)
             crc = F2FS.crc([0, 0, 0, 0], seed: crc)
-            crc = F2FS.crc(block[372..<F2FS.blockSize], seed: crc)
-            return crc == stored
+            return F2FS.crc(block[372..<F2FS.blockSize], seed: crc)
+        }
+
+        func checksumIsValid(seed: UInt32) throws -> Bool {
+            try ByteCursor(block, context: "f2fs inode \(nid)").u32le(at: 368) == checksum(seed: seed)
         }
     }
 }

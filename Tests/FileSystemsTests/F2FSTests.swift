@@ -1,5 +1,5 @@
 import DiskImage
-import FileSystemF2FS
+@testable import FileSystemF2FS
 import FileSystems
 import Foundation
 import Testing
@@ -207,5 +207,68 @@ enum F2FSKernelFixtures {
         ("fs-f2fs-kernel", .lz4), ("fs-f2fs-kernel-lzo", .lzo), ("fs-f2fs-kernel-zstd", .zstd),
     ]
     static var available: Bool { (try? TestImages.path("fs-f2fs-kernel.img")) != nil }   // absent: the suite is skipped
+}
+
+/// Damaged copies of fs-f2fs.img: every damage is an FWError naming the image (and, for one
+/// file, its path in the walk), never a crash; the rest of the tree is still read.
+@Suite("f2fs reader: damaged images")
+struct F2FSDamageTests {
+    static func damagedCopy(_ edits: (F2FSReader, FileHandle) throws -> Void) throws -> String {
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("f2fs-damage-\(UUID().uuidString).img").path
+        try FileManager.default.copyItem(atPath: try TestImages.path("fs-f2fs.img"), toPath: copy)
+        let reader = try F2FSReader(source: try FileSource(path: copy), name: copy)
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: copy))
+        try edits(reader, handle)
+        try handle.close()
+        return copy
+    }
+
+    static func write(_ handle: FileHandle, block: UInt32, offset: Int, _ bytes: [UInt8]) throws {
+        try handle.seek(toOffset: UInt64(block) * 4096 + UInt64(offset))
+        try handle.write(contentsOf: Data(bytes))
+    }
+
+    @Test("both checkpoint packs damaged: no valid checkpoint, named with the image")
+    func checkpoints() throws {
+        let copy = try Self.damagedCopy { reader, handle in
+            for pack in 0..<2 { try Self.write(handle, block: reader.superBlock.checkpointAddress + UInt32(pack) * 512, offset: 8, [0xFF]) }
+        }
+        defer { try? FileManager.default.removeItem(atPath: copy) }   // scratch copy: a failed removal leaves only a temporary file
+        #expect {
+            _ = try F2FSReader(source: try FileSource(path: copy), name: copy)
+        } throws: { error in
+            "\(error)".contains(copy) && "\(error)".contains("no valid checkpoint")
+        }
+    }
+
+    @Test("a file's inode with a bad checksum, and a directory whose node points outside the main area: errors for those paths, the walk goes on")
+    func nodes() throws {
+        var hostnameNid: UInt32 = 0
+        let copy = try Self.damagedCopy { reader, handle in
+            hostnameNid = UInt32(try #require(try reader.lookup("/etc/hostname")))
+            try Self.write(handle, block: try reader.natEntry(hostnameNid).address, offset: 16, [0x77])   // i_size, under the CRC
+            let small = UInt32(try #require(try reader.lookup("/etc/small")))
+            // the directory's first data block address, pointed at block 1 (the superblock copy)
+            let ino = try reader.inode(small)
+            try Self.write(handle, block: try reader.natEntry(small).address, offset: ino.addressOffset, [1, 0, 0, 0])
+            // its inode checksum, recomputed so that only the address is wrong
+            var block = ino.block
+            block[ino.addressOffset..<(ino.addressOffset + 4)] = [1, 0, 0, 0]
+            let crc = try F2FS.Inode(nid: small, block: block, features: reader.features).checksum(seed: try #require(reader.checksumSeed))
+            try Self.write(handle, block: try reader.natEntry(small).address, offset: 368,
+                           [UInt8(crc & 0xFF), UInt8((crc >> 8) & 0xFF), UInt8((crc >> 16) & 0xFF), UInt8(crc >> 24)])
+        }
+        defer { try? FileManager.default.removeItem(atPath: copy) }   // scratch copy: a failed removal leaves only a temporary file
+        let reader = try F2FSReader(source: try FileSource(path: copy), name: copy)
+        #expect {
+            _ = try reader.metadata(of: UInt64(hostnameNid))
+        } throws: { error in
+            "\(error)".contains(copy) && "\(error)".contains("inode checksum mismatch")
+        }
+        let (entries, problems) = try Manifest.of(reader)
+        #expect(problems.contains { "\($0)".contains("etc/hostname") }, "\(problems)")
+        #expect(problems.contains { "\($0)".contains("etc/small") && "\($0)".contains("outside the main area") }, "\(problems)")
+        #expect(entries.count > 3000, "the rest is read")
+    }
 }
 
