@@ -65,6 +65,7 @@ sload.f2fs -f "$tmp/t" -P "$tmp/f2fs.img" >/dev/null 2>&1 || true   # its closin
 python3 "$root/Fuzz/f2fs-seed.py" "$tmp/f2fs.img" "$out/f2fs/sload-small"
 rm -rf "$tmp"
 cp "$root"/Tests/Corpus/f2fs/* "$out/f2fs/"
+[ -f "$imgs/fs-f2fs-kernel.seed" ] && cp "$imgs/fs-f2fs-kernel.seed" "$out/f2fs/kernel-small"   # when the kernel recipe could run
 cp "$root"/Tests/Corpus/uci-fstab/* "$out/uci-fstab/"
 # bbolt: the files Debian's containerd wrote (containerd-root recipe) and the committed regressions
 cp "$imgs/containerd-root.facts/meta.db" "$out/bolt/containerd-meta.db"

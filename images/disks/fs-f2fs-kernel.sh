@@ -17,7 +17,9 @@
 #                           written and synced (a checkpoint), then d/checkpointed overwritten
 #                           and fsync'd only (roll-forward data), d/old-name renamed to
 #                           d/new-name, and the power cut with the filesystem mounted
-# fs-f2fs-kernel.manifest is the source tree after the same deletes and renames (images/manifest.py).
+# fs-f2fs-kernel.manifest is the source tree after the same deletes and renames (images/manifest.py);
+# fs-f2fs-kernel.seed a small kernel-written image (/etc, /dev, /srv, two lz4-compressed files) in
+# the f2fs fuzz target's sparse form.
 # Without qemu-system-x86_64, the network (apt-get download) or a bootable guest, no image is
 # made: fs-f2fs-kernel.skipped says why and the tests skip.
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -133,6 +135,12 @@ for pair in "$@"; do
     touch -h -d "$(stat -c %y /src)" /mnt 2>/dev/null
     umount /mnt && echo "F2FS-GUEST: $dev $alg done"
 done
+# A small image for the fuzzer's seed: /etc, /dev, /srv and two compressed files.
+if mount -t f2fs -o compress_algorithm=lz4,compress_extension=txt /dev/vdf /mnt; then
+    /bin/gnucp -a /src/etc /src/dev /src/srv /mnt/ && mkdir /mnt/doc && \
+        /bin/gnucp -a /src/usr/share/doc/small.txt /src/usr/share/doc/medium.txt /mnt/doc/ && \
+        umount /mnt && echo "F2FS-GUEST: /dev/vdf seed done"
+fi
 umount /src
 # Not checkpointed: two files written and synced (sync(2) writes a checkpoint); then the 16 KiB
 # one overwritten in place and fsync'd (an existing file: f2fs logs it for roll-forward recovery
@@ -152,8 +160,9 @@ INIT
 chmod 755 "$rd/init"
 ( cd "$rd" && find . | "$WORK/deb/bin/busybox" cpio -o -H newc ) 2>/dev/null | gzip -1 > initramfs.gz   # busybox's cpio: Debian has none by default
 
-for name in fs-f2fs-kernel fs-f2fs-kernel-lzo fs-f2fs-kernel-zstd fs-f2fs-kernel-fsync; do
+for name in fs-f2fs-kernel fs-f2fs-kernel-lzo fs-f2fs-kernel-zstd fs-f2fs-kernel-fsync seed; do
     truncate -s 256M "$name.img"
+    [ "$name" = seed ] && truncate -s 64M "$name.img"
     mkfs.f2fs -q -f -l "$name" -O extra_attr,inode_checksum,sb_checksum,flexible_inline_xattr,inode_crtime,compression "$name.img"
 done
 # TCG, not KVM: on the nested machines these tests run on, KVM either refuses `-cpu host` (an
@@ -164,12 +173,17 @@ timeout 900 qemu-system-x86_64 -machine accel=tcg -m 1024 -nographic -no-reboot 
     -drive file=fs-f2fs-kernel.img,if=virtio,format=raw \
     -drive file=fs-f2fs-kernel-lzo.img,if=virtio,format=raw \
     -drive file=fs-f2fs-kernel-zstd.img,if=virtio,format=raw \
-    -drive file=fs-f2fs-kernel-fsync.img,if=virtio,format=raw > guest.log 2>&1 || true
+    -drive file=fs-f2fs-kernel-fsync.img,if=virtio,format=raw \
+    -drive file=seed.img,if=virtio,format=raw > guest.log 2>&1 || true
 grep "F2FS-GUEST" guest.log || true
 for alg in lz4 lzo zstd; do
     grep -q "F2FS-GUEST: .* $alg done" guest.log || skip "the guest did not finish the $alg image: $(grep -a F2FS-GUEST guest.log | tail -1)"
 done
 grep -q "F2FS-GUEST: /dev/vde fsynced" guest.log || skip "the guest did not write the fsync image"
+# The seed image in the f2fs fuzz target's sparse form (Fuzz/seeds.sh takes it when it is here).
+if grep -q "F2FS-GUEST: /dev/vdf seed done" guest.log; then
+    python3 "$IMAGES_DIR/../Fuzz/f2fs-seed.py" seed.img "$OUT/fs-f2fs-kernel.seed"
+fi
 for name in fs-f2fs-kernel fs-f2fs-kernel-lzo fs-f2fs-kernel-zstd fs-f2fs-kernel-fsync; do
     fsck.f2fs -f --dry-run "$name.img" > "$OUT/$name.fsck" 2>&1 || true
     cp --sparse=always "$name.img" "$OUT/$name.img"
