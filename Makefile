@@ -6,7 +6,7 @@ export PATH := /opt/swift/usr/bin:$(PATH)
 APT_PACKAGES := pkg-config libblkid-dev libext2fs-dev zlib1g-dev libdeflate-dev liblz4-dev libzstd-dev liblzma-dev \
 	liblzo2-dev e2fsprogs fdisk binutils-arm-linux-gnueabihf gdisk util-linux squashfs-tools erofs-utils dosfstools mtools attr libcap2-bin \
 	pigz libarchive-tools xz-utils zstd golang-go python3 f2fs-tools btrfs-progs xfsprogs gcc g++ binutils qemu-utils zip unzip \
-	containerd podman libubootenv-tool grub-common mmdebstrap libsqlite3-dev
+	containerd podman libubootenv-tool grub-common mmdebstrap libsqlite3-dev qemu-system-x86
 
 SWIFT_FLAGS ?=
 BIN := .build/debug/fwassemble

@@ -49,6 +49,7 @@ let package = Package(
         .target(name: "FileSystemEROFS", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
         .target(name: "FileSystemFAT", dependencies: ["FileSystems", "DiskImage"]),
         .target(name: "FileSystemBtrfs", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
+        .target(name: "FileSystemF2FS", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
         // Tar archives (OCI image layers) as read-only filesystems.
         .target(name: "FileSystemTar", dependencies: ["FileSystems", "DiskImage"]),
         // 5. The namespace engine: filesystems mounted at paths, binds, overlays (OverlayMerge),
@@ -72,7 +73,7 @@ let package = Package(
         // 8. The facade: everything the CLI does goes through it.
         .target(name: "FirmwareAssembler", dependencies: [
             "DiskImage", "DiskFormats", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
-            "FileSystemEROFS", "FileSystemFAT", "FileSystemBtrfs", "FileSystemTar", "MountPlan", "Assembly", "Archive", "DockerState", "Ext4Image",
+            "FileSystemEROFS", "FileSystemFAT", "FileSystemBtrfs", "FileSystemF2FS", "FileSystemTar", "MountPlan", "Assembly", "Archive", "DockerState", "Ext4Image",
         ]),
         // 9. The C ABI over the facade: @_cdecl functions, no Swift types cross it.
         .target(name: "CFwassemble", dependencies: ["FirmwareAssembler", "DiskImage"]),
@@ -85,7 +86,7 @@ let package = Package(
         .testTarget(name: "PartitionTableTests", dependencies: ["PartitionTable", "DiskImage", "TestSupport"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "DiskImage", "CLZ4", "CLZMA", "TestSupport"]),
         .testTarget(name: "FileSystemsTests", dependencies: [
-            "FileSystems", "FileSystemExt4", "FileSystemSquashFS", "FileSystemEROFS", "FileSystemFAT",
+            "FileSystems", "FileSystemExt4", "FileSystemSquashFS", "FileSystemEROFS", "FileSystemFAT", "FileSystemF2FS",
             "FileSystemBtrfs", "DiskImage", "TestSupport",
         ]),
         .testTarget(name: "MountPlanTests", dependencies: ["MountPlan", "Assembly", "FileSystems", "DiskImage"]),
@@ -100,7 +101,7 @@ let package = Package(
         .testTarget(name: "EndToEndTests", dependencies: ["FirmwareAssembler", "TestSupport"]),
         .testTarget(name: "HostileTests", dependencies: [
             "TestSupport", "DiskImage", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
-            "FileSystemEROFS", "FileSystemFAT", "FileSystemBtrfs", "MountPlan", "Archive", "BoltDB", "SQLiteDB", "FileSystemTar", "Ext4Image", "Assembly", "DockerState",
+            "FileSystemEROFS", "FileSystemFAT", "FileSystemBtrfs", "FileSystemF2FS", "MountPlan", "Archive", "BoltDB", "SQLiteDB", "FileSystemTar", "Ext4Image", "Assembly", "DockerState",
         ]),
         .target(name: "TestSupport", dependencies: ["FileSystems", "CZlib"], path: "Tests/TestSupport"),
     ]

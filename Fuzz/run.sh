@@ -28,6 +28,7 @@ for t in "${targets[@]}"; do
         containerd-store|podman-store) max_len=1048576 ;;
         podman-db) max_len=524288 ;;
         btrfs) max_len=1048576 ;;   # a sparse image: a btrfs's non-zero blocks (Fuzz/seeds.sh)
+        f2fs) max_len=524288 ;;   # a sparse image (Fuzz/sparse-seed.py): the seed is about 50 KiB
     esac
     ASAN_OPTIONS=${ASAN_OPTIONS:-malloc_context_size=0} \
     ".build-fuzz/$t" "$work/corpus/$t" "$work/seeds/$t" -max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-25}" -rss_limit_mb=2048 \

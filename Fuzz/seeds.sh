@@ -6,7 +6,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:?usage: Fuzz/seeds.sh OUTDIR}
 imgs=$root/images/out
 bash "$root/images/build.sh" "$imgs" haos-full rpi-full haos-mbr-full debian-gpt fs-squashfs fs-erofs fs-fat containerd-root podman-root >/dev/null
-mkdir -p "$out"/{partition-table,squashfs,erofs,fat,fstab,unit-file,boot-environment,bolt,tar,jbd2,ext4-writer,containerd-store,podman-store,podman-db,layer-export}
+mkdir -p "$out"/{partition-table,squashfs,erofs,fat,fstab,unit-file,boot-environment,bolt,tar,jbd2,ext4-writer,containerd-store,podman-store,podman-db,layer-export,f2fs,uci-fstab}
 # jbd2: the journals of the hot snapshots (built only as root with loop devices; images/disks/hot-ext4.sh;
 # hot-ext4-fc carries a fast-commit area)
 bash "$root/images/build.sh" "$imgs" hot-ext4 >/dev/null || true
@@ -58,6 +58,21 @@ save("boot-environment", "rauc-status", b"[system]\nboot-id=x\n[slot.rootfs.1]\n
 save("boot-environment", "autoboot", b"[all]\ntryboot_a_b=1\nboot_partition=2\n[pi4]\nboot_partition=4\n[tryboot]\nboot_partition=3\n")
 save("boot-environment", "fw-env-config", b"# device offset size\n/dev/mmcblk0 0x400000 0x4000 0x200 2\n/boot/uboot.env 16384 0x4000\n")
 PY
+# f2fs: a small image mkfs.f2fs + sload.f2fs write (a few files, a symlink, a 40-entry directory,
+# inline and block data), in the sparse form of Fuzz/sparse-seed.py; the committed regressions.
+tmp=$(mktemp -d)
+mkdir -p "$tmp/t/etc" "$tmp/t/usr/bin" "$tmp/t/d"
+printf 'hi\n' > "$tmp/t/etc/a"; seq 1 3000 > "$tmp/t/etc/b"; ln -s a "$tmp/t/etc/l"; printf 'x\n' > "$tmp/t/usr/bin/x"
+for i in $(seq 1 40); do printf '%s\n' "$i" > "$tmp/t/d/file-$i"; done
+head -c 20000 /dev/zero | tr '\0' 'z' > "$tmp/t/big"
+truncate -s 64M "$tmp/f2fs.img"
+mkfs.f2fs -q -f -O extra_attr,inode_checksum,sb_checksum,inode_crtime "$tmp/f2fs.img"
+sload.f2fs -f "$tmp/t" -P "$tmp/f2fs.img" >/dev/null 2>&1 || true   # its closing fsck repairs and exits non-zero
+python3 "$root/Fuzz/sparse-seed.py" "$tmp/f2fs.img" "$out/f2fs/sload-small"
+rm -rf "$tmp"
+cp "$root"/Tests/Corpus/f2fs/* "$out/f2fs/"
+[ -f "$imgs/fs-f2fs-kernel.seed" ] && cp "$imgs/fs-f2fs-kernel.seed" "$out/f2fs/kernel-small"   # when the kernel recipe could run
+cp "$root"/Tests/Corpus/uci-fstab/* "$out/uci-fstab/"
 # bbolt: the files Debian's containerd wrote (containerd-root recipe) and the committed regressions
 cp "$imgs/containerd-root.facts/meta.db" "$out/bolt/containerd-meta.db"
 cp "$imgs/containerd-root.facts/metadata.db" "$out/bolt/containerd-metadata.db"
@@ -99,25 +114,8 @@ for t in "$out"/*; do [ -n "$(ls -A "$t")" ] || echo "no seeds for $(basename "$
 # zstd files and a subvolume (root and btrfs in /proc/filesystems only), and btrfs-progs' own
 # fuzz images when images/fetch-btrfs-progs.sh can fetch them; each kept when under 1 MiB.
 mkdir -p "$out/btrfs"
-sparse() {   # sparse IMAGE OUT
-    python3 - "$1" "$2" <<'PY'
-import os, struct, sys
-src, dst = sys.argv[1:3]
-size = os.path.getsize(src)
-out, runs = [struct.pack("<Q", size)], []
-with open(src, "rb") as f:
-    off = 0
-    while True:
-        block = f.read(4096)
-        if not block: break
-        if block.strip(b"\0"):
-            if runs and runs[-1][0] + len(runs[-1][1]) == off: runs[-1][1].extend(block)
-            else: runs.append([off, bytearray(block)])
-        off += len(block)
-for o, b in runs: out.append(struct.pack("<QI", o, len(b)) + bytes(b))
-data = b"".join(out)
-if len(data) <= 1 << 20: open(dst, "wb").write(data)
-PY
+sparse() {   # sparse IMAGE OUT: Fuzz/sparse-seed.py (written only when under 1 MiB)
+    python3 "$root/Fuzz/sparse-seed.py" "$1" "$2"
 }
 tmp=$(mktemp -d)
 ( source "$root/images/tree.sh"; make_tree "$tmp/tree" no ) >/dev/null 2>&1 || mkdir -p "$tmp/tree"

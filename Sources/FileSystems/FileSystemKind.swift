@@ -3,8 +3,8 @@
 /// batch (is a decoded head a disk?) read. The raw values are libblkid's TYPE names, except that
 /// ext2, ext3 and ext4 are all "ext4" (one reader reads the three).
 public enum FileSystemKind: String, Sendable, CaseIterable {
-    case ext4, squashfs, erofs, vfat, btrfs
-    case f2fs, xfs
+    case ext4, squashfs, erofs, vfat, btrfs, f2fs
+    case xfs
 
     /// Superblock magics, in the order they are tried (the first match wins). FAT has no magic
     /// number and is recognised by its boot sector (`isFATBootSector`) after the formats
@@ -27,11 +27,11 @@ public enum FileSystemKind: String, Sendable, CaseIterable {
     /// How many bytes from the start of a filesystem `detect` needs to see every magic.
     public static let headSize = 0x10048
 
-    /// Whether fwassemble has a reader for this kind (f2fs and xfs are only recognised).
+    /// Whether fwassemble has a reader for this kind (xfs is only recognised).
     public var isRead: Bool {
         switch self {
-        case .ext4, .squashfs, .erofs, .vfat, .btrfs: true
-        case .f2fs, .xfs: false
+        case .ext4, .squashfs, .erofs, .vfat, .btrfs, .f2fs: true
+        case .xfs: false
         }
     }
 

@@ -1,6 +1,7 @@
 import DiskImage
 import FileSystemBtrfs
 import DiskFormats
+import FileSystemF2FS
 import PartitionTable
 import Synchronization
 
@@ -113,6 +114,19 @@ public final class Disk: Sendable {
             superblocks: Dictionary(reader.superBlockCopies.map { ($0.name, $0.status) }, uniquingKeysWith: { a, _ in a }))
     }
 
+    /// The f2fs superblock's feature names (the first valid of its two copies); nil, with a
+    /// warning, when neither can be read.
+    private func f2fsFeatures(at offset: UInt64, size: UInt64, index: Int, warnings: inout [String]) -> [String]? {
+        do {
+            let slice = try source.slice(offset: offset, length: min(size, source.size - min(offset, source.size)))
+            let features = try F2FSReader.superBlock(of: slice).features
+            return features.description.split(separator: ",").map(String.init)
+        } catch {
+            warnings.append("partition \(index): f2fs superblock: \(FWError(error).message)")
+            return nil
+        }
+    }
+
     /// Parses the partition table and probes every partition with libblkid. Problems that leave
     /// the rest usable are returned as `table.warnings`; the rest throw `FWError` naming the image.
     public func inspect() throws -> DiskInspection {
@@ -133,6 +147,9 @@ public final class Disk: Sendable {
             var info = DiskInspection.PartitionInfo(p, kind: table.kind, filesystem: fs)
             if info.filesystem != nil {
                 info.filesystem?.needsRecovery = needsRecovery(at: table.kind == .none ? 0 : p.start, type: fs?.type)
+                if fs?.type == "f2fs" {
+                    info.filesystem?.features = f2fsFeatures(at: table.kind == .none ? 0 : p.start, size: p.size, index: p.index, warnings: &table.warnings)
+                }
             }
             if fs?.type == "btrfs", p.withinImage {
                 do {

@@ -52,9 +52,12 @@ public struct DiskInspection: Sendable, Equatable, Codable {
         public var needsRecovery: Bool?
         /// btrfs only (JSON key "btrfs", absent for other filesystems): its subvolumes and features.
         public var btrfs: BtrfsDetails?
+        /// The features the superblock declares, by mkfs's names (f2fs only: "extra_attr",
+        /// "inode_checksum", "compression", ...); nil for other filesystems.
+        public var features: [String]?
 
         enum CodingKeys: String, CodingKey {
-            case type, label, uuid, version, needsRecovery = "needs_recovery", btrfs
+            case type, label, uuid, version, needsRecovery = "needs_recovery", btrfs, features
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -65,6 +68,7 @@ public struct DiskInspection: Sendable, Equatable, Codable {
             try c.encode(version, forKey: .version)
             try c.encode(needsRecovery ?? false, forKey: .needsRecovery)
             try c.encodeIfPresent(btrfs, forKey: .btrfs)
+            try c.encodeIfPresent(features, forKey: .features)
         }
     }
 
@@ -210,6 +214,11 @@ public struct DiskInspection: Sendable, Equatable, Codable {
         }
         let slots = partitions.compactMap { p in p.slotAttributes.map { "\(p.index) (\(p.name ?? "-")) \($0)" } }
         if !slots.isEmpty { lines.append("GPT slot attribute bits: " + slots.joined(separator: "; ")) }
+        for p in partitions {
+            if let fs = p.filesystem, let features = fs.features {
+                lines.append("partition \(p.index): \(fs.type) features: \(features.isEmpty ? "none" : features.joined(separator: ","))")
+            }
+        }
         if let hybrid = table.hybridMBR, !hybrid.isEmpty {
             lines.append("hybrid MBR entries (the GPT is used): " + hybrid.map {
                 "\($0.index): \($0.type ?? "?") at \(Self.human($0.start)), \(Self.human($0.size))"

@@ -2,13 +2,14 @@ import DiskImage
 import FileSystemBtrfs
 import FileSystemEROFS
 import FileSystemExt4
+import FileSystemF2FS
 import FileSystemFAT
 import FileSystemSquashFS
 import FileSystems
 
 /// The filesystem formats fwassemble reads, told apart by their magic numbers.
 public enum FileSystemFormat: String, Sendable, Equatable, CaseIterable {
-    case ext4, squashfs, erofs, vfat, btrfs
+    case ext4, squashfs, erofs, vfat, btrfs, f2fs
 
     /// The filesystem in `source` by its magic number (`FileSystemKind.detect` over its first
     /// bytes): nil when there is none, or when it is one fwassemble does not read (`kind(of:)`
@@ -22,7 +23,7 @@ public enum FileSystemFormat: String, Sendable, Equatable, CaseIterable {
         self.init(rawValue: kind.rawValue)
     }
 
-    /// Every filesystem the magic table knows, the ones without a reader (f2fs, xfs)
+    /// Every filesystem the magic table knows, the one without a reader (xfs)
     /// included; nil when none matches.
     public static func kind(of source: any ByteSource) throws -> FileSystemKind? {
         let count = Int(min(source.size, UInt64(FileSystemKind.headSize)))
@@ -38,7 +39,7 @@ public enum FileSystemFormat: String, Sendable, Equatable, CaseIterable {
     public static func open(_ source: any ByteSource, name: String, replayJournal: Bool = true,
                             journalProgress: JournalReplayProgress? = nil) throws -> any FileSystemReader {
         guard let kind = try kind(of: source) else {
-            throw FWError(.unsupported, "no ext2/3/4, squashfs, EROFS, FAT or btrfs filesystem found (unknown magic)", disk: name)
+            throw FWError(.unsupported, "no ext2/3/4, squashfs, EROFS, FAT, btrfs or f2fs filesystem found (unknown magic)", disk: name)
         }
         guard let format = FileSystemFormat(kind) else {
             throw FWError(.unsupported, "holds \(kind.rawValue), which fwassemble does not read yet (README.md, \"What does not work yet\")", disk: name)
@@ -59,6 +60,7 @@ public enum FileSystemFormat: String, Sendable, Equatable, CaseIterable {
         case .erofs: return try EROFSReader(source: source, name: name)
         case .vfat: return try FATReader(source: source, name: name)
         case .btrfs: return try BtrfsReader(source: source, name: name)
+        case .f2fs: return try F2FSReader(source: source, name: name)
         }
     }
 }

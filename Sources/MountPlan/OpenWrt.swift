@@ -22,12 +22,58 @@ enum OpenWrtProfile {
         return padded / alignment * alignment
     }
 
+    /// The filesystem laid over the squashfs: rootfs_data or the extroot.
+    struct DataLocation {
+        var reader: any FileSystemReader
+        var partition: Int
+        /// Byte offset inside the partition (rootfs_data after the squashfs), nil for a whole one.
+        var offset: UInt64?
+        /// The inode of its upper/ directory.
+        var upper: UInt64
+        /// Where it came from, for the plan.
+        var source: MountSource
+        /// "rootfs_data" or "the extroot".
+        var name = "rootfs_data"
+    }
+
     static func bootedRoot(disk: any PlanningDisk, root: RootChoice, physical: any FileSystemReader) -> (root: BootedRoot?, warnings: [String]) {
         var warnings: [String] = []
         let rootMount = PlannedMount(where: "/", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "",
                                      source: .other(root.reason))
+        let boot = bootMounts(disk: disk, root: root, warnings: &warnings)
+        func plain(_ why: String) -> (root: BootedRoot?, warnings: [String]) {
+            (BootedRoot(mounts: [rootMount] + boot, config: physical), warnings + ["OpenWrt: \(why); / is the squashfs alone"])
+        }
+        guard root.filesystem == "squashfs" else { return plain("the root is \(root.filesystem), not a squashfs") }
+        var data: DataLocation
+        switch rootfsData(disk: disk, root: root, warnings: &warnings) {
+        case .success(let found): data = found
+        case .failure(let why): return plain(why.message)
+        }
+        var config = overlayView(data, physical: physical, warnings: &warnings)
+        if let ext = extroot(disk: disk, root: root, config: config, warnings: &warnings) {
+            data = ext
+            config = overlayView(ext, physical: physical, warnings: &warnings)
+        }
+        let overlay = PlannedMount(where: "/overlay", kind: .partition, partition: data.partition, offset: data.offset,
+                                   fstype: data.reader.formatName, options: "", source: data.source)
+        let mounts = [
+            rootMount,
+            PlannedMount(where: "/rom", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "",
+                         source: .other("OpenWrt: the squashfs, lower layer of the root overlay")),
+            overlay,
+            PlannedMount(where: "/", kind: .overlay, fstype: "overlay", options: "", lower: ["/rom"], upper: "/overlay/upper",
+                         source: .other("OpenWrt mount_root: overlay of \(data.name)'s upper/ over the squashfs")),
+            PlannedMount(where: "/rom", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "",
+                         source: .other("OpenWrt: the squashfs after pivot_root")),
+            overlay,
+        ] + boot
+        return (BootedRoot(mounts: mounts, config: config), warnings)
+    }
+
+    /// p1 "kernel" at /boot, then its boot/ over /boot.
+    static func bootMounts(disk: any PlanningDisk, root: RootChoice, warnings: inout [String]) -> [PlannedMount] {
         var boot: [PlannedMount] = []
-        // p1 "kernel" at /boot, then its boot/ over /boot.
         if let kernel = disk.partitions.first(where: { $0.index == 1 }), kernel.index != root.partition, let type = kernel.fsType {
             boot.append(PlannedMount(where: "/boot", kind: .partition, partition: 1, fstype: type, options: "",
                                      source: .other("OpenWrt: the kernel partition at /boot")))
@@ -36,55 +82,80 @@ enum OpenWrtProfile {
                                          source: .other("OpenWrt: the kernel partition's boot/ bound over /boot")))
             }
         }
-        if ProfilePaths.exists("/etc/config/fstab", in: physical, warnings: &warnings) {
-            warnings.append("OpenWrt: UCI /etc/config/fstab (block-mount) entries are not modelled yet")
-        }
-        func plain(_ why: String) -> (root: BootedRoot?, warnings: [String]) {
-            (BootedRoot(mounts: [rootMount] + boot, config: physical), warnings + ["OpenWrt: \(why); / is the squashfs alone"])
-        }
-        guard root.filesystem == "squashfs" else { return plain("the root is \(root.filesystem), not a squashfs") }
-        let end: UInt64
+        return boot
+    }
+
+    /// rootfs_data as fstools finds it: inside the root partition at the squashfs's size rounded
+    /// up to 64 KiB (`rootdisk`; f2fs or ext4, whichever magic is there: fstools formats f2fs
+    /// when at least 100 MiB remain, else ext4), else a partition named or labelled
+    /// "rootfs_data" (`partname`). Either must hold upper/. The failure says why there is none.
+    static func rootfsData(disk: any PlanningDisk, root: RootChoice, warnings: inout [String]) -> Result<DataLocation, FWError> {
+        var why: String
         do {
-            guard let e = try squashfsEnd(try disk.rawBytes(partition: root.partition, count: 96)) else {
-                return plain("no squashfs superblock at the start of partition \(root.partition)")
+            if let end = try squashfsEnd(try disk.rawBytes(partition: root.partition, count: 96)) {
+                why = "no rootfs_data filesystem at byte \(end) of partition \(root.partition) (not formatted before the first boot)"
+                do {
+                    if let data = try disk.fileSystem(partition: root.partition, offset: end) {
+                        guard let upper = ProfilePaths.directory("/upper", in: data, warnings: &warnings) else {
+                            return .failure(FWError.corrupt("rootfs_data at byte \(end) has no upper/ directory"))
+                        }
+                        return .success(DataLocation(reader: data, partition: root.partition, offset: end, upper: upper, source: .other(
+                            "OpenWrt: rootfs_data at byte \(end) of partition \(root.partition) (the squashfs's size rounded up to 64 KiB)")))
+                    }
+                } catch {
+                    why = "rootfs_data at byte \(end) of partition \(root.partition) cannot be opened (\(FWError(error).message))"
+                }
+            } else {
+                why = "no squashfs superblock at the start of partition \(root.partition)"
             }
-            end = e
         } catch {
-            return plain("the squashfs superblock cannot be read: \(FWError(error).message)")
+            why = "the squashfs superblock cannot be read: \(FWError(error).message)"
         }
-        let found: (any FileSystemReader)?
+        let named = disk.partitions.first { $0.index != root.partition && ($0.name == "rootfs_data" || $0.label == "rootfs_data") }
+        if let part = named, let data = disk.openedFileSystem(part.index) {
+            guard let upper = ProfilePaths.directory("/upper", in: data, warnings: &warnings) else {
+                return .failure(FWError.corrupt("the rootfs_data partition \(part.index) has no upper/ directory"))
+            }
+            return .success(DataLocation(reader: data, partition: part.index, offset: nil, upper: upper,
+                                         source: .other("OpenWrt: rootfs_data, \(part.displayName)")))
+        }
+        return .failure(FWError(.notFound, why))
+    }
+
+    /// The extroot (block-mount's `config mount` with `option target '/overlay'`, enabled), read
+    /// from the configuration the rootfs_data overlay shows: its partition's upper/ becomes the
+    /// overlay's upper layer instead of rootfs_data's (fstools `block extroot`). Nil (with a
+    /// warning when one is declared) when there is none or it cannot be used.
+    static func extroot(disk: any PlanningDisk, root: RootChoice, config: any FileSystemReader, warnings: inout [String]) -> DataLocation? {
+        guard let fstab = UCIFstab.read(from: config, warnings: &warnings),
+              let entry = fstab.entries.first(where: { $0.isExtroot && $0.enabled }) else { return nil }
+        let declared = entry.source.description
+        func unusable(_ why: String) -> DataLocation? {
+            warnings.append("\(declared): extroot \(why); rootfs_data stays the overlay")
+            return nil
+        }
+        guard let device = entry.device else { return unusable("names no uuid, label or device") }
+        let resolver = DeviceResolver(partitions: disk.partitions, rootPartition: root.partition)
+        guard case .partition(let index, let note) = resolver.resolve(DeviceSpec(parsing: device)) else {
+            return unusable("device \(device) is not a partition of this disk")
+        }
+        if let note { warnings.append("\(declared): \(note)") }
+        guard let fs = disk.openedFileSystem(index) else { return unusable("partition \(index) has no filesystem fwassemble reads") }
+        guard let upper = ProfilePaths.directory("/upper", in: fs, warnings: &warnings) else {
+            return unusable("partition \(index) has no upper/ directory (not yet used as an extroot)")
+        }
+        return DataLocation(reader: fs, partition: index, offset: nil, upper: upper,
+                            source: .other("OpenWrt extroot: \(declared) (option target '/overlay', \(device))"), name: "the extroot")
+    }
+
+    /// The booted root's configuration: `data`'s upper/ laid over the squashfs.
+    static func overlayView(_ data: DataLocation, physical: any FileSystemReader, warnings: inout [String]) -> any FileSystemReader {
         do {
-            found = try disk.fileSystem(partition: root.partition, offset: end)
-        } catch {
-            return plain("rootfs_data at byte \(end) of partition \(root.partition) cannot be opened (\(FWError(error).message))")
-        }
-        guard let data = found else {
-            return plain("no rootfs_data filesystem at byte \(end) of partition \(root.partition) (not formatted before the first boot)")
-        }
-        guard let upper = ProfilePaths.directory("/upper", in: data, warnings: &warnings) else {
-            return plain("rootfs_data at byte \(end) has no upper/ directory")
-        }
-        let declared = "OpenWrt: rootfs_data at byte \(end) of partition \(root.partition) (the squashfs's size rounded up to 64 KiB)"
-        let mounts = [
-            rootMount,
-            PlannedMount(where: "/rom", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "",
-                         source: .other("OpenWrt: the squashfs, lower layer of the root overlay")),
-            PlannedMount(where: "/overlay", kind: .partition, partition: root.partition, offset: end, fstype: data.formatName,
-                         options: "", source: .other(declared)),
-            PlannedMount(where: "/", kind: .overlay, fstype: "overlay", options: "", lower: ["/rom"], upper: "/overlay/upper",
-                         source: .other("OpenWrt mount_root: overlay of rootfs_data's upper/ over the squashfs")),
-            PlannedMount(where: "/rom", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "",
-                         source: .other("OpenWrt: the squashfs after pivot_root")),
-            PlannedMount(where: "/overlay", kind: .partition, partition: root.partition, offset: end, fstype: data.formatName,
-                         options: "", source: .other(declared)),
-        ] + boot
-        var config: any FileSystemReader = physical
-        do {
-            config = try NamespaceFileSystem(overlayOf: [Layer(reader: data, inode: upper), Layer(reader: physical, inode: physical.rootInode)],
-                                             name: "\(physical.sourceName) with rootfs_data")
+            return try NamespaceFileSystem(overlayOf: [Layer(reader: data.reader, inode: data.upper), Layer(reader: physical, inode: physical.rootInode)],
+                                           name: "\(physical.sourceName) with rootfs_data")
         } catch {
             warnings.append("OpenWrt: rootfs_data's upper/ cannot be laid over the squashfs (\(FWError(error).message)); /etc/fstab and units are read from the squashfs alone")
+            return physical
         }
-        return (BootedRoot(mounts: mounts, config: config), warnings)
     }
 }

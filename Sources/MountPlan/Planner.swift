@@ -31,6 +31,7 @@ public enum Planner {
         found.warnings += booted.warnings
 
         found.readFstab(booted.config)
+        if profile.family == .openwrt { found.readUCIFstab(booted.config) }
         found.readUnits(booted.config, profile: profile, disk: disk)
         let (chosen, order) = found.oneDeclarationPerMountPoint()
         let resolver = DeviceResolver(partitions: disk.partitions, rootPartition: root.partition)
@@ -75,6 +76,39 @@ public enum Planner {
                 }
             } catch {
                 warnings.append("/etc/fstab: \(FWError(error).message); not used")
+            }
+        }
+
+        /// OpenWrt's UCI /etc/config/fstab (block-mount): enabled `config mount` sections as
+        /// fstab lines (device by uuid, label or path, resolved as fstab's), disabled ones and
+        /// `config swap` sections skipped and reported. The extroot (target /overlay) is the
+        /// OpenWrt profile's: it replaces rootfs_data before anything else is mounted.
+        mutating func readUCIFstab(_ configFS: any FileSystemReader) {
+            guard let fstab = UCIFstab.read(from: configFS, warnings: &warnings) else { return }
+            warnings += fstab.warnings.map(\.description)
+            for e in fstab.entries {
+                let declared = e.source.description
+                guard e.kind == .mount else {
+                    skipped.append(SkippedMount(where: "swap", reason: "swap on \(e.device ?? "no device")\(e.enabled ? "" : " (disabled)")",
+                                                declaredBy: declared))
+                    continue
+                }
+                guard let target = e.target else {
+                    warnings.append("\(declared): config mount without a target; ignored")
+                    continue
+                }
+                guard e.enabled else {
+                    skipped.append(SkippedMount(where: normalise(target), reason: "disabled (option enabled '0')", declaredBy: declared))
+                    continue
+                }
+                if e.isExtroot { continue }
+                guard let device = e.device else {
+                    warnings.append("\(declared): \(target): no uuid, label or device; not mounted")
+                    skipped.append(SkippedMount(where: normalise(target), reason: "no uuid, label or device", declaredBy: declared))
+                    continue
+                }
+                candidates.append(Candidate(where: target, what: device, type: e.fstype ?? "auto", options: e.options,
+                                            source: e.source, rank: 1, noauto: false))
             }
         }
 

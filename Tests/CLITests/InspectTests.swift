@@ -119,6 +119,16 @@ import Testing
         }
     }
 
+    @Test func f2fsFeaturesAreNamed() throws {
+        let inspection = try Disk(path: try TestImages.path("fs-f2fs.img")).inspect()
+        let features = try #require(inspection.partitions.first?.filesystem?.features)
+        #expect(features == ["extra_attr", "project_quota", "inode_checksum", "quota_ino", "inode_crtime", "sb_checksum"])
+        #expect(inspection.text().contains("partition 1: f2fs features: extra_attr,project_quota,inode_checksum,quota_ino,inode_crtime,sb_checksum"))
+        #expect(try inspection.json().contains("\"features\" : ["))
+        // Other filesystems carry no feature list.
+        #expect(try Disk(path: try TestImages.path("bare-ext2.img")).inspect().partitions.first?.filesystem?.features == nil)
+    }
+
     @Test func backupGPTWarningIsReported() throws {
         let inspection = try Disk(path: try TestImages.path("gpt-bad-primary.img")).inspect()
         #expect(inspection.table.warnings.count == 1)

@@ -216,6 +216,56 @@ struct ProfileEndToEndTests {
         try Self.compareWithKernel("openwrt.img", minimum: 100)
     }
 
+    // MARK: OpenWrt with an f2fs rootfs_data (images/disks/openwrt-f2fs.sh)
+
+    @Test func openwrtF2FSPlanSaysWhereTheOverlayComesFrom() throws {
+        let path = try TestImages.path("openwrt-f2fs.img")
+        let offsetText = try String(contentsOfFile: URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("openwrt-f2fs.offset").path,
+                                    encoding: .utf8)
+        let offset = try #require(UInt64(offsetText.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let plan = try Disk(path: path).plan()
+        let overlays = plan.mounts.filter { $0.where == "/overlay" }
+        #expect(overlays.count == 2 && overlays.allSatisfy { $0.fstype == "f2fs" && $0.partition == 2 && $0.offset == offset })
+        #expect(overlays.first?.declaredBy == "OpenWrt: rootfs_data at byte \(offset) of partition 2 (the squashfs's size rounded up to 64 KiB)")
+        // UCI /etc/config/fstab: the uuid mount applied, the disabled one and the swap reported.
+        let data = try #require(plan.mounts.first { $0.where == "/mnt/data" })
+        #expect(data.partition == 3 && data.fstype == "ext4" && data.options == "ro" && data.declaredBy == "/etc/config/fstab:9")
+        #expect(plan.skipped.map { "\($0.where): \($0.reason) (\($0.declaredBy ?? ""))" } == [
+            "/mnt/old: disabled (option enabled '0') (/etc/config/fstab:15)",
+            "swap: swap on /dev/sda4 (/etc/config/fstab:20)",
+        ])
+        #expect(plan.warnings.isEmpty, "\(plan.warnings)")
+    }
+
+    @Test func openwrtF2FSAssemblesToTheNamespaceOfItsExt4Twin() throws {
+        let scratch = try ScratchDir()
+        let f2fs = try Self.assemble("openwrt-f2fs.img", in: scratch)
+        let twinScratch = try ScratchDir()
+        let ext4 = try Self.assemble("openwrt-f2fs-twin.img", in: twinScratch)
+        // The twins differ only in what their rootfs_data filesystems add themselves: ext4's
+        // lost+found, and the root directory's time (sload.f2fs stamps it with the load time).
+        func comparable(_ entries: [ManifestEntry]) -> [ManifestEntry] {
+            entries.filter { !$0.path.hasPrefix("overlay/lost+found") }.map { e in
+                var e = e
+                if e.path == "overlay" { e.mtime = 0; e.mtime_ns = 0 }
+                return e
+            }
+        }
+        #expect(f2fs.entries.count > 100)
+        let diffs = Manifest.differences(expected: comparable(ext4.entries), actual: comparable(f2fs.entries))
+        #expect(diffs.isEmpty, "\(diffs.prefix(20).joined(separator: "\n"))")
+        let by = Dictionary(f2fs.entries.map { ($0.path, $0) }, uniquingKeysWith: { x, _ in x })
+        #expect(by["etc/config/network"]?.crc32 == CRC.of("config interface lan\n\toption proto dhcp\n"))
+        #expect(by["www/index.html"]?.crc32 == CRC.of("<html>overlay</html>\n") && by["www/luci-static/rom.css"] != nil)
+        #expect(by["mnt/data/hello.txt"]?.crc32 == CRC.of("on the data partition\n"))
+        #expect(by["etc/tcpdump.link"]?.target == "/usr/lib/opkg/info/tcpdump.control")
+    }
+
+    @Test(.enabled(if: ["ext4", "squashfs", "overlay"].allSatisfy(TestImages.canLoopMount), "needs root, loop mounts and overlayfs"))
+    func openwrtF2FSTwinArchiveEqualsKernelNamespace() throws {
+        try Self.compareWithKernel("openwrt-f2fs-twin.img", minimum: 100)
+    }
+
     // MARK: Kernel replay
 
     /// Replays the plan with the kernel (partitions loop-mounted read-only, binds, a read-only

@@ -25,7 +25,7 @@ struct FileSystemKindTests {
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let named = blkid.hasPrefix("ext") ? "ext4" : blkid
         if let kind { #expect(kind.rawValue == named) }
-        #expect(kind?.isRead == (expected.map { [.ext4, .squashfs, .erofs, .vfat, .btrfs].contains($0) }))
+        #expect(kind?.isRead == (expected.map { [.ext4, .squashfs, .erofs, .vfat, .btrfs, .f2fs].contains($0) }))
         // The superblock magics alone (a decoded head): every kind but FAT, which has none.
         #expect(FileSystemKind.superblockMagic(in: head) == (expected == .vfat ? nil : expected))
     }

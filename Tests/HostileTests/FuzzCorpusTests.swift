@@ -1,7 +1,9 @@
 import Assembly
 import DiskImage
 import DockerState
+import FileSystemF2FS
 import FileSystemTar
+import FileSystems
 import Foundation
 import TestSupport
 import Testing
@@ -56,6 +58,31 @@ struct FuzzCorpusTests {
         let report = root.inspect()
         #expect(report.libpodState == LibpodStateInfo(file: "db.sql", backend: "sqlite"))
         #expect(report.integrity.ok, "\(report.integrity.problems)")
+    }
+
+    /// The f2fs seed (a small image mkfs.f2fs + sload.f2fs wrote, in the sparse form of
+    /// Fuzz/sparse-seed.py) opens and walks whole, so the fuzzer starts from a readable image.
+    @Test func f2fsSeedIsRead() throws {
+        let data = [UInt8](try Data(contentsOf: Self.corpusRoot.appendingPathComponent("f2fs/sload-small-seed")))
+        let source = try #require(SparseSource(data))
+        let reader = try F2FSReader(source: source, name: "seed")
+        let (entries, problems) = try Manifest.of(reader)
+        #expect(problems.isEmpty && entries.count > 60, "\(entries.count) entries, \(problems)")
+        #expect(entries.contains { $0.path == "etc/l" && $0.target == "a" })
+    }
+
+    /// The kernel-written seed (images/disks/fs-f2fs-kernel.sh) reaches the layouts sload.f2fs
+    /// does not write: lz4 clusters, an xattr node, devices, inline dentries.
+    @Test func f2fsKernelSeedIsRead() throws {
+        let data = [UInt8](try Data(contentsOf: Self.corpusRoot.appendingPathComponent("f2fs/kernel-small-seed")))
+        let reader = try F2FSReader(source: try #require(SparseSource(data)), name: "seed")
+        let (entries, problems) = try Manifest.of(reader)
+        #expect(problems.isEmpty && entries.count > 25, "\(entries.count) entries, \(problems)")
+        let medium = try reader.inodeDetails(try #require(try reader.lookup("/doc/medium.txt")))
+        #expect(medium.isCompressed && medium.size == 70_000)
+        #expect(entries.contains { $0.path == "dev/bigdev" && $0.rdev == [300, 70000] })
+        #expect(entries.contains { $0.path == "etc/passwd" && ($0.xattrs["user.big"]?.count ?? 0) > 1000 })
+        #expect(try reader.inodeDetails(try #require(try reader.lookup("/etc/small"))).usesInlineDentries)
     }
 
     /// The ext4-writer inputs again, each image it finishes checked by `e2fsck -fn` before it is

@@ -10,6 +10,7 @@ import Ext4Image
 import FileSystemBtrfs
 import FileSystemEROFS
 import FileSystemExt4
+import FileSystemF2FS
 import FileSystemFAT
 import FileSystemSquashFS
 import FileSystemTar
@@ -23,7 +24,7 @@ import Glibc
 public enum FuzzEntries {
     /// Target names, as used for Fuzz/<name>.swift, .build-fuzz/<name> and Tests/Corpus/<name>/.
     public static let targets = ["partition-table", "squashfs", "erofs", "fat", "fstab", "unit-file", "boot-environment", "bolt", "tar", "jbd2",
-                                 "ext4-writer", "containerd-store", "podman-store", "podman-db", "layer-export", "btrfs"]
+                                 "ext4-writer", "containerd-store", "podman-store", "podman-db", "layer-export", "btrfs", "f2fs", "uci-fstab"]
 
     /// Runs one input through the named target. Errors thrown by the parsers are the expected
     /// outcome for most inputs; a crash, a hang or an unbounded allocation is the bug.
@@ -34,7 +35,11 @@ public enum FuzzEntries {
         case "erofs": fileSystem(data) { try EROFSReader(source: $0, name: "fuzz") }
         case "fat": fileSystem(data) { try FATReader(source: $0, name: "fuzz") }
         case "btrfs": btrfs(data)
+        case "f2fs":
+            guard let source = SparseSource(data) else { return }
+            fileSystem(source) { try F2FSReader(source: $0, name: "fuzz") }
         case "fstab": _ = Fstab.parse(data)
+        case "uci-fstab": _ = UCIFstab(data)
         case "unit-file": _ = UnitFile.parse(data, file: "/etc/systemd/system/fuzz.mount")
         case "boot-environment":
             _ = GrubEnvironment.parse(data)
@@ -237,7 +242,11 @@ public enum FuzzEntries {
     /// Opens the bytes as a filesystem, walks at most `entryBudget` entries, reads the first
     /// 64 KiB of each regular file and resolves a few paths (symlinks included).
     static func fileSystem(_ data: [UInt8], entryBudget: Int = 4096, open: (MemorySource) throws -> any FileSystemReader) {
-        guard let reader = try? open(MemorySource(data, name: "fuzz")) else { return }
+        fileSystem(MemorySource(data, name: "fuzz"), entryBudget: entryBudget, open: open)
+    }
+
+    static func fileSystem<Source: ByteSource>(_ source: Source, entryBudget: Int = 4096, open: (Source) throws -> any FileSystemReader) {
+        guard let reader = try? open(source) else { return }
         walk(reader, entryBudget: entryBudget)
         for path in ["/etc/fstab", "/etc/os-release", "/a/b/c/d"] {
             _ = try? reader.lookup(Array(path.utf8), followLast: true)

@@ -289,7 +289,97 @@ extension ProfileTests {
         ], "\(Self.lines(plan))")
         #expect(plan.mounts.filter { $0.where == "/overlay" }.allSatisfy { $0.offset == 262_144 && $0.fstype == "ext4" })
         #expect(plan.mounts.first { $0.kind == .overlay }?.upper == "/overlay/upper")
-        #expect(plan.warnings.contains { $0.contains("/etc/config/fstab") })
+        #expect(plan.warnings.isEmpty, "\(plan.warnings)")
+    }
+
+    static let ucIFstab = """
+        # block-mount
+        config global
+        \toption auto_mount '1'
+
+        config mount
+        \toption target '/mnt/data'
+        \toption uuid '0a0b0c0d-0000-4000-8000-000000000003'
+        \toption options 'rw,noatime'
+        \toption enabled '1'
+
+        config mount
+        \toption target "/mnt/old"
+        \toption label oldstuff
+        \toption enabled '0'
+
+        config mount 'bydevice'
+        \toption target '/mnt/dev'
+        \toption device '/dev/sda4'
+
+        config swap
+        \toption device '/dev/sda5'
+
+        config mount 'broken
+        """
+
+    @Test func uciConfigParsesQuotesCommentsAndReportsBadLines() {
+        let config = UCIConfig(Array(Self.ucIFstab.utf8), file: "/etc/config/fstab")
+        #expect(config.sections.map(\.type) == ["global", "mount", "mount", "mount", "swap"])
+        #expect(config.sections[2].options["target"] == "/mnt/old" && config.sections[2].options["label"] == "oldstuff")
+        #expect(config.sections[3].name == "bydevice" && config.sections[1].line == 5)
+        #expect(config.warnings.count == 1 && config.warnings[0].line == 23, "\(config.warnings)")
+        #expect(UCIConfig.words(Array(#"option a "x\"y" # c"#.utf8)) == ["option", "a", "x\"y"])
+        #expect(UCIConfig.words(Array("option a 'b".utf8)) == nil)
+        let fstab = UCIFstab(Array(Self.ucIFstab.utf8))
+        #expect(fstab.entries.map(\.device) == ["UUID=0a0b0c0d-0000-4000-8000-000000000003", "LABEL=oldstuff", "/dev/sda4", "/dev/sda5"])
+        #expect(fstab.entries.map(\.enabled) == [true, false, true, true])
+        #expect(fstab.entries[0].options == ["rw", "noatime"])
+    }
+
+    @Test func openwrtUCIFstabMountsAreAppliedDisabledAndSwapReported() throws {
+        let disk = Self.openwrtDisk()
+        (disk.filesystems[2])?.addFile("/etc/config/fstab", Self.ucIFstab)
+        let data = MemoryFileSystem(formatName: "ext4")
+        data.addFile("/hello", "data\n")
+        disk.partitions.append(PlanPartition(index: 3, fsType: "ext4", fsUUID: "0a0b0c0d-0000-4000-8000-000000000003", size: 8 << 20))
+        disk.filesystems[3] = data
+        let plan = try Planner.plan(disk)
+        let mount = try #require(plan.mounts.first { $0.where == "/mnt/data" })
+        #expect(mount.partition == 3 && mount.options == "rw,noatime" && mount.declaredBy == "/etc/config/fstab:5")
+        #expect(plan.skipped.contains { $0.where == "/mnt/old" && $0.reason.contains("disabled") && $0.declaredBy == "/etc/config/fstab:11" })
+        #expect(plan.skipped.contains { $0.where == "swap" && $0.reason == "swap on /dev/sda5" })
+        #expect(plan.skipped.contains { $0.where == "/mnt/dev" && $0.reason.contains("not found") }, "no partition 4: \(plan.skipped)")
+        #expect(plan.warnings.contains { $0.contains("/etc/config/fstab:23") })
+    }
+
+    @Test func openwrtExtrootReplacesRootfsData() throws {
+        let disk = Self.openwrtDisk()
+        let ext = MemoryFileSystem(formatName: "ext4")
+        ext.addFile("/upper/etc/extroot-was-here", "yes\n")
+        disk.partitions.append(PlanPartition(index: 3, fsType: "ext4", label: "extroot", size: 8 << 20))
+        disk.filesystems[3] = ext
+        // The extroot is declared in rootfs_data's upper/, as `block extroot` reads it.
+        let data = try #require(disk.atOffset[2]?.1)
+        data.addFile("/upper/etc/config/fstab", "config mount\n\toption target '/overlay'\n\toption label 'extroot'\n")
+        let plan = try Planner.plan(disk)
+        let overlays = plan.mounts.filter { $0.where == "/overlay" }
+        #expect(overlays.count == 2 && overlays.allSatisfy { $0.partition == 3 && $0.offset == nil })
+        #expect(overlays.first?.declaredBy == "OpenWrt extroot: /etc/config/fstab:1 (option target '/overlay', LABEL=extroot)")
+        #expect(plan.mounts.first { $0.kind == .overlay }?.declaredBy.contains("the extroot") == true)
+        #expect(!plan.skipped.contains { $0.where == "/overlay" })
+        // Disabled: rootfs_data stays, and the skip is reported.
+        data.addFile("/upper/etc/config/fstab", "config mount\n\toption target '/overlay'\n\toption label 'extroot'\n\toption enabled '0'\n")
+        let off = try Planner.plan(disk)
+        #expect(off.mounts.filter { $0.where == "/overlay" }.allSatisfy { $0.partition == 2 && $0.offset == 262_144 })
+        #expect(off.skipped.contains { $0.where == "/overlay" && $0.reason.contains("disabled") })
+    }
+
+    @Test func openwrtRootfsDataAsItsOwnPartition() throws {
+        let disk = Self.openwrtDisk(dataAt: nil)
+        let data = MemoryFileSystem(formatName: "f2fs")
+        data.addFile("/upper/etc/config/network", "lan\n")
+        disk.partitions.append(PlanPartition(index: 3, name: "rootfs_data", fsType: "f2fs", size: 128 << 20))
+        disk.filesystems[3] = data
+        let plan = try Planner.plan(disk)
+        let overlays = plan.mounts.filter { $0.where == "/overlay" }
+        #expect(overlays.count == 2 && overlays.allSatisfy { $0.partition == 3 && $0.offset == nil && $0.fstype == "f2fs" })
+        #expect(overlays.first?.declaredBy.contains("rootfs_data, partition 3") == true, "\(overlays)")
     }
 
     @Test func openwrtWithoutRootfsDataIsTheSquashfsAlone() throws {
