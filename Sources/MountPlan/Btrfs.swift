@@ -87,8 +87,10 @@ public enum BtrfsMounts {
             if RootSelector.looksLikeRoot(defaultView) {
                 return BootedSubvolume(view: defaultView, options: "", reason: try describeDefault(defaultView), warnings: warnings)
             }
-            for name in rootSubvolumeNames {
-                guard let view = try? reader.view(.path(name)), RootSelector.looksLikeRoot(view) else { continue }   // a name that is no subvolume: try the next
+            let topLevel = Set(try reader.subvolumes().map(\.path))
+            for name in rootSubvolumeNames where topLevel.contains(name) {
+                let view = try reader.view(.path(name))
+                guard RootSelector.looksLikeRoot(view) else { continue }
                 warnings.append("btrfs partition \(partition): the default subvolume holds no Linux root and no boot entry gives rootflags=subvol=; using subvolume \(name) (\(view.rootSubvolumeID))")
                 return BootedSubvolume(view: view, options: "subvol=\(name)", reason: "btrfs subvolume \(view.rootSubvolumeID) (\(name)), the well-known root subvolume name", warnings: warnings)
             }
