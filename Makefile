@@ -4,7 +4,7 @@ export PATH := /opt/swift/usr/bin:$(PATH)
 
 # Debian packages the build, the test disks and the tests need (installed only when missing).
 APT_PACKAGES := pkg-config libblkid-dev libext2fs-dev zlib1g-dev libdeflate-dev liblz4-dev libzstd-dev liblzma-dev \
-	liblzo2-dev e2fsprogs fdisk gdisk util-linux squashfs-tools erofs-utils dosfstools mtools attr \
+	liblzo2-dev e2fsprogs mtd-utils fdisk gdisk util-linux squashfs-tools erofs-utils dosfstools mtools attr \
 	pigz libarchive-tools xz-utils zstd golang-go python3 f2fs-tools btrfs-progs xfsprogs gcc g++ binutils qemu-utils zip unzip \
 	containerd podman
 

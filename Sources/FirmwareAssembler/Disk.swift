@@ -1,5 +1,6 @@
 import DiskImage
 import DiskFormats
+import FileSystems
 import PartitionTable
 import Synchronization
 
@@ -77,7 +78,7 @@ public final class Disk: Sendable {
         guard table.kind == .none else { return (table, nil) }
         let signature: FilesystemSignature?
         do {
-            signature = try prober.probe(offset: 0, size: source.size)
+            signature = try probe(prober, offset: 0, size: source.size)
         } catch let error as FWError {
             throw error.within(disk: path)
         }
@@ -90,6 +91,17 @@ public final class Disk: Sendable {
             table.warnings.append("the image size (\(source.size) bytes) is not a multiple of 512; the whole-disk partition covers \(source.size / 512 * 512) bytes")
         }
         return (table, signature)
+    }
+
+    /// The filesystem signature of `size` bytes at `offset`: libblkid's, or for the filesystems
+    /// libblkid has no prober for (JFFS2) the magic table's (`FileSystemKind`), as a signature
+    /// with only a type.
+    func probe(_ prober: FilesystemProber, offset: UInt64, size: UInt64) throws -> FilesystemSignature? {
+        if let signature = try prober.probe(offset: offset, size: size) { return signature }
+        guard size > 0 else { return nil }
+        let slice = try source.slice(offset: offset, length: min(size, source.size - min(offset, source.size)))
+        guard let kind = try FileSystemFormat.kind(of: slice), kind == .jffs2 else { return nil }
+        return FilesystemSignature(type: kind.rawValue)
     }
 
     /// The ext3/ext4 superblock's RECOVER flag (s_feature_incompat at superblock offset 0x60, bit
@@ -115,7 +127,7 @@ public final class Disk: Sendable {
                 fs = wholeDisk
             } else if p.withinImage, p.sectorCount > 0 {
                 do {
-                    fs = try prober.probe(offset: p.start, size: p.size)
+                    fs = try probe(prober, offset: p.start, size: p.size)
                 } catch let error as FWError {
                     table.warnings.append("partition \(p.index): \(error.message)")
                 }
