@@ -4,7 +4,7 @@
 /// ext2, ext3 and ext4 are all "ext4" (one reader reads the three).
 public enum FileSystemKind: String, Sendable, CaseIterable {
     case ext4, squashfs, erofs, vfat, jffs2
-    case f2fs, xfs, btrfs
+    case f2fs, xfs, btrfs, ubifs
 
     /// Superblock magics, in the order they are tried (the first match wins). FAT has no magic
     /// number and is recognised by its boot sector (`isFATBootSector`) after the formats
@@ -22,6 +22,9 @@ public enum FileSystemKind: String, Sendable, CaseIterable {
         (.xfs, 0, Array("XFSB".utf8)),
         // btrfs superblock at 64 KiB: magic "_BHRfS_M" at +0x40.
         (.btrfs, 0x10040, Array("_BHRfS_M".utf8)),
+        // UBIFS (inside a UBI volume): LEB 0 is the superblock node, common header magic
+        // 0x06101831 little-endian at 0 and node_type UBIFS_SB_NODE (6) at 20.
+        (.ubifs, 0, [0x31, 0x18, 0x10, 0x06]),
     ] + jffs2FirstNodes
 
     /// JFFS2 has no superblock: a filesystem starts with a node, magic 0x1985 then a node type,
@@ -41,7 +44,7 @@ public enum FileSystemKind: String, Sendable, CaseIterable {
     public var isRead: Bool {
         switch self {
         case .ext4, .squashfs, .erofs, .vfat, .jffs2: true
-        case .f2fs, .xfs, .btrfs: false
+        case .f2fs, .xfs, .btrfs, .ubifs: false
         }
     }
 

@@ -21,6 +21,8 @@ public final class Disk: Sendable {
     public let cancellation = Cancellation()
     /// The partition table, parsed once (`table()`).
     private let parsedTable = Mutex<PartitionTable?>(nil)
+    /// The UBI image of a raw flash dump, attached once (`ubiImage()`).
+    private let attachedUBI = Mutex<UBIImage?>(nil)
 
     /// Opens `path` read-only. Throws `FWError` naming the path if it is missing, a directory,
     /// or not a regular file or block device, or a container that cannot be read.
@@ -66,6 +68,22 @@ public final class Disk: Sendable {
         let table = try PartitionTable.read(from: source)
         parsedTable.withLock { $0 = table }
         return table
+    }
+
+    /// The UBI image a table of kind `.ubi` comes from, attached on first use and kept.
+    func ubiImage() throws -> UBIImage {
+        if let ubi = attachedUBI.withLock({ $0 }) { return ubi }
+        guard let ubi = try UBIImage.attach(source) else {
+            throw FWError(.corrupt, "no UBI erase-counter header at byte 0", disk: path)
+        }
+        attachedUBI.withLock { $0 = ubi }
+        return ubi
+    }
+
+    /// The bytes of a UBI volume (partition `index` = volume id + 1), as a source of its own.
+    func ubiVolume(_ p: Partition) throws -> (source: any ByteSource, description: String) {
+        let place = FWError.Place(disk: path, partition: "UBI volume \(p.index - 1)" + (p.name.map { " (\($0))" } ?? ""))
+        return (try ubiImage().volume(p.index - 1, place: place), place.description)
     }
 
     /// The image size in bytes.
@@ -125,6 +143,13 @@ public final class Disk: Sendable {
             var fs: FilesystemSignature? = nil
             if table.kind == .none {
                 fs = wholeDisk
+            } else if table.kind == .ubi {
+                // A volume is not a byte range of the image: the magic table names what it holds.
+                do {
+                    fs = try FileSystemFormat.kind(of: try ubiVolume(p).source).map { FilesystemSignature(type: $0.rawValue) }
+                } catch let error as FWError {
+                    table.warnings.append("UBI volume \(p.index - 1): \(error.message)")
+                }
             } else if p.withinImage, p.sectorCount > 0 {
                 do {
                     fs = try probe(prober, offset: p.start, size: p.size)
@@ -134,7 +159,7 @@ public final class Disk: Sendable {
             }
             var info = DiskInspection.PartitionInfo(p, kind: table.kind, filesystem: fs)
             if info.filesystem != nil {
-                info.filesystem?.needsRecovery = needsRecovery(at: table.kind == .none ? 0 : p.start, type: fs?.type)
+                info.filesystem?.needsRecovery = table.kind == .ubi ? false : needsRecovery(at: table.kind == .none ? 0 : p.start, type: fs?.type)
             }
             partitions.append(info)
         }

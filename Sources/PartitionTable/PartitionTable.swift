@@ -10,6 +10,9 @@ import DiskImage
 public struct PartitionTable: Sendable, Equatable {
     public enum Kind: String, Sendable, Equatable, Codable {
         case gpt, mbr, hybrid, none
+        /// A UBI image (raw flash): each volume of its volume table is a partition, numbered by
+        /// volume id + 1 and named by the volume's name (`UBIImage`).
+        case ubi
     }
 
     public var kind: Kind
@@ -150,6 +153,9 @@ extension PartitionTable {
                 var table = try MBR.readTable(mbr, from: source)
                 checkExtents(&table, imageSize: source.size)
                 return table
+            }
+            if let ubi = try UBIImage.attach(source) {
+                return ubi.partitionTable()
             }
             return PartitionTable(kind: .none, sectorSize: 512, diskID: nil, partitions: [])
         } catch let error as FWError {

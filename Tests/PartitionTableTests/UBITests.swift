@@ -1,0 +1,80 @@
+import DiskImage
+import Foundation
+@testable import PartitionTable
+import Testing
+import TestSupport
+
+/// The UBI images of images/disks/fs-ubi.sh (ubinize from mtd-utils): each volume read through
+/// the LEB map must be byte-equal to the image ubinize was given.
+@Suite("UBI volumes")
+struct UBITests {
+    /// Volume id, name, static, and the file ubinize put in it.
+    static let volumes: [(Int, String, Bool, String)] = [
+        (0, "rootfs", true, "fs-ubi-rootfs.sqfs"), (1, "data-lzo", false, "fs-ubi-lzo.ubifs"),
+        (2, "data-zlib", false, "fs-ubi-zlib.ubifs"), (3, "data-zstd", false, "fs-ubi-zstd.ubifs"),
+        (4, "data-none", false, "fs-ubi-none.ubifs"),
+    ]
+
+    static func attach(_ name: String) throws -> UBIImage {
+        try #require(try UBIImage.attach(try FileSource(path: try TestImages.path(name))))
+    }
+
+    static func check(_ ubi: UBIImage) throws {
+        #expect(ubi.pebSize == 128 << 10)
+        #expect(ubi.vidHeaderOffset == 2048 && ubi.dataOffset == 4096)
+        #expect(ubi.volumes.map(\.name) == Self.volumes.map(\.1))
+        for (id, name, isStatic, file) in Self.volumes {
+            let expected = try Data(contentsOf: URL(fileURLWithPath: try TestImages.path(file)))
+            let volume = try ubi.volume(id, place: FWError.Place(disk: "ubi", partition: name))
+            #expect(ubi.volumes[id].isStatic == isStatic)
+            if isStatic { #expect(volume.size == UInt64(expected.count)) } else { #expect(volume.size >= UInt64(expected.count)) }
+            let got = try volume.bytes(at: 0, count: expected.count)
+            let firstDifference = zip(got, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+            #expect(firstDifference == nil, "volume \(name) differs from \(file) at byte \(firstDifference ?? -1)")
+        }
+    }
+
+    @Test("ubinize's image: the volume table and every volume's bytes")
+    func plain() throws {
+        let ubi = try Self.attach("fs-ubi.img")
+        #expect(ubi.warnings.isEmpty, "\(ubi.warnings)")
+        try Self.check(ubi)
+        let table = ubi.partitionTable()
+        #expect(table.kind == .ubi)
+        #expect(table.partitions.map(\.index) == [1, 2, 3, 4, 5])
+        #expect(table.partitions.first?.type == "ubi-static")
+    }
+
+    @Test("worn flash: shuffled PEBs, blank and garbage PEBs, an older LEB copy and a newer copy with a bad data CRC")
+    func worn() throws {
+        let ubi = try Self.attach("fs-ubi-worn.img")
+        try Self.check(ubi)
+        #expect(ubi.warnings.contains { $0.contains("bad data CRC") })
+        #expect(ubi.warnings.contains { $0.contains("2 erased") })
+        #expect(ubi.warnings.contains { $0.contains("bad EC or VID header") })
+    }
+
+    @Test("PartitionTable.read names the volumes of a UBI image")
+    func table() throws {
+        let table = try PartitionTable.read(from: try FileSource(path: try TestImages.path("fs-ubi.img")))
+        #expect(table.kind == .ubi)
+        #expect(table.partitions.compactMap(\.name) == Self.volumes.map(\.1))
+    }
+
+    @Test("damaged headers: garbage and truncated UBI images fail or attach without crashing")
+    func hostile() throws {
+        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: try TestImages.path("fs-ubi.img"))))
+        // Volume table LEBs both damaged: an error naming the volume table.
+        for (peb, _) in bytes.indices.striding(by: 128 << 10).enumerated() {
+            let base = peb * (128 << 10)
+            if bytes[(base + 2048 + 8)..<(base + 2048 + 12)].elementsEqual([0x7F, 0xFF, 0xEF, 0xFF]) { bytes[base + 4096 + 20] ^= 0xFF }
+        }
+        #expect(throws: FWError.self) { try UBIImage.attach(MemorySource(bytes)) }
+        let cut = Array(bytes.prefix(300_000))
+        _ = try? UBIImage.attach(MemorySource(cut))   // may throw (no volume table); must not crash
+    }
+}
+
+extension Range where Bound == Int {
+    func striding(by step: Int) -> StrideTo<Int> { stride(from: lowerBound, to: upperBound, by: step) }
+}
