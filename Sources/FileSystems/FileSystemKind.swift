@@ -3,8 +3,8 @@
 /// batch (is a decoded head a disk?) read. The raw values are libblkid's TYPE names, except that
 /// ext2, ext3 and ext4 are all "ext4" (one reader reads the three).
 public enum FileSystemKind: String, Sendable, CaseIterable {
-    case ext4, squashfs, erofs, vfat, jffs2
-    case f2fs, xfs, btrfs, ubifs
+    case ext4, squashfs, erofs, vfat, jffs2, ubifs
+    case f2fs, xfs, btrfs
 
     /// Superblock magics, in the order they are tried (the first match wins). FAT has no magic
     /// number and is recognised by its boot sector (`isFATBootSector`) after the formats
@@ -43,8 +43,8 @@ public enum FileSystemKind: String, Sendable, CaseIterable {
     /// Whether fwassemble has a reader for this kind (f2fs, xfs and btrfs are only recognised).
     public var isRead: Bool {
         switch self {
-        case .ext4, .squashfs, .erofs, .vfat, .jffs2: true
-        case .f2fs, .xfs, .btrfs, .ubifs: false
+        case .ext4, .squashfs, .erofs, .vfat, .jffs2, .ubifs: true
+        case .f2fs, .xfs, .btrfs: false
         }
     }
 

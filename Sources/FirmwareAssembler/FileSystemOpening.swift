@@ -3,12 +3,13 @@ import FileSystemEROFS
 import FileSystemExt4
 import FileSystemFAT
 import FileSystemJFFS2
+import FileSystemUBIFS
 import FileSystemSquashFS
 import FileSystems
 
 /// The filesystem formats fwassemble reads, told apart by their magic numbers.
 public enum FileSystemFormat: String, Sendable, Equatable, CaseIterable {
-    case ext4, squashfs, erofs, vfat, jffs2
+    case ext4, squashfs, erofs, vfat, jffs2, ubifs
 
     /// The filesystem in `source` by its magic number (`FileSystemKind.detect` over its first
     /// bytes): nil when there is none, or when it is one fwassemble does not read (`kind(of:)`
@@ -38,7 +39,7 @@ public enum FileSystemFormat: String, Sendable, Equatable, CaseIterable {
     public static func open(_ source: any ByteSource, name: String, replayJournal: Bool = true,
                             journalProgress: JournalReplayProgress? = nil) throws -> any FileSystemReader {
         guard let kind = try kind(of: source) else {
-            throw FWError(.unsupported, "no ext2/3/4, squashfs, EROFS, FAT or JFFS2 filesystem found (unknown magic)", disk: name)
+            throw FWError(.unsupported, "no ext2/3/4, squashfs, EROFS, FAT, JFFS2 or UBIFS filesystem found (unknown magic)", disk: name)
         }
         guard let format = FileSystemFormat(kind) else {
             throw FWError(.unsupported, "holds \(kind.rawValue), which fwassemble does not read yet (README.md, \"What does not work yet\")", disk: name)
@@ -59,6 +60,7 @@ public enum FileSystemFormat: String, Sendable, Equatable, CaseIterable {
         case .erofs: return try EROFSReader(source: source, name: name)
         case .vfat: return try FATReader(source: source, name: name)
         case .jffs2: return try JFFS2Reader(source: source, name: name)
+        case .ubifs: return try UBIFSReader(source: source, name: name)
         }
     }
 }
