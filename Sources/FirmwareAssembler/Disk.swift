@@ -26,19 +26,25 @@ public final class Disk: Sendable {
 
     /// Opens `path` read-only. Throws `FWError` naming the path if it is missing, a directory,
     /// or not a regular file or block device, or a container that cannot be read.
-    public init(path: String, options: DiskImageOptions = DiskImageOptions()) throws {
+    /// `flashGeometry`: the NAND page and spare sizes of a raw flash dump that keeps its spare
+    /// (OOB) bytes (`--flash-geometry`); nil detects them.
+    public init(path: String, options: DiskImageOptions = DiskImageOptions(), flashGeometry: FlashGeometry? = nil) throws {
         self.path = path
+        self.flashGeometry = flashGeometry
         (self.source, self.inputFiles) = try openDiskImageFiles(path: path, options: options)
     }
+
+    /// The NAND page and spare sizes given for a raw flash dump (nil: detected).
+    public let flashGeometry: FlashGeometry?
 
     /// Opens `path` with a qcow2 backing-file folder (`--backing-dir`) and internal snapshot
     /// (`--snapshot`, name or ID; nil reads the active state). `decompressionProgress` is called
     /// while a compressed image (.xz, .gz, .zst, .zip) is decompressed: bytes so far, total if known.
-    public convenience init(path: String, backingDirectory: String?, snapshot: String?,
+    public convenience init(path: String, backingDirectory: String?, snapshot: String?, flashGeometry: FlashGeometry? = nil,
                             decompressionProgress: (@Sendable (_ done: UInt64, _ total: UInt64?) -> Void)? = nil) throws {
         var options = DiskImageOptions(backingDirectory: backingDirectory, snapshot: snapshot)
         options.progress = decompressionProgress
-        try self.init(path: path, options: options)
+        try self.init(path: path, options: options, flashGeometry: flashGeometry)
     }
 
     /// The container format: "raw", "qcow2", "vmdk", "vhdx", "vpc", "vdi", or a wrapper chain
@@ -65,7 +71,7 @@ public final class Disk: Sendable {
     /// use and kept: every operation and every partition opened reads it from here.
     func table() throws -> PartitionTable {
         if let table = parsedTable.withLock({ $0 }) { return table }
-        let table = try PartitionTable.read(from: source)
+        let table = try PartitionTable.read(from: source, flashGeometry: flashGeometry)
         parsedTable.withLock { $0 = table }
         return table
     }
@@ -73,7 +79,7 @@ public final class Disk: Sendable {
     /// The UBI image a table of kind `.ubi` comes from, attached on first use and kept.
     func ubiImage() throws -> UBIImage {
         if let ubi = attachedUBI.withLock({ $0 }) { return ubi }
-        guard let ubi = try UBIImage.attach(source) else {
+        guard let ubi = try UBIImage.attach(source, geometry: flashGeometry) else {
             throw FWError(.corrupt, "no UBI erase-counter header at byte 0", disk: path)
         }
         attachedUBI.withLock { $0 = ubi }

@@ -109,12 +109,38 @@ public final class UBIImage: Sendable {
     let maps: [Int: [Int32]]
     let staticSizes: [Int: UInt64]
 
+    /// The NAND spare (OOB) layout stripped from the dump before attaching, nil when the dump
+    /// has none.
+    public let spare: FlashGeometry?
+
     /// Attaches the UBI image that starts at byte 0 of `source`; nil when there is no valid EC
-    /// header there.
-    public static func attach(_ source: any ByteSource) throws -> UBIImage? {
+    /// header there. A dump that keeps the NAND spare bytes after every page is read through an
+    /// `OOBStrippedSource`: with `geometry` when given, else with the first common layout
+    /// (`FlashGeometry.common`) under which the first PEB's VID header or the next PEB's EC
+    /// header appears where the EC header says.
+    public static func attach(_ source: any ByteSource, geometry: FlashGeometry? = nil) throws -> UBIImage? {
         guard source.size >= UInt64(UBI.headerSize),
               let ec = UBI.ECHeader(try source.bytes(at: 0, count: UBI.headerSize)) else { return nil }
-        return try UBIImage(source: source, first: ec)
+        if let geometry {
+            return try UBIImage(source: OOBStrippedSource(base: source, geometry: geometry), first: ec, spare: geometry)
+        }
+        if try !looksContiguous(source, ec) {
+            for candidate in FlashGeometry.common {
+                let view = OOBStrippedSource(base: source, geometry: candidate)
+                if try looksContiguous(view, ec) { return try UBIImage(source: view, first: ec, spare: candidate) }
+            }
+        }
+        return try UBIImage(source: source, first: ec, spare: nil)
+    }
+
+    /// Whether the headers after the first EC header are where it says: a VID header at its
+    /// offset, or (PEB 0 holding no LEB) an EC header at the start of the next PEB.
+    private static func looksContiguous(_ source: any ByteSource, _ ec: UBI.ECHeader) throws -> Bool {
+        let vid = UInt64(ec.vidHeaderOffset)
+        if vid + UInt64(UBI.headerSize) <= source.size, UBI.VIDHeader(try source.bytes(at: vid, count: UBI.headerSize)) != nil {
+            return true
+        }
+        return try secondECHeader(source, dataOffset: UInt64(ec.dataOffset)) != nil
     }
 
     private struct Copy {
@@ -122,8 +148,9 @@ public final class UBIImage: Sendable {
         var vid: UBI.VIDHeader
     }
 
-    private init(source: any ByteSource, first ec: UBI.ECHeader) throws {
+    private init(source: any ByteSource, first ec: UBI.ECHeader, spare: FlashGeometry?) throws {
         self.source = source
+        self.spare = spare
         let place = source.place
         guard ec.vidHeaderOffset >= UInt32(UBI.headerSize), ec.dataOffset >= ec.vidHeaderOffset + UInt32(UBI.headerSize) else {
             throw FWError(.corrupt, "UBI EC header gives VID header offset \(ec.vidHeaderOffset) and data offset \(ec.dataOffset), which overlap", at: place)
@@ -199,6 +226,15 @@ public final class UBIImage: Sendable {
     /// one of its first odd multiples (so one blank or bad PEB does not hide it). An image of a
     /// single PEB is one PEB long.
     static func findPEBSize(_ source: any ByteSource, dataOffset: UInt64) throws -> UInt64 {
+        if let size = try secondECHeader(source, dataOffset: dataOffset) { return size }
+        guard source.size <= UBI.maximumPEBSize else {
+            throw FWError(.corrupt, "UBI: no second erase-counter header found, cannot tell the erase block size", at: source.place)
+        }
+        return source.size
+    }
+
+    /// The PEB size `findPEBSize` finds, nil when no second EC header is found.
+    static func secondECHeader(_ source: any ByteSource, dataOffset: UInt64) throws -> UInt64? {
         var k: UInt64 = 4096
         while k <= dataOffset { k <<= 1 }
         while k <= UBI.maximumPEBSize, k < source.size {
@@ -207,10 +243,7 @@ public final class UBIImage: Sendable {
             }
             k <<= 1
         }
-        guard source.size <= UBI.maximumPEBSize else {
-            throw FWError(.corrupt, "UBI: no second erase-counter header found, cannot tell the erase block size", at: source.place)
-        }
-        return source.size
+        return nil
     }
 
     /// The newest copy of a LEB by sequence number whose data is valid: a copy written by
@@ -316,6 +349,9 @@ extension UBIImage {
     /// `volume(_:place:)`), type "ubi-static" or "ubi-dynamic".
     public func partitionTable() -> PartitionTable {
         var notes = warnings
+        if let spare {
+            notes.insert("NAND spare (OOB) bytes stripped: \(spare.spareSize) after every \(spare.pageSize)-byte page", at: 0)
+        }
         let partitions = volumes.map { v -> Partition in
             let usable = lebSize - min(lebSize, UInt64(v.dataPad))
             let bytes = staticSizes[v.id] ?? UInt64(v.reservedPEBs) * usable
@@ -325,5 +361,60 @@ extension UBIImage {
                              typeName: v.isStatic ? "UBI static volume" : "UBI dynamic volume", name: v.name)
         }
         return PartitionTable(kind: .ubi, sectorSize: 512, diskID: nil, partitions: partitions, warnings: notes)
+    }
+}
+
+/// A NAND page layout: `pageSize` data bytes followed by `spareSize` spare (OOB) bytes, as a
+/// dump made with the spare area reads (`--flash-geometry 2048+64`).
+public struct FlashGeometry: Sendable, Equatable, CustomStringConvertible {
+    public var pageSize: Int
+    public var spareSize: Int
+
+    public init(pageSize: Int, spareSize: Int) {
+        self.pageSize = pageSize
+        self.spareSize = spareSize
+    }
+
+    /// Parses "PAGE+SPARE" ("2048+64"); nil when it is not two positive numbers (a page of 512
+    /// bytes to 64 KiB, spare smaller than the page).
+    public init?(parsing text: String) {
+        let parts = text.split(separator: "+")
+        guard parts.count == 2, let page = Int(parts[0]), let spare = Int(parts[1]),
+              (512...65536).contains(page), spare > 0, spare < page else { return nil }
+        self.init(pageSize: page, spareSize: spare)
+    }
+
+    public var description: String { "\(pageSize)+\(spareSize)" }
+
+    /// The layouts NAND chips use, tried when a dump's UBI headers are not where they should be.
+    public static let common: [FlashGeometry] = [
+        (2048, 64), (2048, 128), (4096, 128), (4096, 224), (4096, 256), (512, 16), (8192, 256), (8192, 376),
+        (8192, 436), (8192, 448), (8192, 640), (16384, 1280),
+    ].map { FlashGeometry(pageSize: $0.0, spareSize: $0.1) }
+}
+
+/// A NAND dump's data bytes without the spare bytes after every page.
+public final class OOBStrippedSource: ByteSource {
+    public let base: any ByteSource
+    public let geometry: FlashGeometry
+    public let size: UInt64
+    public var name: String { base.name }
+    public var place: FWError.Place { base.place }
+
+    public init(base: any ByteSource, geometry: FlashGeometry) {
+        self.base = base
+        self.geometry = geometry
+        let stride = UInt64(geometry.pageSize + geometry.spareSize)
+        size = base.size / stride * UInt64(geometry.pageSize) + min(UInt64(geometry.pageSize), base.size % stride)
+    }
+
+    public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let page = UInt64(geometry.pageSize)
+        let stride = page + UInt64(geometry.spareSize)
+        return try readInPieces(size: size, at: offset, into: buffer) { position, rest in
+            let within = position % page
+            let count = Int(min(UInt64(rest.count), page - within))
+            return try base.read(at: position / page * stride + within, into: UnsafeMutableRawBufferPointer(rebasing: rest[0..<count]))
+        }
     }
 }

@@ -54,6 +54,20 @@ struct UBITests {
         #expect(ubi.warnings.contains { $0.contains("bad EC or VID header") })
     }
 
+    @Test("a NAND dump with 64 spare bytes after every 2048-byte page: detected and stripped, or given")
+    func oob() throws {
+        let source = try FileSource(path: try TestImages.path("fs-ubi-oob.img"))
+        let detected = try #require(try UBIImage.attach(source))
+        #expect(detected.spare == FlashGeometry(pageSize: 2048, spareSize: 64))
+        try Self.check(detected)
+        #expect(detected.partitionTable().warnings.first?.contains("spare (OOB) bytes stripped") == true)
+        let given = try #require(try UBIImage.attach(source, geometry: FlashGeometry(parsing: "2048+64")))
+        try Self.check(given)
+        #expect(FlashGeometry(parsing: "2048") == nil && FlashGeometry(parsing: "64+2048") == nil)
+        // The plain image is not mistaken for a dump with spare bytes.
+        #expect(try Self.attach("fs-ubi.img").spare == nil)
+    }
+
     @Test("PartitionTable.read names the volumes of a UBI image")
     func table() throws {
         let table = try PartitionTable.read(from: try FileSource(path: try TestImages.path("fs-ubi.img")))
