@@ -43,39 +43,26 @@ enum OpenWrtProfile {
             (BootedRoot(mounts: [rootMount] + boot, config: physical), warnings + ["OpenWrt: \(why); / is the squashfs alone"])
         }
         guard root.filesystem == "squashfs" else { return plain("the root is \(root.filesystem), not a squashfs") }
-        let end: UInt64
-        do {
-            guard let e = try squashfsEnd(try disk.rawBytes(partition: root.partition, count: 96)) else {
-                return plain("no squashfs superblock at the start of partition \(root.partition)")
-            }
-            end = e
-        } catch {
-            return plain("the squashfs superblock cannot be read: \(FWError(error).message)")
+        let located: RootfsData
+        switch rootfsData(disk: disk, root: root) {
+        case .found(let found): located = found
+        case .missing(let why): return plain(why)
         }
-        let found: (any FileSystemReader)?
-        do {
-            found = try disk.fileSystem(partition: root.partition, offset: end)
-        } catch {
-            return plain("rootfs_data at byte \(end) of partition \(root.partition) cannot be opened (\(FWError(error).message))")
-        }
-        guard let data = found else {
-            return plain("no rootfs_data filesystem at byte \(end) of partition \(root.partition) (not formatted before the first boot)")
-        }
+        let (data, dataPartition, end, declared) = (located.reader, located.partition, located.offset, located.declared)
         guard let upper = ProfilePaths.directory("/upper", in: data, warnings: &warnings) else {
-            return plain("rootfs_data at byte \(end) has no upper/ directory")
+            return plain("rootfs_data \(located.place) has no upper/ directory")
         }
-        let declared = "OpenWrt: rootfs_data at byte \(end) of partition \(root.partition) (the squashfs's size rounded up to 64 KiB)"
         let mounts = [
             rootMount,
             PlannedMount(where: "/rom", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "",
                          source: .other("OpenWrt: the squashfs, lower layer of the root overlay")),
-            PlannedMount(where: "/overlay", kind: .partition, partition: root.partition, offset: end, fstype: data.formatName,
+            PlannedMount(where: "/overlay", kind: .partition, partition: dataPartition, offset: end, fstype: data.formatName,
                          options: "", source: .other(declared)),
             PlannedMount(where: "/", kind: .overlay, fstype: "overlay", options: "", lower: ["/rom"], upper: "/overlay/upper",
                          source: .other("OpenWrt mount_root: overlay of rootfs_data's upper/ over the squashfs")),
             PlannedMount(where: "/rom", kind: .partition, partition: root.partition, fstype: root.filesystem, options: "",
                          source: .other("OpenWrt: the squashfs after pivot_root")),
-            PlannedMount(where: "/overlay", kind: .partition, partition: root.partition, offset: end, fstype: data.formatName,
+            PlannedMount(where: "/overlay", kind: .partition, partition: dataPartition, offset: end, fstype: data.formatName,
                          options: "", source: .other(declared)),
         ] + boot
         var config: any FileSystemReader = physical
@@ -86,5 +73,64 @@ enum OpenWrtProfile {
             warnings.append("OpenWrt: rootfs_data's upper/ cannot be laid over the squashfs (\(FWError(error).message)); /etc/fstab and units are read from the squashfs alone")
         }
         return (BootedRoot(mounts: mounts, config: config), warnings)
+    }
+
+    /// Where rootfs_data is: the filesystem, its partition and offset there (nil: the whole
+    /// partition), the mount's declaration and a place for messages.
+    struct RootfsData {
+        var reader: any FileSystemReader
+        var partition: Int
+        var offset: UInt64?
+        var declared: String
+        var place: String
+    }
+
+    enum RootfsDataSearch {
+        case found(RootfsData)
+        case missing(String)
+    }
+
+    /// Raw flash erase block sizes after 64 KiB that NOR rootfs_data may be aligned to (the
+    /// JFFS2 overlay starts at the next erase block after the squashfs).
+    static let norEraseBlocks: [UInt64] = [128 * 1024, 256 * 1024]
+
+    /// rootfs_data: on NAND a UBI volume of that name (beside the "rootfs" volume); otherwise
+    /// after the squashfs in its partition, at its size rounded up to 64 KiB (x86 images, NOR
+    /// flash with 64 KiB erase blocks), or to a larger NOR erase block when nothing is there.
+    static func rootfsData(disk: any PlanningDisk, root: RootChoice) -> RootfsDataSearch {
+        if let volume = disk.partitions.first(where: { $0.name == "rootfs_data" && $0.index != root.partition && $0.typeID?.hasPrefix("ubi") == true }) {
+            guard let fs = disk.openedFileSystem(volume.index) else {
+                return .missing("the UBI volume rootfs_data (partition \(volume.index)) holds no filesystem fwassemble reads (not formatted before the first boot)")
+            }
+            return .found(RootfsData(reader: fs, partition: volume.index, offset: nil,
+                                     declared: "OpenWrt: the UBI volume rootfs_data (partition \(volume.index))", place: "(UBI volume)"))
+        }
+        let end: UInt64
+        do {
+            guard let e = try squashfsEnd(try disk.rawBytes(partition: root.partition, count: 96)) else {
+                return .missing("no squashfs superblock at the start of partition \(root.partition)")
+            }
+            end = e
+        } catch {
+            return .missing("the squashfs superblock cannot be read: \(FWError(error).message)")
+        }
+        var candidates = [(end, "the squashfs's size rounded up to 64 KiB")]
+        for block in norEraseBlocks where end % block != 0 {
+            candidates.append(((end + block - 1) / block * block, "the squashfs's size rounded up to the \(block >> 10) KiB NOR erase block"))
+        }
+        for (offset, how) in candidates {
+            let found: (any FileSystemReader)?
+            do {
+                found = try disk.fileSystem(partition: root.partition, offset: offset)
+            } catch {
+                return .missing("rootfs_data at byte \(offset) of partition \(root.partition) cannot be opened (\(FWError(error).message))")
+            }
+            if let found {
+                return .found(RootfsData(reader: found, partition: root.partition, offset: offset,
+                                         declared: "OpenWrt: rootfs_data at byte \(offset) of partition \(root.partition) (\(how))",
+                                         place: "at byte \(offset)"))
+            }
+        }
+        return .missing("no rootfs_data filesystem at byte \(end) of partition \(root.partition) (not formatted before the first boot)")
     }
 }

@@ -344,8 +344,8 @@ public final class UBIVolume: ByteSource {
 }
 
 extension UBIImage {
-    /// The volumes as partitions: number = volume id + 1, the volume's name, its size in 512-byte
-    /// units (rounded up) from byte 0 (a volume is not a range of the image: open it with
+    /// The volumes as partitions: number = volume id + 1, the volume's name, its size in whole
+    /// 512-byte units (the volume's own source has its exact size) from byte 0 (a volume is not a range of the image: open it with
     /// `volume(_:place:)`), type "ubi-static" or "ubi-dynamic".
     public func partitionTable() -> PartitionTable {
         var notes = warnings
@@ -356,7 +356,7 @@ extension UBIImage {
             let usable = lebSize - min(lebSize, UInt64(v.dataPad))
             let bytes = staticSizes[v.id] ?? UInt64(v.reservedPEBs) * usable
             if v.updateMarker { notes.append("volume \(v.id) (\(v.name)): an update was interrupted (upd_marker); Linux refuses to read it") }
-            return Partition(index: v.id + 1, firstSector: 0, sectorCount: (bytes + 511) / 512, sectorSize: 512,
+            return Partition(index: v.id + 1, firstSector: 0, sectorCount: bytes / 512, sectorSize: 512,
                              type: v.isStatic ? "ubi-static" : "ubi-dynamic",
                              typeName: v.isStatic ? "UBI static volume" : "UBI dynamic volume", name: v.name)
         }
