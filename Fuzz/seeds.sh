@@ -4,9 +4,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:?usage: Fuzz/seeds.sh OUTDIR}
-imgs=$root/images/out
-bash "$root/images/build.sh" "$imgs" haos-full rpi-full haos-mbr-full debian-gpt fs-squashfs fs-erofs fs-fat containerd-root podman-root >/dev/null
-mkdir -p "$out"/{partition-table,squashfs,erofs,fat,fstab,unit-file,boot-environment,bolt,tar,jbd2,ext4-writer,containerd-store,podman-store,layer-export}
+imgs=${FWA_IMAGES:-$root/images/out}
+bash "$root/images/build.sh" "$imgs" haos-full rpi-full haos-mbr-full debian-gpt fs-squashfs fs-erofs fs-fat fs-jffs2 fs-ubi containerd-root podman-root >/dev/null
+mkdir -p "$out"/{partition-table,squashfs,erofs,fat,fstab,unit-file,boot-environment,bolt,tar,jbd2,ext4-writer,containerd-store,podman-store,layer-export,jffs2,ubi,ubifs}
 # jbd2: the journals of the hot snapshots (built only as root with loop devices; images/disks/hot-ext4.sh)
 bash "$root/images/build.sh" "$imgs" hot-ext4 >/dev/null || true
 for n in hot-ext4-wrap hot-ext4-32; do
@@ -34,6 +34,16 @@ for disk in ("haos-full", "rpi-full", "haos-mbr-full", "debian-gpt"):
         # small filesystems whole (a few hundred KiB), larger ones cut: the fuzzer mutates the head
         if target:
             save(target, f"{disk}-p{p['node'][-1]}", slice_(img, start, min(size, 256 * 1024)))
+# raw flash: JFFS2 images (both byte orders, several compressors), UBIFS images and a UBI image,
+# each cut to 256 KiB (their heads: superblock, masters, log, the start of the index and data).
+for name in ("le-zlib", "be-lzo", "le-rtime", "le-none"):
+    p = os.path.join(imgs, f"fs-jffs2-{name}.img")
+    if os.path.exists(p): save("jffs2", name, slice_(p, 0, 256 * 1024))
+for name in ("lzo", "zstd"):
+    p = os.path.join(imgs, f"fs-ubi-{name}.ubifs")
+    if os.path.exists(p): save("ubifs", name, slice_(p, 0, 256 * 1024))
+p = os.path.join(imgs, "fs-ubi.img")
+if os.path.exists(p): save("ubi", "ubinize", slice_(p, 0, 256 * 1024))
 for name, target in (("fs-squashfs.img", "squashfs"), ("fs-erofs.img", "erofs"), ("fs-fat16.img", "fat"), ("fs-fat12.img", "fat")):
     p = os.path.join(imgs, name)
     if os.path.exists(p): save(target, name, slice_(p, 0, 256 * 1024))
