@@ -1,6 +1,7 @@
 import DiskImage
 import DiskFormats
 import FileSystems
+import FileSystemUBIFS
 import PartitionTable
 import Synchronization
 
@@ -152,7 +153,12 @@ public final class Disk: Sendable {
             } else if table.kind == .ubi {
                 // A volume is not a byte range of the image: the magic table names what it holds.
                 do {
-                    fs = try FileSystemFormat.kind(of: try ubiVolume(p).source).map { FilesystemSignature(type: $0.rawValue) }
+                    let (volume, description) = try ubiVolume(p)
+                    fs = try FileSystemFormat.kind(of: volume).map { FilesystemSignature(type: $0.rawValue) }
+                    if fs?.type == FileSystemKind.ubifs.rawValue, let buds = try? UBIFSReader(source: volume, name: description).uncommittedBuds,
+                       buds > 0 {   // an unreadable UBIFS is reported when it is opened
+                        table.warnings.append("UBI volume \(p.index - 1): its UBIFS journal names \(buds) bud LEB(s) written after the last commit; fwassemble reads the committed index only (the journal is not replayed)")
+                    }
                 } catch let error as FWError {
                     table.warnings.append("UBI volume \(p.index - 1): \(error.message)")
                 }
