@@ -197,12 +197,16 @@ public final class UBIImage: Sendable {
         var maps: [Int: [Int32]] = [:]
         var staticSizes: [Int: UInt64] = [:]
         for volume in vtbl {
-            var map = [Int32](repeating: -1, count: Int(volume.reservedPEBs))
+            // The map covers the LEBs up to the highest one mapped (at most one per PEB), not
+            // every reserved LEB: a volume table may claim 2^32 of them.
+            let mine = chosen.filter { $0.key >> 32 == UInt64(volume.id) }
+            let highest = mine.values.map { Int($0.vid.lnum) }.filter { $0 < Int(volume.reservedPEBs) }.max() ?? -1
+            var map = [Int32](repeating: -1, count: highest + 1)
             var lastStatic: (lnum: Int, size: UInt64, used: Int)?
-            for (key, copy) in chosen where key >> 32 == UInt64(volume.id) {
+            for (_, copy) in mine {
                 let lnum = Int(copy.vid.lnum)
                 guard lnum < map.count else {
-                    notes.append("volume \(volume.id) (\(volume.name)): LEB \(lnum) is beyond its \(map.count) reserved erase blocks")
+                    notes.append("volume \(volume.id) (\(volume.name)): LEB \(lnum) is beyond its \(volume.reservedPEBs) reserved erase blocks")
                     continue
                 }
                 map[lnum] = Int32(copy.peb)
@@ -210,9 +214,10 @@ public final class UBIImage: Sendable {
                     lastStatic = (lnum, UInt64(copy.vid.dataSize), Int(copy.vid.usedEBs))
                 }
             }
-            let usable = (pebSize - dataOffset) - UInt64(volume.dataPad)
-            if volume.isStatic, let last = lastStatic {
-                let used = min(last.used, map.count)
+            let leb = pebSize - dataOffset
+            let usable = UInt64(volume.dataPad) < leb ? leb - UInt64(volume.dataPad) : 0
+            if volume.isStatic, usable > 0, let last = lastStatic {
+                let used = min(last.used, Int(volume.reservedPEBs))
                 staticSizes[volume.id] = last.lnum == used - 1 ? UInt64(used - 1) * usable + min(last.size, usable) : UInt64(used) * usable
             }
             maps[volume.id] = map
@@ -227,7 +232,7 @@ public final class UBIImage: Sendable {
     /// single PEB is one PEB long.
     static func findPEBSize(_ source: any ByteSource, dataOffset: UInt64) throws -> UInt64 {
         if let size = try secondECHeader(source, dataOffset: dataOffset) { return size }
-        guard source.size <= UBI.maximumPEBSize else {
+        guard source.size <= UBI.maximumPEBSize, source.size > dataOffset else {
             throw FWError(.corrupt, "UBI: no second erase-counter header found, cannot tell the erase block size", at: source.place)
         }
         return source.size
@@ -300,9 +305,9 @@ public final class UBIImage: Sendable {
         guard let volume = volumes.first(where: { $0.id == id }), let map = maps[id] else {
             throw FWError(.notFound, "UBI has no volume \(id)", at: source.place)
         }
-        let usable = lebSize - UInt64(volume.dataPad)
+        let usable = UInt64(volume.dataPad) < lebSize ? lebSize - UInt64(volume.dataPad) : 0
         guard usable > 0 else { throw FWError(.corrupt, "UBI volume \(id): data_pad leaves no room in a LEB", at: source.place) }
-        let size = staticSizes[id] ?? UInt64(map.count) * usable
+        let size = staticSizes[id] ?? UInt64(volume.reservedPEBs) * usable
         return UBIVolume(image: self, map: map, usableLEBSize: usable, size: size, place: place)
     }
 }
