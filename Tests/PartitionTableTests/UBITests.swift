@@ -86,6 +86,33 @@ struct UBITests {
         #expect(throws: FWError.self) { try UBIImage.attach(MemorySource(bytes)) }
         let cut = Array(bytes.prefix(300_000))
         _ = try? UBIImage.attach(MemorySource(cut))   // may throw (no volume table); must not crash
+        // One PEB's EC header alone, shorter than its data offset: an error, not an underflow.
+        #expect(throws: FWError.self) { try UBIImage.attach(MemorySource(Array(bytes.prefix(3000)))) }
+    }
+
+    /// The volume table rewritten (record CRCs made right) to claim 2^32-1 reserved PEBs and a
+    /// data_pad larger than a LEB: attaching allocates nothing by those numbers and opening the
+    /// volume gives an error, not an arithmetic trap.
+    @Test("a volume table claiming 2^32-1 PEBs and a data_pad past the LEB")
+    func hostileVolumeTable() throws {
+        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: try TestImages.path("fs-ubi.img"))))
+        let peb = 128 << 10
+        for base in stride(from: 0, to: bytes.count, by: peb)
+        where bytes[(base + 2048 + 8)..<(base + 2048 + 12)].elementsEqual([0x7F, 0xFF, 0xEF, 0xFF]) {
+            for (record, field, value) in [(1, 0, UInt32.max), (2, 8, UInt32(1 << 20))] {   // reserved_pebs, data_pad
+                let at = base + 4096 + record * 172
+                for i in 0..<4 { bytes[at + field + i] = UInt8(truncatingIfNeeded: value >> (24 - 8 * UInt32(i))) }
+                let crc = CRC32.kernel(bytes[at..<(at + 168)], seed: 0xFFFF_FFFF)
+                for i in 0..<4 { bytes[at + 168 + i] = UInt8(truncatingIfNeeded: crc >> (24 - 8 * UInt32(i))) }
+            }
+        }
+        let ubi = try #require(try UBIImage.attach(MemorySource(bytes)))
+        #expect(ubi.volumes[1].reservedPEBs == UInt32.max)
+        let huge = try ubi.volume(1, place: FWError.Place(disk: "hostile"))
+        #expect(huge.size == UInt64(UInt32.max) * ubi.lebSize)
+        #expect(try huge.bytes(at: huge.size - 16, count: 16) == [UInt8](repeating: 0xFF, count: 16))
+        #expect(throws: FWError.self) { try ubi.volume(2, place: FWError.Place(disk: "hostile")) }
+        _ = ubi.partitionTable()
     }
 }
 
