@@ -72,9 +72,35 @@ public final class Disk: Sendable {
     /// use and kept: every operation and every partition opened reads it from here.
     func table() throws -> PartitionTable {
         if let table = parsedTable.withLock({ $0 }) { return table }
-        let table = try PartitionTable.read(from: source, flashGeometry: flashGeometry)
+        var table = try PartitionTable.read(from: source, flashGeometry: flashGeometry)
+        if table.kind == .none, let (offset, ubi) = try ubiAfterStart() {
+            table = ubi.partitionTable()
+            table.warnings.insert("UBI starts at byte \(offset) of the dump (the MTD partitions before it are not read)", at: 0)
+            attachedUBI.withLock { $0 = ubi }
+        }
         parsedTable.withLock { $0 = table }
         return table
+    }
+
+    /// Whole-chip NAND dumps: with no partition table and no filesystem magic at byte 0 (a
+    /// bootloader there), the first EC header at a 64 KiB boundary of the first 4 GiB starts
+    /// UBI (the MTD partition that holds it). Nil when there is none.
+    private func ubiAfterStart() throws -> (UInt64, UBIImage)? {
+        guard try FileSystemFormat.kind(of: source) == nil, !UBI.hasECHeader(try source.bytes(at: 0, count: min(64, Int(source.size)))) else {
+            return nil
+        }
+        let step: UInt64 = 64 << 10
+        var offset = step
+        while offset + 64 <= min(source.size, 4 << 30) {
+            try Task.checkCancellation()
+            if UBI.hasECHeader(try source.bytes(at: offset, count: 64)) {
+                let place = FWError.Place(disk: path, partition: "UBI at byte \(offset)")
+                let rest = try source.slice(offset: offset, length: source.size - offset, place: place)
+                if let ubi = try UBIImage.attach(rest, geometry: flashGeometry) { return (offset, ubi) }
+            }
+            offset += step
+        }
+        return nil
     }
 
     /// The UBI image a table of kind `.ubi` comes from, attached on first use and kept.

@@ -44,6 +44,17 @@ struct FlashEndToEndTests {
         #expect(plan.warnings.isEmpty, "\(plan.warnings)")
     }
 
+    @Test("a whole-chip dump: UBI found after 1 MiB of bootloader, its volumes are the partitions")
+    func chip() throws {
+        let disk = try Disk(path: try TestImages.path("fs-ubi-chip.img"))
+        let inspection = try disk.inspect()
+        #expect(inspection.table.type == "ubi")
+        #expect(inspection.table.warnings.first == "UBI starts at byte 1048576 of the dump (the MTD partitions before it are not read)")
+        #expect(inspection.partitions.map { $0.filesystem?.type ?? "-" } == ["squashfs", "ubifs", "ubifs", "ubifs", "ubifs"])
+        let (reader, _) = try disk.openFileSystem(partition: "data-zstd")
+        #expect(try reader.readSmallFile(try #require(try reader.lookup("/etc/passwd"))) == Array("root:x:0:0:root:/root:/bin/sh\n".utf8))
+    }
+
     @Test("assembled: rootfs_data's upper/ over the squashfs (changed, new, whited-out and, on NOR, opaque entries)",
           arguments: ["nor", "nand"])
     func assemble(layout: String) throws {

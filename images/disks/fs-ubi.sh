@@ -14,6 +14,8 @@
 #                               whose data CRC is wrong; UBI must still give the same volumes
 #   fs-ubi-oob.img              fs-ubi.img as a NAND dump that keeps the spare area: 64 bytes of
 #                               OOB after every 2048-byte page
+#   fs-ubi-chip.img             a whole-chip dump: 1 MiB of bootloader-like bytes (an MTD
+#                               partition with no filesystem), then fs-ubi.img
 # fs-ubi.manifest is the source tree (manifest.py).
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
@@ -115,5 +117,7 @@ for i in range(0, len(data), PAGE):
     out += data[i:i + PAGE]
     out += b"\xff\xff" + bytes(r.getrandbits(8) for _ in range(OOB - 2))   # bad-block marker + ECC-like bytes
 open(oob_path, "wb").write(out)
+boot = bytes(r.getrandbits(8) for _ in range(1 << 20))
+open(oob_path.replace("-oob.img", "-chip.img"), "wb").write(boot + data)
 PY
 ls -l "$OUT"/fs-ubi*
