@@ -13,6 +13,19 @@ for n in hot-ext4-wrap hot-ext4-32; do
     [ -f "$imgs/$n.img" ] && debugfs -c -R "dump <8> $out/jbd2/$n" "$imgs/$n.img" >/dev/null 2>&1 || true
 done
 cp "$root"/Tests/Corpus/jbd2/* "$out/jbd2/"
+# ubifs and ubi: whole small images (the test images' 124 KiB LEBs put their index roots past
+# 256 KiB): a tiny tree in 15 KiB LEBs (NOR-like 8-byte min I/O), and the same in a UBI image of
+# 16 KiB PEBs.
+tiny=$(mktemp -d)
+mkdir -p "$tiny/t/etc" "$tiny/t/bin"
+echo hello > "$tiny/t/etc/hostname"; seq 1 3000 > "$tiny/t/etc/numbers"
+ln -s /etc/hostname "$tiny/t/bin/link"; ln "$tiny/t/etc/hostname" "$tiny/t/etc/hard"; mknod "$tiny/t/etc/null" c 1 3
+find "$tiny/t" -exec touch -h -d @1700000000 {} +
+for c in zlib lzo zstd; do mkfs.ubifs -m 8 -e 15360 -c 64 -x $c -r "$tiny/t" -o "$out/ubifs/tiny-$c"; done
+mkfs.ubifs -m 8 -e 16256 -c 64 -x lzo -r "$tiny/t" -o "$tiny/u.ubifs"
+printf '[data]\nmode=ubi\nimage=%s\nvol_id=0\nvol_type=dynamic\nvol_name=rootfs_data\nvol_size=1MiB\n' "$tiny/u.ubifs" > "$tiny/u.cfg"
+ubinize -o "$out/ubi/tiny" -p 16KiB -m 8 -Q 1700000000 "$tiny/u.cfg" 2>/dev/null
+rm -rf "$tiny"
 python3 - "$imgs" "$out" <<'PY'
 import json, os, struct, subprocess, sys
 imgs, out = sys.argv[1:3]
