@@ -4,7 +4,7 @@ export PATH := /opt/swift/usr/bin:$(PATH)
 
 # Debian packages the build, the test disks and the tests need (installed only when missing).
 APT_PACKAGES := pkg-config libblkid-dev libext2fs-dev zlib1g-dev libdeflate-dev liblz4-dev libzstd-dev liblzma-dev \
-	liblzo2-dev e2fsprogs fdisk binutils-arm-linux-gnueabihf gdisk util-linux squashfs-tools erofs-utils dosfstools mtools attr libcap2-bin \
+	liblzo2-dev e2fsprogs mtd-utils fdisk binutils-arm-linux-gnueabihf gdisk util-linux squashfs-tools erofs-utils dosfstools mtools attr libcap2-bin \
 	pigz libarchive-tools xz-utils zstd golang-go python3 f2fs-tools btrfs-progs xfsprogs gcc g++ binutils qemu-utils zip unzip \
 	containerd podman libubootenv-tool grub-common mmdebstrap libsqlite3-dev qemu-system-x86
 
@@ -84,6 +84,7 @@ demo: build
 
 test: build images native venv
 	@bash images/fetch-e2fsprogs.sh || echo "e2fsprogs >= 1.47.1 could not be fetched: the penguin-recipe tests skip"
+	@bash images/fetch-dissect-jffs.sh || echo "dissect.jffs's test data could not be fetched: its JFFS2 tests skip"
 	swift test $(SWIFT_FLAGS)
 	FWASSEMBLE_LIB=$$(swift build $(SWIFT_FLAGS) --show-bin-path)/libfwassemble.so $(VENV)/bin/python -m pytest -q python/tests
 

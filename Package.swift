@@ -50,6 +50,10 @@ let package = Package(
         .target(name: "FileSystemFAT", dependencies: ["FileSystems", "DiskImage"]),
         .target(name: "FileSystemBtrfs", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
         .target(name: "FileSystemF2FS", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
+        // Raw flash filesystems: JFFS2 (NOR and NAND logs).
+        .target(name: "FileSystemJFFS2", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
+        // UBIFS, read from a UBI volume (PartitionTable's UBIVolume).
+        .target(name: "FileSystemUBIFS", dependencies: ["FileSystems", "DiskImage", "Codecs"]),
         // Tar archives (OCI image layers) as read-only filesystems.
         .target(name: "FileSystemTar", dependencies: ["FileSystems", "DiskImage"]),
         // 5. The namespace engine: filesystems mounted at paths, binds, overlays (OverlayMerge),
@@ -74,6 +78,7 @@ let package = Package(
         .target(name: "FirmwareAssembler", dependencies: [
             "DiskImage", "DiskFormats", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
             "FileSystemEROFS", "FileSystemFAT", "FileSystemBtrfs", "FileSystemF2FS", "FileSystemTar", "MountPlan", "Assembly", "Archive", "DockerState", "Ext4Image",
+            "FileSystemJFFS2", "FileSystemUBIFS",
         ]),
         // 9. The C ABI over the facade: @_cdecl functions, no Swift types cross it.
         .target(name: "CFwassemble", dependencies: ["FirmwareAssembler", "DiskImage"]),
@@ -87,7 +92,7 @@ let package = Package(
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "DiskImage", "CLZ4", "CLZMA", "TestSupport"]),
         .testTarget(name: "FileSystemsTests", dependencies: [
             "FileSystems", "FileSystemExt4", "FileSystemSquashFS", "FileSystemEROFS", "FileSystemFAT", "FileSystemF2FS",
-            "FileSystemBtrfs", "DiskImage", "TestSupport",
+            "FileSystemBtrfs", "FileSystemJFFS2", "FileSystemUBIFS", "PartitionTable", "DiskImage", "TestSupport",
         ]),
         .testTarget(name: "MountPlanTests", dependencies: ["MountPlan", "Assembly", "FileSystems", "DiskImage"]),
         .testTarget(name: "AssemblyTests", dependencies: ["Assembly", "MountPlan", "FileSystems", "FileSystemFAT", "DiskImage", "TestSupport"]),
@@ -102,6 +107,7 @@ let package = Package(
         .testTarget(name: "HostileTests", dependencies: [
             "TestSupport", "DiskImage", "PartitionTable", "FileSystems", "FileSystemExt4", "FileSystemSquashFS",
             "FileSystemEROFS", "FileSystemFAT", "FileSystemBtrfs", "FileSystemF2FS", "MountPlan", "Archive", "BoltDB", "SQLiteDB", "FileSystemTar", "Ext4Image", "Assembly", "DockerState",
+            "FileSystemJFFS2", "FileSystemUBIFS",
         ]),
         .target(name: "TestSupport", dependencies: ["FileSystems", "CZlib"], path: "Tests/TestSupport"),
     ]

@@ -10,8 +10,8 @@ cd "$root"
 export PATH=/opt/swift/usr/bin:$PATH
 scratch=.build-fuzz
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(partition-table squashfs erofs fat fstab unit-file boot-environment bolt tar jbd2 ext4-writer containerd-store podman-store podman-db layer-export btrfs f2fs uci-fstab)
-modules=(DiskImage PartitionTable Codecs DiskFormats FileSystems FileSystemExt4 FileSystemSquashFS FileSystemEROFS FileSystemFAT FileSystemBtrfs FileSystemF2FS Assembly MountPlan BoltDB SQLiteDB FileSystemTar Ext4Image DockerState)
+[ ${#targets[@]} -gt 0 ] || targets=(partition-table squashfs erofs fat fstab unit-file boot-environment bolt tar jbd2 ext4-writer containerd-store podman-store podman-db layer-export btrfs f2fs uci-fstab jffs2 ubi ubifs)
+modules=(DiskImage PartitionTable Codecs DiskFormats FileSystems FileSystemExt4 FileSystemSquashFS FileSystemEROFS FileSystemFAT FileSystemBtrfs FileSystemF2FS FileSystemJFFS2 FileSystemUBIFS Assembly MountPlan BoltDB SQLiteDB FileSystemTar Ext4Image DockerState)
 sanitize=(-Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address)
 for m in "${modules[@]}"; do
     swift build --scratch-path "$scratch" --target "$m" "${sanitize[@]}" 2>&1 | grep -E "error|Compiling|Build complete" | grep -v "^\[" || true

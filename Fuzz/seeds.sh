@@ -4,9 +4,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:?usage: Fuzz/seeds.sh OUTDIR}
-imgs=$root/images/out
-bash "$root/images/build.sh" "$imgs" haos-full rpi-full haos-mbr-full debian-gpt fs-squashfs fs-erofs fs-fat containerd-root podman-root >/dev/null
-mkdir -p "$out"/{partition-table,squashfs,erofs,fat,fstab,unit-file,boot-environment,bolt,tar,jbd2,ext4-writer,containerd-store,podman-store,podman-db,layer-export,f2fs,uci-fstab}
+imgs=${FWA_IMAGES:-$root/images/out}
+bash "$root/images/build.sh" "$imgs" haos-full rpi-full haos-mbr-full debian-gpt fs-squashfs fs-erofs fs-fat fs-jffs2 fs-ubi containerd-root podman-root >/dev/null
+mkdir -p "$out"/{partition-table,squashfs,erofs,fat,fstab,unit-file,boot-environment,bolt,tar,jbd2,ext4-writer,containerd-store,podman-store,podman-db,layer-export,f2fs,uci-fstab,jffs2,ubi,ubifs}
 # jbd2: the journals of the hot snapshots (built only as root with loop devices; images/disks/hot-ext4.sh;
 # hot-ext4-fc carries a fast-commit area)
 bash "$root/images/build.sh" "$imgs" hot-ext4 >/dev/null || true
@@ -14,6 +14,19 @@ for n in hot-ext4-wrap hot-ext4-32 hot-ext4-fc; do
     [ -f "$imgs/$n.img" ] && debugfs -c -R "dump <8> $out/jbd2/$n" "$imgs/$n.img" >/dev/null 2>&1 || true
 done
 cp "$root"/Tests/Corpus/jbd2/* "$out/jbd2/"
+# ubifs and ubi: whole small images (the test images' 124 KiB LEBs put their index roots past
+# 256 KiB): a tiny tree in 15 KiB LEBs (NOR-like 8-byte min I/O), and the same in a UBI image of
+# 16 KiB PEBs.
+tiny=$(mktemp -d)
+mkdir -p "$tiny/t/etc" "$tiny/t/bin"
+echo hello > "$tiny/t/etc/hostname"; seq 1 3000 > "$tiny/t/etc/numbers"
+ln -s /etc/hostname "$tiny/t/bin/link"; ln "$tiny/t/etc/hostname" "$tiny/t/etc/hard"; mknod "$tiny/t/etc/null" c 1 3
+find "$tiny/t" -exec touch -h -d @1700000000 {} +
+for c in zlib lzo zstd; do mkfs.ubifs -m 8 -e 15360 -c 64 -x $c -r "$tiny/t" -o "$out/ubifs/tiny-$c"; done
+mkfs.ubifs -m 8 -e 16256 -c 64 -x lzo -r "$tiny/t" -o "$tiny/u.ubifs"
+printf '[data]\nmode=ubi\nimage=%s\nvol_id=0\nvol_type=dynamic\nvol_name=rootfs_data\nvol_size=1MiB\n' "$tiny/u.ubifs" > "$tiny/u.cfg"
+ubinize -o "$out/ubi/tiny" -p 16KiB -m 8 -Q 1700000000 "$tiny/u.cfg" 2>/dev/null
+rm -rf "$tiny"
 python3 - "$imgs" "$out" <<'PY'
 import json, os, struct, subprocess, sys
 imgs, out = sys.argv[1:3]
@@ -35,6 +48,16 @@ for disk in ("haos-full", "rpi-full", "haos-mbr-full", "debian-gpt"):
         # small filesystems whole (a few hundred KiB), larger ones cut: the fuzzer mutates the head
         if target:
             save(target, f"{disk}-p{p['node'][-1]}", slice_(img, start, min(size, 256 * 1024)))
+# raw flash: JFFS2 images (both byte orders, several compressors), UBIFS images and a UBI image,
+# each cut to 256 KiB (their heads: superblock, masters, log, the start of the index and data).
+for name in ("le-zlib", "be-lzo", "le-rtime", "le-none"):
+    p = os.path.join(imgs, f"fs-jffs2-{name}.img")
+    if os.path.exists(p): save("jffs2", name, slice_(p, 0, 256 * 1024))
+for name in ("lzo", "zstd"):
+    p = os.path.join(imgs, f"fs-ubi-{name}.ubifs")
+    if os.path.exists(p): save("ubifs", name, slice_(p, 0, 256 * 1024))
+p = os.path.join(imgs, "fs-ubi.img")
+if os.path.exists(p): save("ubi", "ubinize", slice_(p, 0, 256 * 1024))
 for name, target in (("fs-squashfs.img", "squashfs"), ("fs-erofs.img", "erofs"), ("fs-fat16.img", "fat"), ("fs-fat12.img", "fat")):
     p = os.path.join(imgs, name)
     if os.path.exists(p): save(target, name, slice_(p, 0, 256 * 1024))

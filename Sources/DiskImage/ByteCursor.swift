@@ -141,6 +141,12 @@ public enum CRC32 {
         for b in bytes { crc = table[Int((crc ^ UInt32(b)) & 0xFF)] ^ (crc >> 8) }
         return ~crc
     }
+
+    /// Linux's `crc32(seed, p, len)` (`crc32_le`): the same polynomial without the inversions
+    /// before and after, as JFFS2 (seed 0), UBI and UBIFS (seed 0xFFFFFFFF) store their CRCs.
+    public static func kernel<S: Sequence>(_ bytes: S, seed: UInt32) -> UInt32 where S.Element == UInt8 {
+        ~checksum(bytes, seed: ~seed)
+    }
 }
 
 /// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78, initial and final inversion), as btrfs

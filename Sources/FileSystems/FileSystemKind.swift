@@ -3,7 +3,7 @@
 /// batch (is a decoded head a disk?) read. The raw values are libblkid's TYPE names, except that
 /// ext2, ext3 and ext4 are all "ext4" (one reader reads the three).
 public enum FileSystemKind: String, Sendable, CaseIterable {
-    case ext4, squashfs, erofs, vfat, btrfs, f2fs
+    case ext4, squashfs, erofs, vfat, btrfs, f2fs, jffs2, ubifs
     case xfs
 
     /// Superblock magics, in the order they are tried (the first match wins). FAT has no magic
@@ -22,7 +22,20 @@ public enum FileSystemKind: String, Sendable, CaseIterable {
         (.xfs, 0, Array("XFSB".utf8)),
         // btrfs superblock at 64 KiB: magic "_BHRfS_M" at +0x40.
         (.btrfs, 0x10040, Array("_BHRfS_M".utf8)),
-    ]
+        // UBIFS (inside a UBI volume): LEB 0 is the superblock node, common header magic
+        // 0x06101831 little-endian at 0 and node_type UBIFS_SB_NODE (6) at 20.
+        (.ubifs, 0, [0x31, 0x18, 0x10, 0x06]),
+    ] + jffs2FirstNodes
+
+    /// JFFS2 has no superblock: a filesystem starts with a node, magic 0x1985 then a node type,
+    /// in either byte order. The first node of an erase block is a cleanmarker (0x2003) unless
+    /// mkfs.jffs2 ran with -n, then a dirent (0xE001) or an inode (0xE002); padding (0x2004)
+    /// also occurs. Four bytes, after every other magic (they are longer or at deeper offsets).
+    static let jffs2FirstNodes: [(kind: FileSystemKind, offset: Int, bytes: [UInt8])] =
+        [UInt16(0x2003), 0xE001, 0xE002, 0x2004].flatMap { type -> [(kind: FileSystemKind, offset: Int, bytes: [UInt8])] in
+            let lo = UInt8(type & 0xFF), hi = UInt8(type >> 8)
+            return [(.jffs2, 0, [0x85, 0x19, lo, hi]), (.jffs2, 0, [0x19, 0x85, hi, lo])]
+        }
 
     /// How many bytes from the start of a filesystem `detect` needs to see every magic.
     public static let headSize = 0x10048
@@ -30,7 +43,7 @@ public enum FileSystemKind: String, Sendable, CaseIterable {
     /// Whether fwassemble has a reader for this kind (xfs is only recognised).
     public var isRead: Bool {
         switch self {
-        case .ext4, .squashfs, .erofs, .vfat, .btrfs, .f2fs: true
+        case .ext4, .squashfs, .erofs, .vfat, .btrfs, .f2fs, .jffs2, .ubifs: true
         case .xfs: false
         }
     }

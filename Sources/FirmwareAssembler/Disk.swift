@@ -2,6 +2,8 @@ import DiskImage
 import FileSystemBtrfs
 import DiskFormats
 import FileSystemF2FS
+import FileSystems
+import FileSystemUBIFS
 import PartitionTable
 import Synchronization
 
@@ -22,22 +24,30 @@ public final class Disk: Sendable {
     public let cancellation = Cancellation()
     /// The partition table, parsed once (`table()`).
     private let parsedTable = Mutex<PartitionTable?>(nil)
+    /// The UBI image of a raw flash dump, attached once (`ubiImage()`).
+    private let attachedUBI = Mutex<UBIImage?>(nil)
 
     /// Opens `path` read-only. Throws `FWError` naming the path if it is missing, a directory,
     /// or not a regular file or block device, or a container that cannot be read.
-    public init(path: String, options: DiskImageOptions = DiskImageOptions()) throws {
+    /// `flashGeometry`: the NAND page and spare sizes of a raw flash dump that keeps its spare
+    /// (OOB) bytes (`--flash-geometry`); nil detects them.
+    public init(path: String, options: DiskImageOptions = DiskImageOptions(), flashGeometry: FlashGeometry? = nil) throws {
         self.path = path
+        self.flashGeometry = flashGeometry
         (self.source, self.inputFiles) = try openDiskImageFiles(path: path, options: options)
     }
+
+    /// The NAND page and spare sizes given for a raw flash dump (nil: detected).
+    public let flashGeometry: FlashGeometry?
 
     /// Opens `path` with a qcow2 backing-file folder (`--backing-dir`) and internal snapshot
     /// (`--snapshot`, name or ID; nil reads the active state). `decompressionProgress` is called
     /// while a compressed image (.xz, .gz, .zst, .zip) is decompressed: bytes so far, total if known.
-    public convenience init(path: String, backingDirectory: String?, snapshot: String?,
+    public convenience init(path: String, backingDirectory: String?, snapshot: String?, flashGeometry: FlashGeometry? = nil,
                             decompressionProgress: (@Sendable (_ done: UInt64, _ total: UInt64?) -> Void)? = nil) throws {
         var options = DiskImageOptions(backingDirectory: backingDirectory, snapshot: snapshot)
         options.progress = decompressionProgress
-        try self.init(path: path, options: options)
+        try self.init(path: path, options: options, flashGeometry: flashGeometry)
     }
 
     /// The container format: "raw", "qcow2", "vmdk", "vhdx", "vpc", "vdi", or a wrapper chain
@@ -64,9 +74,51 @@ public final class Disk: Sendable {
     /// use and kept: every operation and every partition opened reads it from here.
     func table() throws -> PartitionTable {
         if let table = parsedTable.withLock({ $0 }) { return table }
-        let table = try PartitionTable.read(from: source)
+        var table = try PartitionTable.read(from: source, flashGeometry: flashGeometry)
+        if table.kind == .none, let (offset, ubi) = try ubiAfterStart() {
+            table = ubi.partitionTable()
+            table.warnings.insert("UBI starts at byte \(offset) of the dump (the MTD partitions before it are not read)", at: 0)
+            attachedUBI.withLock { $0 = ubi }
+        }
         parsedTable.withLock { $0 = table }
         return table
+    }
+
+    /// Whole-chip NAND dumps: with no partition table and no filesystem magic at byte 0 (a
+    /// bootloader there), the first EC header at a 64 KiB boundary of the first 4 GiB starts
+    /// UBI (the MTD partition that holds it). Nil when there is none.
+    private func ubiAfterStart() throws -> (UInt64, UBIImage)? {
+        guard try FileSystemFormat.kind(of: source) == nil, !UBI.hasECHeader(try source.bytes(at: 0, count: min(64, Int(source.size)))) else {
+            return nil
+        }
+        let step: UInt64 = 64 << 10
+        var offset = step
+        while offset + 64 <= min(source.size, 4 << 30) {
+            try Task.checkCancellation()
+            if UBI.hasECHeader(try source.bytes(at: offset, count: 64)) {
+                let place = FWError.Place(disk: path, partition: "UBI at byte \(offset)")
+                let rest = try source.slice(offset: offset, length: source.size - offset, place: place)
+                if let ubi = try UBIImage.attach(rest, geometry: flashGeometry) { return (offset, ubi) }
+            }
+            offset += step
+        }
+        return nil
+    }
+
+    /// The UBI image a table of kind `.ubi` comes from, attached on first use and kept.
+    func ubiImage() throws -> UBIImage {
+        if let ubi = attachedUBI.withLock({ $0 }) { return ubi }
+        guard let ubi = try UBIImage.attach(source, geometry: flashGeometry) else {
+            throw FWError(.corrupt, "no UBI erase-counter header at byte 0", disk: path)
+        }
+        attachedUBI.withLock { $0 = ubi }
+        return ubi
+    }
+
+    /// The bytes of a UBI volume (partition `index` = volume id + 1), as a source of its own.
+    func ubiVolume(_ p: Partition) throws -> (source: any ByteSource, description: String) {
+        let place = FWError.Place(disk: path, partition: "UBI volume \(p.index - 1)" + (p.name.map { " (\($0))" } ?? ""))
+        return (try ubiImage().volume(p.index - 1, place: place), place.description)
     }
 
     /// The image size in bytes.
@@ -79,7 +131,7 @@ public final class Disk: Sendable {
         guard table.kind == .none else { return (table, nil) }
         let signature: FilesystemSignature?
         do {
-            signature = try prober.probe(offset: 0, size: source.size)
+            signature = try probe(prober, offset: 0, size: source.size)
         } catch let error as FWError {
             throw error.within(disk: path)
         }
@@ -92,6 +144,17 @@ public final class Disk: Sendable {
             table.warnings.append("the image size (\(source.size) bytes) is not a multiple of 512; the whole-disk partition covers \(source.size / 512 * 512) bytes")
         }
         return (table, signature)
+    }
+
+    /// The filesystem signature of `size` bytes at `offset`: libblkid's, or for the filesystems
+    /// libblkid has no prober for (JFFS2) the magic table's (`FileSystemKind`), as a signature
+    /// with only a type.
+    func probe(_ prober: FilesystemProber, offset: UInt64, size: UInt64) throws -> FilesystemSignature? {
+        if let signature = try prober.probe(offset: offset, size: size) { return signature }
+        guard size > 0 else { return nil }
+        let slice = try source.slice(offset: offset, length: min(size, source.size - min(offset, source.size)))
+        guard let kind = try FileSystemFormat.kind(of: slice), kind == .jffs2 else { return nil }
+        return FilesystemSignature(type: kind.rawValue)
     }
 
     /// The ext3/ext4 superblock's RECOVER flag (s_feature_incompat at superblock offset 0x60, bit
@@ -137,16 +200,28 @@ public final class Disk: Sendable {
             var fs: FilesystemSignature? = nil
             if table.kind == .none {
                 fs = wholeDisk
+            } else if table.kind == .ubi {
+                // A volume is not a byte range of the image: the magic table names what it holds.
+                do {
+                    let (volume, description) = try ubiVolume(p)
+                    fs = try FileSystemFormat.kind(of: volume).map { FilesystemSignature(type: $0.rawValue) }
+                    if fs?.type == FileSystemKind.ubifs.rawValue, let buds = try? UBIFSReader(source: volume, name: description).uncommittedBuds,
+                       buds > 0 {   // an unreadable UBIFS is reported when it is opened
+                        table.warnings.append("UBI volume \(p.index - 1): its UBIFS journal names \(buds) bud LEB(s) written after the last commit; fwassemble reads the committed index only (the journal is not replayed)")
+                    }
+                } catch let error as FWError {
+                    table.warnings.append("UBI volume \(p.index - 1): \(error.message)")
+                }
             } else if p.withinImage, p.sectorCount > 0 {
                 do {
-                    fs = try prober.probe(offset: p.start, size: p.size)
+                    fs = try probe(prober, offset: p.start, size: p.size)
                 } catch let error as FWError {
                     table.warnings.append("partition \(p.index): \(error.message)")
                 }
             }
             var info = DiskInspection.PartitionInfo(p, kind: table.kind, filesystem: fs)
             if info.filesystem != nil {
-                info.filesystem?.needsRecovery = needsRecovery(at: table.kind == .none ? 0 : p.start, type: fs?.type)
+                info.filesystem?.needsRecovery = table.kind == .ubi ? false : needsRecovery(at: table.kind == .none ? 0 : p.start, type: fs?.type)
                 if fs?.type == "f2fs" {
                     info.filesystem?.features = f2fsFeatures(at: table.kind == .none ? 0 : p.start, size: p.size, index: p.index, warnings: &table.warnings)
                 }

@@ -106,6 +106,7 @@ extension Disk {
             let known = usable.map { p in "\(p.index)" + (p.name.map { " (\($0))" } ?? "") }.joined(separator: ", ")
             throw FWError(.notFound, "no partition \(selector) (by number, GPT name or filesystem label); the table has \(known)", disk: path)
         }
+        if table.kind == .ubi { return try ubiVolume(p) }
         let label = "partition \(p.index)" + (p.name.map { " (\($0))" } ?? "")
         guard p.withinImage else {
             throw FWError(.corrupt, "reaches past the end of the image", disk: path, partition: label)

@@ -4,12 +4,14 @@ import FileSystemEROFS
 import FileSystemExt4
 import FileSystemF2FS
 import FileSystemFAT
+import FileSystemJFFS2
+import FileSystemUBIFS
 import FileSystemSquashFS
 import FileSystems
 
 /// The filesystem formats fwassemble reads, told apart by their magic numbers.
 public enum FileSystemFormat: String, Sendable, Equatable, CaseIterable {
-    case ext4, squashfs, erofs, vfat, btrfs, f2fs
+    case ext4, squashfs, erofs, vfat, btrfs, f2fs, jffs2, ubifs
 
     /// The filesystem in `source` by its magic number (`FileSystemKind.detect` over its first
     /// bytes): nil when there is none, or when it is one fwassemble does not read (`kind(of:)`
@@ -39,7 +41,7 @@ public enum FileSystemFormat: String, Sendable, Equatable, CaseIterable {
     public static func open(_ source: any ByteSource, name: String, replayJournal: Bool = true,
                             journalProgress: JournalReplayProgress? = nil) throws -> any FileSystemReader {
         guard let kind = try kind(of: source) else {
-            throw FWError(.unsupported, "no ext2/3/4, squashfs, EROFS, FAT, btrfs or f2fs filesystem found (unknown magic)", disk: name)
+            throw FWError(.unsupported, "no ext2/3/4, squashfs, EROFS, FAT, btrfs, f2fs, JFFS2 or UBIFS filesystem found (unknown magic)", disk: name)
         }
         guard let format = FileSystemFormat(kind) else {
             throw FWError(.unsupported, "holds \(kind.rawValue), which fwassemble does not read yet (README.md, \"What does not work yet\")", disk: name)
@@ -61,6 +63,8 @@ public enum FileSystemFormat: String, Sendable, Equatable, CaseIterable {
         case .vfat: return try FATReader(source: source, name: name)
         case .btrfs: return try BtrfsReader(source: source, name: name)
         case .f2fs: return try F2FSReader(source: source, name: name)
+        case .jffs2: return try JFFS2Reader(source: source, name: name)
+        case .ubifs: return try UBIFSReader(source: source, name: name)
         }
     }
 }

@@ -1,5 +1,6 @@
 import Archive
 import DiskImage
+import PartitionTable
 import Foundation
 
 // The requests: one Codable value per job family, the only way options travel. The CLI builds
@@ -17,16 +18,20 @@ public struct SourceRequest: Sendable, Equatable, Codable {
     public var snapshot: String?
     /// `--no-replay`: read ext3/ext4 filesystems that need recovery as they are on disk.
     public var noReplay: Bool = false
+    /// `--flash-geometry PAGE+SPARE`: a raw NAND dump's page and spare (OOB) sizes.
+    public var flashGeometry: String?
 
-    public init(disk: String? = nil, backingDir: String? = nil, snapshot: String? = nil, noReplay: Bool = false) {
+    public init(disk: String? = nil, backingDir: String? = nil, snapshot: String? = nil, noReplay: Bool = false,
+                flashGeometry: String? = nil) {
         self.disk = disk
         self.backingDir = backingDir
         self.snapshot = snapshot
         self.noReplay = noReplay
+        self.flashGeometry = flashGeometry
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case disk, backingDir = "backing_dir", snapshot, noReplay = "no_replay"
+        case disk, backingDir = "backing_dir", snapshot, noReplay = "no_replay", flashGeometry = "flash_geometry"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -35,6 +40,7 @@ public struct SourceRequest: Sendable, Equatable, Codable {
         backingDir = try c.decodeIfPresent(String.self, forKey: .backingDir)
         snapshot = try c.decodeIfPresent(String.self, forKey: .snapshot)
         noReplay = try c.decodeIfPresent(Bool.self, forKey: .noReplay) ?? false
+        flashGeometry = try c.decodeIfPresent(String.self, forKey: .flashGeometry)
     }
 
     /// Decodes the source keys alone (the C ABI's `fwa_open2`: backing_dir, snapshot).
@@ -45,7 +51,15 @@ public struct SourceRequest: Sendable, Equatable, Codable {
     /// Opens the disk (`disk` must be set).
     public func open(decompressionProgress: (@Sendable (UInt64, UInt64?) -> Void)? = nil) throws -> Disk {
         guard let disk, !disk.isEmpty else { throw FWError(.invalidArgument, "the request names no disk") }
-        return try Disk(path: disk, backingDirectory: backingDir, snapshot: snapshot, decompressionProgress: decompressionProgress)
+        var geometry: FlashGeometry?
+        if let flashGeometry {
+            guard let parsed = FlashGeometry(parsing: flashGeometry) else {
+                throw FWError(.invalidArgument, "flash geometry \"\(flashGeometry)\" is not PAGE+SPARE (for example 2048+64)")
+            }
+            geometry = parsed
+        }
+        return try Disk(path: disk, backingDirectory: backingDir, snapshot: snapshot, flashGeometry: geometry,
+                        decompressionProgress: decompressionProgress)
     }
 }
 

@@ -87,23 +87,33 @@ enum OpenWrtProfile {
 
     /// rootfs_data as fstools finds it: inside the root partition at the squashfs's size rounded
     /// up to 64 KiB (`rootdisk`; f2fs or ext4, whichever magic is there: fstools formats f2fs
-    /// when at least 100 MiB remain, else ext4), else a partition named or labelled
-    /// "rootfs_data" (`partname`). Either must hold upper/. The failure says why there is none.
+    /// when at least 100 MiB remain, else ext4; on NOR flash a JFFS2, possibly at the next larger
+    /// erase block), else a partition or UBI volume named or labelled "rootfs_data" (`partname`,
+    /// NAND's UBI volume). Either must hold upper/. The failure says why there is none.
     static func rootfsData(disk: any PlanningDisk, root: RootChoice, warnings: inout [String]) -> Result<DataLocation, FWError> {
         var why: String
         do {
             if let end = try squashfsEnd(try disk.rawBytes(partition: root.partition, count: 96)) {
                 why = "no rootfs_data filesystem at byte \(end) of partition \(root.partition) (not formatted before the first boot)"
-                do {
-                    if let data = try disk.fileSystem(partition: root.partition, offset: end) {
-                        guard let upper = ProfilePaths.directory("/upper", in: data, warnings: &warnings) else {
-                            return .failure(FWError.corrupt("rootfs_data at byte \(end) has no upper/ directory"))
+                // x86 images and NOR flash with 64 KiB erase blocks: the next 64 KiB; larger NOR
+                // erase blocks: the next of those, when nothing is at the first.
+                var candidates = [(end, "the squashfs's size rounded up to 64 KiB")]
+                for block in norEraseBlocks where end % block != 0 {
+                    candidates.append(((end + block - 1) / block * block, "the squashfs's size rounded up to the \(block >> 10) KiB NOR erase block"))
+                }
+                for (offset, how) in candidates {
+                    do {
+                        if let data = try disk.fileSystem(partition: root.partition, offset: offset) {
+                            guard let upper = ProfilePaths.directory("/upper", in: data, warnings: &warnings) else {
+                                return .failure(FWError.corrupt("rootfs_data at byte \(offset) has no upper/ directory"))
+                            }
+                            return .success(DataLocation(reader: data, partition: root.partition, offset: offset, upper: upper, source: .other(
+                                "OpenWrt: rootfs_data at byte \(offset) of partition \(root.partition) (\(how))")))
                         }
-                        return .success(DataLocation(reader: data, partition: root.partition, offset: end, upper: upper, source: .other(
-                            "OpenWrt: rootfs_data at byte \(end) of partition \(root.partition) (the squashfs's size rounded up to 64 KiB)")))
+                    } catch {
+                        why = "rootfs_data at byte \(offset) of partition \(root.partition) cannot be opened (\(FWError(error).message))"
+                        break
                     }
-                } catch {
-                    why = "rootfs_data at byte \(end) of partition \(root.partition) cannot be opened (\(FWError(error).message))"
                 }
             } else {
                 why = "no squashfs superblock at the start of partition \(root.partition)"
@@ -158,4 +168,8 @@ enum OpenWrtProfile {
             return physical
         }
     }
+
+    /// Raw flash erase block sizes after 64 KiB that NOR rootfs_data may be aligned to (the
+    /// JFFS2 overlay starts at the next erase block after the squashfs).
+    static let norEraseBlocks: [UInt64] = [128 * 1024, 256 * 1024]
 }

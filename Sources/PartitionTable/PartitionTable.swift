@@ -10,6 +10,9 @@ import DiskImage
 public struct PartitionTable: Sendable, Equatable {
     public enum Kind: String, Sendable, Equatable, Codable {
         case gpt, mbr, hybrid, none
+        /// A UBI image (raw flash): each volume of its volume table is a partition, numbered by
+        /// volume id + 1 and named by the volume's name (`UBIImage`).
+        case ubi
     }
 
     public var kind: Kind
@@ -100,7 +103,9 @@ public struct Partition: Sendable, Equatable {
 extension PartitionTable {
     /// Reads the partition table of `source`. Throws for an empty or unreadable image and for a
     /// GPT whose primary and backup are both unusable; everything else becomes warnings.
-    public static func read(from source: any ByteSource) throws -> PartitionTable {
+    /// `flashGeometry`: the NAND page and spare sizes of a raw flash dump that keeps its spare
+    /// bytes (nil: detected).
+    public static func read(from source: any ByteSource, flashGeometry: FlashGeometry? = nil) throws -> PartitionTable {
         guard source.size > 0 else {
             throw FWError(.corrupt, "the image is empty (0 bytes)", disk: source.name)
         }
@@ -150,6 +155,9 @@ extension PartitionTable {
                 var table = try MBR.readTable(mbr, from: source)
                 checkExtents(&table, imageSize: source.size)
                 return table
+            }
+            if let ubi = try UBIImage.attach(source, geometry: flashGeometry) {
+                return ubi.partitionTable()
             }
             return PartitionTable(kind: .none, sectorSize: 512, diskID: nil, partitions: [])
         } catch let error as FWError {

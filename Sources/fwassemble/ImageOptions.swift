@@ -15,9 +15,12 @@ struct ImageOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Read this qcow2 internal snapshot (name or ID) instead of the active state.", valueName: "name"))
     var snapshot: String?
 
+    @Option(name: .customLong("flash-geometry"), help: ArgumentHelp("A raw NAND dump's page and spare (OOB) sizes, stripped before UBI is read (default: detected).", valueName: "page+spare"))
+    var flashGeometry: String?
+
     /// The request's source group for `image`.
     func source(_ image: String?, noReplay: Bool = false) -> SourceRequest {
-        SourceRequest(disk: image, backingDir: backingDir, snapshot: snapshot, noReplay: noReplay)
+        SourceRequest(disk: image, backingDir: backingDir, snapshot: snapshot, noReplay: noReplay, flashGeometry: flashGeometry)
     }
 
     /// Opens `image` (any supported container format, detected by content). On a terminal, the

@@ -12,8 +12,10 @@ import FileSystemEROFS
 import FileSystemExt4
 import FileSystemF2FS
 import FileSystemFAT
+import FileSystemJFFS2
 import FileSystemSquashFS
 import FileSystemTar
+import FileSystemUBIFS
 import FileSystems
 import MountPlan
 import PartitionTable
@@ -24,7 +26,8 @@ import Glibc
 public enum FuzzEntries {
     /// Target names, as used for Fuzz/<name>.swift, .build-fuzz/<name> and Tests/Corpus/<name>/.
     public static let targets = ["partition-table", "squashfs", "erofs", "fat", "fstab", "unit-file", "boot-environment", "bolt", "tar", "jbd2",
-                                 "ext4-writer", "containerd-store", "podman-store", "podman-db", "layer-export", "btrfs", "f2fs", "uci-fstab"]
+                                 "ext4-writer", "containerd-store", "podman-store", "podman-db", "layer-export", "btrfs", "f2fs", "uci-fstab",
+                                 "jffs2", "ubi", "ubifs"]
 
     /// Runs one input through the named target. Errors thrown by the parsers are the expected
     /// outcome for most inputs; a crash, a hang or an unbounded allocation is the bug.
@@ -38,6 +41,9 @@ public enum FuzzEntries {
         case "f2fs":
             guard let source = SparseSource(data) else { return }
             fileSystem(source) { try F2FSReader(source: $0, name: "fuzz") }
+        case "jffs2": fileSystem(data) { try JFFS2Reader(source: $0, name: "fuzz") }
+        case "ubifs": fileSystem(data) { try UBIFSReader(source: $0, name: "fuzz") }
+        case "ubi": ubi(data)
         case "fstab": _ = Fstab.parse(data)
         case "uci-fstab": _ = UCIFstab(data)
         case "unit-file": _ = UnitFile.parse(data, file: "/etc/systemd/system/fuzz.mount")
@@ -237,6 +243,27 @@ public enum FuzzEntries {
     static func partitionTable(_ data: [UInt8]) {
         guard let table = try? PartitionTable.read(from: MemorySource(data, name: "fuzz")) else { return }
         for p in table.partitions { _ = p.firstSector; _ = p.sectorCount }
+    }
+
+    /// Attaches the bytes as a UBI image (spare-byte layouts detected), reads the first 1 MiB of
+    /// every volume and walks the UBIFS or squashfs a volume holds.
+    static func ubi(_ data: [UInt8]) {
+        guard let image = try? UBIImage.attach(MemorySource(data, name: "fuzz")) else { return }
+        _ = image.partitionTable()
+        for v in image.volumes {
+            guard let volume = try? image.volume(v.id, place: FWError.Place(disk: "fuzz", partition: v.name)) else { continue }
+            var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+            var offset: UInt64 = 0
+            while offset < min(volume.size, 1 << 20) {
+                let n = buffer.withUnsafeMutableBytes { (try? volume.read(at: offset, into: $0)) ?? 0 }
+                if n <= 0 { break }
+                offset += UInt64(n)
+            }
+            for open in [{ try UBIFSReader(source: volume, name: "fuzz") as any FileSystemReader },
+                         { try SquashFSReader(source: volume, name: "fuzz") as any FileSystemReader }] {
+                if let reader = try? open() { walk(reader, entryBudget: 1024) }
+            }
+        }
     }
 
     /// Opens the bytes as a filesystem, walks at most `entryBudget` entries, reads the first

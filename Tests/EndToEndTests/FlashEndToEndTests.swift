@@ -1,0 +1,80 @@
+import FirmwareAssembler
+import Foundation
+import TestSupport
+import Testing
+
+/// OpenWrt on raw flash (images/disks/openwrt-flash.sh): the NOR layout (squashfs, then a JFFS2
+/// rootfs_data at the next erase block) and the NAND layout (UBI volumes rootfs and rootfs_data,
+/// UBIFS) plan and assemble to the namespace of the disk-based OpenWrt profile.
+@Suite(.enabled(if: CLI.path != nil, "fwassemble binary not built"))
+struct FlashEndToEndTests {
+    static func line(_ m: PlannedMount) -> String {
+        [m.where, m.kind.rawValue, m.partition.map(String.init) ?? "-", m.offset.map(String.init) ?? "-", m.fstype ?? "-",
+         m.declaredBy].joined(separator: " | ")
+    }
+
+    @Test("NOR: squashfs then JFFS2 rootfs_data at the next 64 KiB erase block")
+    func norPlan() throws {
+        let plan = try Disk(path: try TestImages.path("openwrt-nor.img")).plan()
+        #expect(plan.profile == "openwrt" && plan.root.partition == 1 && plan.root.filesystem == "squashfs")
+        let overlay = plan.mounts.filter { $0.where == "/overlay" }
+        #expect(overlay.count == 2 && overlay.allSatisfy { $0.fstype == "jffs2" && $0.partition == 1 && ($0.offset ?? 0) % 65536 == 0 && $0.offset != nil },
+                "\(plan.mounts.map(Self.line).joined(separator: "\n"))")
+        #expect(plan.mounts.first { $0.kind == .overlay }?.upper == "/overlay/upper")
+        #expect(plan.warnings.isEmpty, "\(plan.warnings)")
+    }
+
+    @Test("NAND: the UBI volumes rootfs (squashfs) and rootfs_data (UBIFS)")
+    func nandPlan() throws {
+        let disk = try Disk(path: try TestImages.path("openwrt-nand.img"))
+        let inspection = try disk.inspect()
+        #expect(inspection.table.type == "ubi")
+        #expect(inspection.partitions.map { $0.name ?? "-" } == ["kernel", "rootfs", "rootfs_data"])
+        #expect(inspection.partitions.map { $0.filesystem?.type ?? "-" } == ["-", "squashfs", "ubifs"])
+        let plan = try disk.plan()
+        #expect(plan.profile == "openwrt" && plan.root.partition == 2 && plan.root.filesystem == "squashfs")
+        #expect(plan.mounts.map(Self.line) == [
+            "/ | partition | 2 | - | squashfs | the only partition holding a Linux root",
+            "/rom | partition | 2 | - | squashfs | OpenWrt: the squashfs, lower layer of the root overlay",
+            "/overlay | partition | 3 | - | ubifs | OpenWrt: the UBI volume rootfs_data (partition 3)",
+            "/ | overlay | - | - | overlay | OpenWrt mount_root: overlay of rootfs_data's upper/ over the squashfs",
+            "/rom | partition | 2 | - | squashfs | OpenWrt: the squashfs after pivot_root",
+            "/overlay | partition | 3 | - | ubifs | OpenWrt: the UBI volume rootfs_data (partition 3)",
+        ], "\(plan.mounts.map(Self.line).joined(separator: "\n"))")
+        #expect(plan.warnings.isEmpty, "\(plan.warnings)")
+    }
+
+    @Test("a whole-chip dump: UBI found after 1 MiB of bootloader, its volumes are the partitions")
+    func chip() throws {
+        let disk = try Disk(path: try TestImages.path("fs-ubi-chip.img"))
+        let inspection = try disk.inspect()
+        #expect(inspection.table.type == "ubi")
+        #expect(inspection.table.warnings.first == "UBI starts at byte 1048576 of the dump (the MTD partitions before it are not read)")
+        #expect(inspection.partitions.map { $0.filesystem?.type ?? "-" } == ["squashfs", "ubifs", "ubifs", "ubifs", "ubifs"])
+        let (reader, _) = try disk.openFileSystem(partition: "data-zstd")
+        #expect(try reader.readSmallFile(try #require(try reader.lookup("/etc/passwd"))) == Array("root:x:0:0:root:/root:/bin/sh\n".utf8))
+    }
+
+    @Test("assembled: rootfs_data's upper/ over the squashfs (changed, new, whited-out and, on NOR, opaque entries)",
+          arguments: ["nor", "nand"])
+    func assemble(layout: String) throws {
+        let scratch = try ScratchDir()
+        let archive = scratch.path + "/out.rootfs.tar.gz"
+        let r = try CLI.run(["assemble", try TestImages.path("openwrt-\(layout).img"), "-o", archive, "--quiet"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let entries = try TarView.manifest(archive)
+        let by = Dictionary(entries.map { ($0.path, $0) }, uniquingKeysWith: { x, _ in x })
+        #expect(by["etc/config/network"]?.crc32 == CRC.of("config interface lan\n\toption proto dhcp\n"))
+        #expect(by["rom/etc/config/network"]?.crc32 == CRC.of("config interface loopback\n\toption proto static\n"))
+        #expect(by["etc/banner"] == nil && by["rom/etc/banner"] != nil, "whited out by rootfs_data")
+        #expect(by["overlay/upper/etc/banner"]?.rdev == [0, 0])
+        #expect(by["usr/lib/opkg/info/tcpdump.control"] != nil && by["etc/openwrt_release"] != nil)
+        #expect(by["usr/bin/ping"]?.xattrs["security.capability"] != nil && by["bin/su"]?.perm == 0o4755)
+        if layout == "nor" {
+            #expect(by["www/index.html"]?.crc32 == CRC.of("<html>overlay</html>\n") && by["www/luci-static"] == nil, "opaque /www")
+        } else {
+            #expect(by["www/index.html"]?.crc32 == CRC.of("<html>rom</html>\n") && by["www/luci-static/rom.css"] != nil)
+        }
+        #expect(entries.count > 100)
+    }
+}
