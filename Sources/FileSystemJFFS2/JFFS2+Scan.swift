@@ -95,7 +95,7 @@ extension JFFS2 {
             guard littleMagic || bigMagic else { position += 4; continue }
             let e: Endianness = littleMagic ? .little : .big
             if let known = endianness, known != e { position += 4; continue }
-            guard let header = validHeader(b, at, e) else { position += 4; continue }
+            guard let header = try validHeader(b, at, e) else { position += 4; continue }
             let length = Int(header.totalLength)
             guard length >= headerSize, length <= maximumNodeLength,
                   let nodeAt = try window.load(position, length) else {
@@ -120,9 +120,8 @@ extension JFFS2 {
 
     /// The header at `at` when its header CRC holds (computed with NODE_ACCURATE set, so nodes
     /// obsoleted in place still parse and are then passed over).
-    private static func validHeader(_ b: [UInt8], _ at: Int, _ e: Endianness) -> NodeHeader? {
-        let cursor = ByteCursor(Array(b[at..<(at + headerSize)]), context: "jffs2 node header")
-        guard let header = try? NodeHeader(cursor, at: 0, e) else { return nil }   // 12 bytes are there: cannot fail
+    private static func validHeader(_ b: [UInt8], _ at: Int, _ e: Endianness) throws -> NodeHeader? {
+        let header = try NodeHeader(ByteCursor(Array(b[at..<(at + headerSize)]), context: "jffs2 node header"), at: 0, e)
         var covered = Array(b[at..<(at + 8)])
         let accurateType = header.nodeType | NodeType.accurate
         covered[2] = UInt8(e == .little ? accurateType & 0xFF : accurateType >> 8)
@@ -132,10 +131,10 @@ extension JFFS2 {
 
     private static func record(_ node: ByteCursor, type: UInt16, at position: UInt64, _ e: Endianness, into index: inout Index) throws {
         switch type {
-        case NodeType.dirent: recordDirent(node, at: position, e, into: &index)
-        case NodeType.inode: recordInode(node, at: position, e, into: &index)
-        case NodeType.xattr: recordXattr(node, at: position, e, into: &index)
-        case NodeType.xref: recordXref(node, at: position, e, into: &index)
+        case NodeType.dirent: try recordDirent(node, at: position, e, into: &index)
+        case NodeType.inode: try recordInode(node, at: position, e, into: &index)
+        case NodeType.xattr: try recordXattr(node, at: position, e, into: &index)
+        case NodeType.xref: try recordXref(node, at: position, e, into: &index)
         case NodeType.cleanmarker, NodeType.padding, NodeType.summary:
             break
         default:
@@ -146,10 +145,11 @@ extension JFFS2 {
         }
     }
 
-    private static func recordDirent(_ node: ByteCursor, at position: UInt64, _ e: Endianness, into index: inout Index) {
-        guard node.count >= direntSize, let d = try? Dirent(node, e) else {   // length checked first: cannot fail
+    private static func recordDirent(_ node: ByteCursor, at position: UInt64, _ e: Endianness, into index: inout Index) throws {
+        guard node.count >= direntSize else {
             index.skip("dirent at \(position) is shorter than \(direntSize) bytes"); return
         }
+        let d = try Dirent(node, e)
         guard CRC32.kernel(node.bytes[0..<32], seed: 0) == d.nodeCRC else {
             index.skip("dirent at \(position) has a bad node CRC"); return
         }
@@ -168,10 +168,11 @@ extension JFFS2 {
         index.directories[d.parent, default: [:]][name] = DirentRecord(version: d.version, ino: d.ino, type: d.type)
     }
 
-    private static func recordInode(_ node: ByteCursor, at position: UInt64, _ e: Endianness, into index: inout Index) {
-        guard node.count >= inodeSize, let i = try? RawInode(node, e) else {   // length checked first: cannot fail
+    private static func recordInode(_ node: ByteCursor, at position: UInt64, _ e: Endianness, into index: inout Index) throws {
+        guard node.count >= inodeSize else {
             index.skip("inode node at \(position) is shorter than \(inodeSize) bytes"); return
         }
+        let i = try RawInode(node, e)
         guard CRC32.kernel(node.bytes[0..<60], seed: 0) == i.nodeCRC else {
             index.skip("inode node at \(position) (ino \(i.ino)) has a bad node CRC"); return
         }
@@ -195,10 +196,11 @@ extension JFFS2 {
         }
     }
 
-    private static func recordXattr(_ node: ByteCursor, at position: UInt64, _ e: Endianness, into index: inout Index) {
-        guard node.count >= xattrSize, let x = try? RawXattr(node, e) else {   // length checked first: cannot fail
+    private static func recordXattr(_ node: ByteCursor, at position: UInt64, _ e: Endianness, into index: inout Index) throws {
+        guard node.count >= xattrSize else {
             index.skip("xattr node at \(position) is shorter than \(xattrSize) bytes"); return
         }
+        let x = try RawXattr(node, e)
         guard CRC32.kernel(node.bytes[0..<28], seed: 0) == x.nodeCRC else {
             index.skip("xattr node at \(position) has a bad node CRC"); return
         }
@@ -211,10 +213,11 @@ extension JFFS2 {
         index.xattrs[x.xid] = XattrRecord(position: position, version: x.version)
     }
 
-    private static func recordXref(_ node: ByteCursor, at position: UInt64, _ e: Endianness, into index: inout Index) {
-        guard node.count >= xrefSize, let r = try? RawXref(node, e) else {   // length checked first: cannot fail
+    private static func recordXref(_ node: ByteCursor, at position: UInt64, _ e: Endianness, into index: inout Index) throws {
+        guard node.count >= xrefSize else {
             index.skip("xref node at \(position) is shorter than \(xrefSize) bytes"); return
         }
+        let r = try RawXref(node, e)
         guard CRC32.kernel(node.bytes[0..<24], seed: 0) == r.nodeCRC else {
             index.skip("xref node at \(position) has a bad node CRC"); return
         }

@@ -205,8 +205,9 @@ public final class Disk: Sendable {
                 do {
                     let (volume, description) = try ubiVolume(p)
                     fs = try FileSystemFormat.kind(of: volume).map { FilesystemSignature(type: $0.rawValue) }
-                    if fs?.type == FileSystemKind.ubifs.rawValue, let buds = try? UBIFSReader(source: volume, name: description).uncommittedBuds,
-                       buds > 0 {   // an unreadable UBIFS is reported when it is opened
+                    // An unreadable UBIFS is a warning below (the volume stays listed with its kind).
+                    if fs?.type == FileSystemKind.ubifs.rawValue, case let buds = try UBIFSReader(source: volume, name: description).uncommittedBuds,
+                       buds > 0 {
                         table.warnings.append("UBI volume \(p.index - 1): its UBIFS journal names \(buds) bud LEB(s) written after the last commit; fwassemble reads the committed index only (the journal is not replayed)")
                     }
                 } catch let error as FWError {

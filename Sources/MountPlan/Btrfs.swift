@@ -73,7 +73,12 @@ public enum BtrfsMounts {
         if let (entry, flags) = rootflags(disk: disk, partition: partition, warnings: &warnings) {
             do {
                 if let view = try view(reader, options: flags) as? BtrfsReader {
-                    let path = (try? view.rootSubvolumePath ?? nil) ?? "?"   // only for the reason text
+                    let path: String
+                    do {
+                        path = try view.rootSubvolumePath ?? "deleted"
+                    } catch {
+                        path = "path unreadable: \(FWError(error).message)"   // the reason says so; the subvolume itself opened
+                    }
                     let options = flags.split(separator: ",").filter { $0.hasPrefix("subvol") }.joined(separator: ",")
                     return BootedSubvolume(view: view, options: options,
                                       reason: "btrfs subvolume \(view.rootSubvolumeID) (\(path)) from \(entry) rootflags=\(flags)", warnings: warnings)

@@ -126,8 +126,8 @@ enum OpenWrtProfile {
             guard let upper = ProfilePaths.directory("/upper", in: data, warnings: &warnings) else {
                 return .failure(FWError.corrupt("the rootfs_data partition \(part.index) has no upper/ directory"))
             }
-            return .success(DataLocation(reader: data, partition: part.index, offset: nil, upper: upper,
-                                         source: .other("OpenWrt: rootfs_data, \(part.displayName)")))
+            let what = part.typeID?.hasPrefix("ubi") == true ? "the UBI volume rootfs_data (partition \(part.index))" : "rootfs_data, \(part.displayName)"
+            return .success(DataLocation(reader: data, partition: part.index, offset: nil, upper: upper, source: .other("OpenWrt: \(what)")))
         }
         return .failure(FWError(.notFound, why))
     }

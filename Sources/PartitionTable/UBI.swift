@@ -22,6 +22,11 @@ public enum UBI {
 
     static func crc(_ bytes: ArraySlice<UInt8>) -> UInt32 { CRC32.kernel(bytes, seed: 0xFFFF_FFFF) }
 
+    /// Whether a 64-byte EC or VID header's `hdr_crc` (big-endian at 60) is the CRC of bytes 0..<60.
+    static func crcHolds(_ b: [UInt8]) -> Bool {
+        b.count >= headerSize && b[60..<64].reduce(UInt32(0)) { $0 << 8 | UInt32($1) } == crc(b[0..<60])
+    }
+
     /// `struct ubi_ec_hdr` (64 bytes).
     public struct ECHeader: Sendable, Equatable {
         public var version: UInt8           // 4
@@ -33,14 +38,20 @@ public enum UBI {
 
         /// Nil unless the magic and CRC are right.
         init?(_ b: [UInt8]) {
-            guard b.count >= headerSize, Array(b[0..<4]) == ecMagic else { return nil }
-            let c = ByteCursor(b, context: "UBI EC header")
-            guard let stored = try? c.u32be(at: 60), stored == crc(b[0..<60]) else { return nil }   // 64 bytes present
-            version = b[4]
-            eraseCount = (try? c.u64be(at: 8)) ?? 0
-            vidHeaderOffset = (try? c.u32be(at: 16)) ?? 0
-            dataOffset = (try? c.u32be(at: 20)) ?? 0
-            imageSequence = (try? c.u32be(at: 24)) ?? 0
+            guard b.count >= headerSize, Array(b[0..<4]) == ecMagic, UBI.crcHolds(b) else { return nil }
+            do {
+                try self.init(decoding: ByteCursor(b, context: "UBI EC header"))
+            } catch {
+                return nil   // cannot happen: the 64 bytes are there
+            }
+        }
+
+        private init(decoding c: ByteCursor) throws {
+            version = try c.u8(at: 4)
+            eraseCount = try c.u64be(at: 8)
+            vidHeaderOffset = try c.u32be(at: 16)
+            dataOffset = try c.u32be(at: 20)
+            imageSequence = try c.u32be(at: 24)
         }
     }
 
@@ -57,19 +68,26 @@ public enum UBI {
         var sequence: UInt64    // 40 sqnum
         // 60 hdr_crc
 
+        /// Nil unless the magic and CRC are right.
         init?(_ b: [UInt8]) {
-            guard b.count >= headerSize, Array(b[0..<4]) == vidMagic else { return nil }
-            let c = ByteCursor(b, context: "UBI VID header")
-            guard let stored = try? c.u32be(at: 60), stored == crc(b[0..<60]) else { return nil }   // 64 bytes present
-            volumeType = b[5]
-            copyFlag = b[6]
-            volumeID = (try? c.u32be(at: 8)) ?? 0
-            lnum = (try? c.u32be(at: 12)) ?? 0
-            dataSize = (try? c.u32be(at: 20)) ?? 0
-            usedEBs = (try? c.u32be(at: 24)) ?? 0
-            dataPad = (try? c.u32be(at: 28)) ?? 0
-            dataCRC = (try? c.u32be(at: 32)) ?? 0
-            sequence = (try? c.u64be(at: 40)) ?? 0
+            guard b.count >= headerSize, Array(b[0..<4]) == vidMagic, UBI.crcHolds(b) else { return nil }
+            do {
+                try self.init(decoding: ByteCursor(b, context: "UBI VID header"))
+            } catch {
+                return nil   // cannot happen: the 64 bytes are there
+            }
+        }
+
+        private init(decoding c: ByteCursor) throws {
+            volumeType = try c.u8(at: 5)
+            copyFlag = try c.u8(at: 6)
+            volumeID = try c.u32be(at: 8)
+            lnum = try c.u32be(at: 12)
+            dataSize = try c.u32be(at: 20)
+            usedEBs = try c.u32be(at: 24)
+            dataPad = try c.u32be(at: 28)
+            dataCRC = try c.u32be(at: 32)
+            sequence = try c.u64be(at: 40)
         }
     }
 
