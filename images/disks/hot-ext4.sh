@@ -115,12 +115,27 @@ make_hot() {
     dumpe2fs -h "$OUT/$name.img" 2>/dev/null | grep -E 'features|Journal (size|features|sequence|start)|Block size'
 }
 
-make_hot hot-ext4 64M "" 20 -t ext4 -b 4096
-make_hot hot-ext4-32 64M "" 20 -t ext4 -b 4096 -O ^64bit,^metadata_csum
-make_hot hot-ext4-wrap 32M "" 400 -t ext4 -b 1024 -J size=1
-make_hot hot-ext3 64M "data=ordered" 20 -t ext3 -b 4096
-make_hot hot-ext4-dj 64M "data=journal" 20 -t ext4 -b 4096
-make_hot hot-ext4-fc 64M "" 20 -t ext4 -b 4096 -O fast_commit
+# make_stale_hot NAME ...: make_hot, again (three tries at most) while the snapshot's on-disk
+# state already holds the new container directory: a sync run elsewhere on the machine (another
+# build writing its images) wrote the metadata back before the copy, so it is not the stale
+# state the --no-replay tests need.
+make_stale_hot() {
+    local try
+    for try in 1 2 3; do
+        make_hot "$@"
+        debugfs -c -R "stat /docker/containers/abc" "$OUT/$1.img" 2>/dev/null | grep -q '^Inode:' || return 0
+        echo "$1: the on-disk state already holds the changes (written back before the copy); again" >&2
+    done
+    echo "$1: no stale snapshot in three tries" >&2
+    exit 1
+}
+
+make_stale_hot hot-ext4 64M "" 20 -t ext4 -b 4096
+make_stale_hot hot-ext4-32 64M "" 20 -t ext4 -b 4096 -O ^64bit,^metadata_csum
+make_stale_hot hot-ext4-wrap 32M "" 400 -t ext4 -b 1024 -J size=1
+make_stale_hot hot-ext3 64M "data=ordered" 20 -t ext3 -b 4096
+make_stale_hot hot-ext4-dj 64M "data=journal" 20 -t ext4 -b 4096
+make_stale_hot hot-ext4-fc 64M "" 20 -t ext4 -b 4096 -O fast_commit
 
 # hot-haos.img: the realistic HAOS disk (make_haos_full) snapshotted while its hassos-overlay (7)
 # and hassos-data (8) partitions are mounted read-write and changed (a new container directory
