@@ -17,6 +17,23 @@ require_loop_mounts() {
     rm -f "$OUT/$1.skipped"
 }
 
+# mixed_file PATH CHUNKS: a file of CHUNKS 4 KiB chunks, every third one random (seeded, so the
+# same each run) and the others compressible text, then a tail that is not block aligned: for
+# the compressors of the filesystem recipes, which must store some blocks raw and some packed.
+mixed_file() {
+    python3 - "$1" "$2" <<'PY'
+import random, sys
+r = random.Random(1234)
+with open(sys.argv[1], "wb") as f:
+    for i in range(int(sys.argv[2])):
+        if i % 3 == 2:
+            f.write(bytes(r.getrandbits(8) for _ in range(4096)))
+        else:
+            f.write(("line %06d of compressible text\n" % i).encode() * 128)
+    f.write(b"tail that is not block aligned\n" * 37)
+PY
+}
+
 # --- partition-table helpers (parts) ---------------------------------------------------------
 # put_fs DISK FSIMG START_SECTOR [SECTOR_SIZE]: copy a filesystem image into a disk at a sector,
 # keeping the disk sparse.

@@ -22,17 +22,7 @@ make_tree "$src" no
 setfattr -n system.posix_acl_access \
     -v 0x0200000001000600ffffffff02000400e803000004000400ffffffff10000400ffffffff20000400ffffffff "$src/etc/fstab"
 mkdir -p "$src/usr/share"
-python3 - "$src/usr/share/mixed.bin" <<'PY'
-import random, sys
-r = random.Random(1234)
-with open(sys.argv[1], "wb") as f:
-    for i in range(64):
-        if i % 3 == 2:
-            f.write(bytes(r.getrandbits(8) for _ in range(4096)))
-        else:
-            f.write(("line %06d of compressible text\n" % i).encode() * 128)
-    f.write(b"tail that is not page aligned\n" * 37)
-PY
+mixed_file "$src/usr/share/mixed.bin" 64
 touch -h -d @1700000000 "$src/usr/share/mixed.bin" "$src/usr/share" "$src/usr" "$src/etc/fstab"
 python3 "$IMAGES_DIR/manifest.py" "$src" > "$OUT/fs-jffs2.manifest"
 

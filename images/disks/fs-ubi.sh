@@ -22,17 +22,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 src=$WORK/src
 make_tree "$src" no
 mkdir -p "$src/usr/share"
-python3 - "$src/usr/share/mixed.bin" <<'PY'
-import random, sys
-r = random.Random(1234)
-with open(sys.argv[1], "wb") as f:
-    for i in range(64):
-        if i % 3 == 2:
-            f.write(bytes(r.getrandbits(8) for _ in range(4096)))
-        else:
-            f.write(("line %06d of compressible text\n" % i).encode() * 128)
-    f.write(b"tail that is not block aligned\n" * 37)
-PY
+mixed_file "$src/usr/share/mixed.bin" 64
 touch -h -d @1700000000 "$src/usr/share/mixed.bin" "$src/usr/share" "$src/usr"
 python3 "$IMAGES_DIR/manifest.py" "$src" > "$OUT/fs-ubi.manifest"
 
