@@ -133,3 +133,15 @@ public struct FWError: Error, Sendable, CustomStringConvertible, Equatable {
     public static func corrupt(_ message: String) -> FWError { FWError(.corrupt, message) }
     public static func unsupported(_ message: String) -> FWError { FWError(.unsupported, message) }
 }
+
+extension FWError.Place {
+    /// Runs `body`; an `FWError` it throws gets this place's image and partition where it has
+    /// none (a reader's errors name the filesystem they come from).
+    public func placing<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as FWError {
+            throw error.within(self)
+        }
+    }
+}

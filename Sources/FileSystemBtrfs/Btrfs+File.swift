@@ -140,7 +140,7 @@ final class BtrfsFile: FileContents {
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        try reader.withContext {
+        try reader.place.placing {
             var done = 0
             while done < buffer.count, position < size {
                 let n = try readPiece(into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]))

@@ -11,7 +11,7 @@ extension BtrfsReader {
     /// `btrfs subvolume list -a` shows them; subvolumes being deleted (no back reference) have
     /// the path "<deleted>".
     public func subvolumes() throws -> [BtrfsSubvolumeInfo] {
-        try withContext {
+        try place.placing {
             let defaultID = try defaultSubvolumeID()
             var result: [BtrfsSubvolumeInfo] = []
             var ids: [(UInt64, Bool)] = []

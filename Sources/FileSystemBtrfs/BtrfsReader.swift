@@ -278,7 +278,7 @@ public final class BtrfsReader: FileSystemReader {
     // MARK: FileSystemReader
 
     public func metadata(of inode: UInt64) throws -> Metadata {
-        try withContext {
+        try place.placing {
             let (tree, object) = try decode(inode)
             if object == Self.emptySubvolumeDirectory {
                 return Metadata(type: .directory, permissions: 0o755, uid: 0, gid: 0, size: 0, mtime: Timestamp(seconds: 0),
@@ -339,7 +339,7 @@ public final class BtrfsReader: FileSystemReader {
     }
 
     public func directoryEntries(of inode: UInt64) throws -> [DirectoryEntry] {
-        try withContext {
+        try place.placing {
             let (tree, object) = try decode(inode)
             if object == Self.emptySubvolumeDirectory { return [] }
             let root = try treeRoot(tree)
@@ -365,7 +365,7 @@ public final class BtrfsReader: FileSystemReader {
     }
 
     public func entry(named name: [UInt8], in directory: UInt64) throws -> DirectoryEntry? {
-        try withContext {
+        try place.placing {
             let (tree, object) = try decode(directory)
             if object == Self.emptySubvolumeDirectory { return nil }
             let root = try treeRoot(tree)
@@ -420,7 +420,7 @@ public final class BtrfsReader: FileSystemReader {
     }
 
     public func openFile(_ inode: UInt64) throws -> any FileContents {
-        try withContext {
+        try place.placing {
             let (tree, object) = try decode(inode)
             let root = try treeRoot(tree)
             let item = try inodeItem(root, object)
@@ -431,13 +431,6 @@ public final class BtrfsReader: FileSystemReader {
         }
     }
 
-    func withContext<T>(_ body: () throws -> T) throws -> T {
-        do {
-            return try body()
-        } catch let error as FWError {
-            throw error.within(place)
-        }
-    }
 }
 
 extension Btrfs {

@@ -123,7 +123,7 @@ public final class EROFSReader: FileSystemReader {
     // MARK: FileSystemReader
 
     public func metadata(of inode: UInt64) throws -> Metadata {
-        try withContext {
+        try place.placing {
             let ino = try self.inode(inode)
             guard let type = ino.fileType else {
                 throw FWError.corrupt("erofs inode \(inode): unknown file type in mode 0o\(String(ino.mode, radix: 8))")
@@ -152,7 +152,7 @@ public final class EROFSReader: FileSystemReader {
     }
 
     public func directoryEntries(of inode: UInt64) throws -> [DirectoryEntry] {
-        try withContext {
+        try place.placing {
             let ino = try self.inode(inode)
             guard ino.fileType == .directory else {
                 throw FWError(.invalidArgument, "erofs inode \(inode) is not a directory")
@@ -162,7 +162,7 @@ public final class EROFSReader: FileSystemReader {
     }
 
     public func openFile(_ inode: UInt64) throws -> any FileContents {
-        try withContext {
+        try place.placing {
             let ino = try self.inode(inode)
             guard ino.fileType == .regular else {
                 throw FWError(.invalidArgument, "erofs inode \(inode) is not a regular file")
@@ -388,13 +388,6 @@ public final class EROFSReader: FileSystemReader {
         }
     }
 
-    private func withContext<T>(_ body: () throws -> T) throws -> T {
-        do {
-            return try body()
-        } catch let error as FWError {
-            throw error.within(place)
-        }
-    }
 }
 
 /// Sequential reads over one regular file.

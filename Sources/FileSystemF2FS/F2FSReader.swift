@@ -283,7 +283,7 @@ public final class F2FSReader: FileSystemReader {
     // MARK: FileSystemReader
 
     public func metadata(of inode: UInt64) throws -> Metadata {
-        try withContext {
+        try place.placing {
             let ino = try self.inode(inode)
             guard let type = ino.fileType else {
                 throw FWError.corrupt("f2fs inode \(inode): unknown file type in mode 0o\(String(ino.mode, radix: 8))")
@@ -316,7 +316,7 @@ public final class F2FSReader: FileSystemReader {
     }
 
     public func directoryEntries(of inode: UInt64) throws -> [DirectoryEntry] {
-        try withContext {
+        try place.placing {
             let ino = try self.inode(inode)
             guard ino.fileType == .directory else {
                 throw FWError(.invalidArgument, "f2fs inode \(inode) is not a directory")
@@ -326,7 +326,7 @@ public final class F2FSReader: FileSystemReader {
     }
 
     public func openFile(_ inode: UInt64) throws -> any FileContents {
-        try withContext {
+        try place.placing {
             let ino = try self.inode(inode)
             guard ino.fileType == .regular else {
                 throw FWError(.invalidArgument, "f2fs inode \(inode) is not a regular file")
@@ -341,14 +341,7 @@ public final class F2FSReader: FileSystemReader {
     /// The inode's flags as f2fs reports them, for `stat`-like callers: compressed, encrypted,
     /// casefolded, and its project id and creation time when stored.
     public func inodeDetails(_ inode: UInt64) throws -> F2FS.Inode {
-        try withContext { try self.inode(inode) }
+        try place.placing { try self.inode(inode) }
     }
 
-    func withContext<T>(_ body: () throws -> T) throws -> T {
-        do {
-            return try body()
-        } catch let error as FWError {
-            throw error.within(place)
-        }
-    }
 }

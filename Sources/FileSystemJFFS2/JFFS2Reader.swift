@@ -66,7 +66,7 @@ public final class JFFS2Reader: FileSystemReader {
     // MARK: FileSystemReader
 
     public func metadata(of inode: UInt64) throws -> Metadata {
-        try withContext {
+        try place.placing {
             let ino = try inodeNumber(inode)
             guard let record = index.inodes[ino] else {
                 guard ino == JFFS2.rootIno else { throw FWError.corrupt("jffs2 inode \(ino) has no inode node") }
@@ -103,7 +103,7 @@ public final class JFFS2Reader: FileSystemReader {
     }
 
     public func directoryEntries(of inode: UInt64) throws -> [DirectoryEntry] {
-        try withContext {
+        try place.placing {
             let ino = try directory(inode)
             return (index.directories[ino] ?? [:]).compactMap { name, d in
                 d.ino == 0 ? nil : DirectoryEntry(name: name, inode: UInt64(d.ino))
@@ -112,7 +112,7 @@ public final class JFFS2Reader: FileSystemReader {
     }
 
     public func entry(named name: [UInt8], in directory: UInt64) throws -> DirectoryEntry? {
-        try withContext {
+        try place.placing {
             let ino = try self.directory(directory)
             guard let d = index.directories[ino]?[name], d.ino != 0 else { return nil }
             return DirectoryEntry(name: name, inode: UInt64(d.ino))
@@ -120,7 +120,7 @@ public final class JFFS2Reader: FileSystemReader {
     }
 
     public func openFile(_ inode: UInt64) throws -> any FileContents {
-        try withContext {
+        try place.placing {
             let ino = try inodeNumber(inode)
             guard let record = index.inodes[ino] else { throw FWError.corrupt("jffs2 inode \(ino) has no inode node") }
             let raw = try rawInode(record.latest)
@@ -231,11 +231,4 @@ public final class JFFS2Reader: FileSystemReader {
         }
     }
 
-    private func withContext<T>(_ body: () throws -> T) throws -> T {
-        do {
-            return try body()
-        } catch let error as FWError {
-            throw error.within(place)
-        }
-    }
 }

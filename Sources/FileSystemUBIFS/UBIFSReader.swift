@@ -69,7 +69,7 @@ public final class UBIFSReader: FileSystemReader {
     // MARK: FileSystemReader
 
     public func metadata(of inode: UInt64) throws -> Metadata {
-        try withContext {
+        try place.placing {
             let ino = try self.inode(inode)
             guard let type = Metadata.fileType(mode: ino.mode) else {
                 throw FWError.corrupt("ubifs inode \(inode): unknown file type in mode 0o\(String(ino.mode, radix: 8))")
@@ -105,7 +105,7 @@ public final class UBIFSReader: FileSystemReader {
     }
 
     public func directoryEntries(of inode: UInt64) throws -> [DirectoryEntry] {
-        try withContext {
+        try place.placing {
             let ino = try self.inode(inode)
             guard ino.mode & 0o170000 == 0o040000 else { throw FWError(.invalidArgument, "ubifs inode \(inode) is not a directory") }
             return try entries(of: inode, type: .dent).map { DirectoryEntry(name: $0.name, inode: $0.inum) }
@@ -113,7 +113,7 @@ public final class UBIFSReader: FileSystemReader {
     }
 
     public func openFile(_ inode: UInt64) throws -> any FileContents {
-        try withContext {
+        try place.placing {
             let ino = try self.inode(inode)
             guard ino.mode & 0o170000 == 0o100000 else { throw FWError(.invalidArgument, "ubifs inode \(inode) is not a regular file") }
             guard ino.flags & 0x40 == 0 else { throw FWError.unsupported("ubifs inode \(inode) is encrypted (fscrypt), which is not supported") }
@@ -332,13 +332,6 @@ public final class UBIFSReader: FileSystemReader {
         return result
     }
 
-    private func withContext<T>(_ body: () throws -> T) throws -> T {
-        do {
-            return try body()
-        } catch let error as FWError {
-            throw error.within(place)
-        }
-    }
 }
 
 /// A UBIFS file's contents: 4 KiB blocks, each from its data node (decompressed on demand,
