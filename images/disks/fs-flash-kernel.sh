@@ -10,9 +10,9 @@
 #    mounted (the kernel formats the empty volume: LZO, 124 KiB LEBs), the tree copied in with
 #    `cp -a`, `sync` (a commit: the tree is in the index), then `changes` below (deletes,
 #    renames, a rewritten and a truncated file, a new file, hardlink, symlink and directory,
-#    chmod, chown, an xattr set and one removed) made durable with fsync(2) only (busybox
-#    `sync FILE...`), which writes the journal and no commit; the chip is dumped while still
-#    mounted, then unmounted (a commit) and dumped again, also with its spare bytes.
+#    chmod, chown, an xattr set and one removed) made durable with fsync(2) (busybox
+#    `sync FILE...`) and the flusher's write-back (a 1 s expiry), which write the journal and
+#    no commit; the chip is dumped while still mounted, then unmounted (a commit) and dumped again, also with its spare bytes.
 #  - JFFS2: a simulated NOR chip (mtdram, 16 MiB, 128 KiB erase blocks), the tree copied in,
 #    `sync`, the same `changes`, unmounted and dumped.
 #  - a seed for the ubifs fuzz target: a small nandsim (512-byte pages, 16 KiB erase blocks,
@@ -175,9 +175,12 @@ if mount -t ubifs ubi0:rootfs /mnt; then
     /bin/gnucp -a /src/. /mnt/ || say "cp to ubifs failed"
     rm -rf /mnt/lost+found
     sync
+    # Dirty inodes written back within a second or two (a symlink's new time cannot be
+    # fsync'd), as the flusher does it: through the journal, without a commit.
+    echo 100 > /proc/sys/vm/dirty_expire_centisecs; echo 50 > /proc/sys/vm/dirty_writeback_centisecs
     changes /mnt
     for p in $changed; do sync "/mnt/$p" || say "fsync $p failed"; done
-    sleep 8    # the write-buffer timers: nothing is left in memory
+    sleep 8    # the flusher and the write-buffer timers: nothing is left in memory
     view /mnt ubifs
     dd if=/dev/mtd0 of=/dev/vdb bs=128k 2>/dev/null && say "ubifs journal dumped"
     umount /mnt && dd if=/dev/mtd0 of=/dev/vdc bs=128k 2>/dev/null && say "ubifs clean dumped"
