@@ -2,6 +2,7 @@ import Archive
 import DiskImage
 import FileSystemExt4
 import FileSystems
+import FileSystemUBIFS
 import Foundation
 import PartitionTable
 
@@ -142,6 +143,7 @@ extension Disk {
             var walk = TreeWalk(reader)
             let (summary, tarBytes, _) = try Self.archive(&walk, to: target, resolved: resolved, strict: request.strict) { summary in
                 summary.problems.map(\.description) + (journal?.warnings.map { "journal: \($0)" } ?? [])
+                    + ((reader as? UBIFSReader)?.journal.warnings.map { "UBIFS journal: \($0)" } ?? [])
             }
             return ExtractResult(partition: description, format: reader.formatName, members: summary.members,
                                  files: summary.files, hardlinks: summary.hardlinks, contentBytes: summary.contentBytes,
