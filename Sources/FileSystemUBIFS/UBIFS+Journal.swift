@@ -110,7 +110,10 @@ struct UBIFSReplayOverlay {
     /// The journal's live keys in `low...high` (a key may appear once per name).
     func leaves(from low: UBIFS.Key, to high: UBIFS.Key) -> [(key: UBIFS.Key, location: UBIFS.Location)] {
         var result: [(key: UBIFS.Key, location: UBIFS.Location)] = []
-        for (inum, words) in slots where inum >= low.inum && inum <= high.inum {
+        // every reader call asks for one inode number's keys: no scan of the others
+        let inums = low.inum == high.inum ? [low.inum] : slots.keys.filter { $0 >= low.inum && $0 <= high.inum }
+        for inum in inums {
+            guard let words = slots[inum] else { continue }
             for (word, list) in words {
                 let key = UBIFS.Key(inum: inum, word: word)
                 guard key >= low, key <= high else { continue }
