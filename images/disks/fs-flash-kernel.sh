@@ -7,12 +7,13 @@
 # The guest mounts a read-only ext4 copy of the source tree and:
 #  - UBIFS: a simulated NAND chip (nandsim: 2048-byte pages, 64 spare bytes, 128 KiB erase
 #    blocks, 256 of them), UBI attached (the kernel formats the empty chip), one volume, UBIFS
-#    mounted (the kernel formats the empty volume: LZO, 124 KiB LEBs), the tree copied in with
+#    mounted (the kernel formats the empty volume: LZO, 126 KiB LEBs), the tree copied in with
 #    `cp -a`, `sync` (a commit: the tree is in the index), then `changes` below (deletes,
-#    renames, a rewritten and a truncated file, a new file, hardlink, symlink and directory,
-#    chmod, chown, an xattr set and one removed) made durable with fsync(2) (busybox
-#    `sync FILE...`) and the flusher's write-back (a 1 s expiry), which write the journal and
-#    no commit; the chip is dumped while still mounted, then unmounted (a commit) and dumped again, also with its spare bytes.
+#    renames, a rewritten file, one truncated and grown again (a hole over its old blocks), a
+#    new file, hardlink, symlink and directory, chmod, chown, an xattr set and one removed)
+#    made durable with fsync(2) (busybox `sync FILE...`) and the flusher's write-back (a 1 s
+#    expiry), which write the journal and no commit; the chip is dumped while still mounted,
+#    then unmounted (a commit) and dumped again, also with its spare bytes.
 #  - JFFS2: a simulated NOR chip (mtdram, 16 MiB, 128 KiB erase blocks), the tree copied in,
 #    `sync`, the same `changes`, unmounted and dumped.
 #  - a seed for the ubifs fuzz target: a small nandsim (512-byte pages, 16 KiB erase blocks,
@@ -23,14 +24,15 @@
 #                                index holds the tree before `changes`, its journal the changes
 #   fs-flash-kernel-clean.img    the same chip after the unmount (everything committed)
 #   fs-flash-kernel-oob.img      the same as the clean image with the 64 spare bytes of each page
-#   fs-flash-kernel-jffs2.img    the JFFS2 chip (little-endian, zlib/rtime/lzo as the kernel
-#                                picks, erase-block summaries)
+#   fs-flash-kernel-jffs2.img    the JFFS2 chip (little-endian; LZO, zlib and zero nodes as the
+#                                kernel's priority mode picks them; erase-block summary, xattr
+#                                and xref nodes)
 #   fs-flash-kernel.seed         the seed's UBIFS volume (trailing erased LEBs cut)
 # fs-flash-kernel-before.manifest is the source tree, fs-flash-kernel.manifest the tree after the
 # same `changes` (images/manifest.py), fs-flash-kernel-jffs2.manifest that tree without the
-# 255-byte name (JFFS2 takes 254 bytes at most: cp fails on it in the guest); fs-flash-kernel-{ubifs,jffs2}.view the kernel's own view of
-# the mounted filesystem after the changes (busybox stat and md5sum in the guest), which this
-# recipe checks against fs-flash-kernel.manifest.
+# 255-byte name (JFFS2 takes 254 bytes at most: cp fails on it in the guest);
+# fs-flash-kernel-{ubifs,jffs2}.view the kernel's own view of the mounted filesystem after the
+# changes (busybox stat and md5sum in the guest), which this recipe checks against the manifests.
 # Without qemu-system-x86_64, the network (apt-get download), the modules or a bootable guest,
 # no image is made: fs-flash-kernel.skipped says why and the tests skip.
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -96,7 +98,8 @@ changes() {
     mv "$r/srv/olddir" "$r/srv/newdir"
     rm "$r"/usr/share/many/f00[0-4]*
     printf 'rewritten after the commit\n' > "$r/usr/lib/numbers.txt"
-    truncate -s 5000 "$r/usr/lib/libbig.so"
+    truncate -s 5000 "$r/usr/lib/libbig.so"     # then grown: the old blocks past 5000 must read as zeros
+    truncate -s 20000 "$r/usr/lib/libbig.so"
     printf 'new after the commit\n' > "$r/etc/journal-new"
     ln "$r/usr/bin/busybox" "$r/usr/bin/journal-link"
     rm "$r/bin/sh"
