@@ -83,14 +83,32 @@ struct FlashKernelTests {
     @Test("the replayed journal holds each kind of change: a truncation, a rewrite, an xattr set and one removed, a new hardlink")
     func changes() throws {
         let reader = try FlashKernelFixtures.ubifs("fs-flash-kernel-journal.img")
-        let libbig = try #require(reader.probeMetadata("/usr/lib/libbig.so"))
-        #expect(libbig.size == 5000)
+        // truncated to 5000 bytes, then grown to 20000: the committed blocks past 5000 are gone
+        let libbig = try #require(reader.probe("/usr/lib/libbig.so"))
+        let bytes = try reader.readSmallFile(libbig)
+        let old = try FlashKernelFixtures.ubifs("fs-flash-kernel-journal.img", replay: false)
+        let committed = try old.readSmallFile(try #require(old.probe("/usr/lib/libbig.so")))
+        #expect(committed.count == 300_000 && bytes.count == 20_000)
+        #expect(bytes.prefix(5000) == committed.prefix(5000) && bytes.dropFirst(5000).allSatisfy { $0 == 0 })
         let numbers = try #require(reader.probe("/usr/lib/numbers.txt"))
         #expect(try reader.readSmallFile(numbers) == Array("rewritten after the commit\n".utf8))
         #expect(reader.probeMetadata("/etc/fstab")?.xattr("user.journal") == Array("after-commit".utf8))
         #expect(reader.probeMetadata("/etc/hostname")?.xattr("user.comment") == nil)
         #expect(reader.probeMetadata("/etc/hostname")?.permissions == 0o600)
         #expect(reader.probeMetadata("/usr/bin/journal-link")?.linkCount == 3)
+    }
+
+    @Test("the fuzz seed (a small UBIFS dumped while mounted): a file, a hardlink and a delete in its journal")
+    func seed() throws {
+        let path = try TestImages.path("fs-flash-kernel.seed")
+        let replayed = try UBIFSReader(source: try FileSource(path: path), name: path)
+        #expect(replayed.journal.nodes > 0 && replayed.journal.warnings.isEmpty, "\(replayed.journal)")
+        let journal = try #require(replayed.probe("/etc/journal"))
+        #expect(try replayed.readSmallFile(journal) == Array("in the journal\n".utf8))
+        #expect(replayed.probe("/bin/numbers.txt") == nil && replayed.probeMetadata("/bin/passwd")?.linkCount == 2)
+        let committed = try UBIFSReader(source: try FileSource(path: path), name: path, replayJournal: false)
+        #expect(committed.probe("/etc/journal") == nil && committed.probe("/bin/numbers.txt") != nil)
+        #expect(committed.probe("/bin/passwd") == nil)
     }
 
     @Test("JFFS2 written by the kernel on a NOR chip (summaries, its own compressor choice) matches the tree after the changes")
