@@ -44,6 +44,27 @@ struct FlashEndToEndTests {
         #expect(plan.warnings.isEmpty, "\(plan.warnings)")
     }
 
+    @Test("a UBIFS Linux wrote, dumped while mounted: inspect notes the replayed journal and needs_recovery; --no-replay reads the committed index",
+          .enabled(if: FileManager.default.fileExists(atPath: TestImages.directory.appendingPathComponent("fs-flash-kernel-journal.img").path)))
+    func kernelJournal() throws {
+        let path = try TestImages.path("fs-flash-kernel-journal.img")
+        let disk = try Disk(path: path)
+        let inspection = try disk.inspect()
+        #expect(inspection.partitions.first?.filesystem?.needsRecovery == true)
+        #expect(inspection.table.warnings.count == 1 && inspection.table.warnings[0].hasPrefix("UBI volume 0: its UBIFS journal holds ")
+                && inspection.table.warnings[0].contains("replayed in memory"), "\(inspection.table.warnings)")
+        let (replayed, _) = try disk.openFileSystem(partition: "rootfs")
+        let (committed, _) = try disk.openFileSystem(partition: "rootfs", replayJournal: false)
+        #expect(try replayed.lookup("/etc/renamed") != nil && replayed.lookup("/etc/rename-me") == nil)
+        #expect(try committed.lookup("/etc/renamed") == nil && committed.lookup("/etc/rename-me") != nil)
+        let ls = try CLI.run(["ls", path, "/srv", "--no-replay"])
+        #expect(ls.status == 0 && ls.stdoutText.split(separator: "\n").contains("olddir"), "\(ls.stdoutText) \(ls.stderr)")
+        let lsReplayed = try CLI.run(["ls", path, "/srv"])
+        #expect(lsReplayed.status == 0 && lsReplayed.stdoutText.split(separator: "\n").contains("newdir"), "\(lsReplayed.stdoutText)")
+        let clean = try Disk(path: try TestImages.path("fs-flash-kernel-clean.img")).inspect()
+        #expect(clean.partitions.first?.filesystem?.needsRecovery == false && clean.table.warnings.isEmpty, "\(clean.table.warnings)")
+    }
+
     @Test("a whole-chip dump: UBI found after 1 MiB of bootloader, its volumes are the partitions")
     func chip() throws {
         let disk = try Disk(path: try TestImages.path("fs-ubi-chip.img"))
