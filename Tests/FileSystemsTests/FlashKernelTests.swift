@@ -193,6 +193,38 @@ struct UBIFSJournalDamageTests {
         try FlashKernelFixtures.compare(reader, with: try FlashKernelFixtures.manifest("fs-flash-kernel-before.manifest"))
     }
 
+    @Test("the kernel seed with bytes of its log and buds mutated: an error or a reading, never a crash or a hang")
+    func mutatedJournal() throws {
+        let path = try TestImages.path("fs-flash-kernel.seed")
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        let intact = try UBIFSReader(source: MemorySource(bytes), name: "seed")
+        let lebSize = Int(intact.superblock.lebSize)
+        // the log LEBs and every bud's nodes
+        var ranges = [3 * lebSize..<(3 + Int(intact.superblock.logLEBs)) * lebSize]
+        ranges += intact.journal.budStarts.map { Int($0.lnum) * lebSize + Int($0.offset)..<(Int($0.lnum) + 1) * lebSize }
+        #expect(ranges.count == 3 && intact.journal.nodes > 0)
+        var state: UInt64 = 27   // a fixed LCG: the same mutations every run
+        func next(_ bound: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(bound))
+        }
+        var opened = 0
+        for _ in 0..<400 {
+            var damaged = bytes
+            let range = ranges[next(ranges.count)]
+            let at = range.lowerBound + next(min(range.count, 4096))
+            for i in 0..<1 + next(8) where at + i < damaged.count { damaged[at + i] = UInt8(next(256)) }
+            do {
+                let reader = try UBIFSReader(source: MemorySource(damaged), name: "journal-damaged")
+                _ = try Manifest.of(reader)
+                opened += 1
+            } catch let error as FWError {
+                #expect("\(error)".contains("journal-damaged"), "\(error)")
+            }
+        }
+        #expect(opened > 100)
+    }
+
     /// The log LEB holding the commit-start node (the first log LEB whose first node is one).
     static func logHead(_ reader: UBIFSReader) throws -> UInt32? {
         let volume = try FlashKernelFixtures.volume("fs-flash-kernel-journal.img")
