@@ -133,7 +133,8 @@ extension UBIFSReader {
     func readLog(_ master: UBIFS.Master, warnings: inout [String]) throws -> [UBIFS.Bud] {
         let logLEBs = superblock.logLEBs
         let first = UBIFS.logFirstLEB
-        guard logLEBs > 0, logLEBs < superblock.lebCount, master.logLnum >= first, master.logLnum - first < logLEBs else {
+        guard logLEBs > 0, UInt64(first) + UInt64(logLEBs) <= UInt64(superblock.lebCount), master.logLnum >= first,
+              master.logLnum - first < logLEBs else {
             warnings.append("the master node's log LEB \(master.logLnum) is outside the log (LEBs \(first)..<\(UInt64(first) + UInt64(logLEBs))): no journal replayed")
             return []
         }
