@@ -27,6 +27,18 @@ public enum UBI {
         b.count >= headerSize && b[60..<64].reduce(UInt32(0)) { $0 << 8 | UInt32($1) } == crc(b[0..<60])
     }
 
+    /// The 64-byte EC or VID header at the start of `b` decoded by `decode`; nil unless it starts
+    /// with `magic` and its CRC holds.
+    static func checkedHeader<Header>(_ b: [UInt8], magic: [UInt8], context: String,
+                                      _ decode: (ByteCursor) throws -> Header) -> Header? {
+        guard b.count >= headerSize, Array(b[0..<4]) == magic, crcHolds(b) else { return nil }
+        do {
+            return try decode(ByteCursor(b, context: context))
+        } catch {
+            return nil   // cannot happen: the 64 bytes are there
+        }
+    }
+
     /// `struct ubi_ec_hdr` (64 bytes).
     public struct ECHeader: Sendable, Equatable {
         public var version: UInt8           // 4
@@ -38,12 +50,8 @@ public enum UBI {
 
         /// Nil unless the magic and CRC are right.
         init?(_ b: [UInt8]) {
-            guard b.count >= headerSize, Array(b[0..<4]) == ecMagic, UBI.crcHolds(b) else { return nil }
-            do {
-                try self.init(decoding: ByteCursor(b, context: "UBI EC header"))
-            } catch {
-                return nil   // cannot happen: the 64 bytes are there
-            }
+            guard let header = UBI.checkedHeader(b, magic: ecMagic, context: "UBI EC header", ECHeader.init(decoding:)) else { return nil }
+            self = header
         }
 
         private init(decoding c: ByteCursor) throws {
@@ -70,12 +78,8 @@ public enum UBI {
 
         /// Nil unless the magic and CRC are right.
         init?(_ b: [UInt8]) {
-            guard b.count >= headerSize, Array(b[0..<4]) == vidMagic, UBI.crcHolds(b) else { return nil }
-            do {
-                try self.init(decoding: ByteCursor(b, context: "UBI VID header"))
-            } catch {
-                return nil   // cannot happen: the 64 bytes are there
-            }
+            guard let header = UBI.checkedHeader(b, magic: vidMagic, context: "UBI VID header", VIDHeader.init(decoding:)) else { return nil }
+            self = header
         }
 
         private init(decoding c: ByteCursor) throws {
