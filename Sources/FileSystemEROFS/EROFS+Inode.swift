@@ -4,7 +4,7 @@ import FileSystems
 extension EROFS {
     /// One inode, compact (`struct erofs_inode_compact`, 32 bytes) or extended
     /// (`struct erofs_inode_extended`, 64 bytes), decoded into one shape.
-    struct Inode: Sendable {
+    struct Inode: Sendable, InodeRecord {
         /// The inode's number: its 32-byte slot in the metadata area.
         var nid: UInt64
         /// Absolute byte offset of the inode in the filesystem image.

@@ -153,20 +153,13 @@ public final class EROFSReader: FileSystemReader {
 
     public func directoryEntries(of inode: UInt64) throws -> [DirectoryEntry] {
         try place.placing {
-            let ino = try self.inode(inode)
-            guard ino.fileType == .directory else {
-                throw FWError(.invalidArgument, "erofs inode \(inode) is not a directory")
-            }
-            return try readDirectory(ino)
+            try readDirectory(checked(self.inode(inode), inode: inode, is: .directory))
         }
     }
 
     public func openFile(_ inode: UInt64) throws -> any FileContents {
         try place.placing {
-            let ino = try self.inode(inode)
-            guard ino.fileType == .regular else {
-                throw FWError(.invalidArgument, "erofs inode \(inode) is not a regular file")
-            }
+            let ino = try checked(self.inode(inode), inode: inode, is: .regular)
             return EROFSFile(data: try DataReader(reader: self, inode: ino), place: place)
         }
     }

@@ -4,7 +4,7 @@ import FileSystems
 extension F2FS {
     /// An inode node block (`struct f2fs_inode` followed by `struct node_footer`), decoded, with
     /// the block kept for its address table, inline data, inline dentries and inline xattrs.
-    public struct Inode: Sendable {
+    public struct Inode: Sendable, InodeRecord {
         /// The node id (= inode number).
         public var nid: UInt32
         /// 0 `i_mode`, 3 `i_inline`, 4 `i_uid`, 8 `i_gid`, 12 `i_links`, 16 `i_size`.

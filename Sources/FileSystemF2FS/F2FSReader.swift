@@ -317,20 +317,13 @@ public final class F2FSReader: FileSystemReader {
 
     public func directoryEntries(of inode: UInt64) throws -> [DirectoryEntry] {
         try place.placing {
-            let ino = try self.inode(inode)
-            guard ino.fileType == .directory else {
-                throw FWError(.invalidArgument, "f2fs inode \(inode) is not a directory")
-            }
-            return try readDirectory(ino)
+            try readDirectory(checked(self.inode(inode), inode: inode, is: .directory))
         }
     }
 
     public func openFile(_ inode: UInt64) throws -> any FileContents {
         try place.placing {
-            let ino = try self.inode(inode)
-            guard ino.fileType == .regular else {
-                throw FWError(.invalidArgument, "f2fs inode \(inode) is not a regular file")
-            }
+            let ino = try checked(self.inode(inode), inode: inode, is: .regular)
             guard !ino.isEncrypted else {
                 throw FWError.unsupported("f2fs inode \(inode): encrypted (fscrypt) file contents, not decrypted")
             }

@@ -74,7 +74,7 @@ public final class JFFS2Reader: FileSystemReader {
                                 atime: Timestamp(seconds: 0), ctime: Timestamp(seconds: 0), linkCount: 2, inode: inode)
             }
             let raw = try rawInode(record.latest)
-            guard let type = Metadata.fileType(mode: raw.mode) else {
+            guard let type = raw.fileType else {
                 throw FWError.corrupt("jffs2 inode \(ino): unknown file type in mode 0o\(String(raw.mode, radix: 8))")
             }
             var size = UInt64(raw.isize)
@@ -123,10 +123,7 @@ public final class JFFS2Reader: FileSystemReader {
         try place.placing {
             let ino = try inodeNumber(inode)
             guard let record = index.inodes[ino] else { throw FWError.corrupt("jffs2 inode \(ino) has no inode node") }
-            let raw = try rawInode(record.latest)
-            guard Metadata.fileType(mode: raw.mode) == .regular else {
-                throw FWError(.invalidArgument, "jffs2 inode \(ino) is not a regular file")
-            }
+            let raw = try checked(rawInode(record.latest), inode: inode, is: .regular)
             return try JFFS2File(reader: self, ino: ino, record: record, size: UInt64(raw.isize))
         }
     }
@@ -143,9 +140,7 @@ public final class JFFS2Reader: FileSystemReader {
         let ino = try inodeNumber(inode)
         if ino == JFFS2.rootIno, index.inodes[ino] == nil { return ino }
         guard let record = index.inodes[ino] else { throw FWError.corrupt("jffs2 inode \(ino) has no inode node") }
-        guard Metadata.fileType(mode: try rawInode(record.latest).mode) == .directory else {
-            throw FWError(.invalidArgument, "jffs2 inode \(ino) is not a directory")
-        }
+        _ = try checked(rawInode(record.latest), inode: inode, is: .directory)
         return ino
     }
 
@@ -231,4 +226,8 @@ public final class JFFS2Reader: FileSystemReader {
         }
     }
 
+}
+
+extension JFFS2.RawInode: InodeRecord {
+    var fileType: FileType? { Metadata.fileType(mode: mode) }
 }

@@ -55,6 +55,12 @@ public struct FileIdentity: Hashable {
     }
 }
 
+/// An inode record as a reader decodes it from its filesystem, typed by its mode.
+public protocol InodeRecord {
+    /// The type its mode says; nil for a mode of no type Linux knows.
+    var fileType: FileType? { get }
+}
+
 /// Sequential reader of one file's bytes, in chunks the caller sizes.
 public protocol FileContents: AnyObject {
     /// The file's length in bytes.
@@ -137,6 +143,21 @@ extension FileSystemReader {
     /// `probe(_:followLast:)`).
     public func probeMetadata(_ path: String, followLast: Bool = false) -> Metadata? {
         probe(path, followLast: followLast).flatMap { try? metadata(of: $0) }   // a probe: unreadable answers "not there"
+    }
+
+    /// `record`, the record of `inode`, when it is of type `expected`; otherwise the error of a
+    /// caller that asked a directory's entries or a file's contents of an inode of another type
+    /// ("erofs inode 12 is not a directory").
+    public func checked<Record: InodeRecord>(_ record: Record, inode: UInt64, is expected: FileType) throws -> Record {
+        guard record.fileType == expected else {
+            let what = switch expected {
+            case .directory: "a directory"
+            case .regular: "a regular file"
+            default: "a \(expected.rawValue)"
+            }
+            throw FWError(.invalidArgument, "\(formatName) inode \(inode) is not \(what)")
+        }
+        return record
     }
 
     /// Reads a whole small file (config files: fstab, units, grubenv) with a size cap.
