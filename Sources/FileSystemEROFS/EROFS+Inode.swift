@@ -81,7 +81,7 @@ extension EROFS {
             }
         }
 
-        var fileType: FileType? { Metadata.fileType(mode: UInt32(mode)) }
+        var posixMode: UInt32 { UInt32(mode) }
         var isCompressed: Bool { layout == .compressedFull || layout == .compressedCompact }
     }
 }

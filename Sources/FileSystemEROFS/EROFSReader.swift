@@ -38,9 +38,6 @@ public final class EROFSReader: FileSystemReader {
     /// Long xattr name prefixes (full prefix text), loaded on first use.
     private var longPrefixes: [[UInt8]]?
 
-    /// Longest symlink target accepted (Linux's PATH_MAX).
-    static let maximumSymlinkLength = 4096
-
     /// Opens the EROFS filesystem that `source` holds (a partition slice or an image file).
     /// The superblock's `blocks` count of the block size.
     public var declaredSize: UInt64? { UInt64(superBlock.blocks) << blockSizeBits }
@@ -125,17 +122,13 @@ public final class EROFSReader: FileSystemReader {
     public func metadata(of inode: UInt64) throws -> Metadata {
         try place.placing {
             let ino = try self.inode(inode)
-            guard let type = ino.fileType else {
-                throw FWError.corrupt("erofs inode \(inode): unknown file type in mode 0o\(String(ino.mode, radix: 8))")
-            }
+            let type = try fileType(of: ino, inode: inode)
             var target: [UInt8]?
             var device: DeviceNumber?
             var size = ino.size
             switch type {
             case .symlink:
-                guard ino.size <= UInt64(Self.maximumSymlinkLength) else {
-                    throw FWError.corrupt("erofs inode \(inode): symlink target of \(ino.size) bytes is longer than \(Self.maximumSymlinkLength)")
-                }
+                try checkSymlinkLength(ino.size, inode: inode)
                 target = try readAll(ino)
             case .characterDevice, .blockDevice:
                 device = DeviceNumber(linux: UInt64(ino.union))

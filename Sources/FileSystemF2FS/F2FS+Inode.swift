@@ -108,7 +108,7 @@ extension F2FS {
             return Timestamp(seconds: Int64(bitPattern: try c.u64le(at: seconds)), nanoseconds: ns < 1_000_000_000 ? ns : 0)
         }
 
-        public var fileType: FileType? { Metadata.fileType(mode: UInt32(mode)) }
+        public var posixMode: UInt32 { UInt32(mode) }
         public var isCompressed: Bool { flags & InodeFlag.compressed != 0 && fileType == .regular }
         public var isEncrypted: Bool { flags & InodeFlag.encrypted != 0 }
         public var isCasefolded: Bool { flags & InodeFlag.casefold != 0 }

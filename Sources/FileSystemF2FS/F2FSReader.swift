@@ -45,9 +45,6 @@ public final class F2FSReader: FileSystemReader {
     private var inodeCache: [UInt32: F2FS.Inode] = [:]
     static let cacheLimit = 256
 
-    /// Longest symlink target accepted (Linux's PATH_MAX).
-    static let maximumSymlinkLength = 4096
-
     /// Opens the f2fs filesystem that `source` holds (a partition slice or an image file).
     public init(source: any ByteSource, name: String) throws {
         self.source = source
@@ -285,9 +282,7 @@ public final class F2FSReader: FileSystemReader {
     public func metadata(of inode: UInt64) throws -> Metadata {
         try place.placing {
             let ino = try self.inode(inode)
-            guard let type = ino.fileType else {
-                throw FWError.corrupt("f2fs inode \(inode): unknown file type in mode 0o\(String(ino.mode, radix: 8))")
-            }
+            let type = try fileType(of: ino, inode: inode)
             var target: [UInt8]?
             var device: DeviceNumber?
             var size = ino.size
@@ -296,9 +291,7 @@ public final class F2FSReader: FileSystemReader {
                 guard !ino.isEncrypted else {
                     throw FWError.unsupported("f2fs inode \(inode): encrypted (fscrypt) symlink, not decrypted")
                 }
-                guard ino.size <= UInt64(Self.maximumSymlinkLength) else {
-                    throw FWError.corrupt("f2fs inode \(inode): symlink target of \(ino.size) bytes is longer than \(Self.maximumSymlinkLength)")
-                }
+                try checkSymlinkLength(ino.size, inode: inode)
                 target = try F2FSFile(reader: self, inode: ino).readPrefix(Int(ino.size))
                 guard target?.count == Int(ino.size) else { throw FWError.corrupt("f2fs inode \(inode): symlink target is cut short") }
             case .characterDevice, .blockDevice:

@@ -37,9 +37,6 @@ public final class JFFS2Reader: FileSystemReader {
     /// Live xattr ids per inode.
     private let xattrIds: [UInt32: [UInt32]]
 
-    /// Longest symlink target accepted (Linux's PATH_MAX).
-    static let maximumSymlinkLength = 4096
-
     /// Scans the JFFS2 filesystem that `source` holds (a partition slice or an image file).
     public init(source: any ByteSource, name: String) throws {
         self.source = source
@@ -74,17 +71,13 @@ public final class JFFS2Reader: FileSystemReader {
                                 atime: Timestamp(seconds: 0), ctime: Timestamp(seconds: 0), linkCount: 2, inode: inode)
             }
             let raw = try rawInode(record.latest)
-            guard let type = raw.fileType else {
-                throw FWError.corrupt("jffs2 inode \(ino): unknown file type in mode 0o\(String(raw.mode, radix: 8))")
-            }
+            let type = try fileType(of: raw, inode: inode)
             var size = UInt64(raw.isize)
             var target: [UInt8]?
             var device: DeviceNumber?
             switch type {
             case .symlink:
-                guard raw.isize <= UInt32(Self.maximumSymlinkLength) else {
-                    throw FWError.corrupt("jffs2 inode \(ino): symlink target of \(raw.isize) bytes is longer than \(Self.maximumSymlinkLength)")
-                }
+                try checkSymlinkLength(raw.isize, inode: inode)
                 target = try JFFS2File(reader: self, ino: ino, record: record, size: UInt64(raw.isize)).readPrefix(Int(raw.isize))
             case .characterDevice, .blockDevice:
                 device = try deviceNumber(ino, record)
@@ -229,5 +222,5 @@ public final class JFFS2Reader: FileSystemReader {
 }
 
 extension JFFS2.RawInode: InodeRecord {
-    var fileType: FileType? { Metadata.fileType(mode: mode) }
+    var posixMode: UInt32 { mode }
 }

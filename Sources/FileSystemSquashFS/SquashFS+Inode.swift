@@ -122,8 +122,8 @@ extension SquashFS {
                 let c = try read(8, "squashfs symlink inode")
                 linkCount = try c.u32le(at: 0)
                 let length = try c.u32le(at: 4)
-                guard length <= UInt32(SquashFS.maximumSymlinkLength) else {
-                    throw FWError.corrupt("squashfs symlink target of \(length) bytes is over the \(SquashFS.maximumSymlinkLength)-byte limit")
+                guard length <= PathComponents.maximumSymlinkLength else {
+                    throw FWError.corrupt("squashfs symlink target of \(length) bytes is over the \(PathComponents.maximumSymlinkLength)-byte limit")
                 }
                 size = UInt64(length)
                 symlinkTarget = try read(Int(length), "squashfs symlink target").bytes

@@ -24,8 +24,6 @@ public enum SquashFS {
     static let maximumNameLength = 256
     /// Entries per directory header (SQUASHFS_DIR_COUNT).
     static let maximumDirectoryHeaderCount = 256
-    /// Longest symlink target accepted (Linux refuses squashfs symlinks over a page).
-    static let maximumSymlinkLength = 4096
 
     /// Compression ids of the superblock's `compression` field.
     public enum Compression: UInt16, Sendable {

@@ -57,8 +57,13 @@ public struct FileIdentity: Hashable {
 
 /// An inode record as a reader decodes it from its filesystem, typed by its mode.
 public protocol InodeRecord {
+    /// The inode's mode as `st_mode` holds it: the type bits (`S_IFMT`) and the permission bits.
+    var posixMode: UInt32 { get }
+}
+
+extension InodeRecord {
     /// The type its mode says; nil for a mode of no type Linux knows.
-    var fileType: FileType? { get }
+    public var fileType: FileType? { Metadata.fileType(mode: posixMode) }
 }
 
 /// Sequential reader of one file's bytes, in chunks the caller sizes.
@@ -160,6 +165,23 @@ extension FileSystemReader {
         return record
     }
 
+    /// The type of `record`, the record of `inode`; an error naming its mode when the mode says
+    /// no type Linux knows.
+    public func fileType<Record: InodeRecord>(of record: Record, inode: UInt64) throws -> FileType {
+        guard let type = record.fileType else {
+            throw FWError.corrupt("\(formatName) inode \(inode): unknown file type in mode 0o\(String(record.posixMode, radix: 8))")
+        }
+        return type
+    }
+
+    /// Checks the stored length of the target of symlink `inode` before the target is read: Linux
+    /// refuses a longer one than `PathComponents.maximumSymlinkLength`, so such an inode is corrupt.
+    public func checkSymlinkLength<Length: BinaryInteger>(_ length: Length, inode: UInt64) throws {
+        guard length <= PathComponents.maximumSymlinkLength else {
+            throw FWError.corrupt("\(formatName) inode \(inode): symlink target of \(length) bytes is longer than \(PathComponents.maximumSymlinkLength)")
+        }
+    }
+
     /// Reads a whole small file (config files: fstab, units, grubenv) with a size cap.
     public func readSmallFile(_ inode: UInt64, limit: Int = 16 << 20) throws -> [UInt8] {
         let file = try openFile(inode)
@@ -174,6 +196,9 @@ extension FileSystemReader {
 public enum PathComponents {
     /// Symlink hops followed while resolving a path, as Linux allows.
     public static let maximumSymlinkHops = 40
+    /// Longest symlink target a reader accepts: Linux's PATH_MAX (the kernel refuses a longer
+    /// target than a page); ext4's own limit is larger.
+    public static let maximumSymlinkLength = 4096
 
     /// Splits on "/" dropping empty components.
     public static func split(_ path: [UInt8]) -> [[UInt8]] {
