@@ -34,6 +34,19 @@ struct LookOptions: ParsableArguments {
             Fwassemble.fail(error)
         }
     }
+
+    /// Opens the tree, hands it to `body`, then prints the tree's warnings; an error of `body`
+    /// ends the process (exit 1) after the warnings gathered so far.
+    func browse(_ body: (DeviceTree) throws -> Void) {
+        let tree = open()
+        do {
+            try body(tree)
+        } catch {
+            Out.warnings(tree.warnings)
+            Fwassemble.fail(error)
+        }
+        Out.warnings(tree.warnings)
+    }
 }
 
 /// Standard output for the browsing commands, through stdio's buffer.
@@ -90,8 +103,7 @@ extension Fwassemble {
         var json = false
 
         func run() throws {
-            let tree = self.tree.open()
-            do {
+            self.tree.browse { tree in
                 for entry in try tree.list(path) {
                     if json {
                         Out.line(try EntryLine(entry, byPath: false).json())
@@ -99,11 +111,7 @@ extension Fwassemble {
                         Out.line(long ? Out.long(entry, name: entry.name) : entry.name)
                     }
                 }
-            } catch {
-                Out.warnings(tree.warnings)
-                Fwassemble.fail(error)
             }
-            Out.warnings(tree.warnings)
         }
     }
 
@@ -156,15 +164,10 @@ extension Fwassemble {
         var json = false
 
         func run() throws {
-            let tree = self.tree.open()
-            do {
+            self.tree.browse { tree in
                 let status = try tree.stat(path, followSymlinks: dereference)
                 Out.line(json ? try status.json() : Self.text(status))
-            } catch {
-                Out.warnings(tree.warnings)
-                Fwassemble.fail(error)
             }
-            Out.warnings(tree.warnings)
         }
 
         static func text(_ s: EntryStatus) -> String {
