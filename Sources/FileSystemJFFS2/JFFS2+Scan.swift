@@ -145,14 +145,22 @@ extension JFFS2 {
         }
     }
 
+    /// The fixed part of `node` as a `Node`; nil, with the node skipped and why, when the node
+    /// is shorter than it or its node CRC does not hold.
+    private static func fixedPart<Node: FixedPart>(_ node: ByteCursor, at position: UInt64, _ e: Endianness,
+                                                   into index: inout Index) throws -> Node? {
+        guard node.count >= Node.size else {
+            index.skip("\(Node.kind) at \(position) is shorter than \(Node.size) bytes"); return nil
+        }
+        let fixed = try Node(node, e)
+        guard CRC32.kernel(node.bytes[0..<Node.nodeCRCCovers], seed: 0) == fixed.nodeCRC else {
+            index.skip("\(Node.kind) at \(position)\(fixed.detail) has a bad node CRC"); return nil
+        }
+        return fixed
+    }
+
     private static func recordDirent(_ node: ByteCursor, at position: UInt64, _ e: Endianness, into index: inout Index) throws {
-        guard node.count >= direntSize else {
-            index.skip("dirent at \(position) is shorter than \(direntSize) bytes"); return
-        }
-        let d = try Dirent(node, e)
-        guard CRC32.kernel(node.bytes[0..<32], seed: 0) == d.nodeCRC else {
-            index.skip("dirent at \(position) has a bad node CRC"); return
-        }
+        guard let d: Dirent = try fixedPart(node, at: position, e, into: &index) else { return }
         let nameEnd = direntSize + Int(d.nameSize)
         guard nameEnd <= node.count else { index.skip("dirent at \(position): name runs past the node"); return }
         let name = Array(node.bytes[direntSize..<nameEnd])
@@ -169,13 +177,7 @@ extension JFFS2 {
     }
 
     private static func recordInode(_ node: ByteCursor, at position: UInt64, _ e: Endianness, into index: inout Index) throws {
-        guard node.count >= inodeSize else {
-            index.skip("inode node at \(position) is shorter than \(inodeSize) bytes"); return
-        }
-        let i = try RawInode(node, e)
-        guard CRC32.kernel(node.bytes[0..<60], seed: 0) == i.nodeCRC else {
-            index.skip("inode node at \(position) (ino \(i.ino)) has a bad node CRC"); return
-        }
+        guard let i: RawInode = try fixedPart(node, at: position, e, into: &index) else { return }
         guard UInt64(i.csize) <= UInt64(node.count - inodeSize) else {
             index.skip("inode node at \(position) (ino \(i.ino)): \(i.csize) data bytes run past the node"); return
         }
@@ -197,13 +199,7 @@ extension JFFS2 {
     }
 
     private static func recordXattr(_ node: ByteCursor, at position: UInt64, _ e: Endianness, into index: inout Index) throws {
-        guard node.count >= xattrSize else {
-            index.skip("xattr node at \(position) is shorter than \(xattrSize) bytes"); return
-        }
-        let x = try RawXattr(node, e)
-        guard CRC32.kernel(node.bytes[0..<28], seed: 0) == x.nodeCRC else {
-            index.skip("xattr node at \(position) has a bad node CRC"); return
-        }
+        guard let x: RawXattr = try fixedPart(node, at: position, e, into: &index) else { return }
         let dataEnd = xattrSize + Int(x.nameLength) + 1 + Int(x.valueLength)
         guard dataEnd <= node.count, CRC32.kernel(node.bytes[xattrSize..<dataEnd], seed: 0) == x.dataCRC else {
             index.skip("xattr node at \(position) has a bad data CRC or length"); return
@@ -214,13 +210,7 @@ extension JFFS2 {
     }
 
     private static func recordXref(_ node: ByteCursor, at position: UInt64, _ e: Endianness, into index: inout Index) throws {
-        guard node.count >= xrefSize else {
-            index.skip("xref node at \(position) is shorter than \(xrefSize) bytes"); return
-        }
-        let r = try RawXref(node, e)
-        guard CRC32.kernel(node.bytes[0..<24], seed: 0) == r.nodeCRC else {
-            index.skip("xref node at \(position) has a bad node CRC"); return
-        }
+        guard let r: RawXref = try fixedPart(node, at: position, e, into: &index) else { return }
         let key = XrefKey(ino: r.ino, xid: r.xid)
         if let old = index.xrefs[key], old > r.sequence { return }
         index.xrefs[key] = r.sequence

@@ -63,8 +63,26 @@ public enum JFFS2 {
         }
     }
 
+    /// The fixed part of a node the scan records (dirent, inode, xattr, xref): at least `size`
+    /// bytes, and a `node_crc` over its first `nodeCRCCovers` bytes that must hold before any of
+    /// its fields is used.
+    protocol FixedPart {
+        /// What the scan's messages call the node: "dirent", "inode node".
+        static var kind: String { get }
+        static var size: Int { get }
+        static var nodeCRCCovers: Int { get }
+        var nodeCRC: UInt32 { get }
+        /// Said after the node's place when its node CRC is bad ("inode node at 0 (ino 5)").
+        var detail: String { get }
+        init(_ c: ByteCursor, _ e: Endianness) throws
+    }
+
     /// `struct jffs2_raw_dirent`: a name in directory `parent` for inode `ino` (0: deleted).
-    struct Dirent {
+    struct Dirent: FixedPart {
+        static let kind = "dirent"
+        static let size = direntSize
+        static let nodeCRCCovers = 32
+
         var parent: UInt32      // 12 pino
         var version: UInt32     // 16
         var ino: UInt32         // 20 (0 for a deletion dirent)
@@ -88,7 +106,12 @@ public enum JFFS2 {
 
     /// `struct jffs2_raw_inode`: an inode's metadata as of `version`, and optionally a range of
     /// its data (`dsize` bytes at `offset`, stored as `csize` bytes compressed with `compr`).
-    struct RawInode {
+    struct RawInode: FixedPart {
+        static let kind = "inode node"
+        static let size = inodeSize
+        static let nodeCRCCovers = 60
+        var detail: String { " (ino \(ino))" }
+
         var ino: UInt32         // 12
         var version: UInt32     // 16
         var mode: UInt32        // 20 (jmode_t: Linux's st_mode bits)
@@ -130,7 +153,11 @@ public enum JFFS2 {
 
     /// `struct jffs2_raw_xattr`: one attribute (name and value) shared by the inodes whose
     /// xrefs name its `xid`.
-    struct RawXattr {
+    struct RawXattr: FixedPart {
+        static let kind = "xattr node"
+        static let size = xattrSize
+        static let nodeCRCCovers = 28
+
         var xid: UInt32         // 12
         var version: UInt32     // 16 (0xFFFFFFFF: deleted, XDATUM_DELETE_MARKER)
         var prefix: UInt8       // 20 xprefix (JFFS2_XPREFIX_*)
@@ -152,7 +179,11 @@ public enum JFFS2 {
 
     /// `struct jffs2_raw_xref`: inode `ino` has attribute `xid`; the highest `xseqno` of an
     /// (ino, xid) pair wins, and an odd one (XREF_DELETE_MARKER) removes it.
-    struct RawXref {
+    struct RawXref: FixedPart {
+        static let kind = "xref node"
+        static let size = xrefSize
+        static let nodeCRCCovers = 24
+
         var ino: UInt32         // 12
         var xid: UInt32         // 16
         var sequence: UInt32    // 20 xseqno
@@ -207,4 +238,8 @@ public enum JFFS2 {
         }
         return out
     }
+}
+
+extension JFFS2.FixedPart {
+    var detail: String { "" }
 }

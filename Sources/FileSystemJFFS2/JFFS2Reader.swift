@@ -221,6 +221,6 @@ public final class JFFS2Reader: FileSystemReader {
 
 }
 
-extension JFFS2.RawInode: InodeRecord {
+extension JFFS2.RawInode: FileSystems.InodeRecord {
     var posixMode: UInt32 { mode }
 }
