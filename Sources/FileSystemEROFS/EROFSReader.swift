@@ -123,24 +123,13 @@ public final class EROFSReader: FileSystemReader {
         try place.placing {
             let ino = try self.inode(inode)
             let type = try fileType(of: ino, inode: inode)
-            var target: [UInt8]?
-            var device: DeviceNumber?
-            var size = ino.size
-            switch type {
-            case .symlink:
+            let fields = try TypedFields(type, storedSize: ino.size, symlinkTarget: {
                 try checkSymlinkLength(ino.size, inode: inode)
-                target = try readAll(ino)
-            case .characterDevice, .blockDevice:
-                device = DeviceNumber(linux: UInt64(ino.union))
-                size = 0
-            case .fifo, .socket:
-                size = 0
-            case .regular, .directory:
-                break
-            }
-            return Metadata(type: type, permissions: ino.mode & 0o7777, uid: ino.uid, gid: ino.gid, size: size,
-                            mtime: ino.mtime, linkCount: ino.linkCount, inode: inode, symlinkTarget: target,
-                            device: device, xattrs: try xattrs(of: ino))
+                return try readAll(ino)
+            }, device: { DeviceNumber(linux: UInt64(ino.union)) })
+            return Metadata(type: type, permissions: ino.mode & 0o7777, uid: ino.uid, gid: ino.gid, size: fields.size,
+                            mtime: ino.mtime, linkCount: ino.linkCount, inode: inode, symlinkTarget: fields.symlinkTarget,
+                            device: fields.device, xattrs: try xattrs(of: ino))
         }
     }
 

@@ -283,28 +283,18 @@ public final class F2FSReader: FileSystemReader {
         try place.placing {
             let ino = try self.inode(inode)
             let type = try fileType(of: ino, inode: inode)
-            var target: [UInt8]?
-            var device: DeviceNumber?
-            var size = ino.size
-            switch type {
-            case .symlink:
+            let fields = try TypedFields(type, storedSize: ino.size, symlinkTarget: {
                 guard !ino.isEncrypted else {
                     throw FWError.unsupported("f2fs inode \(inode): encrypted (fscrypt) symlink, not decrypted")
                 }
                 try checkSymlinkLength(ino.size, inode: inode)
-                target = try F2FSFile(reader: self, inode: ino).readPrefix(Int(ino.size))
-                guard target?.count == Int(ino.size) else { throw FWError.corrupt("f2fs inode \(inode): symlink target is cut short") }
-            case .characterDevice, .blockDevice:
-                device = try ino.deviceNumber()
-                size = 0
-            case .fifo, .socket:
-                size = 0
-            case .regular, .directory:
-                break
-            }
-            return Metadata(type: type, permissions: ino.mode & 0o7777, uid: ino.uid, gid: ino.gid, size: size,
+                let target = try F2FSFile(reader: self, inode: ino).readPrefix(Int(ino.size))
+                guard target.count == Int(ino.size) else { throw FWError.corrupt("f2fs inode \(inode): symlink target is cut short") }
+                return target
+            }, device: { try ino.deviceNumber() })
+            return Metadata(type: type, permissions: ino.mode & 0o7777, uid: ino.uid, gid: ino.gid, size: fields.size,
                             mtime: ino.mtime, atime: ino.atime, ctime: ino.ctime, linkCount: ino.links, inode: inode,
-                            symlinkTarget: target, device: device, xattrs: try xattrs(of: ino))
+                            symlinkTarget: fields.symlinkTarget, device: fields.device, xattrs: try xattrs(of: ino))
         }
     }
 

@@ -72,26 +72,16 @@ public final class JFFS2Reader: FileSystemReader {
             }
             let raw = try rawInode(record.latest)
             let type = try fileType(of: raw, inode: inode)
-            var size = UInt64(raw.isize)
-            var target: [UInt8]?
-            var device: DeviceNumber?
-            switch type {
-            case .symlink:
+            // A directory is shown with size 0, whatever its isize.
+            let fields = try TypedFields(type, storedSize: type == .directory ? 0 : UInt64(raw.isize), symlinkTarget: {
                 try checkSymlinkLength(raw.isize, inode: inode)
-                target = try JFFS2File(reader: self, ino: ino, record: record, size: UInt64(raw.isize)).readPrefix(Int(raw.isize))
-            case .characterDevice, .blockDevice:
-                device = try deviceNumber(ino, record)
-                size = 0
-            case .fifo, .socket, .directory:
-                size = 0
-            case .regular:
-                break
-            }
-            return Metadata(type: type, permissions: UInt16(raw.mode & 0o7777), uid: UInt32(raw.uid), gid: UInt32(raw.gid), size: size,
+                return try JFFS2File(reader: self, ino: ino, record: record, size: UInt64(raw.isize)).readPrefix(Int(raw.isize))
+            }, device: { try deviceNumber(ino, record) })
+            return Metadata(type: type, permissions: UInt16(raw.mode & 0o7777), uid: UInt32(raw.uid), gid: UInt32(raw.gid), size: fields.size,
                             mtime: Timestamp(seconds: Int64(raw.mtime)), atime: Timestamp(seconds: Int64(raw.atime)),
                             ctime: Timestamp(seconds: Int64(raw.ctime)),
                             linkCount: type == .directory ? 2 : linkCounts[ino, default: 1], inode: inode,
-                            symlinkTarget: target, device: device, xattrs: try xattrs(of: ino))
+                            symlinkTarget: fields.symlinkTarget, device: fields.device, xattrs: try xattrs(of: ino))
         }
     }
 

@@ -50,6 +50,33 @@ public struct ExtendedAttribute: Sendable, Equatable {
     }
 }
 
+/// The fields of `Metadata` that depend on an entry's type, as stat(2) shows them: a symlink's
+/// target (read only for a symlink), a device's numbers (only for a device) and a size of 0 for
+/// a device, FIFO or socket, whatever its inode stores.
+public struct TypedFields {
+    public var size: UInt64
+    public var symlinkTarget: [UInt8]?
+    public var device: DeviceNumber?
+
+    /// The fields of an entry of type `type` whose inode stores `storedSize`; `symlinkTarget` and
+    /// `device` read what only a symlink or a device has.
+    public init(_ type: FileType, storedSize: UInt64, symlinkTarget: () throws -> [UInt8],
+                device: () throws -> DeviceNumber) rethrows {
+        size = storedSize
+        switch type {
+        case .symlink:
+            self.symlinkTarget = try symlinkTarget()
+        case .characterDevice, .blockDevice:
+            self.device = try device()
+            size = 0
+        case .fifo, .socket:
+            size = 0
+        case .regular, .directory:
+            break
+        }
+    }
+}
+
 /// Device numbers of a character or block device.
 public struct DeviceNumber: Sendable, Equatable {
     public var major: UInt32
