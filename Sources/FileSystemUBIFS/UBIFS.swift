@@ -1,4 +1,5 @@
 import DiskImage
+import FileSystems
 
 /// The UBIFS on-flash format (linux fs/ubifs/ubifs-media.h): nodes in the LEBs of a UBI volume,
 /// each with a 24-byte common header; the superblock node in LEB 0, master nodes in LEBs 1 and 2,
@@ -165,7 +166,7 @@ public enum UBIFS {
     }
 
     /// `struct ubifs_ino_node` (data: symlink target, device number or xattr value).
-    struct Inode {
+    struct Inode: InodeRecord {
         var key: Key                // 24
         var size: UInt64            // 48
         var atime: (UInt64, UInt32) // 56, 80
@@ -179,6 +180,8 @@ public enum UBIFS {
         var dataLength: UInt32      // 112 data_len
         var xattrCount: UInt32      // 116 xattr_cnt
         var data: [UInt8]           // 160
+
+        var posixMode: UInt32 { mode }
 
         init(_ c: ByteCursor) throws {
             key = try Key(c, at: 24)

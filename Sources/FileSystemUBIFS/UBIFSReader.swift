@@ -39,9 +39,6 @@ public final class UBIFSReader: FileSystemReader {
     private var overlay = UBIFSReplayOverlay([])
     private static let indexCacheLimit = 4096
 
-    /// Longest symlink target accepted (Linux's PATH_MAX).
-    static let maximumSymlinkLength = 4096
-
     /// `replayJournal`: apply the journal's nodes written after the last commit (as the kernel
     /// mounts it); false reads the committed index only (`--no-replay`).
     public init(source: any ByteSource, name: String, replayJournal: Bool = true) throws {
@@ -71,7 +68,7 @@ public final class UBIFSReader: FileSystemReader {
             let nodes = replayJournal ? try replayNodes(of: buds, warnings: &warnings) : []
             overlay = UBIFSReplayOverlay(nodes)
             journal = UBIFSJournalSummary(replayed: replayJournal, buds: buds.count, budStarts: starts, nodes: nodes.count, warnings: warnings)
-            guard try inode(UBIFS.rootIno).mode & 0o170000 == 0o040000 else {
+            guard try inode(UBIFS.rootIno).fileType == .directory else {
                 throw FWError.corrupt("ubifs root inode 1 is not a directory")
             }
         } catch let error as FWError {
@@ -84,51 +81,36 @@ public final class UBIFSReader: FileSystemReader {
     public func metadata(of inode: UInt64) throws -> Metadata {
         try place.placing {
             let ino = try self.inode(inode)
-            guard let type = Metadata.fileType(mode: ino.mode) else {
-                throw FWError.corrupt("ubifs inode \(inode): unknown file type in mode 0o\(String(ino.mode, radix: 8))")
-            }
-            var target: [UInt8]?
-            var device: DeviceNumber?
-            var size = ino.size
-            switch type {
-            case .symlink:
-                guard ino.data.count <= Self.maximumSymlinkLength else {
-                    throw FWError.corrupt("ubifs inode \(inode): symlink target of \(ino.data.count) bytes is too long")
-                }
-                target = ino.data
-            case .characterDevice, .blockDevice:
+            let type = try fileType(of: ino, inode: inode)
+            let fields = try TypedFields(type, storedSize: ino.size, symlinkTarget: {
+                try checkSymlinkLength(ino.data.count, inode: inode)
+                return ino.data
+            }, device: {
                 let c = ByteCursor(ino.data, context: "ubifs device number")
                 switch ino.data.count {
-                case 4: device = DeviceNumber(linux: UInt64(try c.u32le(at: 0)))
-                case 8: device = DeviceNumber(linux: try c.u64le(at: 0))
+                case 4: return DeviceNumber(linux: UInt64(try c.u32le(at: 0)))
+                case 8: return DeviceNumber(linux: try c.u64le(at: 0))
                 default: throw FWError.corrupt("ubifs inode \(inode): device number of \(ino.data.count) bytes (4 or 8 expected)")
                 }
-                size = 0
-            case .fifo, .socket:
-                size = 0
-            case .regular, .directory:
-                break
-            }
+            })
             func time(_ t: (UInt64, UInt32)) -> Timestamp { Timestamp(seconds: Int64(bitPattern: t.0), nanoseconds: t.1 % 1_000_000_000) }
-            return Metadata(type: type, permissions: UInt16(ino.mode & 0o7777), uid: ino.uid, gid: ino.gid, size: size,
+            return Metadata(type: type, permissions: UInt16(ino.mode & 0o7777), uid: ino.uid, gid: ino.gid, size: fields.size,
                             mtime: time(ino.mtime), atime: time(ino.atime), ctime: time(ino.ctime), linkCount: ino.nlink,
-                            inode: inode, symlinkTarget: target, device: device,
+                            inode: inode, symlinkTarget: fields.symlinkTarget, device: fields.device,
                             xattrs: ino.xattrCount == 0 ? [] : try xattrs(of: inode))
         }
     }
 
     public func directoryEntries(of inode: UInt64) throws -> [DirectoryEntry] {
         try place.placing {
-            let ino = try self.inode(inode)
-            guard ino.mode & 0o170000 == 0o040000 else { throw FWError(.invalidArgument, "ubifs inode \(inode) is not a directory") }
+            _ = try checked(self.inode(inode), inode: inode, is: .directory)
             return try entries(of: inode, type: .dent).map { DirectoryEntry(name: $0.name, inode: $0.inum) }
         }
     }
 
     public func openFile(_ inode: UInt64) throws -> any FileContents {
         try place.placing {
-            let ino = try self.inode(inode)
-            guard ino.mode & 0o170000 == 0o100000 else { throw FWError(.invalidArgument, "ubifs inode \(inode) is not a regular file") }
+            let ino = try checked(self.inode(inode), inode: inode, is: .regular)
             guard ino.flags & 0x40 == 0 else { throw FWError.unsupported("ubifs inode \(inode) is encrypted (fscrypt), which is not supported") }
             let inum = try Self.inum(inode)
             let lastBlock = ino.size == 0 ? 0 : min((ino.size - 1) / UBIFS.blockSize, 0x1FFF_FFFF)

@@ -2,6 +2,7 @@ import DiskImage
 import FileSystemEROFS
 import FileSystemF2FS
 import FileSystemJFFS2
+import FileSystemUBIFS
 import FileSystems
 import Foundation
 import Testing
@@ -12,7 +13,7 @@ import TestSupport
 /// format and inode named, the image named once.
 @Suite("Readers: the wrong type of inode")
 struct ReaderTypeCheckTests {
-    static let images = ["fs-erofs-plain.img", "fs-f2fs.img", "fs-jffs2-le-zlib.img"]
+    static let images = ["fs-erofs-plain.img", "fs-f2fs.img", "fs-jffs2-le-zlib.img", "fs-ubi-zstd.ubifs"]
 
     static func open(_ image: String) throws -> any FileSystemReader {
         let path = try TestImages.path(image)
@@ -20,6 +21,7 @@ struct ReaderTypeCheckTests {
         switch image {
         case _ where image.hasPrefix("fs-erofs"): return try EROFSReader(source: source, name: path)
         case _ where image.hasPrefix("fs-f2fs"): return try F2FSReader(source: source, name: path)
+        case _ where image.hasSuffix(".ubifs"): return try UBIFSReader(source: source, name: path)
         default: return try JFFS2Reader(source: source, name: path)
         }
     }
