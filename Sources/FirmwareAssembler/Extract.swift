@@ -47,9 +47,12 @@ public struct ExtractResult: Sendable, Encodable {
     public var problems: [ArchiveProblem]
     /// What journal replay did, for an ext3/ext4 filesystem that needed recovery (else nil).
     public var journal: JournalReport? = nil
+    /// Every warning of the run, as `strict` counts them: the archive's problems, then the
+    /// journal replay's (an ext3/ext4 journal's "journal: ...", a UBIFS journal's "UBIFS journal: ...").
+    public var warnings: [String] = []
 
     enum CodingKeys: String, CodingKey {
-        case partition, format, members, files, hardlinks, contentBytes = "content_bytes", tarBytes = "tar_bytes", problems, journal
+        case partition, format, members, files, hardlinks, contentBytes = "content_bytes", tarBytes = "tar_bytes", problems, journal, warnings
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -63,6 +66,7 @@ public struct ExtractResult: Sendable, Encodable {
         try c.encode(tarBytes, forKey: .tarBytes)
         try c.encode(problems.map(\.description), forKey: .problems)
         try c.encodeIfPresent(journal, forKey: .journal)
+        try c.encode(warnings, forKey: .warnings)
     }
 }
 
@@ -140,12 +144,12 @@ extension Disk {
                                                            journalProgress: hooks.journalProgress)
             let journal = (reader as? Ext4Reader)?.journal
             var walk = TreeWalk(reader)
-            let (summary, tarBytes, _) = try Self.archive(&walk, to: target, resolved: resolved, strict: request.strict) { summary in
+            let (summary, tarBytes, warnings) = try Self.archive(&walk, to: target, resolved: resolved, strict: request.strict) { summary in
                 summary.problems.map(\.description) + replayWarnings(of: reader)
             }
             return ExtractResult(partition: description, format: reader.formatName, members: summary.members,
                                  files: summary.files, hardlinks: summary.hardlinks, contentBytes: summary.contentBytes,
-                                 tarBytes: tarBytes, problems: summary.problems, journal: journal)
+                                 tarBytes: tarBytes, problems: summary.problems, journal: journal, warnings: warnings)
         } catch {
             target.abort()
             throw placed(error)

@@ -60,11 +60,11 @@ extension Fwassemble {
             } catch {
                 Fwassemble.fail(error)
             }
-            for problem in result.problems {
-                Fwassemble.writeError("warning: \(result.partition): \(problem)\n")
+            // The archive's problems, then the journal replay's warnings (ext3/ext4, UBIFS).
+            for warning in result.warnings {
+                Fwassemble.writeError("warning: \(result.partition): \(warning)\n")
             }
             if let journal = result.journal {
-                for w in journal.warnings { Fwassemble.writeError("warning: \(result.partition): journal: \(w)\n") }
                 if !quiet {
                     Fwassemble.writeError(journal.replayed
                         ? "\(result.partition): needs recovery: journal replayed (\(journal.transactions) transactions, \(journal.blocks) blocks, \(journal.revoked) revoked, \(journal.orphans) orphans)\n"
@@ -72,8 +72,7 @@ extension Fwassemble {
                 }
             }
             if !quiet {
-                // Every warning line printed above: the archive's problems and the journal's.
-                let warnings = result.problems.count + (result.journal?.warnings.count ?? 0)
+                let warnings = result.warnings.count
                 let target = output == "-" ? "standard output" : output
                 Fwassemble.writeError("""
                     \(result.partition) (\(result.format)): \(result.members) entries, \(result.files) files, \

@@ -81,6 +81,14 @@ struct FlashEndToEndTests {
         #expect(r.status == 0, "\(r.stderr)")
         let report = try JSONDecoder().decode(AssembleReport.self, from: Data(contentsOf: URL(fileURLWithPath: dir.path + "/out.tar.gz.report.json")))
         #expect(report.warnings.contains { $0.contains("UBIFS journal: bud LEB \(bud) at byte ") }, "\(report.warnings)")
+
+        // extract: the same warning in its result and on stderr, counted in its summary line.
+        let result = try Disk(path: image).extract(ExtractRequest(partition: "1", output: OutputRequest(output: dir.path + "/x.tar")))
+        #expect(result.warnings.contains { $0.hasPrefix("UBIFS journal: bud LEB \(bud) at byte ") }, "\(result.warnings)")
+        let x = try CLI.run(["extract", image, "-p", "1", "-o", dir.path + "/x2.tar"])
+        #expect(x.status == 0, "\(x.stderr)")
+        #expect(x.stderr.contains(": UBIFS journal: bud LEB \(bud) at byte "), "\(x.stderr)")
+        #expect(x.stderr.contains("; \(result.warnings.count) warning"), "\(x.stderr)")
     }
 
     /// The base journal head's bud (inodes and entries) of the UBIFS in volume 0 of a UBI dump (128 KiB PEBs), read

@@ -610,7 +610,7 @@ class Disk(_Closing):
         as an archive to the path ``out`` ("-" for standard output; never the disk itself), as
         ``fwassemble extract`` does, and returns what was written: a dict with ``partition``,
         ``format``, ``members``, ``files``, ``hardlinks``, ``content_bytes``, ``tar_bytes``,
-        ``problems``, ``journal``.
+        ``problems``, ``journal``, ``warnings`` (the problems, then the journal replay's warnings).
 
         Options: ``compression`` (default: from the output's suffix, else gzip), ``level``,
         ``threads``, ``no_replay``, ``strict`` (a problem fails the job).
