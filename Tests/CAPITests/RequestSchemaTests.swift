@@ -30,6 +30,7 @@ import TestSupport
         switch key {
         case "level", "threads", "padding", "inodes": return 1
         case "add_tar": return ["x.tar"]
+        case "devices": return ["x.img"]
         case "format": return "tar"
         case "compression": return "gzip"
         case "hardlinks": return "link"
