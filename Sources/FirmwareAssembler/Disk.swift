@@ -184,7 +184,9 @@ public final class Disk: Sendable {
             features: reader.featureNames, checksum: reader.checksumType.name, checksumsVerified: reader.checksumsVerified,
             devices: reader.superBlock.deviceCount, logTree: reader.superBlock.logTree != 0,
             subvolumes: try reader.subvolumes().map { .init(id: $0.id, path: $0.path, readOnly: $0.isReadOnly, isDefault: $0.isDefault) },
-            superblocks: Dictionary(reader.superBlockCopies.map { ($0.name, $0.status) }, uniquingKeysWith: { a, _ in a }))
+            superblocks: Dictionary(reader.superBlockCopies.map { ($0.name, $0.status) }, uniquingKeysWith: { a, _ in a }),
+            memberDevices: reader.devices.map { .init(id: $0.id, name: $0.name) },
+            ignoredDevices: reader.ignoredDevices.isEmpty ? nil : reader.ignoredDevices.map { .init(name: $0.name, reason: $0.reason) })
     }
 
     /// The f2fs superblock's feature names (the first valid of its two copies); nil, with a
