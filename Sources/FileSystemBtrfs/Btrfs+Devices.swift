@@ -43,9 +43,10 @@ extension Btrfs {
 
         /// Reads bytes from `logical` on into `buffer`, as many as are contiguous there (at least
         /// one); returns how many. `mirror` picks among the present copies (DUP, RAID1*, RAID10):
-        /// nil when there is no such copy. Mirror 0 of a RAID5/RAID6 data stripe on a missing
-        /// device is rebuilt from the row's other data stripes and P; any other address with no
-        /// present copy is an error naming the missing devices.
+        /// nil when there is no such copy. A RAID5/RAID6 data stripe is rebuilt from the row's
+        /// other data stripes and P as mirror 0 when its device is missing, as mirror 1 when it
+        /// is present (another copy to try when a checksum fails, as the kernel recovers); any
+        /// other address with no present copy is an error naming the missing devices.
         func read(_ logical: UInt64, into buffer: UnsafeMutableRawBufferPointer, mirror: Int = 0) throws -> Int? {
             let location = try chunks.locate(logical)
             let n = Int(min(UInt64(buffer.count), location.contiguous))
@@ -55,11 +56,14 @@ extension Btrfs {
                 try present[mirror].1.source.readExactly(at: present[mirror].0.offset, into: part)
                 return n
             }
-            guard mirror == 0 else { return nil }
-            if let row = location.row {
-                try rebuild(row, dataIndex: location.dataIndex, location.chunk, logical: logical, into: part)
+            if let row = location.row, mirror == present.count {
+                guard try rebuild(row, dataIndex: location.dataIndex, location.chunk, into: part) else {
+                    guard mirror == 0 else { return nil }
+                    throw missing(row, location.chunk, logical: logical, rebuilding: true)
+                }
                 return n
             }
+            guard mirror == 0 else { return nil }
             throw missing(location.copies, location.chunk, logical: logical)
         }
 
@@ -80,23 +84,30 @@ extension Btrfs {
         }
 
         /// RAID5/RAID6 (`raid56_recover`'s simplest case): P is the XOR of the row's data
-        /// stripes, so one missing data stripe is the XOR of P and the others. Two missing
-        /// stripes (RAID6 without P, which needs Q's Galois-field arithmetic) are an error.
-        private func rebuild(_ row: [Placement], dataIndex: Int, _ chunk: Chunk, logical: UInt64,
-                             into part: UnsafeMutableRawBufferPointer) throws {
+        /// stripes, so a data stripe is the XOR of P and the others. False when one of those is
+        /// missing too (RAID6 without P would need Q's Galois-field arithmetic: not done).
+        private func rebuild(_ row: [Placement], dataIndex: Int, _ chunk: Chunk, into part: UnsafeMutableRawBufferPointer) throws -> Bool {
             let dataStripes = row.count - (chunk.profile.contains(.raid6) ? 2 : 1)
-            let sources = row.prefix(dataStripes + 1).enumerated().filter { $0.offset != dataIndex }.map(\.element)
-            guard sources.allSatisfy({ members[$0.deviceID] != nil }) else {
-                throw missing(row, chunk, logical: logical, rebuilding: true)
-            }
+            let others = row.prefix(dataStripes + 1).enumerated().filter { $0.offset != dataIndex }
+                .compactMap { p in members[p.element.deviceID].map { (p.element.offset, $0) } }
+            guard others.count == dataStripes else { return false }
             part.initializeMemory(as: UInt8.self, repeating: 0)
             let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: part.count, alignment: 16)
             defer { scratch.deallocate() }
-            for placement in sources {
-                guard let member = members[placement.deviceID] else { continue }
-                try member.source.readExactly(at: placement.offset, into: scratch)
-                for i in 0..<part.count { part[i] ^= scratch[i] }
+            for (offset, member) in others {
+                try member.source.readExactly(at: offset, into: scratch)
+                var i = 0
+                while i + 8 <= part.count {
+                    let x = part.loadUnaligned(fromByteOffset: i, as: UInt64.self) ^ scratch.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                    part.storeBytes(of: x, toByteOffset: i, as: UInt64.self)
+                    i += 8
+                }
+                while i < part.count {
+                    part[i] ^= scratch[i]
+                    i += 1
+                }
             }
+            return true
         }
 
         private func missing(_ placements: [Placement], _ chunk: Chunk, logical: UInt64, rebuilding: Bool = false) -> FWError {

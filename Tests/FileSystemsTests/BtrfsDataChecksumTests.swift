@@ -113,6 +113,36 @@ struct BtrfsDataChecksumTests {
         #expect(files > 4000 && compressed > 0, "\(files) files, \(compressed) compressed")
     }
 
+    @Test("RAID5 (kernel-written, three devices): a data sector that fails its checksum is rebuilt from parity, without a warning",
+          .enabled(if: BtrfsFixtures.available, "fs-btrfs.img not built"))
+    func raid5Parity() throws {
+        let paths = try ["a", "b", "c"].map { try BtrfsFixtures.image("fs-btrfs-raid5-\($0)") }
+        func open(_ chosen: [String]) throws -> BtrfsReader {
+            try BtrfsReader(source: try FileSource(path: chosen[0]), name: chosen[0],
+                            devices: try chosen.dropFirst().map { BtrfsDevice(source: try FileSource(path: $0), name: $0) })
+        }
+        let clean = try open(paths)
+        let names = try clean.directoryEntries(of: try #require(try clean.lookup("files"))).map { String(decoding: $0.name, as: UTF8.self) }
+        let path = "files/" + (try #require(names.sorted().first))
+        let expected = try BtrfsDamage.read(clean, path)
+        #expect(expected.bytes.count == 4096 && expected.warnings.isEmpty)
+        let logical = try BtrfsDamage.firstExtent(clean, path)
+        let location = try clean.trees.volume.chunks.locate(logical)
+        #expect(location.row?.count == 3)
+        let stripe = try #require(location.copies.first)
+        let device = try #require(clean.devices.first { $0.id == stripe.deviceID }?.name)
+        let copies = try paths.map(BtrfsDamage.copy)
+        defer { copies.forEach(BtrfsDamage.remove) }
+        try BtrfsDamage.flip(try #require(copies.first { URL(fileURLWithPath: $0).lastPathComponent == URL(fileURLWithPath: device).lastPathComponent }),
+                             at: stripe.offset + 123)
+        let damaged = try open(copies)
+        // The stripe as stored is damaged; parity (mirror 1) gives the data back.
+        #expect(try damaged.trees.volume.bytes(logical, count: 4096) != expected.bytes)
+        #expect(try damaged.trees.volume.bytes(logical, count: 4096, mirror: 1) == expected.bytes)
+        let rebuilt = try BtrfsDamage.read(damaged, path)
+        #expect(rebuilt.bytes == expected.bytes && rebuilt.warnings.isEmpty, "\(rebuilt.warnings)")
+    }
+
     @Test("RAID1 (dissect.btrfs's raid1 pair): a bad sector on one device is read from the other without a warning; bad on both, a warning",
           .enabled(if: DissectBtrfs.available, "dissect.btrfs's test data not fetched"))
     func mirrorFallback() throws {
