@@ -6,10 +6,15 @@ import DiskImage
 public struct BtrfsDevice: Sendable {
     public var source: any ByteSource
     public var name: String
+    /// Given by the user (`--device`): listed in `ignoredDevices` when it is not a member. False
+    /// for a candidate found on its own (another btrfs partition of the same disk), which is
+    /// passed over silently when it belongs to another filesystem (or is an A/B copy).
+    public var isGiven: Bool
 
-    public init(source: any ByteSource, name: String) {
+    public init(source: any ByteSource, name: String, isGiven: Bool = true) {
         self.source = source
         self.name = name
+        self.isGiven = isGiven
     }
 }
 

@@ -209,11 +209,13 @@ public final class BtrfsReader: FileSystemReader {
     }
 
     /// Adds the devices of `devices` that belong to the filesystem of `sb` (same fsid and
-    /// generation, an id not yet present); returns the others with the reason.
+    /// generation, an id not yet present); returns the others given by the user with the reason.
     private static func addMembers(_ devices: [BtrfsDevice], to volume: Btrfs.Volume, superBlock sb: Btrfs.SuperBlock,
                                    verifyChecksums: Bool) -> [(name: String, reason: String)] {
         var ignored: [(name: String, reason: String)] = []
         for device in devices {
+            let before = ignored.count
+            defer { if !device.isGiven { ignored.removeSubrange(before...) } }
             let other: Btrfs.SuperBlock
             do {
                 other = try readSuperBlock(device.source, verifyChecksums: verifyChecksums).0

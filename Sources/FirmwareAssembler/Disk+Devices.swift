@@ -39,7 +39,7 @@ struct MemberDevices: Sendable {
                 result.append(BtrfsDevice(source: source, name: path))
                 continue
             }
-            let found = try Self.btrfsPartitions(of: source, table: try PartitionTable.read(from: source), path: path)
+            let found = try Self.btrfsPartitions(of: source, table: try PartitionTable.read(from: source), path: path, given: true)
             guard !found.isEmpty else {
                 throw FWError(.notFound, "--device: neither the file nor a partition of it holds btrfs", disk: path)
             }
@@ -49,15 +49,17 @@ struct MemberDevices: Sendable {
     }
 
     /// The partitions of `source` (its partition table) that hold btrfs.
+    /// `given`: the disk was given with `--device` (its partitions are reported when they are
+    /// not members); false for the disk being read itself.
     static func btrfsPartitions(of source: any ByteSource, table: PartitionTable, path: String,
-                                excluding start: UInt64? = nil) throws -> [BtrfsDevice] {
+                                excluding start: UInt64? = nil, given: Bool) throws -> [BtrfsDevice] {
         guard table.kind != .none, table.kind != .ubi else { return [] }
         var result: [BtrfsDevice] = []
         for p in table.partitions where p.withinImage && p.size > 0 && p.start != start && !p.isExtended {
             let place = FWError.Place(disk: path, partition: "partition \(p.index)")
             let slice = try source.slice(offset: p.start, length: p.size, place: place)
             if try FileSystemFormat.kind(of: slice) == .btrfs {
-                result.append(BtrfsDevice(source: slice, name: place.description))
+                result.append(BtrfsDevice(source: slice, name: place.description, isGiven: given))
             }
         }
         return result
@@ -71,7 +73,8 @@ extension Disk {
     /// lists the rest as ignored.
     func btrfsDevices(for slice: any ByteSource) throws -> [BtrfsDevice] {
         guard try FileSystemFormat.detect(slice) == .btrfs else { return [] }
-        return try MemberDevices.btrfsPartitions(of: source, table: try table(), path: path, excluding: (slice as? SliceSource)?.offset)
+        return try MemberDevices.btrfsPartitions(of: source, table: try table(), path: path,
+                                                   excluding: (slice as? SliceSource)?.offset, given: false)
             + (try memberDevices?.btrfs() ?? [])
     }
 }

@@ -49,6 +49,30 @@ struct BtrfsDevicesCLITests {
         }
     }
 
+    @Test("a GPT disk whose two partitions are the members of one RAID0 btrfs: read whole without --device; a plain btrfs beside it is not listed")
+    func membersOnOneDisk() throws {
+        let folder = try Self.temporaryFolder()
+        defer { Self.remove(folder) }
+        let disk = folder + "/two-members.img"
+        try TestImages.run(["truncate", "-s", "260M", disk])
+        try TestImages.run(["sfdisk", "-q", disk], stdin: Data("label: gpt\n,128MiB\n,128MiB\n".utf8))
+        for (index, member) in ["raid0-1", "raid0-2"].enumerated() {
+            try TestImages.run(["dd", "if=\(Self.path(member))", "of=\(disk)", "bs=1M", "seek=\(1 + 128 * index)", "conv=sparse,notrunc", "status=none"])
+        }
+        let r = try FwassembleCLI.run(["cat", disk, "/large.txt", "--partition", "1"])
+        #expect(r.status == 0 && r.stdout == Self.large, "\(r.stderr)")
+        let inspect = try FwassembleCLI.run(["inspect", disk, "--json"])
+        let doc = try #require(try JSONSerialization.jsonObject(with: inspect.stdout) as? [String: Any])
+        for part in try #require(doc["partitions"] as? [[String: Any]]) {
+            let btrfs = try #require((part["filesystem"] as? [String: Any])?["btrfs"] as? [String: Any])
+            #expect((btrfs["member_devices"] as? [[String: Any]])?.compactMap { $0["id"] as? Int }.sorted() == [1, 2])
+            #expect(btrfs["ignored_devices"] == nil)
+        }
+        // The default image given as a device of its own: a whole-file btrfs of another filesystem, listed.
+        let other = try FwassembleCLI.run(["inspect", disk, "--json", "--device", Self.path("default")])
+        #expect(other.status == 0 && other.stdoutText.contains("another btrfs filesystem"), "\(other.stderr)")
+    }
+
     @Test("a missing device: exit 1, one line naming the image, the missing devid and the chunk; no output left")
     func missingDevice() throws {
         let folder = try Self.temporaryFolder()
