@@ -92,10 +92,9 @@ extension Btrfs {
             try data.withUnsafeBytes { raw in
                 for index in 0..<(raw.count / sector) {
                     let at = logical + UInt64(index * sector)
-                    guard let stored = try checksum(of: at),
-                          let digest = reader.checksumType.digest(UnsafeRawBufferPointer(rebasing: raw[(index * sector)..<((index + 1) * sector)]))
-                    else { continue }
-                    if !stored.elementsEqual(digest.prefix(stored.count)) { bad.append(index) }
+                    guard let stored = try checksum(of: at) else { continue }
+                    let bytes = UnsafeRawBufferPointer(rebasing: raw[(index * sector)..<((index + 1) * sector)])
+                    if !reader.checksumType.matches(stored, bytes) { bad.append(index) }
                 }
             }
             return bad
