@@ -759,7 +759,9 @@ def _cli_options(cli, command):
         names = [n["name"] for n in a.get("names", []) if len(n["name"]) > 1]
         if a["kind"] == "positional" or not names or names[0] in presentation:
             continue
-        found.append((names[0].replace("-", "_"), a["kind"] == "flag"))
+        # The request key is the option's name with "_" for "-"; the repeatable --device is the list "devices".
+        key = "devices" if names[0] == "device" else names[0].replace("-", "_")
+        found.append((key, a["kind"] == "flag"))
     return found
 
 
@@ -771,7 +773,7 @@ def test_every_assemble_option_of_the_cli_is_a_python_option(cli, tmp_path):
     options = _cli_options(cli, "assemble")
     assert len(options) >= 18
     for key, flag in options:
-        if key in ("threads", "backing_dir", "snapshot"):  # the probe itself; Disk(...)'s options
+        if key in ("threads", "backing_dir", "snapshot", "devices"):  # the probe itself; Disk(...)'s options
             continue
         value = True if flag else samples.get(key, "x")
         with pytest.raises(fwassemble.InvalidArgument) as e:
