@@ -233,6 +233,37 @@ struct BtrfsDissectTests {
         try DissectBtrfs.expectTestData(fs)
     }
 
+    /// A member whose superblock is edited (its checksum made right again): another device uuid
+    /// for its id is refused; another generation makes it a stale member, ignored.
+    @Test("a member whose device uuid is not the chunk tree's is refused; one at another generation is ignored as stale")
+    func doctoredMembers() throws {
+        let first = try FileSource(path: DissectBtrfs.path("raid1-1"))
+        let original = Array(try Data(contentsOf: URL(fileURLWithPath: DissectBtrfs.path("raid1-2"))))
+        func edited(_ change: (inout [UInt8]) -> Void) -> MemorySource {
+            var bytes = original
+            for base in [0x10000, 0x400_0000] where base + 4096 <= bytes.count {
+                var block = Array(bytes[base..<(base + 4096)])
+                change(&block)
+                let crc = CRC32C.checksum(Array(block[0x20...]))
+                for i in 0..<4 { block[i] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(i))) }
+                bytes.replaceSubrange(base..<(base + 4096), with: block)
+            }
+            return MemorySource(bytes)
+        }
+        let otherUUID = edited { $0[0x10b] ^= 0xFF }   // dev_item.uuid
+        #expect {
+            _ = try BtrfsReader(source: first, name: "raid1-1", devices: [BtrfsDevice(source: otherUUID, name: "doctored")])
+        } throws: { error in
+            let message = (error as? FWError)?.message ?? ""
+            return message.contains("doctored says it is device 2") && message.contains("is not the chunk tree's")
+        }
+        let stale = edited { $0[0x48] &-= 1 }   // generation
+        let fs = try BtrfsReader(source: first, name: "raid1-1", devices: [BtrfsDevice(source: stale, name: "stale")])
+        #expect(fs.devices.map(\.id) == [1])
+        #expect(fs.ignoredDevices.first?.reason.contains("(a stale member)") == true, "\(fs.ignoredDevices)")
+        try DissectBtrfs.expectTestData(fs)   // RAID1: all of it on device 1
+    }
+
     @Test("test_btrfs_sparse: contents and hole positions, a snapshot's partly rewritten files")
     func sparse() throws {
         let fs = try DissectBtrfs.open("sparse")
