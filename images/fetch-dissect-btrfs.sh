@@ -10,6 +10,7 @@ set -euo pipefail
 DIR=${1:-.build-dissect-btrfs}
 VERSION=1.10
 [ -f "$DIR/done-$VERSION" ] && exit 0
+trap 'echo "images/fetch-dissect-btrfs.sh: could not fetch dissect.btrfs $VERSION into $DIR" >&2; exit 1' ERR
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 python3 -m venv "$DIR/venv"
