@@ -95,6 +95,10 @@ python3 "$root/Fuzz/sparse-seed.py" "$tmp/f2fs.img" "$out/f2fs/sload-small"
 rm -rf "$tmp"
 cp "$root"/Tests/Corpus/f2fs/* "$out/f2fs/"
 [ -f "$imgs/fs-f2fs-kernel.seed" ] && cp "$imgs/fs-f2fs-kernel.seed" "$out/f2fs/kernel-small"   # when the kernel recipe could run
+# ubifs: a small UBIFS Linux wrote and dumped while mounted (images/disks/fs-flash-kernel.sh), its
+# journal holding a new file, a hardlink and a delete: the replay code's input
+bash "$root/images/build.sh" "$imgs" fs-flash-kernel >/dev/null || true
+[ -f "$imgs/fs-flash-kernel.seed" ] && cp "$imgs/fs-flash-kernel.seed" "$out/ubifs/kernel-journal"
 cp "$root"/Tests/Corpus/uci-fstab/* "$out/uci-fstab/"
 # bbolt: the files Debian's containerd wrote (containerd-root recipe) and the committed regressions
 cp "$imgs/containerd-root.facts/meta.db" "$out/bolt/containerd-meta.db"

@@ -100,6 +100,11 @@ public enum UBIFS {
         public var lebSize: UInt32          // 36 leb_size
         public var lebCount: UInt32         // 40 leb_cnt
         public var logLEBs: UInt32          // 56 log_lebs
+        public var lptLEBs: UInt32          // 60 lpt_lebs
+        public var orphanLEBs: UInt32       // 64 orph_lebs
+        /// Data journal heads (`jhead_cnt`); the garbage collector's and the base head come
+        /// first (`NONDATA_JHEADS_CNT` 2), so REF nodes name heads 0..<journalHeads + 2.
+        public var journalHeads: UInt32     // 68 jhead_cnt
         public var fanout: UInt32           // 72
         public var formatVersion: UInt32    // 80 fmt_version
         public var defaultCompression: UInt16 // 84 default_compr
@@ -113,6 +118,9 @@ public enum UBIFS {
             lebSize = try c.u32le(at: 36)
             lebCount = try c.u32le(at: 40)
             logLEBs = try c.u32le(at: 56)
+            lptLEBs = try c.u32le(at: 60)
+            orphanLEBs = try c.u32le(at: 64)
+            journalHeads = try c.u32le(at: 68)
             fanout = try c.u32le(at: 72)
             formatVersion = try c.u32le(at: 80)
             defaultCompression = try c.u16le(at: 84)

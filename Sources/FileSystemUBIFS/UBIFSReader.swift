@@ -11,11 +11,12 @@ import FileSystems
 /// Read: inodes (mode, owner, nanosecond times, link counts), directory entries (hashed keys: a
 /// directory is the key range of its entries), data nodes in 4 KiB blocks with no, LZO, zlib and
 /// zstd compression (holes read as zeros), symlinks, devices, hardlinks, xattrs (xattr entries
-/// and their inodes). Not read: the journal. The reader shows the last committed index; nodes
-/// written to the journal since (a filesystem the kernel did not unmount cleanly, or one written
-/// since the last commit) are not replayed: `uncommittedBuds` counts the journal LEBs that hold
-/// such nodes. Refused with `.unsupported`: authenticated filesystems and encrypted (fscrypt)
-/// files.
+/// and their inodes). The journal (nodes written since the last commit: a dump of a mounted
+/// device, or one the kernel did not unmount cleanly) is replayed in memory as the kernel's
+/// replay.c does at mount: the buds the log names after the commit start, their nodes applied
+/// over the index in sequence-number order (`journal` says what was replayed);
+/// `replayJournal: false` reads the committed index only. Refused with `.unsupported`:
+/// authenticated filesystems and encrypted (fscrypt) files.
 public final class UBIFSReader: FileSystemReader {
     public let formatName = "ubifs"
     public let sourceName: String
@@ -25,19 +26,25 @@ public final class UBIFSReader: FileSystemReader {
     /// The master node's commit number and flags (`UBIFS_MST_DIRTY` 1: not unmounted cleanly).
     public let commitNumber: UInt64
     public let masterFlags: UInt32
-    /// Journal LEBs referenced by the log after the last commit (their nodes are not replayed).
+    /// Journal LEBs referenced by the log after the last commit (also with `replayJournal: false`).
     public private(set) var uncommittedBuds = 0
+    /// What the journal replay did.
+    public private(set) var journal = UBIFSJournalSummary(replayed: false, buds: 0, nodes: 0, warnings: [])
 
     let source: any ByteSource
     let lebSize: UInt64
     private let root: UBIFS.Location
     private var indexCache: [UBIFS.Location: UBIFS.IndexNode] = [:]
+    /// The journal's nodes over the committed index (empty without a journal or replay).
+    private var overlay = UBIFSReplayOverlay([])
     private static let indexCacheLimit = 4096
 
     /// Longest symlink target accepted (Linux's PATH_MAX).
     static let maximumSymlinkLength = 4096
 
-    public init(source: any ByteSource, name: String) throws {
+    /// `replayJournal`: apply the journal's nodes written after the last commit (as the kernel
+    /// mounts it); false reads the committed index only (`--no-replay`).
+    public init(source: any ByteSource, name: String, replayJournal: Bool = true) throws {
         self.source = source
         sourceName = name
         place = FWError.Place(source: source, name: name)
@@ -57,7 +64,13 @@ public final class UBIFSReader: FileSystemReader {
             commitNumber = master.commitNumber
             masterFlags = master.flags
             root = UBIFS.Location(lnum: master.rootLnum, offset: master.rootOffset, length: master.rootLength)
-            uncommittedBuds = try countBuds(master, logLEBs: UInt64(sb.logLEBs))
+            var warnings: [String] = []
+            let buds = try readLog(master, warnings: &warnings)
+            uncommittedBuds = buds.count
+            let starts = buds.map { UBIFSJournalSummary.BudStart(lnum: $0.lnum, offset: $0.offset, journalHead: $0.jhead) }
+            let nodes = replayJournal ? try replayNodes(of: buds, warnings: &warnings) : []
+            overlay = UBIFSReplayOverlay(nodes)
+            journal = UBIFSJournalSummary(replayed: replayJournal, buds: buds.count, budStarts: starts, nodes: nodes.count, warnings: warnings)
             guard try inode(UBIFS.rootIno).mode & 0o170000 == 0o040000 else {
                 throw FWError.corrupt("ubifs root inode 1 is not a directory")
             }
@@ -250,39 +263,26 @@ public final class UBIFSReader: FileSystemReader {
         return best
     }
 
-    /// Journal buds: the REF nodes of the log (`UBIFS_LOG_LNUM` 3 on, `log_lebs` LEBs, circular)
-    /// from the master's `log_lnum`, after the commit-start node of the current commit, as
-    /// replay.c's ubifs_replay_journal reads them. Each names a LEB holding nodes newer than the
-    /// index.
-    private func countBuds(_ master: UBIFS.Master, logLEBs: UInt64) throws -> Int {
-        let first: UInt64 = 3
-        guard logLEBs > 0, UInt64(master.logLnum) >= first, UInt64(master.logLnum) < first + logLEBs else { return 0 }
-        var refs = 0
-        var lnum = UInt64(master.logLnum)
-        for _ in 0..<min(logLEBs, 4096) {
-            var offset: UInt64 = 0
-            while offset + UInt64(UBIFS.commonHeaderSize) <= lebSize {
-                let position = lnum * lebSize + offset
-                guard position + UInt64(UBIFS.commonHeaderSize) <= source.size else { return refs }
-                let c = ByteCursor(try source.bytes(at: position, count: UBIFS.commonHeaderSize + 16), context: "ubifs log")
-                let head = try UBIFS.CommonHeader(c)
-                guard head.magic == UBIFS.magic, head.length >= UInt32(UBIFS.commonHeaderSize), UInt64(head.length) <= lebSize - offset else { break }
-                if head.nodeType == UBIFS.NodeType.commitStart.rawValue, try c.u64le(at: 24) != master.commitNumber { return refs }
-                if head.nodeType == UBIFS.NodeType.ref.rawValue { refs += 1 }
-                offset += (UInt64(head.length) + 7) & ~7
-            }
-            lnum = lnum + 1 < first + logLEBs ? lnum + 1 : first
-            if lnum == UInt64(master.logLnum) { break }
-        }
-        return refs
-    }
-
     // MARK: Index
 
     /// Calls `body` with every leaf of the index whose key is in `low...high`, in key order.
+    /// With a replayed journal, the index's leaves the journal decides about are left out and
+    /// the journal's own leaves in the range are merged in.
     func forEach(from low: UBIFS.Key, to high: UBIFS.Key, _ body: (UBIFS.Key, UBIFS.Location) throws -> Void) throws {
         var visited = Set<UBIFS.Location>()
-        try walk(root, level: nil, low, high, &visited, body)
+        guard !overlay.isEmpty else { return try walk(root, level: nil, low, high, &visited, body) }
+        var leaves: [(key: UBIFS.Key, location: UBIFS.Location)] = []
+        try walk(root, level: nil, low, high, &visited) { key, location in
+            let hidden = try overlay.hides(key) {
+                try UBIFS.Dent(ByteCursor(try node(location, expect: key.type == UBIFS.KeyType.xent.rawValue ? .xent : .dent),
+                                          context: "ubifs entry \(key)")).name
+            }
+            if !hidden { leaves.append((key, location)) }
+        }
+        leaves += overlay.leaves(from: low, to: high)
+        for leaf in leaves.enumerated().sorted(by: { ($0.element.key, $0.offset) < ($1.element.key, $1.offset) }) {
+            try body(leaf.element.key, leaf.element.location)
+        }
     }
 
     private func walk(_ location: UBIFS.Location, level: Int?, _ low: UBIFS.Key, _ high: UBIFS.Key,

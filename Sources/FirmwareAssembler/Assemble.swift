@@ -102,11 +102,8 @@ extension AssembleReport {
         let journals = booted.partitions.journals.sorted { $0.key < $1.key }.map { index, j in
             PartitionJournal(index: index, partition: j.description, journal: j.replay)
         }
-        guard !journals.isEmpty else { return }
-        self.journals = journals
-        for j in journals {
-            for w in j.journal.warnings { warn(.journal, at: j.partition, "journal: \(w)") }
-        }
+        if !journals.isEmpty { self.journals = journals }
+        for w in booted.partitions.journalWarnings { warn(.journal, at: w.place, w.message) }
     }
 }
 

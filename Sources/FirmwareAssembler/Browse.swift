@@ -90,13 +90,10 @@ public final class DeviceTree {
     /// (grows as paths are looked up), journal replay warnings. A walk's own are its `problems`.
     public var warnings: [RunWarning] {
         guard let booted else {
-            let journal = (reader as? Ext4Reader)?.journal?.warnings ?? []
             return table.map { RunWarning(code: .partitionTable, place: "partition table", message: $0) }
-                + journal.map { RunWarning(code: .journal, place: name, message: "journal: \($0)") }
+                + replayWarnings(of: reader).map { RunWarning(code: .journal, place: name, message: $0) }
         }
-        let journals = booted.partitions.journals.sorted { $0.key < $1.key }.flatMap { _, j in
-            j.replay.warnings.map { RunWarning(code: .journal, place: j.description, message: "journal: \($0)") }
-        }
+        let journals = booted.partitions.journalWarnings.map { RunWarning(code: .journal, place: $0.place, message: $0.message) }
         return booted.setupWarnings(table: table) + booted.namespaceWarnings + journals
     }
 

@@ -202,6 +202,17 @@ public final class Disk: Sendable {
         }
     }
 
+    /// What `inspect` says of a UBIFS journal: what was replayed over the committed index (as
+    /// every reading command replays it; `--no-replay` reads the index only) and its warnings.
+    static func journalNotes(_ journal: UBIFSJournalSummary) -> [String] {
+        var notes: [String] = []
+        if journal.nodes > 0 {
+            notes.append("its UBIFS journal holds \(journal.nodes) node(s) in \(journal.buds) bud LEB(s) written after the last commit: "
+                         + "replayed in memory as the kernel mounts it (--no-replay reads the committed index only)")
+        }
+        return notes + journal.warnings.map { "UBIFS journal: \($0)" }
+    }
+
     /// Parses the partition table and probes every partition with libblkid. Problems that leave
     /// the rest usable are returned as `table.warnings`; the rest throw `FWError` naming the image.
     public func inspect() throws -> DiskInspection {
@@ -210,6 +221,7 @@ public final class Disk: Sendable {
         var partitions: [DiskInspection.PartitionInfo] = []
         for p in table.partitions {
             var fs: FilesystemSignature? = nil
+            var ubifsDirty = false
             if table.kind == .none {
                 fs = wholeDisk
             } else if table.kind == .ubi {
@@ -218,9 +230,10 @@ public final class Disk: Sendable {
                     let (volume, description) = try ubiVolume(p)
                     fs = try FileSystemFormat.kind(of: volume).map { FilesystemSignature(type: $0.rawValue) }
                     // An unreadable UBIFS is a warning below (the volume stays listed with its kind).
-                    if fs?.type == FileSystemKind.ubifs.rawValue, case let buds = try UBIFSReader(source: volume, name: description).uncommittedBuds,
-                       buds > 0 {
-                        table.warnings.append("UBI volume \(p.index - 1): its UBIFS journal names \(buds) bud LEB(s) written after the last commit; fwassemble reads the committed index only (the journal is not replayed)")
+                    if fs?.type == FileSystemKind.ubifs.rawValue {
+                        let reader = try UBIFSReader(source: volume, name: description)
+                        ubifsDirty = reader.masterFlags & 1 != 0
+                        table.warnings += Self.journalNotes(reader.journal).map { "UBI volume \(p.index - 1): \($0)" }
                     }
                 } catch let error as FWError {
                     table.warnings.append("UBI volume \(p.index - 1): \(error.message)")
@@ -234,7 +247,7 @@ public final class Disk: Sendable {
             }
             var info = DiskInspection.PartitionInfo(p, kind: table.kind, filesystem: fs)
             if info.filesystem != nil {
-                info.filesystem?.needsRecovery = table.kind == .ubi ? false : needsRecovery(at: table.kind == .none ? 0 : p.start, type: fs?.type)
+                info.filesystem?.needsRecovery = table.kind == .ubi ? ubifsDirty : needsRecovery(at: table.kind == .none ? 0 : p.start, type: fs?.type)
                 if fs?.type == "f2fs" {
                     info.filesystem?.features = f2fsFeatures(at: table.kind == .none ? 0 : p.start, size: p.size, index: p.index, warnings: &table.warnings)
                 }

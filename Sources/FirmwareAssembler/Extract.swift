@@ -141,7 +141,7 @@ extension Disk {
             let journal = (reader as? Ext4Reader)?.journal
             var walk = TreeWalk(reader)
             let (summary, tarBytes, _) = try Self.archive(&walk, to: target, resolved: resolved, strict: request.strict) { summary in
-                summary.problems.map(\.description) + (journal?.warnings.map { "journal: \($0)" } ?? [])
+                summary.problems.map(\.description) + replayWarnings(of: reader)
             }
             return ExtractResult(partition: description, format: reader.formatName, members: summary.members,
                                  files: summary.files, hardlinks: summary.hardlinks, contentBytes: summary.contentBytes,

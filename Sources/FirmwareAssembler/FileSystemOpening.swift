@@ -67,7 +67,7 @@ public enum FileSystemFormat: String, Sendable, Equatable, CaseIterable {
         case .btrfs: return try BtrfsReader(source: source, name: name, devices: btrfsDevices)
         case .f2fs: return try F2FSReader(source: source, name: name)
         case .jffs2: return try JFFS2Reader(source: source, name: name)
-        case .ubifs: return try UBIFSReader(source: source, name: name)
+        case .ubifs: return try UBIFSReader(source: source, name: name, replayJournal: replayJournal)
         }
     }
 }

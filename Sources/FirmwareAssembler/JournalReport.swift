@@ -1,4 +1,6 @@
 import FileSystemExt4
+import FileSystemUBIFS
+import FileSystems
 
 @_exported import struct FileSystemExt4.JournalReplay
 
@@ -18,4 +20,12 @@ public struct PartitionJournal: Sendable, Codable, Equatable {
     /// "disk.img partition 8 (hassos-data)"
     public var partition: String
     public var journal: JournalReport
+}
+
+/// The journal replay warnings of any reader, as every job words them: an ext3/ext4 journal's
+/// ("journal: ...") and a UBIFS journal's ("UBIFS journal: ..."); empty for other formats.
+func replayWarnings(of reader: any FileSystemReader) -> [String] {
+    if let ext4 = reader as? Ext4Reader { return ext4.journal?.warnings.map { "journal: \($0)" } ?? [] }
+    if let ubifs = reader as? UBIFSReader { return ubifs.journal.warnings.map { "UBIFS journal: \($0)" } }
+    return []
 }

@@ -26,8 +26,16 @@ final class PartitionFileSystems: PlanningDisk {
     private(set) var cutShort: [Int: String] = [:]
     /// Replay the journal of ext3/ext4 filesystems that need recovery (false: `--no-replay`).
     let replayJournal: Bool
-    /// What journal replay did, by partition, for the filesystems that needed recovery.
+    /// What journal replay did, by partition, for the ext3/ext4 filesystems that needed recovery.
     private(set) var journals: [Int: (description: String, replay: JournalReplay)] = [:]
+    /// Each opened partition's journal replay warnings (ext3/ext4 and UBIFS), worded as
+    /// `replayWarnings(of:)` words them.
+    private var warningLists: [Int: (description: String, warnings: [String])] = [:]
+
+    /// The journal replay warnings of every opened partition, by partition number.
+    var journalWarnings: [(place: String, message: String)] {
+        warningLists.sorted { $0.key < $1.key }.flatMap { _, r in r.warnings.map { (r.description, $0) } }
+    }
 
     /// Called during a journal replay (a progress line).
     let journalProgress: JournalReplayProgress?
@@ -64,6 +72,9 @@ final class PartitionFileSystems: PlanningDisk {
                                                        btrfsDevices: try disk.btrfsDevices(for: slice))
                     if let ext4 = reader as? Ext4Reader, let journal = ext4.journal, journals[index] == nil {
                         journals[index] = (description, journal)
+                    }
+                    if let reader, case let warnings = replayWarnings(of: reader), !warnings.isEmpty {
+                        warningLists[index] = (description, warnings)
                     }
                 }
                 if let reader, let claimed = reader.declaredSize, claimed > slice.size {

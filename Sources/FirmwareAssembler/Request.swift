@@ -16,7 +16,8 @@ public struct SourceRequest: Sendable, Equatable, Codable {
     public var backingDir: String?
     /// `--snapshot`: a qcow2 internal snapshot (name or ID).
     public var snapshot: String?
-    /// `--no-replay`: read ext3/ext4 filesystems that need recovery as they are on disk.
+    /// `--no-replay`: read ext3/ext4 filesystems that need recovery as they are on disk, and UBIFS
+    /// volumes from their committed index (no journal replay).
     public var noReplay: Bool = false
     /// `--flash-geometry PAGE+SPARE`: a raw NAND dump's page and spare (OOB) sizes.
     public var flashGeometry: String?

@@ -68,10 +68,11 @@ struct RootOption: ParsableArguments {
     var planOptions: PlanOptions { PlanOptions(root: root) }
 }
 
-/// `--no-replay` (extract, assemble): read ext3/ext4 filesystems that need recovery as they are
-/// on disk instead of replaying their journal as the kernel does when it mounts them.
+/// `--no-replay` (extract, assemble): read ext3/ext4 filesystems that need recovery, and UBIFS
+/// volumes whose journal holds uncommitted nodes, as they are on disk instead of replaying their
+/// journal as the kernel does when it mounts them.
 struct ReplayOption: ParsableArguments {
-    @Flag(name: .customLong("no-replay"), help: "Do not replay the journal of ext3/ext4 filesystems that need recovery (snapshots of running devices): read the stale on-disk state.")
+    @Flag(name: .customLong("no-replay"), help: "Do not replay journals (ext3/ext4 filesystems that need recovery, UBIFS journals: snapshots of running devices, dumps of mounted flash): read the stale committed state.")
     var noReplay = false
 
     var replayJournal: Bool { !noReplay }
