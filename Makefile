@@ -85,6 +85,7 @@ demo: build
 test: build images native venv
 	@bash images/fetch-e2fsprogs.sh || echo "e2fsprogs >= 1.47.1 could not be fetched: the penguin-recipe tests skip"
 	@bash images/fetch-dissect-jffs.sh || echo "dissect.jffs's test data could not be fetched: its JFFS2 tests skip"
+	@bash images/fetch-dissect-btrfs.sh || echo "dissect.btrfs's test data could not be fetched: its btrfs tests skip"
 	swift test $(SWIFT_FLAGS)
 	FWASSEMBLE_LIB=$$(swift build $(SWIFT_FLAGS) --show-bin-path)/libfwassemble.so $(VENV)/bin/python -m pytest -q python/tests
 

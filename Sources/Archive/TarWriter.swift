@@ -294,6 +294,7 @@ extension TarWriter {
             contents = ZeroContents(size: entry.size)
         }
         try append(entry, contents: contents)
+        for warning in contents.warnings { report(entry, warning) }
         return .file
     }
 }

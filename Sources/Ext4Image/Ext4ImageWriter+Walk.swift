@@ -10,7 +10,8 @@ extension Ext4ImageWriter {
         public var members = 0
         /// Device nodes left out (`dropDevices`).
         public var droppedDevices: [String] = []
-        /// What the walk met (unreadable directories, loops cut).
+        /// What the walk met (unreadable directories, loops cut), then what reading the files met
+        /// (`FileContents.warnings`).
         public var problems: [WalkProblem] = []
     }
 
@@ -19,6 +20,7 @@ extension Ext4ImageWriter {
     public func add<Walk: EntryWalk>(walk: inout Walk, dropDevices: Bool, check: () throws -> Void,
                                      written: (WalkEntry) -> Void = { _ in }) throws -> WalkSummary {
         var summary = WalkSummary()
+        var contentProblems: [WalkProblem] = []
         while let item = walk.next() {
             try check()
             let m = item.metadata
@@ -26,12 +28,19 @@ extension Ext4ImageWriter {
                 summary.droppedDevices.append(item.displayPath)
                 continue
             }
+            var opened: (any FileContents)?
             try add(path: item.path, metadata: m, hardlinkTarget: item.hardlinkTarget,
-                    contents: { try item.reader.openFile(m.inode) }, mayLinkAgain: item.reader.mayAppearAgain(m.inode))
+                    contents: { let file = try item.reader.openFile(m.inode); opened = file; return file },
+                    mayLinkAgain: item.reader.mayAppearAgain(m.inode))
+            // Read problems that did not stop the read (a btrfs data checksum mismatch): the
+            // bytes are in the image as stored, the problem is the entry's.
+            for w in opened?.warnings ?? [] {
+                contentProblems.append(WalkProblem(path: item.displayPath, error: FWError(.corrupt, w)))
+            }
             summary.members += 1
             written(item)
         }
-        summary.problems = walk.problems
+        summary.problems = walk.problems + contentProblems
         return summary
     }
 

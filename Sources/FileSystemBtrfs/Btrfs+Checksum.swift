@@ -25,6 +25,21 @@ extension Btrfs.ChecksumType {
         (0..<count).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) }
     }
 
+    /// Whether `bytes` have the checksum `stored` (the first bytes of a csum as btrfs stores
+    /// it); crc32c and xxhash64 compared as numbers, without building a digest.
+    func matches(_ stored: ArraySlice<UInt8>, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        func number(_ count: Int) -> UInt64 {
+            stored.prefix(count).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        }
+        switch self {
+        case .crc32c: return stored.count >= 4 && number(4) == UInt64(CRC32C.checksum(bytes))
+        case .xxhash64: return stored.count >= 8 && number(8) == XXHash64.hash(bytes)
+        case .sha256, .blake2b:
+            guard let digest = digest(bytes) else { return true }
+            return stored.elementsEqual(digest.prefix(stored.count))
+        }
+    }
+
     /// Checks the `csum` at the start of `block` against the bytes after it (from 0x20).
     /// Returns false on a mismatch; true when it matches or cannot be verified.
     func verify(_ block: [UInt8]) -> Bool {

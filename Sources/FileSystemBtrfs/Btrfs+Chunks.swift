@@ -71,15 +71,34 @@ extension Btrfs {
         var byteCount: Int { Self.fixedSize + 32 * stripes.count }
     }
 
-    /// Logical addresses to byte offsets on this device, from the superblock's sys_chunk_array
-    /// and the chunk tree.
+    /// Where one device holds some bytes: its id and the byte offset on it.
+    struct Placement: Sendable, Equatable {
+        var deviceID: UInt64
+        var offset: UInt64
+    }
+
+    /// Where a logical address lives: each full copy of it, the bytes contiguous from there (up to
+    /// the end of its stripe), and for RAID5/RAID6 the whole row of its stripes (to rebuild a
+    /// missing data stripe from the others and P).
+    struct Location {
+        var chunk: Chunk
+        /// The copies in the kernel's mirror order (one for single, RAID0, RAID5/6; two for DUP,
+        /// RAID1, RAID10; three or four for RAID1C3, RAID1C4).
+        var copies: [Placement]
+        var contiguous: UInt64
+        /// RAID5/RAID6: the row's stripes at the same offset, data stripes first, then P (then Q).
+        var row: [Placement]?
+        /// RAID5/RAID6: which of `row`'s data stripes holds the address.
+        var dataIndex: Int = 0
+    }
+
+    /// Logical addresses to device offsets, from the superblock's sys_chunk_array and the chunk
+    /// tree.
     struct ChunkMap {
         /// Sorted by `logical`, not overlapping.
         private(set) var chunks: [Chunk] = []
-        /// The device this reader reads (the superblock's `dev_item.devid`).
-        let deviceID: UInt64
 
-        init(deviceID: UInt64) { self.deviceID = deviceID }
+        init() {}
 
         /// Adds a chunk (a copy of one already known, as the chunk tree repeats the system chunks,
         /// is ignored); an overlap with another chunk is corrupt.
@@ -114,64 +133,58 @@ extension Btrfs {
             return logical - c.logical < c.length ? c : nil
         }
 
-        /// Where `logical` lives on this device, and how many bytes from there are contiguous
-        /// (up to the end of its stripe). `mirror` picks among the copies (DUP, RAID1*, RAID10)
-        /// that are on this device; nil when there is no such copy.
-        func physical(_ logical: UInt64, mirror: Int = 0) throws -> (offset: UInt64, contiguous: UInt64)? {
+        /// Where `logical` lives, on every device of the filesystem (`btrfs_map_block` for a
+        /// read: DUP and RAID1* copies are the chunk's stripes in order, RAID10 the sub-stripes of
+        /// one stripe group, RAID0 one stripe, RAID5/6 the data stripe rotating with the parity).
+        func locate(_ logical: UInt64) throws -> Location {
             guard let chunk = chunk(containing: logical) else {
                 throw FWError.corrupt("btrfs logical address \(logical) is in no chunk")
             }
             let within = logical - chunk.logical
             let p = chunk.profile
             let n = UInt64(chunk.stripes.count)
-            var candidates: [Int]
+            let stripeNumber = within / chunk.stripeLength
+            let inStripe = within % chunk.stripeLength
+            var location = Location(chunk: chunk, copies: [], contiguous: chunk.stripeLength - inStripe)
+            var slots: [Int]
             var stripeOffset: UInt64
-            var contiguous: UInt64
             if p.contains(.raid5) || p.contains(.raid6) {
-                // Data stripes rotate with the parity (`btrfs_map_block`, mirror 0): the data
-                // stripe stripe_nr % data_stripes of row stripe_nr / data_stripes sits on device
-                // slot (row + index) % num_stripes. Only the data is read (no reconstruction).
+                // The data stripe stripe_nr % data_stripes of row stripe_nr / data_stripes sits on
+                // device slot (row + index) % num_stripes; P and Q follow the data stripes.
                 let parity: UInt64 = p.contains(.raid6) ? 2 : 1
                 guard n > parity else {
                     throw FWError.corrupt("btrfs \(p.name) chunk at logical \(chunk.logical): \(n) stripes")
                 }
                 let dataStripes = n - parity
-                let stripeNumber = within / chunk.stripeLength
                 let row = stripeNumber / dataStripes
-                candidates = [Int((row + stripeNumber % dataStripes) % n)]
-                let inStripe = within % chunk.stripeLength
+                location.dataIndex = Int(stripeNumber % dataStripes)
                 stripeOffset = row * chunk.stripeLength + inStripe
-                contiguous = chunk.stripeLength - inStripe
+                let rowSlots = (0..<n).map { Int((row + $0) % n) }
+                slots = [rowSlots[location.dataIndex]]
+                location.row = try rowSlots.map { try placement(chunk, $0, stripeOffset) }
             } else if p.contains(.raid0) || p.contains(.raid10) {
                 let sub = p.contains(.raid10) ? UInt64(max(chunk.subStripes, 1)) : 1
                 guard n >= sub, n % sub == 0 else {
                     throw FWError.corrupt("btrfs \(p.name) chunk at logical \(chunk.logical): \(n) stripes, \(sub) sub-stripes")
                 }
                 let factor = n / sub
-                let stripeNumber = within / chunk.stripeLength
                 let first = Int((stripeNumber % factor) * sub)
-                candidates = Array(first..<(first + Int(sub)))
-                let inStripe = within % chunk.stripeLength
+                slots = Array(first..<(first + Int(sub)))
                 stripeOffset = (stripeNumber / factor) * chunk.stripeLength + inStripe
-                contiguous = chunk.stripeLength - inStripe
             } else {
                 // single, DUP, RAID1, RAID1C3, RAID1C4: every stripe is a full copy.
-                candidates = Array(0..<Int(n))
+                slots = Array(0..<Int(n))
                 stripeOffset = within
-                contiguous = chunk.length - within
+                location.contiguous = chunk.length - within
             }
-            let here = candidates.filter { chunk.stripes[$0].deviceID == deviceID }
-            guard mirror < here.count else {
-                if mirror == 0 {
-                    let devices = Set(candidates.map { chunk.stripes[$0].deviceID }).sorted()
-                    let what = p.contains(.raid5) || p.contains(.raid6) ? " (rebuilding it from parity is not supported)" : ""
-                    throw FWError.unsupported("btrfs logical address \(logical) (\(p.name) chunk) lives on device(s) \(devices), not on this device (id \(deviceID))\(what); reading a multi-device btrfs from its other devices is not supported yet")
-                }
-                return nil
-            }
-            let (offset, overflow) = chunk.stripes[here[mirror]].offset.addingReportingOverflow(stripeOffset)
+            location.copies = try slots.map { try placement(chunk, $0, stripeOffset) }
+            return location
+        }
+
+        private func placement(_ chunk: Chunk, _ slot: Int, _ stripeOffset: UInt64) throws -> Placement {
+            let (offset, overflow) = chunk.stripes[slot].offset.addingReportingOverflow(stripeOffset)
             guard !overflow else { throw FWError.corrupt("btrfs chunk at logical \(chunk.logical): stripe offset overflows") }
-            return (offset, contiguous)
+            return Placement(deviceID: chunk.stripes[slot].deviceID, offset: offset)
         }
     }
 

@@ -132,11 +132,25 @@ final class BtrfsFile: FileContents {
     private var decoded: (bytenr: UInt64, bytes: [UInt8])?
     static let batch = 128
 
-    init(reader: BtrfsReader, tree: Btrfs.TreeRoot, object: UInt64, size: UInt64) {
+    /// Checks data against the csum tree as it is read (nil: NODATASUM, no csum tree, or
+    /// checksums not verified).
+    private let verifier: Btrfs.DataVerifier?
+
+    init(reader: BtrfsReader, tree: Btrfs.TreeRoot, object: UInt64, size: UInt64, verifier: Btrfs.DataVerifier? = nil) {
         self.reader = reader
         self.tree = tree
         self.object = object
         self.size = size
+        self.verifier = verifier
+    }
+
+    /// Data checksum mismatches met so far (the bytes are given as stored).
+    var warnings: [String] {
+        guard let verifier, verifier.mismatchCount > 0 else { return [] }
+        let more = verifier.mismatchCount - verifier.mismatches.count
+        return ["btrfs data checksum (\(reader.checksumType.name)) mismatch in every copy of "
+            + verifier.mismatches.joined(separator: ", ") + (more > 0 ? " and \(more) more sector(s)" : "")
+            + "; the bytes are given as stored"]
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
@@ -181,8 +195,14 @@ final class BtrfsFile: FileContents {
                 return try readLogical(logical, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]))
             }
             if decoded?.bytenr != bytenr {
-                guard let input = try reader.trees.readLogical(bytenr, count: Int(diskBytes)) else {
-                    throw FWError.corrupt("btrfs inode \(object): extent at \(bytenr) has no copy on this device")
+                let input: [UInt8]
+                if let verifier {
+                    input = try verifier.read(bytenr, count: Int(diskBytes), fileOffset: Int64(extent.fileOffset), compressed: true)
+                } else {
+                    guard let bytes = try reader.trees.volume.bytes(bytenr, count: Int(diskBytes)) else {
+                        throw FWError.corrupt("btrfs inode \(object): extent at \(bytenr) has no present copy")
+                    }
+                    input = bytes
                 }
                 decoded = (bytenr, try Btrfs.decompress(compression, input, capacity: Int(ramBytes), sectorSize: Int(reader.superBlock.sectorSize)))
             }
@@ -192,12 +212,24 @@ final class BtrfsFile: FileContents {
         }
     }
 
+    /// Reads uncompressed data at `logical` (the file's `position`); with a verifier, the whole
+    /// sectors around it are read and checked (at most 1 MiB at a time).
     private func readLogical(_ logical: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard let (offset, contiguous) = try reader.trees.chunks.physical(logical) else {
-            throw FWError.corrupt("btrfs inode \(object): data at \(logical) has no copy on this device")
+        guard let verifier else {
+            guard let n = try reader.trees.volume.read(logical, into: buffer) else {
+                throw FWError.corrupt("btrfs inode \(object): data at \(logical) has no present copy")
+            }
+            return n
         }
-        let n = Int(min(UInt64(buffer.count), contiguous))
-        try reader.trees.source.readExactly(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n]))
+        let sector = UInt64(reader.superBlock.sectorSize)
+        let n = min(buffer.count, 1 << 20)
+        let start = logical - logical % sector
+        let (end, overflow) = logical.addingReportingOverflow(UInt64(n))
+        guard !overflow, end <= UInt64.max - sector else { throw FWError.corrupt("btrfs inode \(object): data address overflows") }
+        let alignedEnd = (end + sector - 1) / sector * sector
+        let bytes = try verifier.read(start, count: Int(alignedEnd - start), fileOffset: Int64(position) - Int64(logical - start))
+        let skip = Int(logical - start)
+        bytes.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[skip..<(skip + n)])) }
         return n
     }
 

@@ -27,10 +27,9 @@ extension Btrfs {
     /// Reads tree blocks through the chunk map, checks them (checksum, bytenr, fsid, level,
     /// item bounds, key order) and keeps the most recent ones.
     final class TreeReader {
-        let source: any ByteSource
+        let volume: Volume
         let superBlock: SuperBlock
         let checksumType: ChecksumType
-        var chunks: ChunkMap
         let verifyChecksums: Bool
         private var cache: [UInt64: Node] = [:]
         private var cacheOrder: [UInt64] = []
@@ -39,32 +38,15 @@ extension Btrfs {
         /// key ranges of siblings do not overlap; this bounds a search over a huge directory).
         static let maximumBlocksPerSearch = 1 << 21
 
-        init(source: any ByteSource, superBlock: SuperBlock, checksumType: ChecksumType, chunks: ChunkMap, verifyChecksums: Bool) {
+        init(volume: Volume, superBlock: SuperBlock, checksumType: ChecksumType, verifyChecksums: Bool) {
             self.verifyChecksums = verifyChecksums
-            self.source = source
+            self.volume = volume
             self.superBlock = superBlock
             self.checksumType = checksumType
-            self.chunks = chunks
-        }
-
-        /// `length` bytes at a logical address from the copy `mirror` on this device (nil when
-        /// there is no such copy).
-        func readLogical(_ logical: UInt64, count: Int, mirror: Int = 0) throws -> [UInt8]? {
-            var out = [UInt8](repeating: 0, count: count)
-            var done = 0
-            while done < count {
-                guard let (offset, contiguous) = try chunks.physical(logical + UInt64(done), mirror: mirror) else { return nil }
-                let n = Int(min(UInt64(count - done), contiguous))
-                try out.withUnsafeMutableBytes {
-                    try source.readExactly(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[done..<(done + n)]))
-                }
-                done += n
-            }
-            return out
         }
 
         /// The checked block at `logical`, expected at `level`; a copy whose checksum or header
-        /// does not match is tried from the next mirror on this device.
+        /// does not match is tried from the next present mirror.
         func node(at logical: UInt64, level: UInt8) throws -> Node {
             if let cached = cache[logical] {
                 guard cached.header.level == level else {
@@ -75,7 +57,7 @@ extension Btrfs {
             let size = Int(superBlock.nodeSize)
             var firstProblem: FWError?
             for mirror in 0..<4 {
-                guard let bytes = try readLogical(logical, count: size, mirror: mirror) else { break }
+                guard let bytes = try volume.bytes(logical, count: size, mirror: mirror) else { break }
                 do {
                     let node = try decode(bytes, at: logical, level: level)
                     remember(node, at: logical)
@@ -84,7 +66,7 @@ extension Btrfs {
                     if firstProblem == nil { firstProblem = error }
                 }
             }
-            throw firstProblem ?? FWError.corrupt("btrfs tree block at \(logical) has no copy on this device")
+            throw firstProblem ?? FWError.corrupt("btrfs tree block at \(logical) has no present copy")
         }
 
         private func remember(_ node: Node, at logical: UInt64) {

@@ -21,6 +21,8 @@ public enum Btrfs {
     // Tree and object ids (`BTRFS_*_OBJECTID`).
     public static let rootTreeID: UInt64 = 1
     public static let chunkTreeID: UInt64 = 3
+    /// `BTRFS_DEV_ITEMS_OBJECTID`: the objectid of the chunk tree's DEV_ITEMs.
+    static let deviceItemsID: UInt64 = 1
     public static let rootTreeDirectoryID: UInt64 = 6
     public static let fsTreeID: UInt64 = 5
     public static let firstFreeID: UInt64 = 256
@@ -171,8 +173,10 @@ public enum Btrfs {
         /// 0xc6 `root_level`, 0xc7 `chunk_root_level`.
         public var rootLevel: UInt8
         public var chunkRootLevel: UInt8
-        /// 0xc9 `dev_item.devid` (this device's id) and 0x10b `dev_item.fsid`... the device id only.
+        /// 0xc9 `dev_item.devid` (this device's id); 0xc9 + 66 = 0x10b `dev_item.uuid` (this
+        /// device's uuid, as the chunk tree's DEV_ITEM for the id has it).
         public var deviceID: UInt64
+        public var deviceUUID: [UInt8]
         /// 0x12b `label[256]` (NUL-terminated).
         public var label: String
         /// 0x23b `metadata_uuid` (tree blocks carry it instead of `fsid` with METADATA_UUID).
@@ -203,6 +207,7 @@ public enum Btrfs {
             rootLevel = try c.u8(at: 0xc6)
             chunkRootLevel = try c.u8(at: 0xc7)
             deviceID = try c.u64le(at: 0xc9)
+            deviceUUID = try c.array(at: 0x10b, count: 16)
             let labelBytes = try c.array(at: 0x12b, count: 256)
             label = String(decoding: labelBytes.prefix { $0 != 0 }, as: UTF8.self)
             metadataUUID = try c.array(at: 0x23b, count: 16)

@@ -40,12 +40,21 @@ public final class BtrfsReader: FileSystemReader {
     /// What the superblock mirrors said: ("primary", "ok"), ("mirror 1 at 67108864", "ok" or a
     /// problem); mirrors past the end of the device are left out.
     public private(set) var superBlockCopies: [(name: String, status: String)] = []
+    /// Devices given that are not used, and why (another filesystem, a device id already
+    /// present, an unreadable superblock).
+    public let ignoredDevices: [(name: String, reason: String)]
+    /// The devices read, by device id, with their names (this one and the members given).
+    public var devices: [(id: UInt64, name: String)] {
+        trees.volume.members.keys.sorted().map { ($0, trees.volume.members[$0]?.name ?? "") }
+    }
     /// The subvolume shown as the root.
     public private(set) var rootSubvolumeID: UInt64 = Btrfs.fsTreeID
     public var rootInode: UInt64 { encode(treeIndex: 0, objectID: Btrfs.firstFreeID) }
 
     let trees: Btrfs.TreeReader
     let rootTree: Btrfs.TreeRoot
+    /// The csum tree (data checksums), nil when the filesystem has none.
+    private(set) var dataChecksumTree: Btrfs.TreeRoot?
     /// Subvolume ids by index (the high bits of an inode number); index 0 is the root subvolume.
     private var subvolumeIDs: [UInt64] = []
     private var subvolumeIndex: [UInt64: Int] = [:]
@@ -60,9 +69,13 @@ public final class BtrfsReader: FileSystemReader {
     static let maximumSymlinkLength = 4096
 
     /// Opens the btrfs filesystem on `source` and shows `subvolume` as its root.
+    /// `devices`: other devices that may be members of a multi-device filesystem (RAID); those of
+    /// this filesystem are used (same fsid, a device id not yet present, the device uuid the chunk
+    /// tree gives that id), the others are listed in `ignoredDevices`.
     /// `verifyChecksums: false` reads metadata whose checksums do not match (fuzzing, a damaged
     /// filesystem read as far as it goes); every other check still applies.
-    public init(source: any ByteSource, name: String, subvolume: BtrfsSubvolume = .default, verifyChecksums: Bool = true) throws {
+    public init(source: any ByteSource, name: String, devices: [BtrfsDevice] = [], subvolume: BtrfsSubvolume = .default,
+                verifyChecksums: Bool = true) throws {
         sourceName = name
         place = FWError.Place(source: source, name: name)
         do {
@@ -73,13 +86,16 @@ public final class BtrfsReader: FileSystemReader {
                 throw FWError.unsupported("btrfs checksum type \(sb.checksumTypeValue) is unknown")
             }
             checksumType = type
-            var chunks = Btrfs.ChunkMap(deviceID: sb.deviceID)
+            let volume = Btrfs.Volume(members: [sb.deviceID: .init(source: source, name: name, deviceUUID: sb.deviceUUID)],
+                                      deviceCount: sb.deviceCount)
+            ignoredDevices = Self.addMembers(devices, to: volume, superBlock: sb, verifyChecksums: verifyChecksums)
             for chunk in try Btrfs.systemChunks(sb.systemChunkArray, size: sb.systemChunkArraySize) {
-                try chunks.insert(chunk)
+                try volume.chunks.insert(chunk)
             }
-            trees = Btrfs.TreeReader(source: source, superBlock: sb, checksumType: type, chunks: chunks, verifyChecksums: verifyChecksums)
+            trees = Btrfs.TreeReader(volume: volume, superBlock: sb, checksumType: type, verifyChecksums: verifyChecksums)
             rootTree = Btrfs.TreeRoot(id: Btrfs.rootTreeID, byteNumber: sb.rootTree, level: sb.rootLevel)
             try readChunkTree()
+            dataChecksumTree = try Self.checksumTree(trees, rootTree: rootTree)
             try select(subvolume)
         } catch let error as FWError {
             throw error.within(place)
@@ -93,6 +109,8 @@ public final class BtrfsReader: FileSystemReader {
         superBlock = other.superBlock
         checksumType = other.checksumType
         superBlockCopies = other.superBlockCopies
+        ignoredDevices = other.ignoredDevices
+        dataChecksumTree = other.dataChecksumTree
         trees = other.trees
         rootTree = other.rootTree
         treeRoots = other.treeRoots
@@ -164,7 +182,9 @@ public final class BtrfsReader: FileSystemReader {
         return sb
     }
 
-    /// Adds every CHUNK_ITEM of the chunk tree to the map (the system chunks map the chunk tree).
+    /// Adds every CHUNK_ITEM of the chunk tree to the map (the system chunks map the chunk tree),
+    /// then checks each present device against the chunk tree's DEV_ITEM for its id (the
+    /// device's uuid): a device that claims an id of this filesystem but is another is refused.
     private func readChunkTree() throws {
         let root = Btrfs.TreeRoot(id: Btrfs.chunkTreeID, byteNumber: superBlock.chunkTree, level: superBlock.chunkRootLevel)
         var found: [Btrfs.Chunk] = []
@@ -173,7 +193,47 @@ public final class BtrfsReader: FileSystemReader {
             found.append(try Btrfs.Chunk(logical: key.offset, item, at: 0))
             return true
         }
-        for chunk in found { try trees.chunks.insert(chunk) }
+        for chunk in found { try trees.volume.chunks.insert(chunk) }
+        var uuids: [UInt64: [UInt8]] = [:]
+        try trees.forEach(in: root, from: Btrfs.Key(Btrfs.deviceItemsID, .deviceItem, 0),
+                          to: Btrfs.Key(Btrfs.deviceItemsID, .deviceItem, UInt64.max)) { key, item in
+            uuids[key.offset] = try item.array(at: 66, count: 16)
+            return uuids.count < 1 << 16
+        }
+        for (id, member) in trees.volume.members {
+            if let uuid = uuids[id], uuid != member.deviceUUID {
+                throw FWError.corrupt("btrfs device \(member.name) says it is device \(id), but its uuid \(Btrfs.uuidString(member.deviceUUID)) "
+                    + "is not the chunk tree's \(Btrfs.uuidString(uuid)) for that id")
+            }
+        }
+    }
+
+    /// Adds the devices of `devices` that belong to the filesystem of `sb` (same fsid and
+    /// generation, an id not yet present); returns the others given by the user with the reason.
+    private static func addMembers(_ devices: [BtrfsDevice], to volume: Btrfs.Volume, superBlock sb: Btrfs.SuperBlock,
+                                   verifyChecksums: Bool) -> [(name: String, reason: String)] {
+        var ignored: [(name: String, reason: String)] = []
+        for device in devices {
+            let before = ignored.count
+            defer { if !device.isGiven { ignored.removeSubrange(before...) } }
+            let other: Btrfs.SuperBlock
+            do {
+                other = try readSuperBlock(device.source, verifyChecksums: verifyChecksums).0
+            } catch {
+                ignored.append((device.name, "no readable btrfs superblock: \(FWError(error).message)"))
+                continue
+            }
+            if other.fsid != sb.fsid {
+                ignored.append((device.name, "another btrfs filesystem (fsid \(other.uuidString))"))
+            } else if let present = volume.members[other.deviceID] {
+                ignored.append((device.name, "device id \(other.deviceID) is already read from \(present.name)"))
+            } else if other.generation != sb.generation {
+                ignored.append((device.name, "device \(other.deviceID) at generation \(other.generation), the filesystem's is \(sb.generation) (a stale member)"))
+            } else {
+                volume.add(other.deviceID, .init(source: device.source, name: device.name, deviceUUID: other.deviceUUID))
+            }
+        }
+        return ignored
     }
 
     // MARK: Subvolumes
@@ -427,7 +487,9 @@ public final class BtrfsReader: FileSystemReader {
             guard Metadata.fileType(mode: item.mode) == .regular else {
                 throw FWError(.invalidArgument, "btrfs inode \(object) of subvolume \(tree) is not a regular file")
             }
-            return BtrfsFile(reader: self, tree: root, object: object, size: item.size)
+            let verify = trees.verifyChecksums && item.flags & Btrfs.inodeNoDataSum == 0
+            return BtrfsFile(reader: self, tree: root, object: object, size: item.size,
+                             verifier: verify ? dataChecksumTree.map { Btrfs.DataVerifier(reader: self, tree: $0) } : nil)
         }
     }
 
@@ -448,9 +510,10 @@ extension Btrfs {
 }
 
 extension BtrfsReader {
-    /// Where the copy `mirror` of a logical address lives on this device (nil when this
-    /// device holds no such copy): for diagnostics and tests.
+    /// Where the copy `mirror` of a logical address lives on this device (the one opened; nil
+    /// when it holds no such copy): for diagnostics and tests.
     public func physicalOffset(_ logical: UInt64, mirror: Int = 0) throws -> UInt64? {
-        try trees.chunks.physical(logical, mirror: mirror)?.offset
+        let copies = try trees.volume.chunks.locate(logical).copies.filter { $0.deviceID == superBlock.deviceID }
+        return mirror < copies.count ? copies[mirror].offset : nil
     }
 }

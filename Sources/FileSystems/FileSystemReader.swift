@@ -72,9 +72,14 @@ public protocol FileContents: AnyObject {
     var size: UInt64 { get }
     /// Fills `buffer` with the next bytes; returns how many (0 at the end only).
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+    /// Problems met by the reads so far that did not stop them (a btrfs data checksum mismatch:
+    /// the bytes were given as stored). The default is none.
+    var warnings: [String] { get }
 }
 
 extension FileContents {
+    public var warnings: [String] { [] }
+
     /// Hands the rest of the file to `body` in pieces of at most 1 MiB (never the whole file).
     public func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)

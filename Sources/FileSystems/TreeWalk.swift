@@ -30,6 +30,12 @@ public struct WalkEntry {
 public struct WalkProblem: Sendable, CustomStringConvertible {
     public var path: String
     public var error: FWError
+
+    public init(path: String, error: FWError) {
+        self.path = path
+        self.error = error
+    }
+
     public var description: String { "\(path): \(error.message)" }
     /// With the error's places (image, partition) too: for reports of a whole namespace, where
     /// the path alone does not say which filesystem it came from.

@@ -31,11 +31,20 @@ public final class Disk: Sendable {
     /// or not a regular file or block device, or a container that cannot be read.
     /// `flashGeometry`: the NAND page and spare sizes of a raw flash dump that keeps its spare
     /// (OOB) bytes (`--flash-geometry`); nil detects them.
-    public init(path: String, options: DiskImageOptions = DiskImageOptions(), flashGeometry: FlashGeometry? = nil) throws {
+    /// `devices`: other devices of a multi-device filesystem (`--device`: btrfs RAID members,
+    /// whole files or partitioned disks), opened with the same options.
+    public init(path: String, options: DiskImageOptions = DiskImageOptions(), flashGeometry: FlashGeometry? = nil,
+                devices: [String] = []) throws {
         self.path = path
         self.flashGeometry = flashGeometry
-        (self.source, self.inputFiles) = try openDiskImageFiles(path: path, options: options)
+        let (source, files) = try openDiskImageFiles(path: path, options: options)
+        self.source = source
+        memberDevices = devices.isEmpty ? nil : try MemberDevices(paths: devices, options: options)
+        inputFiles = files + (memberDevices?.inputFiles ?? [])
     }
+
+    /// The other devices given (`--device`), nil when none.
+    let memberDevices: MemberDevices?
 
     /// The NAND page and spare sizes given for a raw flash dump (nil: detected).
     public let flashGeometry: FlashGeometry?
@@ -44,10 +53,11 @@ public final class Disk: Sendable {
     /// (`--snapshot`, name or ID; nil reads the active state). `decompressionProgress` is called
     /// while a compressed image (.xz, .gz, .zst, .zip) is decompressed: bytes so far, total if known.
     public convenience init(path: String, backingDirectory: String?, snapshot: String?, flashGeometry: FlashGeometry? = nil,
+                            devices: [String] = [],
                             decompressionProgress: (@Sendable (_ done: UInt64, _ total: UInt64?) -> Void)? = nil) throws {
         var options = DiskImageOptions(backingDirectory: backingDirectory, snapshot: snapshot)
         options.progress = decompressionProgress
-        try self.init(path: path, options: options, flashGeometry: flashGeometry)
+        try self.init(path: path, options: options, flashGeometry: flashGeometry, devices: devices)
     }
 
     /// The container format: "raw", "qcow2", "vmdk", "vhdx", "vpc", "vdi", or a wrapper chain
@@ -174,7 +184,9 @@ public final class Disk: Sendable {
             features: reader.featureNames, checksum: reader.checksumType.name, checksumsVerified: reader.checksumsVerified,
             devices: reader.superBlock.deviceCount, logTree: reader.superBlock.logTree != 0,
             subvolumes: try reader.subvolumes().map { .init(id: $0.id, path: $0.path, readOnly: $0.isReadOnly, isDefault: $0.isDefault) },
-            superblocks: Dictionary(reader.superBlockCopies.map { ($0.name, $0.status) }, uniquingKeysWith: { a, _ in a }))
+            superblocks: Dictionary(reader.superBlockCopies.map { ($0.name, $0.status) }, uniquingKeysWith: { a, _ in a }),
+            memberDevices: reader.devices.map { .init(id: $0.id, name: $0.name) },
+            ignoredDevices: reader.ignoredDevices.isEmpty ? nil : reader.ignoredDevices.map { .init(name: $0.name, reason: $0.reason) })
     }
 
     /// The f2fs superblock's feature names (the first valid of its two copies); nil, with a
@@ -244,7 +256,8 @@ public final class Disk: Sendable {
                 do {
                     let offset = table.kind == .none ? 0 : p.start
                     let slice = try source.slice(offset: offset, length: min(p.size, source.size - offset), name: "partition \(p.index)")
-                    info.filesystem?.btrfs = try Self.btrfsDetails(BtrfsReader(source: slice, name: "partition \(p.index)"))
+                    info.filesystem?.btrfs = try Self.btrfsDetails(BtrfsReader(source: slice, name: "partition \(p.index)",
+                                                                               devices: try btrfsDevices(for: slice)))
                 } catch {
                     table.warnings.append("partition \(p.index): btrfs: \(FWError(error).message)")
                 }

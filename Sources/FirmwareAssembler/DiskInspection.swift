@@ -92,7 +92,20 @@ public struct DiskInspection: Sendable, Equatable, Codable {
         public var checksum: String
         /// Whether fwassemble verifies that algorithm on the metadata (all four today).
         public var checksumsVerified: Bool
-        /// Devices of the filesystem (`num_devices`); fwassemble reads this one.
+        /// One device read (this partition, or another given with `--device` or found on the disk).
+        public struct Device: Sendable, Equatable, Codable {
+            /// The btrfs device id (`devid`).
+            public var id: UInt64
+            public var name: String
+        }
+
+        /// A device given that is not a member, and why.
+        public struct IgnoredDevice: Sendable, Equatable, Codable {
+            public var name: String
+            public var reason: String
+        }
+
+        /// Devices of the filesystem (`num_devices`).
         public var devices: UInt64
         /// A log tree (data fsync'd after the last commit) that the kernel replays at mount and
         /// fwassemble does not: its changes are missing from what is read.
@@ -100,9 +113,17 @@ public struct DiskInspection: Sendable, Equatable, Codable {
         public var subvolumes: [Subvolume]
         /// Each superblock copy on the device and what was found there ("ok, generation N" or the problem).
         public var superblocks: [String: String]
+        /// The devices read, by id: this partition and the members found (`--device`, the disk's
+        /// other btrfs partitions); a device missing here is read from its copies or parity, or
+        /// its data is an error naming it.
+        public var memberDevices: [Device] = []
+        /// Devices given that are not members (another filesystem, an id already present, a
+        /// stale generation); absent when none.
+        public var ignoredDevices: [IgnoredDevice]? = nil
 
         enum CodingKeys: String, CodingKey {
             case features, checksum, checksumsVerified = "checksums_verified", devices, logTree = "log_tree", subvolumes, superblocks
+            case memberDevices = "member_devices", ignoredDevices = "ignored_devices"
         }
     }
 

@@ -126,7 +126,7 @@ extension Disk {
         let (slice, description) = try partitionSource(selector)
         do {
             return (try FileSystemFormat.open(slice, name: description, replayJournal: replayJournal,
-                                              journalProgress: journalProgress), description)
+                                              journalProgress: journalProgress, btrfsDevices: try btrfsDevices(for: slice)), description)
         } catch let e as FWError {
             throw e.within(disk: path)
         }

@@ -38,19 +38,22 @@ public enum FileSystemFormat: String, Sendable, Equatable, CaseIterable {
     /// ext3/ext4 filesystem that needs recovery is read with its journal replayed (in memory),
     /// as the kernel mounts it; false reads the on-disk state (`--no-replay`).
     /// `journalProgress` is called now and then during a replay (`name`, blocks done, in all).
+    /// `btrfsDevices`: devices a multi-device btrfs may span (`--device`; `Disk.btrfsDevices`).
     public static func open(_ source: any ByteSource, name: String, replayJournal: Bool = true,
-                            journalProgress: JournalReplayProgress? = nil) throws -> any FileSystemReader {
+                            journalProgress: JournalReplayProgress? = nil, btrfsDevices: [BtrfsDevice] = []) throws -> any FileSystemReader {
         guard let kind = try kind(of: source) else {
             throw FWError(.unsupported, "no ext2/3/4, squashfs, EROFS, FAT, btrfs, f2fs, JFFS2 or UBIFS filesystem found (unknown magic)", disk: name)
         }
         guard let format = FileSystemFormat(kind) else {
             throw FWError(.unsupported, "holds \(kind.rawValue), which fwassemble does not read yet (README.md, \"What does not work yet\")", disk: name)
         }
-        return try open(source, as: format, name: name, replayJournal: replayJournal, journalProgress: journalProgress)
+        return try open(source, as: format, name: name, replayJournal: replayJournal, journalProgress: journalProgress,
+                        btrfsDevices: btrfsDevices)
     }
 
     public static func open(_ source: any ByteSource, as format: FileSystemFormat, name: String,
-                            replayJournal: Bool = true, journalProgress: JournalReplayProgress? = nil) throws -> any FileSystemReader {
+                            replayJournal: Bool = true, journalProgress: JournalReplayProgress? = nil,
+                            btrfsDevices: [BtrfsDevice] = []) throws -> any FileSystemReader {
         switch format {
         case .ext4:
             var progress: JournalProgress? = nil
@@ -61,7 +64,7 @@ public enum FileSystemFormat: String, Sendable, Equatable, CaseIterable {
         case .squashfs: return try SquashFSReader(source: source, name: name)
         case .erofs: return try EROFSReader(source: source, name: name)
         case .vfat: return try FATReader(source: source, name: name)
-        case .btrfs: return try BtrfsReader(source: source, name: name)
+        case .btrfs: return try BtrfsReader(source: source, name: name, devices: btrfsDevices)
         case .f2fs: return try F2FSReader(source: source, name: name)
         case .jffs2: return try JFFS2Reader(source: source, name: name)
         case .ubifs: return try UBIFSReader(source: source, name: name, replayJournal: replayJournal)

@@ -68,7 +68,8 @@ final class PartitionFileSystems: PlanningDisk {
                     reader = try FATReader(source: slice, name: description, options: fat)
                 } else if try FileSystemFormat.detect(slice) != nil {
                     reader = try FileSystemFormat.open(slice, name: description, replayJournal: replayJournal,
-                                                       journalProgress: journalProgress)
+                                                       journalProgress: journalProgress,
+                                                       btrfsDevices: try disk.btrfsDevices(for: slice))
                     if let ext4 = reader as? Ext4Reader, let journal = ext4.journal, journals[index] == nil {
                         journals[index] = (description, journal)
                     }
@@ -124,7 +125,8 @@ final class PartitionFileSystems: PlanningDisk {
             let inner = try slice.slice(offset: offset, length: slice.size - offset, place: place)
             if try FileSystemFormat.detect(inner) != nil {
                 reader = try FileSystemFormat.open(inner, name: inner.name, replayJournal: replayJournal,
-                                                   journalProgress: journalProgress)
+                                                   journalProgress: journalProgress,
+                                                   btrfsDevices: try disk.btrfsDevices(for: inner))
             }
         }
         offsetReaders[key] = reader

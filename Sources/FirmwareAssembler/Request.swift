@@ -21,18 +21,22 @@ public struct SourceRequest: Sendable, Equatable, Codable {
     public var noReplay: Bool = false
     /// `--flash-geometry PAGE+SPARE`: a raw NAND dump's page and spare (OOB) sizes.
     public var flashGeometry: String?
+    /// `--device PATH` (repeatable): other devices of a multi-device filesystem (btrfs RAID
+    /// members), matched by filesystem UUID and device id.
+    public var devices: [String] = []
 
     public init(disk: String? = nil, backingDir: String? = nil, snapshot: String? = nil, noReplay: Bool = false,
-                flashGeometry: String? = nil) {
+                flashGeometry: String? = nil, devices: [String] = []) {
         self.disk = disk
         self.backingDir = backingDir
         self.snapshot = snapshot
         self.noReplay = noReplay
         self.flashGeometry = flashGeometry
+        self.devices = devices
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case disk, backingDir = "backing_dir", snapshot, noReplay = "no_replay", flashGeometry = "flash_geometry"
+        case disk, backingDir = "backing_dir", snapshot, noReplay = "no_replay", flashGeometry = "flash_geometry", devices
     }
 
     public init(from decoder: any Decoder) throws {
@@ -42,9 +46,11 @@ public struct SourceRequest: Sendable, Equatable, Codable {
         snapshot = try c.decodeIfPresent(String.self, forKey: .snapshot)
         noReplay = try c.decodeIfPresent(Bool.self, forKey: .noReplay) ?? false
         flashGeometry = try c.decodeIfPresent(String.self, forKey: .flashGeometry)
+        devices = try c.decodeIfPresent([String].self, forKey: .devices) ?? []
     }
 
-    /// Decodes the source keys alone (the C ABI's `fwa_open2`: backing_dir, snapshot).
+    /// Decodes the source keys alone (the C ABI's `fwa_open2`: backing_dir, snapshot,
+    /// flash_geometry, devices).
     public static func decode(_ json: [UInt8]) throws -> SourceRequest {
         try RequestKeys.decode(Checked<SourceRequest>.self, json, job: "open").value
     }
@@ -59,7 +65,10 @@ public struct SourceRequest: Sendable, Equatable, Codable {
             }
             geometry = parsed
         }
-        return try Disk(path: disk, backingDirectory: backingDir, snapshot: snapshot, flashGeometry: geometry,
+        if let empty = devices.first(where: \.isEmpty) {
+            throw FWError(.invalidArgument, "a device path is empty (\"\(empty)\")")
+        }
+        return try Disk(path: disk, backingDirectory: backingDir, snapshot: snapshot, flashGeometry: geometry, devices: devices,
                         decompressionProgress: decompressionProgress)
     }
 }

@@ -136,7 +136,10 @@ extension Fwassemble {
             var failed = false
             for path in paths {
                 do {
-                    try tree.contents(of: path).forEachChunk { Out.bytes($0) }
+                    let file = try tree.contents(of: path)
+                    try file.forEachChunk { Out.bytes($0) }
+                    // Read problems that did not stop the read (a btrfs data checksum mismatch).
+                    for w in file.warnings { Fwassemble.writeError("warning: \(path): \(w)\n") }
                 } catch {
                     Fwassemble.writeError("fwassemble: \(error)\n")
                     failed = true

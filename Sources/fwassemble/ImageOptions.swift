@@ -18,9 +18,13 @@ struct ImageOptions: ParsableArguments {
     @Option(name: .customLong("flash-geometry"), help: ArgumentHelp("A raw NAND dump's page and spare (OOB) sizes, stripped before UBI is read (default: detected).", valueName: "page+spare"))
     var flashGeometry: String?
 
+    @Option(name: .customLong("device"), help: ArgumentHelp("Another device of a multi-device filesystem, e.g. a btrfs RAID member; matched by filesystem UUID and device id (repeatable).", valueName: "path"))
+    var devices: [String] = []
+
     /// The request's source group for `image`.
     func source(_ image: String?, noReplay: Bool = false) -> SourceRequest {
-        SourceRequest(disk: image, backingDir: backingDir, snapshot: snapshot, noReplay: noReplay, flashGeometry: flashGeometry)
+        SourceRequest(disk: image, backingDir: backingDir, snapshot: snapshot, noReplay: noReplay, flashGeometry: flashGeometry,
+                      devices: devices)
     }
 
     /// Opens `image` (any supported container format, detected by content). On a terminal, the

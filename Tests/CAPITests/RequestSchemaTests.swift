@@ -24,12 +24,19 @@ import TestSupport
         }
     }
 
+    /// The request key of a long option: its name with `_` for `-`; the repeatable `--device`
+    /// is the list `devices`.
+    static func key(_ option: String) -> String {
+        option == "device" ? "devices" : option.replacingOccurrences(of: "-", with: "_")
+    }
+
     /// A value of the right type for a key.
     static func sample(_ key: String, flag: Bool) -> Any {
         if flag { return true }
         switch key {
         case "level", "threads", "padding", "inodes": return 1
         case "add_tar": return ["x.tar"]
+        case "devices": return ["x.img"]
         case "format": return "tar"
         case "compression": return "gzip"
         case "hardlinks": return "link"
@@ -41,17 +48,17 @@ import TestSupport
         let options = try Self.options("assemble")
         #expect(options.count >= 18)
         for (name, _) in options {
-            #expect(AssembleRequest.keys.contains(name.replacingOccurrences(of: "-", with: "_")), "assemble --\(name) is not in AssembleRequest")
+            #expect(AssembleRequest.keys.contains(Self.key(name)), "assemble --\(name) is not in AssembleRequest")
         }
     }
 
     @Test func everyExtractAndExportOptionIsARequestKey() throws {
         for (name, _) in try Self.options("extract") {
-            let key = name == "partition" ? "partition" : name.replacingOccurrences(of: "-", with: "_")
+            let key = Self.key(name)
             #expect(ExtractRequest.keys.contains(key), "extract --\(name) is not in ExtractRequest")
         }
         for (name, _) in try Self.options("docker") {
-            #expect(ExportRequest.keys.contains(name.replacingOccurrences(of: "-", with: "_")), "docker --\(name) is not in ExportRequest")
+            #expect(ExportRequest.keys.contains(Self.key(name)), "docker --\(name) is not in ExportRequest")
         }
     }
 
@@ -73,11 +80,11 @@ import TestSupport
             let options = try Self.options(command).filter { !queries.contains($0.name) }
             #expect(options.count >= 5, "\(command)")
             for (name, _) in options {
-                #expect(BrowseRequest.keys.contains(name.replacingOccurrences(of: "-", with: "_")), "\(command) --\(name) is not in BrowseRequest")
+                #expect(BrowseRequest.keys.contains(Self.key(name)), "\(command) --\(name) is not in BrowseRequest")
             }
         }
         for (name, _) in try Self.options("diff") {
-            #expect(DiffRequest.keys.contains(name.replacingOccurrences(of: "-", with: "_")), "diff --\(name) is not in DiffRequest")
+            #expect(DiffRequest.keys.contains(Self.key(name)), "diff --\(name) is not in DiffRequest")
         }
         let request = try DiffRequest.decode(Array(#"{"disk": "a.img", "other": "b.img", "root": 3, "path": "/etc", "no_content": true}"#.utf8))
         #expect(request.tree.root == "3" && request.other == "b.img" && request.noContent && request.path == "/etc")
@@ -93,7 +100,7 @@ import TestSupport
         #expect(fwa_open(try TestImages.path("sample.img"), &handle, &err) == 0)
         defer { fwa_close(handle) }
         for (name, flag) in try Self.options("assemble") {
-            let key = name.replacingOccurrences(of: "-", with: "_")
+            let key = Self.key(name)
             guard !["backing_dir", "snapshot", "threads"].contains(key) else { continue }  // fwa_open2's; the probe itself
             let json = String(decoding: try JSONSerialization.data(withJSONObject: [key: Self.sample(key, flag: flag), "threads": 0]), as: UTF8.self)
             var report: UnsafeMutablePointer<CChar>?

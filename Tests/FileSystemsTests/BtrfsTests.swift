@@ -36,6 +36,15 @@ enum BtrfsFixtures {
         return try Manifest.ofDirectory(mountPoint)
     }
 
+    /// Detaches a loop device set up by a test (a failure is recorded, not thrown from a defer).
+    static func detach(_ loop: String) {
+        do {
+            _ = try TestImages.run(["losetup", "-d", loop])
+        } catch {
+            Issue.record("losetup -d \(loop): \(error)")
+        }
+    }
+
     /// The reader's manifest equals the kernel's, every field.
     static func expectSame(_ reader: BtrfsReader, _ kernel: [ManifestEntry], minimum: Int = 40) throws {
         let (entries, problems) = try Manifest.of(reader)
@@ -213,5 +222,47 @@ struct BtrfsReaderTests {
         }
         // The data stripes rotate over all three devices.
         #expect(readFrom.allSatisfy { $0 > 0 }, "\(readFrom)")
+    }
+
+    @Test("RAID5 over three devices read as one filesystem: all three equal the kernel's mount; any two rebuild the third's stripes from parity")
+    func raid5AllDevices() throws {
+        let paths = try ["a", "b", "c"].map { try BtrfsFixtures.image("fs-btrfs-raid5-\($0)") }
+        func open(_ chosen: [String]) throws -> BtrfsReader {
+            try BtrfsReader(source: try FileSource(path: chosen[0]), name: chosen[0],
+                            devices: try chosen.dropFirst().map { BtrfsDevice(source: try FileSource(path: $0), name: $0) })
+        }
+        let all = try open(paths.reversed())
+        #expect(all.devices.map(\.id) == [1, 2, 3] && all.ignoredDevices.isEmpty)
+        guard TestImages.canLoopMount("btrfs") else { return }
+        let loops = try paths.dropFirst().map {
+            String(decoding: try TestImages.run(["losetup", "-f", "--show", "-r", $0]), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        defer { loops.forEach(BtrfsFixtures.detach) }
+        let kernel = try #require(try BtrfsFixtures.kernelManifest(paths[0], options: loops.map { "device=\($0)" }.joined(separator: ",")))
+        try BtrfsFixtures.expectSame(all, kernel)
+        let files = kernel.filter { $0.type == "regular" && $0.path.hasPrefix("files/") }
+        #expect(files.count == 60)
+        for missing in paths.indices {
+            let reader = try open(paths.enumerated().filter { $0.offset != missing }.map(\.element))
+            for file in files {
+                let inode = try #require(try reader.lookup(file.path))
+                let contents = try reader.openFile(inode)
+                let bytes = try contents.readPrefix(Int(contents.size))
+                #expect(bytes.count == 4096 && CRC32.checksum(bytes) == file.crc32, "\(file.path) without device \(missing + 1)")
+                #expect(contents.warnings.isEmpty, "\(file.path): \(contents.warnings)")
+            }
+        }
+    }
+
+    @Test("RAID1 given both devices: the kernel's mount of both; the device ids and names are listed")
+    func raid1BothDevices() throws {
+        let a = try BtrfsFixtures.image("fs-btrfs-raid1-a"), b = try BtrfsFixtures.image("fs-btrfs-raid1-b")
+        let reader = try BtrfsReader(source: try FileSource(path: a), name: a, devices: [BtrfsDevice(source: try FileSource(path: b), name: b)])
+        #expect(reader.devices.map(\.name) == [a, b])
+        guard TestImages.canLoopMount("btrfs") else { return }
+        let loopB = String(decoding: try TestImages.run(["losetup", "-f", "--show", "-r", b]), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { BtrfsFixtures.detach(loopB) }
+        try BtrfsFixtures.expectSame(reader, try #require(try BtrfsFixtures.kernelManifest(a, options: "device=\(loopB)")))
     }
 }
