@@ -173,10 +173,10 @@ func jsonBytes(_ json: UnsafePointer<CChar>?) throws -> [UInt8] {
 }
 
 /// A job's options name no disk: the handle is the disk (backing_dir, snapshot, flash_geometry
-/// and devices go to fwa_open2).
+/// and device go to fwa_open2).
 func refuseSourceKeys(_ source: SourceRequest, function: String) throws {
     if source.disk != nil || source.backingDir != nil || source.snapshot != nil || source.flashGeometry != nil || !source.devices.isEmpty {
-        throw CallError(.invalidArgument, "\(function): \"disk\", \"backing_dir\", \"snapshot\", \"flash_geometry\" and \"devices\" are given to fwa_open2, not to a job on an open disk")
+        throw CallError(.invalidArgument, "\(function): \"disk\", \"backing_dir\", \"snapshot\", \"flash_geometry\" and \"device\" are given to fwa_open2, not to a job on an open disk")
     }
 }
 

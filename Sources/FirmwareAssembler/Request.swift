@@ -36,7 +36,7 @@ public struct SourceRequest: Sendable, Equatable, Codable {
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case disk, backingDir = "backing_dir", snapshot, noReplay = "no_replay", flashGeometry = "flash_geometry", devices
+        case disk, backingDir = "backing_dir", snapshot, noReplay = "no_replay", flashGeometry = "flash_geometry", devices = "device"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -50,7 +50,7 @@ public struct SourceRequest: Sendable, Equatable, Codable {
     }
 
     /// Decodes the source keys alone (the C ABI's `fwa_open2`: backing_dir, snapshot,
-    /// flash_geometry, devices).
+    /// flash_geometry, device).
     public static func decode(_ json: [UInt8]) throws -> SourceRequest {
         try RequestKeys.decode(Checked<SourceRequest>.self, json, job: "open").value
     }

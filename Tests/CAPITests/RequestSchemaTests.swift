@@ -24,10 +24,10 @@ import TestSupport
         }
     }
 
-    /// The request key of a long option: its name with `_` for `-`; the repeatable `--device`
-    /// is the list `devices`.
+    /// The request key of a long option: its name with `_` for `-` (a repeatable option's key,
+    /// `add_tar`, `device`, is a list).
     static func key(_ option: String) -> String {
-        option == "device" ? "devices" : option.replacingOccurrences(of: "-", with: "_")
+        option.replacingOccurrences(of: "-", with: "_")
     }
 
     /// A value of the right type for a key.
@@ -36,7 +36,7 @@ import TestSupport
         switch key {
         case "level", "threads", "padding", "inodes": return 1
         case "add_tar": return ["x.tar"]
-        case "devices": return ["x.img"]
+        case "device": return ["x.img"]
         case "format": return "tar"
         case "compression": return "gzip"
         case "hardlinks": return "link"

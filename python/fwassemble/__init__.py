@@ -378,7 +378,7 @@ def _selector(s):
 
 
 # Options of the disk itself (Disk(path, backing_dir=, snapshot=)), not of a job on it.
-_SOURCE_KEYS = ("backing_dir", "snapshot", "flash_geometry", "devices")
+_SOURCE_KEYS = ("backing_dir", "snapshot", "flash_geometry", "device")
 
 
 def _refuse_source_keys(options, call):
@@ -424,7 +424,7 @@ class Disk(_Closing):
     ``backing_dir`` (where qcow2 backing files are looked up) and ``snapshot`` (a qcow2 internal
     snapshot, name or ID) open the image as ``--backing-dir`` and ``--snapshot`` do;
     ``flash_geometry`` ("2048+64": a raw NAND dump's page and spare sizes) as ``--flash-geometry``;
-    ``devices`` (a list of paths: other devices of a multi-device btrfs) as ``--device``.
+    ``device`` (a list of paths: other devices of a multi-device btrfs) as ``--device``.
 
     The methods mirror the CLI: :meth:`inspect`, :meth:`plan`, :meth:`docker` return the
     ``--json`` documents as dicts; :meth:`assemble`, :meth:`extract` and :meth:`export` write
@@ -432,7 +432,7 @@ class Disk(_Closing):
     :meth:`cancel` (from any thread) stops the running one.
     """
 
-    def __init__(self, path, backing_dir=None, snapshot=None, flash_geometry=None, devices=None):
+    def __init__(self, path, backing_dir=None, snapshot=None, flash_geometry=None, device=None):
         self._lib = _load()
         self._lock = threading.Lock()
         # Guards the handle against close() while cancel() uses it (never held during a job).
@@ -442,12 +442,12 @@ class Disk(_Closing):
         self._handle = None
         self.path = os.fspath(path)
         handle, err = ctypes.c_void_p(), ctypes.c_void_p()
-        if backing_dir is None and snapshot is None and flash_geometry is None and not devices:
+        if backing_dir is None and snapshot is None and flash_geometry is None and not device:
             status = self._lib.fwa_open(_path(path), ctypes.byref(handle), ctypes.byref(err))
         else:
             source = _options({"backing_dir": backing_dir, "snapshot": None if snapshot is None else str(snapshot),
                                "flash_geometry": flash_geometry,
-                               "devices": None if devices is None else [os.fspath(d) for d in devices]})
+                               "device": None if device is None else [os.fspath(d) for d in device]})
             status = _function(self._lib, "fwa_open2")(_path(path), source, ctypes.byref(handle), ctypes.byref(err))
         _check(self._lib, status, err)
         self._handle = handle

@@ -759,8 +759,8 @@ def _cli_options(cli, command):
         names = [n["name"] for n in a.get("names", []) if len(n["name"]) > 1]
         if a["kind"] == "positional" or not names or names[0] in presentation:
             continue
-        # The request key is the option's name with "_" for "-"; the repeatable --device is the list "devices".
-        key = "devices" if names[0] == "device" else names[0].replace("-", "_")
+        # The request key is the option's name with "_" for "-" (a repeatable option's key is a list).
+        key = names[0].replace("-", "_")
         found.append((key, a["kind"] == "flag"))
     return found
 
@@ -773,7 +773,7 @@ def test_every_assemble_option_of_the_cli_is_a_python_option(cli, tmp_path):
     options = _cli_options(cli, "assemble")
     assert len(options) >= 18
     for key, flag in options:
-        if key in ("threads", "backing_dir", "snapshot", "devices"):  # the probe itself; Disk(...)'s options
+        if key in ("threads", "backing_dir", "snapshot", "device"):  # the probe itself; Disk(...)'s options
             continue
         value = True if flag else samples.get(key, "x")
         with pytest.raises(fwassemble.InvalidArgument) as e:
@@ -785,8 +785,8 @@ def test_every_assemble_option_of_the_cli_is_a_python_option(cli, tmp_path):
 DISSECT_BTRFS = REPO / ".build-dissect-btrfs"
 
 
-def test_devices_open_a_multi_device_btrfs(tmp_path):
-    """``devices`` (``--device``): dissect.btrfs's RAID0 pair (images/fetch-dissect-btrfs.sh) read
+def test_device_opens_a_multi_device_btrfs(tmp_path):
+    """``device`` (``--device``): dissect.btrfs's RAID0 pair (images/fetch-dissect-btrfs.sh) read
     whole; without the second member the problem names the missing device id."""
     import tarfile
 
@@ -794,11 +794,11 @@ def test_devices_open_a_multi_device_btrfs(tmp_path):
     if not second.exists():
         pytest.skip("dissect.btrfs's test data not fetched (images/fetch-dissect-btrfs.sh)")
     out = tmp_path / "raid0.tar"
-    report = fwassemble.extract(first, 1, out, devices=[second])
+    report = fwassemble.extract(first, 1, out, device=[second])
     assert report["files"] == 3 and report["problems"] == []
     with tarfile.open(out) as tar:
         assert tar.extractfile("./large.txt").read() == b"a" * 5242880 + b"\n"
-    with fwassemble.Disk(first, devices=[second]) as d:
+    with fwassemble.Disk(first, device=[second]) as d:
         btrfs = d.inspect()["partitions"][0]["filesystem"]["btrfs"]
         assert [m["id"] for m in btrfs["member_devices"]] == [1, 2]
     # Without it, large.txt's stripes on device 2 cannot be read: the file's problem (written as
