@@ -65,8 +65,6 @@ public final class BtrfsReader: FileSystemReader {
     /// `BTRFS_EMPTY_SUBVOL_DIR_OBJECTID`: the empty directory the kernel shows for a subvolume
     /// entry whose subvolume is not there (a snapshot of a parent keeps its children's entries).
     static let emptySubvolumeDirectory: UInt64 = 2
-    /// Longest symlink target accepted (Linux's PATH_MAX).
-    static let maximumSymlinkLength = 4096
 
     /// Opens the btrfs filesystem on `source` and shows `subvolume` as its root.
     /// `devices`: other devices that may be members of a multi-device filesystem (RAID); those of
@@ -349,27 +347,18 @@ public final class BtrfsReader: FileSystemReader {
             guard let type = Metadata.fileType(mode: item.mode) else {
                 throw FWError.corrupt("btrfs inode \(object) of subvolume \(tree): unknown file type in mode 0o\(String(item.mode, radix: 8))")
             }
-            var meta = Metadata(type: type, permissions: UInt16(item.mode & 0o7777), uid: item.uid, gid: item.gid, size: item.size,
-                                mtime: item.mtime, atime: item.atime, ctime: item.ctime, linkCount: item.linkCount, inode: inode,
-                                xattrs: try xattrs(root, object))
-            switch type {
-            case .symlink:
-                guard item.size <= UInt64(Self.maximumSymlinkLength) else {
-                    throw FWError.corrupt("btrfs inode \(object): symlink target of \(item.size) bytes is longer than \(Self.maximumSymlinkLength)")
-                }
-                meta.symlinkTarget = try BtrfsFile(reader: self, tree: root, object: object, size: item.size).readPrefix(Int(item.size))
-            case .characterDevice, .blockDevice:
+            let fields = try TypedFields(type, storedSize: item.size, symlinkTarget: {
+                try checkSymlinkLength(item.size, inode: object)
+                return try BtrfsFile(reader: self, tree: root, object: object, size: item.size).readPrefix(Int(item.size))
+            }, device: {
                 // The kernel stores its own dev_t (MKDEV: major << 20 | minor, 32 bits), not the
                 // userspace encoding.
                 let dev = UInt32(truncatingIfNeeded: item.rdev)
-                meta.device = DeviceNumber(major: dev >> 20, minor: dev & 0xFFFFF)
-                meta.size = 0
-            case .fifo, .socket:
-                meta.size = 0
-            case .regular, .directory:
-                break
-            }
-            return meta
+                return DeviceNumber(major: dev >> 20, minor: dev & 0xFFFFF)
+            })
+            return Metadata(type: type, permissions: UInt16(item.mode & 0o7777), uid: item.uid, gid: item.gid, size: fields.size,
+                            mtime: item.mtime, atime: item.atime, ctime: item.ctime, linkCount: item.linkCount, inode: inode,
+                            symlinkTarget: fields.symlinkTarget, device: fields.device, xattrs: try xattrs(root, object))
         }
     }
 
