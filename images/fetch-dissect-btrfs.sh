@@ -4,7 +4,7 @@
 # btrfs-*.bin (default, compression, sparse, four subvolume layouts, and the members of
 # multi-device filesystems in every profile: dup, raid0, raid1, raid10, raid1c3, raid1c4, raid5,
 # raid6) and test_btrfs.py, whose assertions Tests/FileSystemsTests/BtrfsDissectTests.swift
-# translates. pip runs from a private venv (as images/fetch-dissect-jffs.sh). Exits 0 when already
+# translates. pip runs from a private venv (images/pypi-sdist.sh). Exits 0 when already
 # there; 1 (the tests of this data then skip) when it cannot fetch.
 set -euo pipefail
 DIR=${1:-.build-dissect-btrfs}
@@ -13,10 +13,8 @@ VERSION=1.10
 trap 'echo "images/fetch-dissect-btrfs.sh: could not fetch dissect.btrfs $VERSION into $DIR" >&2; exit 1' ERR
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
-python3 -m venv "$DIR/venv"
-"$DIR/venv/bin/pip" install -q "setuptools>=77" "setuptools_scm>=8" wheel
-"$DIR/venv/bin/pip" download -q "dissect.btrfs==$VERSION" --no-deps --no-binary :all: --no-build-isolation -d "$DIR"
-tar -xzf "$DIR/dissect_btrfs-$VERSION.tar.gz" -C "$DIR" "dissect_btrfs-$VERSION/tests/_data" "dissect_btrfs-$VERSION/tests/test_btrfs.py"
+sdist=$(bash "$(dirname "$0")/pypi-sdist.sh" "dissect.btrfs==$VERSION" "$DIR")
+tar -xzf "$sdist" -C "$DIR" "dissect_btrfs-$VERSION/tests/_data" "dissect_btrfs-$VERSION/tests/test_btrfs.py"
 for f in "$DIR/dissect_btrfs-$VERSION/tests/_data/"btrfs-*.bin.gz; do
     name=$(basename "$f" .gz)
     gunzip -c "$f" > "$DIR/$name.tmp"
@@ -24,5 +22,4 @@ for f in "$DIR/dissect_btrfs-$VERSION/tests/_data/"btrfs-*.bin.gz; do
     mv "$DIR/$name.tmp" "$DIR/$name"
 done
 cp "$DIR/dissect_btrfs-$VERSION/tests/test_btrfs.py" "$DIR/test_btrfs.py"
-rm -rf "$DIR/venv"
 touch "$DIR/done-$VERSION"

@@ -34,6 +34,27 @@ with open(sys.argv[1], "wb") as f:
 PY
 }
 
+# debian_kernel MODULE...: Debian's generic kernel (linux-image-*-amd64) and busybox-static, for
+# the recipes that boot Linux under QEMU where this machine's kernel lacks a filesystem: fetched
+# with `apt-get download` into $WORK and unpacked into ./deb (never installed). Sets version,
+# kernel (the vmlinuz) and modules (the unpacked kernel/ module tree). Calls the recipe's own
+# skip (which writes its .skipped file) when apt has no candidate, the download fails, or the
+# kernel or a MODULE (a path below kernel/ without .ko) is missing.
+debian_kernel() {
+    version=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/.*Depends: linux-image-\([0-9].*-amd64\)$/\1/p' | head -1)
+    [ -n "$version" ] || skip "no linux-image-amd64 candidate in apt's lists"
+    ( cd "$WORK" && apt-get download "linux-image-$version" busybox-static ) > download.log 2>&1 || skip "apt-get download failed: $(tail -1 download.log)"
+    mkdir -p deb
+    local d m
+    for d in "$WORK"/*.deb; do dpkg-deb -x "$d" deb; done
+    kernel=deb/boot/vmlinuz-$version
+    modules=deb/lib/modules/$version/kernel
+    [ -f "$kernel" ] || skip "linux-image-$version has no kernel at $kernel"
+    for m in "$@"; do
+        [ -f "$modules/$m.ko" ] || skip "linux-image-$version has no module $m"
+    done
+}
+
 # --- partition-table helpers (parts) ---------------------------------------------------------
 # put_fs DISK FSIMG START_SECTOR [SECTOR_SIZE]: copy a filesystem image into a disk at a sector,
 # keeping the disk sparse.

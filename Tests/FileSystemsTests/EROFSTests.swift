@@ -25,8 +25,7 @@ enum EROFSFixtures {
     }
 
     static func manifest(_ name: String) throws -> [ManifestEntry] {
-        let text = try String(contentsOfFile: try TestImages.path(name), encoding: .utf8)
-        return try text.split(separator: "\n").map { try JSONDecoder().decode(ManifestEntry.self, from: Data($0.utf8)) }
+        return try Manifest.load(name)
     }
 
     static func compare(_ reader: EROFSReader, with expected: [ManifestEntry], ignoring: Set<Manifest.Field> = []) throws -> [ManifestEntry] {

@@ -16,8 +16,7 @@ enum Ext4Images {
     }
 
     static func sourceManifest() throws -> [ManifestEntry] {
-        let text = try String(contentsOfFile: TestImages.path("fs-ext4.manifest"), encoding: .utf8)
-        return try text.split(separator: "\n").map { try JSONDecoder().decode(ManifestEntry.self, from: Data($0.utf8)) }
+        return try Manifest.load("fs-ext4.manifest")
     }
 }
 

@@ -20,8 +20,7 @@ enum F2FSFixtures {
 
     /// The source tree's manifest as sload.f2fs can express it.
     static func expected() throws -> [ManifestEntry] {
-        let text = try String(contentsOfFile: try TestImages.path("fs-f2fs.manifest"), encoding: .utf8)
-        let all = try text.split(separator: "\n").map { try JSONDecoder().decode(ManifestEntry.self, from: Data($0.utf8)) }
+        let all = try Manifest.load("fs-f2fs.manifest")
         return all.filter { ["regular", "directory", "symlink"].contains($0.type) }.map {
             var e = $0
             if e.path == "." { e.mtime = 0 }
@@ -45,11 +44,7 @@ struct F2FSReaderTests {
             expected.removeAll { $0.path == "var/large.bin" }
             #expect(entries.contains { $0.path == "var/large.bin" && $0.size == 24 << 20 })
         }
-        let actual = entries.map { e -> ManifestEntry in
-            var e = e
-            if e.path == "." { e.mtime = 0; e.mtime_ns = 0 }
-            return e
-        }
+        let actual = Manifest.withoutRootTime(entries)
         let diffs = Manifest.differences(expected: expected, actual: actual.filter { name != "fs-f2fs-flexible" || $0.path != "var/large.bin" },
                                          ignoring: [.mtimeNanoseconds, .xattrs])
         #expect(diffs.isEmpty, "\(diffs.prefix(20).joined(separator: "\n"))")
@@ -143,17 +138,9 @@ struct F2FSKernelTests {
         let reader = try F2FSFixtures.open(variant.name)
         let (entries, problems) = try Manifest.of(reader)
         #expect(problems.isEmpty, "\(problems)")
-        let text = try String(contentsOfFile: try TestImages.path("fs-f2fs-kernel.manifest"), encoding: .utf8)
-        let expected = try text.split(separator: "\n").map { try JSONDecoder().decode(ManifestEntry.self, from: Data($0.utf8)) }
+        let expected = try Manifest.load("fs-f2fs-kernel.manifest")
         #expect(expected.count > 2500)
-        func rootless(_ list: [ManifestEntry]) -> [ManifestEntry] {
-            list.map { e in
-                var e = e
-                if e.path == "." { e.mtime = 0; e.mtime_ns = 0 }
-                return e
-            }
-        }
-        let diffs = Manifest.differences(expected: rootless(expected), actual: rootless(entries))
+        let diffs = Manifest.differences(expected: Manifest.withoutRootTime(expected), actual: Manifest.withoutRootTime(entries))
         #expect(diffs.isEmpty, "\(diffs.prefix(20).joined(separator: "\n"))")
         #expect(!entries.contains { $0.path == "etc/delete-me" || $0.path == "etc/rename-me" || $0.path.hasPrefix("srv/olddir") })
         #expect(entries.contains { $0.path == "srv/newdir/inner/file" } && entries.contains { $0.path == "etc/renamed" })

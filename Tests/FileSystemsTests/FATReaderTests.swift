@@ -19,8 +19,7 @@ enum FATFixtures {
     }
 
     static func sourceManifest() throws -> [ManifestEntry] {
-        let text = try String(contentsOfFile: try TestImages.path("fs-fat.manifest"), encoding: .utf8)
-        return try text.split(separator: "\n").map { try JSONDecoder().decode(ManifestEntry.self, from: Data($0.utf8)) }
+        return try Manifest.load("fs-fat.manifest")
     }
 
     /// mtools with the environment the recipe used (UTC times, UTF-8 names).

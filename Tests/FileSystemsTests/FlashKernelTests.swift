@@ -28,26 +28,15 @@ enum FlashKernelFixtures {
         try UBIFSReader(source: try volume(image), name: "\(image) rootfs", replayJournal: replay)
     }
 
-    static func manifest(_ name: String) throws -> [ManifestEntry] {
-        let text = try String(contentsOfFile: try TestImages.path(name), encoding: .utf8)
-        return try text.split(separator: "\n").map { try JSONDecoder().decode(ManifestEntry.self, from: Data($0.utf8)) }
-    }
-
     /// The kernel stamps the root when the guest removes the ext4 copy's lost+found: its time
     /// is not the source's. UBIFS as the kernel formats it and JFFS2 keep whole seconds.
     static func compare(_ reader: any FileSystemReader, with expected: [ManifestEntry]) throws {
         let (entries, problems) = try Manifest.of(reader)
         #expect(problems.isEmpty, "\(problems)")
         #expect(expected.count > 400)
-        func rootless(_ list: [ManifestEntry]) -> [ManifestEntry] {
-            list.map { e in
-                var e = e
-                if e.path == "." { e.mtime = 0; e.mtime_ns = 0 }
-                return e
-            }
-        }
         #expect(entries.allSatisfy { $0.mtime_ns == 0 })
-        let diffs = Manifest.differences(expected: rootless(expected), actual: rootless(entries), ignoring: [.mtimeNanoseconds])
+        let diffs = Manifest.differences(expected: Manifest.withoutRootTime(expected), actual: Manifest.withoutRootTime(entries),
+                                         ignoring: [.mtimeNanoseconds])
         #expect(diffs.isEmpty, "\(diffs.prefix(20).joined(separator: "\n"))")
     }
 }
@@ -61,14 +50,14 @@ struct FlashKernelTests {
         #expect(reader.uncommittedBuds > 0 && reader.journal.replayed)
         #expect(reader.journal.nodes > 50, "the changes are in the journal: \(reader.journal)")
         #expect(reader.journal.warnings.isEmpty, "\(reader.journal.warnings)")
-        try FlashKernelFixtures.compare(reader, with: try FlashKernelFixtures.manifest("fs-flash-kernel.manifest"))
+        try FlashKernelFixtures.compare(reader, with: try Manifest.load("fs-flash-kernel.manifest"))
     }
 
     @Test("the same UBIFS without replay reads the committed index: the tree before the changes")
     func committedIndexOnly() throws {
         let reader = try FlashKernelFixtures.ubifs("fs-flash-kernel-journal.img", replay: false)
         #expect(!reader.journal.replayed && reader.journal.nodes == 0 && reader.uncommittedBuds > 0)
-        try FlashKernelFixtures.compare(reader, with: try FlashKernelFixtures.manifest("fs-flash-kernel-before.manifest"))
+        try FlashKernelFixtures.compare(reader, with: try Manifest.load("fs-flash-kernel-before.manifest"))
         #expect(reader.probe("/etc/rename-me") != nil && reader.probe("/etc/renamed") == nil)
         let numbers = try #require(reader.probe("/usr/lib/numbers.txt"))
         #expect(try reader.readSmallFile(numbers, limit: 1 << 20).count > 100_000)
@@ -80,7 +69,7 @@ struct FlashKernelTests {
         let reader = try FlashKernelFixtures.ubifs(image)
         #expect(reader.masterFlags & 1 == 0)
         #expect(reader.journal.nodes == 0 && reader.journal.warnings.isEmpty, "\(reader.journal)")
-        try FlashKernelFixtures.compare(reader, with: try FlashKernelFixtures.manifest("fs-flash-kernel.manifest"))
+        try FlashKernelFixtures.compare(reader, with: try Manifest.load("fs-flash-kernel.manifest"))
     }
 
     @Test("the replayed journal holds each kind of change: a truncation, a rewrite, an xattr set and one removed, a new hardlink")
@@ -118,7 +107,7 @@ struct FlashKernelTests {
     func jffs2() throws {
         let path = try TestImages.path("fs-flash-kernel-jffs2.img")
         let reader = try JFFS2Reader(source: try FileSource(path: path), name: path)
-        try FlashKernelFixtures.compare(reader, with: try FlashKernelFixtures.manifest("fs-flash-kernel-jffs2.manifest"))
+        try FlashKernelFixtures.compare(reader, with: try Manifest.load("fs-flash-kernel-jffs2.manifest"))
     }
 }
 
@@ -135,8 +124,8 @@ struct UBIFSJournalDamageTests {
     /// Every path read is in the tree before or after the changes (nothing invented), and each
     /// problem of the walk is an error that names its place.
     static func plausible(_ reader: UBIFSReader) throws {
-        let known = Set(try FlashKernelFixtures.manifest("fs-flash-kernel-before.manifest").map(\.path)
-                        + FlashKernelFixtures.manifest("fs-flash-kernel.manifest").map(\.path))
+        let known = Set(try Manifest.load("fs-flash-kernel-before.manifest").map(\.path)
+                        + Manifest.load("fs-flash-kernel.manifest").map(\.path))
         let (entries, problems) = try Manifest.of(reader)
         #expect(entries.count > 400)
         #expect(entries.allSatisfy { known.contains($0.path) }, "\(entries.map(\.path).filter { !known.contains($0) })")
@@ -190,7 +179,7 @@ struct UBIFSJournalDamageTests {
         let reader = try UBIFSReader(source: MemorySource(damaged), name: "journal-damaged")
         #expect(reader.journal.nodes == 0)
         #expect(reader.journal.warnings.contains { $0.contains("log LEB \(logLEB)") }, "\(reader.journal.warnings)")
-        try FlashKernelFixtures.compare(reader, with: try FlashKernelFixtures.manifest("fs-flash-kernel-before.manifest"))
+        try FlashKernelFixtures.compare(reader, with: try Manifest.load("fs-flash-kernel-before.manifest"))
     }
 
     @Test("the kernel seed with bytes of its log and buds mutated: an error or a reading, never a crash or a hang")

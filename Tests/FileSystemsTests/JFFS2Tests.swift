@@ -19,8 +19,7 @@ enum JFFS2Fixtures {
     }
 
     static func manifest(_ name: String) throws -> [ManifestEntry] {
-        let text = try String(contentsOfFile: try TestImages.path(name), encoding: .utf8)
-        return try text.split(separator: "\n").map { try JSONDecoder().decode(ManifestEntry.self, from: Data($0.utf8)) }
+        return try Manifest.load(name)
     }
 
     /// The source tree as JFFS2 stores it: times in whole seconds (compared with the

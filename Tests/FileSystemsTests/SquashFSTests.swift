@@ -21,8 +21,7 @@ enum SquashFSFixtures {
 
     /// The source tree's manifest, written by the recipe with images/manifest.py.
     static func sourceManifest() throws -> [ManifestEntry] {
-        let text = try String(contentsOfFile: try TestImages.path("fs-squashfs.manifest"), encoding: .utf8)
-        return try text.split(separator: "\n").map { try JSONDecoder().decode(ManifestEntry.self, from: Data($0.utf8)) }
+        return try Manifest.load("fs-squashfs.manifest")
     }
 }
 

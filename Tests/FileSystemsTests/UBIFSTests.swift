@@ -12,8 +12,7 @@ enum UBIFSFixtures {
     static let compressors = ["lzo", "zlib", "zstd", "none"]
 
     static func manifest() throws -> [ManifestEntry] {
-        let text = try String(contentsOfFile: try TestImages.path("fs-ubi.manifest"), encoding: .utf8)
-        return try text.split(separator: "\n").map { try JSONDecoder().decode(ManifestEntry.self, from: Data($0.utf8)) }
+        return try Manifest.load("fs-ubi.manifest")
     }
 
     /// UBIFS keeps every field the manifest has, but mkfs.ubifs 2.1.5 (Debian bookworm) writes

@@ -26,13 +26,30 @@ public enum Manifest {
         case mtimeNanoseconds, mtime, owner, xattrs, links, permissions
     }
 
+    /// The entries of a manifest as images/manifest.py writes it: one JSON object a line.
+    public static func decode(_ text: some StringProtocol) throws -> [ManifestEntry] {
+        try text.split(separator: "\n").map { try JSONDecoder().decode(ManifestEntry.self, from: Data($0.utf8)) }
+    }
+
+    /// A manifest a recipe wrote beside its images (`name`: "fs-ubi.manifest" in images/out).
+    public static func load(_ name: String) throws -> [ManifestEntry] {
+        try decode(String(contentsOfFile: try TestImages.path(name), encoding: .utf8))
+    }
+
+    /// `list` with the root's mtime (seconds and nanoseconds) cleared: the kernel or the image
+    /// tool stamps the root of a tree it copies in, so its time is not the source's.
+    public static func withoutRootTime(_ list: [ManifestEntry]) -> [ManifestEntry] {
+        list.map { e in
+            var e = e
+            if e.path == "." { e.mtime = 0; e.mtime_ns = 0 }
+            return e
+        }
+    }
+
     /// The manifest of a directory on the host, from the independent Python script.
     public static func ofDirectory(_ path: String) throws -> [ManifestEntry] {
         let script = TestImages.repositoryRoot.appendingPathComponent("images/manifest.py").path
-        let data = try TestImages.run(["python3", script, path])
-        return try String(decoding: data, as: UTF8.self).split(separator: "\n").map {
-            try JSONDecoder().decode(ManifestEntry.self, from: Data($0.utf8))
-        }
+        return try decode(String(decoding: try TestImages.run(["python3", script, path]), as: UTF8.self))
     }
 
     /// The manifest of what a reader yields, walking it in the same order.

@@ -29,14 +29,7 @@ rm -f "$OUT"/fs-f2fs-kernel*.img "$OUT/fs-f2fs-kernel.skipped"
 command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
 
 # --- the kernel and busybox, unpacked (not installed)
-version=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/.*Depends: linux-image-\([0-9].*-amd64\)$/\1/p' | head -1)
-[ -n "$version" ] || skip "no linux-image-amd64 candidate in apt's lists"
-( cd "$WORK" && apt-get download "linux-image-$version" busybox-static ) > download.log 2>&1 || skip "apt-get download failed: $(tail -1 download.log)"
-mkdir -p deb
-for d in "$WORK"/*.deb; do dpkg-deb -x "$d" deb; done
-kernel=deb/boot/vmlinuz-$version
-modules=deb/lib/modules/$version/kernel
-[ -f "$kernel" ] && [ -f "$modules/fs/f2fs/f2fs.ko" ] || skip "linux-image-$version has no f2fs module"
+debian_kernel fs/f2fs/f2fs
 
 # --- the source tree: make_tree (no 1 GiB file) plus what the kernel writes and sload.f2fs cannot
 src=$WORK/src

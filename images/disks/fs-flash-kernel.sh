@@ -45,13 +45,6 @@ for tool in ubimkvol nanddump setfattr; do
 done
 
 # --- the kernel and busybox, unpacked (not installed)
-version=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/.*Depends: linux-image-\([0-9].*-amd64\)$/\1/p' | head -1)
-[ -n "$version" ] || skip "no linux-image-amd64 candidate in apt's lists"
-( cd "$WORK" && apt-get download "linux-image-$version" busybox-static ) > download.log 2>&1 || skip "apt-get download failed: $(tail -1 download.log)"
-mkdir -p deb
-for d in "$WORK"/*.deb; do dpkg-deb -x "$d" deb; done
-kernel=deb/boot/vmlinuz-$version
-modules=deb/lib/modules/$version/kernel
 # each module after the ones it depends on (their `depends=` in modinfo)
 mods="drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev
       drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci drivers/block/virtio_blk
@@ -60,10 +53,7 @@ mods="drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci
       drivers/mtd/nand/raw/nandsim drivers/mtd/devices/mtdram lib/zstd/zstd_compress crypto/zstd
       drivers/mtd/ubi/ubi fs/ubifs/ubifs
       fs/jffs2/jffs2"
-[ -f "$kernel" ] || skip "linux-image-$version has no kernel at $kernel"
-for m in $mods; do
-    [ -f "$modules/$m.ko" ] || skip "linux-image-$version has no module $m"
-done
+debian_kernel $mods
 
 # --- the source tree: make_tree (no 1 GiB file) plus a mixed file, a sparse file, a directory
 # of many entries (a deeper index), a long xattr value and what `changes` deletes and renames
