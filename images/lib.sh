@@ -55,6 +55,20 @@ debian_kernel() {
     done
 }
 
+# tree_ext4_image SRC IMG SIZE INODES: an ext4 image (label "src") holding a copy of the tree SRC,
+# for a QEMU guest to read: copied in through a loop mount of the host's kernel, since cp -a keeps
+# every field and mkfs.ext4 -d drops nanoseconds. Calls the recipe's skip without loop mounts.
+tree_ext4_image() {
+    local src=$1 img=$2 mnt=$WORK/treemnt
+    mkfs.ext4 -q -F -L src -b 4096 -I 256 -N "$4" "$img" "$3"
+    mkdir -p "$mnt"
+    mount -o loop "$img" "$mnt" 2>/dev/null || skip "cannot loop-mount ext4 here (the source tree's copy needs it)"
+    trap 'umount "$WORK/treemnt" 2>/dev/null || true' EXIT
+    cp -a "$src/." "$mnt/"
+    umount "$mnt"
+    trap - EXIT
+}
+
 # --- partition-table helpers (parts) ---------------------------------------------------------
 # put_fs DISK FSIMG START_SECTOR [SECTOR_SIZE]: copy a filesystem image into a disk at a sector,
 # keeping the disk sparse.

@@ -73,15 +73,8 @@ PY
 find "$src/usr/share/doc" "$src/usr/share/many" "$src/etc/small" "$src/etc/delete-me" "$src/etc/rename-me" \
     "$src/srv/olddir" "$src/var/holes.img" -exec touch -h -d @1700000000.5 {} +
 touch -h -d @1700000000 "$src/usr/share" "$src/usr" "$src/etc" "$src/srv" "$src/var"
-# The guest reads the tree from an ext4 image. mkfs.ext4 -d drops nanoseconds, so the tree is
-# copied in through a loop mount of the host's kernel (cp -a keeps every field).
-mkfs.ext4 -q -F -L src -b 4096 -I 256 -N 8000 tree.img 200M
-mkdir -p treemnt
-mount -o loop tree.img treemnt 2>/dev/null || skip "cannot loop-mount ext4 here (the source tree's copy needs it)"
-trap 'umount "$WORK/treemnt" 2>/dev/null || true' EXIT
-cp -a "$src/." treemnt/
-umount treemnt
-trap - EXIT
+# The guest reads the tree from an ext4 image.
+tree_ext4_image "$src" tree.img 200M 8000
 
 # What the guest does after the copy, here on the host tree for the manifest. The parents'
 # times are set again (a delete or rename changes them) so that both sides agree.

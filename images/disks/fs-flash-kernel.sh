@@ -120,15 +120,8 @@ rm after-jffs2/etc/nnnnnnnnnn*
 touch -h -r after/etc after-jffs2/etc
 python3 "$IMAGES_DIR/manifest.py" after-jffs2 > "$OUT/fs-flash-kernel-jffs2.manifest"
 
-# The guest reads the tree from an ext4 image (copied in through a loop mount: mkfs.ext4 -d
-# drops nanoseconds; cp -a keeps every field).
-mkfs.ext4 -q -F -L src -b 4096 -I 256 -N 4000 tree.img 64M
-mkdir -p treemnt
-mount -o loop tree.img treemnt 2>/dev/null || skip "cannot loop-mount ext4 here (the source tree's copy needs it)"
-trap 'umount "$WORK/treemnt" 2>/dev/null || true' EXIT
-cp -a "$src/." treemnt/
-umount treemnt
-trap - EXIT
+# The guest reads the tree from an ext4 image.
+tree_ext4_image "$src" tree.img 64M 4000
 
 # --- the initramfs: busybox, the modules, GNU cp, setfattr, ubimkvol, nanddump and their libraries
 rd=$WORK/initramfs
