@@ -40,6 +40,7 @@ public final class OutputTarget {
     private var ownsDescriptor = true
     private var open = true
     private let unnamed: Bool
+    /// The stop request its writes and commit check; nil: none (`write(_:to:inputs:)`'s reports).
     private let cancellation: Cancellation?
     private var streamSink: GuardedSink?
 
@@ -47,9 +48,12 @@ public final class OutputTarget {
     static let marker = ".fwassemble-tmp."
 
     /// Opens `requested` for writing. `inputs` are the files the job reads (none may be replaced).
-    public init(_ requested: String, mode: Mode = .stream, inputs: [String] = [], cancellation: Cancellation? = nil) throws {
+    /// `cancellation`: the stop request its writes and commit check (default the process's;
+    /// `stoppable: false` checks none).
+    public init(_ requested: String, mode: Mode = .stream, inputs: [String] = [], cancellation: Cancellation? = nil,
+                stoppable: Bool = true) throws {
         self.requested = requested
-        self.cancellation = cancellation
+        self.cancellation = stoppable ? cancellation ?? .process : nil
         guard !requested.isEmpty else { throw FWError(.invalidArgument, "empty output path") }
         if requested == "-" {
             guard mode == .stream else { throw FWError(.invalidArgument, "this output cannot be written to standard output; give a file name") }
@@ -120,7 +124,7 @@ public final class OutputTarget {
     public var sink: any ByteSink {
         if let streamSink { return streamSink }
         let s = GuardedSink(FileDescriptorSink(descriptor: descriptor, name: requested == "-" ? "standard output" : requested),
-                            cancellation: cancellation ?? .process)
+                            cancellation: cancellation)
         streamSink = s
         return s
     }
@@ -134,7 +138,7 @@ public final class OutputTarget {
         guard open else { throw FWError(.invalidArgument, "output \(requested) already closed") }
         do {
             try streamSink?.finish()
-            try (cancellation ?? .process).check()
+            try cancellation?.check()
         } catch {
             abort()
             throw error
@@ -193,9 +197,12 @@ public final class OutputTarget {
         if ownsDescriptor, descriptor >= 0 { close(descriptor) }
     }
 
-    /// Writes `bytes` whole to `requested` under the same rules (reports).
+    /// Writes `bytes` whole to `requested` under the same rules (reports). A report follows its
+    /// job's committed output, so a stop request (SIGINT, SIGTERM, SIGHUP) arriving after that
+    /// commit does not cancel it: the job is done, and its output is not left without a report
+    /// by a process that then ends by the signal as if nothing was written.
     public static func write(_ bytes: [UInt8], to requested: String, inputs: [String] = []) throws {
-        let target = try OutputTarget(requested, inputs: inputs)
+        let target = try OutputTarget(requested, inputs: inputs, stoppable: false)
         do {
             try target.sink.write(bytes)
             try target.commit()
@@ -324,18 +331,18 @@ public final class OutputTarget {
 }
 
 /// A sink that stops the job when it is cancelled (`Cancellation.check`: this one or the
-/// process's), before each write.
+/// process's), before each write; with no cancellation, a plain pass-through.
 public final class GuardedSink: ByteSink {
     private let downstream: any ByteSink
-    private let cancellation: Cancellation
+    private let cancellation: Cancellation?
 
-    public init(_ downstream: any ByteSink, cancellation: Cancellation) {
+    public init(_ downstream: any ByteSink, cancellation: Cancellation?) {
         self.downstream = downstream
         self.cancellation = cancellation
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
-        try cancellation.check()
+        try cancellation?.check()
         try downstream.write(bytes)
     }
 
