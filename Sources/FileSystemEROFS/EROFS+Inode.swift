@@ -4,7 +4,7 @@ import FileSystems
 extension EROFS {
     /// One inode, compact (`struct erofs_inode_compact`, 32 bytes) or extended
     /// (`struct erofs_inode_extended`, 64 bytes), decoded into one shape.
-    struct Inode: Sendable, InodeRecord {
+    package struct Inode: Sendable, InodeRecord {
         /// The inode's number: its 32-byte slot in the metadata area.
         var nid: UInt64
         /// Absolute byte offset of the inode in the filesystem image.
@@ -81,7 +81,7 @@ extension EROFS {
             }
         }
 
-        var posixMode: UInt32 { UInt32(mode) }
+        package var posixMode: UInt32 { UInt32(mode) }
         var isCompressed: Bool { layout == .compressedFull || layout == .compressedCompact }
     }
 }

@@ -15,7 +15,7 @@ import FileSystems
 /// prefixes. Not supported (refused with `.unsupported`): extra devices, 48-bit
 /// addresses, metabox, the newer extent-record compressed format, deflate pclusters, partially
 /// referenced zstd pclusters. zstd pclusters (HEAD1 or HEAD2) decode with `Codecs.Zstd`.
-public final class EROFSReader: FileSystemReader {
+public final class EROFSReader: InodeTableReader {
     public let formatName = "erofs"
     public let sourceName: String
     /// The image and partition its errors name.
@@ -119,37 +119,24 @@ public final class EROFSReader: FileSystemReader {
 
     // MARK: FileSystemReader
 
-    public func metadata(of inode: UInt64) throws -> Metadata {
-        try place.placing {
-            let ino = try self.inode(inode)
-            let type = try fileType(of: ino, inode: inode)
-            let fields = try TypedFields(type, storedSize: ino.size, symlinkTarget: {
-                try checkSymlinkLength(ino.size, inode: inode)
-                return try readAll(ino)
-            }, device: { DeviceNumber(linux: UInt64(ino.union)) })
-            return Metadata(type: type, permissions: ino.mode & 0o7777, uid: ino.uid, gid: ino.gid, size: fields.size,
-                            mtime: ino.mtime, linkCount: ino.linkCount, inode: inode, symlinkTarget: fields.symlinkTarget,
-                            device: fields.device, xattrs: try xattrs(of: ino))
-        }
+    package func metadata(of ino: EROFS.Inode, type: FileType, inode: UInt64) throws -> Metadata {
+        let fields = try TypedFields(type, storedSize: ino.size, symlinkTarget: {
+            try checkSymlinkLength(ino.size, inode: inode)
+            return try readAll(ino)
+        }, device: { DeviceNumber(linux: UInt64(ino.union)) })
+        return Metadata(type: type, permissions: ino.mode & 0o7777, uid: ino.uid, gid: ino.gid, size: fields.size,
+                        mtime: ino.mtime, linkCount: ino.linkCount, inode: inode, symlinkTarget: fields.symlinkTarget,
+                        device: fields.device, xattrs: try xattrs(of: ino))
     }
 
-    public func directoryEntries(of inode: UInt64) throws -> [DirectoryEntry] {
-        try place.placing {
-            try readDirectory(checked(self.inode(inode), inode: inode, is: .directory))
-        }
-    }
-
-    public func openFile(_ inode: UInt64) throws -> any FileContents {
-        try place.placing {
-            let ino = try checked(self.inode(inode), inode: inode, is: .regular)
-            return EROFSFile(data: try DataReader(reader: self, inode: ino), place: place)
-        }
+    package func contents(of ino: EROFS.Inode, inode: UInt64) throws -> any FileContents {
+        EROFSFile(data: try DataReader(reader: self, inode: ino), place: place)
     }
 
     // MARK: Inodes
 
     /// Loads inode `nid` from meta_blkaddr * blocksize + nid * 32.
-    func inode(_ nid: UInt64) throws -> EROFS.Inode {
+    package func inode(_ nid: UInt64) throws -> EROFS.Inode {
         let (slot, o1) = nid.multipliedReportingOverflow(by: 32)
         let (location, o2) = metaBase.addingReportingOverflow(slot)
         guard !o1, !o2, location < source.size, source.size - location >= 32 else {
@@ -199,7 +186,7 @@ public final class EROFSReader: FileSystemReader {
     /// Directory blocks (`struct erofs_dirent` arrays followed by names), the last one possibly
     /// shorter (tail-packed). Names run to the next entry's nameoff, the last to a NUL or the
     /// block's end.
-    func readDirectory(_ ino: EROFS.Inode) throws -> [DirectoryEntry] {
+    package func entries(of ino: EROFS.Inode, inode: UInt64) throws -> [DirectoryEntry] {
         let data = try DataReader(reader: self, inode: ino)
         var entries: [DirectoryEntry] = []
         var block = [UInt8](repeating: 0, count: Int(blockSize))

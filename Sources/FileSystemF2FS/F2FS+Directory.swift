@@ -29,7 +29,7 @@ extension F2FSReader {
     /// The entries of directory `ino`: its inline dentries, or every dentry block of every hash
     /// level (all the directory's mapped blocks below `i_size`, as `f2fs_readdir`), without
     /// "." and "..".
-    func readDirectory(_ ino: F2FS.Inode) throws -> [DirectoryEntry] {
+    package func entries(of ino: F2FS.Inode, inode: UInt64) throws -> [DirectoryEntry] {
         guard !ino.isEncrypted else {
             throw FWError.unsupported("f2fs directory \(ino.nid) is encrypted (fscrypt): its names are not decrypted")
         }

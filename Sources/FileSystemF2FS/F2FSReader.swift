@@ -15,7 +15,7 @@ import FileSystems
 /// `.unsupported`, never decrypted; casefolded directories list their names as stored. Not
 /// read: roll-forward recovery of fsync'd nodes written after the last checkpoint (the state is
 /// the last checkpoint's), lzo-rle clusters, 16 KiB blocks, multi-device and zoned filesystems.
-public final class F2FSReader: FileSystemReader {
+public final class F2FSReader: InodeTableReader {
     public let formatName = "f2fs"
     public let sourceName: String
     /// The image and partition its errors name.
@@ -270,7 +270,7 @@ public final class F2FSReader: FileSystemReader {
         return ino
     }
 
-    func inode(_ number: UInt64) throws -> F2FS.Inode {
+    package func inode(_ number: UInt64) throws -> F2FS.Inode {
         guard let nid = UInt32(exactly: number) else {
             throw FWError(.invalidArgument, "f2fs inode number \(number) is out of range")
         }
@@ -279,39 +279,26 @@ public final class F2FSReader: FileSystemReader {
 
     // MARK: FileSystemReader
 
-    public func metadata(of inode: UInt64) throws -> Metadata {
-        try place.placing {
-            let ino = try self.inode(inode)
-            let type = try fileType(of: ino, inode: inode)
-            let fields = try TypedFields(type, storedSize: ino.size, symlinkTarget: {
-                guard !ino.isEncrypted else {
-                    throw FWError.unsupported("f2fs inode \(inode): encrypted (fscrypt) symlink, not decrypted")
-                }
-                try checkSymlinkLength(ino.size, inode: inode)
-                let target = try F2FSFile(reader: self, inode: ino).readPrefix(Int(ino.size))
-                guard target.count == Int(ino.size) else { throw FWError.corrupt("f2fs inode \(inode): symlink target is cut short") }
-                return target
-            }, device: { try ino.deviceNumber() })
-            return Metadata(type: type, permissions: ino.mode & 0o7777, uid: ino.uid, gid: ino.gid, size: fields.size,
-                            mtime: ino.mtime, atime: ino.atime, ctime: ino.ctime, linkCount: ino.links, inode: inode,
-                            symlinkTarget: fields.symlinkTarget, device: fields.device, xattrs: try xattrs(of: ino))
-        }
-    }
-
-    public func directoryEntries(of inode: UInt64) throws -> [DirectoryEntry] {
-        try place.placing {
-            try readDirectory(checked(self.inode(inode), inode: inode, is: .directory))
-        }
-    }
-
-    public func openFile(_ inode: UInt64) throws -> any FileContents {
-        try place.placing {
-            let ino = try checked(self.inode(inode), inode: inode, is: .regular)
+    package func metadata(of ino: F2FS.Inode, type: FileType, inode: UInt64) throws -> Metadata {
+        let fields = try TypedFields(type, storedSize: ino.size, symlinkTarget: {
             guard !ino.isEncrypted else {
-                throw FWError.unsupported("f2fs inode \(inode): encrypted (fscrypt) file contents, not decrypted")
+                throw FWError.unsupported("f2fs inode \(inode): encrypted (fscrypt) symlink, not decrypted")
             }
-            return try F2FSFile(reader: self, inode: ino)
+            try checkSymlinkLength(ino.size, inode: inode)
+            let target = try F2FSFile(reader: self, inode: ino).readPrefix(Int(ino.size))
+            guard target.count == Int(ino.size) else { throw FWError.corrupt("f2fs inode \(inode): symlink target is cut short") }
+            return target
+        }, device: { try ino.deviceNumber() })
+        return Metadata(type: type, permissions: ino.mode & 0o7777, uid: ino.uid, gid: ino.gid, size: fields.size,
+                        mtime: ino.mtime, atime: ino.atime, ctime: ino.ctime, linkCount: ino.links, inode: inode,
+                        symlinkTarget: fields.symlinkTarget, device: fields.device, xattrs: try xattrs(of: ino))
+    }
+
+    package func contents(of ino: F2FS.Inode, inode: UInt64) throws -> any FileContents {
+        guard !ino.isEncrypted else {
+            throw FWError.unsupported("f2fs inode \(inode): encrypted (fscrypt) file contents, not decrypted")
         }
+        return try F2FSFile(reader: self, inode: ino)
     }
 
     /// The inode's flags as f2fs reports them, for `stat`-like callers: compressed, encrypted,

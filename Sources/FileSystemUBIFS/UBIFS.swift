@@ -166,7 +166,7 @@ public enum UBIFS {
     }
 
     /// `struct ubifs_ino_node` (data: symlink target, device number or xattr value).
-    struct Inode: InodeRecord {
+    package struct Inode: InodeRecord {
         var key: Key                // 24
         var size: UInt64            // 48
         var atime: (UInt64, UInt32) // 56, 80
@@ -181,7 +181,7 @@ public enum UBIFS {
         var xattrCount: UInt32      // 116 xattr_cnt
         var data: [UInt8]           // 160
 
-        var posixMode: UInt32 { mode }
+        package var posixMode: UInt32 { mode }
 
         init(_ c: ByteCursor) throws {
             key = try Key(c, at: 24)

@@ -17,7 +17,7 @@ import FileSystems
 /// over the index in sequence-number order (`journal` says what was replayed);
 /// `replayJournal: false` reads the committed index only. Refused with `.unsupported`:
 /// authenticated filesystems and encrypted (fscrypt) files.
-public final class UBIFSReader: FileSystemReader {
+public final class UBIFSReader: InodeTableReader {
     public let formatName = "ubifs"
     public let sourceName: String
     public let place: FWError.Place
@@ -78,49 +78,39 @@ public final class UBIFSReader: FileSystemReader {
 
     // MARK: FileSystemReader
 
-    public func metadata(of inode: UInt64) throws -> Metadata {
-        try place.placing {
-            let ino = try self.inode(inode)
-            let type = try fileType(of: ino, inode: inode)
-            let fields = try TypedFields(type, storedSize: ino.size, symlinkTarget: {
-                try checkSymlinkLength(ino.data.count, inode: inode)
-                return ino.data
-            }, device: {
-                let c = ByteCursor(ino.data, context: "ubifs device number")
-                switch ino.data.count {
-                case 4: return DeviceNumber(linux: UInt64(try c.u32le(at: 0)))
-                case 8: return DeviceNumber(linux: try c.u64le(at: 0))
-                default: throw FWError.corrupt("ubifs inode \(inode): device number of \(ino.data.count) bytes (4 or 8 expected)")
-                }
-            })
-            func time(_ t: (UInt64, UInt32)) -> Timestamp { Timestamp(seconds: Int64(bitPattern: t.0), nanoseconds: t.1 % 1_000_000_000) }
-            return Metadata(type: type, permissions: UInt16(ino.mode & 0o7777), uid: ino.uid, gid: ino.gid, size: fields.size,
-                            mtime: time(ino.mtime), atime: time(ino.atime), ctime: time(ino.ctime), linkCount: ino.nlink,
-                            inode: inode, symlinkTarget: fields.symlinkTarget, device: fields.device,
-                            xattrs: ino.xattrCount == 0 ? [] : try xattrs(of: inode))
-        }
-    }
-
-    public func directoryEntries(of inode: UInt64) throws -> [DirectoryEntry] {
-        try place.placing {
-            _ = try checked(self.inode(inode), inode: inode, is: .directory)
-            return try entries(of: inode, type: .dent).map { DirectoryEntry(name: $0.name, inode: $0.inum) }
-        }
-    }
-
-    public func openFile(_ inode: UInt64) throws -> any FileContents {
-        try place.placing {
-            let ino = try checked(self.inode(inode), inode: inode, is: .regular)
-            guard ino.flags & 0x40 == 0 else { throw FWError.unsupported("ubifs inode \(inode) is encrypted (fscrypt), which is not supported") }
-            let inum = try Self.inum(inode)
-            let lastBlock = ino.size == 0 ? 0 : min((ino.size - 1) / UBIFS.blockSize, 0x1FFF_FFFF)
-            var blocks: [(block: UInt32, location: UBIFS.Location)] = []
-            try forEach(from: UBIFS.Key(inum: inum, type: .data, value: 0),
-                        to: UBIFS.Key(inum: inum, type: .data, value: UInt32(lastBlock))) { key, location in
-                blocks.append((key.value, location))
+    package func metadata(of ino: UBIFS.Inode, type: FileType, inode: UInt64) throws -> Metadata {
+        let fields = try TypedFields(type, storedSize: ino.size, symlinkTarget: {
+            try checkSymlinkLength(ino.data.count, inode: inode)
+            return ino.data
+        }, device: {
+            let c = ByteCursor(ino.data, context: "ubifs device number")
+            switch ino.data.count {
+            case 4: return DeviceNumber(linux: UInt64(try c.u32le(at: 0)))
+            case 8: return DeviceNumber(linux: try c.u64le(at: 0))
+            default: throw FWError.corrupt("ubifs inode \(inode): device number of \(ino.data.count) bytes (4 or 8 expected)")
             }
-            return UBIFSFile(reader: self, inode: inode, size: ino.size, blocks: blocks)
+        })
+        func time(_ t: (UInt64, UInt32)) -> Timestamp { Timestamp(seconds: Int64(bitPattern: t.0), nanoseconds: t.1 % 1_000_000_000) }
+        return Metadata(type: type, permissions: UInt16(ino.mode & 0o7777), uid: ino.uid, gid: ino.gid, size: fields.size,
+                        mtime: time(ino.mtime), atime: time(ino.atime), ctime: time(ino.ctime), linkCount: ino.nlink,
+                        inode: inode, symlinkTarget: fields.symlinkTarget, device: fields.device,
+                        xattrs: ino.xattrCount == 0 ? [] : try xattrs(of: inode))
+    }
+
+    package func entries(of directory: UBIFS.Inode, inode: UInt64) throws -> [DirectoryEntry] {
+        try entries(of: inode, type: .dent).map { DirectoryEntry(name: $0.name, inode: $0.inum) }
+    }
+
+    package func contents(of ino: UBIFS.Inode, inode: UInt64) throws -> any FileContents {
+        guard ino.flags & 0x40 == 0 else { throw FWError.unsupported("ubifs inode \(inode) is encrypted (fscrypt), which is not supported") }
+        let inum = try Self.inum(inode)
+        let lastBlock = ino.size == 0 ? 0 : min((ino.size - 1) / UBIFS.blockSize, 0x1FFF_FFFF)
+        var blocks: [(block: UInt32, location: UBIFS.Location)] = []
+        try forEach(from: UBIFS.Key(inum: inum, type: .data, value: 0),
+                    to: UBIFS.Key(inum: inum, type: .data, value: UInt32(lastBlock))) { key, location in
+            blocks.append((key.value, location))
         }
+        return UBIFSFile(reader: self, inode: inode, size: ino.size, blocks: blocks)
     }
 
     // MARK: Nodes
@@ -131,7 +121,7 @@ public final class UBIFSReader: FileSystemReader {
     }
 
     /// The inode node of `inode`.
-    func inode(_ inode: UInt64) throws -> UBIFS.Inode {
+    package func inode(_ inode: UInt64) throws -> UBIFS.Inode {
         let key = UBIFS.Key(inum: try Self.inum(inode), type: .inode, value: 0)
         var found: UBIFS.Location?
         try forEach(from: key, to: key) { _, location in found = location }

@@ -66,6 +66,45 @@ extension InodeRecord {
     public var fileType: FileType? { Metadata.fileType(mode: posixMode) }
 }
 
+/// A reader whose inodes are records it loads by number (EROFS, f2fs, UBIFS): the three calls of
+/// `FileSystemReader` that start from an inode number are written once here. Each loads the
+/// record, checks its type (`fileType(of:inode:)`, `checked(_:inode:is:)`) and hands it to the
+/// reader's own decoding, with the reader's place on every error.
+package protocol InodeTableReader: FileSystemReader {
+    associatedtype Inode: InodeRecord
+    /// The disk and partition its errors name.
+    var place: FWError.Place { get }
+    /// The record of inode `inode`.
+    func inode(_ inode: UInt64) throws -> Inode
+    /// Everything stored about `record`, the record of `inode`, whose mode says `type`.
+    func metadata(of record: Inode, type: FileType, inode: UInt64) throws -> Metadata
+    /// The entries of `directory`, the record of directory `inode`.
+    func entries(of directory: Inode, inode: UInt64) throws -> [DirectoryEntry]
+    /// A stream over `file`, the record of regular file `inode`.
+    func contents(of file: Inode, inode: UInt64) throws -> any FileContents
+}
+
+extension InodeTableReader {
+    public func metadata(of inode: UInt64) throws -> Metadata {
+        try place.placing {
+            let record = try self.inode(inode)
+            return try metadata(of: record, type: fileType(of: record, inode: inode), inode: inode)
+        }
+    }
+
+    public func directoryEntries(of inode: UInt64) throws -> [DirectoryEntry] {
+        try place.placing {
+            try entries(of: checked(self.inode(inode), inode: inode, is: .directory), inode: inode)
+        }
+    }
+
+    public func openFile(_ inode: UInt64) throws -> any FileContents {
+        try place.placing {
+            try contents(of: checked(self.inode(inode), inode: inode, is: .regular), inode: inode)
+        }
+    }
+}
+
 /// Sequential reader of one file's bytes, in chunks the caller sizes.
 public protocol FileContents: AnyObject {
     /// The file's length in bytes.
