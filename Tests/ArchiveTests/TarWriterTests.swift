@@ -69,6 +69,14 @@ enum Scratch {
         return out
     }
 
+    /// `reader` archived into `dir/out.tar`: the file, its bytes and the archiver's summary.
+    static func tarFile(of reader: any FileSystemReader, in dir: URL) throws -> (path: URL, bytes: [UInt8], summary: ArchiveSummary) {
+        let (bytes, summary) = try tar(of: reader)
+        let path = dir.appendingPathComponent("out.tar")
+        try write(bytes, to: path)
+        return (path, bytes, summary)
+    }
+
     /// The archive of a reader as tar bytes (plain), and the archiver's report.
     static func tar(of reader: any FileSystemReader, options: TarOptions = TarOptions()) throws -> ([UInt8], ArchiveSummary) {
         let sink = MemorySink()
@@ -93,11 +101,9 @@ struct TarWriterTests {
     @Test("Python tarfile reads back every field of every entry kind")
     func pythonTarfileRoundTrip() throws {
         let tree = sampleTree()
-        let (bytes, report) = try Scratch.tar(of: tree)
         let dir = try Scratch.directory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("out.tar")
-        try Scratch.write(bytes, to: path)
+        let (path, bytes, report) = try Scratch.tarFile(of: tree, in: dir)
 
         let actual = try Scratch.tarManifest(path.path)
         let diffs = Manifest.differences(expected: try expected(tree), actual: actual)
@@ -111,11 +117,9 @@ struct TarWriterTests {
     @Test("bsdtar lists every member with its mode, owner, size and link")
     func bsdtarListing() throws {
         let tree = sampleTree()
-        let (bytes, _) = try Scratch.tar(of: tree)
         let dir = try Scratch.directory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("out.tar")
-        try Scratch.write(bytes, to: path)
+        let (path, _, _) = try Scratch.tarFile(of: tree, in: dir)
         let listing = String(decoding: try TestImages.run(["bsdtar", "-tvnf", path.path]), as: UTF8.self)
         let lines = listing.split(separator: "\n").map(String.init)
         let expectedCount = try expected(tree).count
@@ -147,11 +151,9 @@ struct TarWriterTests {
     func extractionMatches(tool: String) throws {
         guard getuid() == 0 else { return }   // devices, owners and trusted.* xattrs need root
         let tree = sampleTree()
-        let (bytes, _) = try Scratch.tar(of: tree)
         let dir = try Scratch.directory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("out.tar")
-        try Scratch.write(bytes, to: path)
+        let (path, _, _) = try Scratch.tarFile(of: tree, in: dir)
         let root = dir.appendingPathComponent("root")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         if tool == "gnu" {

@@ -75,6 +75,29 @@ enum DockerScratch {
         return (withoutLoneLinks(try Manifest.ofDirectory(merged.path)), lowers.count)
     }
 
+    /// The kernel's overlay mount of Podman (containers/storage) layer `top` of the store in
+    /// partition 2 of `disk`, as podman mounts it: lowerdir = the layer's diff, then the `l/`
+    /// links its `lower` file names (a bottom layer has none). A lone layer gets an empty second
+    /// one, since overlayfs wants two lower layers; `layers` counts the store's layers only.
+    static func podmanOverlay(of disk: String, top: String, in dir: URL) throws -> (manifest: [ManifestEntry], layers: Int) {
+        var padded = 0
+        let (manifest, count) = try kernelOverlay(of: disk, partition: 2, in: dir) { data in
+            let store = data + "/var/lib/containers/storage/overlay"
+            var lowers = [store + "/\(top)/diff"]
+            if let lower = try? String(contentsOfFile: store + "/\(top)/lower", encoding: .utf8) {   // a bottom layer has none
+                lowers += lower.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").map { store + "/" + $0 }
+            }
+            if lowers.count == 1 {
+                let empty = dir.appendingPathComponent("empty")
+                try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+                lowers.append(empty.path)
+                padded = 1
+            }
+            return lowers
+        }
+        return (manifest, count - padded)
+    }
+
     /// The byte offset of an MBR partition, from sfdisk's JSON.
     static func partitionOffset(_ disk: String, _ number: Int) throws -> UInt64 {
         let data = try TestImages.run(["sfdisk", "-J", disk])

@@ -89,14 +89,7 @@ struct PodmanEndToEndTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let (result, exported) = try DockerScratch.export(reference, image: image, of: path, into: dir)
         guard TestImages.canLoopMount("ext4"), TestImages.canLoopMount("overlay") else { return }
-        let (kernel, layerCount) = try DockerScratch.kernelOverlay(of: path, partition: 2, in: dir) { data in
-            let store = data + "/var/lib/containers/storage/overlay"
-            var lowers = [store + "/\(top)/diff"]
-            if let lower = try? String(contentsOfFile: store + "/\(top)/lower", encoding: .utf8) {
-                lowers += lower.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").map { store + "/" + $0 }
-            }
-            return lowers
-        }
+        let (kernel, layerCount) = try DockerScratch.podmanOverlay(of: path, top: top, in: dir)
         #expect(result.layers == layerCount)
         let diffs = Manifest.differences(expected: kernel, actual: exported)
         #expect(diffs.isEmpty, "\(diffs.joined(separator: "\n"))")

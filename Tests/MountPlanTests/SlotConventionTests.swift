@@ -177,16 +177,22 @@ struct SlotConventionTests {
         #expect(plan.root.reason.contains("on the disk (/dev/mmcblk0) at 0x0 (the other redundant copy is not valid)"), "\(plan.root.reason)")
     }
 
-    /// SWUpdate: an unconditional `setenv rootpart 2` in altbootcmd names the rollback target.
-    @Test func swupdateRollbackByAltbootcmd() throws {
+    /// A U-Boot double-copy device (SWUpdate, Mender): `/uboot.env` holding `env` on a vfat
+    /// partition 1, root copies on partitions 2 and 3.
+    static func doubleCopyDisk(env: [String]) -> FakeDisk {
         let disk = FakeDisk()
-        let env = BootEnvironmentTests.ubootEnv(["rootpart=3", "upgrade_available=1", "bootcount=4", "bootlimit=3",
-                                                 "altbootcmd=setenv rootpart 2; setenv upgrade_available 0; saveenv; run bootcmd"], size: 0x4000)
         let boot = MemoryFileSystem(formatName: "vfat")
-        boot.addFile("/uboot.env", env)
+        boot.addFile("/uboot.env", BootEnvironmentTests.ubootEnv(env, size: 0x4000))
         disk.add(PlanPartition(index: 1, fsType: "vfat", size: 8 << 20), fs: boot)
         disk.add(PlanPartition(index: 2, fsType: "ext4", size: 16 << 20), fs: linuxRoot("a"))
         disk.add(PlanPartition(index: 3, fsType: "ext4", size: 16 << 20), fs: linuxRoot("b"))
+        return disk
+    }
+
+    /// SWUpdate: an unconditional `setenv rootpart 2` in altbootcmd names the rollback target.
+    @Test func swupdateRollbackByAltbootcmd() throws {
+        let disk = Self.doubleCopyDisk(env: ["rootpart=3", "upgrade_available=1", "bootcount=4", "bootlimit=3",
+                                             "altbootcmd=setenv rootpart 2; setenv upgrade_available 0; saveenv; run bootcmd"])
         let plan = try Planner.plan(disk)
         #expect(plan.root.partition == 2)
         #expect(plan.root.reason == "SWUpdate (U-Boot double copy) /uboot.env on partition 1: rootpart=3, upgrade_available=1, bootcount=4, bootlimit=3: the trial boot failed (bootcount reached bootlimit), so U-Boot runs altbootcmd, which sets rootpart=2")
@@ -195,14 +201,8 @@ struct SlotConventionTests {
     /// Mender during a trial boot that already used its one try (bootlimit=1): the next boot runs
     /// altbootcmd (Mender's is conditional), back to the other root.
     @Test func menderTrialRollsBack() throws {
-        let disk = FakeDisk()
-        let env = BootEnvironmentTests.ubootEnv(["mender_boot_part=3", "upgrade_available=1", "bootcount=1", "bootlimit=1",
-                                                 "altbootcmd=run mender_altbootcmd; run bootcmd"], size: 0x4000)
-        let boot = MemoryFileSystem(formatName: "vfat")
-        boot.addFile("/uboot.env", env)
-        disk.add(PlanPartition(index: 1, fsType: "vfat", size: 8 << 20), fs: boot)
-        disk.add(PlanPartition(index: 2, fsType: "ext4", size: 16 << 20), fs: linuxRoot("a"))
-        disk.add(PlanPartition(index: 3, fsType: "ext4", size: 16 << 20), fs: linuxRoot("b"))
+        let disk = Self.doubleCopyDisk(env: ["mender_boot_part=3", "upgrade_available=1", "bootcount=1", "bootlimit=1",
+                                             "altbootcmd=run mender_altbootcmd; run bootcmd"])
         let plan = try Planner.plan(disk)
         #expect(plan.root.partition == 2)
         #expect(plan.root.reason == "/uboot.env on partition 1: mender_boot_part=3, upgrade_available=1, bootcount=1, bootlimit=1: the trial boot failed (bootcount reached bootlimit), so U-Boot runs altbootcmd (switching to the other copy, partition 2, as the double-copy integrations do)")
