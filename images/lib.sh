@@ -643,3 +643,53 @@ for name, tag, top, cmd in (("web", "docker.io/example/web:1.0", "web", ["/srv/r
 json.dump(info, open(facts, "w"), indent=1, sort_keys=True)
 PY
 }
+
+# The squashfs tree of an OpenWrt image (field guide §5), mtimes 1700000000: make_tree's entries
+# without its whiteout (a 0:0 character device in the lowest layer is a whiteout to overlayfs:
+# the kernel lists its name but cannot stat it), /rom and /overlay, /etc/openwrt_release naming
+# TARGET, a loopback network config, a banner and a /www the overlay's upper layers change.
+# Further arguments are empty directories to add (boot, mnt).
+openwrt_rom() {   # openwrt_rom DIR TARGET [DIR...]
+    local r=$1 target=$2 extra
+    shift 2
+    make_tree "$r" no
+    rm "$r/srv/whiteout"
+    mkdir -p "$r/rom" "$r/overlay" "$r/etc/config" "$r/www/luci-static" "$r/usr/lib/opkg/info"
+    for extra in "$@"; do mkdir -p "$r/$extra"; done
+    printf "DISTRIB_ID='OpenWrt'\nDISTRIB_RELEASE='23.05.3'\nDISTRIB_TARGET='%s'\n" "$target" > "$r/etc/openwrt_release"
+    printf 'config interface loopback\n\toption proto static\n' > "$r/etc/config/network"
+    printf 'OpenWrt banner from the squashfs\n' > "$r/etc/banner"
+    printf '<html>rom</html>\n' > "$r/www/index.html"
+    printf 'rom\n' > "$r/www/luci-static/rom.css"
+    find "$r" -exec touch -h -d @1700000000 {} +
+}
+
+# The rootfs_data tree over openwrt_rom, mtimes 1700000300: upper/ with a changed
+# /etc/config/network, a new package file, a whiteout of /etc/banner (0:0 device) and, with
+# OPAQUE=yes, an opaque /www (trusted.overlay.opaque) holding its own index.html; an empty
+# work/work (mode 700) as overlayfs leaves it.
+openwrt_upper() {   # openwrt_upper DIR OPAQUE(yes|no)
+    local d=$1
+    mkdir -p "$d/upper/etc/config" "$d/upper/usr/lib/opkg/info" "$d/upper/www" "$d/work/work"
+    printf 'config interface lan\n\toption proto dhcp\n' > "$d/upper/etc/config/network"
+    printf 'Package: tcpdump\n' > "$d/upper/usr/lib/opkg/info/tcpdump.control"
+    mknod "$d/upper/etc/banner" c 0 0
+    if [ "$2" = yes ]; then
+        setfattr -n trusted.overlay.opaque -v y "$d/upper/www"
+        printf '<html>overlay</html>\n' > "$d/upper/www/index.html"
+    fi
+    chmod 700 "$d/work" "$d/work/work"
+    find "$d" -exec touch -h -d @1700000300 {} +
+}
+
+# RAUC's two root slots in system.conf (rootfs-a booted as A, rootfs-b as B, by partlabel), and
+# their sections of a status file: releases 1.0 and 2.0, both good, LINE (if any) added to each.
+rauc_rootfs_slots() {
+    printf '[slot.rootfs.0]\ndevice=/dev/disk/by-partlabel/rootfs-a\ntype=ext4\nbootname=A\n\n'
+    printf '[slot.rootfs.1]\ndevice=/dev/disk/by-partlabel/rootfs-b\ntype=ext4\nbootname=B\n'
+}
+rauc_status_slots() {   # rauc_status_slots COMPATIBLE [LINE]
+    local compatible=$1 line=${2:+$2$'\n'}
+    printf '[slot.rootfs.0]\nbundle.compatible=%s\nbundle.version=1.0\nstatus=ok\ninstalled.timestamp=2023-11-14T22:13:20Z\n%s\n' "$compatible" "$line"
+    printf '[slot.rootfs.1]\nbundle.compatible=%s\nbundle.version=2.0\nstatus=ok\ninstalled.timestamp=2023-11-20T08:00:00Z\n%s' "$compatible" "$line"
+}

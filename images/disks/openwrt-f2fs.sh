@@ -16,17 +16,8 @@
 source "$(dirname "$0")/../lib.sh"
 M=2048
 # --- the squashfs
-r=rom
-make_tree "$r" no
-rm "$r/srv/whiteout"
-mkdir -p "$r/rom" "$r/overlay" "$r/etc/config" "$r/www/luci-static" "$r/usr/lib/opkg/info" "$r/boot" "$r/mnt"
-printf "DISTRIB_ID='OpenWrt'\nDISTRIB_RELEASE='23.05.3'\nDISTRIB_TARGET='x86/64'\n" > "$r/etc/openwrt_release"
-printf 'config interface loopback\n\toption proto static\n' > "$r/etc/config/network"
-printf 'OpenWrt banner from the squashfs\n' > "$r/etc/banner"
-printf '<html>rom</html>\n' > "$r/www/index.html"
-printf 'rom\n' > "$r/www/luci-static/rom.css"
-find "$r" -exec touch -h -d @1700000000 {} +
-mksquashfs "$r" rootfs.sqfs -noappend -comp xz -b 262144 -quiet >/dev/null
+openwrt_rom rom x86/64 boot mnt
+mksquashfs rom rootfs.sqfs -noappend -comp xz -b 262144 -quiet >/dev/null
 sq=$(stat -c %s rootfs.sqfs)
 offset=$(( (sq + 65535) / 65536 * 65536 ))
 truncate -s "$offset" rootfs.sqfs

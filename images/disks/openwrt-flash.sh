@@ -10,34 +10,11 @@
 #                     autoresize) with the same upper/ but no opaque /www (mkfs.ubifs 2.1.5 writes
 #                     no xattrs)
 source "$(dirname "$0")/../lib.sh"
-r=rom
-make_tree "$r" no
-rm "$r/srv/whiteout"
-mkdir -p "$r/rom" "$r/overlay" "$r/etc/config" "$r/www/luci-static" "$r/usr/lib/opkg/info"
-printf "DISTRIB_ID='OpenWrt'\nDISTRIB_RELEASE='23.05.3'\nDISTRIB_TARGET='ath79/generic'\n" > "$r/etc/openwrt_release"
-printf 'config interface loopback\n\toption proto static\n' > "$r/etc/config/network"
-printf 'OpenWrt banner from the squashfs\n' > "$r/etc/banner"
-printf '<html>rom</html>\n' > "$r/www/index.html"
-printf 'rom\n' > "$r/www/luci-static/rom.css"
-find "$r" -exec touch -h -d @1700000000 {} +
-mksquashfs "$r" rootfs.sqfs -noappend -comp xz -b 262144 -quiet >/dev/null
-
-data_tree() {   # data_tree DIR OPAQUE(yes|no)
-    local d=$1
-    mkdir -p "$d/upper/etc/config" "$d/upper/usr/lib/opkg/info" "$d/upper/www" "$d/work/work"
-    printf 'config interface lan\n\toption proto dhcp\n' > "$d/upper/etc/config/network"
-    printf 'Package: tcpdump\n' > "$d/upper/usr/lib/opkg/info/tcpdump.control"
-    mknod "$d/upper/etc/banner" c 0 0
-    if [ "$2" = yes ]; then
-        setfattr -n trusted.overlay.opaque -v y "$d/upper/www"
-        printf '<html>overlay</html>\n' > "$d/upper/www/index.html"
-    fi
-    chmod 700 "$d/work" "$d/work/work"
-    find "$d" -exec touch -h -d @1700000300 {} +
-}
+openwrt_rom rom ath79/generic
+mksquashfs rom rootfs.sqfs -noappend -comp xz -b 262144 -quiet >/dev/null
 
 # NOR: squashfs padded to the 64 KiB erase block, then the JFFS2 padded to its last erase block.
-data_tree nor-data yes
+openwrt_upper nor-data yes
 mkfs.jffs2 -b -e 64KiB -p --with-xattr -r nor-data -o data.jffs2
 sq=$(stat -c %s rootfs.sqfs)
 cp rootfs.sqfs nor.img
@@ -45,7 +22,7 @@ truncate -s $(( (sq + 65535) / 65536 * 65536 )) nor.img
 cat nor.img data.jffs2 > "$OUT/openwrt-nor.img"
 
 # NAND: ubinize's image of kernel, rootfs and rootfs_data volumes.
-data_tree nand-data no
+openwrt_upper nand-data no
 mkfs.ubifs -m 2048 -e 126976 -c 128 -x zstd -r nand-data -o data.ubifs
 head -c 300000 /dev/urandom > kernel.bin
 cat > ubinize.cfg <<CFG

@@ -9,32 +9,13 @@ source "$(dirname "$0")/../lib.sh"
 disk="$OUT/openwrt.img"
 M=2048
 # --- p2: squashfs + rootfs_data
-r=rom
-make_tree "$r" no
-# A 0:0 character device in the lowest layer is a whiteout to overlayfs: the kernel lists its name
-# but cannot stat it, so the tree's own whiteout is left out of the squashfs.
-rm "$r/srv/whiteout"
-mkdir -p "$r/rom" "$r/overlay" "$r/etc/config" "$r/www/luci-static" "$r/usr/lib/opkg/info" "$r/boot"
-printf "DISTRIB_ID='OpenWrt'\nDISTRIB_RELEASE='23.05.3'\nDISTRIB_TARGET='x86/64'\n" > "$r/etc/openwrt_release"
-printf 'config interface loopback\n\toption proto static\n' > "$r/etc/config/network"
-printf 'OpenWrt banner from the squashfs\n' > "$r/etc/banner"
-printf '<html>rom</html>\n' > "$r/www/index.html"
-printf 'rom\n' > "$r/www/luci-static/rom.css"
-find "$r" -exec touch -h -d @1700000000 {} +
-mksquashfs "$r" rootfs.sqfs -noappend -comp xz -b 262144 -quiet >/dev/null
+openwrt_rom rom x86/64 boot
+mksquashfs rom rootfs.sqfs -noappend -comp xz -b 262144 -quiet >/dev/null
 sq=$(stat -c %s rootfs.sqfs)
 offset=$(( (sq + 65535) / 65536 * 65536 ))
-d=data
-mkdir -p "$d/upper/etc/config" "$d/upper/usr/lib/opkg/info" "$d/upper/www" "$d/work/work"
-printf 'config interface lan\n\toption proto dhcp\n' > "$d/upper/etc/config/network"
-printf 'Package: tcpdump\n' > "$d/upper/usr/lib/opkg/info/tcpdump.control"
-mknod "$d/upper/etc/banner" c 0 0
-setfattr -n trusted.overlay.opaque -v y "$d/upper/www"
-printf '<html>overlay</html>\n' > "$d/upper/www/index.html"
-chmod 700 "$d/work" "$d/work/work"
-find "$d" -exec touch -h -d @1700000300 {} +
+openwrt_upper data yes
 truncate -s 8M data.img
-mkfs.ext4 -q -F -L rootfs_data -U 0a0b0c0d-0e0e-4222-8333-000000000002 -E root_owner=0:0 -d "$d" data.img
+mkfs.ext4 -q -F -L rootfs_data -U 0a0b0c0d-0e0e-4222-8333-000000000002 -E root_owner=0:0 -d data data.img
 truncate -s "$offset" rootfs.sqfs
 cat rootfs.sqfs data.img > p2.img
 p2sectors=$(( ($(stat -c %s p2.img) + 511) / 512 ))

@@ -16,7 +16,7 @@ for slot in a b; do
     version=1.0; [ $slot = b ] && version=2.0
     slot_root "root$slot" "$version"
     mkdir -p "root$slot/etc/rauc" "root$slot/boot/efi"
-    cat > "root$slot/etc/rauc/system.conf" <<'CONF'
+    { cat <<'CONF'
 [system]
 compatible=example-x86
 bootloader=grub
@@ -27,37 +27,14 @@ data-directory=/data/rauc
 device=/dev/disk/by-partlabel/esp
 type=vfat
 
-[slot.rootfs.0]
-device=/dev/disk/by-partlabel/rootfs-a
-type=ext4
-bootname=A
-
-[slot.rootfs.1]
-device=/dev/disk/by-partlabel/rootfs-b
-type=ext4
-bootname=B
 CONF
+      rauc_rootfs_slots; } > "root$slot/etc/rauc/system.conf"
     printf 'PARTLABEL=esp /boot/efi vfat defaults 0 2\nLABEL=data /data ext4 defaults 0 2\n' > "root$slot/etc/fstab"
     ext4_img "root$slot.img" 4 "rootfs-$slot" "root$slot"
 done
 put_fs "$disk" roota.img "$(part_start "$disk" 2)"; put_fs "$disk" rootb.img "$(part_start "$disk" 3)"
 mkdir -p data/rauc
-cat > data/rauc/central.raucs <<'STATUS'
-[system]
-boot-id=4a0c9c3f-3b8e-4ad5-a9ad-2e3d3f5e6a7b
-
-[slot.rootfs.0]
-bundle.compatible=example-x86
-bundle.version=1.0
-status=ok
-installed.timestamp=2023-11-14T22:13:20Z
-
-[slot.rootfs.1]
-bundle.compatible=example-x86
-bundle.version=2.0
-status=ok
-installed.timestamp=2023-11-20T08:00:00Z
-STATUS
+{ printf '[system]\nboot-id=4a0c9c3f-3b8e-4ad5-a9ad-2e3d3f5e6a7b\n\n'; rauc_status_slots example-x86; } > data/rauc/central.raucs
 ext4_img data.img 2 data data
 put_fs "$disk" data.img "$(part_start "$disk" 4)"
 # The ESP: RAUC's reference grub.cfg and the grubenv as `rauc install` leaves it for slot B.

@@ -20,7 +20,7 @@ for slot in a b; do
     version=1.0; [ $slot = b ] && version=2.0
     slot_root "root$slot" "$version"
     mkdir -p "root$slot/etc/rauc"
-    cat > "root$slot/etc/rauc/system.conf" <<'CONF'
+    { cat <<'CONF'
 [system]
 compatible=example-board
 bootloader=uboot
@@ -29,37 +29,15 @@ statusfile=/data/rauc.status
 [keyring]
 path=/etc/rauc/ca.cert.pem
 
-[slot.rootfs.0]
-device=/dev/disk/by-partlabel/rootfs-a
-type=ext4
-bootname=A
-
-[slot.rootfs.1]
-device=/dev/disk/by-partlabel/rootfs-b
-type=ext4
-bootname=B
 CONF
+      rauc_rootfs_slots; } > "root$slot/etc/rauc/system.conf"
     printf '# device offset size\n/dev/disk/by-partlabel/uboot-env 0x0 0x4000\n/dev/disk/by-partlabel/uboot-env 0x4000 0x4000\n' > "root$slot/etc/fw_env.config"
     printf 'LABEL=data /data ext4 defaults 0 2\n' > "root$slot/etc/fstab"
     ext4_img "root$slot.img" 4 "rootfs-$slot" "root$slot"
 done
 put_fs "$disk" roota.img "$(part_start "$disk" 3)"; put_fs "$disk" rootb.img "$(part_start "$disk" 4)"
 mkdir -p data
-cat > data/rauc.status <<'STATUS'
-[slot.rootfs.0]
-bundle.compatible=example-board
-bundle.version=1.0
-status=ok
-installed.timestamp=2023-11-14T22:13:20Z
-installed.count=1
-
-[slot.rootfs.1]
-bundle.compatible=example-board
-bundle.version=2.0
-status=ok
-installed.timestamp=2023-11-20T08:00:00Z
-installed.count=1
-STATUS
+rauc_status_slots example-board installed.count=1 > data/rauc.status
 ext4_img data.img 2 data data
 put_fs "$disk" data.img "$(part_start "$disk" 5)"
 # The environments, by fw_setenv (libubootenv) on the image itself: the defaults (A first), then
