@@ -16,6 +16,13 @@ TYPES = {stat.S_IFREG: "regular", stat.S_IFDIR: "directory", stat.S_IFLNK: "syml
          stat.S_IFCHR: "characterDevice", stat.S_IFBLK: "blockDevice", stat.S_IFIFO: "fifo",
          stat.S_IFSOCK: "socket"}
 
+def crc32(f):
+    """zlib CRC-32 of what the binary file object `f` holds, read 1 MiB at a time."""
+    crc = 0
+    while chunk := f.read(1 << 20):
+        crc = zlib.crc32(chunk, crc)
+    return crc
+
 def walk(root, rel=b""):
     full = os.path.join(root, rel) if rel else root
     try:
@@ -50,14 +57,8 @@ def main():
         e["xattrs"] = xattrs
         if kind == "regular":
             e["size"] = st.st_size
-            crc = 0
             with open(full, "rb") as f:
-                while True:
-                    chunk = f.read(1 << 20)
-                    if not chunk:
-                        break
-                    crc = zlib.crc32(chunk, crc)
-            e["crc32"] = crc
+                e["crc32"] = crc32(f)
         if kind == "symlink":
             e["target"] = os.readlink(full).decode("utf-8", "backslashreplace")
         if kind in ("characterDevice", "blockDevice"):

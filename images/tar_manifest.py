@@ -8,7 +8,9 @@ PAX mtime string; xattrs from SCHILY.xattr.* records (raw bytes, hex); a hardlin
 gets link = its target, and the member it names gets link = its own path, as manifest.py does.
 With --check (not for stdin), also verifies the conventions of docs/archive-format.md and exits 1 on a breach.
 """
-import gzip, io, json, stat, subprocess, sys, tarfile, zlib
+import gzip, io, json, stat, subprocess, sys, tarfile
+
+from manifest import crc32
 
 TYPES = {tarfile.REGTYPE: "regular", tarfile.AREGTYPE: "regular", tarfile.DIRTYPE: "directory",
          tarfile.SYMTYPE: "symlink", tarfile.CHRTYPE: "characterDevice", tarfile.BLKTYPE: "blockDevice",
@@ -115,14 +117,7 @@ def main():
                             if k.startswith("SCHILY.xattr.")}}
             if kind == "regular":
                 e["size"] = m.size
-                crc = 0
-                f = tar.extractfile(m)
-                while True:
-                    chunk = f.read(1 << 20)
-                    if not chunk:
-                        break
-                    crc = zlib.crc32(chunk, crc)
-                e["crc32"] = crc
+                e["crc32"] = crc32(tar.extractfile(m))
             elif kind == "hardlink":
                 e["link"] = rel(m.linkname)
                 linked.add(e["link"])
