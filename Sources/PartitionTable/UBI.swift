@@ -8,8 +8,6 @@ import DiskImage
 /// layout volume's LEB 0 (LEB 1 a copy). All integers are big-endian; CRCs are Linux's
 /// `crc32(0xFFFFFFFF, ...)`.
 public enum UBI {
-    static let ecMagic: [UInt8] = Array("UBI#".utf8)
-    static let vidMagic: [UInt8] = Array("UBI!".utf8)
     static let headerSize = 64
     /// `UBI_LAYOUT_VOLUME_ID`.
     static let layoutVolume: UInt32 = 0x7FFF_EFFF
@@ -27,20 +25,11 @@ public enum UBI {
         b.count >= headerSize && b[60..<64].reduce(UInt32(0)) { $0 << 8 | UInt32($1) } == crc(b[0..<60])
     }
 
-    /// The 64-byte EC or VID header at the start of `b` decoded by `decode`; nil unless it starts
-    /// with `magic` and its CRC holds.
-    static func checkedHeader<Header>(_ b: [UInt8], magic: [UInt8], context: String,
-                                      _ decode: (ByteCursor) throws -> Header) -> Header? {
-        guard b.count >= headerSize, Array(b[0..<4]) == magic, crcHolds(b) else { return nil }
-        do {
-            return try decode(ByteCursor(b, context: context))
-        } catch {
-            return nil   // cannot happen: the 64 bytes are there
-        }
-    }
-
     /// `struct ubi_ec_hdr` (64 bytes).
-    public struct ECHeader: Sendable, Equatable {
+    public struct ECHeader: Header, Sendable, Equatable {
+        static let magic: [UInt8] = Array("UBI#".utf8)
+        static let context = "UBI EC header"
+
         public var version: UInt8           // 4
         public var eraseCount: UInt64       // 8 ec
         public var vidHeaderOffset: UInt32  // 16 vid_hdr_offset
@@ -48,13 +37,7 @@ public enum UBI {
         public var imageSequence: UInt32    // 24 image_seq
         // 60 hdr_crc: crc of bytes 0..<60
 
-        /// Nil unless the magic and CRC are right.
-        init?(_ b: [UInt8]) {
-            guard let header = UBI.checkedHeader(b, magic: ecMagic, context: "UBI EC header", ECHeader.init(decoding:)) else { return nil }
-            self = header
-        }
-
-        private init(decoding c: ByteCursor) throws {
+        init(decoding c: ByteCursor) throws {
             version = try c.u8(at: 4)
             eraseCount = try c.u64be(at: 8)
             vidHeaderOffset = try c.u32be(at: 16)
@@ -64,7 +47,9 @@ public enum UBI {
     }
 
     /// `struct ubi_vid_hdr` (64 bytes).
-    struct VIDHeader {
+    struct VIDHeader: Header {
+        static let magic: [UInt8] = Array("UBI!".utf8)
+        static let context = "UBI VID header"
         var volumeType: UInt8   // 5 vol_type: 1 dynamic, 2 static
         var copyFlag: UInt8     // 6 copy_flag: written by wear-levelling (data CRC valid)
         var volumeID: UInt32    // 8 vol_id
@@ -76,13 +61,7 @@ public enum UBI {
         var sequence: UInt64    // 40 sqnum
         // 60 hdr_crc
 
-        /// Nil unless the magic and CRC are right.
-        init?(_ b: [UInt8]) {
-            guard let header = UBI.checkedHeader(b, magic: vidMagic, context: "UBI VID header", VIDHeader.init(decoding:)) else { return nil }
-            self = header
-        }
-
-        private init(decoding c: ByteCursor) throws {
+        init(decoding c: ByteCursor) throws {
             volumeType = try c.u8(at: 5)
             copyFlag = try c.u8(at: 6)
             volumeID = try c.u32be(at: 8)
@@ -111,8 +90,28 @@ public enum UBI {
         public var flags: UInt8
     }
 
+    /// An EC or VID header: 64 bytes that start with its magic, `hdr_crc` at 60.
+    protocol Header {
+        static var magic: [UInt8] { get }
+        /// What its fields' errors are called.
+        static var context: String { get }
+        init(decoding c: ByteCursor) throws
+    }
+
     /// Whether `head` (the first bytes of a source) starts with a valid UBI EC header.
     public static func hasECHeader(_ head: [UInt8]) -> Bool { ECHeader(Array(head.prefix(headerSize))) != nil }
+}
+
+extension UBI.Header {
+    /// The header at the start of `b`; nil unless it starts with the magic and its CRC holds.
+    init?(_ b: [UInt8]) {
+        guard b.count >= UBI.headerSize, Array(b[0..<4]) == Self.magic, UBI.crcHolds(b) else { return nil }
+        do {
+            self = try Self(decoding: ByteCursor(b, context: Self.context))
+        } catch {
+            return nil   // cannot happen: the 64 bytes are there
+        }
+    }
 }
 
 /// A UBI image attached in userspace: every PEB's headers read once, each volume's LEBs
