@@ -14,16 +14,12 @@ public struct TarOptions: Sendable {
     }
 }
 
-/// Something written with a loss the caller should report (the archive stays valid).
+/// Something written with a loss the caller should report (the archive stays valid). Only the
+/// archiver makes one (its memberwise init is internal).
 public struct ArchiveProblem: Sendable, CustomStringConvertible, Equatable {
     /// "/etc/fstab"
     public var path: String
     public var message: String
-
-    public init(path: String, message: String) {
-        self.path = path
-        self.message = message
-    }
 
     public var description: String { "\(path): \(message)" }
 }
