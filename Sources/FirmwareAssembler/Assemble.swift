@@ -140,6 +140,8 @@ public struct RunWarning: Sendable, Codable, Equatable {
         public static let readError = Code(rawValue: "read_error")
         /// The Docker inventory (`diff`: a data-root that could not be read).
         public static let docker = Code(rawValue: "docker")
+        /// A `--device` file that no btrfs the run read took as a member.
+        public static let device = Code(rawValue: "device")
     }
 
     public var code: Code

@@ -53,6 +53,7 @@ struct AssemblyJob {
         for w in booted.namespaceWarnings { report.warn(w.code, at: w.place, w.message) }
         for p in walkProblems { report.warn(.walk, at: p.path, p.error.description) }
         report.addJournals(of: booted)
+        for w in disk.deviceWarnings() { report.warn(w.code, at: w.place, w.message) }
         let docker = DataRootLocator.report(for: booted.namespace, binds: booted.binds)
         if !docker.dataRoots.isEmpty { report.docker = docker }
         if request.strict, let failure = strictFailure(report.warnings + report.readErrors) { throw failure }

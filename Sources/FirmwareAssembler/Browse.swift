@@ -87,14 +87,15 @@ public final class DeviceTree {
 
     /// What opening and looking met that did not stop anything, as assemble reports it: the
     /// partition table's and the plan's warnings, vfat options, the namespace engine's problems
-    /// (grows as paths are looked up), journal replay warnings. A walk's own are its `problems`.
+    /// (grows as paths are looked up), journal replay warnings, `--device` files no btrfs read
+    /// took. A walk's own are its `problems`.
     public var warnings: [RunWarning] {
         guard let booted else {
             return table.map { RunWarning(code: .partitionTable, place: "partition table", message: $0) }
-                + replayWarnings(of: reader).map { RunWarning(code: .journal, place: name, message: $0) }
+                + replayWarnings(of: reader).map { RunWarning(code: .journal, place: name, message: $0) } + disk.deviceWarnings()
         }
         let journals = booted.partitions.journalWarnings.map { RunWarning(code: .journal, place: $0.place, message: $0.message) }
-        return booted.setupWarnings(table: table) + booted.namespaceWarnings + journals
+        return booted.setupWarnings(table: table) + booted.namespaceWarnings + journals + disk.deviceWarnings()
     }
 
     /// The inode `path` names and the path it was found at (symlinks in the middle followed,

@@ -66,7 +66,48 @@ struct MemberDevices: Sendable {
     }
 }
 
+/// What the btrfs readers opened on one `Disk` made of the devices they were offered: the
+/// names of the members they read and the ones they passed over, with the reason.
+struct DeviceUse: Sendable {
+    var members: Set<String> = []
+    var ignored: [(name: String, reason: String)] = []
+}
+
 extension Disk {
+    /// Opens the filesystem in `slice` (`FileSystemFormat.open`, named `name`), a btrfs with the
+    /// devices it may span, and notes which of them it took (`deviceWarnings()`).
+    func openReader(_ slice: any ByteSource, name: String, replayJournal: Bool,
+                    journalProgress: JournalReplayProgress?) throws -> any FileSystemReader {
+        let reader = try FileSystemFormat.open(slice, name: name, replayJournal: replayJournal, journalProgress: journalProgress,
+                                               btrfsDevices: try btrfsDevices(for: slice))
+        if let btrfs = reader as? BtrfsReader {
+            deviceUse.withLock { use in
+                use.members.formUnion(btrfs.devices.map(\.name))
+                use.ignored += btrfs.ignoredDevices
+            }
+        }
+        return reader
+    }
+
+    /// A warning for each `--device` file that no btrfs read so far took as a member (none of
+    /// the filesystems read is a btrfs it belongs to), with the reasons the readers gave.
+    func deviceWarnings() -> [RunWarning] {
+        guard let given = memberDevices?.files.map(\.path) else { return [] }
+        let use = deviceUse.withLock { $0 }
+        return given.compactMap { path in
+            // The file itself, or one of its partitions ("member.img partition 2").
+            func isPart(_ name: String) -> Bool { name == path || name.hasPrefix(path + " ") }
+            guard !use.members.contains(where: isPart) else { return nil }
+            var reasons: [String] = []
+            for (name, reason) in use.ignored where isPart(name) {
+                let text = name == path ? reason : "\(name.dropFirst(path.count + 1)): \(reason)"
+                if !reasons.contains(text) { reasons.append(text) }
+            }
+            return RunWarning(code: .device, place: "--device \(path)",
+                              message: "not a member of any btrfs this run read" + (reasons.isEmpty ? "" : " (\(reasons.joined(separator: "; ")))"))
+        }
+    }
+
     /// The devices the btrfs in `slice` (a partition of this disk) may span: the other btrfs
     /// partitions of this disk, then the btrfs of every `--device` file; none when `slice`
     /// holds no btrfs. The reader keeps the members of its own filesystem (fsid, device id) and

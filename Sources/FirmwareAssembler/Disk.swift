@@ -45,6 +45,8 @@ public final class Disk: Sendable {
 
     /// The other devices given (`--device`), nil when none.
     let memberDevices: MemberDevices?
+    /// Which of them the btrfs readers opened so far took (`openReader`, `deviceWarnings()`).
+    let deviceUse = Mutex(DeviceUse())
 
     /// The NAND page and spare sizes given for a raw flash dump (nil: detected).
     public let flashGeometry: FlashGeometry?

@@ -112,7 +112,7 @@ extension Disk {
             // A layer blob's members that could not be placed (docs/limits.md, "Tar input").
             let layerProblems = layers.compactMap { $0.reader as? TarReader }.flatMap { tar in tar.problems.map { "\(tar.sourceName): \($0)" } }
             let (summary, tarBytes, problems) = try Self.archive(&walk, to: target, resolved: resolved, strict: request.strict) { summary in
-                layerProblems + summary.problems.map(\.description) + merged.problems.map(\.description)
+                layerProblems + summary.problems.map(\.description) + merged.problems.map(\.description) + deviceWarnings().map(\.text)
             }
             return DockerExportResult(what: "\(image ? "image" : "container") \(reference) (\(id)) in \(root.path)",
                                       output: output, layers: layers.count, members: summary.members, files: summary.files,

@@ -125,8 +125,7 @@ extension Disk {
                                journalProgress: JournalReplayProgress? = nil) throws -> (reader: any FileSystemReader, description: String) {
         let (slice, description) = try partitionSource(selector)
         do {
-            return (try FileSystemFormat.open(slice, name: description, replayJournal: replayJournal,
-                                              journalProgress: journalProgress, btrfsDevices: try btrfsDevices(for: slice)), description)
+            return (try openReader(slice, name: description, replayJournal: replayJournal, journalProgress: journalProgress), description)
         } catch let e as FWError {
             throw e.within(disk: path)
         }
@@ -145,7 +144,7 @@ extension Disk {
             let journal = (reader as? Ext4Reader)?.journal
             var walk = TreeWalk(reader)
             let (summary, tarBytes, warnings) = try Self.archive(&walk, to: target, resolved: resolved, strict: request.strict) { summary in
-                summary.problems.map(\.description) + replayWarnings(of: reader)
+                summary.problems.map(\.description) + replayWarnings(of: reader) + deviceWarnings().map(\.text)
             }
             return ExtractResult(partition: description, format: reader.formatName, members: summary.members,
                                  files: summary.files, hardlinks: summary.hardlinks, contentBytes: summary.contentBytes,

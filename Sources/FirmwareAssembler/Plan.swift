@@ -67,9 +67,8 @@ final class PartitionFileSystems: PlanningDisk {
                 if let fat, try FileSystemFormat.detect(slice) == .vfat {
                     reader = try FATReader(source: slice, name: description, options: fat)
                 } else if try FileSystemFormat.detect(slice) != nil {
-                    reader = try FileSystemFormat.open(slice, name: description, replayJournal: replayJournal,
-                                                       journalProgress: journalProgress,
-                                                       btrfsDevices: try disk.btrfsDevices(for: slice))
+                    reader = try disk.openReader(slice, name: description, replayJournal: replayJournal,
+                                                 journalProgress: journalProgress)
                     if let ext4 = reader as? Ext4Reader, let journal = ext4.journal, journals[index] == nil {
                         journals[index] = (description, journal)
                     }
@@ -124,9 +123,8 @@ final class PartitionFileSystems: PlanningDisk {
             place.partition = (place.partition.map { $0 + " " } ?? "") + "at offset \(offset)"
             let inner = try slice.slice(offset: offset, length: slice.size - offset, place: place)
             if try FileSystemFormat.detect(inner) != nil {
-                reader = try FileSystemFormat.open(inner, name: inner.name, replayJournal: replayJournal,
-                                                   journalProgress: journalProgress,
-                                                   btrfsDevices: try disk.btrfsDevices(for: inner))
+                reader = try disk.openReader(inner, name: inner.name, replayJournal: replayJournal,
+                                             journalProgress: journalProgress)
             }
         }
         offsetReaders[key] = reader
