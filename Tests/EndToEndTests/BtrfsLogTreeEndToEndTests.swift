@@ -1,0 +1,19 @@
+import FirmwareAssembler
+import Foundation
+import TestSupport
+import Testing
+
+/// The btrfs log tree of a hot snapshot (images/disks/hot-btrfs.sh; the reader's view is checked
+/// in FileSystemsTests/BtrfsLogTreeTests.swift) as the jobs report it.
+@Suite("btrfs log tree: jobs", .enabled(if: (try? TestImages.path("hot-btrfs.img")) != nil,   // a probe: a missing image skips
+                                        "hot-btrfs.img not built (needs root, loop devices and btrfs)"))
+struct BtrfsLogTreeEndToEndTests {
+    @Test("extract says the log tree was not replayed, naming the partition")
+    func warning() throws {
+        let disk = try Disk(path: try TestImages.path("hot-btrfs.img"))
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("hot-btrfs-\(UUID().uuidString).tar").path
+        defer { _ = try? FileManager.default.removeItem(atPath: out) }   // cleanup of a scratch file
+        let result = try disk.extract(ExtractRequest(partition: "1", output: OutputRequest(output: out)))
+        #expect(result.warnings.contains { $0.hasPrefix("btrfs log tree: not replayed") }, "\(result.warnings)")
+    }
+}
