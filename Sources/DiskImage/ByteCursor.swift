@@ -198,3 +198,23 @@ public enum CRC32C {
         bytes.withUnsafeBytes { checksum($0, seed: seed) }
     }
 }
+
+extension Array where Element == UInt8 {
+    /// Stores `value` at `offset` in `endianness` byte order, the writing side of
+    /// `ByteCursor.integer(at:endianness:as:)` for a record being changed in memory; throws
+    /// `.corrupt` when the field is not inside the bytes.
+    public mutating func setInteger<T: FixedWidthInteger>(_ value: T, at offset: Int, endianness: Endianness = .little) throws {
+        let size = MemoryLayout<T>.size
+        guard offset >= 0, offset <= count, size <= count - offset else {
+            throw FWError.corrupt("field at \(offset)+\(size) is outside the \(count)-byte record")
+        }
+        let stored = endianness == .little ? value.littleEndian : value.bigEndian
+        withUnsafeMutableBytes { $0.storeBytes(of: stored, toByteOffset: offset, as: T.self) }
+    }
+
+    /// Appends `value` in `endianness` byte order.
+    public mutating func appendInteger<T: FixedWidthInteger>(_ value: T, endianness: Endianness = .little) {
+        let stored = endianness == .little ? value.littleEndian : value.bigEndian
+        Swift.withUnsafeBytes(of: stored) { append(contentsOf: $0) }
+    }
+}

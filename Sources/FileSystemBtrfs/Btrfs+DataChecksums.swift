@@ -48,13 +48,7 @@ extension Btrfs {
             self.tree = tree
         }
 
-        var checksumSize: Int {
-            switch reader.checksumType {
-            case .crc32c: 4
-            case .xxhash64: 8
-            case .sha256, .blake2b: 32
-            }
-        }
+        var checksumSize: Int { reader.checksumType.size }
 
         /// The bytes of whole sectors from `logical` (sector-aligned), verified: mirror 0, else
         /// the first other mirror whose every sector matches, else mirror 0 with its mismatches

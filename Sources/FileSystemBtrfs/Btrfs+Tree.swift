@@ -128,10 +128,62 @@ extension Btrfs {
             return node
         }
 
+        /// What log replay changed in a tree, by tree id: items written (bytes) and deleted
+        /// (nil), sorted by key. Set once, after the replay, which reads the trees without them.
+        var overlays: [UInt64: [(key: Key, bytes: [UInt8]?)]] = [:]
+
         /// Calls `body` with each item whose key is in `low...high`, in key order, until it
-        /// returns false.
+        /// returns false: the tree's items as replay left them (`overlays`).
         func forEach(in tree: TreeRoot, from low: Key, to high: Key,
                      _ body: (Key, ByteCursor) throws -> Bool) throws {
+            guard let overlay = overlays[tree.id] else { return try forEachStored(in: tree, from: low, to: high, body) }
+            // The replayed items in range, merged into the stored ones by key.
+            var next = Self.firstIndex(atOrAfter: low, in: overlay)
+            var stopped = false
+            func replayed(before key: Key?) throws -> Bool {
+                while next < overlay.count, overlay[next].key <= high, key.map({ overlay[next].key < $0 }) ?? true {
+                    defer { next += 1 }
+                    if let bytes = overlay[next].bytes,
+                       try !body(overlay[next].key, ByteCursor(bytes, context: "btrfs replayed item \(overlay[next].key)")) {
+                        stopped = true
+                        return false
+                    }
+                }
+                return true
+            }
+            try forEachStored(in: tree, from: low, to: high) { key, item in
+                guard try replayed(before: key) else { return false }
+                if next < overlay.count, overlay[next].key == key {
+                    defer { next += 1 }
+                    guard let bytes = overlay[next].bytes else { return true }
+                    if try !body(key, ByteCursor(bytes, context: "btrfs replayed item \(key)")) {
+                        stopped = true
+                        return false
+                    }
+                    return true
+                }
+                if try !body(key, item) {
+                    stopped = true
+                    return false
+                }
+                return true
+            }
+            if !stopped { _ = try replayed(before: nil) }
+        }
+
+        /// The index of the first item of `overlay` (sorted) whose key is `key` or after it.
+        private static func firstIndex(atOrAfter key: Key, in overlay: [(key: Key, bytes: [UInt8]?)]) -> Int {
+            var low = 0, high = overlay.count
+            while low < high {
+                let middle = (low + high) / 2
+                if overlay[middle].key < key { low = middle + 1 } else { high = middle }
+            }
+            return low
+        }
+
+        /// `forEach` over the tree as stored (no replayed items).
+        func forEachStored(in tree: TreeRoot, from low: Key, to high: Key,
+                           _ body: (Key, ByteCursor) throws -> Bool) throws {
             guard tree.level <= maximumLevel else {
                 throw FWError.corrupt("btrfs tree \(tree.id) root has level \(tree.level), over \(maximumLevel)")
             }

@@ -40,6 +40,15 @@ public enum Btrfs {
     public enum ChecksumType: UInt16, Sendable {
         case crc32c = 0, xxhash64 = 1, sha256 = 2, blake2b = 3
 
+        /// Bytes of one data checksum (a csum item holds one per sector).
+        public var size: Int {
+            switch self {
+            case .crc32c: 4
+            case .xxhash64: 8
+            case .sha256, .blake2b: 32
+            }
+        }
+
         public var name: String {
             switch self {
             case .crc32c: "crc32c"
@@ -170,9 +179,10 @@ public enum Btrfs {
         public var incompatibleFlags: IncompatibleFeatures
         /// 0xc4 `csum_type`.
         public var checksumTypeValue: UInt16
-        /// 0xc6 `root_level`, 0xc7 `chunk_root_level`.
+        /// 0xc6 `root_level`, 0xc7 `chunk_root_level`, 0xc8 `log_root_level`.
         public var rootLevel: UInt8
         public var chunkRootLevel: UInt8
+        public var logTreeLevel: UInt8
         /// 0xc9 `dev_item.devid` (this device's id); 0xc9 + 66 = 0x10b `dev_item.uuid` (this
         /// device's uuid, as the chunk tree's DEV_ITEM for the id has it).
         public var deviceID: UInt64
@@ -206,6 +216,7 @@ public enum Btrfs {
             checksumTypeValue = try c.u16le(at: 0xc4)
             rootLevel = try c.u8(at: 0xc6)
             chunkRootLevel = try c.u8(at: 0xc7)
+            logTreeLevel = try c.u8(at: 0xc8)
             deviceID = try c.u64le(at: 0xc9)
             deviceUUID = try c.array(at: 0x10b, count: 16)
             let labelBytes = try c.array(at: 0x12b, count: 256)

@@ -90,3 +90,80 @@ extension BtrfsReader {
         try BtrfsReader(sharing: self, subvolume: subvolume)
     }
 }
+
+extension BtrfsReader {
+    /// Replays the log tree into overlays of the trees it changes (`Btrfs.TreeReader.overlays`):
+    /// each subvolume's log tree (`Btrfs.LogReplayer`) and the data checksums it logged. A log
+    /// this reader cannot replay exactly is not applied at all: the last commit is read, and the
+    /// result says why.
+    func replayLog() -> Btrfs.LogReplay {
+        let logRoot = Btrfs.TreeRoot(id: Btrfs.treeLogID, byteNumber: superBlock.logTree, level: superBlock.logTreeLevel)
+        do {
+            var overlays: [UInt64: [(key: Btrfs.Key, bytes: [UInt8]?)]] = [:]
+            var loggedChecksums: [(key: Btrfs.Key, bytes: [UInt8])] = []
+            var items = 0
+            let roots = try logTreeRoots(logRoot)
+            for (subvolume, root) in roots {
+                let log = try logItems(root)
+                items += log.count
+                loggedChecksums += log.filter { $0.key.objectID == Btrfs.extentChecksumID && $0.key.type == Btrfs.extentChecksumType }
+                var replayer = Btrfs.LogReplayer(store: Btrfs.ItemStore(trees: trees, root: try treeRoot(subvolume)), log: log,
+                                                 sectorSize: UInt64(superBlock.sectorSize),
+                                                 noHoles: superBlock.incompatibleFlags.contains(.noHoles))
+                try replayer.run()
+                overlays[subvolume] = replayer.store.overlay
+            }
+            if let csumTree = dataChecksumTree, !loggedChecksums.isEmpty {
+                overlays[csumTree.id] = try checksumOverlay(loggedChecksums, tree: csumTree)
+            }
+            trees.overlays = overlays
+            return Btrfs.LogReplay(replayed: true, subvolumes: roots.count, items: items, warnings: [])
+        } catch {
+            return Btrfs.LogReplay(replayed: false, subvolumes: 0, items: 0, warnings: [
+                "not replayed: \(FWError(error).message); the last commit (generation \(superBlock.generation)) is read, "
+                    + "so files fsync'd since may be missing or older (the kernel replays it at mount)"])
+        }
+    }
+
+    /// The log trees by subvolume id: the log root tree's ROOT_ITEMs (TREE_LOG, ROOT_ITEM, id).
+    private func logTreeRoots(_ logRoot: Btrfs.TreeRoot) throws -> [(UInt64, Btrfs.TreeRoot)] {
+        var roots: [(UInt64, Btrfs.TreeRoot)] = []
+        for (key, item) in try trees.items(in: logRoot, objectID: Btrfs.treeLogID, type: .rootItem, limit: 1 << 16) {
+            let root = try Btrfs.RootItem(item)
+            guard root.level <= Btrfs.maximumLevel else {
+                throw FWError.corrupt("btrfs log tree of subvolume \(key.offset) has level \(root.level), over \(Btrfs.maximumLevel)")
+            }
+            roots.append((key.offset, Btrfs.TreeRoot(id: Btrfs.treeLogID, byteNumber: root.byteNumber, level: root.level)))
+        }
+        return roots
+    }
+
+    /// Every item of one log tree, in key order.
+    private func logItems(_ root: Btrfs.TreeRoot) throws -> [(key: Btrfs.Key, bytes: [UInt8])] {
+        var items: [(key: Btrfs.Key, bytes: [UInt8])] = []
+        try trees.forEachStored(in: root, from: Btrfs.Key(0, 0, 0), to: Btrfs.Key(UInt64.max, UInt8.max, UInt64.max)) { key, item in
+            guard items.count < Btrfs.maximumLogItems else {
+                throw FWError(.limitExceeded, "a btrfs log tree holds more than \(Btrfs.maximumLogItems) items")
+            }
+            items.append((key, item.bytes))
+            return true
+        }
+        return items
+    }
+
+    /// The csum tree with the logged checksums in place (`btrfs_del_csums` then
+    /// `btrfs_csum_file_blocks` of replay): stored items that start inside a logged range go.
+    private func checksumOverlay(_ logged: [(key: Btrfs.Key, bytes: [UInt8])], tree: Btrfs.TreeRoot) throws -> [(key: Btrfs.Key, bytes: [UInt8]?)] {
+        let store = Btrfs.ItemStore(trees: trees, root: tree)
+        let sector = UInt64(superBlock.sectorSize)
+        let size = UInt64(checksumType.size)
+        for (key, bytes) in logged {
+            let (span, overflow) = (UInt64(bytes.count) / size).multipliedReportingOverflow(by: sector)
+            let (end, past) = key.offset.addingReportingOverflow(span)
+            guard !overflow, !past, span > 0 else { continue }
+            for (stored, _) in try store.items(from: key, to: Btrfs.Key(key.objectID, key.type, end - 1)) { store.delete(stored) }
+            store.set(key, bytes)
+        }
+        return store.overlay
+    }
+}

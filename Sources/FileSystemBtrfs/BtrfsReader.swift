@@ -47,6 +47,8 @@ public final class BtrfsReader: FileSystemReader {
     public var devices: [(id: UInt64, name: String)] {
         trees.volume.members.keys.sorted().map { ($0, trees.volume.members[$0]?.name ?? "") }
     }
+    /// What became of the log tree, nil when there is none (`log_root` 0).
+    public private(set) var logReplay: Btrfs.LogReplay?
     /// The subvolume shown as the root.
     public private(set) var rootSubvolumeID: UInt64 = Btrfs.fsTreeID
     public var rootInode: UInt64 { encode(treeIndex: 0, objectID: Btrfs.firstFreeID) }
@@ -72,8 +74,10 @@ public final class BtrfsReader: FileSystemReader {
     /// tree gives that id), the others are listed in `ignoredDevices`.
     /// `verifyChecksums: false` reads metadata whose checksums do not match (fuzzing, a damaged
     /// filesystem read as far as it goes); every other check still applies.
+    /// `replayLog`: a log tree (what was fsync'd after the last commit) is replayed as the kernel
+    /// replays it at mount; false reads the last commit (`--no-replay`). See `logReplay`.
     public init(source: any ByteSource, name: String, devices: [BtrfsDevice] = [], subvolume: BtrfsSubvolume = .default,
-                verifyChecksums: Bool = true) throws {
+                verifyChecksums: Bool = true, replayLog: Bool = true) throws {
         sourceName = name
         place = FWError.Place(source: source, name: name)
         do {
@@ -94,6 +98,11 @@ public final class BtrfsReader: FileSystemReader {
             rootTree = Btrfs.TreeRoot(id: Btrfs.rootTreeID, byteNumber: sb.rootTree, level: sb.rootLevel)
             try readChunkTree()
             dataChecksumTree = try Self.checksumTree(trees, rootTree: rootTree)
+            if sb.logTree != 0 {
+                logReplay = replayLog ? self.replayLog()
+                    : Btrfs.LogReplay(replayed: false, subvolumes: 0, items: 0, warnings: ["not replayed (--no-replay): what was fsync'd after "
+                        + "the last commit (generation \(sb.generation)) is not read, so files written since may be missing or older"])
+            }
             try select(subvolume)
         } catch let error as FWError {
             throw error.within(place)
@@ -109,6 +118,7 @@ public final class BtrfsReader: FileSystemReader {
         superBlockCopies = other.superBlockCopies
         ignoredDevices = other.ignoredDevices
         dataChecksumTree = other.dataChecksumTree
+        logReplay = other.logReplay
         trees = other.trees
         rootTree = other.rootTree
         treeRoots = other.treeRoots

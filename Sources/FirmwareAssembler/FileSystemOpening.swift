@@ -64,7 +64,7 @@ public enum FileSystemFormat: String, Sendable, Equatable, CaseIterable {
         case .squashfs: return try SquashFSReader(source: source, name: name)
         case .erofs: return try EROFSReader(source: source, name: name)
         case .vfat: return try FATReader(source: source, name: name)
-        case .btrfs: return try BtrfsReader(source: source, name: name, devices: btrfsDevices)
+        case .btrfs: return try BtrfsReader(source: source, name: name, devices: btrfsDevices, replayLog: replayJournal)
         case .f2fs: return try F2FSReader(source: source, name: name)
         case .jffs2: return try JFFS2Reader(source: source, name: name)
         case .ubifs: return try UBIFSReader(source: source, name: name, replayJournal: replayJournal)

@@ -24,14 +24,11 @@ public struct PartitionJournal: Sendable, Codable, Equatable {
 }
 
 /// The journal replay warnings of any reader, as every job words them: an ext3/ext4 journal's
-/// ("journal: ...") and a UBIFS journal's ("UBIFS journal: ..."), and a btrfs log tree, which is
+/// ("journal: ...") and a UBIFS journal's ("UBIFS journal: ..."), and a btrfs log tree that was
 /// not replayed ("btrfs log tree: ..."); empty for other formats.
 func replayWarnings(of reader: any FileSystemReader) -> [String] {
     if let ext4 = reader as? Ext4Reader { return ext4.journal?.warnings.map { "journal: \($0)" } ?? [] }
     if let ubifs = reader as? UBIFSReader { return ubifs.journal.warnings.map { "UBIFS journal: \($0)" } }
-    if let btrfs = reader as? BtrfsReader, btrfs.superBlock.logTree != 0 {
-        return ["btrfs log tree: not replayed: what was fsync'd after the last commit (generation \(btrfs.superBlock.generation)) "
-                + "is not read, so files written since may be missing or older (the kernel replays it at mount)"]
-    }
+    if let btrfs = reader as? BtrfsReader { return btrfs.logReplay?.warnings.map { "btrfs log tree: \($0)" } ?? [] }
     return []
 }

@@ -5,30 +5,45 @@ import Foundation
 import TestSupport
 import Testing
 
-/// A hot snapshot of a mounted btrfs whose last changes were fsync'd into the log tree
-/// (images/disks/hot-btrfs.sh), against the kernel's two views of it: the last commit
-/// (`ro,rescue=nologreplay`) and the replayed filesystem (a writable copy mounted).
+/// Hot snapshots of a mounted btrfs whose last changes were fsync'd into the log tree
+/// (images/disks/hot-btrfs.sh: names, extents, links and xattrs), against the kernel's two views
+/// of each: the last commit (`ro,rescue=nologreplay`) and the replayed filesystem (a writable
+/// copy mounted).
 @Suite("btrfs log tree", .enabled(if: (try? TestImages.path("hot-btrfs.img")) != nil,   // a probe: a missing image skips
                                   "hot-btrfs.img not built (needs root, loop devices and btrfs)"))
 struct BtrfsLogTreeTests {
-    static func open() throws -> BtrfsReader {
-        let path = try TestImages.path("hot-btrfs.img")
-        return try BtrfsReader(source: try FileSource(path: path), name: path)
+    static let variants = ["hot-btrfs", "hot-btrfs-extents", "hot-btrfs-names"]
+
+    static func open(_ name: String, replayLog: Bool = true) throws -> BtrfsReader {
+        let path = try TestImages.path("\(name).img")
+        return try BtrfsReader(source: try FileSource(path: path), name: path, replayLog: replayLog)
     }
 
-    @Test("the snapshot has a log tree, and the kernel's replay differs from the last commit")
-    func snapshotNeedsReplay() throws {
-        #expect(try Self.open().superBlock.logTree != 0)
-        let committed = try Manifest.load("hot-btrfs.committed.manifest"), replayed = try Manifest.load("hot-btrfs.manifest")
-        let diffs = Manifest.differences(expected: replayed, actual: committed)
-        #expect(diffs.contains { $0.contains("srv/new-file") } && diffs.contains { $0.contains("etc/renamed") }, "\(diffs)")
-    }
-
-    @Test("the reader's view equals the kernel's view of the last commit, every field")
-    func committedState() throws {
-        let (entries, problems) = try Manifest.of(try Self.open())
+    static func expectSame(_ reader: BtrfsReader, _ manifest: String) throws {
+        let (entries, problems) = try Manifest.of(reader)
         #expect(problems.isEmpty, "\(problems)")
-        let diffs = Manifest.differences(expected: try Manifest.load("hot-btrfs.committed.manifest"), actual: entries)
+        let diffs = Manifest.differences(expected: try Manifest.load(manifest), actual: entries)
         #expect(diffs.isEmpty, "\(diffs.prefix(20).joined(separator: "\n"))")
+    }
+
+    @Test("each snapshot has a log tree, and the kernel's replay differs from the last commit", arguments: variants)
+    func snapshotNeedsReplay(name: String) throws {
+        #expect(try Self.open(name).superBlock.logTree != 0)
+        let committed = try Manifest.load("\(name).committed.manifest"), replayed = try Manifest.load("\(name).manifest")
+        #expect(!Manifest.differences(expected: replayed, actual: committed).isEmpty)
+    }
+
+    @Test("replayed, the reader's view equals the kernel's after its own replay, every field", arguments: variants)
+    func replayed(name: String) throws {
+        let reader = try Self.open(name)
+        #expect(reader.logReplay?.replayed == true && reader.logReplay?.warnings == [], "\(String(describing: reader.logReplay))")
+        try Self.expectSame(reader, "\(name).manifest")
+    }
+
+    @Test("not replayed (--no-replay), the reader's view equals the kernel's view of the last commit, every field", arguments: variants)
+    func committedState(name: String) throws {
+        let reader = try Self.open(name, replayLog: false)
+        #expect(reader.logReplay?.replayed == false && reader.logReplay?.warnings.first?.hasPrefix("not replayed (--no-replay)") == true)
+        try Self.expectSame(reader, "\(name).committed.manifest")
     }
 }

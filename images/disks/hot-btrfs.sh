@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# A hot snapshot of a mounted btrfs with a log tree, for the btrfs reader's log tree handling
+# Hot snapshots of a mounted btrfs with a log tree, for the btrfs reader's log replay
 # (Tests/FileSystemsTests/BtrfsLogTreeTests.swift): mkfs.btrfs, mounted read-write by the kernel
-# (loop, commit=300 so that no transaction commits on its own while the changes are made), the
-# tree copied in and committed (`sync -f`), then changes made and each fsync'd (`sync FILE`),
-# which writes them to the log tree, not in a transaction, and the image copied while still
-# mounted. A sync elsewhere on the machine commits the transaction (and drops the log): the
-# recipe checks the copy's superblock (`btrfs inspect-internal dump-super`: log_root not 0) and
-# tries again (three tries at most).
-#   hot-btrfs.img                  the snapshot
-#   hot-btrfs.manifest             the kernel's view after it replays the log (a writable copy
-#                                  mounted), by images/manifest.py
-#   hot-btrfs.committed.manifest   the kernel's view of the last commit (a copy mounted
-#                                  ro,rescue=nologreplay): what a reader that does not replay shows
+# (loop, commit=300 so that no transaction commits on its own while the changes are made), a
+# tree copied in and committed (`sync -f`), then changes made and each fsync'd (`sync FILE`, a
+# directory's too), which writes them to the log tree, not in a transaction, and the image
+# copied while still mounted. A sync elsewhere on the machine commits the transaction (and
+# drops the log): the recipe checks the copy's superblock (`btrfs inspect-internal
+# dump-super`: log_root not 0) and that the kernel's two views differ, and tries again (three
+# tries at most). Variants (the changes each one logs):
+#   hot-btrfs          a rename in one directory, chmod and a new xattr, a new file and symlink
+#   hot-btrfs-extents  an append, 100 KB overwritten in the middle of a file, a file truncated,
+#                      a new file, a zstd-compressed file overwritten in its middle
+#   hot-btrfs-names    an unlink (the directory fsync'd), a hardlink added, a file moved to
+#                      another directory, a rename over an existing file, an xattr removed, an
+#                      empty directory removed, one name of a hardlinked file removed
+# For each NAME: NAME.img (the snapshot), NAME.manifest (the kernel's view after it replays the
+# log: a writable copy mounted, listed by images/manifest.py) and NAME.committed.manifest (the
+# kernel's view of the last commit, mounted ro,rescue=nologreplay: what a reader that does not
+# replay shows).
 # Needs root, loop devices and the kernel's btrfs; without them it writes a note and no image.
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
@@ -26,24 +32,29 @@ mkdir -p "$mnt"
 cleanup() { umount "$mnt" 2>/dev/null || true; }
 trap cleanup EXIT
 
-src=$WORK/src
-mkdir -p "$src/etc" "$src/var" "$src/srv"
-printf 'hot\n' > "$src/etc/hostname"
-printf 'rename me\n' > "$src/etc/rename-me"
-printf 'mode\n' > "$src/etc/mode-file"
-head -c 300000 /dev/urandom > "$src/var/big"
-printf 'first line\n' > "$src/var/log"
-
-# change MOUNTPOINT: each change made and fsync'd (the file, or the directory of a name change).
-change() {
+# The tree each variant starts from (committed before the changes).
+base_tree() {
     local m=$1
-    mkdir -p "$m/var/lib/docker/containers/abc"
-    printf 'created after the commit\n' > "$m/var/lib/docker/containers/abc/config.json"
-    sync "$m/var/lib/docker/containers/abc/config.json"
-    printf 'appended line\n' >> "$m/var/log"
-    sync "$m/var/log"
-    head -c 100000 /dev/urandom | dd of="$m/var/big" bs=4096 seek=10 conv=notrunc status=none
-    sync "$m/var/big"
+    mkdir -p "$m/etc/empty-dir" "$m/var/zstd" "$m/srv"
+    printf 'hot\n' > "$m/etc/hostname"
+    printf 'rename me\n' > "$m/etc/rename-me"
+    printf 'mode\n' > "$m/etc/mode-file"
+    printf 'delete me\n' > "$m/etc/delete-me"
+    printf 'move me\n' > "$m/etc/move-me"
+    printf 'over source\n' > "$m/etc/over-src"
+    printf 'over destination, replaced\n' > "$m/etc/over-dst"
+    printf 'x\n' > "$m/etc/xattr-file"; setfattr -n user.remove -v before "$m/etc/xattr-file"
+    printf 'a\n' > "$m/srv/hardlink-a"
+    printf 'multi\n' > "$m/srv/multi-a"; ln "$m/srv/multi-a" "$m/srv/multi-b"; ln "$m/srv/multi-a" "$m/srv/multi-c"
+    head -c 300000 /dev/urandom > "$m/var/big"
+    head -c 300000 /dev/urandom > "$m/var/trunc"
+    printf 'first line\n' > "$m/var/log"
+    btrfs property set "$m/var/zstd" compression zstd
+    python3 -c 'import sys; open(sys.argv[1], "wb").write(b"".join(b"line %06d of compressible text\n" % i for i in range(20000)))' "$m/var/zstd/text"
+}
+
+changes_hot-btrfs() {
+    local m=$1
     mv "$m/etc/rename-me" "$m/etc/renamed"
     sync "$m/etc/renamed"
     chmod 0600 "$m/etc/mode-file"
@@ -54,33 +65,71 @@ change() {
     sync "$m/srv/new-file" "$m/srv"
 }
 
-made=
-for try in 1 2 3; do
-    img=$WORK/hot-btrfs.live
-    rm -f "$img"; truncate -s 256M "$img"
-    mkfs.btrfs -q -f "$img"
-    mount -o loop,commit=300 "$img" "$mnt"
-    cp -a "$src/." "$mnt/"
-    sync -f "$mnt"
-    change "$mnt"
-    cp --sparse=always "$img" "$OUT/hot-btrfs.img"
-    umount "$mnt"
-    if [ "$(btrfs inspect-internal dump-super "$OUT/hot-btrfs.img" | awk '$1 == "log_root" { print $2 }')" != 0 ]; then
-        made=1
-        break
-    fi
-    echo "hot-btrfs: the snapshot has no log tree (a transaction committed before the copy); again" >&2
-done
-[ -n "$made" ] || { echo "hot-btrfs: no snapshot with a log tree in three tries" >&2; exit 1; }
-rm -f "$img"
+changes_hot-btrfs-extents() {
+    local m=$1
+    printf 'appended line\n' >> "$m/var/log"
+    sync "$m/var/log"
+    head -c 100000 /dev/urandom | dd of="$m/var/big" bs=4096 seek=10 conv=notrunc status=none
+    sync "$m/var/big"
+    truncate -s 1000 "$m/var/trunc"
+    sync "$m/var/trunc"
+    head -c 200000 /dev/urandom > "$m/var/new.bin"
+    sync "$m/var/new.bin"
+    printf 'OVERWRITTEN IN THE MIDDLE' | dd of="$m/var/zstd/text" bs=1 seek=300001 conv=notrunc status=none
+    sync "$m/var/zstd/text"
+}
 
-# The references: the committed state (not replayed) and the kernel's replay of a writable copy.
-mount -o loop,ro,rescue=nologreplay "$OUT/hot-btrfs.img" "$mnt"
-python3 "$IMAGES_DIR/manifest.py" "$mnt" > "$OUT/hot-btrfs.committed.manifest"
-umount "$mnt"
-cp --sparse=always "$OUT/hot-btrfs.img" "$WORK/hot-btrfs.ref"
-mount -o loop "$WORK/hot-btrfs.ref" "$mnt"
-python3 "$IMAGES_DIR/manifest.py" "$mnt" > "$OUT/hot-btrfs.manifest"
-umount "$mnt"
-rm -f "$WORK/hot-btrfs.ref"
-btrfs inspect-internal dump-super "$OUT/hot-btrfs.img" | grep -E '^(generation|log_root|log_root_level)'
+changes_hot-btrfs-names() {
+    local m=$1
+    rm "$m/etc/delete-me"
+    sync "$m/etc"
+    ln "$m/srv/hardlink-a" "$m/srv/hardlink-b"
+    sync "$m/srv/hardlink-a"
+    mv "$m/etc/move-me" "$m/var/moved"
+    sync "$m/var/moved"
+    mv "$m/etc/over-src" "$m/etc/over-dst"
+    sync "$m/etc/over-dst"
+    setfattr -x user.remove "$m/etc/xattr-file"
+    sync "$m/etc/xattr-file"
+    rmdir "$m/etc/empty-dir"
+    sync "$m/etc"
+    rm "$m/srv/multi-b"
+    sync "$m/srv/multi-a"
+}
+
+# make_hot NAME: one snapshot with a log tree and the kernel's two views of it.
+make_hot() {
+    local name=$1 try img=$WORK/$1.live made=
+    for try in 1 2 3; do
+        rm -f "$img"; truncate -s 256M "$img"
+        mkfs.btrfs -q -f "$img"
+        mount -o loop,commit=300 "$img" "$mnt"
+        base_tree "$mnt"
+        sync -f "$mnt"
+        "changes_$name" "$mnt"
+        cp --sparse=always "$img" "$OUT/$name.img"
+        umount "$mnt"
+        if [ "$(btrfs inspect-internal dump-super "$OUT/$name.img" | awk '$1 == "log_root" { print $2 }')" != 0 ]; then
+            # The references: the last commit (not replayed) and the kernel's replay of a writable copy.
+            mount -o loop,ro,rescue=nologreplay "$OUT/$name.img" "$mnt"
+            python3 "$IMAGES_DIR/manifest.py" "$mnt" > "$OUT/$name.committed.manifest"
+            umount "$mnt"
+            cp --sparse=always "$OUT/$name.img" "$WORK/$name.ref"
+            mount -o loop "$WORK/$name.ref" "$mnt"
+            python3 "$IMAGES_DIR/manifest.py" "$mnt" > "$OUT/$name.manifest"
+            umount "$mnt"
+            rm -f "$WORK/$name.ref"
+            if ! cmp -s "$OUT/$name.manifest" "$OUT/$name.committed.manifest"; then made=1; break; fi
+        fi
+        echo "$name: the snapshot's log holds none of the changes (a transaction committed before the copy); again" >&2
+    done
+    [ -n "$made" ] || { echo "$name: no snapshot with the changes in its log tree in three tries" >&2; exit 1; }
+    rm -f "$img"
+    echo "$name:"
+    btrfs inspect-internal dump-super "$OUT/$name.img" | grep -E '^(generation|log_root|log_root_level)'
+    diff "$OUT/$name.committed.manifest" "$OUT/$name.manifest" || true
+}
+
+make_hot hot-btrfs
+make_hot hot-btrfs-extents
+make_hot hot-btrfs-names
