@@ -72,7 +72,7 @@ struct RootOption: ParsableArguments {
 /// volumes whose journal holds uncommitted nodes, as they are on disk instead of replaying their
 /// journal as the kernel does when it mounts them.
 struct ReplayOption: ParsableArguments {
-    @Flag(name: .customLong("no-replay"), help: "Do not replay journals (ext3/ext4 filesystems that need recovery, UBIFS journals: snapshots of running devices, dumps of mounted flash): read the stale committed state.")
+    @Flag(name: .customLong("no-replay"), help: "Do not replay journals (ext3/ext4 filesystems that need recovery, btrfs log trees, UBIFS journals: snapshots of running devices, dumps of mounted flash): read the stale committed state.")
     var noReplay = false
 
     var replayJournal: Bool { !noReplay }
