@@ -163,6 +163,22 @@ if [ "$(id -u)" = 0 ] && grep -qw btrfs /proc/filesystems; then
         umount "$tmp/mnt"
         sparse "$tmp/kernel.img" "$out/btrfs/kernel"
     fi
+    # A hot snapshot with a log tree (as images/disks/hot-btrfs.sh): changes fsync'd after a
+    # commit, the image copied while mounted, so the log replay is fuzzed too.
+    truncate -s 128M "$tmp/hot.img"
+    mkfs.btrfs -q -f --nodesize 4096 -m single "$tmp/hot.img" >/dev/null 2>&1
+    if mount -o loop,commit=300 "$tmp/hot.img" "$tmp/mnt"; then
+        mkdir "$tmp/mnt/d"; printf 'a\n' > "$tmp/mnt/d/a"; printf 'b\n' > "$tmp/mnt/d/b"; seq 1 5000 > "$tmp/mnt/d/big"
+        setfattr -n user.x -v y "$tmp/mnt/d/a"
+        sync -f "$tmp/mnt"
+        mv "$tmp/mnt/d/a" "$tmp/mnt/d/renamed"; sync "$tmp/mnt/d/renamed"
+        ln "$tmp/mnt/d/b" "$tmp/mnt/d/b2"; rm "$tmp/mnt/d/b"; sync "$tmp/mnt/d/b2" "$tmp/mnt/d"
+        seq 1 100 | dd of="$tmp/mnt/d/big" bs=4096 seek=2 conv=notrunc status=none; sync "$tmp/mnt/d/big"
+        setfattr -x user.x "$tmp/mnt/d/renamed"; printf 'new\n' > "$tmp/mnt/d/new"; sync "$tmp/mnt/d/renamed" "$tmp/mnt/d/new"
+        cp --sparse=always "$tmp/hot.img" "$tmp/hot-copy.img"
+        umount "$tmp/mnt"
+        sparse "$tmp/hot-copy.img" "$out/btrfs/hot"
+    fi
 fi
 if bash "$root/images/fetch-btrfs-progs.sh" >/dev/null 2>&1; then
     for x in /tmp/fwassemble-btrfs-progs/tests/fuzz-tests/images/*.raw.xz; do

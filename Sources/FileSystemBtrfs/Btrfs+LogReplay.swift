@@ -31,6 +31,17 @@ extension Btrfs {
         let trees: TreeReader
         let root: TreeRoot
         private(set) var changes: [Key: [UInt8]?] = [:]
+        /// Items (stored and changed) replay may look at in all, so that a hostile log cannot
+        /// keep it busy for hours: far more than a real log's replay reads.
+        static let maximumReads = 1 << 26
+        private var budget = maximumReads
+
+        private func spend(_ count: Int) throws {
+            budget -= count
+            guard budget >= 0 else {
+                throw FWError(.limitExceeded, "btrfs log replay read more than \(Self.maximumReads) items")
+            }
+        }
 
         init(trees: TreeReader, root: TreeRoot) {
             self.trees = trees
@@ -38,6 +49,7 @@ extension Btrfs {
         }
 
         func item(_ key: Key) throws -> [UInt8]? {
+            try spend(1)
             if let change = changes[key] { return change }
             var found: [UInt8]?
             try trees.forEachStored(in: root, from: key, to: key) { _, item in
@@ -51,9 +63,11 @@ extension Btrfs {
         func items(from low: Key, to high: Key) throws -> [(key: Key, bytes: [UInt8])] {
             var result: [(key: Key, bytes: [UInt8])] = []
             try trees.forEachStored(in: root, from: low, to: high) { key, item in
+                try spend(1)
                 if changes[key] == nil { result.append((key, item.bytes)) }
                 return true
             }
+            try spend(changes.count)
             for (key, change) in changes where key >= low && key <= high {
                 if let bytes = change { result.append((key, bytes)) }
             }
@@ -230,8 +244,8 @@ extension Btrfs {
             let key = Key(objectID, .inodeItem, 0)
             guard var item = try store.item(key) else { return }
             if delta != 0 {
-                let size = Int64(bitPattern: try Self.u64(item, 16))
-                try item.setInteger(UInt64(bitPattern: max(0, size + delta)), at: 16)
+                let (size, overflow) = Int64(bitPattern: try Self.u64(item, 16)).addingReportingOverflow(delta)
+                if !overflow { try item.setInteger(UInt64(bitPattern: max(0, size)), at: 16) }
             }
             if links != 0 {
                 let count = Int64(try Self.u32(item, 40))
@@ -503,7 +517,9 @@ extension Btrfs {
                 }
                 if extentEnd > end {
                     var tail = bytes
-                    try tail.setInteger(try Self.u64(bytes, 37) + (end - key.offset), at: 37)
+                    let (offset, overflow) = try Self.u64(bytes, 37).addingReportingOverflow(end - key.offset)
+                    guard !overflow else { throw FWError.corrupt("btrfs extent \(key): data offset past 2^64") }
+                    try tail.setInteger(offset, at: 37)
                     try tail.setInteger(extentEnd - end, at: 45)
                     store.set(Key(objectID, .extentData, end), tail)
                 }
