@@ -46,4 +46,35 @@ struct BtrfsLogTreeTests {
         #expect(reader.logReplay?.replayed == false && reader.logReplay?.warnings.first?.hasPrefix("not replayed (--no-replay)") == true)
         try Self.expectSame(reader, "\(name).committed.manifest")
     }
+
+    @Test("the logged data checksums are replayed: a byte flipped in a file that only the log holds is a checksum warning")
+    func loggedChecksums() throws {
+        let image = try TestImages.path("hot-btrfs-extents.img")
+        let reader = try Self.open("hot-btrfs-extents")
+        let inode = try #require(try reader.lookup("/var/new.bin"))
+        let block = Array(try reader.openFile(inode).readPrefix(4096))
+        // The block found by content in a copy of the image, one byte of it flipped.
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("hot-btrfs-csum-\(UUID().uuidString).img").path
+        try TestImages.run(["cp", "--sparse=always", image, copy])
+        defer { _ = try? FileManager.default.removeItem(atPath: copy) }   // cleanup of a scratch file
+        let handle = try #require(FileHandle(forUpdatingAtPath: copy))
+        var offset: UInt64 = 0, found: UInt64?
+        while found == nil, let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+            for at in stride(from: 0, to: chunk.count - 4095, by: 4096) where chunk[chunk.startIndex + at ..< chunk.startIndex + at + 4096].elementsEqual(block) {
+                found = offset + UInt64(at)
+                break
+            }
+            offset += UInt64(chunk.count)
+        }
+        try handle.seek(toOffset: try #require(found) + 100)
+        try handle.write(contentsOf: Data([block[100] ^ 0xFF]))
+        try handle.close()
+        let damaged = try BtrfsReader(source: try FileSource(path: copy), name: copy)
+        #expect(damaged.logReplay?.replayed == true)
+        let file = try damaged.openFile(try #require(try damaged.lookup("/var/new.bin")))
+        _ = try file.readPrefix(Int(file.size))
+        #expect(file.warnings.contains { $0.contains("checksum") }, "\(file.warnings)")
+        // Without the replay the file is not there at all.
+        #expect(try Self.open("hot-btrfs-extents", replayLog: false).lookup("/var/new.bin") == nil)
+    }
 }
