@@ -185,6 +185,7 @@ public final class Disk: Sendable {
         DiskInspection.BtrfsDetails(
             features: reader.featureNames, checksum: reader.checksumType.name, checksumsVerified: reader.checksumsVerified,
             devices: reader.superBlock.deviceCount, logTree: reader.superBlock.logTree != 0,
+            logReplay: reader.logReplay.map { .init(replayed: $0.replayed, subvolumes: $0.subvolumes, items: $0.items, warnings: $0.warnings) },
             subvolumes: try reader.subvolumes().map { .init(id: $0.id, path: $0.path, readOnly: $0.isReadOnly, isDefault: $0.isDefault) },
             superblocks: Dictionary(reader.superBlockCopies.map { ($0.name, $0.status) }, uniquingKeysWith: { a, _ in a }),
             memberDevices: reader.devices.map { .init(id: $0.id, name: $0.name) },

@@ -107,9 +107,19 @@ public struct DiskInspection: Sendable, Equatable, Codable {
 
         /// Devices of the filesystem (`num_devices`).
         public var devices: UInt64
-        /// A log tree (data fsync'd after the last commit) that the kernel replays at mount and
-        /// fwassemble does not: its changes are missing from what is read.
+        /// A log tree (data fsync'd after the last commit: a snapshot of a running device), which
+        /// the kernel replays at mount and so does fwassemble (`log_replay`).
         public var logTree: Bool
+        /// What became of the log tree (absent without one): `replayed`, `subvolumes` and
+        /// `items` replayed, `warnings` (why it was not).
+        public var logReplay: LogReplay? = nil
+
+        public struct LogReplay: Sendable, Equatable, Codable {
+            public var replayed: Bool
+            public var subvolumes: Int
+            public var items: Int
+            public var warnings: [String]
+        }
         public var subvolumes: [Subvolume]
         /// Each superblock copy on the device and what was found there ("ok, generation N" or the problem).
         public var superblocks: [String: String]
@@ -122,7 +132,8 @@ public struct DiskInspection: Sendable, Equatable, Codable {
         public var ignoredDevices: [IgnoredDevice]? = nil
 
         enum CodingKeys: String, CodingKey {
-            case features, checksum, checksumsVerified = "checksums_verified", devices, logTree = "log_tree", subvolumes, superblocks
+            case features, checksum, checksumsVerified = "checksums_verified", devices, logTree = "log_tree", logReplay = "log_replay"
+            case subvolumes, superblocks
             case memberDevices = "member_devices", ignoredDevices = "ignored_devices"
         }
     }

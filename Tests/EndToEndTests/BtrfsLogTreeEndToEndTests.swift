@@ -20,4 +20,12 @@ struct BtrfsLogTreeEndToEndTests {
         let committed = try disk.extract(request)
         #expect(committed.warnings.contains { $0.hasPrefix("btrfs log tree: not replayed (--no-replay)") }, "\(committed.warnings)")
     }
+
+    @Test("inspect --json: log_tree and what the replay did (log_replay)")
+    func inspect() throws {
+        let btrfs = try #require(try Disk(path: try TestImages.path("hot-btrfs-names.img")).inspect().partitions.first?.filesystem?.btrfs)
+        #expect(btrfs.logTree)
+        let replay = try #require(btrfs.logReplay)
+        #expect(replay.replayed && replay.subvolumes == 1 && replay.items > 10 && replay.warnings.isEmpty, "\(replay)")
+    }
 }
