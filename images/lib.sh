@@ -6,12 +6,12 @@ source "$IMAGES_DIR/tree.sh"
 # Reproducible mkfs: fixed timestamps where the tools honour it.
 export SOURCE_DATE_EPOCH=1700000000
 
-# require_loop_mounts NAME: recipes whose reference is the kernel's own mount need root and loop
-# devices; without them this writes $OUT/NAME.skipped (the tests skip) and ends the recipe
-# successfully with no image.
+# require_loop_mounts NAME [FSTYPE]: recipes whose reference is the kernel's own mount need root
+# and loop devices (and FSTYPE in /proc/filesystems); without them this writes $OUT/NAME.skipped
+# (the tests skip) and ends the recipe successfully with no image.
 require_loop_mounts() {
-    if [ "$(id -u)" -ne 0 ] || ! losetup -f >/dev/null 2>&1; then
-        echo "$1: needs root and loop devices; no image built" | tee "$OUT/$1.skipped"
+    if [ "$(id -u)" -ne 0 ] || ! losetup -f >/dev/null 2>&1 || { [ -n "${2:-}" ] && ! grep -qw "$2" /proc/filesystems; }; then
+        echo "$1: needs root, loop devices${2:+ and $2 in /proc/filesystems}; no image built (its tests skip)" | tee "$OUT/$1.skipped"
         exit 0
     fi
     rm -f "$OUT/$1.skipped"

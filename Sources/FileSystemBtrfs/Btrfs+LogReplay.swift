@@ -420,11 +420,11 @@ extension Btrfs {
                 if let stored = try store.item(key), try InodeRef.all(stored).contains(where: { $0.name == ref.name }) {
                     try unlink(directory, objectID, ref.name)
                 }
+                // add_link: another inode's entry with the name goes (that inode is in the log,
+                // so its count is fixed with the others').
                 let itemKey = Key(directory, .dirItem, BtrfsReader.nameHash(ref.name))
                 if let other = try storedEntry(itemKey, named: ref.name) {
-                    let otherID = try target(other)
-                    fixups.insert(otherID)
-                    try unlink(directory, otherID, ref.name)
+                    try unlink(directory, try target(other), ref.name)
                 }
                 try addLink(directory, objectID, ref.name, index: ref.index, reference: false)
             }

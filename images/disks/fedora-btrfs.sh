@@ -8,11 +8,7 @@
 # fedora-btrfs.skipped and no image (the tests skip).
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-if [ "$(id -u)" -ne 0 ] || ! losetup -f >/dev/null 2>&1 || ! grep -qw btrfs /proc/filesystems; then
-    echo "fedora-btrfs: needs root, loop devices and the kernel's btrfs; not built (its tests skip)" | tee "$OUT/fedora-btrfs.skipped"
-    exit 0
-fi
-rm -f "$OUT/fedora-btrfs.skipped"
+require_loop_mounts fedora-btrfs btrfs
 
 disk=$OUT/fedora-btrfs.img
 rm -f "$disk"; truncate -s 400M "$disk"

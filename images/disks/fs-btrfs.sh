@@ -28,11 +28,7 @@
 # compared with it).
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-if [ "$(id -u)" -ne 0 ] || ! losetup -f >/dev/null 2>&1 || ! grep -qw btrfs /proc/filesystems; then
-    echo "fs-btrfs: needs root, loop devices and the kernel's btrfs; not built (its tests skip)" | tee "$OUT/fs-btrfs.skipped"
-    exit 0
-fi
-rm -f "$OUT/fs-btrfs.skipped"
+require_loop_mounts fs-btrfs btrfs
 
 src=$WORK/src
 make_tree "$src" yes

@@ -21,11 +21,7 @@
 # Needs root, loop devices and the kernel's btrfs; without them it writes a note and no image.
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-if [ "$(id -u)" -ne 0 ] || ! losetup -f >/dev/null 2>&1 || ! grep -qw btrfs /proc/filesystems; then
-    echo "hot-btrfs: needs root, loop devices and the kernel's btrfs; not built (its tests skip)" | tee "$OUT/hot-btrfs.skipped"
-    exit 0
-fi
-rm -f "$OUT/hot-btrfs.skipped"
+require_loop_mounts hot-btrfs btrfs
 
 mnt=$WORK/mnt
 mkdir -p "$mnt"

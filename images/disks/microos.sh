@@ -13,11 +13,7 @@
 # microos.skipped and no image (the tests skip).
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-if [ "$(id -u)" -ne 0 ] || ! losetup -f >/dev/null 2>&1 || ! grep -qw btrfs /proc/filesystems; then
-    echo "microos: needs root, loop devices and the kernel's btrfs; not built (its tests skip)" | tee "$OUT/microos.skipped"
-    exit 0
-fi
-rm -f "$OUT/microos.skipped"
+require_loop_mounts microos btrfs
 
 disk=$OUT/microos.img
 rm -f "$disk"; truncate -s 400M "$disk"
