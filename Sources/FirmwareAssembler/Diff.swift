@@ -88,6 +88,9 @@ public struct TreeDiff: Sequence, IteratorProtocol {
     private let content: Bool
     /// A file whose contents could not be hashed: the comparison of that entry is incomplete.
     public private(set) var readProblems: [RunWarning] = []
+    /// What the reads of the hashed files met without stopping (a btrfs data checksum
+    /// mismatch: the bytes compared as stored), of the first tree's files and of the second's.
+    public private(set) var contentWarnings: (a: [RunWarning], b: [RunWarning]) = ([], [])
 
     init(_ a: DeviceTree.Walk, _ b: DeviceTree.Walk, content: Bool) {
         (self.a, self.b, self.content) = (a, b, content)
@@ -159,18 +162,22 @@ public struct TreeDiff: Sequence, IteratorProtocol {
         if content, m.type == .regular, n.type == .regular {
             if m.size != n.size {
                 fields.append("content")
-            } else if let hx = digest(x), let hy = digest(y), hx != hy {
+            } else if let hx = digest(x, ofFirst: true), let hy = digest(y, ofFirst: false), hx != hy {
                 fields.append("content")
             }
         }
         return fields
     }
 
-    /// The SHA-256 of a regular file's bytes; nil (and a problem) when it cannot be read.
-    private mutating func digest(_ entry: AssembledEntry) -> [UInt8]? {
+    /// The SHA-256 of a regular file's bytes; nil (and a problem) when it cannot be read. What
+    /// the read warns of goes to `contentWarnings` on the entry's side.
+    private mutating func digest(_ entry: AssembledEntry, ofFirst: Bool) -> [UInt8]? {
         do {
             var hash = SHA256()
-            try entry.openContents().forEachChunk { hash.update($0) }
+            let file = try entry.openContents()
+            try file.forEachChunk { hash.update($0) }
+            let warnings = file.warnings.map { RunWarning(code: .readError, place: entry.path, message: $0) }
+            if ofFirst { contentWarnings.a += warnings } else { contentWarnings.b += warnings }
             return hash.finalize()
         } catch {
             readProblems.append(RunWarning(code: .readError, place: entry.path, message: FWError(error).description))
@@ -222,7 +229,7 @@ extension Disk {
             count += 1
             try each(change)
         }
-        var warnings = Self.placed(a.warnings, on: a) + Self.placed(b.warnings, on: b)
+        var warnings = Self.placed(a.warnings + changes.contentWarnings.a, on: a) + Self.placed(b.warnings + changes.contentWarnings.b, on: b)
         if request.path ?? "/" == "/", let da = a.docker(), let db = b.docker() {
             for change in DockerInventoryDiff.changes(da, db) {
                 count += 1

@@ -111,20 +111,7 @@ struct BtrfsDevicesCLITests {
         let image = folder + "/default.bin"
         try TestImages.run(["cp", "--sparse=always", Self.path("default"), image])
         // The first 4 KiB block of large.txt's "aaaa...": found by content, flipped in the copy.
-        let handle = try #require(FileHandle(forUpdatingAtPath: image))
-        var offset: UInt64 = 0, found: UInt64?
-        let block = Data(repeating: 0x61, count: 4096)
-        while found == nil, let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
-            for at in stride(from: 0, to: chunk.count - 4095, by: 4096) where chunk[chunk.startIndex + at ..< chunk.startIndex + at + 4096] == block {
-                found = offset + UInt64(at)
-                break
-            }
-            offset += UInt64(chunk.count)
-        }
-        let target = try #require(found) + 77
-        try handle.seek(toOffset: target)
-        try handle.write(contentsOf: Data([0x62]))
-        handle.closeFile()
+        try TestImages.flipByte(77, ofBlock: [UInt8](repeating: 0x61, count: 4096), in: image)
 
         let out = folder + "/default.tar"
         let r = try FwassembleCLI.run(["extract", image, "--partition", "1", "-o", out])

@@ -28,4 +28,24 @@ struct BtrfsLogTreeEndToEndTests {
         let replay = try #require(btrfs.logReplay)
         #expect(replay.replayed && replay.subvolumes == 1 && replay.items > 10 && replay.warnings.isEmpty, "\(replay)")
     }
+
+    @Test("diff hashes replayed files and reports a data checksum mismatch as a warning of the damaged side")
+    func diffChecksumWarning() throws {
+        let image = try TestImages.path("hot-btrfs-extents.img")
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("hot-btrfs-diff-\(UUID().uuidString).img").path
+        try TestImages.run(["cp", "--sparse=always", image, copy])
+        defer { _ = try? FileManager.default.removeItem(atPath: copy) }   // cleanup of a scratch file
+        let tree = try Disk(path: image).tree(BrowseRequest(partition: "1"))
+        let block = try tree.read("/var/new.bin").prefix(4096)
+        try TestImages.flipByte(10, ofBlock: Array(block), in: copy)
+        var changes: [TreeChange] = []
+        let summary = try Disk.diff(DiffRequest(tree: BrowseRequest(source: SourceRequest(disk: image), partition: "1"), other: copy)) {
+            changes.append($0)
+        }
+        #expect(changes.map(\.path) == ["/var/new.bin"] && changes.first?.fields == ["content"], "\(changes)")
+        #expect(summary.problems.isEmpty, "\(summary.problems)")
+        let warning = try #require(summary.warnings.first, "\(summary.warnings)")
+        #expect(summary.warnings.count == 1 && warning.code == .readError && warning.place?.hasPrefix(copy) == true
+                && warning.place?.hasSuffix("/var/new.bin") == true && warning.message.contains("checksum"), "\(warning)")
+    }
 }

@@ -57,18 +57,7 @@ struct BtrfsLogTreeTests {
         let copy = FileManager.default.temporaryDirectory.appendingPathComponent("hot-btrfs-csum-\(UUID().uuidString).img").path
         try TestImages.run(["cp", "--sparse=always", image, copy])
         defer { _ = try? FileManager.default.removeItem(atPath: copy) }   // cleanup of a scratch file
-        let handle = try #require(FileHandle(forUpdatingAtPath: copy))
-        var offset: UInt64 = 0, found: UInt64?
-        while found == nil, let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
-            for at in stride(from: 0, to: chunk.count - 4095, by: 4096) where chunk[chunk.startIndex + at ..< chunk.startIndex + at + 4096].elementsEqual(block) {
-                found = offset + UInt64(at)
-                break
-            }
-            offset += UInt64(chunk.count)
-        }
-        try handle.seek(toOffset: try #require(found) + 100)
-        try handle.write(contentsOf: Data([block[100] ^ 0xFF]))
-        try handle.close()
+        try TestImages.flipByte(100, ofBlock: block, in: copy)
         let damaged = try BtrfsReader(source: try FileSource(path: copy), name: copy)
         #expect(damaged.logReplay?.replayed == true)
         let file = try damaged.openFile(try #require(try damaged.lookup("/var/new.bin")))

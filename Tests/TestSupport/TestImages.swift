@@ -77,3 +77,27 @@ public enum TestImages {
         return text.split(separator: "\n").contains { $0.split(separator: "\t").last.map(String.init) == fstype }
     }
 }
+
+extension TestImages {
+    /// Flips byte `at` of the first 4 KiB-aligned block of the image file `path` whose bytes are
+    /// `block` (a file's first block, found by its content: data a test damages on purpose);
+    /// returns the image offset of that block. Throws when no block holds them.
+    @discardableResult
+    public static func flipByte(_ at: Int, ofBlock block: [UInt8], in path: String) throws -> UInt64 {
+        precondition(block.count == 4096 && at < 4096, "a whole 4 KiB block and a byte inside it")
+        guard let handle = FileHandle(forUpdatingAtPath: path) else { throw CocoaError(.fileNoSuchFile) }
+        defer { try? handle.close() }   // the write below is checked; closing reports nothing more
+        var offset: UInt64 = 0
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+            for start in stride(from: 0, to: chunk.count - 4095, by: 4096)
+            where chunk[chunk.startIndex + start ..< chunk.startIndex + start + 4096].elementsEqual(block) {
+                let found = offset + UInt64(start)
+                try handle.seek(toOffset: found + UInt64(at))
+                try handle.write(contentsOf: Data([block[at] ^ 0xFF]))
+                return found
+            }
+            offset += UInt64(chunk.count)
+        }
+        throw CocoaError(.fileReadCorruptFile, userInfo: [NSFilePathErrorKey: path])
+    }
+}
