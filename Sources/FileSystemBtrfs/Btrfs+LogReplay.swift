@@ -31,6 +31,14 @@ extension Btrfs {
         let trees: TreeReader
         let root: TreeRoot
         private(set) var changes: [Key: [UInt8]?] = [:]
+        /// The changed keys by objectid and type: replay's range reads stay within one of these,
+        /// so each reads its own few changes, not all of them.
+        private var changedKeys: [Prefix: [Key]] = [:]
+
+        struct Prefix: Hashable {
+            var objectID: UInt64
+            var type: UInt8
+        }
         /// Items (stored and changed) replay may look at in all, so that a hostile log cannot
         /// keep it busy for hours: far more than a real log's replay reads.
         static let maximumReads = 1 << 26
@@ -67,9 +75,15 @@ extension Btrfs {
                 if changes[key] == nil { result.append((key, item.bytes)) }
                 return true
             }
-            try spend(changes.count)
-            for (key, change) in changes where key >= low && key <= high {
-                if let bytes = change { result.append((key, bytes)) }
+            let candidates: [Key]
+            if low.objectID == high.objectID, low.type == high.type {
+                candidates = changedKeys[Prefix(objectID: low.objectID, type: low.type)] ?? []
+            } else {
+                candidates = Array(changes.keys)
+            }
+            try spend(candidates.count)
+            for key in candidates where key >= low && key <= high {
+                if let bytes = changes[key] ?? nil { result.append((key, bytes)) }
             }
             return result.sorted { $0.key < $1.key }
         }
@@ -79,8 +93,14 @@ extension Btrfs {
             try items(from: Key(objectID, type, 0), to: Key(objectID, type, UInt64.max))
         }
 
-        func set(_ key: Key, _ bytes: [UInt8]) { changes[key] = .some(bytes) }
-        func delete(_ key: Key) { changes[key] = .some(nil) }
+        func set(_ key: Key, _ bytes: [UInt8]) { change(key, to: bytes) }
+        func delete(_ key: Key) { change(key, to: nil) }
+
+        private func change(_ key: Key, to bytes: [UInt8]?) {
+            if changes.updateValue(bytes, forKey: key) == nil {
+                changedKeys[Prefix(objectID: key.objectID, type: key.type), default: []].append(key)
+            }
+        }
 
         /// What replay changed, sorted by key (`TreeReader.overlays`).
         var overlay: [(key: Key, bytes: [UInt8]?)] {

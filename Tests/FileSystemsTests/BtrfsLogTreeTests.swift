@@ -12,7 +12,7 @@ import Testing
 @Suite("btrfs log tree", .enabled(if: (try? TestImages.path("hot-btrfs.img")) != nil,   // a probe: a missing image skips
                                   "hot-btrfs.img not built (needs root, loop devices and btrfs)"))
 struct BtrfsLogTreeTests {
-    static let variants = ["hot-btrfs", "hot-btrfs-extents", "hot-btrfs-names"]
+    static let variants = ["hot-btrfs", "hot-btrfs-extents", "hot-btrfs-names", "hot-btrfs-many"]
 
     static func open(_ name: String, replayLog: Bool = true) throws -> BtrfsReader {
         let path = try TestImages.path("\(name).img")

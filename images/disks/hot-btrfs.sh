@@ -14,6 +14,8 @@
 #   hot-btrfs-names    an unlink (the directory fsync'd), a hardlink added, a file moved to
 #                      another directory, a rename over an existing file, an xattr removed, an
 #                      empty directory removed, one name of a hardlinked file removed
+#   hot-btrfs-many     2,000 files created and 500 removed in one directory, all fsync'd (a
+#                      log of thousands of items)
 # For each NAME: NAME.img (the snapshot), NAME.manifest (the kernel's view after it replays the
 # log: a writable copy mounted, listed by images/manifest.py) and NAME.committed.manifest (the
 # kernel's view of the last commit, mounted ro,rescue=nologreplay: what a reader that does not
@@ -41,6 +43,7 @@ base_tree() {
     printf 'over destination, replaced\n' > "$m/etc/over-dst"
     printf 'x\n' > "$m/etc/xattr-file"; setfattr -n user.remove -v before "$m/etc/xattr-file"
     printf 'a\n' > "$m/srv/hardlink-a"
+    mkdir "$m/srv/many"; for i in $(seq 1 1000); do printf 'old %s\n' "$i" > "$m/srv/many/old-$i"; done
     printf 'multi\n' > "$m/srv/multi-a"; ln "$m/srv/multi-a" "$m/srv/multi-b"; ln "$m/srv/multi-a" "$m/srv/multi-c"
     head -c 300000 /dev/urandom > "$m/var/big"
     head -c 300000 /dev/urandom > "$m/var/trunc"
@@ -93,6 +96,13 @@ changes_hot-btrfs-names() {
     sync "$m/srv/multi-a"
 }
 
+changes_hot-btrfs-many() {
+    local m=$1 i
+    for i in $(seq 1 500); do rm "$m/srv/many/old-$i"; done
+    sync "$m/srv/many"
+    for i in $(seq 1 2000); do printf 'file %s\n' "$i" > "$m/srv/many/new-$i"; sync "$m/srv/many/new-$i"; done
+}
+
 # make_hot NAME: one snapshot with a log tree and the kernel's two views of it.
 make_hot() {
     local name=$1 try img=$WORK/$1.live made=
@@ -129,3 +139,4 @@ make_hot() {
 make_hot hot-btrfs
 make_hot hot-btrfs-extents
 make_hot hot-btrfs-names
+make_hot hot-btrfs-many
