@@ -14,9 +14,8 @@ struct DeviceWarningTests {
     @Test("extract and ls of another btrfs: a warning naming the device and why it was passed over; not for a real member")
     func browseAndExtract() throws {
         let other = try Self.image("fs-btrfs-raid1-b.img")
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("device-warning-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        defer { _ = try? FileManager.default.removeItem(atPath: folder) }   // cleanup of a scratch folder
+        let folder = try BtrfsDevicesCLITests.temporaryFolder()
+        defer { BtrfsDevicesCLITests.remove(folder) }
         let warning = "--device \(other): not a member of any btrfs this run read (another btrfs filesystem (fsid "
 
         let extract = try FwassembleCLI.run(["extract", try Self.image("fs-btrfs.img"), "--partition", "1",
@@ -39,9 +38,8 @@ struct DeviceWarningTests {
     @Test("assemble of a disk without btrfs: the report's warning and diagnostic (code device); --strict leaves nothing")
     func assembleReport() throws {
         let device = try Self.image("fs-btrfs-raid1-b.img")
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("device-warning-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        defer { _ = try? FileManager.default.removeItem(atPath: folder) }   // cleanup of a scratch folder
+        let folder = try BtrfsDevicesCLITests.temporaryFolder()
+        defer { BtrfsDevicesCLITests.remove(folder) }
         let out = folder + "/haos.tar.gz"
         let r = try FwassembleCLI.run(["assemble", try Self.image("haos-gpt.img"), "-o", out, "--device", device])
         #expect(r.status == 0, "\(r.stderr)")
