@@ -61,12 +61,16 @@ extension Btrfs {
                 try present[mirror].1.source.readExactly(at: present[mirror].0.offset, into: part)
                 return n
             }
-            if let row = location.row, mirror == present.count {
-                guard try rebuild(row, dataIndex: location.dataIndex, location.chunk, into: part) else {
-                    guard mirror == 0 else { return nil }
-                    throw missing(row, location.chunk, logical: logical, rebuilding: true)
+            if let row = location.row {
+                let raid6 = location.chunk.profile.contains(.raid6)
+                let ways = Parity.ways(row.map { members[$0.deviceID] != nil }, dataIndex: location.dataIndex, raid6: raid6)
+                if mirror - present.count < ways.count {
+                    try Parity.rebuild(ways[mirror - present.count], dataIndex: location.dataIndex,
+                                       stripes: row.map { p in members[p.deviceID].map { (p.offset, $0.source) } }, raid6: raid6, into: part)
+                    return n
                 }
-                return n
+                guard mirror == 0 else { return nil }
+                throw missing(row, location.chunk, logical: logical, rebuilding: true)
             }
             guard mirror == 0 else { return nil }
             throw missing(location.copies, location.chunk, logical: logical)
@@ -86,33 +90,6 @@ extension Btrfs {
                 done += n
             }
             return out
-        }
-
-        /// RAID5/RAID6 (`raid56_recover`'s simplest case): P is the XOR of the row's data
-        /// stripes, so a data stripe is the XOR of P and the others. False when one of those is
-        /// missing too (RAID6 without P would need Q's Galois-field arithmetic: not done).
-        private func rebuild(_ row: [Placement], dataIndex: Int, _ chunk: Chunk, into part: UnsafeMutableRawBufferPointer) throws -> Bool {
-            let dataStripes = row.count - (chunk.profile.contains(.raid6) ? 2 : 1)
-            let others = row.prefix(dataStripes + 1).enumerated().filter { $0.offset != dataIndex }
-                .compactMap { p in members[p.element.deviceID].map { (p.element.offset, $0) } }
-            guard others.count == dataStripes else { return false }
-            part.initializeMemory(as: UInt8.self, repeating: 0)
-            let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: part.count, alignment: 16)
-            defer { scratch.deallocate() }
-            for (offset, member) in others {
-                try member.source.readExactly(at: offset, into: scratch)
-                var i = 0
-                while i + 8 <= part.count {
-                    let x = part.loadUnaligned(fromByteOffset: i, as: UInt64.self) ^ scratch.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-                    part.storeBytes(of: x, toByteOffset: i, as: UInt64.self)
-                    i += 8
-                }
-                while i < part.count {
-                    part[i] ^= scratch[i]
-                    i += 1
-                }
-            }
-            return true
         }
 
         private func missing(_ placements: [Placement], _ chunk: Chunk, logical: UInt64, rebuilding: Bool = false) -> FWError {

@@ -254,6 +254,35 @@ struct BtrfsReaderTests {
         }
     }
 
+    @Test("RAID6 over four devices: all four equal the kernel's mount; any two rebuild the others' stripes from P, Q or both")
+    func raid6AllDevices() throws {
+        let paths = try ["a", "b", "c", "d"].map { try BtrfsFixtures.image("fs-btrfs-raid6-\($0)") }
+        func open(_ chosen: [String]) throws -> BtrfsReader {
+            try BtrfsReader(source: try FileSource(path: chosen[0]), name: chosen[0],
+                            devices: try chosen.dropFirst().map { BtrfsDevice(source: try FileSource(path: $0), name: $0) })
+        }
+        guard TestImages.canLoopMount("btrfs") else { return }
+        let loops = try paths.dropFirst().map {
+            String(decoding: try TestImages.run(["losetup", "-f", "--show", "-r", $0]), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        defer { loops.forEach(BtrfsFixtures.detach) }
+        let kernel = try #require(try BtrfsFixtures.kernelManifest(paths[0], options: loops.map { "device=\($0)" }.joined(separator: ",")))
+        try BtrfsFixtures.expectSame(try open(paths), kernel, minimum: 60)
+        let files = kernel.filter { $0.type == "regular" && $0.path.hasPrefix("files/") }
+        #expect(files.count == 61)
+        for first in paths.indices {
+            for second in paths.indices where second > first {
+                let reader = try open(paths.enumerated().filter { $0.offset != first && $0.offset != second }.map(\.element))
+                for file in files {
+                    let contents = try reader.openFile(try #require(try reader.lookup(file.path)))
+                    let bytes = try contents.readPrefix(Int(contents.size))
+                    #expect(UInt64(bytes.count) == file.size && CRC32.checksum(bytes) == file.crc32, "\(file.path) without devices \(first + 1), \(second + 1)")
+                    #expect(contents.warnings.isEmpty, "\(file.path): \(contents.warnings)")
+                }
+            }
+        }
+    }
+
     @Test("RAID1 given both devices: the kernel's mount of both; the device ids and names are listed")
     func raid1BothDevices() throws {
         let a = try BtrfsFixtures.image("fs-btrfs-raid1-a"), b = try BtrfsFixtures.image("fs-btrfs-raid1-b")

@@ -10,6 +10,8 @@
 #   fs-btrfs-raid1-a.img + fs-btrfs-raid1-b.img: one filesystem, -m raid1 -d raid1 on two devices
 #   fs-btrfs-raid5-{a,b,c}.img: one filesystem, -m raid1c3 -d raid5 on three devices (files/: 60
 #                          4 KiB files)
+#   fs-btrfs-raid6-{a,b,c,d}.img: one filesystem, -m raid1c3 -d raid6 on four devices (files/: 60
+#                          4 KiB files and a 1 MiB one)
 # Each holds the shared tree (make_tree: every file type, setuid/setgid/sticky, numeric owners,
 # ns mtimes, xattrs incl. security.capability, hardlinks across directories, a sparse 1 GiB file)
 # at the top level, plus:
@@ -113,17 +115,32 @@ mkdir "$mnt/zstd"; btrfs property set "$mnt/zstd" compression zstd; text "$mnt/z
 umount "$mnt"
 losetup -d "$la" "$lb"
 
-# Three devices, RAID5 data (RAID1C3 metadata, so each device holds every tree): 4 KiB files (one
-# sector-aligned block each, never across a 64 KiB stripe), each read whole from the device that
-# holds its data stripe.
-r=()
-for x in a b c; do rm -f "$OUT/fs-btrfs-raid5-$x.img"; truncate -s 300M "$OUT/fs-btrfs-raid5-$x.img"; r+=("$OUT/fs-btrfs-raid5-$x.img"); done
-mkfs.btrfs -q -f -L raid5 -m raid1c3 -d raid5 "${r[@]}" 2>/dev/null
-l=(); for f in "${r[@]}"; do l+=("$(losetup -f --show "$f")"); done
-trap 'umount "$mnt" 2>/dev/null || true; losetup -d "${l[@]}" 2>/dev/null || true' EXIT
-mount -o "device=${l[0]},device=${l[1]},device=${l[2]}" "${l[0]}" "$mnt"
-mkdir "$mnt/files"
-for i in $(seq 1 60); do head -c 4096 /dev/urandom > "$mnt/files/f$i"; done
-umount "$mnt"
-losetup -d "${l[@]}"
+# parity_set PROFILE LETTER... [-- BYTES]: one filesystem over fs-btrfs-PROFILE-LETTER.img,
+# -m raid1c3 -d PROFILE (RAID1C3 metadata, so each device, or any two of four, hold every tree),
+# filled through the kernel's mount: files/ with 60 4 KiB files (one sector-aligned block each,
+# never across a 64 KiB stripe) and, with BYTES, files/big.bin of that many random bytes.
+parity_set() {
+    local profile=$1 x big=; shift
+    r=()
+    while [ $# -gt 0 ]; do
+        if [ "$1" = -- ]; then big=$2; break; fi
+        x=$OUT/fs-btrfs-$profile-$1.img; rm -f "$x"; truncate -s 300M "$x"; r+=("$x"); shift
+    done
+    mkfs.btrfs -q -f -L "$profile" -m raid1c3 -d "$profile" "${r[@]}" 2>/dev/null
+    l=(); for x in "${r[@]}"; do l+=("$(losetup -f --show "$x")"); done
+    trap 'umount "$mnt" 2>/dev/null || true; losetup -d "${l[@]}" 2>/dev/null || true' EXIT
+    local devices; devices=$(printf 'device=%s,' "${l[@]}")
+    mount -o "${devices%,}" "${l[0]}" "$mnt"
+    mkdir "$mnt/files"
+    for x in $(seq 1 60); do head -c 4096 /dev/urandom > "$mnt/files/f$x"; done
+    if [ -n "$big" ]; then head -c "$big" /dev/urandom > "$mnt/files/big.bin"; fi
+    umount "$mnt"
+    losetup -d "${l[@]}"
+}
+
+# Three devices, RAID5 data: each 4 KiB file read whole from the device that holds its data stripe.
+parity_set raid5 a b c
+# Four devices, RAID6 data, and a 1 MiB file across many rows: any two devices missing are rebuilt
+# from P, from Q, or from both (two data stripes of a row missing).
+parity_set raid6 a b c d -- 1048576
 ls -l "$OUT"/fs-btrfs*.img
