@@ -130,10 +130,12 @@ ls -la root/var/lib/containers/storage root/var/lib/containers/storage/libpod > 
 # container process killed (held thawed first), the containers' mounts gone, the runroot (tmpfs)
 # and tmpdir empty; the next podman command finds no alive file and refreshes its state
 # (ps-after-reboot.json). Only a fact for docs/docker.md: the report shows the stored states.
+# conmon goes first: a power loss leaves no monitor to record an exit code (conmon alive when its
+# container is killed writes 137, which is not what a device that lost power shows).
 power_loss() {
     local c
     for c in /sys/fs/cgroup/freezer/libpod_parent/libpod-*; do [ -d "$c" ] && echo THAWED > "$c/freezer.state"; done
-    for c in /sys/fs/cgroup/pids/libpod_parent/libpod-* /sys/fs/cgroup/pids/libpod_parent/conmon; do
+    for c in /sys/fs/cgroup/pids/libpod_parent/conmon /sys/fs/cgroup/pids/libpod_parent/libpod-*; do
         [ -f "$c/cgroup.procs" ] && for p in $(cat "$c/cgroup.procs"); do kill -9 "$p" 2>/dev/null || true; done
     done
     sleep 1
