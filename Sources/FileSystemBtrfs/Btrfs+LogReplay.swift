@@ -276,34 +276,40 @@ extension Btrfs {
 
         /// `replay_xattr_deletes`: the stored xattrs of a logged inode that the log does not hold.
         private func replayXattrDeletes(_ objectID: UInt64) throws {
-            for (key, bytes) in try store.items(objectID, ItemType.xattrItem.rawValue) {
-                let entries = try DirItem.all(ByteCursor(bytes, context: "btrfs xattr item \(key)"))
-                let logged = try logItems[key].map { try DirItem.all(ByteCursor($0, context: "btrfs logged xattr \(key)")) } ?? []
+            for (key, _) in try store.items(objectID, ItemType.xattrItem.rawValue) {
+                let entries = try storedEntries(key), logged = try loggedEntries(key)
                 let kept = entries.filter { entry in logged.contains { $0.name == entry.name } }
-                if kept.count != entries.count { kept.isEmpty ? store.delete(key) : store.set(key, DirItem.encode(kept)) }
+                if kept.count != entries.count { keep(DirItem.encode(kept), at: key) }
             }
+        }
+
+        /// Writes an item of names (entries, references) back; without any, the item goes.
+        private func keep(_ bytes: [UInt8], at key: Key) {
+            bytes.isEmpty ? store.delete(key) : store.set(key, bytes)
         }
 
         // MARK: Directory entries
 
-        /// The entry called `name` in the DIR_ITEM or DIR_INDEX item at `key`, if stored.
-        private func storedEntry(_ key: Key, named name: [UInt8]) throws -> DirItem? {
-            guard let bytes = try store.item(key) else { return nil }
-            return try DirItem.all(ByteCursor(bytes, context: "btrfs directory item \(key)")).first { $0.name == name }
+        /// The entries (names) of the stored DIR_ITEM, DIR_INDEX or XATTR_ITEM item at `key`.
+        private func storedEntries(_ key: Key) throws -> [DirItem] {
+            try store.item(key).map { try DirItem.all(ByteCursor($0, context: "btrfs item \(key)")) } ?? []
         }
 
-        private func loggedEntry(_ key: Key, named name: [UInt8]) throws -> DirItem? {
-            guard let bytes = logItems[key] else { return nil }
-            return try DirItem.all(ByteCursor(bytes, context: "btrfs logged directory item \(key)")).first { $0.name == name }
+        private func loggedEntries(_ key: Key) throws -> [DirItem] {
+            try logItems[key].map { try DirItem.all(ByteCursor($0, context: "btrfs logged item \(key)")) } ?? []
+        }
+
+        /// The entry called `name` in the DIR_ITEM or DIR_INDEX item at `key`, if stored.
+        private func storedEntry(_ key: Key, named name: [UInt8]) throws -> DirItem? {
+            try storedEntries(key).first { $0.name == name }
         }
 
         /// Removes the entry `name` from the item at `key` (the item goes with its last entry).
         private func removeEntry(_ key: Key, named name: [UInt8]) throws -> Bool {
-            guard let bytes = try store.item(key) else { return false }
-            let entries = try DirItem.all(ByteCursor(bytes, context: "btrfs directory item \(key)"))
+            let entries = try storedEntries(key)
             let kept = entries.filter { $0.name != name }
             guard kept.count != entries.count else { return false }
-            kept.isEmpty ? store.delete(key) : store.set(key, DirItem.encode(kept))
+            keep(DirItem.encode(kept), at: key)
             return true
         }
 
@@ -323,9 +329,8 @@ extension Btrfs {
                   let ref = refs.first(where: { $0.name == name }) else {
                 throw FWError.corrupt("btrfs log replay: inode \(objectID) has no reference named \(String(decoding: name, as: UTF8.self)) in directory \(directory)")
             }
-            let kept = refs.filter { $0.name != name }
-            kept.isEmpty ? store.delete(refKey) : store.set(refKey, InodeRef.encode(kept))
-            guard try removeEntry(Key(directory, .dirItem, BtrfsReader.nameHash(name)), named: name),
+            keep(InodeRef.encode(refs.filter { $0.name != name }), at: refKey)
+            guard try removeEntry(BtrfsReader.nameKey(directory, name), named: name),
                   try removeEntry(Key(directory, .dirIndex, ref.index), named: name) else {
                 throw FWError.corrupt("btrfs log replay: directory \(directory) has no entry \(String(decoding: name, as: UTF8.self)) for inode \(objectID)")
             }
@@ -340,7 +345,7 @@ extension Btrfs {
             guard let inode = try store.item(Key(objectID, .inodeItem, 0)) else { return false }
             let refKey = Key(objectID, .inodeRef, directory)
             var refs = try store.item(refKey).map(InodeRef.all) ?? []
-            let itemKey = Key(directory, .dirItem, BtrfsReader.nameHash(name))
+            let itemKey = BtrfsReader.nameKey(directory, name)
             if reference, refs.contains(where: { $0.name == name }) { return false }
             if try storedEntry(itemKey, named: name) != nil { return false }
             if reference {
@@ -348,8 +353,7 @@ extension Btrfs {
                 store.set(refKey, InodeRef.encode(refs))
             }
             let entry = DirItem(location: Key(objectID, .inodeItem, 0), type: Self.fileType(try Self.u32(inode, 52)), name: name, data: [])
-            let existing = try store.item(itemKey).map { try DirItem.all(ByteCursor($0, context: "btrfs directory item \(itemKey)")) } ?? []
-            store.set(itemKey, DirItem.encode(existing + [entry]))
+            store.set(itemKey, DirItem.encode(try storedEntries(itemKey) + [entry]))
             store.set(Key(directory, .dirIndex, index), DirItem.encode([entry]))
             try adjust(directory, size: 2 * Int64(name.count))
             return true
@@ -367,8 +371,9 @@ extension Btrfs {
                 }
                 for (start, end) in ranges where start <= end {
                     for (key, bytes) in try store.items(from: Key(directory, entryType, start), to: Key(directory, entryType, end)) {
-                        for entry in try DirItem.all(ByteCursor(bytes, context: "btrfs directory item \(key)")) {
-                            if !all, try loggedEntry(key, named: entry.name) != nil { continue }
+                        let logged = all ? [] : try loggedEntries(key)
+                        for entry in try DirItem.all(ByteCursor(bytes, context: "btrfs item \(key)")) {
+                            if logged.contains(where: { $0.name == entry.name }) { continue }
                             let objectID = try target(entry)
                             fixups.insert(objectID)
                             try unlink(directory, objectID, entry.name)
@@ -396,7 +401,7 @@ extension Btrfs {
             let objectID = try target(entry)
             let exists = try inodeExists(objectID)
             let isIndex = key.type == ItemType.dirIndex.rawValue
-            let storedKey = isIndex ? key : Key(directory, .dirItem, BtrfsReader.nameHash(entry.name))
+            let storedKey = isIndex ? key : BtrfsReader.nameKey(directory, entry.name)
             if let stored = try storedEntry(storedKey, named: entry.name) {
                 if stored.location == entry.location, stored.type == entry.type { return false }
                 guard exists else {
@@ -442,7 +447,7 @@ extension Btrfs {
                 }
                 // add_link: another inode's entry with the name goes (that inode is in the log,
                 // so its count is fixed with the others').
-                let itemKey = Key(directory, .dirItem, BtrfsReader.nameHash(ref.name))
+                let itemKey = BtrfsReader.nameKey(directory, ref.name)
                 if let other = try storedEntry(itemKey, named: ref.name) {
                     try unlink(directory, try target(other), ref.name)
                 }
@@ -462,7 +467,7 @@ extension Btrfs {
         private func inDirectory(_ directory: UInt64, _ objectID: UInt64, _ ref: InodeRef) throws -> Bool {
             guard let index = try storedEntry(Key(directory, .dirIndex, ref.index), named: ref.name),
                   index.location.objectID == objectID,
-                  let item = try storedEntry(Key(directory, .dirItem, BtrfsReader.nameHash(ref.name)), named: ref.name) else { return false }
+                  let item = try storedEntry(BtrfsReader.nameKey(directory, ref.name), named: ref.name) else { return false }
             return item.location.objectID == objectID
         }
 
@@ -480,7 +485,7 @@ extension Btrfs {
                 guard let victim = try InodeRef.all(stored).first(where: { old in !logged.contains { $0.name == old.name } }) else { break }
                 try unlink(directory, objectID, victim.name)
             }
-            for key in [Key(directory, .dirIndex, ref.index), Key(directory, .dirItem, BtrfsReader.nameHash(ref.name))] {
+            for key in [Key(directory, .dirIndex, ref.index), BtrfsReader.nameKey(directory, ref.name)] {
                 if let entry = try storedEntry(key, named: ref.name) {
                     let other = try target(entry)
                     fixups.insert(other)

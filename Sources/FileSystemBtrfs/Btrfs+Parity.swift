@@ -33,13 +33,14 @@ extension Btrfs {
         static func rebuild(_ way: Way, dataIndex x: Int, stripes: [(UInt64, any ByteSource)?], raid6: Bool,
                             into part: UnsafeMutableRawBufferPointer) throws {
             let dataStripes = stripes.count - (raid6 ? 2 : 1)
-            let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: part.count, alignment: 16)
-            defer { scratch.deallocate() }
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: part.count, alignment: 16)
+            defer { buffer.deallocate() }
+            let scratch = UnsafeRawBufferPointer(buffer)
             func read(_ index: Int) throws {
                 guard let (offset, source) = stripes[index] else {
                     throw FWError.corrupt("btrfs parity rebuild needs stripe \(index), which is missing")
                 }
-                try source.readExactly(at: offset, into: scratch)
+                try source.readExactly(at: offset, into: buffer)
             }
             part.initializeMemory(as: UInt8.self, repeating: 0)
             switch way {
@@ -79,10 +80,6 @@ extension Btrfs {
             }
         }
 
-        private static func xor(_ source: UnsafeMutableRawBufferPointer, into target: UnsafeMutableRawBufferPointer) {
-            xor(UnsafeRawBufferPointer(source), into: target)
-        }
-
         private static func xor(_ source: UnsafeRawBufferPointer, into target: UnsafeMutableRawBufferPointer) {
             var i = 0
             while i + 8 <= target.count {
@@ -94,10 +91,6 @@ extension Btrfs {
                 target[i] ^= source[i]
                 i += 1
             }
-        }
-
-        private static func multiplyAdd(_ source: UnsafeMutableRawBufferPointer, by factor: UInt8, into target: UnsafeMutableRawBufferPointer) {
-            multiplyAdd(UnsafeRawBufferPointer(source), by: factor, into: target)
         }
 
         /// target ^= factor · source, byte by byte.

@@ -137,36 +137,31 @@ extension Btrfs {
         func forEach(in tree: TreeRoot, from low: Key, to high: Key,
                      _ body: (Key, ByteCursor) throws -> Bool) throws {
             guard let overlay = overlays[tree.id] else { return try forEachStored(in: tree, from: low, to: high, body) }
-            // The replayed items in range, merged into the stored ones by key.
+            // The replayed items in range, merged into the stored ones by key; a replayed item
+            // replaces the stored one with its key, a deleted one (nil) hides it.
             var next = Self.firstIndex(atOrAfter: low, in: overlay)
             var stopped = false
+            func emit(_ key: Key, _ item: ByteCursor) throws -> Bool {
+                stopped = try !body(key, item)
+                return !stopped
+            }
+            func replayed(_ index: Int) throws -> Bool {
+                guard let bytes = overlay[index].bytes else { return true }
+                return try emit(overlay[index].key, ByteCursor(bytes, context: "btrfs replayed item \(overlay[index].key)"))
+            }
+            /// The replayed items before `key` (to the end of the range when nil).
             func replayed(before key: Key?) throws -> Bool {
                 while next < overlay.count, overlay[next].key <= high, key.map({ overlay[next].key < $0 }) ?? true {
                     defer { next += 1 }
-                    if let bytes = overlay[next].bytes,
-                       try !body(overlay[next].key, ByteCursor(bytes, context: "btrfs replayed item \(overlay[next].key)")) {
-                        stopped = true
-                        return false
-                    }
+                    guard try replayed(next) else { return false }
                 }
                 return true
             }
             try forEachStored(in: tree, from: low, to: high) { key, item in
                 guard try replayed(before: key) else { return false }
-                if next < overlay.count, overlay[next].key == key {
-                    defer { next += 1 }
-                    guard let bytes = overlay[next].bytes else { return true }
-                    if try !body(key, ByteCursor(bytes, context: "btrfs replayed item \(key)")) {
-                        stopped = true
-                        return false
-                    }
-                    return true
-                }
-                if try !body(key, item) {
-                    stopped = true
-                    return false
-                }
-                return true
+                guard next < overlay.count, overlay[next].key == key else { return try emit(key, item) }
+                defer { next += 1 }
+                return try replayed(next)
             }
             if !stopped { _ = try replayed(before: nil) }
         }

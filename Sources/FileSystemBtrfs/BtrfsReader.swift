@@ -285,7 +285,7 @@ public final class BtrfsReader: FileSystemReader {
     /// entry, else the top level (5).
     public func defaultSubvolumeID() throws -> UInt64 {
         let name = Array("default".utf8)
-        let key = Btrfs.Key(superBlock.rootDirectoryID, .dirItem, Self.nameHash(name))
+        let key = Self.nameKey(superBlock.rootDirectoryID, name)
         var id = Btrfs.fsTreeID
         try trees.forEach(in: rootTree, from: key, to: key) { _, item in
             if let entry = try Btrfs.DirItem.all(item).first(where: { $0.name == name }), entry.location.objectID != 0 {
@@ -299,6 +299,11 @@ public final class BtrfsReader: FileSystemReader {
     /// `btrfs_name_hash`: crc32c seeded with ~1, without the final inversion.
     static func nameHash(_ name: [UInt8]) -> UInt64 {
         UInt64(~CRC32C.checksum(name, seed: 1))
+    }
+
+    /// The key of the DIR_ITEM that holds `name` in `directory` (with the names of its hash).
+    static func nameKey(_ directory: UInt64, _ name: [UInt8]) -> Btrfs.Key {
+        Btrfs.Key(directory, .dirItem, nameHash(name))
     }
 
     /// The tree root of subvolume `id` from its ROOT_ITEM.
@@ -428,7 +433,7 @@ public final class BtrfsReader: FileSystemReader {
             let (tree, object) = try decode(directory)
             if object == Self.emptySubvolumeDirectory { return nil }
             let root = try treeRoot(tree)
-            let key = Btrfs.Key(object, .dirItem, Self.nameHash(name))
+            let key = Self.nameKey(object, name)
             var found: DirectoryEntry?
             try trees.forEach(in: root, from: key, to: key) { _, item in
                 if let entry = try Btrfs.DirItem.all(item).first(where: { $0.name == name }) {
